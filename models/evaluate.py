@@ -1,0 +1,294 @@
+"""`framecast evaluate DIR`: the fixed test set, rollout, and the model card (card.json + card.md).
+
+Next-frame models: the first 10 frames of each 20-frame test clip are the context; the model
+predicts frame 11 (t+1 error) and then rolls out 10 frames autoregressively with a sliding window
+of fixed length (its own predictions fed back), compared with frames 11-20 (10->10 error).
+Classifiers: accuracy, top-2 accuracy and the confusion matrix on the direction test clips.
+Everything uses clips built from MNIST digits 8000-9999 only, with seeds fixed in models/data.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models import data as D
+from models import metrics as M
+from models.env import describe, hardware_summary
+from models.repository import (CARD_JSON, CARD_MD, atomic_write_text, read_manifest,
+                               verify_checkpoint)
+
+# Published Moving MNIST figures, 10 -> 10, MSE per frame (see REFERENCES in the docs).
+PUBLISHED = [
+    {"source": "PredRNN paper (Wang et al. 2017)", "model": "ConvLSTM", "mse_per_frame": 103.3,
+     "ssim": 0.707},
+    {"source": "PredRNN paper (Wang et al. 2017)", "model": "PredRNN", "mse_per_frame": 56.8,
+     "ssim": 0.867},
+    {"source": "OpenSTL benchmark, 200 epochs", "model": "ConvLSTM-S (15.0 M params)",
+     "mse_per_frame": 29.80, "ssim": 0.929},
+]
+QUALITY_BARS = {"convlstm2d": ("MSE/frame <= 103.3 (PredRNN paper's ConvLSTM)", 103.3),
+                "conv2d_lstm": ("MSE/frame below the all-black baseline (~175)", None)}
+CLASSIFY_BAR = 0.95
+
+
+def batched_call(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict_on_batch`` over ``x`` in batches of exactly ``batch_size`` (the last one
+    padded), so the compiled input shape never changes."""
+    outs = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start:start + batch_size]
+        n = len(chunk)
+        if n < batch_size:
+            pad = np.zeros((batch_size - n,) + chunk.shape[1:], dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        outs.append(np.asarray(model.predict_on_batch(chunk))[:n])
+    return np.concatenate(outs)
+
+
+def rollout(model, context: np.ndarray, horizon: int, batch_size: int = 32) -> np.ndarray:
+    """Autoregressive rollout: (clips, frames, H, W, C) -> (clips, horizon, H, W, C).
+
+    The window keeps the model's fixed number of frames: append the prediction, drop the oldest.
+    """
+    window = np.asarray(context, dtype=np.float32)
+    preds = []
+    for _ in range(horizon):
+        nxt = batched_call(model, window, batch_size)[:, -1]  # (clips, H, W, C)
+        preds.append(nxt)
+        window = np.concatenate([window[:, 1:], nxt[:, None]], axis=1)
+    return np.stack(preds, axis=1)
+
+
+def _latency_ms(fn, repeats: int = 30) -> float:
+    fn()  # warm-up (compiles)
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
+
+
+def evaluate_next_frame(model, manifest, clips: np.ndarray, batch_size: int, horizon: int) -> dict:
+    frames = manifest.frames
+    n_context = D.CONTEXT_FRAMES
+    if frames > n_context:
+        raise ValueError(f"model takes {frames} frames of context; test clips give {n_context}")
+    context = clips[:, n_context - frames:n_context]  # (clips, frames, H, W, C)
+    truth = clips[:, n_context:n_context + horizon]  # (clips, horizon, H, W, C)
+    pred = rollout(model, context, horizon, batch_size)
+    one = M.frame_report(pred[:, :1], truth[:, :1])
+    roll = M.frame_report(pred, truth)
+    baselines = {}
+    for name, base in (("copy_last_frame", M.copy_last_baseline(context, horizon)),
+                       ("all_black", M.black_baseline(truth))):
+        baselines[name] = {"t_plus_1": _scalars(M.frame_report(base[:, :1], truth[:, :1])),
+                           "rollout": M.frame_report(base, truth)}
+    x1 = context[:1]
+    latency = _latency_ms(lambda: model.predict_on_batch(x1))
+    latency_roll = _latency_ms(lambda: rollout(model, x1, horizon, 1), repeats=5)
+    return {
+        "t_plus_1": _scalars(one),
+        "rollout": roll,
+        "baselines": baselines,
+        "latency_ms": {"one_clip_next_frame": round(latency, 2),
+                       f"one_clip_rollout_{horizon}": round(latency_roll, 2)},
+    }
+
+
+def _scalars(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "per_step"}
+
+
+def evaluate_classify(model, manifest, clips: np.ndarray, labels: np.ndarray,
+                      batch_size: int) -> dict:
+    frames = manifest.frames
+    x = clips[:, -frames:]
+    scores = batched_call(model, x, batch_size)
+    names = manifest.class_names
+    cm = M.confusion_matrix(labels, scores.argmax(-1), len(names))
+    per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
+    x1 = x[:1]
+    return {
+        "accuracy": M.accuracy(scores, labels),
+        "top_2_accuracy": M.top_k_accuracy(scores, labels, 2),
+        "per_class_accuracy": dict(zip(names, [round(v, 4) for v in per_class])),
+        "confusion_matrix": {"rows_true_cols_predicted": names, "counts": cm.tolist()},
+        "chance": 1.0 / len(names),
+        "latency_ms": {"one_clip_classify": round(_latency_ms(lambda: model.predict_on_batch(x1)), 2)},
+    }
+
+
+def run(folder: str | Path, *, mnist_dir: str | None = None, clips: int = D.TEST_CLIPS,
+        batch_size: int = 32, horizon: int = 10) -> dict:
+    import keras
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    path = verify_checkpoint(folder, manifest)
+    model = keras.models.load_model(path, safe_mode=True)
+    mnist = D.load_mnist(mnist_dir)
+    print(f"[framecast] MNIST source: {mnist.source}", flush=True)
+    t0 = time.perf_counter()
+    env = describe()
+    card = {
+        "name": manifest.name,
+        "architecture": manifest.architecture,
+        "task": manifest.task,
+        "checkpoint_sha256": manifest.sha256,
+        "checkpoint_bytes": path.stat().st_size,
+        "params": manifest.params,
+        "flops_per_clip": manifest.flops_per_clip,
+        "input": {"frames": manifest.frames, "height": manifest.height, "width": manifest.width,
+                  "channels": manifest.channels},
+        "training": manifest.training,
+        "test_set": {
+            "digits": f"{D.TEST_DIGITS.start}-{D.TEST_DIGITS.stop - 1} of the MNIST test split",
+            "source": mnist.source,
+            "clips": clips,
+            "seed": D.TEST_SEED_NEXT_FRAME if manifest.task == "next_frame" else D.TEST_SEED_CLASSIFY,
+        },
+        "evaluated_with": env,
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if manifest.task == "next_frame":
+        test = D.test_set(mnist, "next_frame", clips)
+        res = evaluate_next_frame(model, manifest, test, batch_size, horizon)
+        card["test_set"]["protocol"] = f"{D.CONTEXT_FRAMES} context frames -> {horizon} rolled out"
+        card["metrics"] = res
+        label, bar = QUALITY_BARS[manifest.architecture]
+        bar = bar if bar is not None else res["baselines"]["all_black"]["rollout"]["mse_per_frame"]
+        card["quality_bar"] = {"rule": label, "threshold": bar,
+                               "met": res["rollout"]["mse_per_frame"] <= bar}
+        card["published"] = PUBLISHED
+    else:
+        test, labels = D.test_set(mnist, "classify", clips)
+        card["metrics"] = evaluate_classify(model, manifest, test, labels, batch_size)
+        card["quality_bar"] = {"rule": "accuracy >= 95%", "threshold": CLASSIFY_BAR,
+                               "met": card["metrics"]["accuracy"] >= CLASSIFY_BAR}
+    card["evaluation_wall_time_s"] = round(time.perf_counter() - t0, 1)
+    atomic_write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
+    atomic_write_text(folder / CARD_MD, render_card(card))
+    return card
+
+
+def _fmt(v, nd=2):
+    return "—" if v is None else f"{v:,.{nd}f}"
+
+
+def render_card(card: dict) -> str:
+    """The Markdown model card."""
+    t = card.get("training", {})
+    env = t.get("environment", {})
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"- **Architecture**: {card['architecture']}  ·  **task**: {card['task']}",
+        f"- **Input**: {card['input']['frames']} frames × {card['input']['height']}×"
+        f"{card['input']['width']}×{card['input']['channels']}, values in [0, 1]",
+        f"- **Parameters**: {card['params']:,}  ·  **FLOPs per clip**: "
+        f"{card['flops_per_clip'] / 1e6:,.1f} M  ·  **checkpoint**: "
+        f"{card['checkpoint_bytes'] / 1e6:.2f} MB, sha256 `{card['checkpoint_sha256'][:16]}…`",
+        "",
+        "## Training",
+        "",
+        f"- **Command**: `{t.get('command', '—')}`",
+        f"- **Seed**: {t.get('seed', '—')}  ·  **epochs**: {t.get('epochs', '—')} × "
+        f"{t.get('steps_per_epoch', '—')} steps × batch {t.get('batch_size', '—')}  ·  "
+        f"**clips seen**: {t.get('clips_seen', 0):,}",
+        f"- **Data**: {t.get('data', {}).get('clips', '—')}; digits "
+        f"{t.get('data', {}).get('digits', '—')}; {t.get('data', {}).get('generated', '')}",
+        f"- **Data source**: {t.get('data', {}).get('source', '—')}",
+        f"- **Loss / optimiser**: {t.get('loss', '—')}; {t.get('schedule', '—')}, peak lr "
+        f"{t.get('learning_rate', '—')}",
+        f"- **Wall time**: {t.get('wall_time_s', 0) / 60:.1f} min on {hardware_summary(env) if env else '—'}",
+        "",
+        "## Evaluation",
+        "",
+        f"- **Test set**: {card['test_set']['clips']:,} clips from digits {card['test_set']['digits']} "
+        f"(seed {card['test_set']['seed']}, fixed in code); {card['test_set'].get('protocol', '')}",
+        f"- **Evaluated on**: {hardware_summary(card['evaluated_with'])}, {card['evaluated_at']}",
+        "",
+    ]
+    m = card["metrics"]
+    if card["task"] == "next_frame":
+        lines += [
+            "MSE and MAE are per frame (sum over the frame's 64×64 pixels, values in [0, 1]), "
+            "averaged over frames and clips, as in PredRNN and OpenSTL.",
+            "",
+            "| predictor | t+1 MSE | 10→10 MSE | 10→10 MAE | SSIM | PSNR (dB) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| **this model** | {_fmt(m['t_plus_1']['mse_per_frame'])} | "
+            f"**{_fmt(m['rollout']['mse_per_frame'])}** | {_fmt(m['rollout']['mae_per_frame'])} | "
+            f"{_fmt(m['rollout']['ssim'], 3)} | {_fmt(m['rollout']['psnr'])} |",
+        ]
+        for name, b in m["baselines"].items():
+            lines.append(
+                f"| baseline: {name.replace('_', ' ')} | {_fmt(b['t_plus_1']['mse_per_frame'])} | "
+                f"{_fmt(b['rollout']['mse_per_frame'])} | {_fmt(b['rollout']['mae_per_frame'])} | "
+                f"{_fmt(b['rollout']['ssim'], 3)} | {_fmt(b['rollout']['psnr'])} |")
+        for p in card.get("published", []):
+            lines.append(f"| published: {p['model']} ({p['source']}) | — | {_fmt(p['mse_per_frame'])} "
+                         f"| — | {_fmt(p['ssim'], 3)} | — |")
+        lines += ["", "Per rollout step (1 = first predicted frame):", "",
+                  "| step | " + " | ".join(str(i + 1) for i in range(len(m["rollout"]["per_step"]["mse_per_frame"]))) + " |",
+                  "| --- |" + " ---: |" * len(m["rollout"]["per_step"]["mse_per_frame"])]
+        for key, nd in (("mse_per_frame", 1), ("ssim", 3)):
+            lines.append(f"| {key} | " + " | ".join(_fmt(v, nd) for v in m["rollout"]["per_step"][key]) + " |")
+    else:
+        names = m["confusion_matrix"]["rows_true_cols_predicted"]
+        lines += [
+            f"- **Accuracy**: {m['accuracy'] * 100:.2f}%  ·  top-2: {m['top_2_accuracy'] * 100:.2f}%  "
+            f"·  chance: {m['chance'] * 100:.1f}%",
+            "",
+            "Confusion matrix (rows: true direction, columns: predicted):",
+            "",
+            "| true \\ pred | " + " | ".join(names) + " |",
+            "| --- |" + " ---: |" * len(names),
+        ]
+        for name, row in zip(names, m["confusion_matrix"]["counts"]):
+            lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
+    lines += ["", "## Latency", ""]
+    for k, v in m["latency_ms"].items():
+        lines.append(f"- {k.replace('_', ' ')}: {v:.2f} ms (median, `predict_on_batch`, "
+                     f"{hardware_summary(card['evaluated_with'])})")
+    bar = card["quality_bar"]
+    lines += ["", "## Quality bar", "",
+              f"- {bar['rule']}: threshold {_fmt(bar['threshold'], 3)} → "
+              f"**{'met' if bar['met'] else 'NOT met'}**", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("folder", type=Path, help="model folder (model.keras + manifest.json)")
+    p.add_argument("--mnist-dir", default=None,
+                   help=f"MNIST IDX files or mnist.npz (default: ${D.MNIST_DIR_ENV}, else download)")
+    p.add_argument("--clips", type=int, default=D.TEST_CLIPS,
+                   help=f"test clips (default {D.TEST_CLIPS}; fewer only for quick checks)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--horizon", type=int, default=10, help="frames rolled out (next_frame)")
+
+
+def main(args) -> int:
+    if args.clips < 1 or args.batch_size < 1 or not 1 <= args.horizon <= D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES:
+        print("framecast evaluate: --clips and --batch-size must be >= 1 and --horizon in 1..10",
+              file=sys.stderr)
+        return 2
+    card = run(args.folder, mnist_dir=args.mnist_dir, clips=args.clips,
+               batch_size=args.batch_size, horizon=args.horizon)
+    m = card["metrics"]
+    if card["task"] == "next_frame":
+        print(f"[framecast] {card['name']}: 10->10 MSE/frame {m['rollout']['mse_per_frame']:.2f}, "
+              f"SSIM {m['rollout']['ssim']:.3f} (all-black "
+              f"{m['baselines']['all_black']['rollout']['mse_per_frame']:.2f}, copy-last "
+              f"{m['baselines']['copy_last_frame']['rollout']['mse_per_frame']:.2f})")
+    else:
+        print(f"[framecast] {card['name']}: accuracy {m['accuracy'] * 100:.2f}%")
+    print(f"[framecast] wrote {Path(args.folder) / CARD_JSON} and {Path(args.folder) / CARD_MD}")
+    return 0

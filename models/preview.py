@@ -1,0 +1,55 @@
+"""`framecast data preview`: write a PNG grid and an animated GIF of a few clips to look at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models import data as D
+
+
+def grid(clips: np.ndarray, gap: int = 2) -> np.ndarray:
+    """(clips, time, H, W, 1) in [0, 1] -> one uint8 image: a row per clip, a column per frame."""
+    n, t, h, w = clips.shape[:4]
+    img = np.full((n * (h + gap) - gap, t * (w + gap) - gap), 128, dtype=np.uint8)
+    for i in range(n):
+        for j in range(t):
+            img[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = \
+                np.clip(clips[i, j, ..., 0] * 255 + 0.5, 0, 255).astype(np.uint8)
+    return img
+
+
+def write_preview(out: str | Path, *, task: str = "next_frame", n: int = 4, seed: int = 0,
+                  mnist_dir: str | None = None, split: str = "train", scale: int = 2) -> list[Path]:
+    from PIL import Image
+
+    if n < 1 or n > 64:
+        raise ValueError(f"--clips must be between 1 and 64, got {n}")
+    mnist = D.load_mnist(mnist_dir)
+    digits = mnist.digits(split)
+    labels = None
+    if task == "next_frame":
+        clips = D.next_frame_clips(digits, n, seed)
+    else:
+        clips, labels = D.direction_clips(digits, n, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / f"{task}_clips.png"
+    g = Image.fromarray(grid(clips))
+    g.resize((g.width * scale, g.height * scale), Image.NEAREST).save(png)
+    # GIF: every clip side by side, one GIF frame per time step
+    frames = []
+    for t in range(clips.shape[1]):
+        row = np.concatenate([clips[i, t, ..., 0] for i in range(n)], axis=1)
+        im = Image.fromarray(np.clip(row * 255 + 0.5, 0, 255).astype(np.uint8))
+        frames.append(im.resize((im.width * scale, im.height * scale), Image.NEAREST))
+    gif = out / f"{task}_clips.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=150, loop=0)
+    paths = [png, gif]
+    if labels is not None:
+        txt = out / f"{task}_labels.txt"
+        txt.write_text("\n".join(D.DIRECTIONS[k] for k in labels) + "\n")
+        paths.append(txt)
+    print(f"[framecast] MNIST source: {mnist.source}")
+    return paths

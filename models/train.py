@@ -1,0 +1,283 @@
+"""`framecast train`: fit a model on Moving MNIST clips generated on the fly.
+
+Layout of ``--out DIR`` while and after training::
+
+    DIR/checkpoints/epoch-NNNN.keras   the latest finished epoch (model + optimizer state)
+    DIR/checkpoints/state.json         which epoch that is, clips seen, wall time so far
+    DIR/logs/                          TensorBoard event files (TensorFlow backend) and history.csv
+    DIR/model.keras, DIR/manifest.json the final model (fixed context-length input) once done
+
+Running the same command again after an interrupt resumes from the last finished epoch: Ctrl-C
+loses at most the epoch in progress. Every file is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models import data as D
+from models.architectures import ARCHITECTURES, TASKS, build, count_flops
+from models.env import describe
+from models.repository import Manifest, atomic_write_text, save_model_folder
+
+# Default model sizes per (architecture, task), chosen so both architectures of a task have a
+# similar parameter budget (see models/TRAINING.md). Override with --config '{"...": ...}'.
+DEFAULT_CONFIGS: dict[tuple[str, str], dict] = {
+    ("convlstm2d", "next_frame"): {"patch": 4, "filters": [64, 64], "kernel_size": 3},
+    ("conv2d_lstm", "next_frame"): {"patch": 4, "conv_filters": [16, 32, 64, 32],
+                                    "lstm_units": 128},
+    ("convlstm2d", "classify"): {"patch": 4, "filters": [32, 32], "kernel_size": 3},
+    ("conv2d_lstm", "classify"): {"patch": 4, "conv_filters": [16, 32, 32, 32],
+                                  "lstm_units": 48},
+}
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    task: str
+    out: Path
+    epochs: int = 10
+    steps: int = 100  # batches per epoch
+    batch_size: int = 16
+    seed: int = 0
+    lr: float = 1e-3
+    loss: str = "bce"  # next_frame only: bce | mse
+    mnist_dir: str | None = None
+    config: dict = field(default_factory=dict)
+    val_clips: int = 128
+    verbose: int = 1
+
+    def builder_kwargs(self) -> dict:
+        kw = dict(DEFAULT_CONFIGS[(self.arch, self.task)])
+        kw.update(self.config)
+        return kw
+
+
+class ClipDataset:
+    """Fresh clips for every (epoch, batch), reproducible from the seed (a keras PyDataset)."""
+
+    def __new__(cls, *args, **kwargs):  # build the real subclass lazily: keras imports are slow
+        import keras
+
+        class _ClipDataset(keras.utils.PyDataset):
+            def __init__(self, digits, task, batch_size, steps, seed):
+                super().__init__(workers=1, use_multiprocessing=False)
+                self.digits, self.task = digits, task
+                self.batch_size, self.steps, self.seed = batch_size, steps, seed
+                self.epoch = 0
+
+            def __len__(self):
+                return self.steps
+
+            def __getitem__(self, index):
+                s = D.clip_seed(self.seed, self.epoch, index)
+                return make_batch(self.digits, self.task, self.batch_size, s)
+
+        return _ClipDataset(*args, **kwargs)
+
+
+def make_batch(digits, task: str, n: int, seed: int):
+    """(inputs, targets) for training: next_frame predicts frame t+1 at every step t."""
+    if task == "next_frame":
+        clips = D.next_frame_clips(digits, n, seed)  # (n, 20, 64, 64, 1)
+        return clips[:, :-1], clips[:, 1:]  # (n, 19, ...) -> (n, 19, ...)
+    x, y = D.direction_clips(digits, n, seed)
+    return x, y
+
+
+def _state_path(out: Path) -> Path:
+    return out / "checkpoints" / "state.json"
+
+
+def read_state(out: Path) -> dict | None:
+    p = _state_path(out)
+    if not p.is_file():
+        return None
+    return json.loads(p.read_text())
+
+
+def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
+    """Train (or resume) and write the final model folder; returns ``cfg.out``."""
+    import keras
+
+    if cfg.arch not in ARCHITECTURES or cfg.task not in TASKS:
+        raise ValueError(f"--arch must be one of {ARCHITECTURES}, --task one of {TASKS}")
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+
+    mnist = D.load_mnist(cfg.mnist_dir)
+    print(f"[framecast] MNIST source: {mnist.source}", flush=True)
+    digits = mnist.digits("train")  # digits 0-7999 only; the test digits are never touched here
+    command = "framecast " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+    keras.utils.set_random_seed(cfg.seed)
+    state = read_state(out)
+    kwargs = cfg.builder_kwargs()
+    train_steps = None if cfg.task == "next_frame" else D.DIRECTION_LENGTH
+    if state is not None:
+        if (state["arch"], state["task"]) != (cfg.arch, cfg.task):
+            raise SystemExit(f"{out} holds a {state['arch']}/{state['task']} run; "
+                             f"use another --out for {cfg.arch}/{cfg.task}")
+        model = keras.models.load_model(ckpt_dir / state["checkpoint"], safe_mode=True)
+        kwargs = state["builder_kwargs"]
+        print(f"[framecast] resuming from {state['checkpoint']} (epoch {state['epoch']} of "
+              f"{cfg.epochs}, {state['clips_seen']} clips seen)", flush=True)
+    else:
+        state = {"arch": cfg.arch, "task": cfg.task, "epoch": 0, "clips_seen": 0,
+                 "wall_time_s": 0.0, "builder_kwargs": kwargs, "checkpoint": None,
+                 "history": []}
+        model = build(cfg.arch, task=cfg.task, time_steps=train_steps, **kwargs)
+        total = max(1, cfg.epochs * cfg.steps)
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, total, alpha=0.05)
+        if cfg.task == "next_frame":
+            loss = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}[cfg.loss]
+            metrics = ["mse"]
+        else:
+            loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=loss,
+                      metrics=metrics)
+
+    dataset = ClipDataset(digits, cfg.task, cfg.batch_size, cfg.steps, cfg.seed)
+    val_digits_x, val_y = _validation(mnist, cfg)
+
+    class Checkpoint(keras.callbacks.Callback):
+        """Atomic per-epoch checkpoint + state; epoch-seeded data so a resume is reproducible."""
+
+        def __init__(self):
+            super().__init__()
+            self.t0 = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            dataset.epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            name = f"epoch-{epoch + 1:04d}.keras"
+            tmp = ckpt_dir / f".{name}.tmp.keras"
+            self.model.save(tmp)
+            (ckpt_dir / name).unlink(missing_ok=True)
+            tmp.rename(ckpt_dir / name)
+            old = state["checkpoint"]
+            now = time.perf_counter()
+            state.update(epoch=epoch + 1, checkpoint=name,
+                         clips_seen=state["clips_seen"] + cfg.steps * cfg.batch_size,
+                         wall_time_s=state["wall_time_s"] + (now - self.t0))
+            state["history"].append({k: float(v) for k, v in (logs or {}).items()})
+            self.t0 = now
+            atomic_write_text(_state_path(out), json.dumps(state, indent=2))
+            if old and old != name:
+                (ckpt_dir / old).unlink(missing_ok=True)
+
+    callbacks = [Checkpoint(), keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"),
+                                                          append=True)]
+    if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard"):
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), update_freq="epoch"))
+    else:
+        print("[framecast] TensorBoard logging needs the TensorFlow backend and the tensorboard "
+              "package; writing logs/history.csv only", flush=True)
+
+    if state["epoch"] < cfg.epochs:
+        try:
+            model.fit(dataset, epochs=cfg.epochs, initial_epoch=state["epoch"],
+                      validation_data=(val_digits_x, val_y), callbacks=callbacks,
+                      verbose=cfg.verbose)
+        except KeyboardInterrupt:
+            print(f"\n[framecast] interrupted; {state['epoch']} epoch(s) are saved in {ckpt_dir}. "
+                  "Run the same command again to resume.", flush=True)
+            raise SystemExit(130) from None
+
+    # The final model takes a fixed context window so serving and evaluation never retrace.
+    context = D.CONTEXT_FRAMES
+    final = build(cfg.arch, task=cfg.task, time_steps=context, **kwargs)
+    final.set_weights(model.get_weights())
+    manifest = Manifest(
+        name=out.name,
+        architecture=cfg.arch,
+        task=cfg.task,
+        frames=context,
+        height=D.CANVAS,
+        width=D.CANVAS,
+        channels=1,
+        class_names=list(D.DIRECTIONS) if cfg.task == "classify" else None,
+        flops_per_clip=count_flops(final),
+        builder_kwargs=kwargs,
+        training={
+            "command": command,
+            "seed": cfg.seed,
+            "data": {
+                "source": mnist.source,
+                "digits": f"{D.TRAIN_DIGITS.start}-{D.TRAIN_DIGITS.stop - 1} of the MNIST test split",
+                "clips": ("Moving MNIST, 2 digits, 20 frames, 64x64 (Srivastava et al. 2015)"
+                          if cfg.task == "next_frame" else
+                          "direction clips, 1 digit, 10 frames, 64x64, 8 classes"),
+                "generated": "fresh clips every epoch, seeded by (seed, epoch, batch)",
+            },
+            "epochs": cfg.epochs,
+            "steps_per_epoch": cfg.steps,
+            "batch_size": cfg.batch_size,
+            "clips_seen": state["clips_seen"],
+            "learning_rate": cfg.lr,
+            "schedule": "Adam, cosine decay to 5% over all steps, clipnorm 1.0",
+            "loss": (cfg.loss if cfg.task == "next_frame" else "sparse_categorical_crossentropy"),
+            "train_time_steps": 19 if cfg.task == "next_frame" else D.DIRECTION_LENGTH,
+            "wall_time_s": round(state["wall_time_s"], 1),
+            "final_epoch_logs": state["history"][-1] if state["history"] else {},
+            "environment": describe(),
+        },
+    )
+    save_model_folder(out, final, manifest)
+    print(f"[framecast] wrote {out / manifest.checkpoint} ({manifest.params} params, "
+          f"{manifest.flops_per_clip / 1e6:.1f} MFLOP per clip); sha256 {manifest.sha256[:12]}…",
+          flush=True)
+    return out
+
+
+def _validation(mnist, cfg: TrainConfig):
+    """Fixed validation clips from the training digits, in the training input layout."""
+    if cfg.task == "next_frame":
+        clips = D.validation_set(mnist, "next_frame", cfg.val_clips)
+        return clips[:, :-1], clips[:, 1:]
+    return D.validation_set(mnist, "classify", cfg.val_clips)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--arch", required=True, choices=ARCHITECTURES)
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--out", required=True, type=Path, help="model folder to write (and resume)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps", type=int, default=100, help="batches per epoch")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--loss", choices=("bce", "mse"), default="bce", help="next_frame loss")
+    p.add_argument("--mnist-dir", default=None,
+                   help=f"MNIST IDX files or mnist.npz (default: ${D.MNIST_DIR_ENV}, else download)")
+    p.add_argument("--config", type=json.loads, default={},
+                   help="JSON of builder keyword arguments overriding the defaults, "
+                        "e.g. '{\"filters\": [32, 32]}'")
+    p.add_argument("--val-clips", type=int, default=128)
+    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+
+
+def main(args) -> int:
+    for name in ("epochs", "steps", "batch_size", "val_clips"):
+        if getattr(args, name) < 1:
+            print(f"framecast train: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
+    cfg = TrainConfig(arch=args.arch, task=args.task, out=args.out, epochs=args.epochs,
+                      steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+                      loss=args.loss, mnist_dir=args.mnist_dir, config=args.config,
+                      val_clips=args.val_clips, verbose=2 if args.quiet else 1)
+    run(cfg, argv=getattr(args, "argv", None))
+    return 0
+

@@ -1,0 +1,95 @@
+"""The `framecast` command: data, train, evaluate (model side) and the service's subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _data_main(args) -> int:
+    from models.preview import write_preview
+
+    paths = write_preview(args.out, task=args.task, n=args.clips, seed=args.seed,
+                          mnist_dir=args.mnist_dir, split=args.split)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _train_main(args) -> int:
+    from models import train
+
+    return train.main(args)
+
+
+def _evaluate_main(args) -> int:
+    from models import evaluate
+
+    return evaluate.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="framecast",
+        description="Serve, train and evaluate Conv2D+LSTM and ConvLSTM2D video models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="look at the Moving MNIST data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    preview = data_sub.add_parser("preview", help="write a PNG grid and a GIF of a few clips")
+    preview.add_argument("--task", choices=("next_frame", "classify"), default="next_frame")
+    preview.add_argument("--clips", type=int, default=4)
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--split", choices=("train", "test"), default="train")
+    preview.add_argument("--mnist-dir", default=None)
+    preview.add_argument("--out", default="preview", help="output folder")
+    preview.set_defaults(func=_data_main)
+
+    from models.train import add_arguments as add_train_arguments
+
+    train = sub.add_parser("train", help="train a model (resumable)")
+    add_train_arguments(train)
+    train.set_defaults(func=_train_main)
+
+    from models.evaluate import add_arguments as add_evaluate_arguments
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a model folder and write its model card")
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(func=_evaluate_main)
+
+    _add_service_subcommands(sub)
+    return parser
+
+
+def _add_service_subcommands(sub) -> None:
+    """`serve`, `predict`, `compare` live with the service; absent parts are skipped."""
+    import importlib
+    import importlib.util
+
+    for module, function in (("service.server", "add_serve_subcommand"),
+                             ("service.client", "add_client_subcommands")):
+        if importlib.util.find_spec(module) is not None:
+            getattr(importlib.import_module(module), function)(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in manifests
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # domain errors print one clear line, not a traceback
+        from models.data import MNISTError
+        from models.repository import ManifestError
+
+        if isinstance(e, (MNISTError, ManifestError, ValueError)):
+            print(f"framecast {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""`framecast train` and `framecast evaluate` end to end on a tiny budget, for all four models."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from models.repository import read_manifest, sha256_file
+from service.cli import main
+
+TINY = {
+    "convlstm2d": '{"filters": [4], "kernel_size": 3}',
+    "conv2d_lstm": '{"conv_filters": [4, 4, 4], "lstm_units": 8}',
+}
+
+
+def _train(out, arch, task, mnist, epochs=1):
+    return main(["train", "--arch", arch, "--task", task, "--epochs", str(epochs), "--steps", "2",
+                 "--batch-size", "2", "--val-clips", "2", "--mnist-dir", str(mnist), "--seed", "3",
+                 "--config", TINY[arch], "--out", str(out), "--quiet"])
+
+
+@pytest.mark.parametrize("arch", ["convlstm2d", "conv2d_lstm"])
+@pytest.mark.parametrize("task", ["next_frame", "classify"])
+def test_train_then_evaluate_writes_full_card(tmp_path, synthetic_mnist_npz, arch, task):
+    out = tmp_path / f"{arch}_{task}"
+    assert _train(out, arch, task, synthetic_mnist_npz) == 0
+    man = read_manifest(out)
+    assert (man.architecture, man.task, man.frames, man.height) == (arch, task, 10, 64)
+    assert man.sha256 == sha256_file(out / "model.keras")
+    assert man.training["clips_seen"] == 4 and man.training["seed"] == 3
+    assert "framecast train" in man.training["command"] and man.flops_per_clip > 0
+    model = keras.models.load_model(out / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 10, 64, 64, 1)
+
+    assert main(["evaluate", str(out), "--clips", "4", "--mnist-dir", str(synthetic_mnist_npz),
+                 "--batch-size", "2"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    md = (out / "card.md").read_text()
+    assert card["params"] == man.params and card["flops_per_clip"] == man.flops_per_clip
+    assert card["training"]["command"] == man.training["command"]
+    m = card["metrics"]
+    if task == "next_frame":
+        for part in ("t_plus_1", "rollout"):
+            for key in ("mse_per_frame", "mae_per_frame", "psnr", "ssim"):
+                assert np.isfinite(m[part][key])
+        assert len(m["rollout"]["per_step"]["mse_per_frame"]) == 10
+        assert set(m["baselines"]) == {"copy_last_frame", "all_black"}
+        assert m["latency_ms"]["one_clip_next_frame"] > 0
+        assert "10→10 MSE" in md and "all black" in md
+    else:
+        assert 0 <= m["accuracy"] <= 1
+        counts = np.array(m["confusion_matrix"]["counts"])
+        assert counts.shape == (8, 8) and counts.sum() == 4
+        assert "Confusion matrix" in md
+    assert "Quality bar" in md
+
+
+def test_resume_continues_from_last_epoch(tmp_path, synthetic_mnist_npz, capsys):
+    out = tmp_path / "run"
+    assert _train(out, "convlstm2d", "classify", synthetic_mnist_npz, epochs=1) == 0
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1 and (out / "checkpoints" / state["checkpoint"]).is_file()
+    capsys.readouterr()
+    assert _train(out, "convlstm2d", "classify", synthetic_mnist_npz, epochs=2) == 0
+    assert "resuming from epoch-0001.keras" in capsys.readouterr().out
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2 and state["clips_seen"] == 8
+    # only the newest epoch checkpoint is kept, and no temporary file is left behind
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0002.keras",
+                                                                       "state.json"]
+    assert read_manifest(out).training["clips_seen"] == 8
+
+
+def test_resume_refuses_another_model(tmp_path, synthetic_mnist_npz):
+    out = tmp_path / "run"
+    assert _train(out, "convlstm2d", "classify", synthetic_mnist_npz) == 0
+    with pytest.raises(SystemExit, match="holds a convlstm2d/classify run"):
+        _train(out, "conv2d_lstm", "classify", synthetic_mnist_npz)
+
+
+def test_evaluate_rejects_tampered_checkpoint(tmp_path, synthetic_mnist_npz, capsys):
+    out = tmp_path / "run"
+    assert _train(out, "conv2d_lstm", "classify", synthetic_mnist_npz) == 0
+    with open(out / "model.keras", "ab") as f:
+        f.write(b"tampered")
+    assert main(["evaluate", str(out), "--clips", "2", "--mnist-dir",
+                 str(synthetic_mnist_npz)]) == 2
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_bad_mnist_dir_is_one_clear_line(tmp_path, capsys):
+    rc = main(["data", "preview", "--mnist-dir", str(tmp_path / "missing"), "--out",
+               str(tmp_path / "p")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "Traceback" not in err
+
+
+def test_data_preview_writes_png_and_gif(tmp_path, synthetic_mnist_npz):
+    from PIL import Image
+
+    assert main(["data", "preview", "--clips", "2", "--mnist-dir", str(synthetic_mnist_npz),
+                 "--out", str(tmp_path)]) == 0
+    png = Image.open(tmp_path / "next_frame_clips.png")
+    assert png.size == (2 * (20 * 66 - 2), 2 * (2 * 66 - 2))
+    gif = Image.open(tmp_path / "next_frame_clips.gif")
+    assert gif.n_frames == 20
