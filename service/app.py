@@ -1,0 +1,125 @@
+"""``create_app(settings)`` and the lifespan; nothing heavy happens at import time.
+
+Start it with ``framecast serve`` or ``uvicorn service.app:create_app --factory``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import errors
+from service.config import Settings, SettingsError, load_settings
+from service.runtime import Runtime
+from service.telemetry import Metrics
+
+log = logging.getLogger("framecast")
+
+DESCRIPTION = """\
+Serves Conv2D+LSTM and ConvLSTM2D video models: next-frame prediction and direction
+classification on Moving MNIST clips, one model at a time or both side by side.
+
+Upload frames as multipart files (in order), one multi-frame file (GIF, APNG, WebP, TIFF),
+one `.npy` array, or JSON with base64 files. Errors answer `{"error", "message", "status"}`.
+"""
+
+
+def _configure_logging(level: str) -> None:
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level.upper())
+
+
+class _MetricsMiddleware:
+    """Counts requests and their latency per route template, model and status (pure ASGI)."""
+
+    def __init__(self, app, metrics: Metrics, runtime: Runtime):
+        self.app, self.metrics, self.runtime = app, metrics, runtime
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            name = (scope.get("path_params") or {}).get("name")
+            model = "" if name is None else (name if name in self.runtime.runners else "unknown")
+            self.metrics.observe_request(path, model, status["code"], time.perf_counter() - start)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Assemble the app. Models load in the lifespan (``settings.load_mode`` says how)."""
+    if settings is None:
+        settings = load_settings()
+    _configure_logging(settings.log_level)
+    metrics = runtime.metrics if runtime is not None else Metrics()
+    runtime = runtime or Runtime(settings, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime.start()  # background thread, or blocking (raises and aborts start-up)
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    from service.routes import compare, health, metrics as metrics_routes, models, predict
+
+    app = FastAPI(title="framecast", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.runtime = runtime
+    app.state.metrics = metrics
+    errors.install(app)
+    for module in (health, models, predict, compare, metrics_routes):
+        app.include_router(module.router)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)
+    return app
+
+
+# --------------------------------------------------------------------------- `framecast serve`
+
+
+def add_serve_subcommand(subparsers) -> argparse.ArgumentParser:
+    """Register ``serve [--host --port --models-dir --log-level]`` on an argparse subparsers."""
+    p = subparsers.add_parser(
+        "serve", help="start the HTTP service",
+        description="Start the framecast HTTP service. Flags override FRAMECAST_* settings.")
+    p.add_argument("--host", help="interface to bind (FRAMECAST_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (FRAMECAST_PORT, default 8000)")
+    p.add_argument("--models-dir", help="folder of model folders (FRAMECAST_MODELS_DIR, default: "
+                                        "the bundled models/)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                   help="FRAMECAST_LOG_LEVEL (default info)")
+    p.set_defaults(func=serve_command)
+    return p
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(host=args.host, port=args.port, models_dir=args.models_dir,
+                                 log_level=args.log_level)
+    except SettingsError as e:
+        print(f"framecast serve: {e}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0

@@ -1,0 +1,382 @@
+"""Uploads → ``(time, height, width, channels)`` float32 arrays in [0, 1]; arrays → PNG/GIF/NPY.
+
+Decoding goes in two steps:
+
+1. :func:`decode_parts` turns uploaded byte strings (image files, one multi-frame file, an
+   ``.npy``) into a list of frames, each ``(H, W, C)`` float32 in [0, 1] with C = 1 (grey) or 3
+   (colour), in upload order. The format is recognised by its leading bytes, not by the file name
+   or the declared content type. Every fault raises an error that names the frame and the file.
+2. :func:`conform` fits those frames to a model's input spec: colour → the model's channels
+   (ITU-R 601 luminance for a grey model, like Pillow's ``L``), sizes checked or resized.
+
+Nothing here imports Keras; it is plain NumPy and Pillow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageSequence
+
+from service.errors import FrameDecodeError, FrameSizeError, InvalidInput, UnsupportedMediaType
+
+# leading bytes -> format name
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x93NUMPY", "NPY"),
+)
+SUPPORTED = "PNG, APNG, JPEG, BMP, WebP (animated too), GIF, TIFF (multi-page too), .npy"
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_frames: int = 256
+    max_frame_pixels: int = 4096 * 4096
+
+
+@dataclass
+class Frame:
+    data: np.ndarray  # (H, W, C) float32 in [0, 1], C in {1, 3}
+    source: str  # "file 'a.png'" / "file 'clip.gif' page 3" / "JSON frames[2]"
+
+
+def sniff(data: bytes) -> str | None:
+    """The format of ``data`` from its leading bytes, or None."""
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _where(index: int, source: str) -> str:
+    return f"frame {index} ({source})"
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _image_to_array(img: Image.Image) -> np.ndarray:
+    """One Pillow frame → (H, W, C) float32 in [0, 1], C = 1 for grey modes, else 3."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(img, dtype=np.float32) / 65535.0
+        return np.clip(a, 0.0, 1.0)[..., None]
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        if not np.all(np.isfinite(a)):
+            raise ValueError("floating-point image holds NaN or infinite values")
+        return np.clip(a, 0.0, 1.0)[..., None]
+    if mode in _GREY_MODES:
+        return (np.asarray(img.convert("L"), dtype=np.float32) / 255.0)[..., None]
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) -> list[Frame]:
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise FrameDecodeError(
+            f"{_where(first, f'file {name!r}')}: not a readable {fmt} image ({e})") from None
+    w, h = img.size
+    if w * h > limits.max_frame_pixels:
+        raise InvalidInput(
+            f"{_where(first, f'file {name!r}')} is {w}x{h} = {w * h} pixels; at most "
+            f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)")
+    n = int(getattr(img, "n_frames", 1) or 1)
+    if first + n > limits.max_frames:
+        raise InvalidInput(f"file {name!r} holds {n} frames, bringing the upload to {first + n}; "
+                           f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)")
+    frames: list[Frame] = []
+    try:
+        for page, im in enumerate(ImageSequence.Iterator(img)):
+            source = f"file {name!r}" + (f" page {page}" if n > 1 else "")
+            frames.append(Frame(_image_to_array(im), source))
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces while iterating
+        index = first + len(frames)
+        page = f" page {len(frames)}" if n > 1 else ""
+        raise FrameDecodeError(
+            f"{_where(index, f'file {name!r}{page}')}: cannot decode {fmt} data ({e})") from None
+    return frames
+
+
+def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Frame]:
+    where = f"file {name!r}"
+    try:
+        a = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - ValueError for pickles, EOFError/OSError for truncation
+        raise FrameDecodeError(f"{_where(first, where)}: not a readable .npy array ({e}); "
+                               "send a (T,H,W) or (T,H,W,C) numeric array saved by numpy.save") from None
+    if not isinstance(a, np.ndarray) or a.ndim not in (3, 4):
+        shape = getattr(a, "shape", None)
+        raise FrameDecodeError(f"{where}: array has shape {shape}; expected (T,H,W) or (T,H,W,C)")
+    if a.ndim == 3:
+        a = a[..., None]
+    t, h, w, c = a.shape
+    if t < 1 or h < 1 or w < 1:
+        raise FrameDecodeError(f"{where}: array of shape {a.shape} holds no frames/pixels")
+    if c not in (1, 3, 4):
+        raise FrameDecodeError(f"{where}: array has {c} channels (shape {a.shape}); expected 1, 3 or 4")
+    if h * w > limits.max_frame_pixels:
+        raise InvalidInput(f"{where}: frames are {w}x{h} = {w * h} pixels; at most "
+                           f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)")
+    if first + t > limits.max_frames:
+        raise InvalidInput(f"{where} holds {t} frames, bringing the upload to {first + t}; "
+                           f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)")
+    if a.dtype == np.uint8:
+        x = a.astype(np.float32) / 255.0
+    elif np.issubdtype(a.dtype, np.floating):
+        x = a.astype(np.float32)
+        for i in range(t):
+            fi = x[i]
+            if not np.all(np.isfinite(fi)):
+                raise FrameDecodeError(f"{_where(first + i, where + f' index {i}')}: holds NaN or "
+                                       "infinite values")
+            lo, hi = float(fi.min()), float(fi.max())
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise FrameDecodeError(
+                    f"{_where(first + i, where + f' index {i}')}: float values must lie in [0, 1], "
+                    f"found {lo:.4g}..{hi:.4g} (send uint8 0-255 or floats 0-1)")
+        x = np.clip(x, 0.0, 1.0)
+    else:
+        raise FrameDecodeError(f"{where}: dtype {a.dtype} is not supported; send uint8 (0-255) "
+                               "or float (0-1)")
+    if c == 4:
+        x = x[..., :3]  # drop alpha
+    return [Frame(np.ascontiguousarray(x[i]), f"{where} index {i}") for i in range(t)]
+
+
+def decode_parts(parts: list[tuple[str, bytes]], limits: Limits = Limits()) -> list[Frame]:
+    """Decode uploaded ``(name, bytes)`` parts, in order, into frames.
+
+    Each part is one image, one multi-frame image (all its pages, in order) or one ``.npy``
+    array (all its frames). Raises 415 for an unknown format, 422 for a malformed one.
+    """
+    frames: list[Frame] = []
+    for name, data in parts:
+        first = len(frames)
+        if not data:
+            raise FrameDecodeError(f"{_where(first, f'file {name!r}')}: the file is empty")
+        fmt = sniff(data)
+        if fmt is None:
+            raise UnsupportedMediaType(
+                f"file {name!r} (frame {first}) is not a supported format (its first bytes are "
+                f"{data[:8]!r}); supported: {SUPPORTED}")
+        if fmt == "NPY":
+            frames.extend(_decode_npy(data, name, first, limits))
+        else:
+            frames.extend(_decode_image(data, fmt, name, first, limits))
+    return frames
+
+
+def b64decode_item(item: str, label: str) -> bytes:
+    """Decode one base64 string (a ``data:...;base64,`` prefix is allowed)."""
+    if not isinstance(item, str):
+        raise FrameDecodeError(f"{label}: expected a base64 string, got {type(item).__name__}")
+    s = item.strip()
+    if s.startswith("data:"):
+        _, _, s = s.partition(",")
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise FrameDecodeError(f"{label}: not valid base64 ({e})") from None
+
+
+# --------------------------------------------------------------------------- fitting to a model
+
+
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """(..., C) with C in {1, 3} → (..., channels)."""
+    c = x.shape[-1]
+    if c == channels:
+        return x
+    if channels == 1:
+        return (x[..., :3] @ LUMA)[..., None].astype(np.float32)
+    if c == 1:
+        return np.repeat(x, channels, axis=-1)
+    raise InvalidInput(f"cannot convert {c} channels to {channels}")
+
+
+def resize_frame(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w, C) float → (height, width, C), bilinear (Pillow, per channel)."""
+    if x.shape[:2] == (height, width):
+        return x
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(x[..., k]), mode="F")
+                        .resize((width, height), Image.BILINEAR)) for k in range(x.shape[-1])]
+    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def conform(frames: list[Frame], *, height: int, width: int, channels: int, resize: bool,
+            model: str = "the model", offset: int = 0) -> np.ndarray:
+    """Frames → ``(T, height, width, channels)`` float32; ``offset`` numbers frames in messages."""
+    if not frames:
+        return np.zeros((0, height, width, channels), np.float32)
+    if not resize:
+        h0, w0 = frames[0].data.shape[:2]
+        for i, f in enumerate(frames):
+            h, w = f.data.shape[:2]
+            if (h, w) != (h0, w0):
+                raise FrameSizeError(
+                    f"{_where(offset + i, f.source)} is {w}x{h} (width x height) but frame {offset} "
+                    f"is {w0}x{h0}; all frames must share one size (or send resize=true)")
+        if (h0, w0) != (height, width):
+            raise FrameSizeError(
+                f"frames are {w0}x{h0} (width x height) but {model} takes {width}x{height}; "
+                "send frames of that size or resize=true")
+    out = np.empty((len(frames), height, width, channels), np.float32)
+    for i, f in enumerate(frames):
+        out[i] = to_channels(resize_frame(f.data, height, width), channels)
+    return out
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(np.nan_to_num(x), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _pil(frame: np.ndarray) -> Image.Image:
+    """(H, W, C) float [0,1] → Pillow image (L or RGB)."""
+    u = to_uint8(frame)
+    if u.shape[-1] == 1:
+        return Image.fromarray(u[..., 0], mode="L")
+    return Image.fromarray(u[..., :3], mode="RGB")
+
+
+def png_bytes(frame: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    _pil(frame).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_b64(frame: np.ndarray) -> str:
+    return base64.b64encode(png_bytes(frame)).decode("ascii")
+
+
+def strip_png(frames: np.ndarray, gap: int = 2) -> bytes:
+    """(T, H, W, C) → one PNG, frames left to right with a ``gap``-pixel black gutter."""
+    t, h, w, c = frames.shape
+    canvas = np.zeros((h, t * w + (t - 1) * gap, c), np.float32)
+    for i in range(t):
+        canvas[:, i * (w + gap):i * (w + gap) + w] = frames[i]
+    return png_bytes(canvas)
+
+
+def gif_bytes(frames: np.ndarray, duration_ms: int = 200) -> bytes:
+    """(T, H, W, C) → an animated GIF that loops (Pillow merges identical consecutive frames)."""
+    images = [_pil(f).convert("RGB") if f.shape[-1] == 3 else _pil(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=duration_ms, loop=0, disposal=1)
+    return buf.getvalue()
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- montages
+
+_LABEL_W = 96
+
+
+def _cell_scale(h: int) -> int:
+    return max(1, 64 // max(h, 1))
+
+
+def _upscale(frame: np.ndarray, s: int) -> np.ndarray:
+    return frame if s == 1 else np.repeat(np.repeat(frame, s, axis=0), s, axis=1)
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    return np.repeat(frame, 3, axis=-1) if frame.shape[-1] == 1 else frame[..., :3]
+
+
+def _label_image(rows: list[str], cell_h: int, gap: int) -> Image.Image:
+    col = Image.new("RGB", (_LABEL_W, len(rows) * (cell_h + gap)), (255, 255, 255))
+    draw = ImageDraw.Draw(col)
+    font = ImageFont.load_default()
+    for r, text in enumerate(rows):
+        draw.text((4, r * (cell_h + gap) + max(0, cell_h // 2 - 6)), text, fill=(0, 0, 0), font=font)
+    return col
+
+
+def montage_png(rows: list[tuple[str, np.ndarray | None]], gap: int = 2) -> bytes:
+    """Rows of frames (label, (T, H, W, C) or None) → one labelled PNG; missing cells stay grey.
+
+    All frames must share (H, W); colour and grey rows mix (grey is shown as RGB).
+    """
+    shapes = [f.shape for _, f in rows if f is not None and len(f)]
+    h, w = shapes[0][1:3]
+    s = _cell_scale(h)
+    ch, cw = h * s, w * s
+    cols = max(f.shape[0] for _, f in rows if f is not None)
+    grid = np.full((len(rows) * (ch + gap), cols * (cw + gap), 3), 0.5, np.float32)
+    for r, (_, frames) in enumerate(rows):
+        if frames is None:
+            continue
+        for t in range(frames.shape[0]):
+            y, x = r * (ch + gap), t * (cw + gap)
+            grid[y:y + ch, x:x + cw] = _upscale(_rgb(frames[t]), s)
+    labels = _label_image([label for label, _ in rows], ch, gap)
+    out = Image.new("RGB", (labels.width + grid.shape[1], grid.shape[0]), (255, 255, 255))
+    out.paste(labels, (0, 0))
+    out.paste(Image.fromarray(to_uint8(grid), mode="RGB"), (labels.width, 0))
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def montage_gif(context: np.ndarray, rows: list[tuple[str, np.ndarray | None]],
+                duration_ms: int = 200, gap: int = 2) -> bytes:
+    """An animated montage: every row plays the context, then its own future frames.
+
+    ``rows`` are (label, (k, H, W, C) or None) for the future part; the first row is "context",
+    which holds its last frame while the others play their futures.
+    """
+    t_ctx = context.shape[0]
+    k = max((f.shape[0] for _, f in rows if f is not None), default=0)
+    h, w = context.shape[1:3]
+    s = _cell_scale(h)
+    ch, cw = h * s, w * s
+    labels = _label_image(["context"] + [label for label, _ in rows], ch, gap)
+    n_rows = 1 + len(rows)
+    images = []
+    for step in range(t_ctx + k):
+        grid = np.full((n_rows * (ch + gap), cw, 3), 0.5, np.float32)
+        for r in range(n_rows):
+            if r == 0:
+                frame = context[min(step, t_ctx - 1)]
+            else:
+                fut = rows[r - 1][1]
+                if step < t_ctx:
+                    frame = context[step]
+                elif fut is not None and step - t_ctx < fut.shape[0]:
+                    frame = fut[step - t_ctx]
+                else:
+                    continue
+            grid[r * (ch + gap):r * (ch + gap) + ch] = _upscale(_rgb(frame), s)
+        img = Image.new("RGB", (labels.width + cw, grid.shape[0]), (255, 255, 255))
+        img.paste(labels, (0, 0))
+        img.paste(Image.fromarray(to_uint8(grid), mode="RGB"), (labels.width, 0))
+        images.append(img)
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=duration_ms, loop=0)
+    return buf.getvalue()

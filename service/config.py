@@ -1,0 +1,87 @@
+"""The one place that reads the environment: ``Settings`` (pydantic-settings, ``FRAMECAST_`` prefix).
+
+Every setting is an environment variable ``FRAMECAST_<NAME>`` (e.g. ``FRAMECAST_MAX_HORIZON=20``)
+or a keyword to ``Settings(...)``. A bad value fails at start with :class:`SettingsError`, whose
+message names the variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.repository import BUNDLED_DIR
+
+ENV_PREFIX = "FRAMECAST_"
+MIB = 1 << 20
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True,
+                                      validate_default=True)
+
+    # where the models are and how they are loaded
+    models_dir: Path = Field(BUNDLED_DIR, description="folder holding one sub-folder per model")
+    load_mode: Literal["background", "blocking"] = Field(
+        "background",
+        description="background: serve /healthz at once and load in a thread (/readyz says 503 "
+                    "until done); blocking: load before accepting requests, a failure stops start-up")
+    warmup: bool = Field(True, description="call every model once on its serving shape at load")
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: the first GPU the backend sees, else the CPU")
+    gpu_memory_growth: bool = Field(
+        True, description="TensorFlow: allocate GPU memory as needed so models share one GPU")
+
+    # HTTP server (used by `framecast serve`; uvicorn's own flags win when started by uvicorn)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    # limits on what one request may ask for
+    max_upload_bytes: int = Field(64 * MIB, ge=1024,
+                                  description="request body cap (Triton's HTTP default: 64 MiB)")
+    max_files: int = Field(256, ge=1, description="most file parts in one multipart upload")
+    max_frames: int = Field(256, ge=1, description="most frames one request may upload")
+    max_frame_pixels: int = Field(4096 * 4096, ge=64,
+                                  description="most pixels (width x height) in one uploaded frame")
+    max_horizon: int = Field(30, ge=1, description="largest horizon (rollout steps) of a prediction")
+    max_queue: int = Field(64, ge=1, description="requests waiting per model before 503")
+    inference_timeout_s: float = Field(60.0, gt=0, description="a model call slower than this → 503")
+
+    # compare: which model of each architecture, when several of one task are loaded
+    compare_conv2d_lstm_next_frame: str | None = None
+    compare_convlstm2d_next_frame: str | None = None
+    compare_conv2d_lstm_classify: str | None = None
+    compare_convlstm2d_classify: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v):
+        return v.lower() if isinstance(v, str) else v
+
+    def compare_choice(self, architecture: str, task: str) -> str | None:
+        return getattr(self, f"compare_{architecture}_{task}")
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides) -> Settings:
+    """``Settings`` from the environment plus ``overrides``; errors name the variable."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            value = err.get("input")
+            problems.append(f"{env_name(field)}={value!r}: {err['msg']}")
+        raise SettingsError("bad setting: " + "; ".join(problems)) from None

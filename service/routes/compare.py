@@ -1,0 +1,217 @@
+"""Side by side: the Conv2D+LSTM and the ConvLSTM2D model of one task on the same clip."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from models.metrics import mae_per_frame, mse_per_frame, psnr, ssim
+from service import codecs
+from service.errors import InvalidInput
+from service.routes.predict import ResizeQuery, predicted_frames, ranked
+from service.runtime import ModelRunner
+from service.schemas import CompareModelResult, CompareResponse, FrameMetrics
+from service.uploads import (
+    RuntimeDep,
+    SettingsDep,
+    error_responses,
+    fit_context,
+    fit_frames,
+    read_upload,
+    upload_openapi,
+)
+
+router = APIRouter(prefix="/v1/compare", tags=["compare"])
+
+ARCHS = ("conv2d_lstm", "convlstm2d")
+ROW_LABELS = {"conv2d_lstm": "Conv2D+LSTM", "convlstm2d": "ConvLSTM2D"}
+LOWER_IS_BETTER = {"mse_per_frame": True, "mae_per_frame": True, "psnr": False, "ssim": False}
+
+Conv2DLSTMQuery = Query(None, description="which conv2d_lstm model, when several of the task are "
+                                          "loaded", examples=["conv2d_lstm_next_frame"])
+ConvLSTM2DQuery = Query(None, description="which convlstm2d model, when several of the task are "
+                                          "loaded", examples=["convlstm2d_next_frame"])
+
+
+def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> FrameMetrics:
+    """pred, truth (k, H, W, C) → the OpenSTL-convention metrics (models.metrics)."""
+    mse, mae, ps = mse_per_frame(pred, truth), mae_per_frame(pred, truth), psnr(pred, truth)
+    ss = ssim(pred, truth) if min(pred.shape[1:3]) >= 7 else None
+    per_step = {"mse_per_frame": mse.tolist(), "mae_per_frame": mae.tolist(), "psnr": ps.tolist(),
+                "ssim": ss.tolist() if ss is not None else [None] * len(mse)}
+    return FrameMetrics(mse_per_frame=float(mse.mean()), mae_per_frame=float(mae.mean()),
+                        psnr=float(ps.mean()), ssim=float(ss.mean()) if ss is not None else None,
+                        per_step=per_step)
+
+
+def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
+    a, b = values["conv2d_lstm"], values["convlstm2d"]
+    if a is None or b is None:
+        return None
+    if abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b)):
+        return "tie"
+    return ("conv2d_lstm" if (a < b) == lower_is_better else "convlstm2d")
+
+
+async def _timed(coro):
+    t0 = time.perf_counter()
+    out, timing = await coro
+    return out, timing, (time.perf_counter() - t0) * 1000.0
+
+
+def _display(frames: np.ndarray | None, h: int, w: int, c: int) -> np.ndarray | None:
+    if frames is None:
+        return None
+    return np.stack([codecs.to_channels(codecs.resize_frame(f, h, w), c) for f in frames]) \
+        if len(frames) else None
+
+
+@router.post(
+    "/next-frame", response_model=CompareResponse,
+    summary="Both next-frame models on one clip, concurrently, with metrics when truth is known",
+    description="Runs the Conv2D+LSTM and the ConvLSTM2D next-frame model on the same context. "
+                "`holdout=k` keeps the last k uploaded frames back as ground truth (horizon k); "
+                "or upload `truth` files. With truth, each model gets MSE/MAE per frame (sums over "
+                "a frame's pixels, OpenSTL convention), PSNR and SSIM, and `winner` names the "
+                "architecture with the lower MSE. `output=png|gif` returns one montage with rows "
+                "context, truth, Conv2D+LSTM, ConvLSTM2D.",
+    openapi_extra=upload_openapi(with_truth=True),
+    responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
+                                 "image/gif": {"schema": {"type": "string", "format": "binary"}}}},
+               **error_responses(404, 413, 415, 422, 503)})
+async def compare_next_frame(
+    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    horizon: int | None = Query(None, ge=1, description="frames to predict; defaults to the "
+                                "number of truth frames, else 1", examples=[2]),
+    holdout: int = Query(0, ge=0, description="keep the last k uploaded frames back as truth",
+                         examples=[2]),
+    output: Literal["json", "png", "gif"] = Query("json", examples=["json"]),
+    resize: bool = ResizeQuery,
+    conv2d_lstm: str | None = Conv2DLSTMQuery,
+    convlstm2d: str | None = ConvLSTM2DQuery,
+):
+    runners = runtime.pair("next_frame", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
+    upload = await read_upload(request, settings, allow_truth=True)
+    frames, truth_frames, source = upload.frames, None, None
+    if holdout and upload.truth is not None:
+        raise InvalidInput("send either holdout=k or truth files, not both")
+    if holdout:
+        if holdout >= len(frames):
+            raise InvalidInput(f"holdout={holdout} keeps back {holdout} of the {len(frames)} "
+                               "uploaded frames and leaves no context; upload more frames")
+        frames, truth_frames, source = frames[:-holdout], frames[-holdout:], "holdout"
+    elif upload.truth is not None:
+        if not upload.truth:
+            raise InvalidInput("the truth part holds no frames")
+        truth_frames, source = upload.truth, "upload"
+    if truth_frames is not None:
+        if horizon is not None and horizon != len(truth_frames):
+            raise InvalidInput(f"horizon={horizon} but {len(truth_frames)} truth frame(s) were "
+                               "given; leave horizon out or make them equal")
+        horizon = len(truth_frames)
+    horizon = horizon or 1
+    if horizon > settings.max_horizon:
+        raise InvalidInput(f"horizon {horizon} is larger than the maximum {settings.max_horizon} "
+                           "(FRAMECAST_MAX_HORIZON)")
+
+    contexts, truths = {}, {}
+    for arch, runner in runners.items():
+        contexts[arch], _ = await fit_context(frames, runner, resize)
+        if truth_frames is not None:
+            truths[arch] = await fit_frames(truth_frames, runner, resize,
+                                            offset=len(frames) if source == "holdout" else 0)
+    outs = await asyncio.gather(*(_timed(runners[a].predict(contexts[a], horizon)) for a in ARCHS))
+
+    results: dict[str, CompareModelResult] = {}
+    preds = {}
+    for arch, (pred, timing, latency_ms) in zip(ARCHS, outs):
+        preds[arch] = pred
+        r: ModelRunner = runners[arch]
+        metrics = (await run_in_threadpool(frame_metrics, pred, truths[arch])
+                   if truth_frames is not None else None)
+        results[arch] = CompareModelResult(
+            model=r.name, architecture=arch, params=r.manifest.params,
+            latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
+            frames=await run_in_threadpool(predicted_frames, pred, False) if output == "json"
+            else None, metrics=metrics)
+    winner, winners = None, {}
+    if truth_frames is not None:
+        for metric, lower in LOWER_IS_BETTER.items():
+            w = pick({a: getattr(results[a].metrics, metric) for a in ARCHS}, lower)
+            if w is not None:
+                winners[metric] = w
+        winner = winners.get("mse_per_frame")
+
+    if output in ("png", "gif"):
+        base = runners["conv2d_lstm"].manifest
+        h, w, c = base.height, base.width, base.channels
+        n_ctx = max(r.manifest.frames for r in runners.values())
+        ctx_display = await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True)
+        truth_display = truths.get("conv2d_lstm")
+        rows = [("truth", truth_display)] + [
+            (ROW_LABELS[a], _display(preds[a], h, w, c)) for a in ARCHS]
+        headers = {"X-Winner": winner or "unknown"}
+        if output == "png":
+            png = await run_in_threadpool(codecs.montage_png, [("context", ctx_display)] + rows)
+            return Response(png, media_type="image/png", headers=headers)
+        gif = await run_in_threadpool(codecs.montage_gif, ctx_display, rows)
+        return Response(gif, media_type="image/gif", headers=headers)
+
+    return CompareResponse(task="next_frame", horizon=horizon, truth=source,
+                           context_frames=len(frames), results=results, winner=winner,
+                           winners=winners)
+
+
+@router.post(
+    "/classify", response_model=CompareResponse,
+    summary="Both classification models on one clip, concurrently",
+    description="Runs the Conv2D+LSTM and the ConvLSTM2D classifier on the same clip. With "
+                "`label=<true class>` each result says whether it was right and its score for the "
+                "true class, and `winner` names the architecture with the higher true-class score.",
+    openapi_extra=upload_openapi(with_truth=False),
+    responses=error_responses(404, 413, 415, 422, 503))
+async def compare_classify(
+    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    top_k: int = Query(3, ge=1, description="classes listed per model (best first)", examples=[3]),
+    label: str | None = Query(None, description="the true class, when known", examples=["NE"]),
+    resize: bool = ResizeQuery,
+    conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),
+    convlstm2d: str | None = Query(None, description="which convlstm2d classify model"),
+):
+    runners = runtime.pair("classify", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
+    if label is not None:
+        for r in runners.values():
+            if label not in (r.manifest.class_names or []):
+                raise InvalidInput(f"label={label!r} is not a class of model {r.name!r} "
+                                   f"({', '.join(r.manifest.class_names or [])})")
+    upload = await read_upload(request, settings, allow_truth=False)
+    contexts = {}
+    for arch, runner in runners.items():
+        contexts[arch], _ = await fit_context(upload.frames, runner, resize)
+    outs = await asyncio.gather(*(_timed(runners[a].classify(contexts[a])) for a in ARCHS))
+    results, true_scores = {}, {}
+    for arch, (scores, timing, latency_ms) in zip(ARCHS, outs):
+        r = runners[arch]
+        names = r.manifest.class_names
+        ordered = ranked(scores, names)
+        true_score = float(scores[names.index(label)]) if label is not None else None
+        true_scores[arch] = true_score
+        results[arch] = CompareModelResult(
+            model=r.name, architecture=arch, params=r.manifest.params,
+            latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
+            scores=ordered[:min(top_k, len(ordered))], label=ordered[0].class_name,
+            correct=(ordered[0].class_name == label) if label is not None else None,
+            true_class_score=true_score)
+    winner, winners = None, {}
+    if label is not None:
+        winner = pick(true_scores, lower_is_better=False)
+        winners = {"true_class_score": winner}
+    return CompareResponse(task="classify", truth="label" if label else None, true_label=label,
+                           context_frames=max(r.manifest.frames for r in runners.values()),
+                           results=results, winner=winner, winners=winners)

@@ -1,0 +1,126 @@
+"""Inference on one model: next-frame prediction (with rollout) and classification."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from service import codecs
+from service.errors import InvalidInput, WrongTask
+from service.schemas import ClassifyResponse, ClassScore, PredictedFrame, PredictResponse
+from service.uploads import (
+    RuntimeDep,
+    SettingsDep,
+    error_responses,
+    fit_context,
+    read_upload,
+    upload_openapi,
+)
+
+router = APIRouter(prefix="/v1/models", tags=["inference"])
+
+_BINARY = {"image/png": {"schema": {"type": "string", "format": "binary"}},
+           "image/gif": {"schema": {"type": "string", "format": "binary"}},
+           "application/x-npy": {"schema": {"type": "string", "format": "binary"}}}
+
+ResizeQuery = Query(True, description="resize frames whose size differs from the model's "
+                                      "(false: reject them with 422)")
+
+
+def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
+    return [PredictedFrame(index=i, png=codecs.png_b64(f),
+                           values=np.round(f, 6).tolist() if raw else None)
+            for i, f in enumerate(frames)]
+
+
+@router.post(
+    "/{name}/predict", response_model=PredictResponse,
+    summary="Predict the next frame(s) of a clip (next-frame models)",
+    description="Upload the context frames (multipart files in order, one GIF/APNG/WebP/TIFF, one "
+                ".npy, or JSON base64). With `horizon=k` the model rolls out k frames, feeding each "
+                "prediction back in a sliding window of its fixed context length. `output` picks "
+                "JSON (base64 PNG frames, raw floats with `raw=true`), a PNG strip of the "
+                "predicted frames, an animated GIF of context + prediction, or an .npy "
+                "(horizon, H, W, C) float32 array.",
+    openapi_extra=upload_openapi(with_truth=False),
+    responses={200: {"content": _BINARY}, **error_responses(404, 413, 415, 422, 503)})
+async def predict(
+    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    name: str = Path(description="a next-frame model", examples=["convlstm2d_next_frame"]),
+    horizon: int = Query(1, ge=1, description="frames to predict (≤ FRAMECAST_MAX_HORIZON)",
+                         examples=[1]),
+    output: Literal["json", "png", "gif", "npy"] = Query("json", examples=["json"]),
+    raw: bool = Query(False, description="json only: include raw float values"),
+    resize: bool = ResizeQuery,
+):
+    runner = runtime.get(name)
+    if runner.manifest.task != "next_frame":
+        raise WrongTask(f"model {name!r} is a {runner.manifest.task} model; "
+                        f"use POST /v1/models/{name}/classify")
+    if horizon > settings.max_horizon:
+        raise InvalidInput(f"horizon={horizon} is larger than the maximum "
+                           f"{settings.max_horizon} (FRAMECAST_MAX_HORIZON)")
+    upload = await read_upload(request, settings, allow_truth=False)
+    context, changed = await fit_context(upload.frames, runner, resize)
+    t0 = time.perf_counter()
+    pred, timing = await runner.predict(context, horizon)  # (horizon, H, W, C)
+    latency_ms = (time.perf_counter() - t0) * 1000.0
+    headers = {"X-Model": name, "X-Latency-Ms": f"{latency_ms:.2f}",
+               "X-Inference-Ms": f"{timing.inference_ms:.2f}"}
+    if output == "png":
+        return Response(await run_in_threadpool(codecs.strip_png, pred), media_type="image/png",
+                        headers=headers)
+    if output == "gif":
+        clip = np.concatenate([context, pred], axis=0)
+        return Response(await run_in_threadpool(codecs.gif_bytes, clip), media_type="image/gif",
+                        headers=headers)
+    if output == "npy":
+        return Response(codecs.npy_bytes(pred), media_type="application/x-npy", headers=headers)
+    body = PredictResponse(
+        model=name, horizon=horizon, context_frames=runner.manifest.frames,
+        frames_received=len(upload.frames), resized=changed, shape=list(pred.shape),
+        latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
+        frames=await run_in_threadpool(predicted_frames, pred, raw))
+    return JSONResponse(body.model_dump(), headers=headers)
+
+
+def ranked(scores: np.ndarray, class_names: list[str]) -> list[ClassScore]:
+    order = np.argsort(-scores, kind="stable")
+    return [ClassScore(class_name=class_names[i], score=float(scores[i])) for i in order]
+
+
+@router.post(
+    "/{name}/classify", response_model=ClassifyResponse,
+    summary="Classify a clip (classification models)",
+    description="Upload the frames as for predict; returns every class's score, best first, and "
+                "the `top_k` best.",
+    openapi_extra=upload_openapi(with_truth=False),
+    responses=error_responses(404, 413, 415, 422, 503))
+async def classify(
+    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    name: str = Path(description="a classification model", examples=["convlstm2d_classify"]),
+    top_k: int = Query(3, ge=1, description="how many best classes to list in `top`",
+                       examples=[3]),
+    resize: bool = ResizeQuery,
+):
+    runner = runtime.get(name)
+    m = runner.manifest
+    if m.task != "classify":
+        raise WrongTask(f"model {name!r} is a {m.task} model; use POST /v1/models/{name}/predict")
+    upload = await read_upload(request, settings, allow_truth=False)
+    context, changed = await fit_context(upload.frames, runner, resize)
+    t0 = time.perf_counter()
+    scores, timing = await runner.classify(context)
+    latency_ms = (time.perf_counter() - t0) * 1000.0
+    names = m.class_names or [str(i) for i in range(scores.shape[-1])]
+    ordered = ranked(scores, names)
+    k = min(top_k, len(ordered))
+    return ClassifyResponse(
+        model=name, label=ordered[0].class_name, top_k=k, top=ordered[:k], scores=ordered,
+        context_frames=m.frames, frames_received=len(upload.frames), resized=changed,
+        latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3))

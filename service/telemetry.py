@@ -1,0 +1,134 @@
+"""Prometheus metrics, written in the text exposition format (version 0.0.4) without a dependency.
+
+One :class:`Metrics` object per app (kept on ``app.state``), so tests that build several apps do not
+share counters. All updates take one lock; rendering copies under it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import defaultdict
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _escape(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: tuple[str, ...], values: tuple, extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    return repr(float(x)) if not float(x).is_integer() else str(int(x))
+
+
+class _Family:
+    def __init__(self, name: str, kind: str, help_: str, labels: tuple[str, ...]):
+        self.name, self.kind, self.help, self.labels = name, kind, help_, labels
+
+
+class _Counter(_Family):
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.values: dict[tuple, float] = defaultdict(float)
+
+    def lines(self) -> list[str]:
+        return [f"{self.name}{_labels(self.labels, k)} {_num(v)}" for k, v in sorted(self.values.items())]
+
+
+class _Gauge(_Counter):
+    pass
+
+
+class _Histogram(_Family):
+    def __init__(self, name, kind, help_, labels, buckets):
+        super().__init__(name, kind, help_, labels)
+        self.buckets = tuple(buckets)
+        self.counts: dict[tuple, list[int]] = {}
+        self.sums: dict[tuple, float] = defaultdict(float)
+
+    def observe(self, key: tuple, value: float) -> None:
+        counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
+        for i, b in enumerate(self.buckets):
+            if value <= b:
+                counts[i] += 1
+        counts[-1] += 1
+        self.sums[key] += value
+
+    def lines(self) -> list[str]:
+        out = []
+        for key in sorted(self.counts):
+            counts = self.counts[key]
+            for b, c in zip(self.buckets, counts):
+                le = 'le="' + _num(b) + '"'
+                out.append(f"{self.name}_bucket{_labels(self.labels, key, le)} {c}")
+            le = 'le="+Inf"'
+            out.append(f"{self.name}_bucket{_labels(self.labels, key, le)} {counts[-1]}")
+            out.append(f"{self.name}_sum{_labels(self.labels, key)} {_num(self.sums[key])}")
+            out.append(f"{self.name}_count{_labels(self.labels, key)} {counts[-1]}")
+        return out
+
+
+class Metrics:
+    """The service's metrics; methods are safe to call from any thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests = _Counter("framecast_requests_total", "counter",
+                                 "HTTP requests by route, model and status code",
+                                 ("route", "model", "status"))
+        self.latency = _Histogram("framecast_request_duration_seconds", "histogram",
+                                  "HTTP request latency by route and model", ("route", "model"),
+                                  LATENCY_BUCKETS)
+        self.errors = _Counter("framecast_errors_total", "counter",
+                               "HTTP responses with status >= 400 by route and status code",
+                               ("route", "status"))
+        self.inference = _Histogram("framecast_inference_duration_seconds", "histogram",
+                                    "time inside one model call (predict_on_batch)", ("model",),
+                                    LATENCY_BUCKETS)
+        self.batch = _Histogram("framecast_batch_size", "histogram",
+                                "clips per model call", ("model",), BATCH_BUCKETS)
+        self.queue = _Gauge("framecast_queue_depth", "gauge",
+                            "requests submitted to a model's worker and not finished", ("model",))
+        self.ready = _Gauge("framecast_model_ready", "gauge",
+                            "1 when the model is loaded and warm", ("model",))
+        self._families = (self.requests, self.latency, self.errors, self.inference, self.batch,
+                          self.queue, self.ready)
+
+    def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests.values[(route, model, str(status))] += 1
+            self.latency.observe((route, model), seconds)
+            if status >= 400:
+                self.errors.values[(route, str(status))] += 1
+
+    def observe_inference(self, model: str, seconds: float, batch: int) -> None:
+        with self._lock:
+            self.inference.observe((model,), seconds)
+            self.batch.observe((model,), float(batch))
+
+    def set_queue(self, model: str, depth: int) -> None:
+        with self._lock:
+            self.queue.values[(model,)] = depth
+
+    def set_ready(self, model: str, ready: bool) -> None:
+        with self._lock:
+            self.ready.values[(model,)] = 1 if ready else 0
+
+    def render(self) -> str:
+        with self._lock:
+            out = []
+            for fam in self._families:
+                out.append(f"# HELP {fam.name} {fam.help}")
+                out.append(f"# TYPE {fam.name} {fam.kind}")
+                out.extend(fam.lines())
+        return "\n".join(out) + "\n"
