@@ -53,3 +53,41 @@ def write_preview(out: str | Path, *, task: str = "next_frame", n: int = 4, seed
         paths.append(txt)
     print(f"[framecast] MNIST source: {mnist.source}")
     return paths
+
+
+def write_rollout_figure(model_dirs: list[str | Path], out: str | Path, *, index: int = 0,
+                         mnist_dir: str | None = None, scale: int = 2) -> Path:
+    """A held-out test clip, its truth and each next-frame model's 10-frame rollout, as one PNG.
+
+    Rows: context (frames 1-10), truth (11-20), then one row per model (its rollout 11-20).
+    """
+    import keras
+    from PIL import Image, ImageDraw
+
+    from models.evaluate import rollout
+    from models.repository import read_manifest, verify_checkpoint
+
+    mnist = D.load_mnist(mnist_dir)
+    clip = D.test_set(mnist, "next_frame", index + 1)[index:index + 1]  # (1, 20, 64, 64, 1)
+    context, truth = clip[:, :D.CONTEXT_FRAMES], clip[:, D.CONTEXT_FRAMES:]
+    rows, labels = [context, truth], ["context", "truth"]
+    for folder in model_dirs:
+        man = read_manifest(folder)
+        if man.task != "next_frame":
+            raise ValueError(f"{folder} is a {man.task} model; the figure needs next_frame models")
+        model = keras.models.load_model(verify_checkpoint(folder, man), safe_mode=True)
+        rows.append(rollout(model, context[:, -man.frames:], truth.shape[1], batch_size=1))
+        labels.append(man.architecture)
+    img = Image.fromarray(grid(np.concatenate(rows)))
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    margin = 110
+    canvas = Image.new("L", (img.width + margin, img.height), 255)
+    canvas.paste(img, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_h = img.height / len(rows)
+    for i, label in enumerate(labels):
+        draw.text((6, int(i * row_h + row_h / 2 - 6)), label, fill=0)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+    return out

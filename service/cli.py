@@ -16,6 +16,13 @@ def _data_main(args) -> int:
     return 0
 
 
+def _figure_main(args) -> int:
+    from models.preview import write_rollout_figure
+
+    print(write_rollout_figure(args.models, args.out, index=args.index, mnist_dir=args.mnist_dir))
+    return 0
+
+
 def _train_main(args) -> int:
     from models import train
 
@@ -45,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--mnist-dir", default=None)
     preview.add_argument("--out", default="preview", help="output folder")
     preview.set_defaults(func=_data_main)
+    figure = data_sub.add_parser(
+        "figure", help="PNG of a held-out test clip, its truth and next-frame models' rollouts")
+    figure.add_argument("models", nargs="+", help="next-frame model folders, one row each")
+    figure.add_argument("--index", type=int, default=0, help="which test clip")
+    figure.add_argument("--mnist-dir", default=None)
+    figure.add_argument("--out", default="docs/rollout.png")
+    figure.set_defaults(func=_figure_main)
 
     from models.train import add_arguments as add_train_arguments
 

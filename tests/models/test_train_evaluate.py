@@ -107,3 +107,35 @@ def test_data_preview_writes_png_and_gif(tmp_path, synthetic_mnist_npz):
     assert png.size == (2 * (20 * 66 - 2), 2 * (2 * 66 - 2))
     gif = Image.open(tmp_path / "next_frame_clips.gif")
     assert gif.n_frames == 20
+
+
+def test_rollout_figure(tmp_path, synthetic_mnist_npz):
+    from PIL import Image
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _train(a, "convlstm2d", "next_frame", synthetic_mnist_npz) == 0
+    assert _train(b, "conv2d_lstm", "next_frame", synthetic_mnist_npz) == 0
+    out = tmp_path / "fig.png"
+    assert main(["data", "figure", str(a), str(b), "--mnist-dir", str(synthetic_mnist_npz),
+                 "--out", str(out)]) == 0
+    img = Image.open(out)
+    assert img.height == 2 * (4 * 66 - 2)  # context, truth, two model rows
+    assert main(["data", "figure", str(tmp_path / "nope"), "--out", str(out),
+                 "--mnist-dir", str(synthetic_mnist_npz)]) == 2
+
+
+def test_rollout_keeps_window_fixed():
+    from models.evaluate import rollout
+
+    calls = []
+
+    class Fake:
+        def predict_on_batch(self, x):
+            calls.append(x.shape)
+            return x + 0.1  # "prediction" of frame t+1 = frame t + 0.1
+
+    ctx = np.zeros((3, 4, 8, 8, 1), dtype=np.float32)
+    out = rollout(Fake(), ctx, horizon=5, batch_size=2)
+    assert out.shape == (3, 5, 8, 8, 1)
+    np.testing.assert_allclose(out[:, :, 0, 0, 0], [[0.1, 0.2, 0.3, 0.4, 0.5]] * 3, atol=1e-6)
+    assert set(calls) == {(2, 4, 8, 8, 1)}  # fixed batch (padded) and fixed window length
