@@ -1,0 +1,93 @@
+# syntax=docker/dockerfile:1
+#
+# framecast: the HTTP service with its bundled checkpoints.
+#
+#   docker build -t framecast:gpu .                          # default: GPU-capable (CUDA via pip)
+#   docker build -t framecast:cpu --build-arg VARIANT=cpu .  # CPU only, ~3 GB smaller
+#   docker run --gpus all -p 8000:8000 framecast:gpu
+#
+# Why python:3.11-slim and not tensorflow/tensorflow:*-gpu or nvidia/cuda:
+# - TensorFlow's supported Linux GPU install is `pip install tensorflow[and-cuda]`: the CUDA and
+#   cuDNN user-space libraries arrive as pip wheels (nvidia-*-cu12) matched to that TF release.
+#   The driver is the host's, injected by the NVIDIA Container Toolkit (`--gpus`, or compose's
+#   device reservation), so no nvidia/cuda base (and no second copy of CUDA) is needed.
+# - The TF images pin their own TF and Python; our pyproject would reinstall TF on top of them.
+# - One base for both variants: the CPU and GPU images differ only in which TF wheel they hold.
+#
+# Layers: pyproject.toml alone -> dependencies (cached until pyproject.toml changes) -> the
+# framecast wheel (source + bundled models/*/model.keras, manifest.json, card.*).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+# --- dependencies: their own layer, rebuilt only when pyproject.toml changes -------------------
+FROM base AS deps
+# gpu (default): tensorflow[and-cuda] from the `gpu` extra; cpu: tensorflow-cpu only.
+ARG VARIANT=gpu
+WORKDIR /build
+COPY pyproject.toml ./
+# The requirement list is read from pyproject.toml (the one source of truth). For the GPU variant
+# `tensorflow-cpu` is dropped: it and `tensorflow` install the same `tensorflow` package, and
+# whichever pip unpacks last would win.
+RUN case "$VARIANT" in gpu|cpu) ;; *) echo "VARIANT must be gpu or cpu, got '$VARIANT'" >&2; exit 2;; esac \
+ && python -c "import sys, tomllib; \
+p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+gpu = sys.argv[1] == 'gpu'; \
+reqs = [r for r in p['dependencies'] if not (gpu and r.replace('_', '-').lower().startswith('tensorflow-cpu'))]; \
+reqs += p.get('optional-dependencies', {}).get('gpu', []) if gpu else []; \
+open('requirements.txt', 'w').write('\n'.join(reqs) + '\n')" "$VARIANT" \
+ && cat requirements.txt \
+ && pip install --no-cache-dir -r requirements.txt
+
+# --- the framecast wheel (built apart so the image holds no build tools or source copy) --------
+FROM base AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY models/ models/
+COPY service/ service/
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# --- the image ---------------------------------------------------------------------------------
+FROM deps AS runtime
+ARG VARIANT=gpu
+LABEL org.opencontainers.image.title="framecast" \
+      org.opencontainers.image.description="Conv2D+LSTM and ConvLSTM2D video models over HTTP" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      ai.framecast.variant="${VARIANT}"
+
+# The wheel is bind-mounted, not copied: it costs no layer of its own.
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-deps /wheels/framecast-*.whl \
+ && rm -rf /build \
+ && python -c "from models.repository import BUNDLED_DIR, discover; print('bundled models:', [p.name for p in discover(BUNDLED_DIR)])"
+
+# Unprivileged user with a writable home (Keras writes ~/.keras).
+RUN groupadd --system --gid 10001 framecast \
+ && useradd --system --uid 10001 --gid framecast --create-home --home-dir /home/framecast framecast
+USER 10001:10001
+WORKDIR /home/framecast
+
+# Settings are environment variables with the FRAMECAST_ prefix (service/config.py); the default
+# models directory is the bundled one inside the installed package. Mount other checkpoints and
+# set FRAMECAST_MODELS_DIR to use them (see docker-compose.yml).
+ENV KERAS_BACKEND=tensorflow \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    FRAMECAST_LOG_LEVEL=info
+
+EXPOSE 8000
+
+# /readyz is 200 once every model is loaded and warmed up, 503 before; urllib raises on 503 and
+# on a refused connection, so the exit status is 1 then. No curl in the image.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status == 200 else 1)"]
+
+# uvicorn (under `framecast serve`, PID 1 in exec form) stops accepting on SIGTERM and lets
+# in-flight requests finish; give it time with `docker stop -t` / compose's stop_grace_period.
+STOPSIGNAL SIGTERM
+CMD ["framecast", "serve", "--host", "0.0.0.0", "--port", "8000"]
