@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageSequence
@@ -40,10 +40,12 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Limits:
     max_frames: int = 256
     max_frame_pixels: int = 4096 * 4096
+    max_total_pixels: int = 64 * 1024 * 1024
+    used_pixels: list = field(default_factory=lambda: [0])  # running total of one upload
 
 
 @dataclass
@@ -85,6 +87,14 @@ def _image_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _check_total(limits: Limits, pixels: int, name: str) -> None:
+    limits.used_pixels[0] += pixels
+    if limits.used_pixels[0] > limits.max_total_pixels:
+        raise InvalidInput(f"file {name!r} brings the upload to {limits.used_pixels[0]} pixels in "
+                           f"all frames; at most {limits.max_total_pixels} "
+                           "(FRAMECAST_MAX_TOTAL_PIXELS)")
+
+
 def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) -> list[Frame]:
     try:
         img = Image.open(io.BytesIO(data))
@@ -100,6 +110,7 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
     if first + n > limits.max_frames:
         raise InvalidInput(f"file {name!r} holds {n} frames, bringing the upload to {first + n}; "
                            f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)")
+    _check_total(limits, n * w * h, name)
     frames: list[Frame] = []
     try:
         for page, im in enumerate(ImageSequence.Iterator(img)):
@@ -136,6 +147,7 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
     if first + t > limits.max_frames:
         raise InvalidInput(f"{where} holds {t} frames, bringing the upload to {first + t}; "
                            f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)")
+    _check_total(limits, t * h * w, name)
     if a.dtype == np.uint8:
         x = a.astype(np.float32) / 255.0
     elif np.issubdtype(a.dtype, np.floating):
@@ -159,12 +171,13 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
     return [Frame(np.ascontiguousarray(x[i]), f"{where} index {i}") for i in range(t)]
 
 
-def decode_parts(parts: list[tuple[str, bytes]], limits: Limits = Limits()) -> list[Frame]:
+def decode_parts(parts: list[tuple[str, bytes]], limits: Limits | None = None) -> list[Frame]:
     """Decode uploaded ``(name, bytes)`` parts, in order, into frames.
 
     Each part is one image, one multi-frame image (all its pages, in order) or one ``.npy``
     array (all its frames). Raises 415 for an unknown format, 422 for a malformed one.
     """
+    limits = limits or Limits()
     frames: list[Frame] = []
     for name, data in parts:
         first = len(frames)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_frames: int = Field(256, ge=1, description="most frames one request may upload")
     max_frame_pixels: int = Field(4096 * 4096, ge=64,
                                   description="most pixels (width x height) in one uploaded frame")
+    max_total_pixels: int = Field(64 * MIB, ge=64,
+                                  description="most pixels in all frames of one request "
+                                              "(64 Mi pixels = 256 MiB as float32)")
     max_horizon: int = Field(30, ge=1, description="largest horizon (rollout steps) of a prediction")
     max_queue: int = Field(64, ge=1, description="requests waiting per model before 503")
     inference_timeout_s: float = Field(60.0, gt=0, description="a model call slower than this → 503")

@@ -66,7 +66,8 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
     """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await _read_body(request, settings.max_upload_bytes)
-    limits = Limits(max_frames=settings.max_frames, max_frame_pixels=settings.max_frame_pixels)
+    limits = Limits(max_frames=settings.max_frames, max_frame_pixels=settings.max_frame_pixels,
+                    max_total_pixels=settings.max_total_pixels)
     parts: list[tuple[str, bytes]] = []
     truth_parts: list[tuple[str, bytes]] | None = None
 
@@ -119,7 +120,8 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
     truth = None
     if truth_parts is not None:
         left = Limits(max_frames=max(0, settings.max_frames - len(frames)),
-                      max_frame_pixels=settings.max_frame_pixels)
+                      max_frame_pixels=settings.max_frame_pixels,
+                      max_total_pixels=settings.max_total_pixels, used_pixels=limits.used_pixels)
         try:
             truth = await run_in_threadpool(decode_parts, truth_parts, left)
         except InvalidInput as e:
