@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_arguments(evaluate)
     evaluate.set_defaults(func=_evaluate_main)
 
+    from models.export import add_export_subcommand
+
+    add_export_subcommand(sub)
     _add_service_subcommands(sub)
     return parser
 
