@@ -1,0 +1,58 @@
+"""The runtime: one worker thread per model makes every call, off the event loop."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from service import codecs
+from tests.service.helpers import FRAMES, clip, files
+
+
+def test_every_model_call_happens_on_that_models_own_worker(client, runtime, monkeypatch):
+    seen: dict[str, set[str]] = {}
+    for name, runner in runtime.runners.items():
+        original = runner.model.predict_on_batch
+
+        def spy(x, _name=name, _orig=original):
+            seen.setdefault(_name, set()).add(threading.current_thread().name)
+            assert x.shape[1] == FRAMES  # the fixed serving shape, never another time length
+            return _orig(x)
+
+        monkeypatch.setattr(runner.model, "predict_on_batch", spy)
+    c = clip(t=FRAMES + 2)
+    assert client.post("/v1/compare/next-frame", params={"holdout": 2},
+                       files=files(c)).status_code == 200
+    assert client.post("/v1/compare/classify", files=files(c)).status_code == 200
+    assert client.post("/v1/models/convlstm2d_next_frame/predict", params={"horizon": 4},
+                       files=files(c)).status_code == 200
+    assert set(seen) == set(runtime.runners)
+    for name, threads in seen.items():
+        assert len(threads) == 1, threads  # one worker per model, all of its calls
+        assert next(iter(threads)).startswith(f"framecast-{name}")
+    main = threading.main_thread().name
+    assert all(main not in t for t in seen.values())
+
+
+def test_codecs_luminance_and_resize():
+    rgb = np.zeros((2, 2, 3), np.float32)
+    rgb[0, 0] = (1, 0, 0)
+    rgb[1, 1] = (0, 1, 0)
+    grey = codecs.to_channels(rgb, 1)
+    assert grey.shape == (2, 2, 1)
+    assert np.isclose(grey[0, 0, 0], 0.299) and np.isclose(grey[1, 1, 0], 0.587)
+    assert codecs.to_channels(grey, 3).shape == (2, 2, 3)
+    flat = np.full((8, 6, 1), 0.25, np.float32)
+    out = codecs.resize_frame(flat, 16, 12)
+    assert out.shape == (16, 12, 1) and np.allclose(out, 0.25)
+
+
+def test_sniff_recognises_every_supported_format():
+    assert codecs.sniff(b"\x89PNG\r\n\x1a\n...") == "PNG"
+    assert codecs.sniff(b"GIF89a...") == "GIF"
+    assert codecs.sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
+    assert codecs.sniff(b"II*\x00") == "TIFF" and codecs.sniff(b"MM\x00*") == "TIFF"
+    assert codecs.sniff(b"\x93NUMPY\x01\x00") == "NPY"
+    assert codecs.sniff(b"\xff\xd8\xff\xe0") == "JPEG" and codecs.sniff(b"BM....") == "BMP"
+    assert codecs.sniff(b"hello") is None
