@@ -14,7 +14,7 @@ from PIL import Image
 from models.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 from service.app import create_app
 from service.config import Settings
-from tests.service.helpers import FRAMES, H, W, clip, files, npy
+from tests.service.helpers import FRAMES, clip, files, npy
 
 ARCHS = ("conv2d_lstm", "convlstm2d")
 NEXT = "/v1/compare/next-frame"
@@ -202,4 +202,3 @@ def test_compare_classify_without_a_label_and_with_a_bad_one(client):
     assert all(res["correct"] is None for res in r.json()["results"].values())
     r = client.post("/v1/compare/classify", params={"label": "UP"}, files=files(clip()))
     assert r.status_code == 422 and "'UP'" in r.json()["message"] and "NE" in r.json()["message"]
-    assert H == W == 16
