@@ -121,3 +121,13 @@ def test_serve_subcommand_parses_and_rejects_bad_settings(monkeypatch, capsys):
     monkeypatch.setenv("FRAMECAST_MAX_HORIZON", "zero")
     assert args.func(args) == 2
     assert "FRAMECAST_MAX_HORIZON" in capsys.readouterr().err
+
+
+def test_the_framecast_cli_registers_the_service_subcommands():
+    from service.cli import build_parser
+
+    p = build_parser()
+    for argv in (["serve"], ["predict", "m", "a.png"], ["classify", "m", "a.png"],
+                 ["compare", "next-frame", "a.gif", "--holdout", "2"]):
+        args = p.parse_args(argv)
+        assert callable(args.func) and args.command == argv[0]
