@@ -87,6 +87,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     app.state.metrics = metrics
     errors.install(app)
+    from service.routes import v2  # Open Inference Protocol (KServe V2) under /v2
+
+    app.include_router(v2.router)
     for module in (health, models, predict, compare, metrics_routes):
         app.include_router(module.router)
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)
