@@ -172,10 +172,31 @@ def run(folder: str | Path, *, mnist_dir: str | None = None, clips: int = D.TEST
         card["metrics"] = evaluate_classify(model, manifest, test, labels, batch_size)
         card["quality_bar"] = {"rule": "accuracy >= 95%", "threshold": CLASSIFY_BAR,
                                "met": card["metrics"]["accuracy"] >= CLASSIFY_BAR}
+    card["fair_comparison"] = _counterparts(folder, manifest)
     card["evaluation_wall_time_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
     atomic_write_text(folder / CARD_MD, render_card(card))
     return card
+
+
+def _counterparts(folder: Path, manifest) -> list[dict]:
+    """The other architecture's models of the same task beside this one, with their budgets."""
+    from models.repository import ManifestError, discover
+
+    out = []
+    for other in discover(folder.parent):
+        if other.resolve() == folder.resolve():
+            continue
+        try:
+            m = read_manifest(other)
+        except ManifestError:
+            continue
+        if m.task == manifest.task and m.architecture != manifest.architecture:
+            out.append({"name": m.name, "architecture": m.architecture, "params": m.params,
+                        "clips_seen": m.training.get("clips_seen"),
+                        "seed": m.training.get("seed"),
+                        "learning_rate": m.training.get("learning_rate")})
+    return out
 
 
 def _fmt(v, nd=2):
@@ -212,7 +233,8 @@ def render_card(card: dict) -> str:
         "## Evaluation",
         "",
         f"- **Test set**: {card['test_set']['clips']:,} clips from digits {card['test_set']['digits']} "
-        f"(seed {card['test_set']['seed']}, fixed in code); {card['test_set'].get('protocol', '')}",
+        f"(seed {card['test_set']['seed']}, fixed in code)"
+        + (f"; {card['test_set']['protocol']}" if card["test_set"].get("protocol") else ""),
         f"- **Evaluated on**: {hardware_summary(card['evaluated_with'])}, {card['evaluated_at']}",
         "",
     ]
@@ -254,6 +276,16 @@ def render_card(card: dict) -> str:
         ]
         for name, row in zip(names, m["confusion_matrix"]["counts"]):
             lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
+    t = card.get("training", {})
+    for other in card.get("fair_comparison", []):
+        same = (other["clips_seen"] == t.get("clips_seen") and other["seed"] == t.get("seed")
+                and other["learning_rate"] == t.get("learning_rate"))
+        lines += ["", "## Fair comparison", "",
+                  f"- Counterpart: `{other['name']}` ({other['architecture']}), "
+                  f"{other['params']:,} params vs {card['params']:,} here; "
+                  f"{other['clips_seen'] or 0:,} clips seen vs {t.get('clips_seen', 0):,} here. "
+                  + ("Same training budget, seed and learning rate."
+                     if same else "**Training budgets differ.**")]
     lines += ["", "## Latency", ""]
     for k, v in m["latency_ms"].items():
         lines.append(f"- {k.replace('_', ' ')}: {v:.2f} ms (median, `predict_on_batch`, "
