@@ -110,6 +110,10 @@ def add_serve_subcommand(subparsers) -> argparse.ArgumentParser:
                                         "the bundled models/)")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
                    help="FRAMECAST_LOG_LEVEL (default info)")
+    p.add_argument("--ray", action="store_true",
+                   help="deploy on Ray Serve instead: one deployment per model, "
+                        "FRAMECAST_RAY_REPLICAS replicas each (needs pip install 'framecast[ray]'; "
+                        "see docs/ray.md)")
     p.set_defaults(func=serve_command)
     return p
 
@@ -121,6 +125,10 @@ def serve_command(args: argparse.Namespace) -> int:
     except SettingsError as e:
         print(f"framecast serve: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "ray", False):
+        from service.ray_app import serve_on_ray  # imports ray lazily; a clear error without it
+
+        return serve_on_ray(settings)
     import uvicorn
 
     app = create_app(settings)

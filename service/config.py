@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     compare_conv2d_lstm_classify: str | None = None
     compare_convlstm2d_classify: str | None = None
 
+    # Ray Serve (`framecast serve --ray`, service/ray_app.py): one deployment per model
+    ray_replicas: int = Field(1, ge=1, description="replicas of each model's deployment")
+    ray_gpus_per_replica: float | None = Field(
+        None, ge=0, description="GPUs each model replica reserves (Ray's num_gpus; a fraction "
+                                "shares one GPU); unset: 1 when the Ray cluster has GPUs and "
+                                "FRAMECAST_DEVICE is not cpu, else 0")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (ray.init's address: auto, ray://head:10001); "
+                          "unset: RAY_ADDRESS, else a new local Ray instance")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, v):

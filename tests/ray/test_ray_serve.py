@@ -1,0 +1,134 @@
+"""Ray Serve: the same app with one deployment per model, two replicas, on loopback, answers as the
+plain server does. Opt in: ``pytest -m ray`` (fails when ray is missing), or FRAMECAST_RUN_RAY=1
+with ``ray[serve]`` installed. Takes a minute or two: every replica is a process that loads TF."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from tests.service.conftest import save_tiny
+from tests.service.helpers import FRAMES, H, W, clip, files
+
+pytestmark = pytest.mark.ray
+
+NF, CL = "convlstm2d_next_frame", "convlstm2d_classify"
+
+
+def _wanted(config) -> bool:
+    return "ray" in (config.getoption("-m") or "")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _opt_in(request):
+    have_ray = importlib.util.find_spec("ray") is not None
+    if _wanted(request.config):
+        if not have_ray:
+            pytest.fail("-m ray needs Ray Serve: pip install -e '.[ray]'", pytrace=False)
+    elif not (have_ray and os.environ.get("FRAMECAST_RUN_RAY") == "1"):
+        pytest.skip("opt-in: pytest -m ray, or FRAMECAST_RUN_RAY=1 with ray[serve] installed")
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray_models")
+    save_tiny(root, NF, "convlstm2d", "next_frame")
+    save_tiny(root, CL, "convlstm2d", "classify")
+    return Settings(models_dir=root, load_mode="blocking", device="cpu", max_horizon=5,
+                    ray_replicas=2, ray_gpus_per_replica=0, log_level="warning")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_url(settings):
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing leaves this machine
+    import ray
+    from ray import serve
+
+    from service.ray_app import build_app
+
+    # Logical CPUs (scheduling slots, not cores): 2 models x 2 replicas + the ingress.
+    ray.init(num_cpus=8, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False)
+    port = _free_port()
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(settings), name="framecast", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while True:  # the ingress asks each model deployment what it serves, then is ready
+            try:
+                if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "Ray Serve app not ready within 300 s"
+            time.sleep(1)
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def plain(settings):
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _predict(client, name, c, horizon):
+    r = client.post(f"/v1/models/{name}/predict", params={"horizon": horizon, "output": "npy"},
+                    files=files(c))
+    assert r.status_code == 200, r.text
+    return np.load(io.BytesIO(r.content), allow_pickle=False)
+
+
+def test_two_replicas_per_model(ray_url):
+    from ray import serve
+
+    app = serve.status().applications["framecast"]
+    for name in (NF, CL):
+        dep = app.deployments[f"model-{name}"]
+        assert dep.status == "HEALTHY"
+        assert dep.replica_states.get("RUNNING") == 2
+
+
+def test_predictions_match_the_plain_server(ray_url, plain):
+    with httpx.Client(base_url=ray_url, timeout=120) as ray_http:
+        models = ray_http.get("/v1/models").json()["models"]
+        assert sorted(m["name"] for m in models) == [CL, NF]
+        for seed in range(4):  # several requests: both replicas get some
+            c = clip(seed=seed)
+            np.testing.assert_allclose(_predict(ray_http, NF, c, 2), _predict(plain, NF, c, 2),
+                                       rtol=1e-5, atol=1e-6)
+            got = ray_http.post(f"/v1/models/{CL}/classify", files=files(c)).json()
+            want = plain.post(f"/v1/models/{CL}/classify", files=files(c)).json()
+            assert got["label"] == want["label"]
+            np.testing.assert_allclose([s["score"] for s in got["scores"]],
+                                       [s["score"] for s in want["scores"]], rtol=1e-5, atol=1e-6)
+        # the V2 protocol too, and errors keep their form across the deployment boundary
+        body = {"inputs": [{"name": "frames", "shape": [1, FRAMES, H, W, 1], "datatype": "UINT8",
+                            "data": clip(seed=9)[None, ..., None].ravel().tolist()}]}
+        r = ray_http.post(f"/v2/models/{NF}/infer", json=body)
+        assert r.status_code == 200, r.text
+        want = plain.post(f"/v2/models/{NF}/infer", json=body).json()
+        np.testing.assert_allclose(r.json()["outputs"][0]["data"], want["outputs"][0]["data"],
+                                   rtol=1e-5, atol=1e-6)
+        r = ray_http.post(f"/v1/models/{CL}/predict", files=files(clip()))
+        assert r.status_code == 422 and r.json()["error"] == "wrong_task"
+        assert ray_http.get("/v1/models/nope").status_code == 404
