@@ -173,3 +173,9 @@ class CompareResponse(BaseModel):
                                                  "(MSE per frame / true-class score); "
                                                  "'tie' when equal; null without truth")
     winners: dict[str, str] = Field(default_factory=dict, description="metric -> architecture")
+    context_png: list[str] | None = Field(
+        None, description="inputs=true: the context frames the models saw, base64 PNGs at the "
+                          "Conv2D+LSTM model's size (oldest first)")
+    truth_png: list[str] | None = Field(
+        None, description="inputs=true, next frame with truth: the true future frames, base64 "
+                          "PNGs at the same size")

@@ -37,6 +37,9 @@ Conv2DLSTMQuery = Query(None, description="which conv2d_lstm model, when several
                                           "loaded", examples=["conv2d_lstm_next_frame"])
 ConvLSTM2DQuery = Query(None, description="which convlstm2d model, when several of the task are "
                                           "loaded", examples=["convlstm2d_next_frame"])
+InputsQuery = Query(False, description="json only: also return the context (and truth) frames "
+                                       "the models saw as base64 PNGs (`context_png`, "
+                                       "`truth_png`), e.g. to show them beside the predictions")
 
 
 def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> FrameMetrics:
@@ -57,6 +60,10 @@ def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
     if abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b)):
         return "tie"
     return ("conv2d_lstm" if (a < b) == lower_is_better else "convlstm2d")
+
+
+def _pngs(frames: np.ndarray) -> list[str]:
+    return [codecs.png_b64(f) for f in frames]
 
 
 async def _timed(coro):
@@ -95,6 +102,7 @@ async def compare_next_frame(
     resize: bool = ResizeQuery,
     conv2d_lstm: str | None = Conv2DLSTMQuery,
     convlstm2d: str | None = ConvLSTM2DQuery,
+    inputs: bool = InputsQuery,
 ):
     runners = runtime.pair("next_frame", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
     upload = await read_upload(request, settings, allow_truth=True)
@@ -163,9 +171,16 @@ async def compare_next_frame(
         gif = await run_in_threadpool(codecs.montage_gif, ctx_display, rows)
         return Response(gif, media_type="image/gif", headers=headers)
 
+    context_png = truth_png = None
+    if inputs:
+        n_ctx = max(r.manifest.frames for r in runners.values())
+        context_png = await run_in_threadpool(
+            _pngs, await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True))
+        if truth_frames is not None:
+            truth_png = await run_in_threadpool(_pngs, truths["conv2d_lstm"])
     return CompareResponse(task="next_frame", horizon=horizon, truth=source,
                            context_frames=len(frames), results=results, winner=winner,
-                           winners=winners)
+                           winners=winners, context_png=context_png, truth_png=truth_png)
 
 
 @router.post(
@@ -183,6 +198,7 @@ async def compare_classify(
     resize: bool = ResizeQuery,
     conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),
     convlstm2d: str | None = Query(None, description="which convlstm2d classify model"),
+    inputs: bool = InputsQuery,
 ):
     runners = runtime.pair("classify", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
     if label is not None:
@@ -212,6 +228,10 @@ async def compare_classify(
     if label is not None:
         winner = pick(true_scores, lower_is_better=False)
         winners = {"true_class_score": winner}
+    n_ctx = max(r.manifest.frames for r in runners.values())
+    context_png = (await run_in_threadpool(
+        _pngs, await fit_frames(upload.frames[-n_ctx:], runners["conv2d_lstm"], True))
+        if inputs else None)
     return CompareResponse(task="classify", truth="label" if label else None, true_label=label,
-                           context_frames=max(r.manifest.frames for r in runners.values()),
-                           results=results, winner=winner, winners=winners)
+                           context_frames=n_ctx, results=results, winner=winner,
+                           winners=winners, context_png=context_png)
