@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             runtime.close()
 
-    from service.routes import compare, health, metrics as metrics_routes, models, predict
+    from service.routes import compare, health, metrics as metrics_routes, models, predict, ui
 
     app = FastAPI(title="framecast", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -90,8 +90,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from service.routes import v2  # Open Inference Protocol (KServe V2) under /v2
 
     app.include_router(v2.router)
-    for module in (health, models, predict, compare, metrics_routes):
+    for module in (health, models, predict, compare, metrics_routes, ui):
         app.include_router(module.router)
+    ui.mount_static(app)
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)
     return app
 
