@@ -55,7 +55,19 @@ class Settings(BaseSettings):
                                   description="most pixels in all frames of one request "
                                               "(64 Mi pixels = 256 MiB as float32)")
     max_horizon: int = Field(30, ge=1, description="largest horizon (rollout steps) of a prediction")
-    max_queue: int = Field(64, ge=1, description="requests waiting per model before 503")
+    max_queue: int = Field(128, ge=1,
+                           description="requests queued or in a batch per model; one more is "
+                                       "answered 503 with Retry-After at once (4 x "
+                                       "max_batch_size by default: at most ~4 batches of wait)")
+    max_batch_size: int = Field(32, ge=1, le=1024,
+                                description="most clips merged into one model call (batches are "
+                                            "padded to 1, 2, 4, ..., 64 capped here; each size "
+                                            "is warmed at load)")
+    max_batch_delay_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="longest wait for more requests to fill a batch, counted from the first "
+                    "request's arrival; only waited while other requests are still being decoded, "
+                    "so a lone request never waits")
     inference_timeout_s: float = Field(60.0, gt=0, description="a model call slower than this → 503")
 
     # compare: which model of each architecture, when several of one task are loaded

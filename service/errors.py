@@ -87,6 +87,12 @@ class Overloaded(FramecastError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+class InferenceError(FramecastError):
+    """The model call for a batch failed; only the requests of that batch get this error."""
+
+    status, kind = 500, "inference_error"
+
+
 def error_body(status: int, kind: str, message: str) -> dict:
     return {"error": kind, "message": message, "status": status}
 

@@ -3,11 +3,12 @@
 Keras is imported inside functions, never at module import, so ``import service.app`` stays light.
 
 Every call into a model happens on that model's single worker thread (``ModelRunner``): under the
-JAX backend ``predict_on_batch`` is not thread-safe, and one thread per model is also the seam
-where a micro-batcher will merge concurrent requests later (it would drain the runner's queue and
-call the model once per merged batch). Calls use ``predict_on_batch`` with a fixed input shape
-``(1, frames, H, W, C)``: the shape warmed up at load is the only shape ever served, so nothing
-retraces (under TensorFlow a changing time axis fails inside ``TimeDistributed``).
+JAX backend ``predict_on_batch`` is not thread-safe. That thread is also the micro-batcher: it
+drains the runner's bounded queue, merges concurrent requests (and the steps of concurrent
+rollouts) into one call of up to ``max_batch_size`` clips, and pads each call to a fixed bucket
+size ``(b, frames, H, W, C)`` with ``b`` in 1, 2, 4, ... ``max_batch_size``. Every bucket is
+called once at load (warm-up), so no shape is traced while serving (under TensorFlow a changing
+time axis fails inside ``TimeDistributed``; under JAX every new shape is a new compilation).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import asyncio
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,7 +34,14 @@ from models.repository import (
     verify_checkpoint,
 )
 from service.config import Settings
-from service.errors import InvalidInput, ModelNotFound, NotReady, Overloaded, WrongTask
+from service.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    NotReady,
+    Overloaded,
+    WrongTask,
+)
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
@@ -94,16 +103,99 @@ def configure_devices(settings: Settings) -> Placement:
 
 @dataclass
 class Timing:
-    queued_ms: float = 0.0  # waiting for the worker
-    inference_ms: float = 0.0  # inside the model calls
-    calls: int = 0
+    """Where one request's time went on the model side (all in milliseconds)."""
+
+    queued_ms: float = 0.0  # submitted → admitted into a batch by the worker
+    inference_ms: float = 0.0  # inside the model calls this request took part in
+    calls: int = 0  # model calls (rollout steps) it took part in
+    batch: int = 0  # clips in the first model call it shared (before padding)
+    bucket: int = 0  # the padded (compiled) batch size of that call
+
+
+def bucket_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The padded batch sizes served: powers of two up to 64, capped by ``max_batch_size``,
+    and ``max_batch_size`` itself (e.g. 32 → (1, 2, 4, 8, 16, 32); 48 → (..., 32, 48))."""
+    sizes = [b for b in BUCKETS if b < max_batch_size]
+    return tuple(sizes + [max_batch_size])
+
+
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class _Job:
+    """Arbitrary work for the worker thread (warm-up; tests use it to hold the worker)."""
+
+    __slots__ = ("fn", "args", "future", "enqueued")
+
+    def __init__(self, fn: Callable, args: tuple):
+        self.fn, self.args, self.future = fn, args, Future()
+        self.enqueued = time.perf_counter()
+
+
+class _Request:
+    """One clip waiting for ``steps`` model calls (a rollout of ``steps`` frames, or one class
+    score vector); the window slides by the predicted frame after each call."""
+
+    __slots__ = ("window", "steps", "outputs", "future", "timing", "enqueued")
+
+    def __init__(self, window: np.ndarray, steps: int):
+        self.window = window  # (frames, H, W, C) float32
+        self.steps = steps
+        self.outputs: list[np.ndarray] = []
+        self.future: Future = Future()
+        self.timing = Timing()
+        self.enqueued = time.perf_counter()
+
+
+class Ticket:
+    """A request on its way to a runner (its upload is being read and decoded).
+
+    While tickets are out, the batcher may wait up to ``max_batch_delay_ms`` for them to join a
+    batch; with none out it never waits (so one client alone pays no delay). ``release`` is
+    idempotent; :meth:`ModelRunner.predict` releases the ticket it is given as it enqueues.
+    """
+
+    __slots__ = ("runner", "live")
+
+    def __init__(self, runner: "ModelRunner"):
+        self.runner, self.live = runner, True
+
+    def release(self) -> None:
+        with self.runner._cv:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        if self.live:
+            self.live = False
+            self.runner._incoming -= 1
+            self.runner._cv.notify_all()
+
+    def __enter__(self) -> "Ticket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class ModelRunner:
-    """One loaded model and the single worker thread that makes every call to it."""
+    """One loaded model, its bounded queue, and the single worker thread that batches requests
+    and makes every call to the model.
+
+    The worker loop (``_loop``) admits queued requests into an *active* set of at most
+    ``max_batch_size`` clips, pads their windows to the next bucket size (every bucket is warmed
+    at load, so nothing is traced while serving) and makes one ``predict_on_batch`` call for all
+    of them: one rollout step for each. A request whose horizon is reached is answered at once and
+    leaves the set; requests queued meanwhile join at the next step, so requests with different
+    horizons share steps (continuous batching). When the set is empty the worker waits for the
+    first request and then, while tickets announce more on the way, up to ``max_batch_delay_ms``
+    (counted from the first request's arrival) for others to fill the batch.
+
+    A failing model call fails exactly the requests of that call; the worker carries on.
+    """
 
     def __init__(self, folder: Path, manifest: Manifest, model, card: dict | None,
-                 placement: Placement, *, metrics: Metrics, max_queue: int, timeout_s: float):
+                 placement: Placement, *, metrics: Metrics, max_queue: int, timeout_s: float,
+                 max_batch_size: int = 1, max_batch_delay_ms: float = 0.0):
         self.folder = folder
         self.manifest = manifest
         self.model = model
@@ -112,12 +204,20 @@ class ModelRunner:
         self.metrics = metrics
         self.max_queue = max_queue
         self.timeout_s = timeout_s
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay_s = max_batch_delay_ms / 1000.0
+        self.buckets = bucket_sizes(max_batch_size)
+        self.warmed: set[tuple[int, ...]] = set()  # input shapes called at warm-up
         self.warmup_ms: float | None = None
         self.ready = False
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1,
-                                            thread_name_prefix=f"framecast-{manifest.name}")
+        self._cv = threading.Condition()
+        self._queue: deque[_Job | _Request] = deque()
+        self._pending = 0  # queued + in the active set: what max_queue bounds
+        self._incoming = 0  # live tickets
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=f"framecast-{manifest.name}",
+                                        daemon=True)
+        self._thread.start()
 
     @property
     def name(self) -> str:
@@ -128,95 +228,232 @@ class ModelRunner:
         m = self.manifest
         return (m.frames, m.height, m.width, m.channels)
 
+    @property
+    def queue_depth(self) -> int:
+        return self._pending
+
+    def bucket_for(self, n: int) -> int:
+        return next(b for b in self.buckets if b >= n)
+
     # -- worker side (runs on the runner's thread) ------------------------------------------
-    def _call(self, batch: np.ndarray, timing: Timing) -> np.ndarray:
+    def _call(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
+        """One model call on a padded batch ``(bucket, frames, H, W, C)`` → (output, seconds)."""
         import keras
 
         t0 = time.perf_counter()
         with keras.device(self.placement.device):
             out = self.model.predict_on_batch(batch)
         out = np.asarray(out, dtype=np.float32)
-        dt = time.perf_counter() - t0
-        timing.inference_ms += dt * 1000.0
-        timing.calls += 1
-        self.metrics.observe_inference(self.name, dt, batch.shape[0])
-        return out
-
-    def _rollout(self, context: np.ndarray, horizon: int, timing: Timing) -> np.ndarray:
-        """context (frames, H, W, C) → the next ``horizon`` frames (horizon, H, W, C).
-
-        Sliding window of fixed length: append the prediction, drop the oldest frame.
-        """
-        window = context[None].astype(np.float32)  # (1, frames, H, W, C)
-        out = []
-        for _ in range(horizon):
-            y = self._call(window, timing)  # (1, frames, H, W, C); y[:, t] predicts frame t+1
-            nxt = y[:, -1:]  # (1, 1, H, W, C)
-            out.append(nxt[0, 0])
-            window = np.concatenate([window[:, 1:], nxt], axis=1)
-        return np.stack(out)
-
-    def _classify(self, context: np.ndarray, timing: Timing) -> np.ndarray:
-        return self._call(context[None].astype(np.float32), timing)[0]  # (num_classes,)
+        return out, time.perf_counter() - t0
 
     def _warmup(self) -> float:
-        timing = Timing()
+        """Call the model once on every bucket shape; returns the time taken (ms)."""
         t0 = time.perf_counter()
-        self._call(np.zeros((1,) + self.input_shape, np.float32), timing)
+        for b in self.buckets:
+            shape = (b,) + self.input_shape
+            _, dt = self._call(np.zeros(shape, np.float32))
+            self.warmed.add(shape)
+            log.debug("model %s warmed batch %d in %.1f ms", self.name, b, dt * 1000.0)
         return (time.perf_counter() - t0) * 1000.0
 
+    def _loop(self) -> None:
+        active: list[_Request] = []
+        while True:
+            job, admitted = self._next_work(active)
+            if job is _STOP:
+                self._fail_all(active)
+                return
+            if job is not None:
+                self._run_job(job)
+                continue
+            active.extend(admitted)
+            if active:
+                active = self._step(active)
+
+    def _next_work(self, active: list[_Request]):
+        """Under the lock: a job to run (only between batches), or the requests to admit."""
+        with self._cv:
+            if not active:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+            if self._closed:
+                return _STOP, []
+            if not active and isinstance(self._queue[0], _Job):
+                return self._queue.popleft(), []
+            room = self.max_batch_size - len(active)
+            admitted = self._admit_locked(room)
+            if not active and admitted and self.max_batch_delay_s > 0:
+                deadline = admitted[0].enqueued + self.max_batch_delay_s
+                while len(admitted) < room and self._incoming > 0 and not self._closed:
+                    left = deadline - time.perf_counter()
+                    if left <= 0 or (self._queue and isinstance(self._queue[0], _Job)):
+                        break
+                    self._cv.wait(left)
+                    admitted += self._admit_locked(room - len(admitted))
+            return None, admitted
+
+    def _admit_locked(self, room: int) -> list[_Request]:
+        out: list[_Request] = []
+        now = time.perf_counter()
+        while room > 0 and self._queue and isinstance(self._queue[0], _Request):
+            req = self._queue.popleft()
+            if not req.future.set_running_or_notify_cancel():  # its caller gave up
+                self._finished_locked()
+                continue
+            req.timing.queued_ms = (now - req.enqueued) * 1000.0
+            out.append(req)
+            room -= 1
+        return out
+
+    def _run_job(self, job: _Job) -> None:
+        if job.future.set_running_or_notify_cancel():
+            try:
+                job.future.set_result(job.fn(*job.args))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                job.future.set_exception(e)
+        with self._cv:
+            self._finished_locked()
+
+    def _step(self, active: list[_Request]) -> list[_Request]:
+        """One model call for every active request; returns those with steps left."""
+        n = len(active)
+        bucket = self.bucket_for(n)
+        batch = np.zeros((bucket,) + self.input_shape, np.float32)  # padding rows stay zero
+        for i, req in enumerate(active):
+            batch[i] = req.window
+        try:
+            out, dt = self._call(batch)  # (bucket, frames, H, W, C) or (bucket, classes)
+        except Exception as e:  # noqa: BLE001 - fails this batch only
+            log.error("model %s failed on a batch of %d clip(s) (padded to %d): %s: %s",
+                      self.name, n, bucket, type(e).__name__, e)
+            err = InferenceError(f"model {self.name!r} failed on a batch of {n} clip(s): "
+                                 f"{type(e).__name__}: {e}")
+            for req in active:
+                req.future.set_exception(err)
+            with self._cv:
+                for _ in active:
+                    self._finished_locked()
+            return []
+        self.metrics.observe_inference(self.name, dt, n)
+        keep, done = [], []
+        for i, req in enumerate(active):
+            t = req.timing
+            if t.calls == 0:
+                t.batch, t.bucket = n, bucket
+            t.calls += 1
+            t.inference_ms += dt * 1000.0
+            if self.manifest.task == "next_frame":
+                nxt = out[i, -1]  # (H, W, C): y[:, t] predicts frame t+1
+                req.outputs.append(nxt)
+                req.window = np.concatenate([req.window[1:], nxt[None]], axis=0)
+                result = np.stack(req.outputs) if len(req.outputs) == req.steps else None
+            else:
+                result = out[i].copy()  # (num_classes,)
+            if result is None:
+                keep.append(req)
+            else:
+                req.future.set_result((result, t))
+                done.append(req)
+        if done:
+            with self._cv:
+                for _ in done:
+                    self._finished_locked()
+        return keep
+
+    def _finished_locked(self) -> None:
+        self._pending -= 1
+        self.metrics.set_queue(self.name, self._pending)
+
+    def _fail_all(self, active: list[_Request]) -> None:
+        err = NotReady(f"model {self.name!r} is shutting down")
+        with self._cv:
+            items = list(active) + list(self._queue)
+            self._queue.clear()
+        for item in items:
+            if not item.future.done():
+                if item in active or item.future.set_running_or_notify_cancel():
+                    item.future.set_exception(err)
+
     # -- caller side ------------------------------------------------------------------------
-    def submit(self, fn: Callable, *args) -> Future:
-        """Queue ``fn(*args)`` on the worker; 503 when ``max_queue`` calls are already waiting."""
-        with self._lock:
-            if self._pending >= self.max_queue:
-                raise Overloaded(f"model {self.name!r} has {self._pending} requests queued "
-                                 f"(FRAMECAST_MAX_QUEUE={self.max_queue}); retry shortly")
+    def _check_room_locked(self) -> None:
+        if self._closed:
+            raise NotReady(f"model {self.name!r} is shutting down")
+        if self._pending >= self.max_queue:
+            raise Overloaded(f"model {self.name!r} has {self._pending} requests queued "
+                             f"(FRAMECAST_MAX_QUEUE={self.max_queue}); retry shortly")
+
+    def expect(self) -> Ticket:
+        """Announce a request whose upload is being decoded; 503 at once when the queue is full."""
+        with self._cv:
+            self._check_room_locked()
+            self._incoming += 1
+        return Ticket(self)
+
+    def _enqueue(self, item, ticket: Ticket | None = None) -> None:
+        with self._cv:
+            if ticket is not None:
+                ticket._release_locked()
+            self._check_room_locked()
             self._pending += 1
             self.metrics.set_queue(self.name, self._pending)
-        fut = self._executor.submit(fn, *args)
-        fut.add_done_callback(self._done)
-        return fut
+            self._queue.append(item)
+            self._cv.notify_all()
 
-    def _done(self, _fut) -> None:
-        with self._lock:
-            self._pending -= 1
-            self.metrics.set_queue(self.name, self._pending)
+    def submit(self, fn: Callable, *args) -> Future:
+        """Queue ``fn(*args)`` to run on the worker between batches; 503 when the queue is full."""
+        job = _Job(fn, args)
+        self._enqueue(job)
+        return job.future
 
-    @property
-    def queue_depth(self) -> int:
-        return self._pending
+    def _abandon(self, item) -> None:
+        with self._cv:
+            try:
+                self._queue.remove(item)
+            except ValueError:
+                return  # admitted (or finished) already: the worker accounts for it
+            self._finished_locked()
 
-    async def _run(self, fn: Callable, *args):
-        fut = self.submit(fn, *args)
+    async def _run(self, req: _Request, ticket: Ticket | None):
+        self._enqueue(req, ticket)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(req.future), timeout=self.timeout_s)
         except asyncio.TimeoutError:
+            self._abandon(req)
             raise Overloaded(f"model {self.name!r} did not answer within "
                              f"FRAMECAST_INFERENCE_TIMEOUT_S={self.timeout_s:g} s") from None
+        except asyncio.CancelledError:  # the client went away
+            self._abandon(req)
+            raise
 
-    def _timed(self, work: Callable, submitted: float):
-        def job(*args):
-            timing = Timing(queued_ms=(time.perf_counter() - submitted) * 1000.0)
-            return work(*args, timing), timing
-        return job
-
-    async def predict(self, context: np.ndarray, horizon: int) -> tuple[np.ndarray, Timing]:
+    async def predict(self, context: np.ndarray, horizon: int, *,
+                      ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((horizon, H, W, C), timing); next-frame models only."""
         if self.manifest.task != "next_frame":
+            if ticket is not None:
+                ticket.release()
             raise WrongTask(f"model {self.name!r} is a {self.manifest.task} model; "
                             f"use POST /v1/models/{self.name}/classify")
-        return await self._run(self._timed(self._rollout, time.perf_counter()), context, horizon)
+        window = np.asarray(context, np.float32).reshape(self.input_shape)
+        return await self._run(_Request(window, int(horizon)), ticket)
 
-    async def classify(self, context: np.ndarray) -> tuple[np.ndarray, Timing]:
+    async def classify(self, context: np.ndarray, *,
+                       ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((num_classes,), timing); classify models only."""
         if self.manifest.task != "classify":
+            if ticket is not None:
+                ticket.release()
             raise WrongTask(f"model {self.name!r} is a {self.manifest.task} model; "
                             f"use POST /v1/models/{self.name}/predict")
-        return await self._run(self._timed(self._classify, time.perf_counter()), context)
+        window = np.asarray(context, np.float32).reshape(self.input_shape)
+        return await self._run(_Request(window, 1), ticket)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+
+_STOP = object()
 
 
 # --------------------------------------------------------------------------- all models
@@ -316,17 +553,18 @@ class Runtime:
                                     if settings.warmup else 0.0)
             except Exception as e:  # noqa: BLE001 - a model that cannot run is a load failure
                 self.status.models[runner.name] = f"failed: warm-up: {e}"
-                self._fail(f"model {runner.name!r} failed its warm-up call on shape "
-                           f"{(1,) + runner.input_shape}: {type(e).__name__}: {e}")
+                self._fail(f"model {runner.name!r} failed its warm-up calls on shapes "
+                           f"(b,) + {runner.input_shape} for b in {runner.buckets}: "
+                           f"{type(e).__name__}: {e}")
                 return
             runner.ready = True
             self.status.models[runner.name] = "ready"
             self.metrics.set_ready(runner.name, True)
             m = runner.manifest
             log.info("model %s ready: architecture=%s task=%s input=%dx%dx%dx%d device=%s "
-                     "params=%d warm-up=%.1f ms", m.name, m.architecture, m.task, m.frames,
+                     "params=%d buckets=%s warm-up=%.1f ms", m.name, m.architecture, m.task, m.frames,
                      m.height, m.width, m.channels, runner.placement.description, m.params,
-                     runner.warmup_ms)
+                     ",".join(map(str, runner.buckets)), runner.warmup_ms)
         self.status.state, self.status.detail = "ready", f"{len(self.runners)} model(s) ready"
         self.ready_event.set()
 
@@ -362,7 +600,9 @@ class Runtime:
                             f"{manifest.height}, {manifest.width}, {manifest.channels})")
         return ModelRunner(folder, manifest, model, read_card(folder), self.placement,
                            metrics=self.metrics, max_queue=self.settings.max_queue,
-                           timeout_s=self.settings.inference_timeout_s)
+                           timeout_s=self.settings.inference_timeout_s,
+                           max_batch_size=self.settings.max_batch_size,
+                           max_batch_delay_ms=self.settings.max_batch_delay_ms)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.ready_event.wait(timeout)

@@ -12,6 +12,13 @@ from collections import defaultdict
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+PHASE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                 10.0)
+
+
+def server_timing(phases_ms: dict[str, float]) -> str:
+    """A ``Server-Timing`` header value: ``decode;dur=1.20, queue;dur=0.35, ...`` (ms)."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in phases_ms.items())
 
 
 def _escape(v: str) -> str:
@@ -97,12 +104,17 @@ class Metrics:
                                     LATENCY_BUCKETS)
         self.batch = _Histogram("framecast_batch_size", "histogram",
                                 "clips per model call", ("model",), BATCH_BUCKETS)
+        self.phases = _Histogram("framecast_request_phase_seconds", "histogram",
+                                 "where a request's time went: decode (read and decode the "
+                                 "upload), queue (wait for a batch), model (its model calls), "
+                                 "encode (build the response)", ("model", "phase"),
+                                 PHASE_BUCKETS)
         self.queue = _Gauge("framecast_queue_depth", "gauge",
                             "requests submitted to a model's worker and not finished", ("model",))
         self.ready = _Gauge("framecast_model_ready", "gauge",
                             "1 when the model is loaded and warm", ("model",))
         self._families = (self.requests, self.latency, self.errors, self.inference, self.batch,
-                          self.queue, self.ready)
+                          self.phases, self.queue, self.ready)
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -115,6 +127,12 @@ class Metrics:
         with self._lock:
             self.inference.observe((model,), seconds)
             self.batch.observe((model,), float(batch))
+
+    def observe_phases(self, model: str, phases_ms: dict[str, float]) -> None:
+        """One request's phases (milliseconds), e.g. ``{"decode": 1.2, "queue": 0.4, ...}``."""
+        with self._lock:
+            for phase, ms in phases_ms.items():
+                self.phases.observe((model, phase), ms / 1000.0)
 
     def set_queue(self, model: str, depth: int) -> None:
         with self._lock:

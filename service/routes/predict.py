@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Literal
 
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from service import codecs
 from service.errors import InvalidInput, WrongTask
 from service.schemas import ClassifyResponse, ClassScore, PredictedFrame, PredictResponse
+from service.telemetry import server_timing
 from service.uploads import (
     RuntimeDep,
     SettingsDep,
@@ -58,6 +60,7 @@ async def predict(
     raw: bool = Query(False, description="json only: include raw float values"),
     resize: bool = ResizeQuery,
 ):
+    t_start = time.perf_counter()
     runner = runtime.get(name)
     if runner.manifest.task != "next_frame":
         raise WrongTask(f"model {name!r} is a {runner.manifest.task} model; "
@@ -65,28 +68,51 @@ async def predict(
     if horizon > settings.max_horizon:
         raise InvalidInput(f"horizon={horizon} is larger than the maximum "
                            f"{settings.max_horizon} (FRAMECAST_MAX_HORIZON)")
-    upload = await read_upload(request, settings, allow_truth=False)
-    context, changed = await fit_context(upload.frames, runner, resize)
-    t0 = time.perf_counter()
-    pred, timing = await runner.predict(context, horizon)  # (horizon, H, W, C)
-    latency_ms = (time.perf_counter() - t0) * 1000.0
+    with runner.expect() as ticket:  # 503 at once when the queue is full; lets the batcher wait
+        upload = await read_upload(request, settings, allow_truth=False)
+        context, changed = await fit_context(upload.frames, runner, resize)
+        t0 = time.perf_counter()
+        pred, timing = await runner.predict(context, horizon, ticket=ticket)  # (horizon, H, W, C)
+    t1 = time.perf_counter()
+    latency_ms = (t1 - t0) * 1000.0
     headers = {"X-Model": name, "X-Latency-Ms": f"{latency_ms:.2f}",
-               "X-Inference-Ms": f"{timing.inference_ms:.2f}"}
-    if output == "png":
-        return Response(await run_in_threadpool(codecs.strip_png, pred), media_type="image/png",
-                        headers=headers)
-    if output == "gif":
-        clip = np.concatenate([context, pred], axis=0)
-        return Response(await run_in_threadpool(codecs.gif_bytes, clip), media_type="image/gif",
-                        headers=headers)
-    if output == "npy":
-        return Response(codecs.npy_bytes(pred), media_type="application/x-npy", headers=headers)
-    body = PredictResponse(
-        model=name, horizon=horizon, context_frames=runner.manifest.frames,
-        frames_received=len(upload.frames), resized=changed, shape=list(pred.shape),
-        latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
-        frames=await run_in_threadpool(predicted_frames, pred, raw))
-    return JSONResponse(body.model_dump(), headers=headers)
+               "X-Inference-Ms": f"{timing.inference_ms:.2f}", "X-Batch-Size": str(timing.batch)}
+
+    def encode() -> tuple[bytes, str]:
+        if output == "png":
+            return codecs.strip_png(pred), "image/png"
+        if output == "gif":
+            return codecs.gif_bytes(np.concatenate([context, pred], axis=0)), "image/gif"
+        if output == "npy":
+            return codecs.npy_bytes(pred), "application/x-npy"
+        body = PredictResponse(
+            model=name, horizon=horizon, context_frames=runner.manifest.frames,
+            frames_received=len(upload.frames), resized=changed, shape=list(pred.shape),
+            latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
+            frames=predicted_frames(pred, raw))
+        return json_bytes(body.model_dump()), "application/json"
+
+    content, media_type = await run_in_threadpool(encode)  # off the event loop
+    add_timing(headers, runtime, name, t_start, t0, timing, t1)
+    return Response(content, media_type=media_type, headers=headers)
+
+
+def json_bytes(obj) -> bytes:
+    """What ``JSONResponse`` renders (compact UTF-8), built in the caller's thread."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+
+
+def add_timing(headers: dict, runtime, model: str, t_start: float, t_decoded: float,
+               timing, t_answered: float) -> dict[str, float]:
+    """Put decode/queue/model/encode/total (ms) in ``Server-Timing`` and in /metrics."""
+    now = time.perf_counter()
+    phases = {"decode": (t_decoded - t_start) * 1000.0, "queue": timing.queued_ms,
+              "model": timing.inference_ms, "encode": (now - t_answered) * 1000.0}
+    runtime.metrics.observe_phases(model, phases)
+    phases["total"] = (now - t_start) * 1000.0
+    headers["Server-Timing"] = server_timing(phases)
+    return phases
 
 
 def ranked(scores: np.ndarray, class_names: list[str]) -> list[ClassScore]:
@@ -108,19 +134,26 @@ async def classify(
                        examples=[3]),
     resize: bool = ResizeQuery,
 ):
+    t_start = time.perf_counter()
     runner = runtime.get(name)
     m = runner.manifest
     if m.task != "classify":
         raise WrongTask(f"model {name!r} is a {m.task} model; use POST /v1/models/{name}/predict")
-    upload = await read_upload(request, settings, allow_truth=False)
-    context, changed = await fit_context(upload.frames, runner, resize)
-    t0 = time.perf_counter()
-    scores, timing = await runner.classify(context)
-    latency_ms = (time.perf_counter() - t0) * 1000.0
+    with runner.expect() as ticket:
+        upload = await read_upload(request, settings, allow_truth=False)
+        context, changed = await fit_context(upload.frames, runner, resize)
+        t0 = time.perf_counter()
+        scores, timing = await runner.classify(context, ticket=ticket)
+    t1 = time.perf_counter()
+    latency_ms = (t1 - t0) * 1000.0
     names = m.class_names or [str(i) for i in range(scores.shape[-1])]
     ordered = ranked(scores, names)
     k = min(top_k, len(ordered))
-    return ClassifyResponse(
+    body = ClassifyResponse(
         model=name, label=ordered[0].class_name, top_k=k, top=ordered[:k], scores=ordered,
         context_frames=m.frames, frames_received=len(upload.frames), resized=changed,
         latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3))
+    headers = {"X-Model": name, "X-Latency-Ms": f"{latency_ms:.2f}",
+               "X-Inference-Ms": f"{timing.inference_ms:.2f}", "X-Batch-Size": str(timing.batch)}
+    add_timing(headers, runtime, name, t_start, t0, timing, t1)
+    return JSONResponse(body.model_dump(), headers=headers)

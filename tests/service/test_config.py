@@ -18,7 +18,7 @@ def test_defaults(monkeypatch):
     assert s.models_dir == BUNDLED_DIR
     assert s.load_mode == "background" and s.warmup is True and s.device == "auto"
     assert s.max_upload_bytes == 64 * 1024 * 1024
-    assert s.max_horizon == 30 and s.max_frames == 256 and s.max_queue == 64
+    assert s.max_horizon == 30 and s.max_frames == 256 and s.max_queue == 128
     assert s.port == 8000 and s.host == "127.0.0.1"
 
 
