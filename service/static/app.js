@@ -311,7 +311,7 @@ function chart(container, data, metric, label) {
     container.append(el("p", { class: "hint" }, `No ${label} (no truth, or frames too small).`));
     return;
   }
-  const W = 320, H = 170, L = 52, R = 10, T = 10, B = 30;
+  const W = 320, H = 170, L = 52, R = 18, T = 10, B = 30;
   let lo = Math.min(...values), hi = Math.max(...values);
   if (metric === "mse_per_frame") lo = Math.min(0, lo);  // errors: bars from zero, no zoom
   if (hi - lo < 1e-9) { hi += Math.abs(hi) * 0.05 + 1e-3; lo -= Math.abs(lo) * 0.05 + 1e-3; }

@@ -1,0 +1,94 @@
+"""Helpers for the browser tests: the real server in a thread, Debian's Chromium under Playwright.
+
+Playwright's own browser download does not work on these machines: it drives the system
+Chromium (``/usr/bin/chromium``, Debian package ``chromium``; ``FRAMECAST_CHROMIUM`` overrides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+CHROMIUM = Path(os.environ.get("FRAMECAST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def save_page_models(root: Path, frames: int = 10, size: int = 64) -> Path:
+    """Four tiny untrained models (both architectures x both tasks) at the samples' shape."""
+    from models.architectures import build
+    from models.data import DIRECTIONS
+    from models.repository import Manifest, save_model_folder
+
+    for arch in ("conv2d_lstm", "convlstm2d"):
+        for task in ("next_frame", "classify"):
+            kw = dict(task=task, time_steps=frames, height=size, width=size, channels=1)
+            if arch == "convlstm2d":
+                kw.update(filters=(4,))
+            else:
+                kw.update(conv_filters=(4, 4, 4), lstm_units=8)
+            name = f"{arch}_{task}"
+            save_model_folder(Path(root) / name, build(arch, name=name, **kw), Manifest(
+                name=name, architecture=arch, task=task, frames=frames, height=size, width=size,
+                channels=1, class_names=list(DIRECTIONS) if task == "classify" else None))
+    return Path(root)
+
+
+def missing_browser() -> list[str]:
+    """What the browser tests need and this machine lacks (empty: all there)."""
+    missing = []
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the Python package 'playwright' (pip install playwright)")
+    if not CHROMIUM.is_file():
+        missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
+    return missing
+
+
+@contextlib.contextmanager
+def serve(settings):
+    """Run ``create_app(settings)`` under uvicorn on 127.0.0.1 and a free port; yields the base URL."""
+    import uvicorn
+
+    from service.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server stopped during start-up (see the log above)")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not start within 300 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@contextlib.contextmanager
+def chromium():
+    """A headless Debian Chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                    headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
