@@ -131,7 +131,12 @@ def test_sample_clip_through_the_compare_view(page, artifacts):
 
 
 def test_uploaded_gif_through_the_compare_view(page, artifacts):
-    page.check("#source-upload")
+    dropped = page.evaluate_handle("""() => { const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array([1, 2, 3])], 'frame10.png'));
+        dt.items.add(new File([new Uint8Array([1, 2, 3])], 'frame9.png')); return dt; }""")
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})  # drag-and-drop
+    assert page.is_checked("#source-upload")
+    assert "frame9.png, frame10.png" in page.inner_text("#file-list")  # in natural order
     page.set_input_files("#file", files=[{"name": "square.gif", "mimeType": "image/gif",
                                           "buffer": _gif(_moving_square(12))}])
     assert "square.gif" in page.inner_text("#file-list")
