@@ -20,7 +20,7 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageSequence
+from PIL import Image, ImageDraw, ImageFont
 
 from service.errors import FrameDecodeError, FrameSizeError, InvalidInput, UnsupportedMediaType
 
@@ -96,36 +96,81 @@ def _check_total(limits: Limits, pixels: int, name: str) -> None:
 
 
 def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) -> list[Frame]:
+    """Every page of one image file, checked page by page before it is decoded: its pixels
+    (FRAMECAST_MAX_FRAME_PIXELS; TIFF pages may differ in size), the upload's running pixel total
+    and frame count. Pages are walked one ``seek`` at a time and the walk stops at the first page
+    over the frame limit, so a GIF of 10,000 frames costs no more than the limit's worth."""
+    label = f"file {name!r}"
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:  # Image.MAX_IMAGE_PIXELS is our per-frame limit
+        raise InvalidInput(
+            f"{_where(first, label)}: {e}; at most {limits.max_frame_pixels} pixels per frame "
+            "(FRAMECAST_MAX_FRAME_PIXELS)") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
         raise FrameDecodeError(
-            f"{_where(first, f'file {name!r}')}: not a readable {fmt} image ({e})") from None
-    w, h = img.size
-    if w * h > limits.max_frame_pixels:
-        raise InvalidInput(
-            f"{_where(first, f'file {name!r}')} is {w}x{h} = {w * h} pixels; at most "
-            f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)")
-    n = int(getattr(img, "n_frames", 1) or 1)
-    if first + n > limits.max_frames:
-        raise InvalidInput(f"file {name!r} holds {n} frames, bringing the upload to {first + n}; "
-                           f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)")
-    _check_total(limits, n * w * h, name)
+            f"{_where(first, label)}: not a readable {fmt} image ({e})") from None
+    room = limits.max_frames - first  # frames this file may still add
+    multi = bool(getattr(img, "is_animated", False))
     frames: list[Frame] = []
-    try:
-        for page, im in enumerate(ImageSequence.Iterator(img)):
-            source = f"file {name!r}" + (f" page {page}" if n > 1 else "")
-            frames.append(Frame(_image_to_array(im), source))
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces while iterating
-        index = first + len(frames)
-        page = f" page {len(frames)}" if n > 1 else ""
-        raise FrameDecodeError(
-            f"{_where(index, f'file {name!r}{page}')}: cannot decode {fmt} data ({e})") from None
+    page = 0
+    while True:
+        source = label + (f" page {page}" if multi else "")
+        if page:
+            try:
+                img.seek(page)
+            except EOFError:
+                break
+            except Exception as e:  # noqa: BLE001 - a corrupt page header
+                raise FrameDecodeError(f"{_where(first + page, source)}: cannot decode {fmt} "
+                                       f"data ({e})") from None
+        if page >= room:
+            raise InvalidInput(f"{label} holds more than {room} frames, bringing the upload over "
+                               f"{limits.max_frames}; at most {limits.max_frames} frames "
+                               "(FRAMECAST_MAX_FRAMES)")
+        w, h = img.size
+        if w * h > limits.max_frame_pixels:
+            raise InvalidInput(
+                f"{_where(first + page, source)} is {w}x{h} = {w * h} pixels; at most "
+                f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)")
+        _check_total(limits, w * h, name)
+        try:
+            frames.append(Frame(_image_to_array(img), source))
+        except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces while decoding
+            raise FrameDecodeError(
+                f"{_where(first + page, source)}: cannot decode {fmt} data ({e})") from None
+        if not multi:
+            break
+        page += 1
     return frames
+
+
+def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype]:
+    """The shape and dtype an .npy declares, read before any array memory is allocated (``np.load``
+    allocates the declared size first, so a 20-byte file may not claim gigabytes)."""
+    fp = io.BytesIO(data)
+    try:
+        major, _ = np.lib.format.read_magic(fp)
+        read = (np.lib.format.read_array_header_1_0 if major == 1
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(fp, max_header_size=10000)
+    except Exception as e:  # noqa: BLE001 - a malformed header, of whatever kind
+        raise FrameDecodeError(f"{where}: not a readable .npy array ({e}); send a (T,H,W) or "
+                               "(T,H,W,C) numeric array saved by numpy.save") from None
+    if dtype.hasobject:
+        raise FrameDecodeError(f"{where}: not a readable .npy array: dtype {dtype} holds Python "
+                               "objects, and .npy uploads are never unpickled: send uint8 (0-255) or float (0-1)")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > len(data) - fp.tell():
+        raise FrameDecodeError(f"{where}: the header declares shape {shape} of {dtype} "
+                               f"({need} bytes) but the file holds {len(data) - fp.tell()} bytes "
+                               "of data (truncated?)")
+    return tuple(shape), dtype
 
 
 def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Frame]:
     where = f"file {name!r}"
+    _npy_header(data, where)
     try:
         a = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - ValueError for pickles, EOFError/OSError for truncation

@@ -7,11 +7,12 @@ message names the variable, the value and what is allowed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
 
@@ -69,6 +70,28 @@ class Settings(BaseSettings):
                     "request's arrival; only waited while other requests are still being decoded, "
                     "so a lone request never waits")
     inference_timeout_s: float = Field(60.0, gt=0, description="a model call slower than this → 503")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="deadline of one request from its arrival: past it the answer is "
+                                "504 and the request's queued or unfinished model work is dropped")
+    max_json_depth: int = Field(32, ge=2, le=1000,
+                                description="deepest nesting of arrays/objects in a JSON body")
+    max_json_items: int = Field(4 * MIB, ge=16,
+                                description="most values in one JSON body (counted as commas + 1); "
+                                            "more is answered 413 before parsing")
+
+    # access, browsers, logs, shutdown
+    api_keys: SecretStr | None = Field(
+        None, description="API keys, comma-separated or a JSON list; when set, /v1 and /v2 need "
+                          "'Authorization: Bearer KEY' (401 without, 403 wrong). Never logged")
+    protect_metrics: bool = Field(False, description="GET /metrics needs an API key too "
+                                                     "(when FRAMECAST_API_KEYS is set)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed by CORS, comma-separated or a JSON "
+                                          "list ('*' for any); empty: CORS off")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="on SIGTERM: stop accepting, give in-flight requests this long "
+                                "to finish, then exit (uvicorn's timeout_graceful_shutdown)")
 
     # compare: which model of each architecture, when several of one task are loaded
     compare_conv2d_lstm_next_frame: str | None = None
@@ -91,8 +114,39 @@ class Settings(BaseSettings):
     def _lower(cls, v):
         return v.lower() if isinstance(v, str) else v
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, v):
+        return _str_list(v, "origins") if isinstance(v, str) else v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, v: SecretStr | None):
+        if v is not None and not _str_list(v.get_secret_value(), "keys"):
+            return None  # an empty value means no keys
+        return v
+
+    def api_key_list(self) -> list[str]:
+        """The API keys (empty: authentication is off)."""
+        return [] if self.api_keys is None else _str_list(self.api_keys.get_secret_value(), "keys")
+
     def compare_choice(self, architecture: str, task: str) -> str | None:
         return getattr(self, f"compare_{architecture}_{task}")
+
+
+def _str_list(v: str, what: str) -> list[str]:
+    """'a, b' or '["a", "b"]' → ['a', 'b']; the error never repeats the value (keys are secret)."""
+    v = v.strip()
+    if v.startswith("["):
+        try:
+            items = json.loads(v)
+        except ValueError:
+            raise ValueError(f"the {what} look like a JSON list but are not valid JSON") from None
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise ValueError(f"the {what} must be a JSON list of strings")
+    else:
+        items = v.split(",")
+    return [x.strip() for x in items if x.strip()]
 
 
 def env_name(field: str) -> str:
@@ -107,6 +161,6 @@ def load_settings(**overrides) -> Settings:
         problems = []
         for err in e.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
-            value = err.get("input")
+            value = "<hidden>" if field == "api_keys" else err.get("input")
             problems.append(f"{env_name(field)}={value!r}: {err['msg']}")
         raise SettingsError("bad setting: " + "; ".join(problems)) from None

@@ -87,6 +87,27 @@ class Overloaded(FramecastError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+class DeadlineExceeded(FramecastError):
+    """The request ran past FRAMECAST_REQUEST_TIMEOUT_S; its queued model work was dropped."""
+
+    status, kind = 504, "deadline_exceeded"
+
+
+class Unauthorized(FramecastError):
+    """No API key was sent (``Authorization: Bearer KEY``) where one is needed."""
+
+    status, kind = 401, "unauthorized"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(FramecastError):
+    """The API key sent is not one of FRAMECAST_API_KEYS."""
+
+    status, kind = 403, "forbidden"
+
+
 class InferenceError(FramecastError):
     """The model call for a batch failed; only the requests of that batch get this error."""
 
@@ -101,8 +122,8 @@ def _response(status: int, kind: str, message: str, headers=None) -> JSONRespons
     return JSONResponse(error_body(status, kind, message), status_code=status, headers=headers)
 
 
-_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-               415: "unsupported_media_type"}
+_HTTP_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "payload_too_large", 415: "unsupported_media_type"}
 
 
 def install(app: FastAPI) -> None:

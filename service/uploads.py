@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.codecs import SUPPORTED, Frame, Limits, b64decode_item, conform, decode_parts
 from service.config import Settings
 from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
+from service.limits import check_json
 from service.runtime import Runtime
 from service.schemas import FramesRequest
 
@@ -90,6 +91,7 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
         finally:
             await form.close()
     elif ctype == "application/json":
+        check_json(body, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
         try:
             req = FramesRequest.model_validate_json(body)
         except ValidationError as e:
@@ -97,6 +99,10 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
                                  for err in e.errors()[:5])
             raise InvalidInput(f"JSON body does not match "
                                f'{{"frames": [base64, ...], "truth": [...]}}: {problems}') from None
+        n_items = len(req.frames) + len(req.truth or ())
+        if n_items > settings.max_files:
+            raise InvalidInput(f"the JSON body holds {n_items} base64 files; at most "
+                               f"{settings.max_files} (FRAMECAST_MAX_FILES)")
         parts = [(f"frames[{i}]", b64decode_item(s, f"JSON frames[{i}]"))
                  for i, s in enumerate(req.frames)]
         if req.truth is not None:
@@ -170,7 +176,8 @@ def error_responses(*codes: int) -> dict:
              415: "unsupported media type or file format",
              422: "malformed frame or array, too few frames, sizes differ with resize=false, "
                   "wrong task for the model, bad parameter",
-             503: "models not ready, queue full or inference timed out"}
+             503: "models not ready, queue full or inference timed out",
+             504: "the request ran past FRAMECAST_REQUEST_TIMEOUT_S; its model work was dropped"}
     return {c: {"model": ErrorResponse, "description": texts.get(c, "error")} for c in codes}
 
 

@@ -91,7 +91,7 @@ def _display(frames: np.ndarray | None, h: int, w: int, c: int) -> np.ndarray | 
     openapi_extra=upload_openapi(with_truth=True),
     responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
                                  "image/gif": {"schema": {"type": "string", "format": "binary"}}}},
-               **error_responses(404, 413, 415, 422, 503)})
+               **error_responses(404, 413, 415, 422, 503, 504)})
 async def compare_next_frame(
     request: Request, runtime: RuntimeDep, settings: SettingsDep,
     horizon: int | None = Query(None, ge=1, description="frames to predict; defaults to the "
@@ -190,10 +190,11 @@ async def compare_next_frame(
                 "`label=<true class>` each result says whether it was right and its score for the "
                 "true class, and `winner` names the architecture with the higher true-class score.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses=error_responses(404, 413, 415, 422, 503))
+    responses=error_responses(404, 413, 415, 422, 503, 504))
 async def compare_classify(
     request: Request, runtime: RuntimeDep, settings: SettingsDep,
-    top_k: int = Query(3, ge=1, description="classes listed per model (best first)", examples=[3]),
+    top_k: int = Query(3, ge=1, le=1000, description="classes listed per model (best first; "
+                                                     "capped at the number of classes)", examples=[3]),
     label: str | None = Query(None, description="the true class, when known", examples=["NE"]),
     resize: bool = ResizeQuery,
     conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),

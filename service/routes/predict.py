@@ -50,7 +50,7 @@ def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
                 "predicted frames, an animated GIF of context + prediction, or an .npy "
                 "(horizon, H, W, C) float32 array.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses={200: {"content": _BINARY}, **error_responses(404, 413, 415, 422, 503)})
+    responses={200: {"content": _BINARY}, **error_responses(404, 413, 415, 422, 503, 504)})
 async def predict(
     request: Request, runtime: RuntimeDep, settings: SettingsDep,
     name: str = Path(description="a next-frame model", examples=["convlstm2d_next_frame"]),
@@ -126,11 +126,11 @@ def ranked(scores: np.ndarray, class_names: list[str]) -> list[ClassScore]:
     description="Upload the frames as for predict; returns every class's score, best first, and "
                 "the `top_k` best.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses=error_responses(404, 413, 415, 422, 503))
+    responses=error_responses(404, 413, 415, 422, 503, 504))
 async def classify(
     request: Request, runtime: RuntimeDep, settings: SettingsDep,
     name: str = Path(description="a classification model", examples=["convlstm2d_classify"]),
-    top_k: int = Query(3, ge=1, description="how many best classes to list in `top`",
+    top_k: int = Query(3, ge=1, le=1000, description="how many best classes to list in `top`",
                        examples=[3]),
     resize: bool = ResizeQuery,
 ):

@@ -44,6 +44,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import FramecastError, InvalidInput
+from service.limits import check_json
 from service.runtime import ModelRunner, Runtime
 from service.uploads import RuntimeDep, SettingsDep, _read_body
 
@@ -185,7 +186,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         head, rest = body, b""
     try:
         req = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise V2Error(f"the inference request is not valid JSON ({e})") from None
     if not isinstance(req, dict):
         raise V2Error('the inference request must be a JSON object {"inputs": [...]}')
@@ -319,7 +320,10 @@ async def infer(request: Request, runtime: RuntimeDep, settings: SettingsDep, na
                 version: str | None = None):
     runner = _runner(runtime, name, version)
     body = await _read_body(request, settings.max_upload_bytes)
-    req, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
+    n = request.headers.get(HEADER_LENGTH)
+    head = body[:int(n)] if n is not None and n.isdigit() else body
+    check_json(head, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
+    req, binary = _split_body(body, n)
     clips = await run_in_threadpool(_parse_inputs, req, binary, runner)  # (batch, T, H, W, C)
     horizon = _horizon(req, settings.max_horizon)
     wanted = _requested(req, runner, horizon)

@@ -1,0 +1,111 @@
+"""Request-wide limits: the body size (checked while the body streams in), JSON shape, deadlines.
+
+- :class:`BodyLimitMiddleware` (pure ASGI) answers 413 at once when ``Content-Length`` is over
+  FRAMECAST_MAX_UPLOAD_BYTES, and otherwise counts the bytes of the ``http.request`` messages as
+  the app reads them: the read that crosses the limit raises :class:`PayloadTooLarge`, so at most
+  one chunk past the limit is ever held (a chunked body without a length is caught the same way).
+  It also sets the request's deadline (FRAMECAST_REQUEST_TIMEOUT_S from arrival).
+- :func:`current_deadline` is that deadline (a ``time.monotonic()`` value, or None outside a
+  request). It lives in a context variable, so the runtime reads it without every route passing
+  it along; ``asyncio.gather`` copies the context, so it holds inside compare's concurrent calls.
+- :func:`check_json` bounds a JSON body before it is parsed: its values (commas) and its nesting.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextvars import ContextVar
+
+from service.errors import InvalidInput, PayloadTooLarge, error_body
+
+_deadline: ContextVar[float | None] = ContextVar("framecast_deadline", default=None)
+
+
+def current_deadline() -> float | None:
+    """When the current request must be answered (``time.monotonic()``), or None."""
+    return _deadline.get()
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``max_bytes`` (declared or streamed) and the per-request deadline."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float | None = None):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_bytes
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            return await _send_413(send, f"the body is {int(declared)} bytes; at most {limit} "
+                                         "(FRAMECAST_MAX_UPLOAD_BYTES)")
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"the body exceeds {limit} bytes "
+                                          "(FRAMECAST_MAX_UPLOAD_BYTES)")
+            return message
+
+        token = _deadline.set(time.monotonic() + self.timeout_s if self.timeout_s else None)
+        try:
+            await self.app(scope, limited_receive, send)
+        finally:
+            _deadline.reset(token)
+
+
+async def _send_413(send, message: str) -> None:
+    import json
+
+    body = json.dumps(error_body(413, "payload_too_large", message)).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --------------------------------------------------------------------------- JSON bodies
+
+_ESCAPE = re.compile(rb"\\.", re.S)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
+    """Whether arrays/objects nest deeper than ``max_depth`` (strings are skipped).
+
+    Works on the bytes with C-speed regex passes: drop escapes, strings and everything but
+    brackets, then peel innermost ``[]``/``{}`` pairs once per level. Unbalanced input is left
+    to the JSON parser to report.
+    """
+    s = _NOT_BRACKET.sub(b"", _STRING.sub(b"", _ESCAPE.sub(b"", body)))
+    for _ in range(max_depth):
+        peeled = _PAIR.sub(b"", s)
+        if peeled == s:
+            return False  # fully peeled (or unbalanced: not ours to report)
+        s = peeled
+    return _PAIR.search(s) is not None
+
+
+def check_json(body: bytes, *, max_depth: int, max_items: int) -> None:
+    """413 for more than ``max_items`` values, 422 for nesting deeper than ``max_depth``."""
+    items = body.count(b",") + 1
+    if items > max_items:
+        raise PayloadTooLarge(f"the JSON body holds about {items} values; at most {max_items} "
+                              "(FRAMECAST_MAX_JSON_ITEMS); send binary data (.npy, or V2 binary "
+                              "tensors) instead")
+    if json_depth_exceeds(body, max_depth):
+        raise InvalidInput(f"the JSON body nests arrays/objects deeper than {max_depth} levels "
+                           "(FRAMECAST_MAX_JSON_DEPTH)")
