@@ -35,6 +35,7 @@ from models.repository import (
 )
 from service.config import Settings
 from service.errors import (
+    DeadlineExceeded,
     InferenceError,
     InvalidInput,
     ModelNotFound,
@@ -42,6 +43,7 @@ from service.errors import (
     Overloaded,
     WrongTask,
 )
+from service.limits import current_deadline, remaining
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
@@ -136,15 +138,20 @@ class _Request:
     """One clip waiting for ``steps`` model calls (a rollout of ``steps`` frames, or one class
     score vector); the window slides by the predicted frame after each call."""
 
-    __slots__ = ("window", "steps", "outputs", "future", "timing", "enqueued")
+    __slots__ = ("window", "steps", "outputs", "future", "timing", "enqueued", "deadline", "gone")
 
-    def __init__(self, window: np.ndarray, steps: int):
+    def __init__(self, window: np.ndarray, steps: int, deadline: float | None = None):
         self.window = window  # (frames, H, W, C) float32
         self.steps = steps
         self.outputs: list[np.ndarray] = []
         self.future: Future = Future()
         self.timing = Timing()
         self.enqueued = time.perf_counter()
+        self.deadline = deadline  # time.monotonic() by which it must be answered, or None
+        self.gone = False  # its caller stopped waiting: drop it, compute nothing more for it
+
+    def expired(self, now: float) -> bool:
+        return self.gone or (self.deadline is not None and now >= self.deadline)
 
 
 class Ticket:
@@ -300,6 +307,10 @@ class ModelRunner:
             if not req.future.set_running_or_notify_cancel():  # its caller gave up
                 self._finished_locked()
                 continue
+            if req.expired(time.monotonic()):  # past its deadline: never computed
+                req.future.set_exception(self._late())
+                self._finished_locked()
+                continue
             req.timing.queued_ms = (now - req.enqueued) * 1000.0
             out.append(req)
             room -= 1
@@ -314,8 +325,29 @@ class ModelRunner:
         with self._cv:
             self._finished_locked()
 
+    def _late(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"the request to model {self.name!r} ran past its deadline "
+                                "(FRAMECAST_REQUEST_TIMEOUT_S); its model work was dropped")
+
+    def _drop_expired(self, active: list[_Request]) -> list[_Request]:
+        """Requests past their deadline (or whose caller left) leave before the next call."""
+        now = time.monotonic()
+        gone = [r for r in active if r.expired(now)]
+        if not gone:
+            return active
+        for req in gone:
+            if not req.future.done():
+                req.future.set_exception(self._late())
+        with self._cv:
+            for _ in gone:
+                self._finished_locked()
+        return [r for r in active if not r.expired(now)]
+
     def _step(self, active: list[_Request]) -> list[_Request]:
         """One model call for every active request; returns those with steps left."""
+        active = self._drop_expired(active)
+        if not active:
+            return []
         n = len(active)
         bucket = self.bucket_for(n)
         batch = np.zeros((bucket,) + self.input_shape, np.float32)  # padding rows stay zero
@@ -407,6 +439,8 @@ class ModelRunner:
 
     def _abandon(self, item) -> None:
         with self._cv:
+            if isinstance(item, _Request):
+                item.gone = True  # if a batch has it, the worker drops it before its next step
             try:
                 self._queue.remove(item)
             except ValueError:
@@ -414,11 +448,20 @@ class ModelRunner:
             self._finished_locked()
 
     async def _run(self, req: _Request, ticket: Ticket | None):
+        req.deadline = current_deadline()  # the request's (FRAMECAST_REQUEST_TIMEOUT_S), if any
+        left = remaining(req.deadline)
+        if left is not None and left <= 0:
+            if ticket is not None:
+                ticket.release()
+            raise self._late()  # never queued
+        timeout = self.timeout_s if left is None else min(self.timeout_s, left)
         self._enqueue(req, ticket)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(req.future), timeout=self.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(req.future), timeout=timeout)
         except asyncio.TimeoutError:
             self._abandon(req)
+            if left is not None and left <= self.timeout_s:
+                raise self._late() from None
             raise Overloaded(f"model {self.name!r} did not answer within "
                              f"FRAMECAST_INFERENCE_TIMEOUT_S={self.timeout_s:g} s") from None
         except asyncio.CancelledError:  # the client went away
