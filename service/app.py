@@ -29,12 +29,22 @@ one `.npy` array, or JSON with base64 files. Errors answer `{"error", "message",
 """
 
 
-def _configure_logging(level: str) -> None:
-    if not log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(level.upper())
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    from service.logs import configure_logging
+
+    configure_logging(level, fmt)
+
+
+def _guard_pillow(max_frame_pixels: int) -> None:
+    """Pillow's decompression-bomb guard at our per-frame limit: ``Image.open`` refuses an image
+    that claims more than twice the limit before decoding a byte of it (codecs refuses anything
+    over the limit itself, so the between-limits warning is noise)."""
+    import warnings
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max_frame_pixels
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
 class _MetricsMiddleware:
@@ -68,7 +78,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     """Assemble the app. Models load in the lifespan (``settings.load_mode`` says how)."""
     if settings is None:
         settings = load_settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
+    _guard_pillow(settings.max_frame_pixels)
     metrics = runtime.metrics if runtime is not None else Metrics()
     runtime = runtime or Runtime(settings, metrics=metrics)
 
@@ -93,7 +104,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for module in (health, models, predict, compare, metrics_routes, ui):
         app.include_router(module.router)
     ui.mount_static(app)
+    # pure-ASGI layers, innermost first: body limit + deadline, API keys, CORS, metrics, log
+    from service.limits import BodyLimitMiddleware
+    from service.logs import RequestLogMiddleware
+    from service.security import AuthMiddleware, add_cors, document_security
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes,
+                       timeout_s=settings.request_timeout_s)
+    keys = settings.api_key_list()
+    if keys:
+        app.add_middleware(AuthMiddleware, keys=keys, protect_metrics=settings.protect_metrics)
+        document_security(app)
+    add_cors(app, settings.cors_origins)
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)
+    app.add_middleware(RequestLogMiddleware, models=lambda: runtime.runners)
     return app
 
 
@@ -132,6 +156,16 @@ def serve_command(args: argparse.Namespace) -> int:
         return serve_on_ray(settings)
     import uvicorn
 
+    import signal
+
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+    def on_term(signum, frame):  # uvicorn re-raises SIGTERM after its graceful shutdown
+        log.info("stopped after signal %d", signum)
+
+    signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
+    # uvicorn on SIGTERM: stop accepting, let in-flight requests finish (at most
+    # shutdown_grace_s), then run the lifespan's shutdown. Our middleware logs each request.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
     return 0

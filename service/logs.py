@@ -1,0 +1,96 @@
+"""Logging set-up (text or JSON lines) and one access-log line per request.
+
+Every request gets an id: the client's ``X-Request-ID`` when it is a sane token (1-128 of
+``A-Z a-z 0-9 . _ : -``), else a new one; it is echoed in the response's ``X-Request-ID`` and in
+the log line ``method route model status duration_ms request_id`` (logger ``framecast.access``).
+With FRAMECAST_LOG_FORMAT=json every ``framecast`` log record is one JSON object a line. Headers
+are never logged (so API keys never are).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+log = logging.getLogger("framecast")
+access_log = logging.getLogger("framecast.access")
+
+_SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and any ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+               "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
+        for k, v in vars(record).items():
+            if k not in _STD_ATTRS and not k.startswith("_"):
+                out[k] = v
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+JsonFormatter.converter = time.gmtime
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """A handler on the ``framecast`` logger (unless logging is configured already)."""
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    if not log.handlers and not logging.getLogger().handlers:
+        log.addHandler(logging.StreamHandler())
+    for h in log.handlers:
+        h.setFormatter(formatter)
+    log.setLevel(level.upper())
+
+
+def request_id(headers: dict[bytes, bytes]) -> str:
+    given = headers.get(b"x-request-id", b"").decode("latin-1").strip()
+    return given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+class RequestLogMiddleware:
+    """Request id in and out, and one access-log line when the response is done (pure ASGI)."""
+
+    def __init__(self, app, models: callable = None):
+        self.app = app
+        self.models = models  # () -> names of the loaded models (anything else logs "unknown")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        rid = request_id(dict(scope.get("headers") or ()))
+        scope.setdefault("state", {})["request_id"] = rid
+        status = {"code": 500}
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message = dict(message)
+                message["headers"] = list(message.get("headers") or ()) + [
+                    (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or scope.get("path", "")
+            route = route.encode("unicode_escape").decode("ascii")[:300]  # one line, always
+            name = (scope.get("path_params") or {}).get("name")
+            known = self.models() if self.models is not None else ()
+            model = "" if name is None else (name if name in known else "unknown")
+            ms = (time.perf_counter() - start) * 1000.0
+            access_log.info("%s %s model=%s status=%d duration_ms=%.1f request_id=%s",
+                            scope.get("method"), route, model or "-", status["code"], ms, rid,
+                            extra={"method": scope.get("method"), "route": route, "model": model,
+                                   "status": status["code"], "duration_ms": round(ms, 2),
+                                   "request_id": rid})

@@ -1,0 +1,102 @@
+"""Optional API keys and CORS.
+
+With FRAMECAST_API_KEYS set, every ``/v1`` and ``/v2`` request needs ``Authorization: Bearer KEY``:
+401 without one (``WWW-Authenticate: Bearer``), 403 for a key that is not listed. Keys are compared
+with ``hmac.compare_digest`` against every configured key (no early exit), and are never logged.
+``/healthz``, ``/readyz``, the web page (``/``, ``/static``) and the API docs stay open;
+``/metrics`` too unless FRAMECAST_PROTECT_METRICS is set. CORS (FRAMECAST_CORS_ORIGINS) is off by
+default; preflight ``OPTIONS`` requests are answered by the CORS layer before any key is asked for.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from service.errors import Forbidden, FramecastError, Unauthorized, error_body
+
+PROTECTED_PREFIXES = ("/v1", "/v2")
+
+
+def _protected(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
+class AuthMiddleware:
+    """Bearer API keys on ``/v1``, ``/v2`` (and ``/metrics`` when asked); pure ASGI."""
+
+    def __init__(self, app, keys: list[str], protect_metrics: bool = False):
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+        self.prefixes = PROTECTED_PREFIXES + (("/metrics",) if protect_metrics else ())
+
+    def check(self, authorization: bytes | None) -> None:
+        if not authorization:
+            raise Unauthorized("this route needs an API key: send 'Authorization: Bearer KEY'")
+        scheme, _, token = authorization.partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            raise Unauthorized("the Authorization header must be 'Bearer KEY'")
+        ok = False
+        for key in self.keys:  # every key is compared: the time does not say which one matched
+            ok |= hmac.compare_digest(token, key)
+        if not ok:
+            raise Forbidden("the API key is not valid for this server")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") == "OPTIONS" \
+                or not _protected(scope.get("path", ""), self.prefixes):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or ())
+        try:
+            self.check(headers.get(b"authorization"))
+        except FramecastError as e:
+            body = json.dumps(error_body(e.status, e.kind, e.message)).encode()
+            extra = [(k.lower().encode(), v.encode()) for k, v in (e.headers or {}).items()]
+            await send({"type": "http.response.start", "status": e.status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())] + extra})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def add_cors(app, origins: list[str]) -> None:
+    """Starlette's CORS middleware for ``origins`` (nothing when empty)."""
+    if not origins:
+        return
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(
+        CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID",
+                       "Inference-Header-Content-Length"],
+        expose_headers=["X-Request-ID", "X-Model", "X-Latency-Ms", "X-Inference-Ms",
+                        "X-Batch-Size", "X-Winner", "Server-Timing", "Retry-After",
+                        "Inference-Header-Content-Length"],
+        max_age=600)
+
+
+def document_security(app) -> None:
+    """Declare the bearer scheme in the OpenAPI document on the /v1 and /v2 operations."""
+    original = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http", "scheme": "bearer",
+            "description": "one of FRAMECAST_API_KEYS: 'Authorization: Bearer KEY'"}
+        for path, ops in schema.get("paths", {}).items():
+            if _protected(path, PROTECTED_PREFIXES):
+                for op in ops.values():
+                    if isinstance(op, dict):
+                        op["security"] = [{"apiKey": []}]
+                        op.setdefault("responses", {}).update({
+                            "401": {"description": "no API key sent"},
+                            "403": {"description": "the API key is not valid"}})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
