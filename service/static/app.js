@@ -23,6 +23,12 @@ function svgEl(tag, attrs = {}, text) {
   return e;
 }
 
+// Sent only when the user typed a key (servers with FRAMECAST_API_KEYS answer 401 without one).
+function authHeaders() {
+  const key = $("#api-key").value.trim();
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+
 const png = (b64) => "data:image/png;base64," + b64;
 
 function fmt(x, digits = 3) {
@@ -92,7 +98,7 @@ async function loadModels(attempt = 0) {
   const status = $("#models-status");
   let resp;
   try {
-    resp = await fetch("/v1/models");
+    resp = await fetch("/v1/models", { headers: authHeaders() });
   } catch (e) {
     status.textContent = `Cannot reach the service (${e.message}).`;
     return;
@@ -104,6 +110,7 @@ async function loadModels(attempt = 0) {
   }
   if (!resp.ok) {
     status.textContent = "Model list unavailable: " + (await apiError(resp));
+    if (resp.status === 401 || resp.status === 403) $("#key-box").open = true;
     return;
   }
   state.models = (await resp.json()).models || [];
@@ -114,7 +121,10 @@ async function loadModels(attempt = 0) {
   const classes = new Set();
   for (const m of state.models) for (const c of m.class_names || []) classes.add(c);
   const label = $("#label");
+  const chosen = label.value;
+  label.replaceChildren(el("option", { value: "" }, "unknown"));
   for (const c of classes) label.append(el("option", { value: c }, c));
+  label.value = classes.has(chosen) ? chosen : "";
   if (source() === "sample") onSampleChange();  // the sample's true label is now an option
 }
 
@@ -227,11 +237,12 @@ async function onSubmit(event) {
   results.setAttribute("aria-busy", "true");
   try {
     const body = await buildBody();
-    const resp = await fetch(requestUrl(), { method: "POST", body });
+    const resp = await fetch(requestUrl(), { method: "POST", body, headers: authHeaders() });
     if (!resp.ok) {
       $("#output").hidden = true;
       $("#placeholder").hidden = true;
       showError(await apiError(resp));
+      if (resp.status === 401 || resp.status === 403) $("#key-box").open = true;
       return;
     }
     render(await resp.json());
@@ -414,6 +425,12 @@ function init() {
   $("#holdout").addEventListener("input", syncHorizon);
   $("#compare-form").addEventListener("submit", onSubmit);
   $("#play").addEventListener("click", () => setPlaying(!state.playing));
+  const key = $("#api-key");
+  key.value = sessionStorage.getItem("framecast-api-key") || "";
+  key.addEventListener("change", () => {
+    sessionStorage.setItem("framecast-api-key", key.value.trim());
+    loadModels();
+  });
   if (window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches) {
     state.playing = false;
   }
