@@ -14,12 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from models.repository import read_manifest
-from service.app import create_app
-from service.config import Settings
-from service.errors import InferenceError
+from service.errors import InferenceError, Overloaded
 from service.runtime import ModelRunner, Placement, bucket_sizes
 from service.telemetry import Metrics
 from tests.service.helpers import FRAMES, H, W, clip, files
@@ -87,17 +84,32 @@ async def burst(runner: ModelRunner, held: Held, jobs):
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@pytest.fixture
-def make_runner(models_dir):
-    """A fresh runner over a freshly loaded model (own worker), warmed; closed after the test."""
+@pytest.fixture(scope="module")
+def loaded(models_dir):
+    """name → (folder, manifest, model): loaded once for the module; one runner at a time uses
+    a model (each test closes its runner)."""
     import keras
 
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            folder = models_dir / name
+            manifest = read_manifest(folder)
+            model = keras.saving.load_model(folder / manifest.checkpoint, compile=False)
+            cache[name] = folder, manifest, model
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def make_runner(loaded):
+    """A fresh runner (own worker, own queue) over a loaded model, warmed; closed after the test."""
     made = []
 
     def make(name=NF, **kw):
-        folder = models_dir / name
-        manifest = read_manifest(folder)
-        model = keras.saving.load_model(folder / manifest.checkpoint, compile=False)
+        folder, manifest, model = loaded(name)
         opts = dict(metrics=Metrics(), max_queue=64, timeout_s=30.0, max_batch_size=32,
                     max_batch_delay_ms=0.0)
         opts.update(kw)
@@ -254,26 +266,19 @@ def test_a_model_error_answers_500_inference_error(client, runtime, monkeypatch)
     assert "injected failure" in r.json()["message"]
 
 
-@pytest.fixture(scope="module")
-def small_queue_client(models_dir):
-    s = Settings(models_dir=models_dir, load_mode="blocking", max_queue=2, max_batch_size=2)
-    with TestClient(create_app(s)) as c:
-        yield c
-
-
-def test_a_full_queue_answers_503_with_retry_after_at_once(small_queue_client):
-    c = small_queue_client
-    runner = c.app.state.runtime.runners[NF]
+def test_a_full_queue_answers_503_with_retry_after_at_once(client, runtime, monkeypatch):
+    runner = runtime.runners[NF]
+    monkeypatch.setattr(runner, "max_queue", 2)
     with Held(runner) as held:  # 1 slot: the holding job
         queued = runner.submit(lambda: None)  # 2 slots: full
-        r = c.post(f"/v1/models/{NF}/predict", files=files(clip()))  # answered while held
+        r = client.post(f"/v1/models/{NF}/predict", files=files(clip()))  # answered while held
         assert r.status_code == 503 and r.json()["error"] == "overloaded"
         assert "FRAMECAST_MAX_QUEUE=2" in r.json()["message"]
         assert int(r.headers["retry-after"]) >= 1
         assert not held.release.is_set() and not queued.done()  # nothing waited for the worker
     queued.result(timeout=30)
     assert runner.queue_depth == 0
-    assert c.post(f"/v1/models/{NF}/predict", files=files(clip())).status_code == 200
+    assert client.post(f"/v1/models/{NF}/predict", files=files(clip())).status_code == 200
 
 
 # --------------------------------------------------------------------------- timing
@@ -292,3 +297,14 @@ def test_server_timing_header_and_phase_metrics(client):
     for phase in ("decode", "queue", "model", "encode"):
         assert (f'framecast_request_phase_seconds_count{{model="{NF}",phase="{phase}"}}'
                 in text)
+
+
+def test_a_timed_out_request_leaves_the_queue_and_is_never_run(make_runner, monkeypatch):
+    runner = make_runner(NF, timeout_s=0.2)
+    spy = Spy(monkeypatch, runner)
+    with Held(runner):
+        with pytest.raises(Overloaded, match="FRAMECAST_INFERENCE_TIMEOUT_S"):
+            asyncio.run(runner.predict(ctx(1), 1))
+        assert runner.queue_depth == 1  # only the holding job: the slot was given back
+    assert asyncio.run(runner.predict(ctx(2), 1))[1].batch == 1
+    assert spy.shapes == [(1, FRAMES, H, W, 1)]  # the abandoned request never reached the model

@@ -206,6 +206,7 @@ def test_a_full_queue_and_a_slow_model_answer_503(models_dir):
             release.set()
         for b in blockers:
             b.result(timeout=30)
+        runner.timeout_s = 60.0  # 0.2 s is for the blocked case; a starved CI CPU may need more
         assert c.post(PREDICT, files=files(clip())).status_code == 200
 
 
