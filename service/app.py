@@ -35,15 +35,21 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
     configure_logging(level, fmt)
 
 
+_PILLOW_LIMIT = [0]
+
+
 def _guard_pillow(max_frame_pixels: int) -> None:
     """Pillow's decompression-bomb guard at our per-frame limit: ``Image.open`` refuses an image
     that claims more than twice the limit before decoding a byte of it (codecs refuses anything
-    over the limit itself, so the between-limits warning is noise)."""
+    over the limit itself, so the between-limits warning is noise). The setting is process-wide:
+    with several apps in one process (tests) it is the largest of their limits, so it never
+    refuses what an app allows; a server has one app, so it is exactly FRAMECAST_MAX_FRAME_PIXELS."""
     import warnings
 
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = max_frame_pixels
+    _PILLOW_LIMIT[0] = max(_PILLOW_LIMIT[0], max_frame_pixels)
+    Image.MAX_IMAGE_PIXELS = _PILLOW_LIMIT[0]
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
