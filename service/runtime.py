@@ -274,8 +274,19 @@ class ModelRunner:
                 self._run_job(job)
                 continue
             active.extend(admitted)
-            if active:
+            if not active:
+                continue
+            try:
                 active = self._step(active)
+            except Exception as e:  # noqa: BLE001 - a bug here must not kill the worker
+                log.exception("model %s: batch step failed", self.name)
+                err = InferenceError(f"model {self.name!r}: {type(e).__name__}: {e}")
+                with self._cv:
+                    for req in active:
+                        if not req.future.done():
+                            req.future.set_exception(err)
+                        self._finished_locked()
+                active = []
 
     def _next_work(self, active: list[_Request]):
         """Under the lock: a job to run (only between batches), or the requests to admit."""
