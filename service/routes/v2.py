@@ -84,7 +84,18 @@ class _V2Route(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=_V2Route)
+_V2_ERROR = {"content": {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
+_V2_RESPONSES = {
+    400: {**_V2_ERROR, "description": "a malformed request or tensor (or not ready, for readiness)"},
+    404: {**_V2_ERROR, "description": "unknown model or version"},
+    413: {**_V2_ERROR, "description": "body over FRAMECAST_MAX_UPLOAD_BYTES or JSON over "
+                                      "FRAMECAST_MAX_JSON_ITEMS"},
+    503: {**_V2_ERROR, "description": "models not ready, or the queue is full (Retry-After)"},
+    504: {**_V2_ERROR, "description": "past FRAMECAST_REQUEST_TIMEOUT_S; the work was dropped"},
+}
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=_V2Route,
+                   responses=_V2_RESPONSES)
 
 
 # --------------------------------------------------------------------------- tensor specs
