@@ -279,13 +279,12 @@ class ModelRunner:
             try:
                 active = self._step(active)
             except Exception as e:  # noqa: BLE001 - a bug here must not kill the worker
+                # (_step accounts for its requests itself; this only keeps the thread alive)
                 log.exception("model %s: batch step failed", self.name)
                 err = InferenceError(f"model {self.name!r}: {type(e).__name__}: {e}")
-                with self._cv:
-                    for req in active:
-                        if not req.future.done():
-                            req.future.set_exception(err)
-                        self._finished_locked()
+                for req in active:
+                    if not req.future.done():
+                        req.future.set_exception(err)
                 active = []
 
     def _next_work(self, active: list[_Request]):
@@ -378,6 +377,24 @@ class ModelRunner:
                     self._finished_locked()
             return []
         self.metrics.observe_inference(self.name, dt, n)
+        try:
+            keep, done = self._advance(active, out, n, bucket, dt)
+        except Exception as e:  # noqa: BLE001 - fails this batch only, the worker lives on
+            log.exception("model %s: handling the output of a batch failed", self.name)
+            err = InferenceError(f"model {self.name!r}: {type(e).__name__}: {e}")
+            for req in active:
+                if not req.future.done():
+                    req.future.set_exception(err)
+            keep, done = [], active
+        if done:
+            with self._cv:
+                for _ in done:
+                    self._finished_locked()
+        return keep
+
+    def _advance(self, active: list[_Request], out: np.ndarray, n: int, bucket: int,
+                 dt: float) -> tuple[list[_Request], list[_Request]]:
+        """Give each request its slice of ``out``: (still rolling out, answered)."""
         keep, done = [], []
         for i, req in enumerate(active):
             t = req.timing
@@ -397,11 +414,7 @@ class ModelRunner:
             else:
                 req.future.set_result((result, t))
                 done.append(req)
-        if done:
-            with self._cv:
-                for _ in done:
-                    self._finished_locked()
-        return keep
+        return keep, done
 
     def _finished_locked(self) -> None:
         self._pending -= 1

@@ -308,3 +308,14 @@ def test_a_timed_out_request_leaves_the_queue_and_is_never_run(make_runner, monk
         assert runner.queue_depth == 1  # only the holding job: the slot was given back
     assert asyncio.run(runner.predict(ctx(2), 1))[1].batch == 1
     assert spy.shapes == [(1, FRAMES, H, W, 1)]  # the abandoned request never reached the model
+
+
+def test_a_bad_model_output_fails_its_batch_and_the_worker_lives_on(make_runner, monkeypatch):
+    runner = make_runner(NF)
+    original = runner.model.predict_on_batch
+    monkeypatch.setattr(runner.model, "predict_on_batch", lambda x: np.zeros((len(x), 3)))
+    with pytest.raises(InferenceError):
+        asyncio.run(runner.predict(ctx(1), 2))
+    assert runner.queue_depth == 0
+    monkeypatch.setattr(runner.model, "predict_on_batch", original)
+    assert asyncio.run(runner.predict(ctx(2), 2))[0].shape == (2, H, W, 1)
