@@ -219,7 +219,7 @@ def test_an_expired_request_in_a_rollout_stops_being_computed(one_model_dir):
         assert r.status_code == 504, r.text
         time.sleep(0.3)
         n = len(calls)
-        assert 5 <= n < 30 and runner.queue_depth == 0
+        assert 1 <= n < 30 and runner.queue_depth == 0
         time.sleep(0.3)
         assert len(calls) == n  # nothing more is computed for it
 
