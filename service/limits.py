@@ -87,16 +87,16 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
     """Whether arrays/objects nest deeper than ``max_depth`` (strings are skipped).
 
     Works on the bytes with C-speed regex passes: drop escapes, strings and everything but
-    brackets, then peel innermost ``[]``/``{}`` pairs once per level. Unbalanced input is left
-    to the JSON parser to report.
+    brackets, then peel innermost ``[]``/``{}`` pairs once per level. Unbalanced input is too
+    deep when it opens more than ``max_depth`` in a row; any other fault is the parser's to report.
     """
     s = _NOT_BRACKET.sub(b"", _STRING.sub(b"", _ESCAPE.sub(b"", body)))
     for _ in range(max_depth):
         peeled = _PAIR.sub(b"", s)
-        if peeled == s:
-            return False  # fully peeled (or unbalanced: not ours to report)
+        if peeled == s:  # fully peeled, or unbalanced: too deep only if it opens too many
+            return re.search(rb"[\[{]{%d}" % (max_depth + 1), s) is not None
         s = peeled
-    return _PAIR.search(s) is not None
+    return _PAIR.search(s) is not None or re.search(rb"[\[{]{%d}" % (max_depth + 1), s) is not None
 
 
 def check_json(body: bytes, *, max_depth: int, max_items: int) -> None:
