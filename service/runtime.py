@@ -327,13 +327,22 @@ class ModelRunner:
         return out
 
     def _run_job(self, job: _Job) -> None:
+        # The queue count drops before the caller can see the answer, so a caller that got its
+        # answer never observes its own request still counted.
         if job.future.set_running_or_notify_cancel():
             try:
-                job.future.set_result(job.fn(*job.args))
+                result, error = job.fn(*job.args), None
             except BaseException as e:  # noqa: BLE001 - handed to the caller
-                job.future.set_exception(e)
-        with self._cv:
-            self._finished_locked()
+                result, error = None, e
+            with self._cv:
+                self._finished_locked()
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        else:
+            with self._cv:
+                self._finished_locked()
 
     def _late(self) -> DeadlineExceeded:
         return DeadlineExceeded(f"the request to model {self.name!r} ran past its deadline "
@@ -345,12 +354,12 @@ class ModelRunner:
         gone = [r for r in active if r.expired(now)]
         if not gone:
             return active
-        for req in gone:
-            if not req.future.done():
-                req.future.set_exception(self._late())
         with self._cv:
             for _ in gone:
                 self._finished_locked()
+        for req in gone:
+            if not req.future.done():
+                req.future.set_exception(self._late())
         return [r for r in active if not r.expired(now)]
 
     def _step(self, active: list[_Request]) -> list[_Request]:
@@ -370,11 +379,11 @@ class ModelRunner:
                       self.name, n, bucket, type(e).__name__, e)
             err = InferenceError(f"model {self.name!r} failed on a batch of {n} clip(s): "
                                  f"{type(e).__name__}: {e}")
-            for req in active:
-                req.future.set_exception(err)
             with self._cv:
                 for _ in active:
                     self._finished_locked()
+            for req in active:
+                req.future.set_exception(err)
             return []
         self.metrics.observe_inference(self.name, dt, n)
         try:
@@ -382,19 +391,24 @@ class ModelRunner:
         except Exception as e:  # noqa: BLE001 - fails this batch only, the worker lives on
             log.exception("model %s: handling the output of a batch failed", self.name)
             err = InferenceError(f"model {self.name!r}: {type(e).__name__}: {e}")
+            with self._cv:
+                for _ in active:
+                    self._finished_locked()
             for req in active:
                 if not req.future.done():
                     req.future.set_exception(err)
-            keep, done = [], active
+            return []
         if done:
             with self._cv:
                 for _ in done:
                     self._finished_locked()
+        for req, result in done:
+            req.future.set_result(result)
         return keep
 
     def _advance(self, active: list[_Request], out: np.ndarray, n: int, bucket: int,
-                 dt: float) -> tuple[list[_Request], list[_Request]]:
-        """Give each request its slice of ``out``: (still rolling out, answered)."""
+                 dt: float) -> tuple[list[_Request], list[tuple[_Request, tuple]]]:
+        """Each request's slice of ``out``: (still rolling out, [(answered, its result)])."""
         keep, done = [], []
         for i, req in enumerate(active):
             t = req.timing
@@ -412,8 +426,7 @@ class ModelRunner:
             if result is None:
                 keep.append(req)
             else:
-                req.future.set_result((result, t))
-                done.append(req)
+                done.append((req, (result, t)))  # answered by _step once the count is down
         return keep, done
 
     def _finished_locked(self) -> None:
