@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 CHROMIUM = Path(os.environ.get("FRAMECAST_CHROMIUM", "/usr/bin/chromium"))
@@ -53,31 +50,11 @@ def missing_browser() -> list[str]:
 @contextlib.contextmanager
 def serve(settings):
     """Run ``create_app(settings)`` under uvicorn on 127.0.0.1 and a free port; yields the base URL."""
-    import uvicorn
-
     from service.app import create_app
+    from tests.service.live import live_server
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 300
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the server stopped during start-up (see the log above)")
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not start within 300 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with live_server(create_app(settings), timeout=300) as url:
+        yield url
 
 
 @contextlib.contextmanager
