@@ -17,6 +17,7 @@ from service.errors import InvalidInput
 from service.routes.predict import ResizeQuery, predicted_frames, ranked
 from service.runtime import ModelRunner
 from service.schemas import CompareModelResult, CompareResponse, FrameMetrics
+from service.telemetry import server_timing
 from service.uploads import (
     RuntimeDep,
     SettingsDep,
@@ -62,6 +63,15 @@ def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
     return ("conv2d_lstm" if (a < b) == lower_is_better else "convlstm2d")
 
 
+def _phases(t_start: float, t_decoded: float, t_models: float) -> str:
+    """``Server-Timing`` of a compare request: decode, both models (concurrently), the rest."""
+    now = time.perf_counter()
+    return server_timing({"decode": (t_decoded - t_start) * 1000.0,
+                          "models": (t_models - t_decoded) * 1000.0,
+                          "metrics_encode": (now - t_models) * 1000.0,
+                          "total": (now - t_start) * 1000.0})
+
+
 def _pngs(frames: np.ndarray) -> list[str]:
     return [codecs.png_b64(f) for f in frames]
 
@@ -93,7 +103,7 @@ def _display(frames: np.ndarray | None, h: int, w: int, c: int) -> np.ndarray | 
                                  "image/gif": {"schema": {"type": "string", "format": "binary"}}}},
                **error_responses(404, 413, 415, 422, 503, 504)})
 async def compare_next_frame(
-    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    request: Request, response: Response, runtime: RuntimeDep, settings: SettingsDep,
     horizon: int | None = Query(None, ge=1, description="frames to predict; defaults to the "
                                 "number of truth frames, else 1", examples=[2]),
     holdout: int = Query(0, ge=0, description="keep the last k uploaded frames back as truth",
@@ -104,6 +114,7 @@ async def compare_next_frame(
     convlstm2d: str | None = ConvLSTM2DQuery,
     inputs: bool = InputsQuery,
 ):
+    t_start = time.perf_counter()
     runners = runtime.pair("next_frame", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
     upload = await read_upload(request, settings, allow_truth=True)
     frames, truth_frames, source = upload.frames, None, None
@@ -134,7 +145,9 @@ async def compare_next_frame(
         if truth_frames is not None:
             truths[arch] = await fit_frames(truth_frames, runner, resize,
                                             offset=len(frames) if source == "holdout" else 0)
+    t_decoded = time.perf_counter()
     outs = await asyncio.gather(*(_timed(runners[a].predict(contexts[a], horizon)) for a in ARCHS))
+    t_models = time.perf_counter()
 
     results: dict[str, CompareModelResult] = {}
     preds = {}
@@ -167,8 +180,10 @@ async def compare_next_frame(
         headers = {"X-Winner": winner or "unknown"}
         if output == "png":
             png = await run_in_threadpool(codecs.montage_png, [("context", ctx_display)] + rows)
+            headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
             return Response(png, media_type="image/png", headers=headers)
         gif = await run_in_threadpool(codecs.montage_gif, ctx_display, rows)
+        headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
         return Response(gif, media_type="image/gif", headers=headers)
 
     context_png = truth_png = None
@@ -178,6 +193,7 @@ async def compare_next_frame(
             _pngs, await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True))
         if truth_frames is not None:
             truth_png = await run_in_threadpool(_pngs, truths["conv2d_lstm"])
+    response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
     return CompareResponse(task="next_frame", horizon=horizon, truth=source,
                            context_frames=len(frames), results=results, winner=winner,
                            winners=winners, context_png=context_png, truth_png=truth_png)
@@ -192,7 +208,7 @@ async def compare_next_frame(
     openapi_extra=upload_openapi(with_truth=False),
     responses=error_responses(404, 413, 415, 422, 503, 504))
 async def compare_classify(
-    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    request: Request, response: Response, runtime: RuntimeDep, settings: SettingsDep,
     top_k: int = Query(3, ge=1, le=1000, description="classes listed per model (best first; "
                                                      "capped at the number of classes)", examples=[3]),
     label: str | None = Query(None, description="the true class, when known", examples=["NE"]),
@@ -207,11 +223,14 @@ async def compare_classify(
             if label not in (r.manifest.class_names or []):
                 raise InvalidInput(f"label={label!r} is not a class of model {r.name!r} "
                                    f"({', '.join(r.manifest.class_names or [])})")
+    t_start = time.perf_counter()
     upload = await read_upload(request, settings, allow_truth=False)
     contexts = {}
     for arch, runner in runners.items():
         contexts[arch], _ = await fit_context(upload.frames, runner, resize)
+    t_decoded = time.perf_counter()
     outs = await asyncio.gather(*(_timed(runners[a].classify(contexts[a])) for a in ARCHS))
+    t_models = time.perf_counter()
     results, true_scores = {}, {}
     for arch, (scores, timing, latency_ms) in zip(ARCHS, outs):
         r = runners[arch]
@@ -233,6 +252,7 @@ async def compare_classify(
     context_png = (await run_in_threadpool(
         _pngs, await fit_frames(upload.frames[-n_ctx:], runners["conv2d_lstm"], True))
         if inputs else None)
+    response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
     return CompareResponse(task="classify", truth="label" if label else None, true_label=label,
                            context_frames=n_ctx, results=results, winner=winner,
                            winners=winners, context_png=context_png)

@@ -202,3 +202,20 @@ def test_compare_classify_without_a_label_and_with_a_bad_one(client):
     assert all(res["correct"] is None for res in r.json()["results"].values())
     r = client.post("/v1/compare/classify", params={"label": "UP"}, files=files(clip()))
     assert r.status_code == 422 and "'UP'" in r.json()["message"] and "NE" in r.json()["message"]
+
+
+@pytest.mark.parametrize("output", ["json", "png", "gif"])
+def test_compare_reports_where_its_time_went(client, output):
+    r = client.post(NEXT, params={"holdout": 2, "output": output}, files=files(clip(FRAMES + 2)))
+    assert r.status_code == 200, r.text
+    phases = dict(p.split(";dur=") for p in r.headers["server-timing"].split(", "))
+    assert set(phases) == {"decode", "models", "metrics_encode", "total"}
+    ms = {k: float(v) for k, v in phases.items()}
+    assert all(v >= 0 for v in ms.values())
+    assert ms["total"] >= ms["decode"] + ms["models"] - 0.05  # the parts fit inside the whole
+
+
+def test_compare_classify_has_server_timing(client):
+    r = client.post("/v1/compare/classify", files=files(clip(FRAMES)))
+    assert r.status_code == 200, r.text
+    assert "models;dur=" in r.headers["server-timing"]
