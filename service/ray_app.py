@@ -31,7 +31,7 @@ import numpy as np
 from models.repository import Manifest, discover, read_manifest
 from service.config import Settings, SettingsError, load_settings
 from service.errors import FramecastError
-from service.runtime import Placement, Runtime
+from service.runtime import ManifestView, Placement, Runtime
 
 log = logging.getLogger("framecast.ray")
 
@@ -54,7 +54,7 @@ def _ray():
 # --------------------------------------------------------------------------- the ingress side
 
 
-class RemoteRunner:
+class RemoteRunner(ManifestView):
     """What the routes use of a :class:`~service.runtime.ModelRunner`, answered by a deployment."""
 
     def __init__(self, handle, info: dict):
@@ -66,15 +66,6 @@ class RemoteRunner:
         self.folder = Path(info["folder"])
         self.ready = True
         self.queue_depth = 0
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        m = self.manifest
-        return (m.frames, m.height, m.width, m.channels)
 
     def expect(self):
         """No ticket: the replica's own batcher sees the request once it arrives there."""

@@ -184,7 +184,22 @@ class Ticket:
         self.release()
 
 
-class ModelRunner:
+class ManifestView:
+    """``name`` and the served ``input_shape`` of anything that holds a ``manifest``."""
+
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        m = self.manifest
+        return (m.frames, m.height, m.width, m.channels)
+
+
+class ModelRunner(ManifestView):
     """One loaded model, its bounded queue, and the single worker thread that batches requests
     and makes every call to the model.
 
@@ -225,15 +240,6 @@ class ModelRunner:
         self._thread = threading.Thread(target=self._loop, name=f"framecast-{manifest.name}",
                                         daemon=True)
         self._thread.start()
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        m = self.manifest
-        return (m.frames, m.height, m.width, m.channels)
 
     @property
     def queue_depth(self) -> int:
@@ -508,24 +514,23 @@ class ModelRunner:
     async def predict(self, context: np.ndarray, horizon: int, *,
                       ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((horizon, H, W, C), timing); next-frame models only."""
-        if self.manifest.task != "next_frame":
-            if ticket is not None:
-                ticket.release()
-            raise WrongTask(f"model {self.name!r} is a {self.manifest.task} model; "
-                            f"use POST /v1/models/{self.name}/classify")
-        window = np.asarray(context, np.float32).reshape(self.input_shape)
-        return await self._run(_Request(window, int(horizon)), ticket)
+        return await self._submit("next_frame", "classify", context, int(horizon), ticket)
 
     async def classify(self, context: np.ndarray, *,
                        ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((num_classes,), timing); classify models only."""
-        if self.manifest.task != "classify":
+        return await self._submit("classify", "predict", context, 1, ticket)
+
+    async def _submit(self, task: str, other_route: str, context: np.ndarray, steps: int,
+                      ticket: Ticket | None) -> tuple[np.ndarray, Timing]:
+        """Queue one clip for ``steps`` model calls, after checking the model does ``task``."""
+        if self.manifest.task != task:
             if ticket is not None:
                 ticket.release()
             raise WrongTask(f"model {self.name!r} is a {self.manifest.task} model; "
-                            f"use POST /v1/models/{self.name}/predict")
+                            f"use POST /v1/models/{self.name}/{other_route}")
         window = np.asarray(context, np.float32).reshape(self.input_shape)
-        return await self._run(_Request(window, 1), ticket)
+        return await self._run(_Request(window, steps), ticket)
 
     def close(self) -> None:
         with self._cv:
