@@ -62,8 +62,8 @@ class Settings(BaseSettings):
                                        "max_batch_size by default: at most ~4 batches of wait)")
     max_batch_size: int = Field(32, ge=1, le=1024,
                                 description="most clips merged into one model call (batches are "
-                                            "padded to 1, 2, 4, ..., 64 capped here; each size "
-                                            "is warmed at load)")
+                                            "padded to 1, 2, 4, 8, 12, 16, 24, 32, ... capped here; "
+                                            "each size is warmed at load)")
     max_batch_delay_ms: float = Field(
         5.0, ge=0, le=1000,
         description="longest wait for more requests to fill a batch, counted from the first "

@@ -6,7 +6,7 @@ Every call into a model happens on that model's single worker thread (``ModelRun
 JAX backend ``predict_on_batch`` is not thread-safe. That thread is also the micro-batcher: it
 drains the runner's bounded queue, merges concurrent requests (and the steps of concurrent
 rollouts) into one call of up to ``max_batch_size`` clips, and pads each call to a fixed bucket
-size ``(b, frames, H, W, C)`` with ``b`` in 1, 2, 4, ... ``max_batch_size``. Every bucket is
+size ``(b, frames, H, W, C)`` with ``b`` in 1, 2, 4, 8, 12, 16, 24, ... ``max_batch_size``. Every bucket is
 called once at load (warm-up), so no shape is traced while serving (under TensorFlow a changing
 time axis fails inside ``TimeDistributed``; under JAX every new shape is a new compilation).
 """
@@ -115,13 +115,18 @@ class Timing:
 
 
 def bucket_sizes(max_batch_size: int) -> tuple[int, ...]:
-    """The padded batch sizes served: powers of two up to 64, capped by ``max_batch_size``,
-    and ``max_batch_size`` itself (e.g. 32 → (1, 2, 4, 8, 16, 32); 48 → (..., 32, 48))."""
-    sizes = [b for b in BUCKETS if b < max_batch_size]
-    return tuple(sizes + [max_batch_size])
+    """The padded batch sizes served: 1, 2, 4, 8, then 1.5x and 2x steps (12, 16, 24, 32, 48,
+    64, 96, ...) below ``max_batch_size``, and ``max_batch_size`` itself.
 
-
-BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+    Padding wastes compute: under load a batch of 23 clips padded to 32 runs at 72 % efficiency,
+    padded to 24 at 96 %. The 1.5x steps keep the waste under a third for any batch of 9 or more,
+    at the cost of a few more shapes to warm at load (8 instead of 6 up to 32).
+    """
+    sizes, b = [1, 2, 4, 8], 8
+    while b < max_batch_size:
+        b = b * 3 // 2 if b & (b - 1) == 0 else b * 4 // 3  # 8 → 12 → 16 → 24 → 32 → 48 → ...
+        sizes.append(b)
+    return tuple([s for s in sizes if s < max_batch_size] + [max_batch_size])
 
 
 class _Job:

@@ -128,10 +128,15 @@ def make_runner(loaded):
 
 
 def test_bucket_sizes():
-    assert bucket_sizes(32) == (1, 2, 4, 8, 16, 32)
+    assert bucket_sizes(32) == (1, 2, 4, 8, 12, 16, 24, 32)
     assert bucket_sizes(1) == (1,)
-    assert bucket_sizes(48) == (1, 2, 4, 8, 16, 32, 48)
-    assert bucket_sizes(100) == (1, 2, 4, 8, 16, 32, 64, 100)
+    assert bucket_sizes(3) == (1, 2, 3)
+    assert bucket_sizes(40) == (1, 2, 4, 8, 12, 16, 24, 32, 40)
+    assert bucket_sizes(100) == (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 100)
+    for top in range(1, 300):  # padding never wastes a third or more of a call past 8 clips
+        sizes = bucket_sizes(top)
+        assert sizes[-1] == top and list(sizes) == sorted(set(sizes))
+        assert all(b / next(s for s in sizes if s >= b) > 2 / 3 for b in range(9, top + 1))
 
 
 def test_every_bucket_is_warmed_and_no_call_uses_another_shape(client, runtime, monkeypatch):
