@@ -146,6 +146,36 @@ def build_conv2d_lstm(
 BUILDERS = {"conv2d_lstm": build_conv2d_lstm, "convlstm2d": build_convlstm2d}
 
 
+def closed_loop(step: keras.Model, horizon: int, name: str = "closed_loop") -> keras.Model:
+    """Wrap a fixed-window next-frame model so it rolls out ``horizon`` frames on its own.
+
+    ``step`` maps ``(batch, context, H, W, C)`` to per-step predictions of the same shape; its
+    last output is the next frame. The wrapper does exactly what serving and evaluation do: append
+    that prediction, drop the oldest frame, call again. Input ``(batch, context, H, W, C)``, output
+    ``(batch, horizon, H, W, C)``. Gradients flow through the fed-back predictions, so training it
+    minimises the rollout error itself (the weights are ``step``'s, shared by every call).
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    context = step.input_shape[1]
+    if context is None:
+        raise ValueError("closed_loop needs a step model with a fixed number of input frames")
+    inputs = keras.Input(step.input_shape[1:], name="context")
+    window, outs = inputs, []
+    for _ in range(horizon):
+        nxt = step(window)[:, -1:]  # (batch, 1, H, W, C)
+        outs.append(nxt)
+        window = keras.ops.concatenate([window[:, 1:], nxt], axis=1)  # (batch, context, ...)
+    outputs = outs[0] if horizon == 1 else keras.ops.concatenate(outs, axis=1)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def step_model(model: keras.Model) -> keras.Model:
+    """The fixed-window model inside a ``closed_loop`` wrapper (or ``model`` itself)."""
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return inner[0] if len(inner) == 1 else model
+
+
 def build(arch: str, **kwargs) -> keras.Model:
     """Build ``arch`` (one of ARCHITECTURES) with builder keyword arguments."""
     if arch not in BUILDERS:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from models import data as D
-from models.architectures import ARCHITECTURES, TASKS, build, count_flops
+from models.architectures import ARCHITECTURES, TASKS, build, closed_loop, count_flops, step_model
 from models.env import describe
-from models.repository import Manifest, atomic_write_text, save_model_folder
+from models.repository import Manifest, atomic_write_text, read_manifest, save_model_folder, verify_checkpoint
 
 # Default model sizes per (architecture, task), chosen so both architectures of a task have a
 # similar parameter budget (see models/TRAINING.md). Override with --config '{"...": ...}'.
@@ -55,6 +55,8 @@ class TrainConfig:
     config: dict = field(default_factory=dict)
     val_clips: int = 128
     verbose: int = 1
+    rollout: int = 0  # next_frame only: 0 = teacher forcing; K = train on the model's own K-step rollout
+    init_from: Path | None = None  # a model folder whose weights start this run
 
     def builder_kwargs(self) -> dict:
         kw = dict(DEFAULT_CONFIGS[(self.arch, self.task)])
@@ -69,9 +71,9 @@ class ClipDataset:
         import keras
 
         class _ClipDataset(keras.utils.PyDataset):
-            def __init__(self, digits, task, batch_size, steps, seed):
+            def __init__(self, digits, task, batch_size, steps, seed, rollout=0):
                 super().__init__(workers=1, use_multiprocessing=False)
-                self.digits, self.task = digits, task
+                self.digits, self.task, self.rollout = digits, task, rollout
                 self.batch_size, self.steps, self.seed = batch_size, steps, seed
                 self.epoch = 0
 
@@ -80,15 +82,22 @@ class ClipDataset:
 
             def __getitem__(self, index):
                 s = D.clip_seed(self.seed, self.epoch, index)
-                return make_batch(self.digits, self.task, self.batch_size, s)
+                return make_batch(self.digits, self.task, self.batch_size, s, self.rollout)
 
         return _ClipDataset(*args, **kwargs)
 
 
-def make_batch(digits, task: str, n: int, seed: int):
-    """(inputs, targets) for training: next_frame predicts frame t+1 at every step t."""
+def make_batch(digits, task: str, n: int, seed: int, rollout: int = 0):
+    """(inputs, targets) for training.
+
+    next_frame, teacher forcing (``rollout=0``): predict frame t+1 at every step t of a clip.
+    next_frame, closed loop (``rollout=K``): the 10 context frames in, the K frames after them out.
+    """
     if task == "next_frame":
         clips = D.next_frame_clips(digits, n, seed)  # (n, 20, 64, 64, 1)
+        if rollout:
+            c = D.CONTEXT_FRAMES
+            return clips[:, :c], clips[:, c:c + rollout]  # (n, 10, ...) -> (n, K, ...)
         return clips[:, :-1], clips[:, 1:]  # (n, 19, ...) -> (n, 19, ...)
     x, y = D.direction_clips(digits, n, seed)
     return x, y
@@ -111,6 +120,11 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
 
     if cfg.arch not in ARCHITECTURES or cfg.task not in TASKS:
         raise ValueError(f"--arch must be one of {ARCHITECTURES}, --task one of {TASKS}")
+    if cfg.rollout and cfg.task != "next_frame":
+        raise ValueError("--rollout applies to --task next_frame only")
+    if not 0 <= cfg.rollout <= D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES:
+        raise ValueError(f"--rollout must be between 0 and "
+                         f"{D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES} (the frames after the context)")
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -124,20 +138,34 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     keras.utils.set_random_seed(cfg.seed)
     state = read_state(out)
     kwargs = cfg.builder_kwargs()
-    train_steps = None if cfg.task == "next_frame" else D.DIRECTION_LENGTH
+    if cfg.task == "next_frame":
+        train_steps = D.CONTEXT_FRAMES if cfg.rollout else None
+    else:
+        train_steps = D.DIRECTION_LENGTH
     if state is not None:
         if (state["arch"], state["task"]) != (cfg.arch, cfg.task):
             raise SystemExit(f"{out} holds a {state['arch']}/{state['task']} run; "
                              f"use another --out for {cfg.arch}/{cfg.task}")
+        if state.get("rollout", 0) != cfg.rollout:
+            raise SystemExit(f"{out} holds a run with --rollout {state.get('rollout', 0)}; "
+                             f"resume it with the same value or use another --out")
         model = keras.models.load_model(ckpt_dir / state["checkpoint"], safe_mode=True)
         kwargs = state["builder_kwargs"]
         print(f"[framecast] resuming from {state['checkpoint']} (epoch {state['epoch']} of "
               f"{cfg.epochs}, {state['clips_seen']} clips seen)", flush=True)
     else:
+        parent = _parent(cfg) if cfg.init_from else None
+        if parent is not None:
+            kwargs = parent["builder_kwargs"]  # the architecture is the parent's, exactly
         state = {"arch": cfg.arch, "task": cfg.task, "epoch": 0, "clips_seen": 0,
                  "wall_time_s": 0.0, "builder_kwargs": kwargs, "checkpoint": None,
-                 "history": []}
+                 "history": [], "rollout": cfg.rollout,
+                 "init_from": parent and {k: v for k, v in parent.items() if k != "weights"}}
         model = build(cfg.arch, task=cfg.task, time_steps=train_steps, **kwargs)
+        if parent is not None:
+            model.set_weights(parent["weights"])
+        if cfg.rollout:
+            model = closed_loop(model, cfg.rollout)
         total = max(1, cfg.epochs * cfg.steps)
         schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, total, alpha=0.05)
         if cfg.task == "next_frame":
@@ -148,7 +176,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=loss,
                       metrics=metrics)
 
-    dataset = ClipDataset(digits, cfg.task, cfg.batch_size, cfg.steps, cfg.seed)
+    dataset = ClipDataset(digits, cfg.task, cfg.batch_size, cfg.steps, cfg.seed, cfg.rollout)
     val_digits_x, val_y = _validation(mnist, cfg)
 
     class Checkpoint(keras.callbacks.Callback):
@@ -199,7 +227,9 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     # The final model takes a fixed context window so serving and evaluation never retrace.
     context = D.CONTEXT_FRAMES
     final = build(cfg.arch, task=cfg.task, time_steps=context, **kwargs)
-    final.set_weights(model.get_weights())
+    final.set_weights(step_model(model).get_weights())
+    parent = state.get("init_from")
+    clips_total = state["clips_seen"] + (parent["clips_seen"] if parent else 0)
     manifest = Manifest(
         name=out.name,
         architecture=cfg.arch,
@@ -225,11 +255,19 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             "epochs": cfg.epochs,
             "steps_per_epoch": cfg.steps,
             "batch_size": cfg.batch_size,
-            "clips_seen": state["clips_seen"],
+            "clips_seen": clips_total,
+            "clips_seen_this_run": state["clips_seen"],
+            "objective": (f"closed loop: roll out {cfg.rollout} frames from a {context}-frame "
+                          "window (append the prediction, drop the oldest frame, as served) and "
+                          "score them against the truth" if cfg.rollout else
+                          "teacher forcing: predict frame t+1 at every step t"
+                          if cfg.task == "next_frame" else "classify the clip's direction"),
+            "init_from": parent,
             "learning_rate": cfg.lr,
             "schedule": "Adam, cosine decay to 5% over all steps, clipnorm 1.0",
             "loss": (cfg.loss if cfg.task == "next_frame" else "sparse_categorical_crossentropy"),
-            "train_time_steps": 19 if cfg.task == "next_frame" else D.DIRECTION_LENGTH,
+            "train_time_steps": (D.CONTEXT_FRAMES if cfg.rollout else 19)
+            if cfg.task == "next_frame" else D.DIRECTION_LENGTH,
             "wall_time_s": round(state["wall_time_s"], 1),
             "final_epoch_logs": state["history"][-1] if state["history"] else {},
             "environment": describe(),
@@ -242,10 +280,36 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     return out
 
 
+def _parent(cfg: TrainConfig) -> dict:
+    """Weights and training record of the ``--init-from`` model folder (same arch and task)."""
+    folder = Path(cfg.init_from)
+    manifest = read_manifest(folder)  # raises ManifestError with the reason
+    verify_checkpoint(folder, manifest)
+    if (manifest.architecture, manifest.task) != (cfg.arch, cfg.task):
+        raise SystemExit(f"--init-from {folder} is a {manifest.architecture}/{manifest.task} "
+                         f"model, not {cfg.arch}/{cfg.task}")
+    if cfg.config:
+        raise SystemExit("--config cannot be combined with --init-from: the architecture is the "
+                         "parent's")
+    import keras
+
+    weights = keras.models.load_model(folder / manifest.checkpoint, safe_mode=True).get_weights()
+    t = manifest.training or {}
+    print(f"[framecast] starting from the weights of {folder} ({t.get('clips_seen', 0)} clips "
+          f"seen there)", flush=True)
+    return {"path": str(folder), "name": manifest.name, "sha256": manifest.sha256,
+            "command": t.get("command"), "clips_seen": int(t.get("clips_seen", 0)),
+            "wall_time_s": t.get("wall_time_s"), "objective": t.get("objective"),
+            "builder_kwargs": dict(manifest.builder_kwargs), "weights": weights}
+
+
 def _validation(mnist, cfg: TrainConfig):
     """Fixed validation clips from the training digits, in the training input layout."""
     if cfg.task == "next_frame":
         clips = D.validation_set(mnist, "next_frame", cfg.val_clips)
+        if cfg.rollout:
+            c = D.CONTEXT_FRAMES
+            return clips[:, :c], clips[:, c:c + cfg.rollout]
         return clips[:, :-1], clips[:, 1:]
     return D.validation_set(mnist, "classify", cfg.val_clips)
 
@@ -266,6 +330,12 @@ def add_arguments(p) -> None:
                    help="JSON of builder keyword arguments overriding the defaults, "
                         "e.g. '{\"filters\": [32, 32]}'")
     p.add_argument("--val-clips", type=int, default=128)
+    p.add_argument("--rollout", type=int, default=0, metavar="K",
+                   help="next_frame: train on the model's own K-frame rollout from the 10-frame "
+                        "window (closed loop, as served); 0 = teacher forcing (default)")
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODEL_DIR",
+                   help="start from the weights of a trained model folder of the same arch/task "
+                        "(recorded in the manifest; clips seen there count toward the budget)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
 
 
@@ -277,7 +347,8 @@ def main(args) -> int:
     cfg = TrainConfig(arch=args.arch, task=args.task, out=args.out, epochs=args.epochs,
                       steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                       loss=args.loss, mnist_dir=args.mnist_dir, config=args.config,
-                      val_clips=args.val_clips, verbose=2 if args.quiet else 1)
+                      val_clips=args.val_clips, verbose=2 if args.quiet else 1,
+                      rollout=args.rollout, init_from=args.init_from)
     run(cfg, argv=getattr(args, "argv", None))
     return 0
 

@@ -139,3 +139,66 @@ def test_rollout_keeps_window_fixed():
     assert out.shape == (3, 5, 8, 8, 1)
     np.testing.assert_allclose(out[:, :, 0, 0, 0], [[0.1, 0.2, 0.3, 0.4, 0.5]] * 3, atol=1e-6)
     assert set(calls) == {(2, 4, 8, 8, 1)}  # fixed batch (padded) and fixed window length
+
+
+def test_closed_loop_matches_the_served_rollout():
+    """The training wrapper rolls out exactly as evaluation and serving do."""
+    from models.architectures import build, closed_loop, step_model
+    from models.evaluate import rollout
+
+    step = build("convlstm2d", task="next_frame", time_steps=10, filters=[4], kernel_size=3)
+    wrapped = closed_loop(step, 3)
+    assert step_model(wrapped) is step and wrapped.output_shape == (None, 3, 64, 64, 1)
+    x = np.random.default_rng(0).random((2, 10, 64, 64, 1)).astype("float32")
+    got = keras.ops.convert_to_numpy(wrapped(x))
+    np.testing.assert_allclose(got, rollout(step, x, 3), atol=1e-5)
+    with pytest.raises(ValueError, match="fixed number of input frames"):
+        closed_loop(build("convlstm2d", task="next_frame", filters=[4]), 2)
+
+
+def test_rollout_training_from_a_parent_records_lineage(tmp_path, synthetic_mnist_npz, capsys):
+    parent = tmp_path / "parent"
+    assert _train(parent, "convlstm2d", "next_frame", synthetic_mnist_npz) == 0
+    child = tmp_path / "child"
+    args = ["train", "--arch", "convlstm2d", "--task", "next_frame", "--epochs", "1", "--steps",
+            "2", "--batch-size", "2", "--val-clips", "2", "--mnist-dir", str(synthetic_mnist_npz),
+            "--seed", "3", "--rollout", "2", "--loss", "mse", "--init-from", str(parent),
+            "--out", str(child), "--quiet"]
+    assert main(args) == 0
+    man, pman = read_manifest(child), read_manifest(parent)
+    t = man.training
+    assert t["clips_seen"] == 8 and t["clips_seen_this_run"] == 4  # 4 in the parent + 4 here
+    assert t["init_from"]["sha256"] == pman.sha256 and t["init_from"]["clips_seen"] == 4
+    assert "closed loop" in t["objective"] and t["train_time_steps"] == 10
+    assert man.builder_kwargs == pman.builder_kwargs
+    # the served model is the plain fixed-window one, and training changed its weights
+    model = keras.models.load_model(child / "model.keras")
+    before = keras.models.load_model(parent / "model.keras")
+    assert model.input_shape == (None, 10, 64, 64, 1) and model.output_shape[1] == 10
+    assert any(not np.allclose(a, b) for a, b in zip(model.get_weights(), before.get_weights()))
+    # resuming with another objective is refused
+    capsys.readouterr()
+    again = list(args)
+    again[again.index("--rollout") + 1] = "3"
+    again[again.index("--epochs") + 1] = "2"
+    with pytest.raises(SystemExit, match="--rollout 2"):
+        main(again)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "classify", "--rollout", "2"], "next_frame only"),
+    (["--task", "next_frame", "--rollout", "11"], "between 0 and 10"),
+])
+def test_rollout_argument_errors(tmp_path, synthetic_mnist_npz, capsys, extra, message):
+    rc = main(["train", "--arch", "convlstm2d", "--out", str(tmp_path / "x"), "--mnist-dir",
+               str(synthetic_mnist_npz), "--quiet"] + extra)
+    assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_init_from_refuses_another_task(tmp_path, synthetic_mnist_npz, capsys):
+    parent = tmp_path / "parent"
+    assert _train(parent, "convlstm2d", "classify", synthetic_mnist_npz) == 0
+    with pytest.raises(SystemExit, match="convlstm2d/classify model, not convlstm2d/next_frame"):
+        main(["train", "--arch", "convlstm2d", "--task", "next_frame", "--init-from", str(parent),
+              "--out", str(tmp_path / "c"), "--mnist-dir", str(synthetic_mnist_npz), "--quiet",
+              "--steps", "1", "--batch-size", "1", "--val-clips", "1"])
