@@ -203,6 +203,19 @@ def _fmt(v, nd=2):
     return "—" if v is None else f"{v:,.{nd}f}"
 
 
+def _lineage(t: dict) -> list[str]:
+    """Card lines for the training objective and, for a fine-tuned model, the run it started from."""
+    lines = [f"- **Objective**: {t['objective']}"] if t.get("objective") else []
+    parent = t.get("init_from")
+    if parent:
+        lines.append(
+            f"- **Started from** `{parent.get('name')}` (sha256 `{str(parent.get('sha256'))[:16]}…`, "
+            f"{parent.get('clips_seen', 0):,} clips, objective: {parent.get('objective') or 'teacher forcing'}), "
+            f"itself trained with `{parent.get('command')}`; {t.get('clips_seen_this_run', 0):,} clips "
+            "in this run, the clips-seen figure above counts both")
+    return lines
+
+
 def render_card(card: dict) -> str:
     """The Markdown model card."""
     t = card.get("training", {})
@@ -223,12 +236,15 @@ def render_card(card: dict) -> str:
         f"- **Seed**: {t.get('seed', '—')}  ·  **epochs**: {t.get('epochs', '—')} × "
         f"{t.get('steps_per_epoch', '—')} steps × batch {t.get('batch_size', '—')}  ·  "
         f"**clips seen**: {t.get('clips_seen', 0):,}",
+        *_lineage(t),
         f"- **Data**: {t.get('data', {}).get('clips', '—')}; digits "
         f"{t.get('data', {}).get('digits', '—')}; {t.get('data', {}).get('generated', '')}",
         f"- **Data source**: {t.get('data', {}).get('source', '—')}",
         f"- **Loss / optimiser**: {t.get('loss', '—')}; {t.get('schedule', '—')}, peak lr "
         f"{t.get('learning_rate', '—')}",
-        f"- **Wall time**: {t.get('wall_time_s', 0) / 60:.1f} min on {hardware_summary(env) if env else '—'}",
+        f"- **Wall time**: {t.get('wall_time_s', 0) / 60:.1f} min on {hardware_summary(env) if env else '—'}"
+        + (f" (plus {t['init_from']['wall_time_s'] / 60:.1f} min for the run it started from)"
+           if (t.get("init_from") or {}).get("wall_time_s") else ""),
         "",
         "## Evaluation",
         "",

@@ -202,3 +202,15 @@ def test_init_from_refuses_another_task(tmp_path, synthetic_mnist_npz, capsys):
         main(["train", "--arch", "convlstm2d", "--task", "next_frame", "--init-from", str(parent),
               "--out", str(tmp_path / "c"), "--mnist-dir", str(synthetic_mnist_npz), "--quiet",
               "--steps", "1", "--batch-size", "1", "--val-clips", "1"])
+
+
+def test_card_of_a_fine_tuned_model_names_its_parent():
+    from models.evaluate import _lineage
+
+    t = {"objective": "closed loop: roll out 10 frames", "clips_seen": 12, "clips_seen_this_run": 4,
+         "init_from": {"name": "p", "sha256": "ab" * 32, "clips_seen": 8, "objective": None,
+                       "command": "framecast train --seed 1", "wall_time_s": 60.0}}
+    text = "\n".join(_lineage(t))
+    assert "closed loop" in text and "`p`" in text and "framecast train --seed 1" in text
+    assert "8 clips" in text and "4 clips in this run" in text
+    assert _lineage({}) == []
