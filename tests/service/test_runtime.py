@@ -56,3 +56,12 @@ def test_sniff_recognises_every_supported_format():
     assert codecs.sniff(b"\x93NUMPY\x01\x00") == "NPY"
     assert codecs.sniff(b"\xff\xd8\xff\xe0") == "JPEG" and codecs.sniff(b"BM....") == "BMP"
     assert codecs.sniff(b"hello") is None
+
+
+def test_to_uint8_rounds_clips_and_zeroes_nan():
+    from service.codecs import to_uint8
+
+    x = np.array([np.nan, np.inf, -np.inf, -0.5, 0.0, 0.5, 0.998, 1.0, 2.0, 1 / 255, 0.5 / 255])
+    assert to_uint8(x).tolist() == [0, 255, 0, 0, 0, 128, 254, 255, 255, 1, 0]
+    r = np.random.default_rng(0).random((8, 64, 64, 1)).astype(np.float32)
+    np.testing.assert_array_equal(to_uint8(r), np.round(r * 255.0).astype(np.uint8))
