@@ -64,6 +64,32 @@ def rollout(model, context: np.ndarray, horizon: int, batch_size: int = 32) -> n
     return np.stack(preds, axis=1)
 
 
+def carried_rollout(stepper, context: np.ndarray, horizon: int, batch_size: int = 32) -> np.ndarray:
+    """The encoder–forecaster rollout (``models.rollout.Stepper``) over ``context`` in batches of
+    exactly ``batch_size`` (the last padded): read each clip's context once, then ``horizon - 1``
+    single-frame steps with the states carried. Same layout as :func:`rollout`."""
+    outs = []
+    for start in range(0, len(context), batch_size):
+        chunk = np.asarray(context[start:start + batch_size], np.float32)
+        n = len(chunk)
+        if n < batch_size:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n,) + chunk.shape[1:],
+                                                    np.float32)])
+        outs.append(stepper.rollout(chunk, horizon)[:n])
+    return np.concatenate(outs)
+
+
+def rollout_for(model, manifest):
+    """``fn(context, horizon, batch_size)`` rolling out as the manifest says the model does."""
+    if getattr(manifest, "rollout", "sliding_window") == "carried_state":
+        from models.rollout import stepper
+
+        s = stepper(model)
+        return lambda context, horizon, batch_size=32: carried_rollout(s, context, horizon,
+                                                                       batch_size)
+    return lambda context, horizon, batch_size=32: rollout(model, context, horizon, batch_size)
+
+
 def _latency_ms(fn, repeats: int = 30) -> float:
     fn()  # warm-up (compiles)
     fn()
@@ -82,7 +108,8 @@ def evaluate_next_frame(model, manifest, clips: np.ndarray, batch_size: int, hor
         raise ValueError(f"model takes {frames} frames of context; test clips give {n_context}")
     context = clips[:, n_context - frames:n_context]  # (clips, frames, H, W, C)
     truth = clips[:, n_context:n_context + horizon]  # (clips, horizon, H, W, C)
-    pred = rollout(model, context, horizon, batch_size)
+    roll_fn = rollout_for(model, manifest)
+    pred = roll_fn(context, horizon, batch_size)
     one = M.frame_report(pred[:, :1], truth[:, :1])
     roll = M.frame_report(pred, truth)
     baselines = {}
@@ -92,7 +119,7 @@ def evaluate_next_frame(model, manifest, clips: np.ndarray, batch_size: int, hor
                            "rollout": M.frame_report(base, truth)}
     x1 = context[:1]
     latency = _latency_ms(lambda: model.predict_on_batch(x1))
-    latency_roll = _latency_ms(lambda: rollout(model, x1, horizon, 1), repeats=5)
+    latency_roll = _latency_ms(lambda: roll_fn(x1, horizon, 1), repeats=5)
     return {
         "t_plus_1": _scalars(one),
         "rollout": roll,
@@ -139,6 +166,7 @@ def run(folder: str | Path, *, mnist_dir: str | None = None, clips: int = D.TEST
     env = describe()
     card = {
         "name": manifest.name,
+        "rollout": manifest.rollout,
         "architecture": manifest.architecture,
         "task": manifest.task,
         "checkpoint_sha256": manifest.sha256,

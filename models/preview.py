@@ -64,7 +64,7 @@ def write_rollout_figure(model_dirs: list[str | Path], out: str | Path, *, index
     import keras
     from PIL import Image, ImageDraw
 
-    from models.evaluate import rollout
+    from models.evaluate import rollout_for
     from models.repository import read_manifest, verify_checkpoint
 
     mnist = D.load_mnist(mnist_dir)
@@ -76,7 +76,8 @@ def write_rollout_figure(model_dirs: list[str | Path], out: str | Path, *, index
         if man.task != "next_frame":
             raise ValueError(f"{folder} is a {man.task} model; the figure needs next_frame models")
         model = keras.models.load_model(verify_checkpoint(folder, man), safe_mode=True)
-        rows.append(rollout(model, context[:, -man.frames:], truth.shape[1], batch_size=1))
+        roll = rollout_for(model, man)
+        rows.append(roll(context[:, -man.frames:], truth.shape[1], batch_size=1))
         labels.append(man.architecture)
     img = Image.fromarray(grid(np.concatenate(rows)))
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)

@@ -27,6 +27,7 @@ CHECKPOINT = "model.keras"
 CARD_JSON = "card.json"
 CARD_MD = "card.md"
 FORMAT_VERSION = 1
+ROLLOUTS = ("sliding_window", "carried_state")
 BUNDLED_DIR = Path(__file__).resolve().parent
 
 
@@ -49,6 +50,10 @@ class Manifest:
     params: int = 0
     flops_per_clip: int = 0
     builder_kwargs: dict = field(default_factory=dict)
+    # next_frame only: how k frames are rolled out. "sliding_window": call the model on the last
+    # `frames` frames, append its prediction, drop the oldest; "carried_state": read the context
+    # once, then one frame a step with every recurrent state carried (models/rollout.py)
+    rollout: str = "sliding_window"
     training: dict = field(default_factory=dict)  # data, command, seed, clips seen, versions...
     format_version: int = FORMAT_VERSION
 
@@ -62,6 +67,9 @@ class Manifest:
             v = getattr(self, key)
             if not isinstance(v, int) or v < 1:
                 raise ManifestError(f"{where}: {key} must be a positive integer, got {v!r}")
+        if self.rollout not in ROLLOUTS:
+            raise ManifestError(f"{where}: rollout must be one of {', '.join(ROLLOUTS)}, "
+                                f"got {self.rollout!r}")
         if self.task == "classify" and not self.class_names:
             raise ManifestError(f"{where}: a classify model needs class_names")
         if os.sep in self.checkpoint or self.checkpoint.startswith(".."):

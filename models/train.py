@@ -26,6 +26,7 @@ import numpy as np
 from models import data as D
 from models.architectures import ARCHITECTURES, TASKS, build, closed_loop, count_flops, step_model
 from models.env import describe
+from models.rollout import Forecaster, rollout_mse
 from models.repository import Manifest, atomic_write_text, read_manifest, save_model_folder, verify_checkpoint
 
 # Default model sizes per (architecture, task), chosen so both architectures of a task have a
@@ -57,6 +58,12 @@ class TrainConfig:
     verbose: int = 1
     rollout: int = 0  # next_frame only: 0 = teacher forcing; K = train on the model's own K-step rollout
     init_from: Path | None = None  # a model folder whose weights start this run
+    # next_frame only: train the carried-state encoder–forecaster (models/rollout.py) with
+    # scheduled sampling, the truth fed back with a probability falling linearly from
+    # ``sampling_start`` to 0 over the first ``sampling_clips`` clips of the run
+    forecast: bool = False
+    sampling_clips: int = 0
+    sampling_start: float = 1.0
 
     def builder_kwargs(self) -> dict:
         kw = dict(DEFAULT_CONFIGS[(self.arch, self.task)])
@@ -71,9 +78,11 @@ class ClipDataset:
         import keras
 
         class _ClipDataset(keras.utils.PyDataset):
-            def __init__(self, digits, task, batch_size, steps, seed, rollout=0):
+            def __init__(self, digits, task, batch_size, steps, seed, rollout=0,
+                         sampling=None):
                 super().__init__(workers=1, use_multiprocessing=False)
                 self.digits, self.task, self.rollout = digits, task, rollout
+                self.sampling = sampling  # (start probability, clips to anneal over) or None
                 self.batch_size, self.steps, self.seed = batch_size, steps, seed
                 self.epoch = 0
 
@@ -82,6 +91,11 @@ class ClipDataset:
 
             def __getitem__(self, index):
                 s = D.clip_seed(self.seed, self.epoch, index)
+                if self.sampling is not None:
+                    start, over = self.sampling
+                    seen = (self.epoch * self.steps + index) * self.batch_size
+                    return forecast_batch(self.digits, self.batch_size, s,
+                                          truth_probability(seen, start, over))
                 return make_batch(self.digits, self.task, self.batch_size, s, self.rollout)
 
         return _ClipDataset(*args, **kwargs)
@@ -103,6 +117,26 @@ def make_batch(digits, task: str, n: int, seed: int, rollout: int = 0):
     return x, y
 
 
+def truth_probability(clips_seen: int, start: float, over: int) -> float:
+    """Scheduled sampling: the chance that a fed-back frame is the truth after ``clips_seen``
+    clips of the run, falling linearly from ``start`` to 0 over ``over`` clips (PredRNN anneals
+    the same way, per iteration)."""
+    if over <= 0:
+        return 0.0
+    return float(max(0.0, start * (1.0 - clips_seen / over)))
+
+
+def forecast_batch(digits, n: int, seed: int, p_truth: float):
+    """((clips, truth mask), targets) for the encoder–forecaster: 20-frame clips, a 0/1 mask of
+    which of the 9 fed-back frames are the truth (Bernoulli ``p_truth``, seeded), and the true
+    frames 1..19 that the 19 outputs predict."""
+    clips = D.next_frame_clips(digits, n, seed)  # (n, 20, 64, 64, 1)
+    fed = clips.shape[1] - 1 - D.CONTEXT_FRAMES  # frames fed back after the context: 9
+    rng = np.random.default_rng(seed + 1)
+    mask = (rng.random((n, fed)) < p_truth).astype(np.float32)
+    return (clips, mask), clips[:, 1:]
+
+
 def _state_path(out: Path) -> Path:
     return out / "checkpoints" / "state.json"
 
@@ -120,8 +154,11 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
 
     if cfg.arch not in ARCHITECTURES or cfg.task not in TASKS:
         raise ValueError(f"--arch must be one of {ARCHITECTURES}, --task one of {TASKS}")
-    if cfg.rollout and cfg.task != "next_frame":
-        raise ValueError("--rollout applies to --task next_frame only")
+    if (cfg.rollout or cfg.forecast) and cfg.task != "next_frame":
+        raise ValueError("--rollout and --forecast apply to --task next_frame only")
+    if cfg.rollout and cfg.forecast:
+        raise ValueError("--rollout (sliding window) and --forecast (carried state) exclude "
+                         "each other")
     if not 0 <= cfg.rollout <= D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES:
         raise ValueError(f"--rollout must be between 0 and "
                          f"{D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES} (the frames after the context)")
@@ -139,7 +176,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     state = read_state(out)
     kwargs = cfg.builder_kwargs()
     if cfg.task == "next_frame":
-        train_steps = D.CONTEXT_FRAMES if cfg.rollout else None
+        train_steps = D.CONTEXT_FRAMES if cfg.rollout else None  # --forecast: one frame a call
     else:
         train_steps = D.DIRECTION_LENGTH
     if state is not None:
@@ -149,6 +186,9 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         if state.get("rollout", 0) != cfg.rollout:
             raise SystemExit(f"{out} holds a run with --rollout {state.get('rollout', 0)}; "
                              f"resume it with the same value or use another --out")
+        if bool(state.get("forecast")) != cfg.forecast:
+            raise SystemExit(f"{out} holds a run {'with' if state.get('forecast') else 'without'}"
+                             " --forecast; resume it the same way or use another --out")
         model = keras.models.load_model(ckpt_dir / state["checkpoint"], safe_mode=True)
         kwargs = state["builder_kwargs"]
         print(f"[framecast] resuming from {state['checkpoint']} (epoch {state['epoch']} of "
@@ -159,24 +199,29 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             kwargs = parent["builder_kwargs"]  # the architecture is the parent's, exactly
         state = {"arch": cfg.arch, "task": cfg.task, "epoch": 0, "clips_seen": 0,
                  "wall_time_s": 0.0, "builder_kwargs": kwargs, "checkpoint": None,
-                 "history": [], "rollout": cfg.rollout,
+                 "history": [], "rollout": cfg.rollout, "forecast": cfg.forecast,
+                 "sampling": [cfg.sampling_start, cfg.sampling_clips] if cfg.forecast else None,
                  "init_from": parent and {k: v for k, v in parent.items() if k != "weights"}}
         model = build(cfg.arch, task=cfg.task, time_steps=train_steps, **kwargs)
         if parent is not None:
             model.set_weights(parent["weights"])
         if cfg.rollout:
             model = closed_loop(model, cfg.rollout)
+        if cfg.forecast:
+            model = Forecaster(model, D.CONTEXT_FRAMES, name="forecaster")
         total = max(1, cfg.epochs * cfg.steps)
         schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, total, alpha=0.05)
         if cfg.task == "next_frame":
             loss = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}[cfg.loss]
-            metrics = ["mse"]
+            metrics = [rollout_mse] if cfg.forecast else ["mse"]
         else:
             loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=loss,
                       metrics=metrics)
 
-    dataset = ClipDataset(digits, cfg.task, cfg.batch_size, cfg.steps, cfg.seed, cfg.rollout)
+    sampling = tuple(state["sampling"]) if state.get("sampling") else None
+    dataset = ClipDataset(digits, cfg.task, cfg.batch_size, cfg.steps, cfg.seed, cfg.rollout,
+                          sampling)
     val_digits_x, val_y = _validation(mnist, cfg)
 
     class Checkpoint(keras.callbacks.Callback):
@@ -241,6 +286,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         class_names=list(D.DIRECTIONS) if cfg.task == "classify" else None,
         flops_per_clip=count_flops(final),
         builder_kwargs=kwargs,
+        rollout="carried_state" if state.get("forecast") else "sliding_window",
         training={
             "command": command,
             "seed": cfg.seed,
@@ -257,7 +303,13 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             "batch_size": cfg.batch_size,
             "clips_seen": clips_total,
             "clips_seen_this_run": state["clips_seen"],
-            "objective": (f"closed loop: roll out {cfg.rollout} frames from a {context}-frame "
+            "objective": (f"encoder-forecaster: read {context} context frames, then roll out "
+                          f"{D.NEXT_FRAME_LENGTH - context} frames carrying every recurrent "
+                          "state, fed back the truth with a probability annealed linearly from "
+                          f"{state['sampling'][0]:g} to 0 over {state['sampling'][1]} clips "
+                          "(scheduled sampling), else the model's own prediction; loss on all "
+                          f"{D.NEXT_FRAME_LENGTH - 1} outputs"
+                          if state.get("forecast") else f"closed loop: roll out {cfg.rollout} frames from a {context}-frame "
                           "window (append the prediction, drop the oldest frame, as served) and "
                           "score them against the truth" if cfg.rollout else
                           "teacher forcing: predict frame t+1 at every step t"
@@ -266,6 +318,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             "learning_rate": cfg.lr,
             "schedule": "Adam, cosine decay to 5% over all steps, clipnorm 1.0",
             "loss": (cfg.loss if cfg.task == "next_frame" else "sparse_categorical_crossentropy"),
+            "rollout": "carried_state" if state.get("forecast") else "sliding_window",
             "train_time_steps": (D.CONTEXT_FRAMES if cfg.rollout else 19)
             if cfg.task == "next_frame" else D.DIRECTION_LENGTH,
             "wall_time_s": round(state["wall_time_s"], 1),
@@ -307,6 +360,9 @@ def _validation(mnist, cfg: TrainConfig):
     """Fixed validation clips from the training digits, in the training input layout."""
     if cfg.task == "next_frame":
         clips = D.validation_set(mnist, "next_frame", cfg.val_clips)
+        if cfg.forecast:  # scored closed loop, as served
+            fed = clips.shape[1] - 1 - D.CONTEXT_FRAMES
+            return (clips, np.zeros((len(clips), fed), np.float32)), clips[:, 1:]
         if cfg.rollout:
             c = D.CONTEXT_FRAMES
             return clips[:, :c], clips[:, c:c + cfg.rollout]
@@ -336,10 +392,23 @@ def add_arguments(p) -> None:
     p.add_argument("--init-from", type=Path, default=None, metavar="MODEL_DIR",
                    help="start from the weights of a trained model folder of the same arch/task "
                         "(recorded in the manifest; clips seen there count toward the budget)")
+    p.add_argument("--forecast", action="store_true",
+                   help="next_frame: train the carried-state encoder-forecaster on 20-frame clips "
+                        "(10 context + 10 fed back) with scheduled sampling (see --sampling-clips)")
+    p.add_argument("--sampling-clips", type=int, default=16000, metavar="N",
+                   help="--forecast: anneal the chance of feeding back the true frame from "
+                        "--sampling-start to 0 over the run's first N clips (0 = closed loop "
+                        "from the start)")
+    p.add_argument("--sampling-start", type=float, default=1.0,
+                   help="--forecast: the chance of feeding back the true frame at the start")
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
 
 
 def main(args) -> int:
+    if not 0.0 <= args.sampling_start <= 1.0 or args.sampling_clips < 0:
+        print("framecast train: --sampling-start must be in [0, 1] and --sampling-clips >= 0",
+              file=sys.stderr)
+        return 2
     for name in ("epochs", "steps", "batch_size", "val_clips"):
         if getattr(args, name) < 1:
             print(f"framecast train: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
@@ -348,7 +417,8 @@ def main(args) -> int:
                       steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                       loss=args.loss, mnist_dir=args.mnist_dir, config=args.config,
                       val_clips=args.val_clips, verbose=2 if args.quiet else 1,
-                      rollout=args.rollout, init_from=args.init_from)
+                      rollout=args.rollout, init_from=args.init_from, forecast=args.forecast,
+                      sampling_clips=args.sampling_clips, sampling_start=args.sampling_start)
     run(cfg, argv=getattr(args, "argv", None))
     return 0
 
