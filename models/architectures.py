@@ -17,8 +17,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-ARCHITECTURES = ("conv2d_lstm", "convlstm2d")
-TASKS = ("next_frame", "classify")
+from models.repository import ARCHITECTURES, TASKS
+
+__all__ = ["ARCHITECTURES", "TASKS", "build", "closed_loop", "count_flops", "step_model"]
 
 
 def _space_to_depth(x, *, patch: int, height: int, width: int, channels: int, name: str):

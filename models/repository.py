@@ -20,8 +20,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from models.architectures import ARCHITECTURES, TASKS
-
+# The names a manifest may use. Here, not in models/architectures.py, so that reading a manifest
+# (the service, the client) never imports Keras.
+ARCHITECTURES = ("conv2d_lstm", "convlstm2d")
+TASKS = ("next_frame", "classify")
 MANIFEST = "manifest.json"
 CHECKPOINT = "model.keras"
 CARD_JSON = "card.json"

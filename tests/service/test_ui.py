@@ -8,7 +8,7 @@ import json
 import numpy as np
 from PIL import Image, ImageSequence
 
-from models.architectures import TASKS
+from models.repository import TASKS
 from models.data import CONTEXT_FRAMES, DIRECTIONS
 from service.routes.ui import STATIC_DIR
 
