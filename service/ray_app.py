@@ -10,7 +10,7 @@
   :class:`RemoteRuntime` whose runners forward ``predict``/``classify`` to the model deployments.
 - ``FramecastModel`` (one deployment per model folder, ``FRAMECAST_RAY_REPLICAS`` replicas, each
   reserving ``FRAMECAST_RAY_GPUS_PER_REPLICA`` GPUs) loads its one model with the plain
-  :class:`~service.runtime.Runtime`, so each replica has its own worker and micro-batcher.
+  :func:`~service.registry.load_folder`, so each replica has its own worker and micro-batcher.
 
 Ray is imported lazily: ``import service.ray_app`` works without it; building the application or
 ``framecast serve --ray`` says how to install it (``pip install 'framecast[ray]'``).
@@ -21,17 +21,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import tempfile
-import threading
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from models.repository import Manifest, discover, read_manifest
+from service.batcher import Timing
 from service.config import Settings, SettingsError, load_settings
+from service.devices import Placement
 from service.errors import FramecastError
-from service.runtime import ManifestView, Placement, Runtime
+from service.runner import ManifestView
+from service.runtime import Runtime
 
 log = logging.getLogger("framecast.ray")
 
@@ -55,7 +56,12 @@ def _ray():
 
 
 class RemoteRunner(ManifestView):
-    """What the routes use of a :class:`~service.runtime.ModelRunner`, answered by a deployment."""
+    """The :class:`~service.runner.Runner` of a model served by a deployment: each call is
+    forwarded to one of its replicas, whose own batcher queues it. The ingress holds no queue, so
+    its ``queue_depth`` is 0 and ``expect`` gives no ticket; Serve bounds each replica with
+    ``max_ongoing_requests``."""
+
+    queue_depth = 0
 
     def __init__(self, handle, info: dict):
         self.handle = handle
@@ -65,17 +71,16 @@ class RemoteRunner(ManifestView):
         self.warmup_ms = info["warmup_ms"]
         self.folder = Path(info["folder"])
         self.ready = True
-        self.queue_depth = 0
 
-    def expect(self):
-        """No ticket: the replica's own batcher sees the request once it arrives there."""
+    def expect(self) -> AbstractContextManager:
         return nullcontext(None)
 
-    async def predict(self, context: np.ndarray, horizon: int, *, ticket=None):
+    async def predict(self, context: np.ndarray, horizon: int, *,
+                      ticket=None) -> tuple[np.ndarray, Timing]:
         return await _unwrap(self.handle.predict.remote(np.asarray(context, np.float32),
                                                         int(horizon)))
 
-    async def classify(self, context: np.ndarray, *, ticket=None):
+    async def classify(self, context: np.ndarray, *, ticket=None) -> tuple[np.ndarray, Timing]:
         return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
 
     def close(self) -> None:
@@ -94,36 +99,25 @@ async def _unwrap(response):
 
 
 class RemoteRuntime(Runtime):
-    """A :class:`Runtime` whose models live in other deployments (``handles``: name → handle).
+    """A :class:`Runtime` whose runners are deployments (``handles``: name → handle).
 
-    Loading means asking each deployment what it serves; that happens on a thread (the replica's
-    event loop must not block on a handle), so ``/readyz`` answers 503 until every model answered.
+    Loading means asking each deployment what it serves; it always happens on the loader thread
+    (the replica's event loop must not block on a handle), so ``/readyz`` answers 503 until every
+    model answered.
     """
 
     def __init__(self, settings: Settings, handles: dict, **kwargs):
-        super().__init__(settings, **kwargs)
+        super().__init__(settings.model_copy(update={"load_mode": "background"}), **kwargs)
         self.handles = handles
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self.status.state = "loading"
-        self._thread = threading.Thread(target=self._load_safely, name="framecast-ray-loader",
-                                        daemon=True)
-        self._thread.start()
-
-    def load_all(self) -> None:
+    def load_runners(self) -> bool:
         for key, handle in sorted(self.handles.items()):
             self.status.models[key] = "loading"
             info = handle.info.remote().result(timeout_s=self.settings.inference_timeout_s * 10)
             runner = RemoteRunner(handle, info)
-            self.runners[runner.name] = runner
+            self.registry.add(runner)
             self.placement = runner.placement
-            self.status.models[runner.name] = "ready"
-            self.metrics.set_ready(runner.name, True)
-        self.status.state = "ready"
-        self.status.detail = f"{len(self.runners)} model(s) ready on Ray Serve"
-        self.ready_event.set()
+        return True
 
 
 def _settings_payload(settings: Settings) -> dict:
@@ -166,15 +160,17 @@ def build_app(settings: Settings | None = None, *, models: list[Path] | None = N
     @serve.deployment
     class FramecastModel:
         def __init__(self, folder: str, settings_payload: dict):
-            # A models_dir holding only this model (a link to its folder) for the plain Runtime.
-            self._dir = tempfile.TemporaryDirectory(prefix="framecast-ray-")
-            link = Path(self._dir.name) / Path(folder).name
-            link.symlink_to(folder, target_is_directory=True)
-            settings = Settings(**{**settings_payload, "models_dir": self._dir.name,
-                                   "load_mode": "blocking"})
-            self.runtime = Runtime(settings)
-            self.runtime.start()  # loads and warms; raises (and the replica fails) on error
-            (self.runner,) = self.runtime.runners.values()
+            from service.devices import configure_devices
+            from service.registry import load_folder
+            from service.telemetry import Metrics
+
+            settings = Settings(**settings_payload)
+            # loads and warms; raises (and the replica fails) on error
+            self.runner = load_folder(Path(folder), settings=settings,
+                                      placement=configure_devices(settings), metrics=Metrics())
+            self.runner.warmup_ms = (self.runner.submit(self.runner._warmup).result()
+                                     if settings.warmup else 0.0)
+            self.runner.ready = True
 
         def info(self) -> dict:
             r = self.runner
@@ -189,13 +185,13 @@ def build_app(settings: Settings | None = None, *, models: list[Path] | None = N
             return await self.runner.classify(context)
 
         def check_health(self) -> None:
-            if not self.runtime.ready:
-                raise RuntimeError(f"model not ready: {self.runtime.status.detail}")
+            if not self.runner.ready:
+                raise RuntimeError(f"model {self.runner.name!r} is not ready")
 
         def __del__(self):
-            runtime = getattr(self, "runtime", None)
-            if runtime is not None:
-                runtime.close()
+            runner = getattr(self, "runner", None)
+            if runner is not None:
+                runner.close()
 
     handles = {}
     for folder in folders:

@@ -49,7 +49,7 @@ class ModelInfo(BaseModel):
         "name": "convlstm2d_next_frame", "architecture": "convlstm2d", "task": "next_frame",
         "input": {"frames": 10, "height": 64, "width": 64, "channels": 1}, "class_names": None,
         "params": 482_000, "flops_per_clip": 1_500_000_000, "device": "gpu:0 (NVIDIA H100)",
-        "sha256": "3f5c…", "ready": True, "warmup_ms": 412.5,
+        "sha256": "3f5c…", "ready": True, "warmup_ms": 412.5, "rollout": "carried_state",
         "metrics": {"mse_per_frame": 61.2, "ssim": 0.84}})
     name: str
     architecture: str
@@ -62,6 +62,10 @@ class ModelInfo(BaseModel):
     sha256: str
     ready: bool
     warmup_ms: float | None = None
+    rollout: str = Field("none", description="how `horizon=k` is rolled out: `carried_state` "
+                         "(context read once, then one frame a step with the recurrent state "
+                         "carried), `sliding_window` (the model re-reads its last `frames` "
+                         "frames each step), or `none` (classifiers)")
     metrics: dict | None = Field(None, description="the model card's JSON; null when not evaluated")
 
 

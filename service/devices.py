@@ -1,0 +1,58 @@
+"""Device placement: which device the Keras backend serves on (a GPU when one is seen)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from service.config import Settings
+
+log = logging.getLogger("framecast.runtime")
+
+
+class DeviceError(RuntimeError):
+    """The device asked for is not there (FRAMECAST_DEVICE=gpu without a GPU)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str  # what keras.device() takes: "cpu:0" / "gpu:0"
+    description: str  # for people: "gpu:0 (NVIDIA H100 80GB HBM3)", "cpu:0"
+    backend: str
+
+
+def configure_devices(settings: Settings) -> Placement:
+    """Find a GPU the Keras backend sees (enable TF memory growth on each); choose the device."""
+    import keras
+
+    backend = keras.backend.backend()
+    gpus: list[str] = []
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf  # only for GPU discovery and memory growth
+
+            found = tf.config.list_physical_devices("GPU")
+            for gpu in found:
+                if settings.gpu_memory_growth:
+                    try:
+                        tf.config.experimental.set_memory_growth(gpu, True)
+                    except RuntimeError as e:  # already initialised: growth can no longer change
+                        log.warning("cannot enable memory growth on %s: %s", gpu.name, e)
+                details = tf.config.experimental.get_device_details(gpu)
+                gpus.append(details.get("device_name", gpu.name))
+        elif backend == "jax":
+            import jax
+
+            gpus = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+        elif backend == "torch":
+            import torch
+
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception as e:  # noqa: BLE001 - discovery failure means CPU, never a failed start
+        log.warning("GPU discovery failed under the %s backend (%s); using the CPU", backend, e)
+        gpus = []
+    if settings.device == "gpu" and not gpus:
+        raise DeviceError(f"FRAMECAST_DEVICE=gpu but the {backend} backend sees no GPU")
+    if gpus and settings.device != "cpu":
+        return Placement("gpu:0", f"gpu:0 ({gpus[0]})", backend)
+    return Placement("cpu:0", "cpu:0", backend)

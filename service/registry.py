@@ -1,0 +1,144 @@
+"""The model registry: discover model folders, load one folder, unload, look models up.
+
+:func:`load_folder` is the one public way to turn a model folder into a running
+:class:`~service.runner.ModelRunner` (the plain server and each Ray replica use it).
+:class:`Registry` holds the runners by name with each model's load state, and answers queries
+(``find``, ``pair``) instead of hard-coding which models go together.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from models.repository import Manifest, ManifestError, read_card, read_manifest, verify_checkpoint
+from service.config import Settings
+from service.devices import Placement
+from service.errors import InvalidInput, ModelNotFound, WrongTask
+from service.runner import ModelRunner, Runner
+from service.telemetry import Metrics
+
+log = logging.getLogger("framecast.runtime")
+
+
+class LoadError(RuntimeError):
+    """A model folder could not be loaded; the message names the folder and the fault."""
+
+
+def check_shapes(path: Path, manifest: Manifest, model) -> None:
+    """The checkpoint's input and output shapes against its manifest (LoadError if not)."""
+    folder = path.parent
+    want = (None, manifest.frames, manifest.height, manifest.width, manifest.channels)
+    got = tuple(model.input_shape)
+    if len(got) != 5 or any(g is not None and g != w for g, w in zip(got[1:], want[1:])):
+        raise LoadError(f"{path}: model input shape {got} does not match its manifest "
+                        f"{want} ({folder / 'manifest.json'})")
+    out = tuple(model.output_shape)
+    if manifest.task == "classify" and (len(out) != 2 or out[-1] != len(manifest.class_names)):
+        raise LoadError(f"{path}: output shape {out} does not match the "
+                        f"{len(manifest.class_names)} class_names of its manifest")
+    if manifest.task == "next_frame" and (len(out) != 5 or out[-3:] != want[-3:]):
+        raise LoadError(f"{path}: output shape {out} is not (batch, time, "
+                        f"{manifest.height}, {manifest.width}, {manifest.channels})")
+
+
+def load_folder(folder: Path, *, settings: Settings, placement: Placement,
+                metrics: Metrics, manifest: Manifest | None = None) -> ModelRunner:
+    """Load one model folder (manifest, sha256, safe-mode checkpoint, shapes) into a runner
+    (not yet warm: ``runner.submit(runner._warmup)``). Raises LoadError or ManifestError."""
+    import keras
+
+    from service.runner import make_policy
+
+    manifest = manifest or read_manifest(folder)
+    path = verify_checkpoint(folder, manifest)  # sha256 against the manifest
+    try:
+        with keras.device(placement.device):
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # noqa: BLE001 - any load failure is reported with the file name
+        raise LoadError(f"{path}: cannot load with safe_mode=True "
+                        f"({type(e).__name__}: {e})") from None
+    check_shapes(path, manifest, model)
+    try:
+        with keras.device(placement.device):
+            policy, callables = make_policy(manifest, model)
+    except ValueError as e:  # models.rollout.NotSteppable
+        raise LoadError(f"{path}: its manifest asks for rollout={manifest.rollout!r}, but the "
+                        f"model cannot carry its state: {e}") from None
+    return ModelRunner(folder, manifest, model, read_card(folder), placement, metrics=metrics,
+                       max_queue=settings.max_queue, timeout_s=settings.inference_timeout_s,
+                       max_batch_size=settings.max_batch_size,
+                       max_batch_delay_ms=settings.max_batch_delay_ms, policy=policy,
+                       callables=callables)
+
+
+class Registry:
+    """Runners by name, and each model's state (``loading``, ``warming``, ``ready``,
+    ``failed: …``) for ``/readyz``."""
+
+    def __init__(self) -> None:
+        self.runners: dict[str, Runner] = {}
+        self.states: dict[str, str] = {}
+
+    def add(self, runner: Runner) -> None:
+        if runner.name in self.runners:
+            raise LoadError(f"{runner.folder}: model name {runner.name!r} is already used by "
+                            f"{self.runners[runner.name].folder}")
+        self.runners[runner.name] = runner
+
+    def unload(self, name: str) -> None:
+        runner = self.runners.pop(name, None)
+        self.states.pop(name, None)
+        if runner is not None:
+            runner.close()
+
+    def close(self) -> None:
+        for r in self.runners.values():
+            r.close()
+
+    def get(self, name: str) -> Runner:
+        runner = self.runners.get(name)
+        if runner is None:
+            known = ", ".join(sorted(self.runners)) or "none"
+            raise ModelNotFound(f"no model named {name!r}; loaded models: {known}")
+        return runner
+
+    def find(self, *, task: str | None = None, architecture: str | None = None) -> list[Runner]:
+        """The runners doing ``task`` with ``architecture`` (either may be None: any), by name."""
+        return [r for _, r in sorted(self.runners.items())
+                if (task is None or r.manifest.task == task)
+                and (architecture is None or r.manifest.architecture == architecture)]
+
+    def pair(self, task: str, choices: dict[str, str | None],
+             settings: Settings | None = None) -> dict[str, Runner]:
+        """One runner per architecture slot in ``choices`` (slot → chosen name or None): the
+        chosen model, else the setting's choice, else the only ``task`` model of that slot's
+        architecture."""
+        out = {}
+        for arch, chosen in choices.items():
+            chosen = chosen or (settings.compare_choice(arch, task) if settings else None)
+            if chosen:
+                runner = self.runners.get(chosen)
+                if runner is None:
+                    raise ModelNotFound(f"no model named {chosen!r} (chosen as the {arch} model "
+                                        f"for {task}); loaded: {', '.join(sorted(self.runners))}")
+                m = runner.manifest
+                if (m.architecture, m.task) != (arch, task):
+                    raise WrongTask(f"model {chosen!r} is a {m.architecture} {m.task} model; the "
+                                    f"{arch} slot of this comparison needs a {arch} {task} model")
+                out[arch] = runner
+                continue
+            found = self.find(task=task, architecture=arch)
+            if not found:
+                raise ModelNotFound(f"no {arch} model for the {task} task is loaded; the "
+                                    f"comparison needs one of each architecture")
+            if len(found) > 1:
+                names = ", ".join(r.name for r in found)
+                raise InvalidInput(f"several {arch} {task} models are loaded ({names}); choose "
+                                   f"one with the query parameter {arch}=NAME or "
+                                   f"FRAMECAST_COMPARE_{arch.upper()}_{task.upper()}")
+            out[arch] = found[0]
+        return out
+
+
+__all__ = ["LoadError", "ManifestError", "Registry", "check_shapes", "load_folder"]

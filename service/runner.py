@@ -1,0 +1,229 @@
+"""What the routes call a model through: the :class:`Runner` protocol, and the in-process runner.
+
+:class:`ModelRunner` joins one loaded model, its task policy (``service/policies.py``) and its
+micro-batcher (``service/batcher.py``, one worker thread that makes every call into the model:
+under JAX ``predict_on_batch`` is not thread-safe). Every bucket shape is called once at warm-up,
+so no shape is traced while serving (under TensorFlow a changing time axis fails inside
+``TimeDistributed``; under JAX every new shape is a new compilation). The Ray runner
+(``service/ray_app.py``) implements the same protocol by forwarding to a deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from models.repository import Manifest
+from service.batcher import Batcher, Item, Ticket, Timing
+from service.checks import require_task
+from service.devices import Placement
+from service.policies import CarriedState, Classify, Policy, SlidingWindow
+from service.telemetry import Metrics
+
+log = logging.getLogger("framecast.runtime")
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """One served model, wherever it runs."""
+
+    manifest: Manifest
+    placement: Placement
+    card: dict | None
+    folder: Path
+    ready: bool
+    warmup_ms: float | None
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]: ...
+
+    @property
+    def rollout(self) -> str: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    def expect(self) -> AbstractContextManager: ...
+
+    async def predict(self, context: np.ndarray, horizon: int, *,
+                      ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]: ...
+
+    async def classify(self, context: np.ndarray, *,
+                       ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]: ...
+
+    def close(self) -> None: ...
+
+
+class ManifestView:
+    """``name``, the served ``input_shape`` and ``rollout`` of anything holding a ``manifest``."""
+
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        m = self.manifest
+        return (m.frames, m.height, m.width, m.channels)
+
+    @property
+    def rollout(self) -> str:
+        m = self.manifest
+        return "none" if m.task != "next_frame" else getattr(m, "rollout", "sliding_window")
+
+
+def make_policy(manifest: Manifest, model: Any) -> tuple[Policy, dict[str, Any]]:
+    """The task policy of a loaded model and the callables it calls (name → model)."""
+    shape = (manifest.frames, manifest.height, manifest.width, manifest.channels)
+    if manifest.task == "classify":
+        return Classify(shape), {"model": model}
+    if manifest.rollout == "carried_state":
+        from models.rollout import stepper  # Keras: only once a model is loaded
+
+        s = stepper(model)  # NotSteppable (a ValueError) says why it cannot
+        return CarriedState(shape, s.state_shapes), {"model": model, "context": s.context,
+                                                    "step": s.step}
+    return SlidingWindow(shape), {"model": model}
+
+
+def _forward(attr: str) -> property:
+    """A property reading and writing ``self.batcher.<attr>``."""
+    return property(lambda self: getattr(self.batcher, attr),
+                    lambda self, value: setattr(self.batcher, attr, value))
+
+
+class ModelRunner(ManifestView):
+    """One loaded model in this process: its policy, its batcher and the one worker thread.
+
+    ``callables`` (name → Keras model) are what the policy calls; by default the model itself
+    under ``"model"``. A failing call fails exactly the requests of that call.
+    """
+
+    def __init__(self, folder: Path, manifest: Manifest, model: Any, card: dict | None,
+                 placement: Placement, *, metrics: Metrics, max_queue: int, timeout_s: float,
+                 max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
+                 policy: Policy | None = None, callables: dict[str, Any] | None = None):
+        self.folder = folder
+        self.manifest = manifest
+        self.model = model
+        self.card = card
+        self.placement = placement
+        self.metrics = metrics
+        if policy is None:
+            policy, callables = make_policy(manifest, model)
+        self.policy = policy
+        self.callables = callables or {"model": model}
+        self.warmed: set[tuple[int, ...]] = set()  # input shapes called at warm-up
+        self.warmup_ms: float | None = None
+        self.ready = False
+        self.batcher = Batcher(manifest.name, self._step, max_queue=max_queue,
+                               timeout_s=timeout_s, max_batch_size=max_batch_size,
+                               max_batch_delay_ms=max_batch_delay_ms,
+                               on_queue=lambda depth: metrics.set_queue(manifest.name, depth))
+
+    # settings the batcher owns, readable (and adjustable, for tests) here
+    max_queue = _forward("max_queue")
+    timeout_s = _forward("timeout_s")
+    max_batch_size = _forward("max_batch_size")
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        return self.batcher.buckets
+
+    @property
+    def queue_depth(self) -> int:
+        return self.batcher.depth
+
+    # -- worker side ------------------------------------------------------------------------
+    def _call(self, batch: Any, which: str = "model") -> tuple[Any, float]:
+        """One call of ``callables[which]`` on a padded batch → (numpy output, seconds)."""
+        import keras
+
+        t0 = time.perf_counter()
+        with keras.device(self.placement.device):
+            out = self.callables[which].predict_on_batch(batch)
+        if isinstance(out, (list, tuple)):
+            out = [np.asarray(o, dtype=np.float32) for o in out]
+        else:
+            out = np.asarray(out, dtype=np.float32)
+        return out, time.perf_counter() - t0
+
+    def _step(self, items: list[Item], bucket: int) -> list[Any]:
+        """The batcher's step: the policy's calls, timed into every item's Timing."""
+        spent = [0.0, 0]
+
+        def timed(which: str) -> Callable[[Any], Any]:
+            def call(batch: Any) -> Any:
+                out, dt = (self._call(batch) if which == "model" else self._call(batch, which))
+                spent[0] += dt
+                spent[1] += 1
+                return out
+            return call
+
+        calls = {which: timed(which) for which in self.callables}
+        results = self.policy.step([it.payload for it in items], bucket, calls)
+        n = len(items)
+        self.metrics.observe_inference(self.name, spent[0], n)
+        for it in items:
+            t = it.timing
+            if t.calls == 0:
+                t.batch, t.bucket = n, bucket
+            t.calls += 1
+            t.inference_ms += spent[0] * 1000.0
+        return results
+
+    def _warmup(self) -> float:
+        """Call every callable once on every bucket shape; returns the time taken (ms)."""
+        t0 = time.perf_counter()
+        for b in self.buckets:
+            for which, batch in self.policy.warm_inputs(b).items():
+                _, dt = self._call(batch) if which == "model" else self._call(batch, which)
+                if which == "model":
+                    self.warmed.add(tuple(batch.shape))
+                log.debug("model %s warmed %s batch %d in %.1f ms", self.name, which, b,
+                          dt * 1000.0)
+        return (time.perf_counter() - t0) * 1000.0
+
+    # -- caller side ------------------------------------------------------------------------
+    def expect(self) -> Ticket:
+        """Announce a request whose upload is being decoded; 503 at once when the queue is full."""
+        return self.batcher.expect()
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        """Queue ``fn(*args)`` to run on the worker between batches; 503 when the queue is full."""
+        return self.batcher.submit(fn, *args)
+
+    async def predict(self, context: np.ndarray, horizon: int, *,
+                      ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
+        """(frames, H, W, C) → ((horizon, H, W, C), timing); next-frame models only."""
+        return await self._submit("next_frame", context, int(horizon), ticket)
+
+    async def classify(self, context: np.ndarray, *,
+                       ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
+        """(frames, H, W, C) → ((num_classes,), timing); classify models only."""
+        return await self._submit("classify", context, 1, ticket)
+
+    async def _submit(self, task: str, context: np.ndarray, steps: int,
+                      ticket: Ticket | None) -> tuple[np.ndarray, Timing]:
+        try:
+            require_task(self.name, self.manifest.task, task)
+            payload = self.policy.begin(context, steps)
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            raise
+        return await self.batcher.run(payload, ticket)
+
+    def close(self) -> None:
+        self.batcher.close()

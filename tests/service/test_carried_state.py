@@ -1,0 +1,96 @@
+"""Serving the carried-state rollout: shared batches, states held per request, same frames as
+the model rolling out alone, one context call plus one single-frame call per further frame."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import keras
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from models.repository import read_manifest
+from models.rollout import stepper
+from service.app import create_app
+from service.config import load_settings
+from service.devices import Placement
+from service.runner import ModelRunner
+from service.telemetry import Metrics
+from tests.service.conftest import save_tiny
+from tests.service.helpers import FRAMES, H, W, clip, files
+from tests.service.test_batcher import Held
+
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def carried_dir(tmp_path_factory):
+    """Both next-frame architectures with manifests that ask for the carried-state rollout."""
+    root = tmp_path_factory.mktemp("carried")
+    for arch in ("convlstm2d", "conv2d_lstm"):
+        folder = save_tiny(root, f"{arch}_next_frame", arch, "next_frame")
+        man = json.loads((folder / "manifest.json").read_text())
+        man["rollout"] = "carried_state"
+        (folder / "manifest.json").write_text(json.dumps(man))
+    return root
+
+
+def ctx(seed: int) -> np.ndarray:
+    return (clip(seed=seed)[..., None] / 255.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("arch", ["convlstm2d", "conv2d_lstm"])
+def test_shared_steps_hold_each_requests_state(carried_dir, arch):
+    folder = carried_dir / f"{arch}_next_frame"
+    man = read_manifest(folder)
+    model = keras.saving.load_model(folder / "model.keras", compile=False)
+    ref = stepper(model)
+    runner = ModelRunner(folder, man, model, None, Placement("cpu:0", "cpu:0", "x"),
+                         metrics=Metrics(), max_queue=64, timeout_s=60.0, max_batch_size=8)
+    try:
+        runner.submit(runner._warmup).result(timeout=120)
+        calls = []
+        for which in ("context", "step"):
+            real = runner.callables[which].predict_on_batch
+
+            def spy(x, _which=which, _real=real):
+                calls.append((_which, len(x[0]) if isinstance(x, list) else len(x)))
+                return _real(x)
+
+            runner.callables[which].predict_on_batch = spy
+        horizons = [1, 4, 2, 4]
+        contexts = [ctx(i) for i in range(len(horizons))]
+
+        async def burst():
+            with Held(runner) as held:
+                tasks = [asyncio.ensure_future(runner.predict(c, h))
+                         for c, h in zip(contexts, horizons)]
+                await asyncio.sleep(0)  # every request queued behind the held worker
+                held.release.set()
+                return await asyncio.gather(*tasks)
+
+        got = asyncio.run(burst())
+        for (pred, timing), c, h in zip(got, contexts, horizons):
+            assert pred.shape == (h, H, W, 1) and timing.calls == h
+            np.testing.assert_allclose(pred, ref.rollout(c[None], h)[0], atol=ATOL)
+        # one context call for all four, then single-frame steps shared by those still going
+        assert calls == [("context", 4), ("step", 4), ("step", 2), ("step", 2)]
+    finally:
+        runner.close()
+
+
+def test_models_endpoint_says_which_rollout_each_model_uses(carried_dir, models_dir):
+    settings = load_settings(models_dir=str(carried_dir), load_mode="blocking")
+    with TestClient(create_app(settings)) as c:
+        models = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
+        assert {m["rollout"] for m in models.values()} == {"carried_state"}
+        r = c.post("/v1/models/convlstm2d_next_frame/predict", params={"horizon": 3},
+                   files=files(clip()))
+        assert r.status_code == 200, r.text
+    with TestClient(create_app(load_settings(models_dir=str(models_dir),
+                                             load_mode="blocking"))) as c:
+        rollouts = {m["name"]: m["rollout"] for m in c.get("/v1/models").json()["models"]}
+        assert rollouts["convlstm2d_next_frame"] == "sliding_window"
+        assert rollouts["convlstm2d_classify"] == "none"
