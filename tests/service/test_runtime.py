@@ -65,3 +65,33 @@ def test_to_uint8_rounds_clips_and_zeroes_nan():
     assert to_uint8(x).tolist() == [0, 255, 0, 0, 0, 128, 254, 255, 255, 1, 0]
     r = np.random.default_rng(0).random((8, 64, 64, 1)).astype(np.float32)
     np.testing.assert_array_equal(to_uint8(r), np.round(r * 255.0).astype(np.uint8))
+
+
+def test_the_in_process_and_the_ray_runner_share_one_protocol(runtime):
+    """Both runners implement service.runner.Runner (the Ray one without copying methods)."""
+    import dataclasses
+
+    from service.ray_app import RemoteRunner
+    from service.runner import ModelRunner, Runner
+
+    local = runtime.runners["convlstm2d_next_frame"]
+    assert isinstance(local, ModelRunner) and isinstance(local, Runner)
+    info = {"manifest": dataclasses.asdict(local.manifest),
+            "placement": dataclasses.asdict(local.placement), "card": None, "warmup_ms": 1.0,
+            "folder": str(local.folder)}
+    remote = RemoteRunner(handle=None, info=info)
+    assert isinstance(remote, Runner)
+    assert (remote.name, remote.input_shape, remote.rollout) == (
+        local.name, local.input_shape, local.rollout)
+    assert not set(vars(RemoteRunner)) & {"name", "input_shape", "rollout"}  # inherited, once
+
+
+def test_compare_pairing_is_a_registry_query(runtime):
+    reg = runtime.registry
+    names = [r.name for r in reg.find(task="next_frame")]
+    assert names == ["conv2d_lstm_next_frame", "convlstm2d_next_frame"]
+    assert [r.name for r in reg.find(architecture="convlstm2d", task="classify")] == [
+        "convlstm2d_classify"]
+    pair = reg.pair("classify", {"conv2d_lstm": None, "convlstm2d": None})
+    assert {k: v.name for k, v in pair.items()} == {"conv2d_lstm": "conv2d_lstm_classify",
+                                                   "convlstm2d": "convlstm2d_classify"}
