@@ -1,20 +1,19 @@
 """``create_app(settings)`` and the lifespan; nothing heavy happens at import time.
 
-Start it with ``framecast serve`` or ``uvicorn service.app:create_app --factory``.
+Start it with ``framecast serve`` (service/serve.py) or
+``uvicorn service.app:create_app --factory``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from service import errors
-from service.config import Settings, SettingsError, load_settings
+from service.config import Settings, load_settings
 from service.runtime import Runtime
 from service.telemetry import Metrics
 
@@ -116,7 +115,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from service.security import AuthMiddleware, add_cors, document_security
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes,
-                       timeout_s=settings.request_timeout_s)
+                       timeout_s=settings.request_timeout_s,
+                       drain_bytes=settings.oversize_drain_bytes)
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(AuthMiddleware, keys=keys, protect_metrics=settings.protect_metrics)
@@ -125,53 +125,3 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)
     app.add_middleware(RequestLogMiddleware, models=lambda: runtime.runners)
     return app
-
-
-# --------------------------------------------------------------------------- `framecast serve`
-
-
-def add_serve_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Register ``serve [--host --port --models-dir --log-level]`` on an argparse subparsers."""
-    p = subparsers.add_parser(
-        "serve", help="start the HTTP service",
-        description="Start the framecast HTTP service. Flags override FRAMECAST_* settings.")
-    p.add_argument("--host", help="interface to bind (FRAMECAST_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (FRAMECAST_PORT, default 8000)")
-    p.add_argument("--models-dir", help="folder of model folders (FRAMECAST_MODELS_DIR, default: "
-                                        "the bundled models/)")
-    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
-                   help="FRAMECAST_LOG_LEVEL (default info)")
-    p.add_argument("--ray", action="store_true",
-                   help="deploy on Ray Serve instead: one deployment per model, "
-                        "FRAMECAST_RAY_REPLICAS replicas each (needs pip install 'framecast[ray]'; "
-                        "see docs/ray.md)")
-    p.set_defaults(func=serve_command)
-    return p
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(host=args.host, port=args.port, models_dir=args.models_dir,
-                                 log_level=args.log_level)
-    except SettingsError as e:
-        print(f"framecast serve: {e}", file=sys.stderr)
-        return 2
-    if getattr(args, "ray", False):
-        from service.ray_app import serve_on_ray  # imports ray lazily; a clear error without it
-
-        return serve_on_ray(settings)
-    import uvicorn
-
-    import signal
-
-    app = create_app(settings)
-
-    def on_term(signum, frame):  # uvicorn re-raises SIGTERM after its graceful shutdown
-        log.info("stopped after signal %d", signum)
-
-    signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
-    # uvicorn on SIGTERM: stop accepting, let in-flight requests finish (at most
-    # shutdown_grace_s), then run the lifespan's shutdown. Our middleware logs each request.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
-    return 0

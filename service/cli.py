@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,12 +41,47 @@ def _evaluate_main(args) -> int:
     return evaluate.main(args)
 
 
+class LazyParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that may add its arguments when it is first used: ``add_arguments``
+    (a keyword of ``add_parser``) runs before it parses or prints help. `framecast train` takes
+    its flags from ``models.train``, which imports Keras: the other commands never load it."""
+
+    def __init__(self, *args: Any,
+                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_arguments_later = add_arguments
+
+    def add_arguments_now(self) -> None:
+        add, self.add_arguments_later = self.add_arguments_later, None
+        if add is not None:
+            add(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self.add_arguments_now()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.add_arguments_now()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.add_arguments_now()
+        return super().format_help()
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.train import add_arguments  # imports Keras
+
+    add_arguments(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="framecast",
         description="Serve, train and evaluate Conv2D+LSTM and ConvLSTM2D video models.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=LazyParser)
 
     data = sub.add_parser("data", help="look at the Moving MNIST data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -64,10 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--out", default="docs/rollout.png")
     figure.set_defaults(func=_figure_main)
 
-    from models.train import add_arguments as add_train_arguments
-
-    train = sub.add_parser("train", help="train a model (resumable)")
-    add_train_arguments(train)
+    train = sub.add_parser("train", help="train a model (resumable)",
+                           add_arguments=_add_train_arguments)
     train.set_defaults(func=_train_main)
 
     from models.evaluate import add_arguments as add_evaluate_arguments
@@ -83,15 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_service_subcommands(sub) -> None:
-    """`serve`, `predict`, `compare` live with the service; absent parts are skipped."""
-    import importlib
-    import importlib.util
+def _add_service_subcommands(sub: argparse._SubParsersAction) -> None:
+    """`serve` (service/serve.py) and `predict`, `classify`, `compare` (service/client.py)."""
+    from service.client import add_client_subcommands
+    from service.serve import add_serve_subcommand
 
-    for module, function in (("service.server", "add_serve_subcommand"),
-                             ("service.client", "add_client_subcommands")):
-        if importlib.util.find_spec(module) is not None:
-            getattr(importlib.import_module(module), function)(sub)
+    add_serve_subcommand(sub)
+    add_client_subcommands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

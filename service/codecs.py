@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from service.checks import require_unit_range
 from service.errors import FrameDecodeError, FrameSizeError, InvalidInput, UnsupportedMediaType
 
 # leading bytes -> format name
@@ -200,15 +201,8 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
     elif np.issubdtype(a.dtype, np.floating):
         x = a.astype(np.float32)
         for i in range(t):
-            fi = x[i]
-            if not np.all(np.isfinite(fi)):
-                raise FrameDecodeError(f"{_where(first + i, where + f' index {i}')}: holds NaN or "
-                                       "infinite values")
-            lo, hi = float(fi.min()), float(fi.max())
-            if lo < -1e-6 or hi > 1 + 1e-6:
-                raise FrameDecodeError(
-                    f"{_where(first + i, where + f' index {i}')}: float values must lie in [0, 1], "
-                    f"found {lo:.4g}..{hi:.4g} (send uint8 0-255 or floats 0-1)")
+            require_unit_range(x[i], _where(first + i, where + f" index {i}"), kind="float",
+                               hint="send uint8 0-255 or floats 0-1")
         x = np.clip(x, 0.0, 1.0)
     else:
         raise FrameDecodeError(f"{where}: dtype {a.dtype} is not supported; send uint8 (0-255) "

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # limits on what one request may ask for
     max_upload_bytes: int = Field(64 * MIB, ge=1024,
                                   description="request body cap (Triton's HTTP default: 64 MiB)")
+    oversize_drain_bytes: int = Field(
+        16 * MIB, ge=0,
+        description="a body declared over max_upload_bytes by at most this much is read and "
+                    "dropped after its 413 (so a client that sends it whole reads the answer "
+                    "instead of a connection reset); one declared larger is cut off at once")
     max_files: int = Field(256, ge=1, description="most file parts in one multipart upload")
     max_frames: int = Field(256, ge=1, description="most frames one request may upload")
     max_frame_pixels: int = Field(4096 * 4096, ge=64,

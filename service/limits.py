@@ -5,6 +5,14 @@
   the app reads them: the read that crosses the limit raises :class:`PayloadTooLarge`, so at most
   one chunk past the limit is ever held (a chunked body without a length is caught the same way).
   It also sets the request's deadline (FRAMECAST_REQUEST_TIMEOUT_S from arrival).
+
+  After a declared-oversize 413 the connection is closed. Closing a socket whose peer is still
+  sending makes the kernel reset it, and the client then loses the answer it had not read yet
+  (``Connection reset by peer``). So when the body is declared over the limit by at most
+  FRAMECAST_OVERSIZE_DRAIN_BYTES, the 413 is sent at once and the body is then read and dropped
+  (until it ends, or no byte comes for :data:`DRAIN_IDLE_S`, or the deadline) before the close:
+  a client that sends it whole reads the 413. A body declared larger still, or one sent with
+  ``Expect: 100-continue`` (its client waits for leave to send), is cut off at once.
 - :func:`current_deadline` is that deadline (a ``time.monotonic()`` value, or None outside a
   request). It lives in a context variable, so the runtime reads it without every route passing
   it along; ``asyncio.gather`` copies the context, so it holds inside compare's concurrent calls.
@@ -13,13 +21,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from contextvars import ContextVar
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from service.errors import InvalidInput, PayloadTooLarge, error_body
 
 _deadline: ContextVar[float | None] = ContextVar("framecast_deadline", default=None)
+
+# after a declared-oversize 413: stop reading the body when no byte arrives for this long
+DRAIN_IDLE_S = 1.0
 
 
 def current_deadline() -> float | None:
@@ -34,17 +48,26 @@ def remaining(deadline: float | None) -> float | None:
 class BodyLimitMiddleware:
     """413 for bodies over ``max_bytes`` (declared or streamed) and the per-request deadline."""
 
-    def __init__(self, app, max_bytes: int, timeout_s: float | None = None):
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None,
+                 drain_bytes: int = 0, drain_idle_s: float = DRAIN_IDLE_S) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+        self.drain_bytes, self.drain_idle_s = drain_bytes, drain_idle_s
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.max_bytes
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        headers = dict(scope.get("headers") or ())
+        declared = headers.get(b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            return await _send_413(send, f"the body is {int(declared)} bytes; at most {limit} "
-                                         "(FRAMECAST_MAX_UPLOAD_BYTES)")
+            size = int(declared)
+            drain = (size - limit <= self.drain_bytes
+                     and headers.get(b"expect", b"").lower() != b"100-continue")
+            deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
+            return await _send_413(send, f"the body is {size} bytes; at most {limit} "
+                                         "(FRAMECAST_MAX_UPLOAD_BYTES)",
+                                   drain=(receive, size, self.drain_idle_s, deadline)
+                                   if drain else None)
         seen = 0
 
         async def limited_receive():
@@ -64,7 +87,10 @@ class BodyLimitMiddleware:
             _deadline.reset(token)
 
 
-async def _send_413(send, message: str) -> None:
+async def _send_413(send: Send, message: str,
+                    drain: tuple[Receive, int, float, float | None] | None = None) -> None:
+    """The 413 answer, then (``drain``) the body read and dropped before the response ends and
+    the server closes the connection."""
     import json
 
     body = json.dumps(error_body(413, "payload_too_large", message)).encode()
@@ -72,7 +98,36 @@ async def _send_413(send, message: str) -> None:
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+    if drain is None:
+        await send({"type": "http.response.body", "body": body})
+        return
+    await send({"type": "http.response.body", "body": body, "more_body": True})  # sent now
+    try:
+        await drain_body(*drain)
+    finally:
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def drain_body(receive: Receive, max_bytes: int, idle_s: float,
+                     deadline: float | None = None) -> int:
+    """Read and drop the request body until it ends, ``max_bytes`` were read, no byte came for
+    ``idle_s`` seconds, the client left or ``deadline`` (``time.monotonic()``) passed; returns
+    the bytes read."""
+    seen = 0
+    while seen < max_bytes:
+        wait = idle_s if deadline is None else min(idle_s, deadline - time.monotonic())
+        if wait <= 0:
+            break
+        try:
+            message = await asyncio.wait_for(receive(), wait)
+        except TimeoutError:
+            break
+        if message["type"] != "http.request":
+            break  # http.disconnect
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return seen
 
 
 # --------------------------------------------------------------------------- JSON bodies

@@ -11,33 +11,20 @@ Accepted bodies (for every predict/classify/compare route):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message
 
 from service.codecs import SUPPORTED, Frame, Limits, b64decode_item, conform, decode_parts
 from service.config import Settings
 from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
 from service.limits import check_json
-from service.runtime import Runtime
 from service.schemas import FramesRequest
 
 RAW_TYPES = ("image/", "application/octet-stream", "application/x-npy", "application/npy")
-
-
-def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 @dataclass
@@ -46,7 +33,9 @@ class Upload:
     truth: list[Frame] | None  # None: no truth part was sent
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, read from ``request.stream()``; 413 when it is (or says it is) over
+    ``limit`` bytes (the read stops at the chunk that crosses it)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {int(declared)} bytes; at most {limit} "
@@ -57,16 +46,28 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"the body exceeds {limit} bytes (FRAMECAST_MAX_UPLOAD_BYTES)")
         chunks.append(chunk)
-    body = b"".join(chunks)
-    # Starlette's request.form() re-reads the body from here instead of the (consumed) stream.
-    request._body = body
-    return body
+    return b"".join(chunks)
+
+
+def replayed(request: Request, body: bytes) -> Request:
+    """A new request with ``request``'s scope whose body is ``body`` (already read), so that
+    Starlette's parsers (``form()``) can read it again."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
 
 
 async def read_upload(request: Request, settings: Settings, *, allow_truth: bool) -> Upload:
     """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await _read_body(request, settings.max_upload_bytes)
+    body = await read_body(request, settings.max_upload_bytes)
     limits = Limits(max_frames=settings.max_frames, max_frame_pixels=settings.max_frame_pixels,
                     max_total_pixels=settings.max_total_pixels)
     parts: list[tuple[str, bytes]] = []
@@ -74,8 +75,9 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
 
     if ctype == "multipart/form-data":
         try:
-            form = await request.form(max_files=settings.max_files, max_fields=100,
-                                      max_part_size=settings.max_upload_bytes)
+            form = await replayed(request, body).form(
+                max_files=settings.max_files, max_fields=100,
+                max_part_size=settings.max_upload_bytes)
         except StarletteHTTPException as e:
             raise InvalidInput(f"malformed multipart body: {e.detail}") from None
         try:
@@ -141,44 +143,6 @@ def take_context(frames: list[Frame], needed: int, model: str) -> tuple[list[Fra
         raise TooFewFrames(f"{len(frames)} frame(s) of context were uploaded; model {model!r} "
                            f"needs {needed} (when more are sent it uses the last {needed})")
     return frames[-needed:], len(frames) - needed
-
-
-def upload_openapi(*, with_truth: bool) -> dict:
-    """``openapi_extra`` describing the accepted bodies, with examples (the body is read by hand)."""
-    files = {"type": "array", "items": {"type": "string", "format": "binary"},
-             "description": "frames in order: image files, or one GIF/APNG/WebP/TIFF, or one .npy"}
-    props = {"files": files}
-    if with_truth:
-        props["truth"] = {"type": "array", "items": {"type": "string", "format": "binary"},
-                          "description": "the true future frames (optional; or use holdout=k)"}
-    json_schema = FramesRequest.model_json_schema()
-    if not with_truth:
-        json_schema["properties"].pop("truth", None)
-    example = dict(FramesRequest.model_config["json_schema_extra"]["examples"][0])
-    if not with_truth:
-        example.pop("truth", None)
-    binary = {"schema": {"type": "string", "format": "binary"}}
-    return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": props,
-                                           "required": ["files"]}},
-        "application/json": {"schema": json_schema, "example": example},
-        "image/gif": binary,
-        "application/x-npy": binary,
-        "application/octet-stream": binary,
-    }}}
-
-
-def error_responses(*codes: int) -> dict:
-    """``responses=`` entries for the error codes a route can answer, with the error schema."""
-    from service.schemas import ErrorResponse
-
-    texts = {404: "unknown model", 413: "body larger than FRAMECAST_MAX_UPLOAD_BYTES",
-             415: "unsupported media type or file format",
-             422: "malformed frame or array, too few frames, sizes differ with resize=false, "
-                  "wrong task for the model, bad parameter",
-             503: "models not ready, queue full or inference timed out",
-             504: "the request ran past FRAMECAST_REQUEST_TIMEOUT_S; its model work was dropped"}
-    return {c: {"model": ErrorResponse, "description": texts.get(c, "error")} for c in codes}
 
 
 def _needs_change(frames: list[Frame], height: int, width: int, channels: int) -> bool:

@@ -13,20 +13,15 @@ from starlette.concurrency import run_in_threadpool
 
 from models.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 from service import codecs
+from service.checks import require_horizon
+from service.deps import RuntimeDep, SettingsDep
 from service.errors import InvalidInput
+from service.openapi import error_responses, upload_openapi
 from service.routes.predict import ResizeQuery, predicted_frames, ranked
 from service.runtime import ModelRunner
 from service.schemas import CompareModelResult, CompareResponse, FrameMetrics
 from service.telemetry import server_timing
-from service.uploads import (
-    RuntimeDep,
-    SettingsDep,
-    error_responses,
-    fit_context,
-    fit_frames,
-    read_upload,
-    upload_openapi,
-)
+from service.uploads import fit_context, fit_frames, read_upload
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
 
@@ -134,10 +129,7 @@ async def compare_next_frame(
             raise InvalidInput(f"horizon={horizon} but {len(truth_frames)} truth frame(s) were "
                                "given; leave horizon out or make them equal")
         horizon = len(truth_frames)
-    horizon = horizon or 1
-    if horizon > settings.max_horizon:
-        raise InvalidInput(f"horizon {horizon} is larger than the maximum {settings.max_horizon} "
-                           "(FRAMECAST_MAX_HORIZON)")
+    horizon = require_horizon(horizon or 1, settings.max_horizon)
 
     contexts, truths = {}, {}
     for arch, runner in runners.items():

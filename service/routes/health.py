@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from service.deps import RuntimeDep
 from service.schemas import ErrorResponse, HealthResponse, ReadyResponse
-from service.uploads import RuntimeDep
 
 router = APIRouter(tags=["health"])
 

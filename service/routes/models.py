@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
+from service.deps import RuntimeDep
+from service.openapi import error_responses
 from service.runtime import ModelRunner
 from service.schemas import InputSpec, ModelInfo, ModelListResponse
-from service.uploads import RuntimeDep, error_responses
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -20,6 +21,7 @@ def model_info(r: ModelRunner) -> ModelInfo:
         input=InputSpec(frames=m.frames, height=m.height, width=m.width, channels=m.channels),
         class_names=m.class_names, params=m.params, flops_per_clip=m.flops_per_clip,
         device=r.placement.description, sha256=m.sha256, ready=r.ready, warmup_ms=r.warmup_ms,
+        rollout=r.rollout,
         metrics=r.card)
 
 

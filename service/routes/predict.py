@@ -12,17 +12,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import codecs
-from service.errors import InvalidInput, WrongTask
+from service.checks import require_horizon, require_task
+from service.deps import RuntimeDep, SettingsDep
+from service.openapi import error_responses, upload_openapi
 from service.schemas import ClassifyResponse, ClassScore, PredictedFrame, PredictResponse
 from service.telemetry import server_timing
-from service.uploads import (
-    RuntimeDep,
-    SettingsDep,
-    error_responses,
-    fit_context,
-    read_upload,
-    upload_openapi,
-)
+from service.uploads import fit_context, read_upload
 
 router = APIRouter(prefix="/v1/models", tags=["inference"])
 
@@ -62,12 +57,8 @@ async def predict(
 ):
     t_start = time.perf_counter()
     runner = runtime.get(name)
-    if runner.manifest.task != "next_frame":
-        raise WrongTask(f"model {name!r} is a {runner.manifest.task} model; "
-                        f"use POST /v1/models/{name}/classify")
-    if horizon > settings.max_horizon:
-        raise InvalidInput(f"horizon={horizon} is larger than the maximum "
-                           f"{settings.max_horizon} (FRAMECAST_MAX_HORIZON)")
+    require_task(name, runner.manifest.task, "next_frame")
+    require_horizon(horizon, settings.max_horizon)
     with runner.expect() as ticket:  # 503 at once when the queue is full; lets the batcher wait
         upload = await read_upload(request, settings, allow_truth=False)
         context, changed = await fit_context(upload.frames, runner, resize)
@@ -137,8 +128,7 @@ async def classify(
     t_start = time.perf_counter()
     runner = runtime.get(name)
     m = runner.manifest
-    if m.task != "classify":
-        raise WrongTask(f"model {name!r} is a {m.task} model; use POST /v1/models/{name}/predict")
+    require_task(name, m.task, "classify")
     with runner.expect() as ticket:
         upload = await read_upload(request, settings, allow_truth=False)
         context, changed = await fit_context(upload.frames, runner, resize)

@@ -43,10 +43,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import FramecastError, InvalidInput
+from service.checks import require_horizon, require_unit_range
+from service.deps import RuntimeDep, SettingsDep
+from service.errors import FramecastError
 from service.limits import check_json
 from service.runtime import ModelRunner, Runtime
-from service.uploads import RuntimeDep, SettingsDep, _read_body
+from service.uploads import read_body
 
 VERSION = "1"
 INPUT = "frames"
@@ -249,11 +251,7 @@ def _decode_tensor(t: dict, binary: bytes, offset: int, label: str) -> tuple[np.
         x = a.astype(np.float32) / 255.0
     else:
         x = a.astype(np.float32)
-        if not np.all(np.isfinite(x)):
-            raise V2Error(f"{label}: FP32 data holds NaN or infinite values")
-        if x.size and (float(x.min()) < -1e-6 or float(x.max()) > 1 + 1e-6):
-            raise V2Error(f"{label}: FP32 values must lie in [0, 1], found "
-                          f"{float(x.min()):.4g}..{float(x.max()):.4g} (or send UINT8 0-255)")
+        require_unit_range(x, label, kind="FP32", hint="or send UINT8 0-255", error=V2Error)
         x = np.clip(x, 0.0, 1.0)
     return x, offset
 
@@ -292,10 +290,7 @@ def _horizon(req: dict, max_horizon: int) -> int | None:
     k = params.get("horizon")
     if k is None:
         return None
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_horizon:
-        raise V2Error(f"parameter horizon={k!r} must be an integer from 1 to {max_horizon} "
-                      f"(FRAMECAST_MAX_HORIZON)")
-    return k
+    return require_horizon(k, max_horizon, label="parameter horizon", error=V2Error)
 
 
 def _requested(req: dict, runner: ModelRunner, horizon: int | None) -> list[tuple[str, bool]]:
@@ -330,7 +325,7 @@ def _requested(req: dict, runner: ModelRunner, horizon: int | None) -> list[tupl
 async def infer(request: Request, runtime: RuntimeDep, settings: SettingsDep, name: str,
                 version: str | None = None):
     runner = _runner(runtime, name, version)
-    body = await _read_body(request, settings.max_upload_bytes)
+    body = await read_body(request, settings.max_upload_bytes)
     n = request.headers.get(HEADER_LENGTH)
     head = body[:int(n)] if n is not None and n.isdigit() else body
     check_json(head, max_depth=settings.max_json_depth, max_items=settings.max_json_items)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.app import add_serve_subcommand
 from service.client import add_client_subcommands
+from service.serve import add_serve_subcommand
 from tests.service.helpers import FRAMES, H, W, clip, encode, png
 
 

@@ -54,3 +54,77 @@ def test_every_tiff_page_is_checked_before_it_is_decoded():
 def test_an_npy_header_claiming_more_than_it_holds_allocates_nothing():
     with pytest.raises(FrameDecodeError, match="declares shape"):
         decode_parts([("big.npy", npy_header_only((10**6, 10**6, 10**6)))], Limits())
+
+
+# --------------------------------------------------------------------------- declared oversize
+
+
+def _run_limit(declared: int, chunks: list[bytes] | None, *, drain_bytes: int, expect=None,
+               idle_s: float = 5.0) -> tuple[list[dict], int]:
+    """BodyLimitMiddleware (limit 10 bytes) on a request declaring ``declared`` bytes whose body
+    comes in ``chunks`` (None: never comes); the messages sent and the chunks read."""
+    import asyncio
+
+    from service.limits import BodyLimitMiddleware
+
+    async def app(scope, receive, send):  # pragma: no cover - never reached
+        raise AssertionError("the app ran for an oversize body")
+
+    headers = [(b"content-length", str(declared).encode())]
+    if expect:
+        headers.append((b"expect", expect))
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    sent: list[dict] = []
+    read = [0]
+
+    async def receive():
+        if chunks is None:
+            await asyncio.sleep(3600)
+        i = read[0]
+        read[0] += 1
+        return {"type": "http.request", "body": chunks[i], "more_body": i + 1 < len(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    mw = BodyLimitMiddleware(app, max_bytes=10, drain_bytes=drain_bytes, drain_idle_s=idle_s)
+    asyncio.run(mw(scope, receive, send))
+    return sent, read[0]
+
+
+def _answer(sent: list[dict]) -> tuple[int, bytes, dict]:
+    import json
+
+    start, bodies = sent[0], sent[1:]
+    assert start["type"] == "http.response.start" and bodies[-1].get("more_body", False) is False
+    body = b"".join(m["body"] for m in bodies)
+    return start["status"], body, json.loads(body)
+
+
+def test_an_oversize_body_within_the_drain_bound_is_answered_then_read_to_its_end():
+    """The 413 goes out first (more_body), then the body is read to its end, then the response
+    ends (and the server closes a connection with nothing unread: no reset)."""
+    sent, read = _run_limit(50, [b"x" * 10] * 5, drain_bytes=100)
+    status, _, body = _answer(sent)
+    assert status == 413 and "FRAMECAST_MAX_UPLOAD_BYTES" in body["message"]
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert sent[1]["more_body"] is True and sent[1]["body"]  # the answer, before the drain
+    assert read == 5
+
+
+def test_an_oversize_body_beyond_the_drain_bound_is_cut_off_unread():
+    sent, read = _run_limit(10 + 100 + 1, [b"x" * 111], drain_bytes=100)
+    assert _answer(sent)[0] == 413 and len(sent) == 2 and read == 0
+
+
+def test_no_drain_when_the_client_waits_for_100_continue_or_it_is_off():
+    sent, read = _run_limit(50, [b"x" * 50], drain_bytes=100, expect=b"100-continue")
+    assert _answer(sent)[0] == 413 and read == 0
+    sent, read = _run_limit(50, [b"x" * 50], drain_bytes=0)
+    assert _answer(sent)[0] == 413 and read == 0
+
+
+def test_the_drain_stops_when_the_body_does_not_come():
+    t0 = time.monotonic()
+    sent, _ = _run_limit(50, None, drain_bytes=100, idle_s=0.05)
+    assert _answer(sent)[0] == 413 and time.monotonic() - t0 < 2.0

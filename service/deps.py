@@ -1,0 +1,24 @@
+"""FastAPI dependency providers: what a route asks for by type (``runtime: RuntimeDep``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.config import Settings
+from service.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The app's :class:`~service.runtime.Runtime` (its models, queues and status)."""
+    return request.app.state.runtime
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's :class:`~service.config.Settings`."""
+    return request.app.state.settings
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

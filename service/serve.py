@@ -1,0 +1,65 @@
+"""`framecast serve`: the command that starts the HTTP service (the app is in service/app.py).
+
+``service.cli`` registers it with :func:`add_serve_subcommand`. The app and the Ray deployment are
+imported when the command runs, so building the CLI parser stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger("framecast")
+
+
+def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``serve [--host --port --models-dir --log-level]`` on an argparse subparsers."""
+    p = subparsers.add_parser(
+        "serve", help="start the HTTP service",
+        description="Start the framecast HTTP service. Flags override FRAMECAST_* settings.")
+    p.add_argument("--host", help="interface to bind (FRAMECAST_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (FRAMECAST_PORT, default 8000)")
+    p.add_argument("--models-dir", help="folder of model folders (FRAMECAST_MODELS_DIR, default: "
+                                        "the bundled models/)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                   help="FRAMECAST_LOG_LEVEL (default info)")
+    p.add_argument("--ray", action="store_true",
+                   help="deploy on Ray Serve instead: one deployment per model, "
+                        "FRAMECAST_RAY_REPLICAS replicas each (needs pip install 'framecast[ray]'; "
+                        "see docs/ray.md)")
+    p.set_defaults(func=serve_command)
+    return p
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the service until it is stopped (exit 0 after SIGTERM); 2 for bad settings."""
+    from service.config import SettingsError, load_settings
+
+    try:
+        settings = load_settings(host=args.host, port=args.port, models_dir=args.models_dir,
+                                 log_level=args.log_level)
+    except SettingsError as e:
+        print(f"framecast serve: {e}", file=sys.stderr)
+        return 2
+    if getattr(args, "ray", False):
+        from service.ray_app import serve_on_ray  # imports ray lazily; a clear error without it
+
+        return serve_on_ray(settings)
+    import signal
+
+    import uvicorn
+
+    from service.app import create_app
+
+    app = create_app(settings)
+
+    def on_term(signum: int, frame: object) -> None:  # uvicorn re-raises SIGTERM after its
+        log.info("stopped after signal %d", signum)  # graceful shutdown...
+
+    signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
+    # uvicorn on SIGTERM: stop accepting, let in-flight requests finish (at most
+    # shutdown_grace_s), then run the lifespan's shutdown. Our middleware logs each request.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
+    return 0
