@@ -33,8 +33,9 @@ def create_baseline_app(model_dir: str | Path) -> FastAPI:
 
     model_dir = Path(model_dir)
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    model = keras.saving.load_model(model_dir / manifest.get("checkpoint", "model.keras"),
-                                    compile=False)
+    model = keras.saving.load_model(
+        model_dir / manifest.get("checkpoint", "model.keras"), compile=False
+    )
     name = manifest["name"]
     lock = threading.Lock() if keras.backend.backend() == "jax" else contextlib.nullcontext()
     app = FastAPI(title="baseline")
@@ -49,7 +50,7 @@ def create_baseline_app(model_dir: str | Path) -> FastAPI:
         for f in files:
             img = Image.open(io.BytesIO(f.file.read())).convert("L")
             frames.append(np.asarray(img, dtype=np.float32) / 255.0)
-        x = np.stack(frames)[-manifest["frames"]:, :, :, None][None]  # (1, T, H, W, 1)
+        x = np.stack(frames)[-manifest["frames"] :, :, :, None][None]  # (1, T, H, W, 1)
         with lock:
             y = model.predict(x, verbose=0)  # (1, T, H, W, 1)
         frame = np.clip(y[0, -1, :, :, 0], 0.0, 1.0)
@@ -68,8 +69,13 @@ def main() -> None:
     args = p.parse_args()
     import uvicorn
 
-    uvicorn.run(create_baseline_app(args.model_dir), host=args.host, port=args.port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        create_baseline_app(args.model_dir),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ CLASSIFY_SAMPLES = 4  # the first test clips whose directions all differ
 def _gif(clip: np.ndarray) -> bytes:
     """(T, H, W, 1) float in [0, 1] → a looping GIF; lossless for 8-bit grey."""
     data = gif_bytes(clip, duration_ms=150)
-    from PIL import Image, ImageSequence
     import io
+
+    from PIL import Image, ImageSequence
 
     with Image.open(io.BytesIO(data)) as im:  # Pillow merges identical frames: refuse those clips
         n = sum(1 for _ in ImageSequence.Iterator(im))
@@ -56,11 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     for i in NEXT_FRAME:
         name = f"next_frame_{i:04d}.gif"
         (args.out / name).write_bytes(_gif(clips[i]))
-        index.append({"id": f"next_frame_{i:04d}", "file": name, "task": "next_frame",
-                      "label": None, "frames": int(clips.shape[1]),
-                      "height": int(clips.shape[2]), "width": int(clips.shape[3]),
-                      "test_index": i,
-                      "title": f"Two digits bouncing (test clip {i}, 20 frames)"})
+        index.append(
+            {
+                "id": f"next_frame_{i:04d}",
+                "file": name,
+                "task": "next_frame",
+                "label": None,
+                "frames": int(clips.shape[1]),
+                "height": int(clips.shape[2]),
+                "width": int(clips.shape[3]),
+                "test_index": i,
+                "title": f"Two digits bouncing (test clip {i}, 20 frames)",
+            }
+        )
 
     # direction_clips draws every label first: build the whole test set to keep its indices.
     clips, labels = test_set(mnist, "classify")  # (2000, 10, 64, 64, 1), (2000,)
@@ -72,16 +81,31 @@ def main(argv: list[str] | None = None) -> int:
         label = DIRECTIONS[int(labels[i])]
         name = f"classify_{i:04d}.gif"
         (args.out / name).write_bytes(_gif(clips[i]))
-        index.append({"id": f"classify_{i:04d}", "file": name, "task": "classify",
-                      "label": label, "frames": int(clips.shape[1]),
-                      "height": int(clips.shape[2]), "width": int(clips.shape[3]),
-                      "test_index": i,
-                      "title": f"One digit moving {label} (test clip {i}, 10 frames)"})
+        index.append(
+            {
+                "id": f"classify_{i:04d}",
+                "file": name,
+                "task": "classify",
+                "label": label,
+                "frames": int(clips.shape[1]),
+                "height": int(clips.shape[2]),
+                "width": int(clips.shape[3]),
+                "test_index": i,
+                "title": f"One digit moving {label} (test clip {i}, 10 frames)",
+            }
+        )
 
-    (args.out / "index.json").write_text(json.dumps({
-        "source": "models.data.test_set on MNIST digits 8000-9999 (held out from training); "
-                  "written by bench/make_samples.py",
-        "samples": index}, indent=1) + "\n")
+    (args.out / "index.json").write_text(
+        json.dumps(
+            {
+                "source": "models.data.test_set on MNIST digits 8000-9999 (held out from training); "
+                "written by bench/make_samples.py",
+                "samples": index,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     for s in index:
         size = (args.out / s["file"]).stat().st_size
         print(f"{s['file']:24s} {s['task']:10s} {s['label'] or '-':3s} {size:6d} bytes")

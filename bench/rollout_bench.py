@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from service.telemetry import Metrics
 
     man = read_manifest(args.folder)
-    model = keras.saving.load_model(verify_checkpoint(args.folder, man), safe_mode=True,
-                                    compile=False)
+    model = keras.saving.load_model(
+        verify_checkpoint(args.folder, man), safe_mode=True, compile=False
+    )
     s = stepper(model)
     shape = (man.frames, man.height, man.width, man.channels)
     rng = np.random.default_rng(0)
@@ -62,16 +63,33 @@ def main(argv: list[str] | None = None) -> int:
     place = Placement("cpu:0", "cpu:0", keras.backend.backend())
     kinds = {
         "sliding_window": (SlidingWindow(shape), {"model": model}),
-        "carried_state": (CarriedState(shape, s.state_shapes),
-                          {"model": model, "context": s.context, "step": s.step}),
+        "carried_state": (
+            CarriedState(shape, s.state_shapes),
+            {"model": model, "context": s.context, "step": s.step},
+        ),
     }
-    report: dict = {"checkpoint": str(args.folder), "sha256": man.sha256,
-                    "horizon": args.horizon, "environment": describe(), "serving": {},
-                    "evaluation": {}}
+    report: dict = {
+        "checkpoint": str(args.folder),
+        "sha256": man.sha256,
+        "horizon": args.horizon,
+        "environment": describe(),
+        "serving": {},
+        "evaluation": {},
+    }
     for kind, (policy, callables) in kinds.items():
-        runner = ModelRunner(args.folder, man, model, None, place, metrics=Metrics(),
-                             max_queue=8, timeout_s=600.0, max_batch_size=1, policy=policy,
-                             callables=callables)
+        runner = ModelRunner(
+            args.folder,
+            man,
+            model,
+            None,
+            place,
+            metrics=Metrics(),
+            max_queue=8,
+            timeout_s=600.0,
+            max_batch_size=1,
+            policy=policy,
+            callables=callables,
+        )
         runner.submit(runner._warmup).result()
         times = []
         for _ in range(args.repeats + 2):
@@ -80,30 +98,45 @@ def main(argv: list[str] | None = None) -> int:
             times.append(time.perf_counter() - t0)
         runner.close()
         times = times[2:]
-        report["serving"][kind] = {"median_ms": round(statistics.median(times) * 1000, 2),
-                                   "p90_ms": round(sorted(times)[int(0.9 * len(times))] * 1000,
-                                                   2)}
-        print(f"serving  {kind:15s} horizon={args.horizon}: "
-              f"{report['serving'][kind]['median_ms']:8.1f} ms per clip (median)", flush=True)
+        report["serving"][kind] = {
+            "median_ms": round(statistics.median(times) * 1000, 2),
+            "p90_ms": round(sorted(times)[int(0.9 * len(times))] * 1000, 2),
+        }
+        print(
+            f"serving  {kind:15s} horizon={args.horizon}: "
+            f"{report['serving'][kind]['median_ms']:8.1f} ms per clip (median)",
+            flush=True,
+        )
     ctx = rng.random((args.clips,) + shape, dtype=np.float32)
-    fns = {"sliding_window": lambda x: rollout(model, x, args.horizon, 32),
-           "carried_state": lambda x: carried_rollout(s, x, args.horizon, 32)}
+    fns = {
+        "sliding_window": lambda x: rollout(model, x, args.horizon, 32),
+        "carried_state": lambda x: carried_rollout(s, x, args.horizon, 32),
+    }
     for kind, fn in fns.items():
         fn(ctx[:32])  # compile outside the timing
         t0 = time.perf_counter()
         fn(ctx)
         dt = time.perf_counter() - t0
-        report["evaluation"][kind] = {"clips": args.clips, "seconds": round(dt, 2),
-                                      "clips_per_s": round(args.clips / dt, 1)}
-        print(f"evaluate {kind:15s} {args.clips} clips: {dt:7.1f} s "
-              f"({args.clips / dt:.1f} clips/s)", flush=True)
+        report["evaluation"][kind] = {
+            "clips": args.clips,
+            "seconds": round(dt, 2),
+            "clips_per_s": round(args.clips / dt, 1),
+        }
+        print(
+            f"evaluate {kind:15s} {args.clips} clips: {dt:7.1f} s ({args.clips / dt:.1f} clips/s)",
+            flush=True,
+        )
     sv, ev = report["serving"], report["evaluation"]
     report["speedup"] = {
         "serving": round(sv["sliding_window"]["median_ms"] / sv["carried_state"]["median_ms"], 2),
-        "evaluation": round(ev["carried_state"]["clips_per_s"]
-                            / ev["sliding_window"]["clips_per_s"], 2)}
-    print(f"carried state is {report['speedup']['serving']}x faster per served clip and "
-          f"{report['speedup']['evaluation']}x faster in evaluation")
+        "evaluation": round(
+            ev["carried_state"]["clips_per_s"] / ev["sliding_window"]["clips_per_s"], 2
+        ),
+    }
+    print(
+        f"carried state is {report['speedup']['serving']}x faster per served clip and "
+        f"{report['speedup']['evaluation']}x faster in evaluation"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = save_page_models(Path(tmp)) if args.tiny else args.models_dir
-        settings = Settings(load_mode="blocking", max_horizon=max(args.holdout, 1),
-                            **({"models_dir": models_dir} if models_dir else {}))
+        settings = Settings(
+            load_mode="blocking",
+            max_horizon=max(args.holdout, 1),
+            **({"models_dir": models_dir} if models_dir else {}),
+        )
         with serve(settings) as url, chromium() as browser:
             page = browser.new_page(viewport={"width": args.width, "height": 900})
             page.goto(url + "/")
@@ -46,14 +49,19 @@ def main(argv: list[str] | None = None) -> int:
             if page.is_checked("#task-next"):
                 page.fill("#holdout", str(args.holdout))
             page.click("#run")
-            page.wait_for_function("!document.querySelector('#output').hidden || "
-                                   "!document.querySelector('#error').hidden", timeout=300_000)
+            page.wait_for_function(
+                "!document.querySelector('#output').hidden || "
+                "!document.querySelector('#error').hidden",
+                timeout=300_000,
+            )
             if page.is_visible("#error"):
                 print("the page shows an error: " + page.inner_text("#error"), file=sys.stderr)
                 return 1
             page.click("#play")  # pause; show every animation's last frame (the predictions')
-            page.evaluate("state.anims.forEach(a => { a.i = a.frames.length - 1; "
-                          "a.img.src = 'data:image/png;base64,' + a.frames[a.i]; })")
+            page.evaluate(
+                "state.anims.forEach(a => { a.i = a.frames.length - 1; "
+                "a.img.src = 'data:image/png;base64,' + a.frames[a.i]; })"
+            )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out), full_page=True)
     print(f"wrote {args.out}")

@@ -39,7 +39,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,19 +56,29 @@ HOST = "127.0.0.1"  # loopback only, never configurable
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--requests", type=int, default=5000, help="requests in all (default 5000)")
     p.add_argument("--concurrency", type=int, default=32, help="workers in steady phases")
-    p.add_argument("--models-dir", default=None,
-                   help="model folders to serve (default: the bundled models/)")
-    p.add_argument("--tiny", action="store_true",
-                   help="serve tiny untrained fixture models built in a temporary folder")
+    p.add_argument(
+        "--models-dir", default=None, help="model folders to serve (default: the bundled models/)"
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="serve tiny untrained fixture models built in a temporary folder",
+    )
     p.add_argument("--malformed", type=float, default=0.02, help="share of malformed requests")
-    p.add_argument("--overload", type=float, default=0.2, help="share of requests in the "
-                                                               "overload phase")
-    p.add_argument("--overload-factor", type=int, default=4,
-                   help="workers in the overload phase = this x --concurrency")
+    p.add_argument(
+        "--overload", type=float, default=0.2, help="share of requests in the overload phase"
+    )
+    p.add_argument(
+        "--overload-factor",
+        type=int,
+        default=4,
+        help="workers in the overload phase = this x --concurrency",
+    )
     p.add_argument("--overload-horizon", type=int, default=10)
     p.add_argument("--max-queue", type=int, default=32, help="the server's FRAMECAST_MAX_QUEUE")
     p.add_argument("--atol", type=float, default=1e-4, help="tolerance against the references")
@@ -110,11 +119,28 @@ def rss_mb(pid: int) -> float | None:
 
 
 def start_server(models_dir: Path, port: int, max_queue: int, log_path: Path):
-    env = {**os.environ, "FRAMECAST_LOAD_MODE": "blocking", "FRAMECAST_MAX_QUEUE": str(max_queue),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "FRAMECAST_MAX_HORIZON": "30"}
+    env = {
+        **os.environ,
+        "FRAMECAST_LOAD_MODE": "blocking",
+        "FRAMECAST_MAX_QUEUE": str(max_queue),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "FRAMECAST_MAX_HORIZON": "30",
+    }
     env.pop("FRAMECAST_API_KEYS", None)
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--host", HOST, "--port", str(port),
-           "--models-dir", str(models_dir), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--models-dir",
+        str(models_dir),
+        "--log-level",
+        "warning",
+    ]
     log = open(log_path, "w")
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), log
 
@@ -166,14 +192,28 @@ class Load:
         rs = np.random.default_rng(seed)
         for m in models:
             i = m["input"]
-            shape = (i["frames"], i["height"], i["width"]) + ((i["channels"],)
-                                                               if i["channels"] > 1 else ())
+            shape = (i["frames"], i["height"], i["width"]) + (
+                (i["channels"],) if i["channels"] > 1 else ()
+            )
             self.clips[m["name"]] = [(rs.random(shape) * 255).astype(np.uint8) for _ in range(4)]
         self.refs: dict[tuple, np.ndarray] = {}
         pair = {m["architecture"]: m for m in self.next_frame}
-        self.can_compare = {"conv2d_lstm", "convlstm2d"} <= set(pair) and len(
-            {(m["input"]["frames"], m["input"]["height"], m["input"]["width"],
-              m["input"]["channels"]) for m in pair.values()}) == 1 and len(self.next_frame) == 2
+        self.can_compare = (
+            {"conv2d_lstm", "convlstm2d"} <= set(pair)
+            and len(
+                {
+                    (
+                        m["input"]["frames"],
+                        m["input"]["height"],
+                        m["input"]["width"],
+                        m["input"]["channels"],
+                    )
+                    for m in pair.values()
+                }
+            )
+            == 1
+            and len(self.next_frame) == 2
+        )
 
     # -- reference answers, one request at a time
     def reference_specs(self) -> list[tuple[tuple, Spec]]:
@@ -190,17 +230,26 @@ class Load:
         return out
 
     def _predict_npy(self, name, c, horizon, check=("npy",)) -> Spec:
-        return Spec("predict-npy", "POST", f"/v1/models/{name}/predict",
-                    content=npy_bytes(self.clips[name][c]),
-                    headers={"content-type": "application/x-npy"},
-                    params={"horizon": horizon, "output": "npy"},
-                    check=None if check is None else ("npy", (name, c, horizon)))
+        return Spec(
+            "predict-npy",
+            "POST",
+            f"/v1/models/{name}/predict",
+            content=npy_bytes(self.clips[name][c]),
+            headers={"content-type": "application/x-npy"},
+            params={"horizon": horizon, "output": "npy"},
+            check=None if check is None else ("npy", (name, c, horizon)),
+        )
 
     def _classify(self, name, c, check=("scores",)) -> Spec:
-        return Spec("classify", "POST", f"/v1/models/{name}/classify",
-                    content=npy_bytes(self.clips[name][c]),
-                    headers={"content-type": "application/x-npy"}, params={"top_k": 2},
-                    check=None if check is None else ("scores", (name, c, "scores")))
+        return Spec(
+            "classify",
+            "POST",
+            f"/v1/models/{name}/classify",
+            content=npy_bytes(self.clips[name][c]),
+            headers={"content-type": "application/x-npy"},
+            params={"top_k": 2},
+            check=None if check is None else ("scores", (name, c, "scores")),
+        )
 
     # -- the mix
     def valid(self) -> Spec:
@@ -212,16 +261,28 @@ class Load:
             return self._predict_npy(m, c, h)
         if r < 0.45:
             frames = self.clips[m][c]
-            return Spec("predict-png", "POST", f"/v1/models/{m}/predict",
-                        files=[("files", (f"f{i}.png", png_bytes(f), "image/png"))
-                               for i, f in enumerate(frames)],
-                        params={"horizon": h}, check=("json-shape", (m, c, h)))
+            return Spec(
+                "predict-png",
+                "POST",
+                f"/v1/models/{m}/predict",
+                files=[
+                    ("files", (f"f{i}.png", png_bytes(f), "image/png"))
+                    for i, f in enumerate(frames)
+                ],
+                params={"horizon": h},
+                check=("json-shape", (m, c, h)),
+            )
         if r < 0.55:
             body = {"frames": [base64.b64encode(png_bytes(f)).decode() for f in self.clips[m][c]]}
-            return Spec("predict-json", "POST", f"/v1/models/{m}/predict",
-                        content=json.dumps(body).encode(),
-                        headers={"content-type": "application/json"},
-                        params={"horizon": h}, check=("json-shape", (m, c, h)))
+            return Spec(
+                "predict-json",
+                "POST",
+                f"/v1/models/{m}/predict",
+                content=json.dumps(body).encode(),
+                headers={"content-type": "application/json"},
+                params={"horizon": h},
+                check=("json-shape", (m, c, h)),
+            )
         if r < 0.70 and self.classify:
             k = self.rng.choice(self.classify)["name"]
             return self._classify(k, self.rng.randrange(4))
@@ -229,19 +290,47 @@ class Load:
             clip = self.clips[m][c].astype(np.float32) / 255.0
             i = self.models[m]["input"]
             shape = [1, i["frames"], i["height"], i["width"], i["channels"]]
-            body = {"inputs": [{"name": "frames", "shape": shape, "datatype": "FP32",
-                                "data": clip.reshape(-1).tolist()}],
-                    "parameters": {"horizon": h}, "outputs": [{"name": "rollout"}]}
-            return Spec("v2-infer", "POST", f"/v2/models/{m}/infer",
-                        content=json.dumps(body).encode(),
-                        headers={"content-type": "application/json"}, check=("v2", (m, c, h)))
+            body = {
+                "inputs": [
+                    {
+                        "name": "frames",
+                        "shape": shape,
+                        "datatype": "FP32",
+                        "data": clip.reshape(-1).tolist(),
+                    }
+                ],
+                "parameters": {"horizon": h},
+                "outputs": [{"name": "rollout"}],
+            }
+            return Spec(
+                "v2-infer",
+                "POST",
+                f"/v2/models/{m}/infer",
+                content=json.dumps(body).encode(),
+                headers={"content-type": "application/json"},
+                check=("v2", (m, c, h)),
+            )
         if r < 0.88 and self.can_compare:
             frames = self.clips[self.next_frame[0]["name"]][c]
-            return Spec("compare", "POST", "/v1/compare/next-frame",
-                        content=npy_bytes(frames), headers={"content-type": "application/x-npy"},
-                        params={"horizon": 1}, check=("compare", None))
-        path = self.rng.choice(("/v1/models", "/healthz", "/readyz", "/metrics",
-                                f"/v1/models/{m}", f"/v2/models/{m}/ready"))
+            return Spec(
+                "compare",
+                "POST",
+                "/v1/compare/next-frame",
+                content=npy_bytes(frames),
+                headers={"content-type": "application/x-npy"},
+                params={"horizon": 1},
+                check=("compare", None),
+            )
+        path = self.rng.choice(
+            (
+                "/v1/models",
+                "/healthz",
+                "/readyz",
+                "/metrics",
+                f"/v1/models/{m}",
+                f"/v2/models/{m}/ready",
+            )
+        )
         return Spec("get", "GET", path, check=("ok", None))
 
     def overload(self) -> Spec:
@@ -254,19 +343,37 @@ class Load:
         frames = self.clips[m][0]
         good = png_bytes(frames[0])
         nan = np.full(frames.shape, np.nan, np.float32)
-        kind, content, ctype, params = self.rng.choice([
-            ("truncated-png", good[: len(good) // 2], "image/png", {}),
-            ("nan-npy", npy_bytes(nan), "application/x-npy", {}),
-            ("garbage", os.urandom(512), "application/octet-stream", {}),
-            ("bad-json", b'{"frames": [', "application/json", {}),
-            ("base64-garbage", json.dumps({"frames": ["%%%"] * 4}).encode(), "application/json", {}),
-            ("huge-horizon", npy_bytes(frames), "application/x-npy", {"horizon": 10**9}),
-            ("wrong-type", b"hello", "text/plain", {}),
-            ("nested-json", b'{"frames":' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json",
-             {}),
-        ])
-        return Spec("malformed-" + kind, "POST", f"/v1/models/{m}/predict", malformed=True,
-                    content=content, headers={"content-type": ctype}, params=params)
+        kind, content, ctype, params = self.rng.choice(
+            [
+                ("truncated-png", good[: len(good) // 2], "image/png", {}),
+                ("nan-npy", npy_bytes(nan), "application/x-npy", {}),
+                ("garbage", os.urandom(512), "application/octet-stream", {}),
+                ("bad-json", b'{"frames": [', "application/json", {}),
+                (
+                    "base64-garbage",
+                    json.dumps({"frames": ["%%%"] * 4}).encode(),
+                    "application/json",
+                    {},
+                ),
+                ("huge-horizon", npy_bytes(frames), "application/x-npy", {"horizon": 10**9}),
+                ("wrong-type", b"hello", "text/plain", {}),
+                (
+                    "nested-json",
+                    b'{"frames":' + b"[" * 5000 + b"]" * 5000 + b"}",
+                    "application/json",
+                    {},
+                ),
+            ]
+        )
+        return Spec(
+            "malformed-" + kind,
+            "POST",
+            f"/v1/models/{m}/predict",
+            malformed=True,
+            content=content,
+            headers={"content-type": ctype},
+            params=params,
+        )
 
 
 # --------------------------------------------------------------------------- checking
@@ -296,8 +403,11 @@ def check(spec: Spec, r, refs: dict, atol: float) -> str | None:
             name, c, h = key
             body = r.json()
             ref = refs[(name, c, h)]
-            return None if body["shape"] == list(ref.shape) and len(body["frames"]) == h \
+            return (
+                None
+                if body["shape"] == list(ref.shape) and len(body["frames"]) == h
                 else f"shape {body['shape']} != {list(ref.shape)}"
+            )
         if how == "v2":
             name, c, h = key
             out = r.json()["outputs"][0]
@@ -315,8 +425,14 @@ def check(spec: Spec, r, refs: dict, atol: float) -> str | None:
 
 
 async def send(client, spec: Spec):
-    return await client.request(spec.method, spec.path, content=spec.content, files=spec.files,
-                                headers=spec.headers, params=spec.params)
+    return await client.request(
+        spec.method,
+        spec.path,
+        content=spec.content,
+        files=spec.files,
+        headers=spec.headers,
+        params=spec.params,
+    )
 
 
 async def run(args) -> dict:
@@ -337,13 +453,17 @@ async def run(args) -> dict:
     rss: list[tuple[float, float]] = []
     t_start = time.monotonic()
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=120,
-                                     limits=httpx.Limits(max_connections=1000,
-                                                         max_keepalive_connections=1000)) as client:
+        async with httpx.AsyncClient(
+            base_url=url,
+            timeout=120,
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
+        ) as client:
             while True:  # wait for readiness
                 if proc.poll() is not None:
-                    raise SystemExit(f"soak: the server exited ({proc.returncode}); see "
-                                     f"{out.with_suffix('.server.log')}")
+                    raise SystemExit(
+                        f"soak: the server exited ({proc.returncode}); see "
+                        f"{out.with_suffix('.server.log')}"
+                    )
                 try:
                     if (await client.get("/readyz")).status_code == 200:
                         break
@@ -357,8 +477,11 @@ async def run(args) -> dict:
             for key, spec in load.reference_specs():  # one at a time: unbatched references
                 r = await send(client, spec)
                 r.raise_for_status()
-                load.refs[key] = (np.load(io.BytesIO(r.content)) if key[2] != "scores" else
-                                  {s["class_name"]: s["score"] for s in r.json()["scores"]})
+                load.refs[key] = (
+                    np.load(io.BytesIO(r.content))
+                    if key[2] != "scores"
+                    else {s["class_name"]: s["score"] for s in r.json()["scores"]}
+                )
 
             async def sample_rss():
                 while True:
@@ -370,9 +493,11 @@ async def run(args) -> dict:
             sampler = asyncio.create_task(sample_rss())
             n_over = int(args.requests * args.overload)
             n_steady = args.requests - n_over
-            phases = [("steady-1", n_steady // 2, args.concurrency, False),
-                      ("overload", n_over, args.concurrency * args.overload_factor, True),
-                      ("steady-2", n_steady - n_steady // 2, args.concurrency, False)]
+            phases = [
+                ("steady-1", n_steady // 2, args.concurrency, False),
+                ("overload", n_over, args.concurrency * args.overload_factor, True),
+                ("steady-2", n_steady - n_steady // 2, args.concurrency, False),
+            ]
             results = []  # (phase, kind, malformed, status, seconds, problem)
             marks = {}
             deadline = time.monotonic() + args.max_seconds
@@ -402,12 +527,24 @@ async def run(args) -> dict:
                             status = r.status_code
                         except Exception as e:  # noqa: BLE001 - a failed connection is a failure
                             status, problem = 0, f"{type(e).__name__}: {e}"
-                        results.append((spec.phase, spec.kind, spec.malformed, status,
-                                        time.perf_counter() - t0, problem))
+                        results.append(
+                            (
+                                spec.phase,
+                                spec.kind,
+                                spec.malformed,
+                                status,
+                                time.perf_counter() - t0,
+                                problem,
+                            )
+                        )
 
                 await asyncio.gather(*(worker() for _ in range(workers)))
-                marks[phase] = {"seconds": round(time.monotonic() - t_phase, 2),
-                                "rss_mb": rss_mb(proc.pid), "requests": n, "workers": workers}
+                marks[phase] = {
+                    "seconds": round(time.monotonic() - t_phase, 2),
+                    "rss_mb": rss_mb(proc.pid),
+                    "requests": n,
+                    "workers": workers,
+                }
                 if phase == "steady-1":
                     marks["rss_after_warm_mb"] = rss_mb(proc.pid)
             sampler.cancel()
@@ -444,33 +581,58 @@ def summarize(args, results, marks, rss, timed_out, alive, exit_code, seconds) -
     for phase in ("steady-1", "overload", "steady-2"):
         rs = [r for r in results if r[0] == phase]
         by_phase[phase] = {
-            "requests": len(rs), "status": dict(sorted(Counter(r[3] for r in rs).items())),
+            "requests": len(rs),
+            "status": dict(sorted(Counter(r[3] for r in rs).items())),
             "p50_ms": pct([r[4] for r in rs if r[3] == 200], 0.5),
-            "p99_ms": pct([r[4] for r in rs if r[3] == 200], 0.99), **marks.get(phase, {})}
+            "p99_ms": pct([r[4] for r in rs if r[3] == 200], 0.99),
+            **marks.get(phase, {}),
+        }
     base = marks.get("rss_after_warm_mb")
     end = rss[-1][1] if rss else None
     growth = None if base is None or end is None else round(end - base, 1)
     stable = growth is not None and growth < args.rss_growth_mb
     figures = {
-        "requests": len(results), "planned": args.requests, "concurrency": args.concurrency,
+        "requests": len(results),
+        "planned": args.requests,
+        "concurrency": args.concurrency,
         "overload_workers": args.concurrency * args.overload_factor,
-        "max_queue": args.max_queue, "seconds": round(seconds, 1),
+        "max_queue": args.max_queue,
+        "seconds": round(seconds, 1),
         "status": {str(k): v for k, v in sorted(statuses.items())},
-        "valid": len(valid), "valid_correct": len(ok), "valid_told_to_retry": len(retry),
+        "valid": len(valid),
+        "valid_correct": len(ok),
+        "valid_told_to_retry": len(retry),
         "malformed": len(malformed),
         "malformed_4xx": sum(1 for r in malformed if 400 <= r[3] < 500),
-        "other_5xx": len(other_5xx), "problems": len(problems),
+        "other_5xx": len(other_5xx),
+        "problems": len(problems),
         "problem_examples": [f"{r[1]} {r[3]} {r[5]}" for r in problems[:10]],
         "kinds": dict(sorted(Counter(r[1] for r in results).items())),
-        "p50_ms": pct([r[4] for r in ok], 0.5), "p95_ms": pct([r[4] for r in ok], 0.95),
+        "p50_ms": pct([r[4] for r in ok], 0.5),
+        "p95_ms": pct([r[4] for r in ok], 0.95),
         "p99_ms": pct([r[4] for r in ok], 0.99),
         "phases": by_phase,
-        "rss_mb": {"after_warm": base, "end": end, "peak": max((v for _, v in rss), default=None),
-                   "growth": growth, "stable": stable, "samples": len(rss)},
-        "timed_out": timed_out, "server_alive_at_end": alive, "server_exit_code": exit_code,
+        "rss_mb": {
+            "after_warm": base,
+            "end": end,
+            "peak": max((v for _, v in rss), default=None),
+            "growth": growth,
+            "stable": stable,
+            "samples": len(rss),
+        },
+        "timed_out": timed_out,
+        "server_alive_at_end": alive,
+        "server_exit_code": exit_code,
     }
-    figures["passed"] = (not problems and not other_5xx and not timed_out and alive and stable
-                         and len(results) == args.requests and exit_code == 0)
+    figures["passed"] = (
+        not problems
+        and not other_5xx
+        and not timed_out
+        and alive
+        and stable
+        and len(results) == args.requests
+        and exit_code == 0
+    )
     return figures
 
 
@@ -479,23 +641,33 @@ def main(argv=None) -> int:
     figures = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(figures, indent=2))
     f = figures
-    print(f"soak: {f['requests']} requests in {f['seconds']} s (concurrency {f['concurrency']}, "
-          f"overload {f['overload_workers']} workers, max queue {f['max_queue']})")
+    print(
+        f"soak: {f['requests']} requests in {f['seconds']} s (concurrency {f['concurrency']}, "
+        f"overload {f['overload_workers']} workers, max queue {f['max_queue']})"
+    )
     print(f"  status: {f['status']}")
-    print(f"  valid: {f['valid']} ({f['valid_correct']} correct, {f['valid_told_to_retry']} told "
-          f"to retry with 503)  malformed: {f['malformed']} ({f['malformed_4xx']} got 4xx)")
+    print(
+        f"  valid: {f['valid']} ({f['valid_correct']} correct, {f['valid_told_to_retry']} told "
+        f"to retry with 503)  malformed: {f['malformed']} ({f['malformed_4xx']} got 4xx)"
+    )
     print(f"  other 5xx: {f['other_5xx']}  problems: {f['problems']}")
     for p in f["problem_examples"]:
         print(f"    {p}")
-    print(f"  latency of correct answers: p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms, "
-          f"p99 {f['p99_ms']} ms")
+    print(
+        f"  latency of correct answers: p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms, "
+        f"p99 {f['p99_ms']} ms"
+    )
     for name, ph in f["phases"].items():
-        print(f"  {name}: {ph['requests']} requests, {ph.get('workers')} workers, "
-              f"{ph.get('seconds')} s, status {ph['status']}, p50 {ph['p50_ms']} ms, "
-              f"p99 {ph['p99_ms']} ms, RSS {ph.get('rss_mb')} MB")
+        print(
+            f"  {name}: {ph['requests']} requests, {ph.get('workers')} workers, "
+            f"{ph.get('seconds')} s, status {ph['status']}, p50 {ph['p50_ms']} ms, "
+            f"p99 {ph['p99_ms']} ms, RSS {ph.get('rss_mb')} MB"
+        )
     r = f["rss_mb"]
-    print(f"  RSS: {r['after_warm']} MB after warm-up, {r['end']} MB at the end, peak {r['peak']} "
-          f"MB, growth {r['growth']} MB: {'stable' if r['stable'] else 'NOT stable'}")
+    print(
+        f"  RSS: {r['after_warm']} MB after warm-up, {r['end']} MB at the end, peak {r['peak']} "
+        f"MB, growth {r['growth']} MB: {'stable' if r['stable'] else 'NOT stable'}"
+    )
     print(f"  server exit code after SIGTERM: {f['server_exit_code']}")
     print(f"  {'PASS' if f['passed'] else 'FAIL'}; figures in {args.out}")
     return 0 if f["passed"] else 1

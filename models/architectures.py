@@ -65,22 +65,25 @@ def build_convlstm2d(
     """A stack of ConvLSTM2D layers over the patch grid, keeping the 2-D layout through time."""
     _check_common(task, height, width, patch, num_classes)
     inputs = keras.Input((time_steps, height, width, channels), name="frames")
-    x = _space_to_depth(inputs, patch=patch, height=height, width=width, channels=channels,
-                        name="patchify")
+    x = _space_to_depth(
+        inputs, patch=patch, height=height, width=width, channels=channels, name="patchify"
+    )
     # (batch, time, H/p, W/p, p*p*C)
     last = len(filters) - 1
     for i, f in enumerate(filters):
         keep_time = task == "next_frame" or i < last
-        x = layers.ConvLSTM2D(f, kernel_size, padding="same", return_sequences=keep_time,
-                              name=f"convlstm_{i}")(x)
+        x = layers.ConvLSTM2D(
+            f, kernel_size, padding="same", return_sequences=keep_time, name=f"convlstm_{i}"
+        )(x)
         # next_frame: (batch, time, H/p, W/p, f); classify, last layer: (batch, H/p, W/p, f)
     if task == "next_frame":
         x = layers.TimeDistributed(
             layers.Conv2D(patch * patch * channels, 1, activation="sigmoid"), name="to_patches"
         )(x)
         # (batch, time, H/p, W/p, p*p*C)
-        outputs = _depth_to_space(x, patch=patch, height=height, width=width, channels=channels,
-                                  name="unpatchify")
+        outputs = _depth_to_space(
+            x, patch=patch, height=height, width=width, channels=channels, name="unpatchify"
+        )
         # (batch, time, H, W, C)
     else:
         x = layers.GlobalAveragePooling2D(name="pool")(x)  # (batch, f)
@@ -108,7 +111,7 @@ def build_conv2d_lstm(
     """
     _check_common(task, height, width, patch, num_classes)
     n_down = len(conv_filters)
-    if height % (2 ** n_down) or width % (2 ** n_down):
+    if height % (2**n_down) or width % (2**n_down):
         raise ValueError(f"height and width must be multiples of 2**{n_down} for {n_down} convs")
     inputs = keras.Input((time_steps, height, width, channels), name="frames")
     x = inputs
@@ -117,7 +120,7 @@ def build_conv2d_lstm(
             layers.Conv2D(f, 3, strides=2, padding="same", activation="relu"), name=f"encoder_{i}"
         )(x)
     # (batch, time, H/2^n, W/2^n, conv_filters[-1])
-    gh, gw, gc = height // 2 ** n_down, width // 2 ** n_down, conv_filters[-1]
+    gh, gw, gc = height // 2**n_down, width // 2**n_down, conv_filters[-1]
     x = layers.TimeDistributed(layers.Flatten(), name="flatten")(x)  # (batch, time, gh*gw*gc)
     x = layers.LSTM(lstm_units, return_sequences=task == "next_frame", name="lstm")(x)
     if task == "classify":
@@ -125,7 +128,9 @@ def build_conv2d_lstm(
         outputs = layers.Dense(num_classes, activation="softmax", name="scores")(x)
         return keras.Model(inputs, outputs, name=name or f"conv2d_lstm_{task}")
     # x: (batch, time, lstm_units)
-    x = layers.TimeDistributed(layers.Dense(gh * gw * gc, activation="relu"), name="decoder_dense")(x)
+    x = layers.TimeDistributed(layers.Dense(gh * gw * gc, activation="relu"), name="decoder_dense")(
+        x
+    )
     x = layers.Reshape((-1, gh, gw, gc), name="decoder_grid")(x)  # (batch, time, gh, gw, gc)
     size, i = gh, 0
     while size < height // patch:
@@ -139,8 +144,9 @@ def build_conv2d_lstm(
     x = layers.TimeDistributed(
         layers.Conv2D(patch * patch * channels, 1, activation="sigmoid"), name="to_patches"
     )(x)
-    outputs = _depth_to_space(x, patch=patch, height=height, width=width, channels=channels,
-                              name="unpatchify")  # (batch, time, H, W, C)
+    outputs = _depth_to_space(
+        x, patch=patch, height=height, width=width, channels=channels, name="unpatchify"
+    )  # (batch, time, H, W, C)
     return keras.Model(inputs, outputs, name=name or f"conv2d_lstm_{task}")
 
 
@@ -197,8 +203,13 @@ def count_flops(model: keras.Model) -> int:
 
     for layer in model.layers:
         inner, steps = layer, 1
-        counted = (layers.ConvLSTM2D, layers.LSTM, layers.Conv2D, layers.Conv2DTranspose,
-                   layers.Dense)
+        counted = (
+            layers.ConvLSTM2D,
+            layers.LSTM,
+            layers.Conv2D,
+            layers.Conv2DTranspose,
+            layers.Dense,
+        )
         if not isinstance(getattr(layer, "layer", layer), counted):
             continue
         if isinstance(layer, layers.TimeDistributed):

@@ -62,7 +62,7 @@ class MNIST:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if len(self.images) < idx.stop:
             raise MNISTError(f"{self.source} holds {len(self.images)} digits; need {idx.stop}")
-        return self.images[idx.start:idx.stop]
+        return self.images[idx.start : idx.stop]
 
 
 def _open_maybe_gz(path: Path) -> bytes:
@@ -126,8 +126,11 @@ def load_mnist(path: str | os.PathLike | None = None) -> MNIST:
                 f"no MNIST directory given (--mnist-dir or {MNIST_DIR_ENV}) and the Keras download "
                 f"failed: {e}"
             ) from None
-        return MNIST(x_test.astype(np.uint8), y_test.astype(np.uint8),
-                     "keras.datasets.mnist.load_data() test split (downloaded)")
+        return MNIST(
+            x_test.astype(np.uint8),
+            y_test.astype(np.uint8),
+            "keras.datasets.mnist.load_data() test split (downloaded)",
+        )
     p = Path(path)
     if p.is_file() and p.suffix == ".npz":
         return _load_npz(p)
@@ -167,11 +170,13 @@ def _load_npz(path: Path) -> MNIST:
 
 
 def _paste_max(canvas: np.ndarray, digit: np.ndarray, top: int, left: int) -> None:
-    region = canvas[top:top + DIGIT, left:left + DIGIT]
+    region = canvas[top : top + DIGIT, left : left + DIGIT]
     np.maximum(region, digit, out=region)
 
 
-def moving_mnist_trajectory(rng: np.random.Generator, length: int, size: int = CANVAS) -> np.ndarray:
+def moving_mnist_trajectory(
+    rng: np.random.Generator, length: int, size: int = CANVAS
+) -> np.ndarray:
     """Integer top-left positions ``(length, 2)`` as (row, col) of one bouncing digit."""
     free = size - DIGIT
     y, x = rng.random(), rng.random()  # start uniform over the free area, in [0, 1]
@@ -194,8 +199,15 @@ def moving_mnist_trajectory(rng: np.random.Generator, length: int, size: int = C
     return out
 
 
-def next_frame_clips(digits: np.ndarray, n: int, seed: int, *, length: int = NEXT_FRAME_LENGTH,
-                     num_digits: int = 2, size: int = CANVAS) -> np.ndarray:
+def next_frame_clips(
+    digits: np.ndarray,
+    n: int,
+    seed: int,
+    *,
+    length: int = NEXT_FRAME_LENGTH,
+    num_digits: int = 2,
+    size: int = CANVAS,
+) -> np.ndarray:
     """``n`` Moving MNIST clips ``(n, length, size, size, 1)`` float32 in [0, 1].
 
     Deterministic for ``(digits, n, seed)``; digits are drawn from ``digits`` only.
@@ -211,8 +223,9 @@ def next_frame_clips(digits: np.ndarray, n: int, seed: int, *, length: int = NEX
     return (clips.astype(np.float32) / 255.0)[..., None]
 
 
-def direction_clips(digits: np.ndarray, n: int, seed: int, *, length: int = DIRECTION_LENGTH,
-                    size: int = CANVAS) -> tuple[np.ndarray, np.ndarray]:
+def direction_clips(
+    digits: np.ndarray, n: int, seed: int, *, length: int = DIRECTION_LENGTH, size: int = CANVAS
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` direction clips ``(n, length, size, size, 1)`` and labels ``(n,)`` (index into DIRECTIONS).
 
     One digit moves in a straight line at 1.5-3.5 px/frame toward one of 8 screen directions

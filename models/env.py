@@ -19,8 +19,11 @@ def accelerators() -> list[str]:
         if name == "jax":
             import jax
 
-            return [f"{d.platform}:{d.id} {getattr(d, 'device_kind', '')}".strip()
-                    for d in jax.devices() if d.platform != "cpu"]
+            return [
+                f"{d.platform}:{d.id} {getattr(d, 'device_kind', '')}".strip()
+                for d in jax.devices()
+                if d.platform != "cpu"
+            ]
         if name == "tensorflow":
             import tensorflow as tf
 
@@ -68,4 +71,6 @@ def describe() -> dict:
 
 def hardware_summary(info: dict) -> str:
     acc = ", ".join(info.get("accelerators") or []) or "no GPU"
-    return f"{info.get('cpu')} ({info.get('cpu_count')} cores), {acc}, backend {info.get('backend')}"
+    return (
+        f"{info.get('cpu')} ({info.get('cpu_count')} cores), {acc}, backend {info.get('backend')}"
+    )

@@ -19,20 +19,39 @@ import numpy as np
 from models import data as D
 from models import metrics as M
 from models.env import describe, hardware_summary
-from models.repository import (CARD_JSON, CARD_MD, atomic_write_text, read_manifest,
-                               verify_checkpoint)
+from models.repository import (
+    CARD_JSON,
+    CARD_MD,
+    atomic_write_text,
+    read_manifest,
+    verify_checkpoint,
+)
 
 # Published Moving MNIST figures, 10 -> 10, MSE per frame (see REFERENCES in the docs).
 PUBLISHED = [
-    {"source": "PredRNN paper (Wang et al. 2017)", "model": "ConvLSTM", "mse_per_frame": 103.3,
-     "ssim": 0.707},
-    {"source": "PredRNN paper (Wang et al. 2017)", "model": "PredRNN", "mse_per_frame": 56.8,
-     "ssim": 0.867},
-    {"source": "OpenSTL benchmark, 200 epochs", "model": "ConvLSTM-S (15.0 M params)",
-     "mse_per_frame": 29.80, "ssim": 0.929},
+    {
+        "source": "PredRNN paper (Wang et al. 2017)",
+        "model": "ConvLSTM",
+        "mse_per_frame": 103.3,
+        "ssim": 0.707,
+    },
+    {
+        "source": "PredRNN paper (Wang et al. 2017)",
+        "model": "PredRNN",
+        "mse_per_frame": 56.8,
+        "ssim": 0.867,
+    },
+    {
+        "source": "OpenSTL benchmark, 200 epochs",
+        "model": "ConvLSTM-S (15.0 M params)",
+        "mse_per_frame": 29.80,
+        "ssim": 0.929,
+    },
 ]
-QUALITY_BARS = {"convlstm2d": ("MSE/frame <= 103.3 (PredRNN paper's ConvLSTM)", 103.3),
-                "conv2d_lstm": ("MSE/frame below the all-black baseline (~175)", None)}
+QUALITY_BARS = {
+    "convlstm2d": ("MSE/frame <= 103.3 (PredRNN paper's ConvLSTM)", 103.3),
+    "conv2d_lstm": ("MSE/frame below the all-black baseline (~175)", None),
+}
 CLASSIFY_BAR = 0.95
 
 
@@ -41,7 +60,7 @@ def batched_call(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     padded), so the compiled input shape never changes."""
     outs = []
     for start in range(0, len(x), batch_size):
-        chunk = x[start:start + batch_size]
+        chunk = x[start : start + batch_size]
         n = len(chunk)
         if n < batch_size:
             pad = np.zeros((batch_size - n,) + chunk.shape[1:], dtype=chunk.dtype)
@@ -70,11 +89,12 @@ def carried_rollout(stepper, context: np.ndarray, horizon: int, batch_size: int 
     single-frame steps with the states carried. Same layout as :func:`rollout`."""
     outs = []
     for start in range(0, len(context), batch_size):
-        chunk = np.asarray(context[start:start + batch_size], np.float32)
+        chunk = np.asarray(context[start : start + batch_size], np.float32)
         n = len(chunk)
         if n < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - n,) + chunk.shape[1:],
-                                                    np.float32)])
+            chunk = np.concatenate(
+                [chunk, np.zeros((batch_size - n,) + chunk.shape[1:], np.float32)]
+            )
         outs.append(stepper.rollout(chunk, horizon)[:n])
     return np.concatenate(outs)
 
@@ -85,8 +105,9 @@ def rollout_for(model, manifest):
         from models.rollout import stepper
 
         s = stepper(model)
-        return lambda context, horizon, batch_size=32: carried_rollout(s, context, horizon,
-                                                                       batch_size)
+        return lambda context, horizon, batch_size=32: carried_rollout(
+            s, context, horizon, batch_size
+        )
     return lambda context, horizon, batch_size=32: rollout(model, context, horizon, batch_size)
 
 
@@ -106,17 +127,21 @@ def evaluate_next_frame(model, manifest, clips: np.ndarray, batch_size: int, hor
     n_context = D.CONTEXT_FRAMES
     if frames > n_context:
         raise ValueError(f"model takes {frames} frames of context; test clips give {n_context}")
-    context = clips[:, n_context - frames:n_context]  # (clips, frames, H, W, C)
-    truth = clips[:, n_context:n_context + horizon]  # (clips, horizon, H, W, C)
+    context = clips[:, n_context - frames : n_context]  # (clips, frames, H, W, C)
+    truth = clips[:, n_context : n_context + horizon]  # (clips, horizon, H, W, C)
     roll_fn = rollout_for(model, manifest)
     pred = roll_fn(context, horizon, batch_size)
     one = M.frame_report(pred[:, :1], truth[:, :1])
     roll = M.frame_report(pred, truth)
     baselines = {}
-    for name, base in (("copy_last_frame", M.copy_last_baseline(context, horizon)),
-                       ("all_black", M.black_baseline(truth))):
-        baselines[name] = {"t_plus_1": _scalars(M.frame_report(base[:, :1], truth[:, :1])),
-                           "rollout": M.frame_report(base, truth)}
+    for name, base in (
+        ("copy_last_frame", M.copy_last_baseline(context, horizon)),
+        ("all_black", M.black_baseline(truth)),
+    ):
+        baselines[name] = {
+            "t_plus_1": _scalars(M.frame_report(base[:, :1], truth[:, :1])),
+            "rollout": M.frame_report(base, truth),
+        }
     x1 = context[:1]
     latency = _latency_ms(lambda: model.predict_on_batch(x1))
     latency_roll = _latency_ms(lambda: roll_fn(x1, horizon, 1), repeats=5)
@@ -124,8 +149,10 @@ def evaluate_next_frame(model, manifest, clips: np.ndarray, batch_size: int, hor
         "t_plus_1": _scalars(one),
         "rollout": roll,
         "baselines": baselines,
-        "latency_ms": {"one_clip_next_frame": round(latency, 2),
-                       f"one_clip_rollout_{horizon}": round(latency_roll, 2)},
+        "latency_ms": {
+            "one_clip_next_frame": round(latency, 2),
+            f"one_clip_rollout_{horizon}": round(latency_roll, 2),
+        },
     }
 
 
@@ -133,8 +160,9 @@ def _scalars(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "per_step"}
 
 
-def evaluate_classify(model, manifest, clips: np.ndarray, labels: np.ndarray,
-                      batch_size: int) -> dict:
+def evaluate_classify(
+    model, manifest, clips: np.ndarray, labels: np.ndarray, batch_size: int
+) -> dict:
     frames = manifest.frames
     x = clips[:, -frames:]
     scores = batched_call(model, x, batch_size)
@@ -148,12 +176,20 @@ def evaluate_classify(model, manifest, clips: np.ndarray, labels: np.ndarray,
         "per_class_accuracy": dict(zip(names, [round(v, 4) for v in per_class])),
         "confusion_matrix": {"rows_true_cols_predicted": names, "counts": cm.tolist()},
         "chance": 1.0 / len(names),
-        "latency_ms": {"one_clip_classify": round(_latency_ms(lambda: model.predict_on_batch(x1)), 2)},
+        "latency_ms": {
+            "one_clip_classify": round(_latency_ms(lambda: model.predict_on_batch(x1)), 2)
+        },
     }
 
 
-def run(folder: str | Path, *, mnist_dir: str | None = None, clips: int = D.TEST_CLIPS,
-        batch_size: int = 32, horizon: int = 10) -> dict:
+def run(
+    folder: str | Path,
+    *,
+    mnist_dir: str | None = None,
+    clips: int = D.TEST_CLIPS,
+    batch_size: int = 32,
+    horizon: int = 10,
+) -> dict:
     import keras
 
     folder = Path(folder)
@@ -173,14 +209,20 @@ def run(folder: str | Path, *, mnist_dir: str | None = None, clips: int = D.TEST
         "checkpoint_bytes": path.stat().st_size,
         "params": manifest.params,
         "flops_per_clip": manifest.flops_per_clip,
-        "input": {"frames": manifest.frames, "height": manifest.height, "width": manifest.width,
-                  "channels": manifest.channels},
+        "input": {
+            "frames": manifest.frames,
+            "height": manifest.height,
+            "width": manifest.width,
+            "channels": manifest.channels,
+        },
         "training": manifest.training,
         "test_set": {
             "digits": f"{D.TEST_DIGITS.start}-{D.TEST_DIGITS.stop - 1} of the MNIST test split",
             "source": mnist.source,
             "clips": clips,
-            "seed": D.TEST_SEED_NEXT_FRAME if manifest.task == "next_frame" else D.TEST_SEED_CLASSIFY,
+            "seed": D.TEST_SEED_NEXT_FRAME
+            if manifest.task == "next_frame"
+            else D.TEST_SEED_CLASSIFY,
         },
         "evaluated_with": env,
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -192,14 +234,20 @@ def run(folder: str | Path, *, mnist_dir: str | None = None, clips: int = D.TEST
         card["metrics"] = res
         label, bar = QUALITY_BARS[manifest.architecture]
         bar = bar if bar is not None else res["baselines"]["all_black"]["rollout"]["mse_per_frame"]
-        card["quality_bar"] = {"rule": label, "threshold": bar,
-                               "met": res["rollout"]["mse_per_frame"] <= bar}
+        card["quality_bar"] = {
+            "rule": label,
+            "threshold": bar,
+            "met": res["rollout"]["mse_per_frame"] <= bar,
+        }
         card["published"] = PUBLISHED
     else:
         test, labels = D.test_set(mnist, "classify", clips)
         card["metrics"] = evaluate_classify(model, manifest, test, labels, batch_size)
-        card["quality_bar"] = {"rule": "accuracy >= 95%", "threshold": CLASSIFY_BAR,
-                               "met": card["metrics"]["accuracy"] >= CLASSIFY_BAR}
+        card["quality_bar"] = {
+            "rule": "accuracy >= 95%",
+            "threshold": CLASSIFY_BAR,
+            "met": card["metrics"]["accuracy"] >= CLASSIFY_BAR,
+        }
     card["fair_comparison"] = _counterparts(folder, manifest)
     card["evaluation_wall_time_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
@@ -220,10 +268,16 @@ def _counterparts(folder: Path, manifest) -> list[dict]:
         except ManifestError:
             continue
         if m.task == manifest.task and m.architecture != manifest.architecture:
-            out.append({"name": m.name, "architecture": m.architecture, "params": m.params,
-                        "clips_seen": m.training.get("clips_seen"),
-                        "seed": m.training.get("seed"),
-                        "learning_rate": m.training.get("learning_rate")})
+            out.append(
+                {
+                    "name": m.name,
+                    "architecture": m.architecture,
+                    "params": m.params,
+                    "clips_seen": m.training.get("clips_seen"),
+                    "seed": m.training.get("seed"),
+                    "learning_rate": m.training.get("learning_rate"),
+                }
+            )
     return out
 
 
@@ -240,7 +294,8 @@ def _lineage(t: dict) -> list[str]:
             f"- **Started from** `{parent.get('name')}` (sha256 `{str(parent.get('sha256'))[:16]}…`, "
             f"{parent.get('clips_seen', 0):,} clips, objective: {parent.get('objective') or 'teacher forcing'}), "
             f"itself trained with `{parent.get('command')}`; {t.get('clips_seen_this_run', 0):,} clips "
-            "in this run, the clips-seen figure above counts both")
+            "in this run, the clips-seen figure above counts both"
+        )
     return lines
 
 
@@ -271,8 +326,11 @@ def render_card(card: dict) -> str:
         f"- **Loss / optimiser**: {t.get('loss', '—')}; {t.get('schedule', '—')}, peak lr "
         f"{t.get('learning_rate', '—')}",
         f"- **Wall time**: {t.get('wall_time_s', 0) / 60:.1f} min on {hardware_summary(env) if env else '—'}"
-        + (f" (plus {t['init_from']['wall_time_s'] / 60:.1f} min for the run it started from)"
-           if (t.get("init_from") or {}).get("wall_time_s") else ""),
+        + (
+            f" (plus {t['init_from']['wall_time_s'] / 60:.1f} min for the run it started from)"
+            if (t.get("init_from") or {}).get("wall_time_s")
+            else ""
+        ),
         "",
         "## Evaluation",
         "",
@@ -298,15 +356,28 @@ def render_card(card: dict) -> str:
             lines.append(
                 f"| baseline: {name.replace('_', ' ')} | {_fmt(b['t_plus_1']['mse_per_frame'])} | "
                 f"{_fmt(b['rollout']['mse_per_frame'])} | {_fmt(b['rollout']['mae_per_frame'])} | "
-                f"{_fmt(b['rollout']['ssim'], 3)} | {_fmt(b['rollout']['psnr'])} |")
+                f"{_fmt(b['rollout']['ssim'], 3)} | {_fmt(b['rollout']['psnr'])} |"
+            )
         for p in card.get("published", []):
-            lines.append(f"| published: {p['model']} ({p['source']}) | — | {_fmt(p['mse_per_frame'])} "
-                         f"| — | {_fmt(p['ssim'], 3)} | — |")
-        lines += ["", "Per rollout step (1 = first predicted frame):", "",
-                  "| step | " + " | ".join(str(i + 1) for i in range(len(m["rollout"]["per_step"]["mse_per_frame"]))) + " |",
-                  "| --- |" + " ---: |" * len(m["rollout"]["per_step"]["mse_per_frame"])]
+            lines.append(
+                f"| published: {p['model']} ({p['source']}) | — | {_fmt(p['mse_per_frame'])} "
+                f"| — | {_fmt(p['ssim'], 3)} | — |"
+            )
+        lines += [
+            "",
+            "Per rollout step (1 = first predicted frame):",
+            "",
+            "| step | "
+            + " | ".join(str(i + 1) for i in range(len(m["rollout"]["per_step"]["mse_per_frame"])))
+            + " |",
+            "| --- |" + " ---: |" * len(m["rollout"]["per_step"]["mse_per_frame"]),
+        ]
         for key, nd in (("mse_per_frame", 1), ("ssim", 3)):
-            lines.append(f"| {key} | " + " | ".join(_fmt(v, nd) for v in m["rollout"]["per_step"][key]) + " |")
+            lines.append(
+                f"| {key} | "
+                + " | ".join(_fmt(v, nd) for v in m["rollout"]["per_step"][key])
+                + " |"
+            )
     else:
         names = m["confusion_matrix"]["rows_true_cols_predicted"]
         lines += [
@@ -322,48 +393,85 @@ def render_card(card: dict) -> str:
             lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
     t = card.get("training", {})
     for other in card.get("fair_comparison", []):
-        same = (other["clips_seen"] == t.get("clips_seen") and other["seed"] == t.get("seed")
-                and other["learning_rate"] == t.get("learning_rate"))
-        lines += ["", "## Fair comparison", "",
-                  f"- Counterpart: `{other['name']}` ({other['architecture']}), "
-                  f"{other['params']:,} params vs {card['params']:,} here; "
-                  f"{other['clips_seen'] or 0:,} clips seen vs {t.get('clips_seen', 0):,} here. "
-                  + ("Same training budget, seed and learning rate."
-                     if same else "**Training budgets differ.**")]
+        same = (
+            other["clips_seen"] == t.get("clips_seen")
+            and other["seed"] == t.get("seed")
+            and other["learning_rate"] == t.get("learning_rate")
+        )
+        lines += [
+            "",
+            "## Fair comparison",
+            "",
+            f"- Counterpart: `{other['name']}` ({other['architecture']}), "
+            f"{other['params']:,} params vs {card['params']:,} here; "
+            f"{other['clips_seen'] or 0:,} clips seen vs {t.get('clips_seen', 0):,} here. "
+            + (
+                "Same training budget, seed and learning rate."
+                if same
+                else "**Training budgets differ.**"
+            ),
+        ]
     lines += ["", "## Latency", ""]
     for k, v in m["latency_ms"].items():
-        lines.append(f"- {k.replace('_', ' ')}: {v:.2f} ms (median, `predict_on_batch`, "
-                     f"{hardware_summary(card['evaluated_with'])})")
+        lines.append(
+            f"- {k.replace('_', ' ')}: {v:.2f} ms (median, `predict_on_batch`, "
+            f"{hardware_summary(card['evaluated_with'])})"
+        )
     bar = card["quality_bar"]
-    lines += ["", "## Quality bar", "",
-              f"- {bar['rule']}: threshold {_fmt(bar['threshold'], 3)} → "
-              f"**{'met' if bar['met'] else 'NOT met'}**", ""]
+    lines += [
+        "",
+        "## Quality bar",
+        "",
+        f"- {bar['rule']}: threshold {_fmt(bar['threshold'], 3)} → "
+        f"**{'met' if bar['met'] else 'NOT met'}**",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def add_arguments(p) -> None:
     p.add_argument("folder", type=Path, help="model folder (model.keras + manifest.json)")
-    p.add_argument("--mnist-dir", default=None,
-                   help=f"MNIST IDX files or mnist.npz (default: ${D.MNIST_DIR_ENV}, else download)")
-    p.add_argument("--clips", type=int, default=D.TEST_CLIPS,
-                   help=f"test clips (default {D.TEST_CLIPS}; fewer only for quick checks)")
+    p.add_argument(
+        "--mnist-dir",
+        default=None,
+        help=f"MNIST IDX files or mnist.npz (default: ${D.MNIST_DIR_ENV}, else download)",
+    )
+    p.add_argument(
+        "--clips",
+        type=int,
+        default=D.TEST_CLIPS,
+        help=f"test clips (default {D.TEST_CLIPS}; fewer only for quick checks)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--horizon", type=int, default=10, help="frames rolled out (next_frame)")
 
 
 def main(args) -> int:
-    if args.clips < 1 or args.batch_size < 1 or not 1 <= args.horizon <= D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES:
-        print("framecast evaluate: --clips and --batch-size must be >= 1 and --horizon in 1..10",
-              file=sys.stderr)
+    if (
+        args.clips < 1
+        or args.batch_size < 1
+        or not 1 <= args.horizon <= D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES
+    ):
+        print(
+            "framecast evaluate: --clips and --batch-size must be >= 1 and --horizon in 1..10",
+            file=sys.stderr,
+        )
         return 2
-    card = run(args.folder, mnist_dir=args.mnist_dir, clips=args.clips,
-               batch_size=args.batch_size, horizon=args.horizon)
+    card = run(
+        args.folder,
+        mnist_dir=args.mnist_dir,
+        clips=args.clips,
+        batch_size=args.batch_size,
+        horizon=args.horizon,
+    )
     m = card["metrics"]
     if card["task"] == "next_frame":
-        print(f"[framecast] {card['name']}: 10->10 MSE/frame {m['rollout']['mse_per_frame']:.2f}, "
-              f"SSIM {m['rollout']['ssim']:.3f} (all-black "
-              f"{m['baselines']['all_black']['rollout']['mse_per_frame']:.2f}, copy-last "
-              f"{m['baselines']['copy_last_frame']['rollout']['mse_per_frame']:.2f})")
+        print(
+            f"[framecast] {card['name']}: 10->10 MSE/frame {m['rollout']['mse_per_frame']:.2f}, "
+            f"SSIM {m['rollout']['ssim']:.3f} (all-black "
+            f"{m['baselines']['all_black']['rollout']['mse_per_frame']:.2f}, copy-last "
+            f"{m['baselines']['copy_last_frame']['rollout']['mse_per_frame']:.2f})"
+        )
     else:
         print(f"[framecast] {card['name']}: accuracy {m['accuracy'] * 100:.2f}%")
     print(f"[framecast] wrote {Path(args.folder) / CARD_JSON} and {Path(args.folder) / CARD_MD}")

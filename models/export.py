@@ -53,8 +53,10 @@ def resolve_model_folder(name: str, models_dir: str | os.PathLike | None = None)
         known = ", ".join(p.name for p in discover(root)) or "none"
     except ManifestError:
         known = f"none: {root} does not exist"
-    raise ExportError(f"unknown model {name!r}: no {MANIFEST} in {candidate} or {as_path} "
-                      f"(models in {root}: {known})")
+    raise ExportError(
+        f"unknown model {name!r}: no {MANIFEST} in {candidate} or {as_path} "
+        f"(models in {root}: {known})"
+    )
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -64,8 +66,13 @@ def _check_out(out: Path, force: bool) -> None:
         raise ExportError(f"{out} exists and is not empty; pass --force to replace it")
 
 
-def export_saved_model(name: str, out: str | os.PathLike, *,
-                       models_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
+def export_saved_model(
+    name: str,
+    out: str | os.PathLike,
+    *,
+    models_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> Path:
     """Export model ``name`` (see :func:`resolve_model_folder`) to ``out``; returns ``out``."""
     out = Path(out)
     folder = resolve_model_folder(name, models_dir)
@@ -86,8 +93,7 @@ def export_saved_model(name: str, out: str | os.PathLike, *,
         shutil.copyfile(folder / MANIFEST, tmp / MANIFEST_COPY)
         _check_out(out, force)  # again: OUT may have appeared while exporting
         if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.",
-                                        suffix=".old.tmp"))
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old.tmp"))
             os.rename(out, old / out.name)
         os.rename(tmp, out)
     except BaseException:
@@ -117,16 +123,27 @@ def add_export_subcommand(subparsers) -> argparse.ArgumentParser:
         "export",
         help="write a model as a TensorFlow SavedModel (for TF Serving)",
         description="Export a model folder as a TensorFlow SavedModel with one `serve` endpoint. "
-                    "For TF Serving, export to <base>/<name>/<version>, e.g. serving/m/1.",
+        "For TF Serving, export to <base>/<name>/<version>, e.g. serving/m/1.",
     )
-    parser.add_argument("name", metavar="NAME",
-                        help="a model folder name under --models-dir, or a path to a model folder")
+    parser.add_argument(
+        "name",
+        metavar="NAME",
+        help="a model folder name under --models-dir, or a path to a model folder",
+    )
     parser.add_argument("out", metavar="OUT", help="the SavedModel folder to write")
-    parser.add_argument("--format", choices=FORMATS, default="saved_model",
-                        help="output format (default: %(default)s)")
-    parser.add_argument("--models-dir", default=None,
-                        help=f"folder of model folders (default: the bundled {BUNDLED_DIR})")
-    parser.add_argument("--force", action="store_true",
-                        help="replace OUT when it exists and is not empty")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="saved_model",
+        help="output format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        default=None,
+        help=f"folder of model folders (default: the bundled {BUNDLED_DIR})",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace OUT when it exists and is not empty"
+    )
     parser.set_defaults(func=_export_main)
     return parser

@@ -39,8 +39,9 @@ def mse_per_frame(pred, true) -> np.ndarray:
 def mae_per_frame(pred, true) -> np.ndarray:
     """Per-frame sum of absolute errors, shape = leading dims."""
     _check(pred, true)
-    return np.sum(np.abs(np.asarray(pred, np.float64) - np.asarray(true, np.float64)),
-                  axis=(-3, -2, -1))
+    return np.sum(
+        np.abs(np.asarray(pred, np.float64) - np.asarray(true, np.float64)), axis=(-3, -2, -1)
+    )
 
 
 def psnr(pred, true) -> np.ndarray:

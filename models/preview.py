@@ -15,13 +15,22 @@ def grid(clips: np.ndarray, gap: int = 2) -> np.ndarray:
     img = np.full((n * (h + gap) - gap, t * (w + gap) - gap), 128, dtype=np.uint8)
     for i in range(n):
         for j in range(t):
-            img[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = \
-                np.clip(clips[i, j, ..., 0] * 255 + 0.5, 0, 255).astype(np.uint8)
+            img[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = np.clip(
+                clips[i, j, ..., 0] * 255 + 0.5, 0, 255
+            ).astype(np.uint8)
     return img
 
 
-def write_preview(out: str | Path, *, task: str = "next_frame", n: int = 4, seed: int = 0,
-                  mnist_dir: str | None = None, split: str = "train", scale: int = 2) -> list[Path]:
+def write_preview(
+    out: str | Path,
+    *,
+    task: str = "next_frame",
+    n: int = 4,
+    seed: int = 0,
+    mnist_dir: str | None = None,
+    split: str = "train",
+    scale: int = 2,
+) -> list[Path]:
     from PIL import Image
 
     if n < 1 or n > 64:
@@ -55,8 +64,14 @@ def write_preview(out: str | Path, *, task: str = "next_frame", n: int = 4, seed
     return paths
 
 
-def write_rollout_figure(model_dirs: list[str | Path], out: str | Path, *, index: int = 0,
-                         mnist_dir: str | None = None, scale: int = 2) -> Path:
+def write_rollout_figure(
+    model_dirs: list[str | Path],
+    out: str | Path,
+    *,
+    index: int = 0,
+    mnist_dir: str | None = None,
+    scale: int = 2,
+) -> Path:
     """A held-out test clip, its truth and each next-frame model's 10-frame rollout, as one PNG.
 
     Rows: context (frames 1-10), truth (11-20), then one row per model (its rollout 11-20).
@@ -68,8 +83,8 @@ def write_rollout_figure(model_dirs: list[str | Path], out: str | Path, *, index
     from models.repository import read_manifest, verify_checkpoint
 
     mnist = D.load_mnist(mnist_dir)
-    clip = D.test_set(mnist, "next_frame", index + 1)[index:index + 1]  # (1, 20, 64, 64, 1)
-    context, truth = clip[:, :D.CONTEXT_FRAMES], clip[:, D.CONTEXT_FRAMES:]
+    clip = D.test_set(mnist, "next_frame", index + 1)[index : index + 1]  # (1, 20, 64, 64, 1)
+    context, truth = clip[:, : D.CONTEXT_FRAMES], clip[:, D.CONTEXT_FRAMES :]
     rows, labels = [context, truth], ["context", "truth"]
     for folder in model_dirs:
         man = read_manifest(folder)
@@ -77,7 +92,7 @@ def write_rollout_figure(model_dirs: list[str | Path], out: str | Path, *, index
             raise ValueError(f"{folder} is a {man.task} model; the figure needs next_frame models")
         model = keras.models.load_model(verify_checkpoint(folder, man), safe_mode=True)
         roll = rollout_for(model, man)
-        rows.append(roll(context[:, -man.frames:], truth.shape[1], batch_size=1))
+        rows.append(roll(context[:, -man.frames :], truth.shape[1], batch_size=1))
         labels.append(man.architecture)
     img = Image.fromarray(grid(np.concatenate(rows)))
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)

@@ -1,7 +1,7 @@
 """The README's model table, rendered from the committed model cards (never typed by hand).
 
-    python3 -m models.report            # Markdown table of every model under models/
-    python3 -m models.report DIR ...    # of the given model folders
+python3 -m models.report            # Markdown table of every model under models/
+python3 -m models.report DIR ...    # of the given model folders
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ def table(folders: list[Path]) -> str:
     cl = [c for c in cards if c["task"] == "classify"]
     out = []
     if nf:
-        out += ["| next-frame model | params | FLOPs/clip | CPU ms/clip | 10→10 MSE/frame | "
-                "MAE/frame | SSIM | PSNR | t+1 MSE | clips seen |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        out += [
+            "| next-frame model | params | FLOPs/clip | CPU ms/clip | 10→10 MSE/frame | "
+            "MAE/frame | SSIM | PSNR | t+1 MSE | clips seen |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for c in nf:
             m = c["metrics"]
             out.append(
@@ -33,26 +35,37 @@ def table(folders: list[Path]) -> str:
                 f"{_f(m['latency_ms']['one_clip_next_frame'])} | **{_f(m['rollout']['mse_per_frame'])}** | "
                 f"{_f(m['rollout']['mae_per_frame'])} | {_f(m['rollout']['ssim'], 3)} | "
                 f"{_f(m['rollout']['psnr'], 2)} | {_f(m['t_plus_1']['mse_per_frame'])} | "
-                f"{c['training'].get('clips_seen', 0):,} |")
+                f"{c['training'].get('clips_seen', 0):,} |"
+            )
         base = nf[0]["metrics"]["baselines"]
         for name, b in base.items():
-            out.append(f"| baseline: {name.replace('_', ' ')} | — | — | — | "
-                       f"{_f(b['rollout']['mse_per_frame'])} | {_f(b['rollout']['mae_per_frame'])} | "
-                       f"{_f(b['rollout']['ssim'], 3)} | {_f(b['rollout']['psnr'], 2)} | "
-                       f"{_f(b['t_plus_1']['mse_per_frame'])} | — |")
+            out.append(
+                f"| baseline: {name.replace('_', ' ')} | — | — | — | "
+                f"{_f(b['rollout']['mse_per_frame'])} | {_f(b['rollout']['mae_per_frame'])} | "
+                f"{_f(b['rollout']['ssim'], 3)} | {_f(b['rollout']['psnr'], 2)} | "
+                f"{_f(b['t_plus_1']['mse_per_frame'])} | — |"
+            )
         for p in PUBLISHED:
-            out.append(f"| published: {p['model']}, {p['source']} | — | — | — | {_f(p['mse_per_frame'])} "
-                       f"| — | {_f(p['ssim'], 3)} | — | — | — |")
+            out.append(
+                f"| published: {p['model']}, {p['source']} | — | — | — | {_f(p['mse_per_frame'])} "
+                f"| — | {_f(p['ssim'], 3)} | — | — | — |"
+            )
         out.append("")
     if cl:
-        out += ["| classifier | params | FLOPs/clip | CPU ms/clip | accuracy | top-2 | clips seen |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        out += [
+            "| classifier | params | FLOPs/clip | CPU ms/clip | accuracy | top-2 | clips seen |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for c in cl:
             m = c["metrics"]
-            out.append(f"| {c['name']} | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G "
-                       f"| {_f(m['latency_ms']['one_clip_classify'])} | **{m['accuracy'] * 100:.2f}%** | "
-                       f"{m['top_2_accuracy'] * 100:.2f}% | {c['training'].get('clips_seen', 0):,} |")
-        out.append(f"| baseline: chance | — | — | — | {cl[0]['metrics']['chance'] * 100:.1f}% | — | — |")
+            out.append(
+                f"| {c['name']} | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G "
+                f"| {_f(m['latency_ms']['one_clip_classify'])} | **{m['accuracy'] * 100:.2f}%** | "
+                f"{m['top_2_accuracy'] * 100:.2f}% | {c['training'].get('clips_seen', 0):,} |"
+            )
+        out.append(
+            f"| baseline: chance | — | — | — | {cl[0]['metrics']['chance'] * 100:.1f}% | — | — |"
+        )
         out.append("")
     return "\n".join(out)
 

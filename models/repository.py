@@ -61,8 +61,10 @@ class Manifest:
 
     def validate(self, where: str = "manifest") -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ManifestError(f"{where}: unknown architecture {self.architecture!r} "
-                                f"(known: {', '.join(ARCHITECTURES)})")
+            raise ManifestError(
+                f"{where}: unknown architecture {self.architecture!r} "
+                f"(known: {', '.join(ARCHITECTURES)})"
+            )
         if self.task not in TASKS:
             raise ManifestError(f"{where}: unknown task {self.task!r} (known: {', '.join(TASKS)})")
         for key in ("frames", "height", "width", "channels"):
@@ -70,8 +72,9 @@ class Manifest:
             if not isinstance(v, int) or v < 1:
                 raise ManifestError(f"{where}: {key} must be a positive integer, got {v!r}")
         if self.rollout not in ROLLOUTS:
-            raise ManifestError(f"{where}: rollout must be one of {', '.join(ROLLOUTS)}, "
-                                f"got {self.rollout!r}")
+            raise ManifestError(
+                f"{where}: rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}"
+            )
         if self.task == "classify" and not self.class_names:
             raise ManifestError(f"{where}: a classify model needs class_names")
         if os.sep in self.checkpoint or self.checkpoint.startswith(".."):
@@ -155,8 +158,10 @@ def verify_checkpoint(folder: str | os.PathLike, manifest: Manifest) -> Path:
         raise ManifestError(f"{path} (named by {Path(folder) / MANIFEST}) does not exist")
     digest = sha256_file(path)
     if manifest.sha256 and digest != manifest.sha256:
-        raise ManifestError(f"{path} has sha256 {digest}, but its manifest says {manifest.sha256}: "
-                            "the file was changed or corrupted")
+        raise ManifestError(
+            f"{path} has sha256 {digest}, but its manifest says {manifest.sha256}: "
+            "the file was changed or corrupted"
+        )
     if not manifest.sha256:
         raise ManifestError(f"{Path(folder) / MANIFEST} has no sha256 for {path.name}")
     return path

@@ -22,8 +22,14 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-RECURRENT = (layers.LSTM, layers.GRU, layers.SimpleRNN, layers.ConvLSTM1D, layers.ConvLSTM2D,
-             layers.ConvLSTM3D)
+RECURRENT = (
+    layers.LSTM,
+    layers.GRU,
+    layers.SimpleRNN,
+    layers.ConvLSTM1D,
+    layers.ConvLSTM2D,
+    layers.ConvLSTM3D,
+)
 
 
 class NotSteppable(ValueError):
@@ -41,8 +47,10 @@ def chain(model: keras.Model) -> list:
             raise NotSteppable(f"layer {layer.name!r} is called more than once")
         node = layer._inbound_nodes[0]
         if len(node.input_tensors) != 1 or node.input_tensors[0] is not prev:
-            raise NotSteppable(f"layer {layer.name!r} does not take the previous layer's output "
-                               "(the layers are not one chain)")
+            raise NotSteppable(
+                f"layer {layer.name!r} does not take the previous layer's output "
+                "(the layers are not one chain)"
+            )
         prev = layer.output
     if prev is not model.outputs[0]:
         raise NotSteppable("the last layer's output is not the model's output")
@@ -82,7 +90,7 @@ def _frame(body: list, x, states: list):
     for layer in body:
         if isinstance(layer, RECURRENT):
             n = _n_states(layer)
-            h, s = layer.cell(x[:, 0], states[k:k + n] if n > 1 else states[k])
+            h, s = layer.cell(x[:, 0], states[k : k + n] if n > 1 else states[k])
             k += n
             new += list(s) if isinstance(s, (list, tuple)) else [s]
             x = ops.expand_dims(h, 1)
@@ -111,7 +119,7 @@ class _Chain(keras.Model):
             states = _zeros(frames, self.state_shapes, frames.dtype)
         outs = []
         for t in range(frames.shape[1]):
-            y, states = _frame(self._body, frames[:, t:t + 1], states)
+            y, states = _frame(self._body, frames[:, t : t + 1], states)
             outs.append(y)
         return outs, states
 
@@ -153,7 +161,7 @@ class Forecaster(_Chain):
         states = _zeros(clips, self.state_shapes, clips.dtype)
         outs = []
         for t in range(clips.shape[1] - 1):
-            x = clips[:, t:t + 1]
+            x = clips[:, t : t + 1]
             if t >= self.context:
                 m = ops.reshape(truth[:, t - self.context], (-1,) + (1,) * (len(clips.shape) - 1))
                 x = m * x + (1.0 - m) * outs[-1]
@@ -162,8 +170,11 @@ class Forecaster(_Chain):
         return ops.concatenate(outs, axis=1)
 
     def get_config(self):
-        return {"model": keras.saving.serialize_keras_object(self.inner), "context": self.context,
-                "name": self.name}
+        return {
+            "model": keras.saving.serialize_keras_object(self.inner),
+            "context": self.context,
+            "name": self.name,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -219,8 +230,9 @@ def stepper(model: keras.Model, *, check: bool = True, atol: float = 1e-4) -> St
         except Exception as e:  # noqa: BLE001 - any failure means "cannot step"
             raise NotSteppable(f"frame-by-frame call failed ({type(e).__name__}: {e})") from None
         if got.shape != want.shape or not np.allclose(got, want, atol=atol):
-            raise NotSteppable("frame-by-frame outputs differ from the model's own (a layer "
-                               "mixes frames)")
+            raise NotSteppable(
+                "frame-by-frame outputs differ from the model's own (a layer mixes frames)"
+            )
     return s
 
 

@@ -26,18 +26,26 @@ import numpy as np
 from models import data as D
 from models.architectures import ARCHITECTURES, TASKS, build, closed_loop, count_flops, step_model
 from models.env import describe
+from models.repository import (
+    Manifest,
+    atomic_write_text,
+    read_manifest,
+    save_model_folder,
+    verify_checkpoint,
+)
 from models.rollout import Forecaster, rollout_mse
-from models.repository import Manifest, atomic_write_text, read_manifest, save_model_folder, verify_checkpoint
 
 # Default model sizes per (architecture, task), chosen so both architectures of a task have a
 # similar parameter budget (see models/TRAINING.md). Override with --config '{"...": ...}'.
 DEFAULT_CONFIGS: dict[tuple[str, str], dict] = {
     ("convlstm2d", "next_frame"): {"patch": 4, "filters": [64, 64], "kernel_size": 3},
-    ("conv2d_lstm", "next_frame"): {"patch": 4, "conv_filters": [16, 32, 64, 32],
-                                    "lstm_units": 128},
+    ("conv2d_lstm", "next_frame"): {
+        "patch": 4,
+        "conv_filters": [16, 32, 64, 32],
+        "lstm_units": 128,
+    },
     ("convlstm2d", "classify"): {"patch": 4, "filters": [32, 32], "kernel_size": 3},
-    ("conv2d_lstm", "classify"): {"patch": 4, "conv_filters": [16, 32, 32, 32],
-                                  "lstm_units": 48},
+    ("conv2d_lstm", "classify"): {"patch": 4, "conv_filters": [16, 32, 32, 32], "lstm_units": 48},
 }
 
 
@@ -56,7 +64,9 @@ class TrainConfig:
     config: dict = field(default_factory=dict)
     val_clips: int = 128
     verbose: int = 1
-    rollout: int = 0  # next_frame only: 0 = teacher forcing; K = train on the model's own K-step rollout
+    rollout: int = (
+        0  # next_frame only: 0 = teacher forcing; K = train on the model's own K-step rollout
+    )
     init_from: Path | None = None  # a model folder whose weights start this run
     # next_frame only: train the carried-state encoder–forecaster (models/rollout.py) with
     # scheduled sampling, the truth fed back with a probability falling linearly from
@@ -78,8 +88,7 @@ class ClipDataset:
         import keras
 
         class _ClipDataset(keras.utils.PyDataset):
-            def __init__(self, digits, task, batch_size, steps, seed, rollout=0,
-                         sampling=None):
+            def __init__(self, digits, task, batch_size, steps, seed, rollout=0, sampling=None):
                 super().__init__(workers=1, use_multiprocessing=False)
                 self.digits, self.task, self.rollout = digits, task, rollout
                 self.sampling = sampling  # (start probability, clips to anneal over) or None
@@ -94,8 +103,9 @@ class ClipDataset:
                 if self.sampling is not None:
                     start, over = self.sampling
                     seen = (self.epoch * self.steps + index) * self.batch_size
-                    return forecast_batch(self.digits, self.batch_size, s,
-                                          truth_probability(seen, start, over))
+                    return forecast_batch(
+                        self.digits, self.batch_size, s, truth_probability(seen, start, over)
+                    )
                 return make_batch(self.digits, self.task, self.batch_size, s, self.rollout)
 
         return _ClipDataset(*args, **kwargs)
@@ -111,7 +121,7 @@ def make_batch(digits, task: str, n: int, seed: int, rollout: int = 0):
         clips = D.next_frame_clips(digits, n, seed)  # (n, 20, 64, 64, 1)
         if rollout:
             c = D.CONTEXT_FRAMES
-            return clips[:, :c], clips[:, c:c + rollout]  # (n, 10, ...) -> (n, K, ...)
+            return clips[:, :c], clips[:, c : c + rollout]  # (n, 10, ...) -> (n, K, ...)
         return clips[:, :-1], clips[:, 1:]  # (n, 19, ...) -> (n, 19, ...)
     x, y = D.direction_clips(digits, n, seed)
     return x, y
@@ -157,11 +167,14 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     if (cfg.rollout or cfg.forecast) and cfg.task != "next_frame":
         raise ValueError("--rollout and --forecast apply to --task next_frame only")
     if cfg.rollout and cfg.forecast:
-        raise ValueError("--rollout (sliding window) and --forecast (carried state) exclude "
-                         "each other")
+        raise ValueError(
+            "--rollout (sliding window) and --forecast (carried state) exclude each other"
+        )
     if not 0 <= cfg.rollout <= D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES:
-        raise ValueError(f"--rollout must be between 0 and "
-                         f"{D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES} (the frames after the context)")
+        raise ValueError(
+            f"--rollout must be between 0 and "
+            f"{D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES} (the frames after the context)"
+        )
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -181,27 +194,45 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         train_steps = D.DIRECTION_LENGTH
     if state is not None:
         if (state["arch"], state["task"]) != (cfg.arch, cfg.task):
-            raise SystemExit(f"{out} holds a {state['arch']}/{state['task']} run; "
-                             f"use another --out for {cfg.arch}/{cfg.task}")
+            raise SystemExit(
+                f"{out} holds a {state['arch']}/{state['task']} run; "
+                f"use another --out for {cfg.arch}/{cfg.task}"
+            )
         if state.get("rollout", 0) != cfg.rollout:
-            raise SystemExit(f"{out} holds a run with --rollout {state.get('rollout', 0)}; "
-                             f"resume it with the same value or use another --out")
+            raise SystemExit(
+                f"{out} holds a run with --rollout {state.get('rollout', 0)}; "
+                f"resume it with the same value or use another --out"
+            )
         if bool(state.get("forecast")) != cfg.forecast:
-            raise SystemExit(f"{out} holds a run {'with' if state.get('forecast') else 'without'}"
-                             " --forecast; resume it the same way or use another --out")
+            raise SystemExit(
+                f"{out} holds a run {'with' if state.get('forecast') else 'without'}"
+                " --forecast; resume it the same way or use another --out"
+            )
         model = keras.models.load_model(ckpt_dir / state["checkpoint"], safe_mode=True)
         kwargs = state["builder_kwargs"]
-        print(f"[framecast] resuming from {state['checkpoint']} (epoch {state['epoch']} of "
-              f"{cfg.epochs}, {state['clips_seen']} clips seen)", flush=True)
+        print(
+            f"[framecast] resuming from {state['checkpoint']} (epoch {state['epoch']} of "
+            f"{cfg.epochs}, {state['clips_seen']} clips seen)",
+            flush=True,
+        )
     else:
         parent = _parent(cfg) if cfg.init_from else None
         if parent is not None:
             kwargs = parent["builder_kwargs"]  # the architecture is the parent's, exactly
-        state = {"arch": cfg.arch, "task": cfg.task, "epoch": 0, "clips_seen": 0,
-                 "wall_time_s": 0.0, "builder_kwargs": kwargs, "checkpoint": None,
-                 "history": [], "rollout": cfg.rollout, "forecast": cfg.forecast,
-                 "sampling": [cfg.sampling_start, cfg.sampling_clips] if cfg.forecast else None,
-                 "init_from": parent and {k: v for k, v in parent.items() if k != "weights"}}
+        state = {
+            "arch": cfg.arch,
+            "task": cfg.task,
+            "epoch": 0,
+            "clips_seen": 0,
+            "wall_time_s": 0.0,
+            "builder_kwargs": kwargs,
+            "checkpoint": None,
+            "history": [],
+            "rollout": cfg.rollout,
+            "forecast": cfg.forecast,
+            "sampling": [cfg.sampling_start, cfg.sampling_clips] if cfg.forecast else None,
+            "init_from": parent and {k: v for k, v in parent.items() if k != "weights"},
+        }
         model = build(cfg.arch, task=cfg.task, time_steps=train_steps, **kwargs)
         if parent is not None:
             model.set_weights(parent["weights"])
@@ -216,12 +247,14 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             metrics = [rollout_mse] if cfg.forecast else ["mse"]
         else:
             loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
-        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=loss,
-                      metrics=metrics)
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0), loss=loss, metrics=metrics
+        )
 
     sampling = tuple(state["sampling"]) if state.get("sampling") else None
-    dataset = ClipDataset(digits, cfg.task, cfg.batch_size, cfg.steps, cfg.seed, cfg.rollout,
-                          sampling)
+    dataset = ClipDataset(
+        digits, cfg.task, cfg.batch_size, cfg.steps, cfg.seed, cfg.rollout, sampling
+    )
     val_digits_x, val_y = _validation(mnist, cfg)
 
     class Checkpoint(keras.callbacks.Callback):
@@ -242,31 +275,49 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             tmp.rename(ckpt_dir / name)
             old = state["checkpoint"]
             now = time.perf_counter()
-            state.update(epoch=epoch + 1, checkpoint=name,
-                         clips_seen=state["clips_seen"] + cfg.steps * cfg.batch_size,
-                         wall_time_s=state["wall_time_s"] + (now - self.t0))
+            state.update(
+                epoch=epoch + 1,
+                checkpoint=name,
+                clips_seen=state["clips_seen"] + cfg.steps * cfg.batch_size,
+                wall_time_s=state["wall_time_s"] + (now - self.t0),
+            )
             state["history"].append({k: float(v) for k, v in (logs or {}).items()})
             self.t0 = now
             atomic_write_text(_state_path(out), json.dumps(state, indent=2))
             if old and old != name:
                 (ckpt_dir / old).unlink(missing_ok=True)
 
-    callbacks = [Checkpoint(), keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"),
-                                                          append=True)]
+    callbacks = [
+        Checkpoint(),
+        keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"), append=True),
+    ]
     if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard"):
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), update_freq="epoch"))
+        callbacks.append(
+            keras.callbacks.TensorBoard(log_dir=str(out / "logs"), update_freq="epoch")
+        )
     else:
-        print("[framecast] TensorBoard logging needs the TensorFlow backend and the tensorboard "
-              "package; writing logs/history.csv only", flush=True)
+        print(
+            "[framecast] TensorBoard logging needs the TensorFlow backend and the tensorboard "
+            "package; writing logs/history.csv only",
+            flush=True,
+        )
 
     if state["epoch"] < cfg.epochs:
         try:
-            model.fit(dataset, epochs=cfg.epochs, initial_epoch=state["epoch"],
-                      validation_data=(val_digits_x, val_y), callbacks=callbacks,
-                      verbose=cfg.verbose)
+            model.fit(
+                dataset,
+                epochs=cfg.epochs,
+                initial_epoch=state["epoch"],
+                validation_data=(val_digits_x, val_y),
+                callbacks=callbacks,
+                verbose=cfg.verbose,
+            )
         except KeyboardInterrupt:
-            print(f"\n[framecast] interrupted; {state['epoch']} epoch(s) are saved in {ckpt_dir}. "
-                  "Run the same command again to resume.", flush=True)
+            print(
+                f"\n[framecast] interrupted; {state['epoch']} epoch(s) are saved in {ckpt_dir}. "
+                "Run the same command again to resume.",
+                flush=True,
+            )
             raise SystemExit(130) from None
 
     # The final model takes a fixed context window so serving and evaluation never retrace.
@@ -293,9 +344,11 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             "data": {
                 "source": mnist.source,
                 "digits": f"{D.TRAIN_DIGITS.start}-{D.TRAIN_DIGITS.stop - 1} of the MNIST test split",
-                "clips": ("Moving MNIST, 2 digits, 20 frames, 64x64 (Srivastava et al. 2015)"
-                          if cfg.task == "next_frame" else
-                          "direction clips, 1 digit, 10 frames, 64x64, 8 classes"),
+                "clips": (
+                    "Moving MNIST, 2 digits, 20 frames, 64x64 (Srivastava et al. 2015)"
+                    if cfg.task == "next_frame"
+                    else "direction clips, 1 digit, 10 frames, 64x64, 8 classes"
+                ),
                 "generated": "fresh clips every epoch, seeded by (seed, epoch, batch)",
             },
             "epochs": cfg.epochs,
@@ -303,33 +356,41 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             "batch_size": cfg.batch_size,
             "clips_seen": clips_total,
             "clips_seen_this_run": state["clips_seen"],
-            "objective": (f"encoder-forecaster: read {context} context frames, then roll out "
-                          f"{D.NEXT_FRAME_LENGTH - context} frames carrying every recurrent "
-                          "state, fed back the truth with a probability annealed linearly from "
-                          f"{state['sampling'][0]:g} to 0 over {state['sampling'][1]} clips "
-                          "(scheduled sampling), else the model's own prediction; loss on all "
-                          f"{D.NEXT_FRAME_LENGTH - 1} outputs"
-                          if state.get("forecast") else f"closed loop: roll out {cfg.rollout} frames from a {context}-frame "
-                          "window (append the prediction, drop the oldest frame, as served) and "
-                          "score them against the truth" if cfg.rollout else
-                          "teacher forcing: predict frame t+1 at every step t"
-                          if cfg.task == "next_frame" else "classify the clip's direction"),
+            "objective": (
+                f"encoder-forecaster: read {context} context frames, then roll out "
+                f"{D.NEXT_FRAME_LENGTH - context} frames carrying every recurrent "
+                "state, fed back the truth with a probability annealed linearly from "
+                f"{state['sampling'][0]:g} to 0 over {state['sampling'][1]} clips "
+                "(scheduled sampling), else the model's own prediction; loss on all "
+                f"{D.NEXT_FRAME_LENGTH - 1} outputs"
+                if state.get("forecast")
+                else f"closed loop: roll out {cfg.rollout} frames from a {context}-frame "
+                "window (append the prediction, drop the oldest frame, as served) and "
+                "score them against the truth"
+                if cfg.rollout
+                else "teacher forcing: predict frame t+1 at every step t"
+                if cfg.task == "next_frame"
+                else "classify the clip's direction"
+            ),
             "init_from": parent,
             "learning_rate": cfg.lr,
             "schedule": "Adam, cosine decay to 5% over all steps, clipnorm 1.0",
             "loss": (cfg.loss if cfg.task == "next_frame" else "sparse_categorical_crossentropy"),
             "rollout": "carried_state" if state.get("forecast") else "sliding_window",
             "train_time_steps": (D.CONTEXT_FRAMES if cfg.rollout else 19)
-            if cfg.task == "next_frame" else D.DIRECTION_LENGTH,
+            if cfg.task == "next_frame"
+            else D.DIRECTION_LENGTH,
             "wall_time_s": round(state["wall_time_s"], 1),
             "final_epoch_logs": state["history"][-1] if state["history"] else {},
             "environment": describe(),
         },
     )
     save_model_folder(out, final, manifest)
-    print(f"[framecast] wrote {out / manifest.checkpoint} ({manifest.params} params, "
-          f"{manifest.flops_per_clip / 1e6:.1f} MFLOP per clip); sha256 {manifest.sha256[:12]}…",
-          flush=True)
+    print(
+        f"[framecast] wrote {out / manifest.checkpoint} ({manifest.params} params, "
+        f"{manifest.flops_per_clip / 1e6:.1f} MFLOP per clip); sha256 {manifest.sha256[:12]}…",
+        flush=True,
+    )
     return out
 
 
@@ -339,21 +400,34 @@ def _parent(cfg: TrainConfig) -> dict:
     manifest = read_manifest(folder)  # raises ManifestError with the reason
     verify_checkpoint(folder, manifest)
     if (manifest.architecture, manifest.task) != (cfg.arch, cfg.task):
-        raise SystemExit(f"--init-from {folder} is a {manifest.architecture}/{manifest.task} "
-                         f"model, not {cfg.arch}/{cfg.task}")
+        raise SystemExit(
+            f"--init-from {folder} is a {manifest.architecture}/{manifest.task} "
+            f"model, not {cfg.arch}/{cfg.task}"
+        )
     if cfg.config:
-        raise SystemExit("--config cannot be combined with --init-from: the architecture is the "
-                         "parent's")
+        raise SystemExit(
+            "--config cannot be combined with --init-from: the architecture is the parent's"
+        )
     import keras
 
     weights = keras.models.load_model(folder / manifest.checkpoint, safe_mode=True).get_weights()
     t = manifest.training or {}
-    print(f"[framecast] starting from the weights of {folder} ({t.get('clips_seen', 0)} clips "
-          f"seen there)", flush=True)
-    return {"path": str(folder), "name": manifest.name, "sha256": manifest.sha256,
-            "command": t.get("command"), "clips_seen": int(t.get("clips_seen", 0)),
-            "wall_time_s": t.get("wall_time_s"), "objective": t.get("objective"),
-            "builder_kwargs": dict(manifest.builder_kwargs), "weights": weights}
+    print(
+        f"[framecast] starting from the weights of {folder} ({t.get('clips_seen', 0)} clips "
+        f"seen there)",
+        flush=True,
+    )
+    return {
+        "path": str(folder),
+        "name": manifest.name,
+        "sha256": manifest.sha256,
+        "command": t.get("command"),
+        "clips_seen": int(t.get("clips_seen", 0)),
+        "wall_time_s": t.get("wall_time_s"),
+        "objective": t.get("objective"),
+        "builder_kwargs": dict(manifest.builder_kwargs),
+        "weights": weights,
+    }
 
 
 def _validation(mnist, cfg: TrainConfig):
@@ -365,7 +439,7 @@ def _validation(mnist, cfg: TrainConfig):
             return (clips, np.zeros((len(clips), fed), np.float32)), clips[:, 1:]
         if cfg.rollout:
             c = D.CONTEXT_FRAMES
-            return clips[:, :c], clips[:, c:c + cfg.rollout]
+            return clips[:, :c], clips[:, c : c + cfg.rollout]
         return clips[:, :-1], clips[:, 1:]
     return D.validation_set(mnist, "classify", cfg.val_clips)
 
@@ -380,45 +454,89 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--loss", choices=("bce", "mse"), default="bce", help="next_frame loss")
-    p.add_argument("--mnist-dir", default=None,
-                   help=f"MNIST IDX files or mnist.npz (default: ${D.MNIST_DIR_ENV}, else download)")
-    p.add_argument("--config", type=json.loads, default={},
-                   help="JSON of builder keyword arguments overriding the defaults, "
-                        "e.g. '{\"filters\": [32, 32]}'")
+    p.add_argument(
+        "--mnist-dir",
+        default=None,
+        help=f"MNIST IDX files or mnist.npz (default: ${D.MNIST_DIR_ENV}, else download)",
+    )
+    p.add_argument(
+        "--config",
+        type=json.loads,
+        default={},
+        help="JSON of builder keyword arguments overriding the defaults, "
+        "e.g. '{\"filters\": [32, 32]}'",
+    )
     p.add_argument("--val-clips", type=int, default=128)
-    p.add_argument("--rollout", type=int, default=0, metavar="K",
-                   help="next_frame: train on the model's own K-frame rollout from the 10-frame "
-                        "window (closed loop, as served); 0 = teacher forcing (default)")
-    p.add_argument("--init-from", type=Path, default=None, metavar="MODEL_DIR",
-                   help="start from the weights of a trained model folder of the same arch/task "
-                        "(recorded in the manifest; clips seen there count toward the budget)")
-    p.add_argument("--forecast", action="store_true",
-                   help="next_frame: train the carried-state encoder-forecaster on 20-frame clips "
-                        "(10 context + 10 fed back) with scheduled sampling (see --sampling-clips)")
-    p.add_argument("--sampling-clips", type=int, default=16000, metavar="N",
-                   help="--forecast: anneal the chance of feeding back the true frame from "
-                        "--sampling-start to 0 over the run's first N clips (0 = closed loop "
-                        "from the start)")
-    p.add_argument("--sampling-start", type=float, default=1.0,
-                   help="--forecast: the chance of feeding back the true frame at the start")
+    p.add_argument(
+        "--rollout",
+        type=int,
+        default=0,
+        metavar="K",
+        help="next_frame: train on the model's own K-frame rollout from the 10-frame "
+        "window (closed loop, as served); 0 = teacher forcing (default)",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="MODEL_DIR",
+        help="start from the weights of a trained model folder of the same arch/task "
+        "(recorded in the manifest; clips seen there count toward the budget)",
+    )
+    p.add_argument(
+        "--forecast",
+        action="store_true",
+        help="next_frame: train the carried-state encoder-forecaster on 20-frame clips "
+        "(10 context + 10 fed back) with scheduled sampling (see --sampling-clips)",
+    )
+    p.add_argument(
+        "--sampling-clips",
+        type=int,
+        default=16000,
+        metavar="N",
+        help="--forecast: anneal the chance of feeding back the true frame from "
+        "--sampling-start to 0 over the run's first N clips (0 = closed loop "
+        "from the start)",
+    )
+    p.add_argument(
+        "--sampling-start",
+        type=float,
+        default=1.0,
+        help="--forecast: the chance of feeding back the true frame at the start",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
 
 
 def main(args) -> int:
     if not 0.0 <= args.sampling_start <= 1.0 or args.sampling_clips < 0:
-        print("framecast train: --sampling-start must be in [0, 1] and --sampling-clips >= 0",
-              file=sys.stderr)
+        print(
+            "framecast train: --sampling-start must be in [0, 1] and --sampling-clips >= 0",
+            file=sys.stderr,
+        )
         return 2
     for name in ("epochs", "steps", "batch_size", "val_clips"):
         if getattr(args, name) < 1:
             print(f"framecast train: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
-    cfg = TrainConfig(arch=args.arch, task=args.task, out=args.out, epochs=args.epochs,
-                      steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
-                      loss=args.loss, mnist_dir=args.mnist_dir, config=args.config,
-                      val_clips=args.val_clips, verbose=2 if args.quiet else 1,
-                      rollout=args.rollout, init_from=args.init_from, forecast=args.forecast,
-                      sampling_clips=args.sampling_clips, sampling_start=args.sampling_start)
+    cfg = TrainConfig(
+        arch=args.arch,
+        task=args.task,
+        out=args.out,
+        epochs=args.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr=args.lr,
+        loss=args.loss,
+        mnist_dir=args.mnist_dir,
+        config=args.config,
+        val_clips=args.val_clips,
+        verbose=2 if args.quiet else 1,
+        rollout=args.rollout,
+        init_from=args.init_from,
+        forecast=args.forecast,
+        sampling_clips=args.sampling_clips,
+        sampling_start=args.sampling_start,
+    )
     run(cfg, argv=getattr(args, "argv", None))
     return 0
-

@@ -96,7 +96,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             runtime.close()
 
-    from service.routes import compare, health, metrics as metrics_routes, models, predict, ui
+    from service.routes import compare, health, models, predict, ui
+    from service.routes import metrics as metrics_routes
 
     app = FastAPI(title="framecast", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -114,9 +115,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from service.logs import RequestLogMiddleware
     from service.security import AuthMiddleware, add_cors, document_security
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes,
-                       timeout_s=settings.request_timeout_s,
-                       drain_bytes=settings.oversize_drain_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.request_timeout_s,
+        drain_bytes=settings.oversize_drain_bytes,
+    )
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(AuthMiddleware, keys=keys, protect_metrics=settings.protect_metrics)

@@ -24,9 +24,10 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from service.errors import DeadlineExceeded, InferenceError, NotReady, Overloaded
 from service.limits import current_deadline, remaining
@@ -94,7 +95,7 @@ class Ticket:
 
     __slots__ = ("batcher", "live")
 
-    def __init__(self, batcher: "Batcher"):
+    def __init__(self, batcher: Batcher):
         self.batcher, self.live = batcher, True
 
     def release(self) -> None:
@@ -107,7 +108,7 @@ class Ticket:
             self.batcher._incoming -= 1
             self.batcher._cv.notify_all()
 
-    def __enter__(self) -> "Ticket":
+    def __enter__(self) -> Ticket:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -125,9 +126,18 @@ class Batcher:
     fails exactly the items of that call. ``on_queue(depth)`` is told every change of the depth.
     """
 
-    def __init__(self, name: str, step: Step, *, max_queue: int, timeout_s: float,
-                 max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
-                 on_queue: Callable[[int], None] | None = None, label: str = "model"):
+    def __init__(
+        self,
+        name: str,
+        step: Step,
+        *,
+        max_queue: int,
+        timeout_s: float,
+        max_batch_size: int = 1,
+        max_batch_delay_ms: float = 0.0,
+        on_queue: Callable[[int], None] | None = None,
+        label: str = "model",
+    ):
         self.name, self.label = name, label
         self.step_fn = step
         self.max_queue = max_queue
@@ -236,8 +246,10 @@ class Batcher:
                 self._finished_locked()
 
     def _late(self) -> DeadlineExceeded:
-        return DeadlineExceeded(f"the request to {self._what()} ran past its deadline "
-                                "(FRAMECAST_REQUEST_TIMEOUT_S); its model work was dropped")
+        return DeadlineExceeded(
+            f"the request to {self._what()} ran past its deadline "
+            "(FRAMECAST_REQUEST_TIMEOUT_S); its model work was dropped"
+        )
 
     def _drop_expired(self, active: list[Item]) -> list[Item]:
         now = time.monotonic()
@@ -247,8 +259,12 @@ class Batcher:
         self._finish(gone, self._late())
         return [r for r in active if not r.expired(now)]
 
-    def _finish(self, items: list[Item], error: BaseException | None = None,
-                results: list[Any] | None = None) -> None:
+    def _finish(
+        self,
+        items: list[Item],
+        error: BaseException | None = None,
+        results: list[Any] | None = None,
+    ) -> None:
         """Count ``items`` out of the queue, then answer them (the count drops first)."""
         with self._cv:
             for _ in items:
@@ -271,11 +287,18 @@ class Batcher:
         try:
             results = self.step_fn(active, bucket)
         except Exception as e:  # noqa: BLE001 - fails this batch only
-            log.error("%s failed on a batch of %d item(s) (padded to %d): %s: %s",
-                      self._what(), n, bucket, type(e).__name__, e)
+            log.error(
+                "%s failed on a batch of %d item(s) (padded to %d): %s: %s",
+                self._what(),
+                n,
+                bucket,
+                type(e).__name__,
+                e,
+            )
             if not isinstance(e, InferenceError):
-                e = InferenceError(f"{self._what()} failed on a batch of {n} clip(s): "
-                                   f"{type(e).__name__}: {e}")
+                e = InferenceError(
+                    f"{self._what()} failed on a batch of {n} clip(s): {type(e).__name__}: {e}"
+                )
             self._finish(active, e)
             return []
         done = [(item, r) for item, r in zip(active, results) if r is not None]
@@ -302,8 +325,10 @@ class Batcher:
         if self._closed:
             raise NotReady(f"{self._what()} is shutting down")
         if self._pending >= self.max_queue:
-            raise Overloaded(f"{self._what()} has {self._pending} requests queued "
-                             f"(FRAMECAST_MAX_QUEUE={self.max_queue}); retry shortly")
+            raise Overloaded(
+                f"{self._what()} has {self._pending} requests queued "
+                f"(FRAMECAST_MAX_QUEUE={self.max_queue}); retry shortly"
+            )
 
     def expect(self) -> Ticket:
         """Announce a request whose upload is being decoded; 503 at once when the queue is full."""
@@ -350,12 +375,14 @@ class Batcher:
         self._enqueue(item, ticket)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(item.future), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._abandon(item)
             if left is not None and left <= self.timeout_s:
                 raise self._late() from None
-            raise Overloaded(f"{self._what()} did not answer within "
-                             f"FRAMECAST_INFERENCE_TIMEOUT_S={self.timeout_s:g} s") from None
+            raise Overloaded(
+                f"{self._what()} did not answer within "
+                f"FRAMECAST_INFERENCE_TIMEOUT_S={self.timeout_s:g} s"
+            ) from None
         except asyncio.CancelledError:  # the client went away
             self._abandon(item)
             raise

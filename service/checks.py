@@ -24,18 +24,30 @@ def require_task(name: str, actual: str, wanted: str) -> None:
         raise WrongTask(f"model {name!r} is a {actual} model; use POST /v1/models/{name}/{route}")
 
 
-def require_horizon(k: object, max_horizon: int, *, label: str = "horizon",
-                    error: type[FramecastError] = InvalidInput) -> int:
+def require_horizon(
+    k: object,
+    max_horizon: int,
+    *,
+    label: str = "horizon",
+    error: type[FramecastError] = InvalidInput,
+) -> int:
     """``k`` when it is an integer from 1 to ``max_horizon`` (FRAMECAST_MAX_HORIZON); else
     ``error`` (422 by default)."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_horizon:
-        raise error(f"{label}={k!r} must be an integer from 1 to {max_horizon} "
-                    "(FRAMECAST_MAX_HORIZON)")
+        raise error(
+            f"{label}={k!r} must be an integer from 1 to {max_horizon} (FRAMECAST_MAX_HORIZON)"
+        )
     return k
 
 
-def require_unit_range(x: np.ndarray, label: str, *, kind: str, hint: str,
-                       error: type[FramecastError] = FrameDecodeError) -> None:
+def require_unit_range(
+    x: np.ndarray,
+    label: str,
+    *,
+    kind: str,
+    hint: str,
+    error: type[FramecastError] = FrameDecodeError,
+) -> None:
     """``error`` (422 by default) unless every value of the float array ``x`` is finite and lies
     in [0, 1] (give or take :data:`UNIT_TOLERANCE`). ``label`` names the array, ``kind`` its
     values ("float", "FP32"), ``hint`` what to send instead."""
@@ -44,5 +56,6 @@ def require_unit_range(x: np.ndarray, label: str, *, kind: str, hint: str,
     if x.size:
         lo, hi = float(x.min()), float(x.max())
         if lo < -UNIT_TOLERANCE or hi > 1 + UNIT_TOLERANCE:
-            raise error(f"{label}: {kind} values must lie in [0, 1], found {lo:.4g}..{hi:.4g} "
-                        f"({hint})")
+            raise error(
+                f"{label}: {kind} values must lie in [0, 1], found {lo:.4g}..{hi:.4g} ({hint})"
+            )

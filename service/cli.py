@@ -15,8 +15,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _data_main(args) -> int:
     from models.preview import write_preview
 
-    paths = write_preview(args.out, task=args.task, n=args.clips, seed=args.seed,
-                          mnist_dir=args.mnist_dir, split=args.split)
+    paths = write_preview(
+        args.out,
+        task=args.task,
+        n=args.clips,
+        seed=args.seed,
+        mnist_dir=args.mnist_dir,
+        split=args.split,
+    )
     for p in paths:
         print(p)
     return 0
@@ -46,9 +52,12 @@ class LazyParser(argparse.ArgumentParser):
     (a keyword of ``add_parser``) runs before it parses or prints help. `framecast train` takes
     its flags from ``models.train``, which imports Keras: the other commands never load it."""
 
-    def __init__(self, *args: Any,
-                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.add_arguments_later = add_arguments
 
@@ -94,15 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--out", default="preview", help="output folder")
     preview.set_defaults(func=_data_main)
     figure = data_sub.add_parser(
-        "figure", help="PNG of a held-out test clip, its truth and next-frame models' rollouts")
+        "figure", help="PNG of a held-out test clip, its truth and next-frame models' rollouts"
+    )
     figure.add_argument("models", nargs="+", help="next-frame model folders, one row each")
     figure.add_argument("--index", type=int, default=0, help="which test clip")
     figure.add_argument("--mnist-dir", default=None)
     figure.add_argument("--out", default="docs/rollout.png")
     figure.set_defaults(func=_figure_main)
 
-    train = sub.add_parser("train", help="train a model (resumable)",
-                           add_arguments=_add_train_arguments)
+    train = sub.add_parser(
+        "train", help="train a model (resumable)", add_arguments=_add_train_arguments
+    )
     train.set_defaults(func=_train_main)
 
     from models.evaluate import add_arguments as add_evaluate_arguments

@@ -36,8 +36,9 @@ def _post(args, http, url: str, params: dict, files) -> httpx.Response | int:
     own = http is None
     client = _client(args, http)
     try:
-        resp = client.post(url, params={k: v for k, v in params.items() if v is not None},
-                           files=files)
+        resp = client.post(
+            url, params={k: v for k, v in params.items() if v is not None}, files=files
+        )
     except httpx.HTTPError as e:
         print(f"framecast: cannot reach {args.url}: {e}", file=sys.stderr)
         return 2
@@ -77,10 +78,18 @@ def predict_command(args: argparse.Namespace, http: httpx.Client | None = None) 
     files = _read_inputs(args)
     if isinstance(files, int):
         return files
-    resp = _post(args, http, f"/v1/models/{args.model}/predict",
-                 {"horizon": args.horizon, "output": args.output,
-                  "resize": str(not args.no_resize).lower(),
-                  "raw": "true" if args.output == "json" and args.raw else None}, files)
+    resp = _post(
+        args,
+        http,
+        f"/v1/models/{args.model}/predict",
+        {
+            "horizon": args.horizon,
+            "output": args.output,
+            "resize": str(not args.no_resize).lower(),
+            "raw": "true" if args.output == "json" and args.raw else None,
+        },
+        files,
+    )
     if isinstance(resp, int):
         return resp
     path = _save(resp, args.out, f"{args.model}_prediction", args.output)
@@ -93,8 +102,13 @@ def classify_command(args: argparse.Namespace, http: httpx.Client | None = None)
     files = _read_inputs(args)
     if isinstance(files, int):
         return files
-    resp = _post(args, http, f"/v1/models/{args.model}/classify",
-                 {"top_k": args.top_k, "resize": str(not args.no_resize).lower()}, files)
+    resp = _post(
+        args,
+        http,
+        f"/v1/models/{args.model}/classify",
+        {"top_k": args.top_k, "resize": str(not args.no_resize).lower()},
+        files,
+    )
     if isinstance(resp, int):
         return resp
     body = resp.json()
@@ -118,16 +132,24 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
         except OSError as e:
             print(f"framecast: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
             return 2
-        params = {"holdout": args.holdout, "horizon": args.horizon, "output": args.output,
-                  "resize": str(not args.no_resize).lower()}
+        params = {
+            "holdout": args.holdout,
+            "horizon": args.horizon,
+            "output": args.output,
+            "resize": str(not args.no_resize).lower(),
+        }
         resp = _post(args, http, "/v1/compare/next-frame", params, files + truth)
     else:
         if args.output in ("png", "gif"):
-            print("framecast: compare classify answers JSON only; use --output json",
-                  file=sys.stderr)
+            print(
+                "framecast: compare classify answers JSON only; use --output json", file=sys.stderr
+            )
             return 2
-        params = {"label": args.label, "top_k": args.top_k,
-                  "resize": str(not args.no_resize).lower()}
+        params = {
+            "label": args.label,
+            "top_k": args.top_k,
+            "resize": str(not args.no_resize).lower(),
+        }
         resp = _post(args, http, "/v1/compare/classify", params, files)
     if isinstance(resp, int):
         return resp
@@ -138,12 +160,16 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
             extra = ""
             if r.get("metrics"):
                 m = r["metrics"]
-                extra = (f" MSE/frame {m['mse_per_frame']:.2f} MAE/frame {m['mae_per_frame']:.2f}"
-                         f" PSNR {m['psnr']:.2f}" + (f" SSIM {m['ssim']:.3f}" if m['ssim'] is not None
-                                                      else ""))
+                extra = (
+                    f" MSE/frame {m['mse_per_frame']:.2f} MAE/frame {m['mae_per_frame']:.2f}"
+                    f" PSNR {m['psnr']:.2f}"
+                    + (f" SSIM {m['ssim']:.3f}" if m["ssim"] is not None else "")
+                )
             elif r.get("label"):
                 extra = f" label {r['label']}"
-            print(f"{arch:>12} ({r['model']}): {r['latency_ms']:.1f} ms, {r['params']} params{extra}")
+            print(
+                f"{arch:>12} ({r['model']}): {r['latency_ms']:.1f} ms, {r['params']} params{extra}"
+            )
         print(f"winner: {body.get('winner') or 'unknown (no truth given)'}")
     else:
         print(f"winner: {resp.headers.get('x-winner', 'unknown')}")
@@ -157,17 +183,27 @@ def add_client_subcommands(subparsers) -> None:
     def common(p):
         p.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
         p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
-        p.add_argument("--no-resize", action="store_true",
-                       help="reject frames whose size differs from the model's (resize=false)")
+        p.add_argument(
+            "--no-resize",
+            action="store_true",
+            help="reject frames whose size differs from the model's (resize=false)",
+        )
 
-    p = subparsers.add_parser("predict", help="predict the next frames of a clip on a server",
-                              description="Send frames (image files in order, one GIF/APNG/TIFF, "
-                                          "or one .npy) to a next-frame model; save the result.")
+    p = subparsers.add_parser(
+        "predict",
+        help="predict the next frames of a clip on a server",
+        description="Send frames (image files in order, one GIF/APNG/TIFF, "
+        "or one .npy) to a next-frame model; save the result.",
+    )
     p.add_argument("model", help="model name (see GET /v1/models)")
     p.add_argument("files", nargs="+", help="frames in order, or one multi-frame file / .npy")
     p.add_argument("--horizon", type=int, default=1, help="frames to predict (default 1)")
-    p.add_argument("--output", choices=["png", "gif", "npy", "json"], default="png",
-                   help="png: strip of predicted frames; gif: context + prediction (default png)")
+    p.add_argument(
+        "--output",
+        choices=["png", "gif", "npy", "json"],
+        default="png",
+        help="png: strip of predicted frames; gif: context + prediction (default png)",
+    )
     p.add_argument("--raw", action="store_true", help="json: include raw float values")
     p.add_argument("--out", help="file to write (default <model>_prediction.<ext>)")
     common(p)
@@ -181,19 +217,30 @@ def add_client_subcommands(subparsers) -> None:
     common(p)
     p.set_defaults(func=classify_command)
 
-    p = subparsers.add_parser("compare", help="run both architectures on one clip on a server",
-                              description="Run the Conv2D+LSTM and ConvLSTM2D models of a task "
-                                          "side by side; save the montage (or JSON).")
+    p = subparsers.add_parser(
+        "compare",
+        help="run both architectures on one clip on a server",
+        description="Run the Conv2D+LSTM and ConvLSTM2D models of a task "
+        "side by side; save the montage (or JSON).",
+    )
     p.add_argument("task", choices=["next-frame", "classify"])
     p.add_argument("files", nargs="+")
-    p.add_argument("--holdout", type=int, default=None,
-                   help="next-frame: keep the last K frames back as ground truth")
+    p.add_argument(
+        "--holdout",
+        type=int,
+        default=None,
+        help="next-frame: keep the last K frames back as ground truth",
+    )
     p.add_argument("--truth", nargs="+", help="next-frame: files holding the true future frames")
     p.add_argument("--horizon", type=int, default=None, help="next-frame: frames to predict")
     p.add_argument("--label", help="classify: the true class")
     p.add_argument("--top-k", type=int, default=3, help="classify: classes per model")
-    p.add_argument("--output", choices=["png", "gif", "json"], default=None,
-                   help="png/gif montage (next-frame default png) or json (classify)")
+    p.add_argument(
+        "--output",
+        choices=["png", "gif", "json"],
+        default=None,
+        help="png/gif montage (next-frame default png) or json (classify)",
+    )
     p.add_argument("--out", help="file to write (default compare_<task>.<ext>)")
     common(p)
     p.set_defaults(func=compare_command)

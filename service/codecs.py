@@ -93,9 +93,11 @@ def _image_to_array(img: Image.Image) -> np.ndarray:
 def _check_total(limits: Limits, pixels: int, name: str) -> None:
     limits.used_pixels[0] += pixels
     if limits.used_pixels[0] > limits.max_total_pixels:
-        raise InvalidInput(f"file {name!r} brings the upload to {limits.used_pixels[0]} pixels in "
-                           f"all frames; at most {limits.max_total_pixels} "
-                           "(FRAMECAST_MAX_TOTAL_PIXELS)")
+        raise InvalidInput(
+            f"file {name!r} brings the upload to {limits.used_pixels[0]} pixels in "
+            f"all frames; at most {limits.max_total_pixels} "
+            "(FRAMECAST_MAX_TOTAL_PIXELS)"
+        )
 
 
 def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) -> list[Frame]:
@@ -109,10 +111,12 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
     except Image.DecompressionBombError as e:  # Image.MAX_IMAGE_PIXELS is our per-frame limit
         raise InvalidInput(
             f"{_where(first, label)}: {e}; at most {limits.max_frame_pixels} pixels per frame "
-            "(FRAMECAST_MAX_FRAME_PIXELS)") from None
+            "(FRAMECAST_MAX_FRAME_PIXELS)"
+        ) from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
         raise FrameDecodeError(
-            f"{_where(first, label)}: not a readable {fmt} image ({e})") from None
+            f"{_where(first, label)}: not a readable {fmt} image ({e})"
+        ) from None
     room = limits.max_frames - first  # frames this file may still add
     multi = bool(getattr(img, "is_animated", False))
     frames: list[Frame] = []
@@ -125,23 +129,28 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
             except EOFError:
                 break
             except Exception as e:  # noqa: BLE001 - a corrupt page header
-                raise FrameDecodeError(f"{_where(first + page, source)}: cannot decode {fmt} "
-                                       f"data ({e})") from None
+                raise FrameDecodeError(
+                    f"{_where(first + page, source)}: cannot decode {fmt} data ({e})"
+                ) from None
         if page >= room:
-            raise InvalidInput(f"{label} holds more than {room} frames, bringing the upload over "
-                               f"{limits.max_frames}; at most {limits.max_frames} frames "
-                               "(FRAMECAST_MAX_FRAMES)")
+            raise InvalidInput(
+                f"{label} holds more than {room} frames, bringing the upload over "
+                f"{limits.max_frames}; at most {limits.max_frames} frames "
+                "(FRAMECAST_MAX_FRAMES)"
+            )
         w, h = img.size
         if w * h > limits.max_frame_pixels:
             raise InvalidInput(
                 f"{_where(first + page, source)} is {w}x{h} = {w * h} pixels; at most "
-                f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)")
+                f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)"
+            )
         _check_total(limits, w * h, name)
         try:
             frames.append(Frame(_image_to_array(img), source))
         except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces while decoding
             raise FrameDecodeError(
-                f"{_where(first + page, source)}: cannot decode {fmt} data ({e})") from None
+                f"{_where(first + page, source)}: cannot decode {fmt} data ({e})"
+            ) from None
         if not multi:
             break
         page += 1
@@ -154,20 +163,29 @@ def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype]:
     fp = io.BytesIO(data)
     try:
         major, _ = np.lib.format.read_magic(fp)
-        read = (np.lib.format.read_array_header_1_0 if major == 1
-                else np.lib.format.read_array_header_2_0)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
         shape, _, dtype = read(fp, max_header_size=10000)
     except Exception as e:  # noqa: BLE001 - a malformed header, of whatever kind
-        raise FrameDecodeError(f"{where}: not a readable .npy array ({e}); send a (T,H,W) or "
-                               "(T,H,W,C) numeric array saved by numpy.save") from None
+        raise FrameDecodeError(
+            f"{where}: not a readable .npy array ({e}); send a (T,H,W) or "
+            "(T,H,W,C) numeric array saved by numpy.save"
+        ) from None
     if dtype.hasobject:
-        raise FrameDecodeError(f"{where}: not a readable .npy array: dtype {dtype} holds Python "
-                               "objects, and .npy uploads are never unpickled: send uint8 (0-255) or float (0-1)")
+        raise FrameDecodeError(
+            f"{where}: not a readable .npy array: dtype {dtype} holds Python "
+            "objects, and .npy uploads are never unpickled: send uint8 (0-255) or float (0-1)"
+        )
     need = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if need > len(data) - fp.tell():
-        raise FrameDecodeError(f"{where}: the header declares shape {shape} of {dtype} "
-                               f"({need} bytes) but the file holds {len(data) - fp.tell()} bytes "
-                               "of data (truncated?)")
+        raise FrameDecodeError(
+            f"{where}: the header declares shape {shape} of {dtype} "
+            f"({need} bytes) but the file holds {len(data) - fp.tell()} bytes "
+            "of data (truncated?)"
+        )
     return tuple(shape), dtype
 
 
@@ -177,8 +195,10 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
     try:
         a = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - ValueError for pickles, EOFError/OSError for truncation
-        raise FrameDecodeError(f"{_where(first, where)}: not a readable .npy array ({e}); "
-                               "send a (T,H,W) or (T,H,W,C) numeric array saved by numpy.save") from None
+        raise FrameDecodeError(
+            f"{_where(first, where)}: not a readable .npy array ({e}); "
+            "send a (T,H,W) or (T,H,W,C) numeric array saved by numpy.save"
+        ) from None
     if not isinstance(a, np.ndarray) or a.ndim not in (3, 4):
         shape = getattr(a, "shape", None)
         raise FrameDecodeError(f"{where}: array has shape {shape}; expected (T,H,W) or (T,H,W,C)")
@@ -188,25 +208,36 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
     if t < 1 or h < 1 or w < 1:
         raise FrameDecodeError(f"{where}: array of shape {a.shape} holds no frames/pixels")
     if c not in (1, 3, 4):
-        raise FrameDecodeError(f"{where}: array has {c} channels (shape {a.shape}); expected 1, 3 or 4")
+        raise FrameDecodeError(
+            f"{where}: array has {c} channels (shape {a.shape}); expected 1, 3 or 4"
+        )
     if h * w > limits.max_frame_pixels:
-        raise InvalidInput(f"{where}: frames are {w}x{h} = {w * h} pixels; at most "
-                           f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)")
+        raise InvalidInput(
+            f"{where}: frames are {w}x{h} = {w * h} pixels; at most "
+            f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)"
+        )
     if first + t > limits.max_frames:
-        raise InvalidInput(f"{where} holds {t} frames, bringing the upload to {first + t}; "
-                           f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)")
+        raise InvalidInput(
+            f"{where} holds {t} frames, bringing the upload to {first + t}; "
+            f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)"
+        )
     _check_total(limits, t * h * w, name)
     if a.dtype == np.uint8:
         x = a.astype(np.float32) / 255.0
     elif np.issubdtype(a.dtype, np.floating):
         x = a.astype(np.float32)
         for i in range(t):
-            require_unit_range(x[i], _where(first + i, where + f" index {i}"), kind="float",
-                               hint="send uint8 0-255 or floats 0-1")
+            require_unit_range(
+                x[i],
+                _where(first + i, where + f" index {i}"),
+                kind="float",
+                hint="send uint8 0-255 or floats 0-1",
+            )
         x = np.clip(x, 0.0, 1.0)
     else:
-        raise FrameDecodeError(f"{where}: dtype {a.dtype} is not supported; send uint8 (0-255) "
-                               "or float (0-1)")
+        raise FrameDecodeError(
+            f"{where}: dtype {a.dtype} is not supported; send uint8 (0-255) or float (0-1)"
+        )
     if c == 4:
         x = x[..., :3]  # drop alpha
     return [Frame(np.ascontiguousarray(x[i]), f"{where} index {i}") for i in range(t)]
@@ -228,7 +259,8 @@ def decode_parts(parts: list[tuple[str, bytes]], limits: Limits | None = None) -
         if fmt is None:
             raise UnsupportedMediaType(
                 f"file {name!r} (frame {first}) is not a supported format (its first bytes are "
-                f"{data[:8]!r}); supported: {SUPPORTED}")
+                f"{data[:8]!r}); supported: {SUPPORTED}"
+            )
         if fmt == "NPY":
             frames.extend(_decode_npy(data, name, first, limits))
         else:
@@ -268,13 +300,27 @@ def resize_frame(x: np.ndarray, height: int, width: int) -> np.ndarray:
     """(h, w, C) float → (height, width, C), bilinear (Pillow, per channel)."""
     if x.shape[:2] == (height, width):
         return x
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(x[..., k]), mode="F")
-                        .resize((width, height), Image.BILINEAR)) for k in range(x.shape[-1])]
+    chans = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(x[..., k]), mode="F").resize(
+                (width, height), Image.BILINEAR
+            )
+        )
+        for k in range(x.shape[-1])
+    ]
     return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
-def conform(frames: list[Frame], *, height: int, width: int, channels: int, resize: bool,
-            model: str = "the model", offset: int = 0) -> np.ndarray:
+def conform(
+    frames: list[Frame],
+    *,
+    height: int,
+    width: int,
+    channels: int,
+    resize: bool,
+    model: str = "the model",
+    offset: int = 0,
+) -> np.ndarray:
     """Frames → ``(T, height, width, channels)`` float32; ``offset`` numbers frames in messages."""
     if not frames:
         return np.zeros((0, height, width, channels), np.float32)
@@ -285,11 +331,13 @@ def conform(frames: list[Frame], *, height: int, width: int, channels: int, resi
             if (h, w) != (h0, w0):
                 raise FrameSizeError(
                     f"{_where(offset + i, f.source)} is {w}x{h} (width x height) but frame {offset} "
-                    f"is {w0}x{h0}; all frames must share one size (or send resize=true)")
+                    f"is {w0}x{h0}; all frames must share one size (or send resize=true)"
+                )
         if (h0, w0) != (height, width):
             raise FrameSizeError(
                 f"frames are {w0}x{h0} (width x height) but {model} takes {width}x{height}; "
-                "send frames of that size or resize=true")
+                "send frames of that size or resize=true"
+            )
     out = np.empty((len(frames), height, width, channels), np.float32)
     for i, f in enumerate(frames):
         out[i] = to_channels(resize_frame(f.data, height, width), channels)
@@ -328,7 +376,7 @@ def strip_png(frames: np.ndarray, gap: int = 2) -> bytes:
     t, h, w, c = frames.shape
     canvas = np.zeros((h, t * w + (t - 1) * gap, c), np.float32)
     for i in range(t):
-        canvas[:, i * (w + gap):i * (w + gap) + w] = frames[i]
+        canvas[:, i * (w + gap) : i * (w + gap) + w] = frames[i]
     return png_bytes(canvas)
 
 
@@ -336,8 +384,15 @@ def gif_bytes(frames: np.ndarray, duration_ms: int = 200) -> bytes:
     """(T, H, W, C) → an animated GIF that loops (Pillow merges identical consecutive frames)."""
     images = [_pil(f).convert("RGB") if f.shape[-1] == 3 else _pil(f) for f in frames]
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                   duration=duration_ms, loop=0, disposal=1)
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=duration_ms,
+        loop=0,
+        disposal=1,
+    )
     return buf.getvalue()
 
 
@@ -369,7 +424,9 @@ def _label_image(rows: list[str], cell_h: int, gap: int) -> Image.Image:
     draw = ImageDraw.Draw(col)
     font = ImageFont.load_default()
     for r, text in enumerate(rows):
-        draw.text((4, r * (cell_h + gap) + max(0, cell_h // 2 - 6)), text, fill=(0, 0, 0), font=font)
+        draw.text(
+            (4, r * (cell_h + gap) + max(0, cell_h // 2 - 6)), text, fill=(0, 0, 0), font=font
+        )
     return col
 
 
@@ -389,7 +446,7 @@ def montage_png(rows: list[tuple[str, np.ndarray | None]], gap: int = 2) -> byte
             continue
         for t in range(frames.shape[0]):
             y, x = r * (ch + gap), t * (cw + gap)
-            grid[y:y + ch, x:x + cw] = _upscale(_rgb(frames[t]), s)
+            grid[y : y + ch, x : x + cw] = _upscale(_rgb(frames[t]), s)
     labels = _label_image([label for label, _ in rows], ch, gap)
     out = Image.new("RGB", (labels.width + grid.shape[1], grid.shape[0]), (255, 255, 255))
     out.paste(labels, (0, 0))
@@ -399,8 +456,12 @@ def montage_png(rows: list[tuple[str, np.ndarray | None]], gap: int = 2) -> byte
     return buf.getvalue()
 
 
-def montage_gif(context: np.ndarray, rows: list[tuple[str, np.ndarray | None]],
-                duration_ms: int = 200, gap: int = 2) -> bytes:
+def montage_gif(
+    context: np.ndarray,
+    rows: list[tuple[str, np.ndarray | None]],
+    duration_ms: int = 200,
+    gap: int = 2,
+) -> bytes:
     """An animated montage: every row plays the context, then its own future frames.
 
     ``rows`` are (label, (k, H, W, C) or None) for the future part; the first row is "context",
@@ -427,12 +488,13 @@ def montage_gif(context: np.ndarray, rows: list[tuple[str, np.ndarray | None]],
                     frame = fut[step - t_ctx]
                 else:
                     continue
-            grid[r * (ch + gap):r * (ch + gap) + ch] = _upscale(_rgb(frame), s)
+            grid[r * (ch + gap) : r * (ch + gap) + ch] = _upscale(_rgb(frame), s)
         img = Image.new("RGB", (labels.width + cw, grid.shape[0]), (255, 255, 255))
         img.paste(labels, (0, 0))
         img.paste(Image.fromarray(to_uint8(grid), mode="RGB"), (labels.width, 0))
         images.append(img)
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                   duration=duration_ms, loop=0)
+    images[0].save(
+        buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
+    )
     return buf.getvalue()

@@ -25,20 +25,24 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True,
-                                      validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
+    )
 
     # where the models are and how they are loaded
     models_dir: Path = Field(BUNDLED_DIR, description="folder holding one sub-folder per model")
     load_mode: Literal["background", "blocking"] = Field(
         "background",
         description="background: serve /healthz at once and load in a thread (/readyz says 503 "
-                    "until done); blocking: load before accepting requests, a failure stops start-up")
+        "until done); blocking: load before accepting requests, a failure stops start-up",
+    )
     warmup: bool = Field(True, description="call every model once on its serving shape at load")
     device: Literal["auto", "cpu", "gpu"] = Field(
-        "auto", description="auto: the first GPU the backend sees, else the CPU")
+        "auto", description="auto: the first GPU the backend sees, else the CPU"
+    )
     gpu_memory_growth: bool = Field(
-        True, description="TensorFlow: allocate GPU memory as needed so models share one GPU")
+        True, description="TensorFlow: allocate GPU memory as needed so models share one GPU"
+    )
 
     # HTTP server (used by `framecast serve`; uvicorn's own flags win when started by uvicorn)
     host: str = "127.0.0.1"
@@ -46,57 +50,92 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # limits on what one request may ask for
-    max_upload_bytes: int = Field(64 * MIB, ge=1024,
-                                  description="request body cap (Triton's HTTP default: 64 MiB)")
+    max_upload_bytes: int = Field(
+        64 * MIB, ge=1024, description="request body cap (Triton's HTTP default: 64 MiB)"
+    )
     oversize_drain_bytes: int = Field(
-        16 * MIB, ge=0,
+        16 * MIB,
+        ge=0,
         description="a body declared over max_upload_bytes by at most this much is read and "
-                    "dropped after its 413 (so a client that sends it whole reads the answer "
-                    "instead of a connection reset); one declared larger is cut off at once")
+        "dropped after its 413 (so a client that sends it whole reads the answer "
+        "instead of a connection reset); one declared larger is cut off at once",
+    )
     max_files: int = Field(256, ge=1, description="most file parts in one multipart upload")
     max_frames: int = Field(256, ge=1, description="most frames one request may upload")
-    max_frame_pixels: int = Field(4096 * 4096, ge=64,
-                                  description="most pixels (width x height) in one uploaded frame")
-    max_total_pixels: int = Field(64 * MIB, ge=64,
-                                  description="most pixels in all frames of one request "
-                                              "(64 Mi pixels = 256 MiB as float32)")
-    max_horizon: int = Field(30, ge=1, description="largest horizon (rollout steps) of a prediction")
-    max_queue: int = Field(128, ge=1,
-                           description="requests queued or in a batch per model; one more is "
-                                       "answered 503 with Retry-After at once (4 x "
-                                       "max_batch_size by default: at most ~4 batches of wait)")
-    max_batch_size: int = Field(32, ge=1, le=1024,
-                                description="most clips merged into one model call (batches are "
-                                            "padded to 1, 2, 4, 8, 12, 16, 24, 32, ... capped here; "
-                                            "each size is warmed at load)")
+    max_frame_pixels: int = Field(
+        4096 * 4096, ge=64, description="most pixels (width x height) in one uploaded frame"
+    )
+    max_total_pixels: int = Field(
+        64 * MIB,
+        ge=64,
+        description="most pixels in all frames of one request (64 Mi pixels = 256 MiB as float32)",
+    )
+    max_horizon: int = Field(
+        30, ge=1, description="largest horizon (rollout steps) of a prediction"
+    )
+    max_queue: int = Field(
+        128,
+        ge=1,
+        description="requests queued or in a batch per model; one more is "
+        "answered 503 with Retry-After at once (4 x "
+        "max_batch_size by default: at most ~4 batches of wait)",
+    )
+    max_batch_size: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="most clips merged into one model call (batches are "
+        "padded to 1, 2, 4, 8, 12, 16, 24, 32, ... capped here; "
+        "each size is warmed at load)",
+    )
     max_batch_delay_ms: float = Field(
-        5.0, ge=0, le=1000,
+        5.0,
+        ge=0,
+        le=1000,
         description="longest wait for more requests to fill a batch, counted from the first "
-                    "request's arrival; only waited while other requests are still being decoded, "
-                    "so a lone request never waits")
-    inference_timeout_s: float = Field(60.0, gt=0, description="a model call slower than this → 503")
+        "request's arrival; only waited while other requests are still being decoded, "
+        "so a lone request never waits",
+    )
+    inference_timeout_s: float = Field(
+        60.0, gt=0, description="a model call slower than this → 503"
+    )
     request_timeout_s: float = Field(
-        30.0, gt=0, description="deadline of one request from its arrival: past it the answer is "
-                                "504 and the request's queued or unfinished model work is dropped")
-    max_json_depth: int = Field(32, ge=2, le=1000,
-                                description="deepest nesting of arrays/objects in a JSON body")
-    max_json_items: int = Field(4 * MIB, ge=16,
-                                description="most values in one JSON body (counted as commas + 1); "
-                                            "more is answered 413 before parsing")
+        30.0,
+        gt=0,
+        description="deadline of one request from its arrival: past it the answer is "
+        "504 and the request's queued or unfinished model work is dropped",
+    )
+    max_json_depth: int = Field(
+        32, ge=2, le=1000, description="deepest nesting of arrays/objects in a JSON body"
+    )
+    max_json_items: int = Field(
+        4 * MIB,
+        ge=16,
+        description="most values in one JSON body (counted as commas + 1); "
+        "more is answered 413 before parsing",
+    )
 
     # access, browsers, logs, shutdown
     api_keys: SecretStr | None = Field(
-        None, description="API keys, comma-separated or a JSON list; when set, /v1 and /v2 need "
-                          "'Authorization: Bearer KEY' (401 without, 403 wrong). Never logged")
-    protect_metrics: bool = Field(False, description="GET /metrics needs an API key too "
-                                                     "(when FRAMECAST_API_KEYS is set)")
+        None,
+        description="API keys, comma-separated or a JSON list; when set, /v1 and /v2 need "
+        "'Authorization: Bearer KEY' (401 without, 403 wrong). Never logged",
+    )
+    protect_metrics: bool = Field(
+        False, description="GET /metrics needs an API key too (when FRAMECAST_API_KEYS is set)"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="origins allowed by CORS, comma-separated or a JSON "
-                                          "list ('*' for any); empty: CORS off")
+        default_factory=list,
+        description="origins allowed by CORS, comma-separated or a JSON "
+        "list ('*' for any); empty: CORS off",
+    )
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
     shutdown_grace_s: float = Field(
-        30.0, ge=0, description="on SIGTERM: stop accepting, give in-flight requests this long "
-                                "to finish, then exit (uvicorn's timeout_graceful_shutdown)")
+        30.0,
+        ge=0,
+        description="on SIGTERM: stop accepting, give in-flight requests this long "
+        "to finish, then exit (uvicorn's timeout_graceful_shutdown)",
+    )
 
     # compare: which model of each architecture, when several of one task are loaded
     compare_conv2d_lstm_next_frame: str | None = None
@@ -107,12 +146,17 @@ class Settings(BaseSettings):
     # Ray Serve (`framecast serve --ray`, service/ray_app.py): one deployment per model
     ray_replicas: int = Field(1, ge=1, description="replicas of each model's deployment")
     ray_gpus_per_replica: float | None = Field(
-        None, ge=0, description="GPUs each model replica reserves (Ray's num_gpus; a fraction "
-                                "shares one GPU); unset: 1 when the Ray cluster has GPUs and "
-                                "FRAMECAST_DEVICE is not cpu, else 0")
+        None,
+        ge=0,
+        description="GPUs each model replica reserves (Ray's num_gpus; a fraction "
+        "shares one GPU); unset: 1 when the Ray cluster has GPUs and "
+        "FRAMECAST_DEVICE is not cpu, else 0",
+    )
     ray_address: str | None = Field(
-        None, description="Ray cluster to join (ray.init's address: auto, ray://head:10001); "
-                          "unset: RAY_ADDRESS, else a new local Ray instance")
+        None,
+        description="Ray cluster to join (ray.init's address: auto, ray://head:10001); "
+        "unset: RAY_ADDRESS, else a new local Ray instance",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -122,8 +122,13 @@ def _response(status: int, kind: str, message: str, headers=None) -> JSONRespons
     return JSONResponse(error_body(status, kind, message), status_code=status, headers=headers)
 
 
-_HTTP_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-               413: "payload_too_large", 415: "unsupported_media_type"}
+_HTTP_KINDS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def install(app: FastAPI) -> None:
@@ -155,5 +160,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _response(500, "internal_error",
-                         f"internal error ({type(exc).__name__}); this is a bug, please report it")
+        return _response(
+            500,
+            "internal_error",
+            f"internal error ({type(exc).__name__}); this is a bug, please report it",
+        )

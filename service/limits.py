@@ -48,8 +48,14 @@ def remaining(deadline: float | None) -> float | None:
 class BodyLimitMiddleware:
     """413 for bodies over ``max_bytes`` (declared or streamed) and the per-request deadline."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None,
-                 drain_bytes: int = 0, drain_idle_s: float = DRAIN_IDLE_S) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_s: float | None = None,
+        drain_bytes: int = 0,
+        drain_idle_s: float = DRAIN_IDLE_S,
+    ) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
         self.drain_bytes, self.drain_idle_s = drain_bytes, drain_idle_s
 
@@ -61,13 +67,16 @@ class BodyLimitMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             size = int(declared)
-            drain = (size - limit <= self.drain_bytes
-                     and headers.get(b"expect", b"").lower() != b"100-continue")
+            drain = (
+                size - limit <= self.drain_bytes
+                and headers.get(b"expect", b"").lower() != b"100-continue"
+            )
             deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
-            return await _send_413(send, f"the body is {size} bytes; at most {limit} "
-                                         "(FRAMECAST_MAX_UPLOAD_BYTES)",
-                                   drain=(receive, size, self.drain_idle_s, deadline)
-                                   if drain else None)
+            return await _send_413(
+                send,
+                f"the body is {size} bytes; at most {limit} (FRAMECAST_MAX_UPLOAD_BYTES)",
+                drain=(receive, size, self.drain_idle_s, deadline) if drain else None,
+            )
         seen = 0
 
         async def limited_receive():
@@ -76,8 +85,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLarge(f"the body exceeds {limit} bytes "
-                                          "(FRAMECAST_MAX_UPLOAD_BYTES)")
+                    raise PayloadTooLarge(
+                        f"the body exceeds {limit} bytes (FRAMECAST_MAX_UPLOAD_BYTES)"
+                    )
             return message
 
         token = _deadline.set(time.monotonic() + self.timeout_s if self.timeout_s else None)
@@ -87,17 +97,25 @@ class BodyLimitMiddleware:
             _deadline.reset(token)
 
 
-async def _send_413(send: Send, message: str,
-                    drain: tuple[Receive, int, float, float | None] | None = None) -> None:
+async def _send_413(
+    send: Send, message: str, drain: tuple[Receive, int, float, float | None] | None = None
+) -> None:
     """The 413 answer, then (``drain``) the body read and dropped before the response ends and
     the server closes the connection."""
     import json
 
     body = json.dumps(error_body(413, "payload_too_large", message)).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     if drain is None:
         await send({"type": "http.response.body", "body": body})
         return
@@ -108,8 +126,9 @@ async def _send_413(send: Send, message: str,
         await send({"type": "http.response.body", "body": b""})
 
 
-async def drain_body(receive: Receive, max_bytes: int, idle_s: float,
-                     deadline: float | None = None) -> int:
+async def drain_body(
+    receive: Receive, max_bytes: int, idle_s: float, deadline: float | None = None
+) -> int:
     """Read and drop the request body until it ends, ``max_bytes`` were read, no byte came for
     ``idle_s`` seconds, the client left or ``deadline`` (``time.monotonic()``) passed; returns
     the bytes read."""
@@ -158,9 +177,13 @@ def check_json(body: bytes, *, max_depth: int, max_items: int) -> None:
     """413 for more than ``max_items`` values, 422 for nesting deeper than ``max_depth``."""
     items = body.count(b",") + 1
     if items > max_items:
-        raise PayloadTooLarge(f"the JSON body holds about {items} values; at most {max_items} "
-                              "(FRAMECAST_MAX_JSON_ITEMS); send binary data (.npy, or V2 binary "
-                              "tensors) instead")
+        raise PayloadTooLarge(
+            f"the JSON body holds about {items} values; at most {max_items} "
+            "(FRAMECAST_MAX_JSON_ITEMS); send binary data (.npy, or V2 binary "
+            "tensors) instead"
+        )
     if json_depth_exceeds(body, max_depth):
-        raise InvalidInput(f"the JSON body nests arrays/objects deeper than {max_depth} levels "
-                           "(FRAMECAST_MAX_JSON_DEPTH)")
+        raise InvalidInput(
+            f"the JSON body nests arrays/objects deeper than {max_depth} levels "
+            "(FRAMECAST_MAX_JSON_DEPTH)"
+        )

@@ -26,9 +26,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message and any ``extra`` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-               "level": record.levelname.lower(), "logger": record.name,
-               "message": record.getMessage()}
+        out = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         for k, v in vars(record).items():
             if k not in _STD_ATTRS and not k.startswith("_"):
                 out[k] = v
@@ -77,7 +80,8 @@ class RequestLogMiddleware:
                 status["code"] = message["status"]
                 message = dict(message)
                 message["headers"] = list(message.get("headers") or ()) + [
-                    (b"x-request-id", rid.encode())]
+                    (b"x-request-id", rid.encode())
+                ]
             await send(message)
 
         try:
@@ -89,8 +93,20 @@ class RequestLogMiddleware:
             known = self.models() if self.models is not None else ()
             model = "" if name is None else (name if name in known else "unknown")
             ms = (time.perf_counter() - start) * 1000.0
-            access_log.info("%s %s model=%s status=%d duration_ms=%.1f request_id=%s",
-                            scope.get("method"), route, model or "-", status["code"], ms, rid,
-                            extra={"method": scope.get("method"), "route": route, "model": model,
-                                   "status": status["code"], "duration_ms": round(ms, 2),
-                                   "request_id": rid})
+            access_log.info(
+                "%s %s model=%s status=%d duration_ms=%.1f request_id=%s",
+                scope.get("method"),
+                route,
+                model or "-",
+                status["code"],
+                ms,
+                rid,
+                extra={
+                    "method": scope.get("method"),
+                    "route": route,
+                    "model": model,
+                    "status": status["code"],
+                    "duration_ms": round(ms, 2),
+                    "request_id": rid,
+                },
+            )

@@ -11,7 +11,7 @@ _ERROR_TEXTS = {
     413: "body larger than FRAMECAST_MAX_UPLOAD_BYTES",
     415: "unsupported media type or file format",
     422: "malformed frame or array, too few frames, sizes differ with resize=false, "
-         "wrong task for the model, bad parameter",
+    "wrong task for the model, bad parameter",
     503: "models not ready, queue full or inference timed out",
     504: "the request ran past FRAMECAST_REQUEST_TIMEOUT_S; its model work was dropped",
 }
@@ -20,12 +20,18 @@ _ERROR_TEXTS = {
 def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
     """``openapi_extra`` describing the accepted bodies, with examples (routes read the body
     by hand)."""
-    files = {"type": "array", "items": {"type": "string", "format": "binary"},
-             "description": "frames in order: image files, or one GIF/APNG/WebP/TIFF, or one .npy"}
+    files = {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "description": "frames in order: image files, or one GIF/APNG/WebP/TIFF, or one .npy",
+    }
     props: dict[str, Any] = {"files": files}
     if with_truth:
-        props["truth"] = {"type": "array", "items": {"type": "string", "format": "binary"},
-                          "description": "the true future frames (optional; or use holdout=k)"}
+        props["truth"] = {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "the true future frames (optional; or use holdout=k)",
+        }
     json_schema = FramesRequest.model_json_schema()
     if not with_truth:
         json_schema["properties"].pop("truth", None)
@@ -33,17 +39,22 @@ def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
     if not with_truth:
         example.pop("truth", None)
     binary = {"schema": {"type": "string", "format": "binary"}}
-    return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": props,
-                                           "required": ["files"]}},
-        "application/json": {"schema": json_schema, "example": example},
-        "image/gif": binary,
-        "application/x-npy": binary,
-        "application/octet-stream": binary,
-    }}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": props, "required": ["files"]}
+                },
+                "application/json": {"schema": json_schema, "example": example},
+                "image/gif": binary,
+                "application/x-npy": binary,
+                "application/octet-stream": binary,
+            },
+        }
+    }
 
 
 def error_responses(*codes: int) -> dict[int, dict[str, Any]]:
     """``responses=`` entries for the error codes a route can answer, with the error schema."""
-    return {c: {"model": ErrorResponse, "description": _ERROR_TEXTS.get(c, "error")}
-            for c in codes}
+    return {c: {"model": ErrorResponse, "description": _ERROR_TEXTS.get(c, "error")} for c in codes}

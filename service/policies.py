@@ -14,8 +14,9 @@ the model call(s) through ``call`` (which times them), and returns each payload'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

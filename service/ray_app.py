@@ -36,7 +36,9 @@ from service.runtime import Runtime
 
 log = logging.getLogger("framecast.ray")
 
-INSTALL_HINT = "Ray Serve is not installed: pip install 'framecast[ray]' (or pip install 'ray[serve]')"
+INSTALL_HINT = (
+    "Ray Serve is not installed: pip install 'framecast[ray]' (or pip install 'ray[serve]')"
+)
 
 
 class RayMissing(RuntimeError):
@@ -75,10 +77,12 @@ class RemoteRunner(ManifestView):
     def expect(self) -> AbstractContextManager:
         return nullcontext(None)
 
-    async def predict(self, context: np.ndarray, horizon: int, *,
-                      ticket=None) -> tuple[np.ndarray, Timing]:
-        return await _unwrap(self.handle.predict.remote(np.asarray(context, np.float32),
-                                                        int(horizon)))
+    async def predict(
+        self, context: np.ndarray, horizon: int, *, ticket=None
+    ) -> tuple[np.ndarray, Timing]:
+        return await _unwrap(
+            self.handle.predict.remote(np.asarray(context, np.float32), int(horizon))
+        )
 
     async def classify(self, context: np.ndarray, *, ticket=None) -> tuple[np.ndarray, Timing]:
         return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
@@ -166,17 +170,26 @@ def build_app(settings: Settings | None = None, *, models: list[Path] | None = N
 
             settings = Settings(**settings_payload)
             # loads and warms; raises (and the replica fails) on error
-            self.runner = load_folder(Path(folder), settings=settings,
-                                      placement=configure_devices(settings), metrics=Metrics())
-            self.runner.warmup_ms = (self.runner.submit(self.runner._warmup).result()
-                                     if settings.warmup else 0.0)
+            self.runner = load_folder(
+                Path(folder),
+                settings=settings,
+                placement=configure_devices(settings),
+                metrics=Metrics(),
+            )
+            self.runner.warmup_ms = (
+                self.runner.submit(self.runner._warmup).result() if settings.warmup else 0.0
+            )
             self.runner.ready = True
 
         def info(self) -> dict:
             r = self.runner
-            return {"manifest": dataclasses.asdict(r.manifest),
-                    "placement": dataclasses.asdict(r.placement), "card": r.card,
-                    "warmup_ms": r.warmup_ms, "folder": str(r.folder)}
+            return {
+                "manifest": dataclasses.asdict(r.manifest),
+                "placement": dataclasses.asdict(r.placement),
+                "card": r.card,
+                "warmup_ms": r.warmup_ms,
+                "folder": str(r.folder),
+            }
 
         async def predict(self, context: np.ndarray, horizon: int):
             return await self.runner.predict(context, horizon)
@@ -197,7 +210,8 @@ def build_app(settings: Settings | None = None, *, models: list[Path] | None = N
     for folder in folders:
         name = read_manifest(folder).name
         handles[name] = FramecastModel.options(
-            name=f"model-{name}", num_replicas=settings.ray_replicas,
+            name=f"model-{name}",
+            num_replicas=settings.ray_replicas,
             max_ongoing_requests=max_ongoing,
             ray_actor_options={"num_gpus": gpus},
         ).bind(str(folder), payload)

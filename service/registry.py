@@ -31,19 +31,31 @@ def check_shapes(path: Path, manifest: Manifest, model) -> None:
     want = (None, manifest.frames, manifest.height, manifest.width, manifest.channels)
     got = tuple(model.input_shape)
     if len(got) != 5 or any(g is not None and g != w for g, w in zip(got[1:], want[1:])):
-        raise LoadError(f"{path}: model input shape {got} does not match its manifest "
-                        f"{want} ({folder / 'manifest.json'})")
+        raise LoadError(
+            f"{path}: model input shape {got} does not match its manifest "
+            f"{want} ({folder / 'manifest.json'})"
+        )
     out = tuple(model.output_shape)
     if manifest.task == "classify" and (len(out) != 2 or out[-1] != len(manifest.class_names)):
-        raise LoadError(f"{path}: output shape {out} does not match the "
-                        f"{len(manifest.class_names)} class_names of its manifest")
+        raise LoadError(
+            f"{path}: output shape {out} does not match the "
+            f"{len(manifest.class_names)} class_names of its manifest"
+        )
     if manifest.task == "next_frame" and (len(out) != 5 or out[-3:] != want[-3:]):
-        raise LoadError(f"{path}: output shape {out} is not (batch, time, "
-                        f"{manifest.height}, {manifest.width}, {manifest.channels})")
+        raise LoadError(
+            f"{path}: output shape {out} is not (batch, time, "
+            f"{manifest.height}, {manifest.width}, {manifest.channels})"
+        )
 
 
-def load_folder(folder: Path, *, settings: Settings, placement: Placement,
-                metrics: Metrics, manifest: Manifest | None = None) -> ModelRunner:
+def load_folder(
+    folder: Path,
+    *,
+    settings: Settings,
+    placement: Placement,
+    metrics: Metrics,
+    manifest: Manifest | None = None,
+) -> ModelRunner:
     """Load one model folder (manifest, sha256, safe-mode checkpoint, shapes) into a runner
     (not yet warm: ``runner.submit(runner._warmup)``). Raises LoadError or ManifestError."""
     import keras
@@ -56,20 +68,32 @@ def load_folder(folder: Path, *, settings: Settings, placement: Placement,
         with keras.device(placement.device):
             model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # noqa: BLE001 - any load failure is reported with the file name
-        raise LoadError(f"{path}: cannot load with safe_mode=True "
-                        f"({type(e).__name__}: {e})") from None
+        raise LoadError(
+            f"{path}: cannot load with safe_mode=True ({type(e).__name__}: {e})"
+        ) from None
     check_shapes(path, manifest, model)
     try:
         with keras.device(placement.device):
             policy, callables = make_policy(manifest, model)
     except ValueError as e:  # models.rollout.NotSteppable
-        raise LoadError(f"{path}: its manifest asks for rollout={manifest.rollout!r}, but the "
-                        f"model cannot carry its state: {e}") from None
-    return ModelRunner(folder, manifest, model, read_card(folder), placement, metrics=metrics,
-                       max_queue=settings.max_queue, timeout_s=settings.inference_timeout_s,
-                       max_batch_size=settings.max_batch_size,
-                       max_batch_delay_ms=settings.max_batch_delay_ms, policy=policy,
-                       callables=callables)
+        raise LoadError(
+            f"{path}: its manifest asks for rollout={manifest.rollout!r}, but the "
+            f"model cannot carry its state: {e}"
+        ) from None
+    return ModelRunner(
+        folder,
+        manifest,
+        model,
+        read_card(folder),
+        placement,
+        metrics=metrics,
+        max_queue=settings.max_queue,
+        timeout_s=settings.inference_timeout_s,
+        max_batch_size=settings.max_batch_size,
+        max_batch_delay_ms=settings.max_batch_delay_ms,
+        policy=policy,
+        callables=callables,
+    )
 
 
 class Registry:
@@ -82,8 +106,10 @@ class Registry:
 
     def add(self, runner: Runner) -> None:
         if runner.name in self.runners:
-            raise LoadError(f"{runner.folder}: model name {runner.name!r} is already used by "
-                            f"{self.runners[runner.name].folder}")
+            raise LoadError(
+                f"{runner.folder}: model name {runner.name!r} is already used by "
+                f"{self.runners[runner.name].folder}"
+            )
         self.runners[runner.name] = runner
 
     def unload(self, name: str) -> None:
@@ -105,12 +131,16 @@ class Registry:
 
     def find(self, *, task: str | None = None, architecture: str | None = None) -> list[Runner]:
         """The runners doing ``task`` with ``architecture`` (either may be None: any), by name."""
-        return [r for _, r in sorted(self.runners.items())
-                if (task is None or r.manifest.task == task)
-                and (architecture is None or r.manifest.architecture == architecture)]
+        return [
+            r
+            for _, r in sorted(self.runners.items())
+            if (task is None or r.manifest.task == task)
+            and (architecture is None or r.manifest.architecture == architecture)
+        ]
 
-    def pair(self, task: str, choices: dict[str, str | None],
-             settings: Settings | None = None) -> dict[str, Runner]:
+    def pair(
+        self, task: str, choices: dict[str, str | None], settings: Settings | None = None
+    ) -> dict[str, Runner]:
         """One runner per architecture slot in ``choices`` (slot → chosen name or None): the
         chosen model, else the setting's choice, else the only ``task`` model of that slot's
         architecture."""
@@ -120,23 +150,31 @@ class Registry:
             if chosen:
                 runner = self.runners.get(chosen)
                 if runner is None:
-                    raise ModelNotFound(f"no model named {chosen!r} (chosen as the {arch} model "
-                                        f"for {task}); loaded: {', '.join(sorted(self.runners))}")
+                    raise ModelNotFound(
+                        f"no model named {chosen!r} (chosen as the {arch} model "
+                        f"for {task}); loaded: {', '.join(sorted(self.runners))}"
+                    )
                 m = runner.manifest
                 if (m.architecture, m.task) != (arch, task):
-                    raise WrongTask(f"model {chosen!r} is a {m.architecture} {m.task} model; the "
-                                    f"{arch} slot of this comparison needs a {arch} {task} model")
+                    raise WrongTask(
+                        f"model {chosen!r} is a {m.architecture} {m.task} model; the "
+                        f"{arch} slot of this comparison needs a {arch} {task} model"
+                    )
                 out[arch] = runner
                 continue
             found = self.find(task=task, architecture=arch)
             if not found:
-                raise ModelNotFound(f"no {arch} model for the {task} task is loaded; the "
-                                    f"comparison needs one of each architecture")
+                raise ModelNotFound(
+                    f"no {arch} model for the {task} task is loaded; the "
+                    f"comparison needs one of each architecture"
+                )
             if len(found) > 1:
                 names = ", ".join(r.name for r in found)
-                raise InvalidInput(f"several {arch} {task} models are loaded ({names}); choose "
-                                   f"one with the query parameter {arch}=NAME or "
-                                   f"FRAMECAST_COMPARE_{arch.upper()}_{task.upper()}")
+                raise InvalidInput(
+                    f"several {arch} {task} models are loaded ({names}); choose "
+                    f"one with the query parameter {arch}=NAME or "
+                    f"FRAMECAST_COMPARE_{arch.upper()}_{task.upper()}"
+                )
             out[arch] = found[0]
         return out
 

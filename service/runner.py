@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -54,11 +55,13 @@ class Runner(Protocol):
 
     def expect(self) -> AbstractContextManager: ...
 
-    async def predict(self, context: np.ndarray, horizon: int, *,
-                      ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]: ...
+    async def predict(
+        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
+    ) -> tuple[np.ndarray, Timing]: ...
 
-    async def classify(self, context: np.ndarray, *,
-                       ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]: ...
+    async def classify(
+        self, context: np.ndarray, *, ticket: Ticket | None = None
+    ) -> tuple[np.ndarray, Timing]: ...
 
     def close(self) -> None: ...
 
@@ -92,15 +95,20 @@ def make_policy(manifest: Manifest, model: Any) -> tuple[Policy, dict[str, Any]]
         from models.rollout import stepper  # Keras: only once a model is loaded
 
         s = stepper(model)  # NotSteppable (a ValueError) says why it cannot
-        return CarriedState(shape, s.state_shapes), {"model": model, "context": s.context,
-                                                    "step": s.step}
+        return CarriedState(shape, s.state_shapes), {
+            "model": model,
+            "context": s.context,
+            "step": s.step,
+        }
     return SlidingWindow(shape), {"model": model}
 
 
 def _forward(attr: str) -> property:
     """A property reading and writing ``self.batcher.<attr>``."""
-    return property(lambda self: getattr(self.batcher, attr),
-                    lambda self, value: setattr(self.batcher, attr, value))
+    return property(
+        lambda self: getattr(self.batcher, attr),
+        lambda self, value: setattr(self.batcher, attr, value),
+    )
 
 
 class ModelRunner(ManifestView):
@@ -110,10 +118,22 @@ class ModelRunner(ManifestView):
     under ``"model"``. A failing call fails exactly the requests of that call.
     """
 
-    def __init__(self, folder: Path, manifest: Manifest, model: Any, card: dict | None,
-                 placement: Placement, *, metrics: Metrics, max_queue: int, timeout_s: float,
-                 max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
-                 policy: Policy | None = None, callables: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        model: Any,
+        card: dict | None,
+        placement: Placement,
+        *,
+        metrics: Metrics,
+        max_queue: int,
+        timeout_s: float,
+        max_batch_size: int = 1,
+        max_batch_delay_ms: float = 0.0,
+        policy: Policy | None = None,
+        callables: dict[str, Any] | None = None,
+    ):
         self.folder = folder
         self.manifest = manifest
         self.model = model
@@ -127,10 +147,15 @@ class ModelRunner(ManifestView):
         self.warmed: set[tuple[int, ...]] = set()  # input shapes called at warm-up
         self.warmup_ms: float | None = None
         self.ready = False
-        self.batcher = Batcher(manifest.name, self._step, max_queue=max_queue,
-                               timeout_s=timeout_s, max_batch_size=max_batch_size,
-                               max_batch_delay_ms=max_batch_delay_ms,
-                               on_queue=lambda depth: metrics.set_queue(manifest.name, depth))
+        self.batcher = Batcher(
+            manifest.name,
+            self._step,
+            max_queue=max_queue,
+            timeout_s=timeout_s,
+            max_batch_size=max_batch_size,
+            max_batch_delay_ms=max_batch_delay_ms,
+            on_queue=lambda depth: metrics.set_queue(manifest.name, depth),
+        )
 
     # settings the batcher owns, readable (and adjustable, for tests) here
     max_queue = _forward("max_queue")
@@ -165,10 +190,11 @@ class ModelRunner(ManifestView):
 
         def timed(which: str) -> Callable[[Any], Any]:
             def call(batch: Any) -> Any:
-                out, dt = (self._call(batch) if which == "model" else self._call(batch, which))
+                out, dt = self._call(batch) if which == "model" else self._call(batch, which)
                 spent[0] += dt
                 spent[1] += 1
                 return out
+
             return call
 
         calls = {which: timed(which) for which in self.callables}
@@ -191,8 +217,9 @@ class ModelRunner(ManifestView):
                 _, dt = self._call(batch) if which == "model" else self._call(batch, which)
                 if which == "model":
                     self.warmed.add(tuple(batch.shape))
-                log.debug("model %s warmed %s batch %d in %.1f ms", self.name, which, b,
-                          dt * 1000.0)
+                log.debug(
+                    "model %s warmed %s batch %d in %.1f ms", self.name, which, b, dt * 1000.0
+                )
         return (time.perf_counter() - t0) * 1000.0
 
     # -- caller side ------------------------------------------------------------------------
@@ -204,18 +231,21 @@ class ModelRunner(ManifestView):
         """Queue ``fn(*args)`` to run on the worker between batches; 503 when the queue is full."""
         return self.batcher.submit(fn, *args)
 
-    async def predict(self, context: np.ndarray, horizon: int, *,
-                      ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
+    async def predict(
+        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
+    ) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((horizon, H, W, C), timing); next-frame models only."""
         return await self._submit("next_frame", context, int(horizon), ticket)
 
-    async def classify(self, context: np.ndarray, *,
-                       ticket: Ticket | None = None) -> tuple[np.ndarray, Timing]:
+    async def classify(
+        self, context: np.ndarray, *, ticket: Ticket | None = None
+    ) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((num_classes,), timing); classify models only."""
         return await self._submit("classify", context, 1, ticket)
 
-    async def _submit(self, task: str, context: np.ndarray, steps: int,
-                      ticket: Ticket | None) -> tuple[np.ndarray, Timing]:
+    async def _submit(
+        self, task: str, context: np.ndarray, steps: int, ticket: Ticket | None
+    ) -> tuple[np.ndarray, Timing]:
         try:
             require_task(self.name, self.manifest.task, task)
             payload = self.policy.begin(context, steps)

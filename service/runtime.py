@@ -23,15 +23,27 @@ from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
 
-__all__ = ["LoadError", "LoadStatus", "ManifestView", "ModelRunner", "Placement", "Runner",
-           "Runtime", "Ticket", "Timing", "bucket_sizes"]
+__all__ = [
+    "LoadError",
+    "LoadStatus",
+    "ManifestView",
+    "ModelRunner",
+    "Placement",
+    "Runner",
+    "Runtime",
+    "Ticket",
+    "Timing",
+    "bucket_sizes",
+]
 
 
 @dataclass
 class LoadStatus:
     state: str = "starting"  # starting | loading | ready | failed
     detail: str = ""
-    models: dict[str, str] = field(default_factory=dict)  # name -> loading/warming/ready/failed: ...
+    models: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> loading/warming/ready/failed: ...
 
 
 class Runtime:
@@ -41,8 +53,13 @@ class Runtime:
     answering 503 while models are not warm).
     """
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None,
-                 gate: threading.Event | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        gate: threading.Event | None = None,
+    ):
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.gate = gate
@@ -70,8 +87,9 @@ class Runtime:
             if self.status.state != "ready":
                 raise LoadError(self.status.detail)
             return
-        self._thread = threading.Thread(target=self._load_safely, name="framecast-loader",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._load_safely, name="framecast-loader", daemon=True
+        )
         self._thread.start()
 
     def _load_safely(self) -> None:
@@ -111,17 +129,24 @@ class Runtime:
             self._fail(f"{e} (FRAMECAST_MODELS_DIR)")
             return False
         if not folders:
-            self._fail(f"no model folders (a folder holding manifest.json) under "
-                       f"{settings.models_dir} (FRAMECAST_MODELS_DIR)")
+            self._fail(
+                f"no model folders (a folder holding manifest.json) under "
+                f"{settings.models_dir} (FRAMECAST_MODELS_DIR)"
+            )
             return False
         try:
             self.placement = configure_devices(settings)
         except DeviceError as e:
             self._fail(str(e))
             return False
-        log.info("loading %d model(s) from %s on %s (Keras %s, %s backend)", len(folders),
-                 settings.models_dir, self.placement.description, keras.__version__,
-                 self.placement.backend)
+        log.info(
+            "loading %d model(s) from %s on %s (Keras %s, %s backend)",
+            len(folders),
+            settings.models_dir,
+            self.placement.description,
+            keras.__version__,
+            self.placement.backend,
+        )
         failures = []
         for folder in folders:
             if self._closed:
@@ -143,22 +168,37 @@ class Runtime:
     def _warm(self, runner: ModelRunner) -> bool:
         self.status.models[runner.name] = "warming"
         try:
-            runner.warmup_ms = (runner.submit(runner._warmup).result()
-                                if self.settings.warmup else 0.0)
+            runner.warmup_ms = (
+                runner.submit(runner._warmup).result() if self.settings.warmup else 0.0
+            )
         except Exception as e:  # noqa: BLE001 - a model that cannot run is a load failure
             self.status.models[runner.name] = f"failed: warm-up: {e}"
-            self._fail(f"model {runner.name!r} failed its warm-up calls on shapes "
-                       f"(b,) + {runner.input_shape} for b in {runner.buckets}: "
-                       f"{type(e).__name__}: {e}")
+            self._fail(
+                f"model {runner.name!r} failed its warm-up calls on shapes "
+                f"(b,) + {runner.input_shape} for b in {runner.buckets}: "
+                f"{type(e).__name__}: {e}"
+            )
             return False
         runner.ready = True
         self.status.models[runner.name] = "ready"
         self.metrics.set_ready(runner.name, True)
         m = runner.manifest
-        log.info("model %s ready: architecture=%s task=%s input=%dx%dx%dx%d device=%s "
-                 "params=%d rollout=%s buckets=%s warm-up=%.1f ms", m.name, m.architecture,
-                 m.task, m.frames, m.height, m.width, m.channels, runner.placement.description,
-                 m.params, runner.rollout, ",".join(map(str, runner.buckets)), runner.warmup_ms)
+        log.info(
+            "model %s ready: architecture=%s task=%s input=%dx%dx%dx%d device=%s "
+            "params=%d rollout=%s buckets=%s warm-up=%.1f ms",
+            m.name,
+            m.architecture,
+            m.task,
+            m.frames,
+            m.height,
+            m.width,
+            m.channels,
+            runner.placement.description,
+            m.params,
+            runner.rollout,
+            ",".join(map(str, runner.buckets)),
+            runner.warmup_ms,
+        )
         return True
 
     def _fail(self, detail: str) -> None:
@@ -170,11 +210,18 @@ class Runtime:
 
         manifest = read_manifest(folder)
         if manifest.name in self.runners:
-            raise LoadError(f"{folder}: model name {manifest.name!r} is already used by "
-                            f"{self.runners[manifest.name].folder}")
+            raise LoadError(
+                f"{folder}: model name {manifest.name!r} is already used by "
+                f"{self.runners[manifest.name].folder}"
+            )
         self.status.models[manifest.name] = "loading"
-        return load_folder(folder, settings=self.settings, placement=self.placement,
-                           metrics=self.metrics, manifest=manifest)
+        return load_folder(
+            folder,
+            settings=self.settings,
+            placement=self.placement,
+            metrics=self.metrics,
+            manifest=manifest,
+        )
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.ready_event.wait(timeout)

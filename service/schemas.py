@@ -14,10 +14,15 @@ def _example(example: dict) -> ConfigDict:
 
 
 class ErrorResponse(BaseModel):
-    model_config = _example({"error": "frame_size_error", "status": 422,
-                             "message": "frame 3 (file 'c.png') is 32x48 (width x height) but "
-                                        "frame 0 is 64x64; all frames must share one size "
-                                        "(or send resize=true)"})
+    model_config = _example(
+        {
+            "error": "frame_size_error",
+            "status": 422,
+            "message": "frame 3 (file 'c.png') is 32x48 (width x height) but "
+            "frame 0 is 64x64; all frames must share one size "
+            "(or send resize=true)",
+        }
+    )
     error: str = Field(description="machine-readable kind")
     message: str = Field(description="what was wrong and how to fix it")
     status: int
@@ -29,8 +34,14 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    model_config = _example({"ready": True, "state": "ready", "detail": "4 model(s) ready",
-                             "models": {"convlstm2d_next_frame": "ready"}})
+    model_config = _example(
+        {
+            "ready": True,
+            "state": "ready",
+            "detail": "4 model(s) ready",
+            "models": {"convlstm2d_next_frame": "ready"},
+        }
+    )
     ready: bool
     state: str = Field(description="starting | loading | ready | failed")
     detail: str = ""
@@ -45,12 +56,23 @@ class InputSpec(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    model_config = _example({
-        "name": "convlstm2d_next_frame", "architecture": "convlstm2d", "task": "next_frame",
-        "input": {"frames": 10, "height": 64, "width": 64, "channels": 1}, "class_names": None,
-        "params": 482_000, "flops_per_clip": 1_500_000_000, "device": "gpu:0 (NVIDIA H100)",
-        "sha256": "3f5c…", "ready": True, "warmup_ms": 412.5, "rollout": "carried_state",
-        "metrics": {"mse_per_frame": 61.2, "ssim": 0.84}})
+    model_config = _example(
+        {
+            "name": "convlstm2d_next_frame",
+            "architecture": "convlstm2d",
+            "task": "next_frame",
+            "input": {"frames": 10, "height": 64, "width": 64, "channels": 1},
+            "class_names": None,
+            "params": 482_000,
+            "flops_per_clip": 1_500_000_000,
+            "device": "gpu:0 (NVIDIA H100)",
+            "sha256": "3f5c…",
+            "ready": True,
+            "warmup_ms": 412.5,
+            "rollout": "carried_state",
+            "metrics": {"mse_per_frame": 61.2, "ssim": 0.84},
+        }
+    )
     name: str
     architecture: str
     task: str
@@ -62,15 +84,20 @@ class ModelInfo(BaseModel):
     sha256: str
     ready: bool
     warmup_ms: float | None = None
-    rollout: str = Field("none", description="how `horizon=k` is rolled out: `carried_state` "
-                         "(context read once, then one frame a step with the recurrent state "
-                         "carried), `sliding_window` (the model re-reads its last `frames` "
-                         "frames each step), or `none` (classifiers)")
+    rollout: str = Field(
+        "none",
+        description="how `horizon=k` is rolled out: `carried_state` "
+        "(context read once, then one frame a step with the recurrent state "
+        "carried), `sliding_window` (the model re-reads its last `frames` "
+        "frames each step), or `none` (classifiers)",
+    )
     metrics: dict | None = Field(None, description="the model card's JSON; null when not evaluated")
 
 
 class ModelListResponse(BaseModel):
-    model_config = _example({"models": [ModelInfo.model_config["json_schema_extra"]["examples"][0]]})
+    model_config = _example(
+        {"models": [ModelInfo.model_config["json_schema_extra"]["examples"][0]]}
+    )
     models: list[ModelInfo]
 
 
@@ -78,9 +105,11 @@ class FramesRequest(BaseModel):
     """The JSON form of an upload: base64-encoded files (each decoded like a multipart file)."""
 
     model_config = _example({"frames": [_PNG_B64] * 10, "truth": None})
-    frames: list[str] = Field(description="base64 images in order (PNG/JPEG/BMP/WebP), or one "
-                                          "base64 multi-frame file (GIF/APNG/TIFF) or .npy; a "
-                                          "data: URL prefix is allowed")
+    frames: list[str] = Field(
+        description="base64 images in order (PNG/JPEG/BMP/WebP), or one "
+        "base64 multi-frame file (GIF/APNG/TIFF) or .npy; a "
+        "data: URL prefix is allowed"
+    )
     truth: list[str] | None = Field(None, description="compare only: the true future frames")
 
 
@@ -91,10 +120,19 @@ class PredictedFrame(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    model_config = _example({"model": "convlstm2d_next_frame", "horizon": 1, "context_frames": 10,
-                             "frames_received": 10, "resized": False,
-                             "shape": [1, 64, 64, 1], "latency_ms": 12.4, "inference_ms": 9.8,
-                             "frames": [{"index": 0, "png": _PNG_B64, "values": None}]})
+    model_config = _example(
+        {
+            "model": "convlstm2d_next_frame",
+            "horizon": 1,
+            "context_frames": 10,
+            "frames_received": 10,
+            "resized": False,
+            "shape": [1, 64, 64, 1],
+            "latency_ms": 12.4,
+            "inference_ms": 9.8,
+            "frames": [{"index": 0, "png": _PNG_B64, "values": None}],
+        }
+    )
     model: str
     horizon: int
     context_frames: int = Field(description="frames the model used (the last ones uploaded)")
@@ -112,13 +150,20 @@ class ClassScore(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    model_config = _example({"model": "convlstm2d_classify", "label": "NE", "top_k": 2,
-                             "top": [{"class_name": "NE", "score": 0.91},
-                                     {"class_name": "N", "score": 0.05}],
-                             "scores": [{"class_name": "NE", "score": 0.91},
-                                        {"class_name": "N", "score": 0.05}],
-                             "context_frames": 10, "frames_received": 10, "resized": False,
-                             "latency_ms": 8.1, "inference_ms": 6.0})
+    model_config = _example(
+        {
+            "model": "convlstm2d_classify",
+            "label": "NE",
+            "top_k": 2,
+            "top": [{"class_name": "NE", "score": 0.91}, {"class_name": "N", "score": 0.05}],
+            "scores": [{"class_name": "NE", "score": 0.91}, {"class_name": "N", "score": 0.05}],
+            "context_frames": 10,
+            "frames_received": 10,
+            "resized": False,
+            "latency_ms": 8.1,
+            "inference_ms": 6.0,
+        }
+    )
     model: str
     label: str = Field(description="the class with the highest score")
     top_k: int
@@ -154,32 +199,66 @@ class CompareModelResult(BaseModel):
 
 
 class CompareResponse(BaseModel):
-    model_config = _example({
-        "task": "next_frame", "horizon": 2, "truth": "holdout", "context_frames": 10,
-        "results": {
-            "conv2d_lstm": {"model": "conv2d_lstm_next_frame", "architecture": "conv2d_lstm",
-                            "params": 11_700_000, "latency_ms": 21.0, "inference_ms": 15.2,
-                            "metrics": {"mse_per_frame": 80.1, "mae_per_frame": 190.3,
-                                        "psnr": 18.2, "ssim": 0.71}},
-            "convlstm2d": {"model": "convlstm2d_next_frame", "architecture": "convlstm2d",
-                           "params": 482_000, "latency_ms": 18.0, "inference_ms": 12.9,
-                           "metrics": {"mse_per_frame": 61.2, "mae_per_frame": 150.0,
-                                       "psnr": 19.9, "ssim": 0.80}}},
-        "winner": "convlstm2d", "winners": {"mse_per_frame": "convlstm2d", "ssim": "convlstm2d"}})
+    model_config = _example(
+        {
+            "task": "next_frame",
+            "horizon": 2,
+            "truth": "holdout",
+            "context_frames": 10,
+            "results": {
+                "conv2d_lstm": {
+                    "model": "conv2d_lstm_next_frame",
+                    "architecture": "conv2d_lstm",
+                    "params": 11_700_000,
+                    "latency_ms": 21.0,
+                    "inference_ms": 15.2,
+                    "metrics": {
+                        "mse_per_frame": 80.1,
+                        "mae_per_frame": 190.3,
+                        "psnr": 18.2,
+                        "ssim": 0.71,
+                    },
+                },
+                "convlstm2d": {
+                    "model": "convlstm2d_next_frame",
+                    "architecture": "convlstm2d",
+                    "params": 482_000,
+                    "latency_ms": 18.0,
+                    "inference_ms": 12.9,
+                    "metrics": {
+                        "mse_per_frame": 61.2,
+                        "mae_per_frame": 150.0,
+                        "psnr": 19.9,
+                        "ssim": 0.80,
+                    },
+                },
+            },
+            "winner": "convlstm2d",
+            "winners": {"mse_per_frame": "convlstm2d", "ssim": "convlstm2d"},
+        }
+    )
     task: str
     horizon: int | None = None
     truth: Literal["holdout", "upload", "label"] | None = Field(
-        None, description="where the ground truth came from; null when unknown")
+        None, description="where the ground truth came from; null when unknown"
+    )
     true_label: str | None = None
     context_frames: int
     results: dict[str, CompareModelResult] = Field(description="keyed by architecture")
-    winner: str | None = Field(None, description="architecture that won on the main metric "
-                                                 "(MSE per frame / true-class score); "
-                                                 "'tie' when equal; null without truth")
+    winner: str | None = Field(
+        None,
+        description="architecture that won on the main metric "
+        "(MSE per frame / true-class score); "
+        "'tie' when equal; null without truth",
+    )
     winners: dict[str, str] = Field(default_factory=dict, description="metric -> architecture")
     context_png: list[str] | None = Field(
-        None, description="inputs=true: the context frames the models saw, base64 PNGs at the "
-                          "Conv2D+LSTM model's size (oldest first)")
+        None,
+        description="inputs=true: the context frames the models saw, base64 PNGs at the "
+        "Conv2D+LSTM model's size (oldest first)",
+    )
     truth_png: list[str] | None = Field(
-        None, description="inputs=true, next frame with truth: the true future frames, base64 "
-                          "PNGs at the same size")
+        None,
+        description="inputs=true, next frame with truth: the true future frames, base64 "
+        "PNGs at the same size",
+    )

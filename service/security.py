@@ -44,8 +44,11 @@ class AuthMiddleware:
             raise Forbidden("the API key is not valid for this server")
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") == "OPTIONS" \
-                or not _protected(scope.get("path", ""), self.prefixes):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") == "OPTIONS"
+            or not _protected(scope.get("path", ""), self.prefixes)
+        ):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or ())
         try:
@@ -53,9 +56,17 @@ class AuthMiddleware:
         except FramecastError as e:
             body = json.dumps(error_body(e.status, e.kind, e.message)).encode()
             extra = [(k.lower().encode(), v.encode()) for k, v in (e.headers or {}).items()]
-            await send({"type": "http.response.start", "status": e.status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())] + extra})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": e.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ]
+                    + extra,
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
@@ -68,13 +79,28 @@ def add_cors(app, origins: list[str]) -> None:
     from starlette.middleware.cors import CORSMiddleware
 
     app.add_middleware(
-        CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID",
-                       "Inference-Header-Content-Length"],
-        expose_headers=["X-Request-ID", "X-Model", "X-Latency-Ms", "X-Inference-Ms",
-                        "X-Batch-Size", "X-Winner", "Server-Timing", "Retry-After",
-                        "Inference-Header-Content-Length"],
-        max_age=600)
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "Inference-Header-Content-Length",
+        ],
+        expose_headers=[
+            "X-Request-ID",
+            "X-Model",
+            "X-Latency-Ms",
+            "X-Inference-Ms",
+            "X-Batch-Size",
+            "X-Winner",
+            "Server-Timing",
+            "Retry-After",
+            "Inference-Header-Content-Length",
+        ],
+        max_age=600,
+    )
 
 
 def document_security(app) -> None:
@@ -86,16 +112,21 @@ def document_security(app) -> None:
             return app.openapi_schema
         schema = original()
         schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
-            "type": "http", "scheme": "bearer",
-            "description": "one of FRAMECAST_API_KEYS: 'Authorization: Bearer KEY'"}
+            "type": "http",
+            "scheme": "bearer",
+            "description": "one of FRAMECAST_API_KEYS: 'Authorization: Bearer KEY'",
+        }
         for path, ops in schema.get("paths", {}).items():
             if _protected(path, PROTECTED_PREFIXES):
                 for op in ops.values():
                     if isinstance(op, dict):
                         op["security"] = [{"apiKey": []}]
-                        op.setdefault("responses", {}).update({
-                            "401": {"description": "no API key sent"},
-                            "403": {"description": "the API key is not valid"}})
+                        op.setdefault("responses", {}).update(
+                            {
+                                "401": {"description": "no API key sent"},
+                                "403": {"description": "the API key is not valid"},
+                            }
+                        )
         app.openapi_schema = schema
         return schema
 

@@ -16,18 +16,28 @@ log = logging.getLogger("framecast")
 def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``serve [--host --port --models-dir --log-level]`` on an argparse subparsers."""
     p = subparsers.add_parser(
-        "serve", help="start the HTTP service",
-        description="Start the framecast HTTP service. Flags override FRAMECAST_* settings.")
+        "serve",
+        help="start the HTTP service",
+        description="Start the framecast HTTP service. Flags override FRAMECAST_* settings.",
+    )
     p.add_argument("--host", help="interface to bind (FRAMECAST_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (FRAMECAST_PORT, default 8000)")
-    p.add_argument("--models-dir", help="folder of model folders (FRAMECAST_MODELS_DIR, default: "
-                                        "the bundled models/)")
-    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
-                   help="FRAMECAST_LOG_LEVEL (default info)")
-    p.add_argument("--ray", action="store_true",
-                   help="deploy on Ray Serve instead: one deployment per model, "
-                        "FRAMECAST_RAY_REPLICAS replicas each (needs pip install 'framecast[ray]'; "
-                        "see docs/ray.md)")
+    p.add_argument(
+        "--models-dir",
+        help="folder of model folders (FRAMECAST_MODELS_DIR, default: the bundled models/)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="FRAMECAST_LOG_LEVEL (default info)",
+    )
+    p.add_argument(
+        "--ray",
+        action="store_true",
+        help="deploy on Ray Serve instead: one deployment per model, "
+        "FRAMECAST_RAY_REPLICAS replicas each (needs pip install 'framecast[ray]'; "
+        "see docs/ray.md)",
+    )
     p.set_defaults(func=serve_command)
     return p
 
@@ -37,8 +47,9 @@ def serve_command(args: argparse.Namespace) -> int:
     from service.config import SettingsError, load_settings
 
     try:
-        settings = load_settings(host=args.host, port=args.port, models_dir=args.models_dir,
-                                 log_level=args.log_level)
+        settings = load_settings(
+            host=args.host, port=args.port, models_dir=args.models_dir, log_level=args.log_level
+        )
     except SettingsError as e:
         print(f"framecast serve: {e}", file=sys.stderr)
         return 2
@@ -60,6 +71,12 @@ def serve_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
     # uvicorn on SIGTERM: stop accepting, let in-flight requests finish (at most
     # shutdown_grace_s), then run the lifespan's shutdown. Our middleware logs each request.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
     return 0

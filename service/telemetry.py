@@ -12,8 +12,22 @@ from collections import defaultdict
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-PHASE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                 10.0)
+PHASE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 def server_timing(phases_ms: dict[str, float]) -> str:
@@ -49,7 +63,10 @@ class _Counter(_Family):
         self.values: dict[tuple, float] = defaultdict(float)
 
     def lines(self) -> list[str]:
-        return [f"{self.name}{_labels(self.labels, k)} {_num(v)}" for k, v in sorted(self.values.items())]
+        return [
+            f"{self.name}{_labels(self.labels, k)} {_num(v)}"
+            for k, v in sorted(self.values.items())
+        ]
 
 
 class _Gauge(_Counter):
@@ -90,31 +107,63 @@ class Metrics:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.requests = _Counter("framecast_requests_total", "counter",
-                                 "HTTP requests by route, model and status code",
-                                 ("route", "model", "status"))
-        self.latency = _Histogram("framecast_request_duration_seconds", "histogram",
-                                  "HTTP request latency by route and model", ("route", "model"),
-                                  LATENCY_BUCKETS)
-        self.errors = _Counter("framecast_errors_total", "counter",
-                               "HTTP responses with status >= 400 by route and status code",
-                               ("route", "status"))
-        self.inference = _Histogram("framecast_inference_duration_seconds", "histogram",
-                                    "time inside one model call (predict_on_batch)", ("model",),
-                                    LATENCY_BUCKETS)
-        self.batch = _Histogram("framecast_batch_size", "histogram",
-                                "clips per model call", ("model",), BATCH_BUCKETS)
-        self.phases = _Histogram("framecast_request_phase_seconds", "histogram",
-                                 "where a request's time went: decode (read and decode the "
-                                 "upload), queue (wait for a batch), model (its model calls), "
-                                 "encode (build the response)", ("model", "phase"),
-                                 PHASE_BUCKETS)
-        self.queue = _Gauge("framecast_queue_depth", "gauge",
-                            "requests submitted to a model's worker and not finished", ("model",))
-        self.ready = _Gauge("framecast_model_ready", "gauge",
-                            "1 when the model is loaded and warm", ("model",))
-        self._families = (self.requests, self.latency, self.errors, self.inference, self.batch,
-                          self.phases, self.queue, self.ready)
+        self.requests = _Counter(
+            "framecast_requests_total",
+            "counter",
+            "HTTP requests by route, model and status code",
+            ("route", "model", "status"),
+        )
+        self.latency = _Histogram(
+            "framecast_request_duration_seconds",
+            "histogram",
+            "HTTP request latency by route and model",
+            ("route", "model"),
+            LATENCY_BUCKETS,
+        )
+        self.errors = _Counter(
+            "framecast_errors_total",
+            "counter",
+            "HTTP responses with status >= 400 by route and status code",
+            ("route", "status"),
+        )
+        self.inference = _Histogram(
+            "framecast_inference_duration_seconds",
+            "histogram",
+            "time inside one model call (predict_on_batch)",
+            ("model",),
+            LATENCY_BUCKETS,
+        )
+        self.batch = _Histogram(
+            "framecast_batch_size", "histogram", "clips per model call", ("model",), BATCH_BUCKETS
+        )
+        self.phases = _Histogram(
+            "framecast_request_phase_seconds",
+            "histogram",
+            "where a request's time went: decode (read and decode the "
+            "upload), queue (wait for a batch), model (its model calls), "
+            "encode (build the response)",
+            ("model", "phase"),
+            PHASE_BUCKETS,
+        )
+        self.queue = _Gauge(
+            "framecast_queue_depth",
+            "gauge",
+            "requests submitted to a model's worker and not finished",
+            ("model",),
+        )
+        self.ready = _Gauge(
+            "framecast_model_ready", "gauge", "1 when the model is loaded and warm", ("model",)
+        )
+        self._families = (
+            self.requests,
+            self.latency,
+            self.errors,
+            self.inference,
+            self.batch,
+            self.phases,
+            self.queue,
+            self.ready,
+        )
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         with self._lock:

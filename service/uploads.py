@@ -38,8 +38,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     ``limit`` bytes (the read stops at the chunk that crosses it)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {int(declared)} bytes; at most {limit} "
-                              "(FRAMECAST_MAX_UPLOAD_BYTES)")
+        raise PayloadTooLarge(
+            f"the body is {int(declared)} bytes; at most {limit} (FRAMECAST_MAX_UPLOAD_BYTES)"
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -68,16 +69,21 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
     """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await read_body(request, settings.max_upload_bytes)
-    limits = Limits(max_frames=settings.max_frames, max_frame_pixels=settings.max_frame_pixels,
-                    max_total_pixels=settings.max_total_pixels)
+    limits = Limits(
+        max_frames=settings.max_frames,
+        max_frame_pixels=settings.max_frame_pixels,
+        max_total_pixels=settings.max_total_pixels,
+    )
     parts: list[tuple[str, bytes]] = []
     truth_parts: list[tuple[str, bytes]] | None = None
 
     if ctype == "multipart/form-data":
         try:
             form = await replayed(request, body).form(
-                max_files=settings.max_files, max_fields=100,
-                max_part_size=settings.max_upload_bytes)
+                max_files=settings.max_files,
+                max_fields=100,
+                max_part_size=settings.max_upload_bytes,
+            )
         except StarletteHTTPException as e:
             raise InvalidInput(f"malformed multipart body: {e.detail}") from None
         try:
@@ -97,39 +103,54 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
         try:
             req = FramesRequest.model_validate_json(body)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']}"
-                                 for err in e.errors()[:5])
-            raise InvalidInput(f"JSON body does not match "
-                               f'{{"frames": [base64, ...], "truth": [...]}}: {problems}') from None
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']}"
+                for err in e.errors()[:5]
+            )
+            raise InvalidInput(
+                f'JSON body does not match {{"frames": [base64, ...], "truth": [...]}}: {problems}'
+            ) from None
         n_items = len(req.frames) + len(req.truth or ())
         if n_items > settings.max_files:
-            raise InvalidInput(f"the JSON body holds {n_items} base64 files; at most "
-                               f"{settings.max_files} (FRAMECAST_MAX_FILES)")
-        parts = [(f"frames[{i}]", b64decode_item(s, f"JSON frames[{i}]"))
-                 for i, s in enumerate(req.frames)]
+            raise InvalidInput(
+                f"the JSON body holds {n_items} base64 files; at most "
+                f"{settings.max_files} (FRAMECAST_MAX_FILES)"
+            )
+        parts = [
+            (f"frames[{i}]", b64decode_item(s, f"JSON frames[{i}]"))
+            for i, s in enumerate(req.frames)
+        ]
         if req.truth is not None:
-            truth_parts = [(f"truth[{i}]", b64decode_item(s, f"JSON truth[{i}]"))
-                           for i, s in enumerate(req.truth)]
+            truth_parts = [
+                (f"truth[{i}]", b64decode_item(s, f"JSON truth[{i}]"))
+                for i, s in enumerate(req.truth)
+            ]
     elif ctype.startswith(RAW_TYPES):
         parts = [("body", body)]
     else:
         shown = ctype or "none"
         raise UnsupportedMediaType(
             f"Content-Type {shown!r} is not accepted; send multipart/form-data (files in order), "
-            f"application/json ({{\"frames\": [base64, ...]}}) or one raw file "
-            f"(image/*, application/octet-stream). File formats: {SUPPORTED}")
+            f'application/json ({{"frames": [base64, ...]}}) or one raw file '
+            f"(image/*, application/octet-stream). File formats: {SUPPORTED}"
+        )
 
     if not parts:
-        raise TooFewFrames("no frames were uploaded; send image files, one multi-frame file, "
-                           "an .npy array or a JSON body with base64 frames")
+        raise TooFewFrames(
+            "no frames were uploaded; send image files, one multi-frame file, "
+            "an .npy array or a JSON body with base64 frames"
+        )
     if truth_parts is not None and not allow_truth:
         raise InvalidInput("truth frames are only accepted by POST /v1/compare/next-frame")
     frames = await run_in_threadpool(decode_parts, parts, limits)
     truth = None
     if truth_parts is not None:
-        left = Limits(max_frames=max(0, settings.max_frames - len(frames)),
-                      max_frame_pixels=settings.max_frame_pixels,
-                      max_total_pixels=settings.max_total_pixels, used_pixels=limits.used_pixels)
+        left = Limits(
+            max_frames=max(0, settings.max_frames - len(frames)),
+            max_frame_pixels=settings.max_frame_pixels,
+            max_total_pixels=settings.max_total_pixels,
+            used_pixels=limits.used_pixels,
+        )
         try:
             truth = await run_in_threadpool(decode_parts, truth_parts, left)
         except InvalidInput as e:
@@ -140,8 +161,10 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
 def take_context(frames: list[Frame], needed: int, model: str) -> tuple[list[Frame], int]:
     """The last ``needed`` frames and the index of the first; 422 when fewer were sent."""
     if len(frames) < needed:
-        raise TooFewFrames(f"{len(frames)} frame(s) of context were uploaded; model {model!r} "
-                           f"needs {needed} (when more are sent it uses the last {needed})")
+        raise TooFewFrames(
+            f"{len(frames)} frame(s) of context were uploaded; model {model!r} "
+            f"needs {needed} (when more are sent it uses the last {needed})"
+        )
     return frames[-needed:], len(frames) - needed
 
 
@@ -154,15 +177,31 @@ async def fit_context(frames: list[Frame], runner, resize: bool):
     was resized or colour-converted."""
     m = runner.manifest
     chosen, first = take_context(frames, m.frames, m.name)
-    arr = await run_in_threadpool(lambda: conform(chosen, height=m.height, width=m.width,
-                                                  channels=m.channels, resize=resize,
-                                                  model=f"model {m.name!r}", offset=first))
+    arr = await run_in_threadpool(
+        lambda: conform(
+            chosen,
+            height=m.height,
+            width=m.width,
+            channels=m.channels,
+            resize=resize,
+            model=f"model {m.name!r}",
+            offset=first,
+        )
+    )
     return arr, _needs_change(chosen, m.height, m.width, m.channels)
 
 
 async def fit_frames(frames: list[Frame], runner, resize: bool, offset: int = 0):
     """Any frames (e.g. truth) fitted to the model's (H, W, C)."""
     m = runner.manifest
-    return await run_in_threadpool(lambda: conform(frames, height=m.height, width=m.width,
-                                                   channels=m.channels, resize=resize,
-                                                   model=f"model {m.name!r}", offset=offset))
+    return await run_in_threadpool(
+        lambda: conform(
+            frames,
+            height=m.height,
+            width=m.width,
+            channels=m.channels,
+            resize=resize,
+            model=f"model {m.name!r}",
+            offset=offset,
+        )
+    )

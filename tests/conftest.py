@@ -18,7 +18,7 @@ def _synthetic_digits(n: int, seed: int = 0) -> np.ndarray:
     for i in range(n):
         h, w = rng.integers(6, 20, size=2)
         top, left = rng.integers(0, 28 - h), rng.integers(0, 28 - w)
-        x[i, top:top + h, left:left + w] = rng.integers(128, 256)
+        x[i, top : top + h, left : left + w] = rng.integers(128, 256)
     return x
 
 

@@ -29,24 +29,41 @@ ARCHS = ("conv2d_lstm", "convlstm2d")
 ROW_LABELS = {"conv2d_lstm": "Conv2D+LSTM", "convlstm2d": "ConvLSTM2D"}
 LOWER_IS_BETTER = {"mse_per_frame": True, "mae_per_frame": True, "psnr": False, "ssim": False}
 
-Conv2DLSTMQuery = Query(None, description="which conv2d_lstm model, when several of the task are "
-                                          "loaded", examples=["conv2d_lstm_next_frame"])
-ConvLSTM2DQuery = Query(None, description="which convlstm2d model, when several of the task are "
-                                          "loaded", examples=["convlstm2d_next_frame"])
-InputsQuery = Query(False, description="json only: also return the context (and truth) frames "
-                                       "the models saw as base64 PNGs (`context_png`, "
-                                       "`truth_png`), e.g. to show them beside the predictions")
+Conv2DLSTMQuery = Query(
+    None,
+    description="which conv2d_lstm model, when several of the task are loaded",
+    examples=["conv2d_lstm_next_frame"],
+)
+ConvLSTM2DQuery = Query(
+    None,
+    description="which convlstm2d model, when several of the task are loaded",
+    examples=["convlstm2d_next_frame"],
+)
+InputsQuery = Query(
+    False,
+    description="json only: also return the context (and truth) frames "
+    "the models saw as base64 PNGs (`context_png`, "
+    "`truth_png`), e.g. to show them beside the predictions",
+)
 
 
 def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> FrameMetrics:
     """pred, truth (k, H, W, C) → the OpenSTL-convention metrics (models.metrics)."""
     mse, mae, ps = mse_per_frame(pred, truth), mae_per_frame(pred, truth), psnr(pred, truth)
     ss = ssim(pred, truth) if min(pred.shape[1:3]) >= 7 else None
-    per_step = {"mse_per_frame": mse.tolist(), "mae_per_frame": mae.tolist(), "psnr": ps.tolist(),
-                "ssim": ss.tolist() if ss is not None else [None] * len(mse)}
-    return FrameMetrics(mse_per_frame=float(mse.mean()), mae_per_frame=float(mae.mean()),
-                        psnr=float(ps.mean()), ssim=float(ss.mean()) if ss is not None else None,
-                        per_step=per_step)
+    per_step = {
+        "mse_per_frame": mse.tolist(),
+        "mae_per_frame": mae.tolist(),
+        "psnr": ps.tolist(),
+        "ssim": ss.tolist() if ss is not None else [None] * len(mse),
+    }
+    return FrameMetrics(
+        mse_per_frame=float(mse.mean()),
+        mae_per_frame=float(mae.mean()),
+        psnr=float(ps.mean()),
+        ssim=float(ss.mean()) if ss is not None else None,
+        per_step=per_step,
+    )
 
 
 def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
@@ -55,16 +72,20 @@ def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
         return None
     if abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b)):
         return "tie"
-    return ("conv2d_lstm" if (a < b) == lower_is_better else "convlstm2d")
+    return "conv2d_lstm" if (a < b) == lower_is_better else "convlstm2d"
 
 
 def _phases(t_start: float, t_decoded: float, t_models: float) -> str:
     """``Server-Timing`` of a compare request: decode, both models (concurrently), the rest."""
     now = time.perf_counter()
-    return server_timing({"decode": (t_decoded - t_start) * 1000.0,
-                          "models": (t_models - t_decoded) * 1000.0,
-                          "metrics_encode": (now - t_models) * 1000.0,
-                          "total": (now - t_start) * 1000.0})
+    return server_timing(
+        {
+            "decode": (t_decoded - t_start) * 1000.0,
+            "models": (t_models - t_decoded) * 1000.0,
+            "metrics_encode": (now - t_models) * 1000.0,
+            "total": (now - t_start) * 1000.0,
+        }
+    )
 
 
 def _pngs(frames: np.ndarray) -> list[str]:
@@ -80,29 +101,48 @@ async def _timed(coro):
 def _display(frames: np.ndarray | None, h: int, w: int, c: int) -> np.ndarray | None:
     if frames is None:
         return None
-    return np.stack([codecs.to_channels(codecs.resize_frame(f, h, w), c) for f in frames]) \
-        if len(frames) else None
+    return (
+        np.stack([codecs.to_channels(codecs.resize_frame(f, h, w), c) for f in frames])
+        if len(frames)
+        else None
+    )
 
 
 @router.post(
-    "/next-frame", response_model=CompareResponse,
+    "/next-frame",
+    response_model=CompareResponse,
     summary="Both next-frame models on one clip, concurrently, with metrics when truth is known",
     description="Runs the Conv2D+LSTM and the ConvLSTM2D next-frame model on the same context. "
-                "`holdout=k` keeps the last k uploaded frames back as ground truth (horizon k); "
-                "or upload `truth` files. With truth, each model gets MSE/MAE per frame (sums over "
-                "a frame's pixels, OpenSTL convention), PSNR and SSIM, and `winner` names the "
-                "architecture with the lower MSE. `output=png|gif` returns one montage with rows "
-                "context, truth, Conv2D+LSTM, ConvLSTM2D.",
+    "`holdout=k` keeps the last k uploaded frames back as ground truth (horizon k); "
+    "or upload `truth` files. With truth, each model gets MSE/MAE per frame (sums over "
+    "a frame's pixels, OpenSTL convention), PSNR and SSIM, and `winner` names the "
+    "architecture with the lower MSE. `output=png|gif` returns one montage with rows "
+    "context, truth, Conv2D+LSTM, ConvLSTM2D.",
     openapi_extra=upload_openapi(with_truth=True),
-    responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
-                                 "image/gif": {"schema": {"type": "string", "format": "binary"}}}},
-               **error_responses(404, 413, 415, 422, 503, 504)})
+    responses={
+        200: {
+            "content": {
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "image/gif": {"schema": {"type": "string", "format": "binary"}},
+            }
+        },
+        **error_responses(404, 413, 415, 422, 503, 504),
+    },
+)
 async def compare_next_frame(
-    request: Request, response: Response, runtime: RuntimeDep, settings: SettingsDep,
-    horizon: int | None = Query(None, ge=1, description="frames to predict; defaults to the "
-                                "number of truth frames, else 1", examples=[2]),
-    holdout: int = Query(0, ge=0, description="keep the last k uploaded frames back as truth",
-                         examples=[2]),
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    horizon: int | None = Query(
+        None,
+        ge=1,
+        description="frames to predict; defaults to the number of truth frames, else 1",
+        examples=[2],
+    ),
+    holdout: int = Query(
+        0, ge=0, description="keep the last k uploaded frames back as truth", examples=[2]
+    ),
     output: Literal["json", "png", "gif"] = Query("json", examples=["json"]),
     resize: bool = ResizeQuery,
     conv2d_lstm: str | None = Conv2DLSTMQuery,
@@ -117,8 +157,10 @@ async def compare_next_frame(
         raise InvalidInput("send either holdout=k or truth files, not both")
     if holdout:
         if holdout >= len(frames):
-            raise InvalidInput(f"holdout={holdout} keeps back {holdout} of the {len(frames)} "
-                               "uploaded frames and leaves no context; upload more frames")
+            raise InvalidInput(
+                f"holdout={holdout} keeps back {holdout} of the {len(frames)} "
+                "uploaded frames and leaves no context; upload more frames"
+            )
         frames, truth_frames, source = frames[:-holdout], frames[-holdout:], "holdout"
     elif upload.truth is not None:
         if not upload.truth:
@@ -126,8 +168,10 @@ async def compare_next_frame(
         truth_frames, source = upload.truth, "upload"
     if truth_frames is not None:
         if horizon is not None and horizon != len(truth_frames):
-            raise InvalidInput(f"horizon={horizon} but {len(truth_frames)} truth frame(s) were "
-                               "given; leave horizon out or make them equal")
+            raise InvalidInput(
+                f"horizon={horizon} but {len(truth_frames)} truth frame(s) were "
+                "given; leave horizon out or make them equal"
+            )
         horizon = len(truth_frames)
     horizon = require_horizon(horizon or 1, settings.max_horizon)
 
@@ -135,8 +179,9 @@ async def compare_next_frame(
     for arch, runner in runners.items():
         contexts[arch], _ = await fit_context(frames, runner, resize)
         if truth_frames is not None:
-            truths[arch] = await fit_frames(truth_frames, runner, resize,
-                                            offset=len(frames) if source == "holdout" else 0)
+            truths[arch] = await fit_frames(
+                truth_frames, runner, resize, offset=len(frames) if source == "holdout" else 0
+            )
     t_decoded = time.perf_counter()
     outs = await asyncio.gather(*(_timed(runners[a].predict(contexts[a], horizon)) for a in ARCHS))
     t_models = time.perf_counter()
@@ -146,13 +191,22 @@ async def compare_next_frame(
     for arch, (pred, timing, latency_ms) in zip(ARCHS, outs):
         preds[arch] = pred
         r: ModelRunner = runners[arch]
-        metrics = (await run_in_threadpool(frame_metrics, pred, truths[arch])
-                   if truth_frames is not None else None)
+        metrics = (
+            await run_in_threadpool(frame_metrics, pred, truths[arch])
+            if truth_frames is not None
+            else None
+        )
         results[arch] = CompareModelResult(
-            model=r.name, architecture=arch, params=r.manifest.params,
-            latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
-            frames=await run_in_threadpool(predicted_frames, pred, False) if output == "json"
-            else None, metrics=metrics)
+            model=r.name,
+            architecture=arch,
+            params=r.manifest.params,
+            latency_ms=round(latency_ms, 3),
+            inference_ms=round(timing.inference_ms, 3),
+            frames=await run_in_threadpool(predicted_frames, pred, False)
+            if output == "json"
+            else None,
+            metrics=metrics,
+        )
     winner, winners = None, {}
     if truth_frames is not None:
         for metric, lower in LOWER_IS_BETTER.items():
@@ -168,7 +222,8 @@ async def compare_next_frame(
         ctx_display = await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True)
         truth_display = truths.get("conv2d_lstm")
         rows = [("truth", truth_display)] + [
-            (ROW_LABELS[a], _display(preds[a], h, w, c)) for a in ARCHS]
+            (ROW_LABELS[a], _display(preds[a], h, w, c)) for a in ARCHS
+        ]
         headers = {"X-Winner": winner or "unknown"}
         if output == "png":
             png = await run_in_threadpool(codecs.montage_png, [("context", ctx_display)] + rows)
@@ -182,27 +237,46 @@ async def compare_next_frame(
     if inputs:
         n_ctx = max(r.manifest.frames for r in runners.values())
         context_png = await run_in_threadpool(
-            _pngs, await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True))
+            _pngs, await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True)
+        )
         if truth_frames is not None:
             truth_png = await run_in_threadpool(_pngs, truths["conv2d_lstm"])
     response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
-    return CompareResponse(task="next_frame", horizon=horizon, truth=source,
-                           context_frames=len(frames), results=results, winner=winner,
-                           winners=winners, context_png=context_png, truth_png=truth_png)
+    return CompareResponse(
+        task="next_frame",
+        horizon=horizon,
+        truth=source,
+        context_frames=len(frames),
+        results=results,
+        winner=winner,
+        winners=winners,
+        context_png=context_png,
+        truth_png=truth_png,
+    )
 
 
 @router.post(
-    "/classify", response_model=CompareResponse,
+    "/classify",
+    response_model=CompareResponse,
     summary="Both classification models on one clip, concurrently",
     description="Runs the Conv2D+LSTM and the ConvLSTM2D classifier on the same clip. With "
-                "`label=<true class>` each result says whether it was right and its score for the "
-                "true class, and `winner` names the architecture with the higher true-class score.",
+    "`label=<true class>` each result says whether it was right and its score for the "
+    "true class, and `winner` names the architecture with the higher true-class score.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses=error_responses(404, 413, 415, 422, 503, 504))
+    responses=error_responses(404, 413, 415, 422, 503, 504),
+)
 async def compare_classify(
-    request: Request, response: Response, runtime: RuntimeDep, settings: SettingsDep,
-    top_k: int = Query(3, ge=1, le=1000, description="classes listed per model (best first; "
-                                                     "capped at the number of classes)", examples=[3]),
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    top_k: int = Query(
+        3,
+        ge=1,
+        le=1000,
+        description="classes listed per model (best first; capped at the number of classes)",
+        examples=[3],
+    ),
     label: str | None = Query(None, description="the true class, when known", examples=["NE"]),
     resize: bool = ResizeQuery,
     conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),
@@ -213,8 +287,10 @@ async def compare_classify(
     if label is not None:
         for r in runners.values():
             if label not in (r.manifest.class_names or []):
-                raise InvalidInput(f"label={label!r} is not a class of model {r.name!r} "
-                                   f"({', '.join(r.manifest.class_names or [])})")
+                raise InvalidInput(
+                    f"label={label!r} is not a class of model {r.name!r} "
+                    f"({', '.join(r.manifest.class_names or [])})"
+                )
     t_start = time.perf_counter()
     upload = await read_upload(request, settings, allow_truth=False)
     contexts = {}
@@ -231,20 +307,36 @@ async def compare_classify(
         true_score = float(scores[names.index(label)]) if label is not None else None
         true_scores[arch] = true_score
         results[arch] = CompareModelResult(
-            model=r.name, architecture=arch, params=r.manifest.params,
-            latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
-            scores=ordered[:min(top_k, len(ordered))], label=ordered[0].class_name,
+            model=r.name,
+            architecture=arch,
+            params=r.manifest.params,
+            latency_ms=round(latency_ms, 3),
+            inference_ms=round(timing.inference_ms, 3),
+            scores=ordered[: min(top_k, len(ordered))],
+            label=ordered[0].class_name,
             correct=(ordered[0].class_name == label) if label is not None else None,
-            true_class_score=true_score)
+            true_class_score=true_score,
+        )
     winner, winners = None, {}
     if label is not None:
         winner = pick(true_scores, lower_is_better=False)
         winners = {"true_class_score": winner}
     n_ctx = max(r.manifest.frames for r in runners.values())
-    context_png = (await run_in_threadpool(
-        _pngs, await fit_frames(upload.frames[-n_ctx:], runners["conv2d_lstm"], True))
-        if inputs else None)
+    context_png = (
+        await run_in_threadpool(
+            _pngs, await fit_frames(upload.frames[-n_ctx:], runners["conv2d_lstm"], True)
+        )
+        if inputs
+        else None
+    )
     response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
-    return CompareResponse(task="classify", truth="label" if label else None, true_label=label,
-                           context_frames=n_ctx, results=results, winner=winner,
-                           winners=winners, context_png=context_png)
+    return CompareResponse(
+        task="classify",
+        truth="label" if label else None,
+        true_label=label,
+        context_frames=n_ctx,
+        results=results,
+        winner=winner,
+        winners=winners,
+        context_png=context_png,
+    )

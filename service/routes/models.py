@@ -17,23 +17,37 @@ NAME_EXAMPLE = "convlstm2d_next_frame"
 def model_info(r: ModelRunner) -> ModelInfo:
     m = r.manifest
     return ModelInfo(
-        name=m.name, architecture=m.architecture, task=m.task,
+        name=m.name,
+        architecture=m.architecture,
+        task=m.task,
         input=InputSpec(frames=m.frames, height=m.height, width=m.width, channels=m.channels),
-        class_names=m.class_names, params=m.params, flops_per_clip=m.flops_per_clip,
-        device=r.placement.description, sha256=m.sha256, ready=r.ready, warmup_ms=r.warmup_ms,
+        class_names=m.class_names,
+        params=m.params,
+        flops_per_clip=m.flops_per_clip,
+        device=r.placement.description,
+        sha256=m.sha256,
+        ready=r.ready,
+        warmup_ms=r.warmup_ms,
         rollout=r.rollout,
-        metrics=r.card)
+        metrics=r.card,
+    )
 
 
-@router.get("", response_model=ModelListResponse, summary="Every loaded model",
-            responses=error_responses(503))
+@router.get(
+    "",
+    response_model=ModelListResponse,
+    summary="Every loaded model",
+    responses=error_responses(503),
+)
 async def list_models(runtime: RuntimeDep) -> ModelListResponse:
     runtime.require_ready()
     return ModelListResponse(models=[model_info(r) for _, r in sorted(runtime.runners.items())])
 
 
-@router.get("/{name}", response_model=ModelInfo, summary="One model",
-            responses=error_responses(404, 503))
-async def get_model(runtime: RuntimeDep,
-                    name: str = Path(description="model name", examples=[NAME_EXAMPLE])) -> ModelInfo:
+@router.get(
+    "/{name}", response_model=ModelInfo, summary="One model", responses=error_responses(404, 503)
+)
+async def get_model(
+    runtime: RuntimeDep, name: str = Path(description="model name", examples=[NAME_EXAMPLE])
+) -> ModelInfo:
     return model_info(runtime.get(name))

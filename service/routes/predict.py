@@ -21,36 +21,48 @@ from service.uploads import fit_context, read_upload
 
 router = APIRouter(prefix="/v1/models", tags=["inference"])
 
-_BINARY = {"image/png": {"schema": {"type": "string", "format": "binary"}},
-           "image/gif": {"schema": {"type": "string", "format": "binary"}},
-           "application/x-npy": {"schema": {"type": "string", "format": "binary"}}}
+_BINARY = {
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+    "image/gif": {"schema": {"type": "string", "format": "binary"}},
+    "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+}
 
-ResizeQuery = Query(True, description="resize frames whose size differs from the model's "
-                                      "(false: reject them with 422)")
+ResizeQuery = Query(
+    True,
+    description="resize frames whose size differs from the model's (false: reject them with 422)",
+)
 
 
 def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
-    return [PredictedFrame(index=i, png=codecs.png_b64(f),
-                           values=np.round(f, 6).tolist() if raw else None)
-            for i, f in enumerate(frames)]
+    return [
+        PredictedFrame(
+            index=i, png=codecs.png_b64(f), values=np.round(f, 6).tolist() if raw else None
+        )
+        for i, f in enumerate(frames)
+    ]
 
 
 @router.post(
-    "/{name}/predict", response_model=PredictResponse,
+    "/{name}/predict",
+    response_model=PredictResponse,
     summary="Predict the next frame(s) of a clip (next-frame models)",
     description="Upload the context frames (multipart files in order, one GIF/APNG/WebP/TIFF, one "
-                ".npy, or JSON base64). With `horizon=k` the model rolls out k frames, feeding each "
-                "prediction back in a sliding window of its fixed context length. `output` picks "
-                "JSON (base64 PNG frames, raw floats with `raw=true`), a PNG strip of the "
-                "predicted frames, an animated GIF of context + prediction, or an .npy "
-                "(horizon, H, W, C) float32 array.",
+    ".npy, or JSON base64). With `horizon=k` the model rolls out k frames, feeding each "
+    "prediction back in a sliding window of its fixed context length. `output` picks "
+    "JSON (base64 PNG frames, raw floats with `raw=true`), a PNG strip of the "
+    "predicted frames, an animated GIF of context + prediction, or an .npy "
+    "(horizon, H, W, C) float32 array.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses={200: {"content": _BINARY}, **error_responses(404, 413, 415, 422, 503, 504)})
+    responses={200: {"content": _BINARY}, **error_responses(404, 413, 415, 422, 503, 504)},
+)
 async def predict(
-    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    request: Request,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
     name: str = Path(description="a next-frame model", examples=["convlstm2d_next_frame"]),
-    horizon: int = Query(1, ge=1, description="frames to predict (≤ FRAMECAST_MAX_HORIZON)",
-                         examples=[1]),
+    horizon: int = Query(
+        1, ge=1, description="frames to predict (≤ FRAMECAST_MAX_HORIZON)", examples=[1]
+    ),
     output: Literal["json", "png", "gif", "npy"] = Query("json", examples=["json"]),
     raw: bool = Query(False, description="json only: include raw float values"),
     resize: bool = ResizeQuery,
@@ -66,8 +78,12 @@ async def predict(
         pred, timing = await runner.predict(context, horizon, ticket=ticket)  # (horizon, H, W, C)
     t1 = time.perf_counter()
     latency_ms = (t1 - t0) * 1000.0
-    headers = {"X-Model": name, "X-Latency-Ms": f"{latency_ms:.2f}",
-               "X-Inference-Ms": f"{timing.inference_ms:.2f}", "X-Batch-Size": str(timing.batch)}
+    headers = {
+        "X-Model": name,
+        "X-Latency-Ms": f"{latency_ms:.2f}",
+        "X-Inference-Ms": f"{timing.inference_ms:.2f}",
+        "X-Batch-Size": str(timing.batch),
+    }
 
     def encode() -> tuple[bytes, str]:
         if output == "png":
@@ -77,10 +93,16 @@ async def predict(
         if output == "npy":
             return codecs.npy_bytes(pred), "application/x-npy"
         body = PredictResponse(
-            model=name, horizon=horizon, context_frames=runner.manifest.frames,
-            frames_received=len(upload.frames), resized=changed, shape=list(pred.shape),
-            latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3),
-            frames=predicted_frames(pred, raw))
+            model=name,
+            horizon=horizon,
+            context_frames=runner.manifest.frames,
+            frames_received=len(upload.frames),
+            resized=changed,
+            shape=list(pred.shape),
+            latency_ms=round(latency_ms, 3),
+            inference_ms=round(timing.inference_ms, 3),
+            frames=predicted_frames(pred, raw),
+        )
         return json_bytes(body.model_dump()), "application/json"
 
     content, media_type = await run_in_threadpool(encode)  # off the event loop
@@ -90,16 +112,22 @@ async def predict(
 
 def json_bytes(obj) -> bytes:
     """What ``JSONResponse`` renders (compact UTF-8), built in the caller's thread."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode("utf-8")
+    return json.dumps(
+        obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
 
 
-def add_timing(headers: dict, runtime, model: str, t_start: float, t_decoded: float,
-               timing, t_answered: float) -> dict[str, float]:
+def add_timing(
+    headers: dict, runtime, model: str, t_start: float, t_decoded: float, timing, t_answered: float
+) -> dict[str, float]:
     """Put decode/queue/model/encode/total (ms) in ``Server-Timing`` and in /metrics."""
     now = time.perf_counter()
-    phases = {"decode": (t_decoded - t_start) * 1000.0, "queue": timing.queued_ms,
-              "model": timing.inference_ms, "encode": (now - t_answered) * 1000.0}
+    phases = {
+        "decode": (t_decoded - t_start) * 1000.0,
+        "queue": timing.queued_ms,
+        "model": timing.inference_ms,
+        "encode": (now - t_answered) * 1000.0,
+    }
     runtime.metrics.observe_phases(model, phases)
     phases["total"] = (now - t_start) * 1000.0
     headers["Server-Timing"] = server_timing(phases)
@@ -112,17 +140,22 @@ def ranked(scores: np.ndarray, class_names: list[str]) -> list[ClassScore]:
 
 
 @router.post(
-    "/{name}/classify", response_model=ClassifyResponse,
+    "/{name}/classify",
+    response_model=ClassifyResponse,
     summary="Classify a clip (classification models)",
     description="Upload the frames as for predict; returns every class's score, best first, and "
-                "the `top_k` best.",
+    "the `top_k` best.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses=error_responses(404, 413, 415, 422, 503, 504))
+    responses=error_responses(404, 413, 415, 422, 503, 504),
+)
 async def classify(
-    request: Request, runtime: RuntimeDep, settings: SettingsDep,
+    request: Request,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
     name: str = Path(description="a classification model", examples=["convlstm2d_classify"]),
-    top_k: int = Query(3, ge=1, le=1000, description="how many best classes to list in `top`",
-                       examples=[3]),
+    top_k: int = Query(
+        3, ge=1, le=1000, description="how many best classes to list in `top`", examples=[3]
+    ),
     resize: bool = ResizeQuery,
 ):
     t_start = time.perf_counter()
@@ -140,10 +173,22 @@ async def classify(
     ordered = ranked(scores, names)
     k = min(top_k, len(ordered))
     body = ClassifyResponse(
-        model=name, label=ordered[0].class_name, top_k=k, top=ordered[:k], scores=ordered,
-        context_frames=m.frames, frames_received=len(upload.frames), resized=changed,
-        latency_ms=round(latency_ms, 3), inference_ms=round(timing.inference_ms, 3))
-    headers = {"X-Model": name, "X-Latency-Ms": f"{latency_ms:.2f}",
-               "X-Inference-Ms": f"{timing.inference_ms:.2f}", "X-Batch-Size": str(timing.batch)}
+        model=name,
+        label=ordered[0].class_name,
+        top_k=k,
+        top=ordered[:k],
+        scores=ordered,
+        context_frames=m.frames,
+        frames_received=len(upload.frames),
+        resized=changed,
+        latency_ms=round(latency_ms, 3),
+        inference_ms=round(timing.inference_ms, 3),
+    )
+    headers = {
+        "X-Model": name,
+        "X-Latency-Ms": f"{latency_ms:.2f}",
+        "X-Inference-Ms": f"{timing.inference_ms:.2f}",
+        "X-Batch-Size": str(timing.batch),
+    }
     add_timing(headers, runtime, name, t_start, t0, timing, t1)
     return JSONResponse(body.model_dump(), headers=headers)

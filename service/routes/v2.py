@@ -34,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -76,28 +77,49 @@ class _V2Route(APIRoute):
             try:
                 return await handler(request)
             except FramecastError as e:
-                return JSONResponse({"error": e.message}, status_code=_v2_status(e),
-                                    headers=e.headers)
+                return JSONResponse(
+                    {"error": e.message}, status_code=_v2_status(e), headers=e.headers
+                )
             except RequestValidationError as e:
-                msg = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ()))}: "
-                                f"{err.get('msg', 'invalid')}" for err in e.errors())
+                msg = "; ".join(
+                    f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+                    for err in e.errors()
+                )
                 return JSONResponse({"error": msg or "invalid request"}, status_code=400)
 
         return route
 
 
-_V2_ERROR = {"content": {"application/json": {"schema": {
-    "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
+_V2_ERROR = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
+        }
+    }
+}
 _V2_RESPONSES = {
-    400: {**_V2_ERROR, "description": "a malformed request or tensor (or not ready, for readiness)"},
+    400: {
+        **_V2_ERROR,
+        "description": "a malformed request or tensor (or not ready, for readiness)",
+    },
     404: {**_V2_ERROR, "description": "unknown model or version"},
-    413: {**_V2_ERROR, "description": "body over FRAMECAST_MAX_UPLOAD_BYTES or JSON over "
-                                      "FRAMECAST_MAX_JSON_ITEMS"},
+    413: {
+        **_V2_ERROR,
+        "description": "body over FRAMECAST_MAX_UPLOAD_BYTES or JSON over FRAMECAST_MAX_JSON_ITEMS",
+    },
     503: {**_V2_ERROR, "description": "models not ready, or the queue is full (Retry-After)"},
     504: {**_V2_ERROR, "description": "past FRAMECAST_REQUEST_TIMEOUT_S; the work was dropped"},
 }
-router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=_V2Route,
-                   responses=_V2_RESPONSES)
+router = APIRouter(
+    prefix="/v2",
+    tags=["open inference protocol (v2)"],
+    route_class=_V2Route,
+    responses=_V2_RESPONSES,
+)
 
 
 # --------------------------------------------------------------------------- tensor specs
@@ -105,26 +127,50 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_cl
 
 def input_specs(r: ModelRunner) -> list[dict]:
     m = r.manifest
-    return [{"name": INPUT, "datatype": "FP32", "shape": [-1, m.frames, m.height, m.width, m.channels],
-             "parameters": {"accepts": ["FP32", "UINT8"],
-                            "note": "FP32 in [0, 1] or UINT8 0-255; the last frames are used"}}]
+    return [
+        {
+            "name": INPUT,
+            "datatype": "FP32",
+            "shape": [-1, m.frames, m.height, m.width, m.channels],
+            "parameters": {
+                "accepts": ["FP32", "UINT8"],
+                "note": "FP32 in [0, 1] or UINT8 0-255; the last frames are used",
+            },
+        }
+    ]
 
 
 def output_specs(r: ModelRunner) -> list[dict]:
     m = r.manifest
     if m.task == "classify":
-        return [{"name": "scores", "datatype": "FP32", "shape": [-1, len(m.class_names or [])],
-                 "parameters": {"class_names": list(m.class_names or [])}}]
-    return [{"name": "next_frame", "datatype": "FP32", "shape": [-1, m.height, m.width, m.channels]},
-            {"name": "rollout", "datatype": "FP32",
-             "shape": [-1, -1, m.height, m.width, m.channels],
-             "parameters": {"note": "the next `horizon` frames (request parameter, default 1)"}}]
+        return [
+            {
+                "name": "scores",
+                "datatype": "FP32",
+                "shape": [-1, len(m.class_names or [])],
+                "parameters": {"class_names": list(m.class_names or [])},
+            }
+        ]
+    return [
+        {"name": "next_frame", "datatype": "FP32", "shape": [-1, m.height, m.width, m.channels]},
+        {
+            "name": "rollout",
+            "datatype": "FP32",
+            "shape": [-1, -1, m.height, m.width, m.channels],
+            "parameters": {"note": "the next `horizon` frames (request parameter, default 1)"},
+        },
+    ]
 
 
 def model_metadata(r: ModelRunner) -> dict:
-    return {"name": r.name, "versions": [VERSION], "platform": f"keras_{r.placement.backend}",
-            "inputs": input_specs(r), "outputs": output_specs(r),
-            "parameters": {"task": r.manifest.task, "architecture": r.manifest.architecture}}
+    return {
+        "name": r.name,
+        "versions": [VERSION],
+        "platform": f"keras_{r.placement.backend}",
+        "inputs": input_specs(r),
+        "outputs": output_specs(r),
+        "parameters": {"task": r.manifest.task, "architecture": r.manifest.architecture},
+    }
 
 
 class _NotFound(FramecastError):
@@ -133,8 +179,9 @@ class _NotFound(FramecastError):
 
 def _check_version(version: str | None) -> None:
     if version is not None and version != VERSION:
-        raise _NotFound(f"model version {version!r} is not served; every model has version "
-                        f"{VERSION!r}")
+        raise _NotFound(
+            f"model version {version!r} is not served; every model has version {VERSION!r}"
+        )
 
 
 def _runner(runtime: Runtime, name: str, version: str | None = None) -> ModelRunner:
@@ -147,7 +194,11 @@ def _runner(runtime: Runtime, name: str, version: str | None = None) -> ModelRun
 
 @router.get("", summary="Server metadata")
 async def server_metadata(request: Request):
-    return {"name": "framecast", "version": request.app.version, "extensions": ["binary_tensor_data"]}
+    return {
+        "name": "framecast",
+        "version": request.app.version,
+        "extensions": ["binary_tensor_data"],
+    }
 
 
 @router.get("/health/live", summary="Liveness: 200 while the process lives")
@@ -178,8 +229,9 @@ async def model_ready(runtime: RuntimeDep, name: str, version: str | None = None
         raise _NotFound(f"no model named {name!r}; loaded models: {known}")
     if runner is not None and runner.ready:
         return {"name": name, "ready": True}
-    return JSONResponse({"name": name, "ready": False}, status_code=400,
-                        headers={"Retry-After": "5"})
+    return JSONResponse(
+        {"name": name, "ready": False}, status_code=400, headers={"Retry-After": "5"}
+    )
 
 
 # --------------------------------------------------------------------------- infer: parsing
@@ -208,8 +260,9 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
 
 def _shape(t: dict, label: str) -> list[int]:
     shape = t.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
-                                              and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise V2Error(f"{label}: 'shape' must be a list of non-negative integers, got {shape!r}")
     return shape
 
@@ -218,8 +271,9 @@ def _decode_tensor(t: dict, binary: bytes, offset: int, label: str) -> tuple[np.
     """One input tensor as float32 in [0, 1], with its shape; returns the new binary offset."""
     datatype = t.get("datatype")
     if datatype not in DTYPES:
-        raise V2Error(f"{label}: datatype {datatype!r} is not supported; send FP32 (0-1) or "
-                      f"UINT8 (0-255)")
+        raise V2Error(
+            f"{label}: datatype {datatype!r} is not supported; send FP32 (0-1) or UINT8 (0-255)"
+        )
     shape = _shape(t, label)
     count = math.prod(shape)
     dtype = DTYPES[datatype]
@@ -227,11 +281,15 @@ def _decode_tensor(t: dict, binary: bytes, offset: int, label: str) -> tuple[np.
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise V2Error(f"{label}: binary_data_size={size!r} runs past the {len(binary)} bytes "
-                          f"of binary data after the JSON header")
+            raise V2Error(
+                f"{label}: binary_data_size={size!r} runs past the {len(binary)} bytes "
+                f"of binary data after the JSON header"
+            )
         if size != count * dtype.itemsize:
-            raise V2Error(f"{label}: binary_data_size={size} but shape {shape} of {datatype} "
-                          f"needs {count * dtype.itemsize} bytes")
+            raise V2Error(
+                f"{label}: binary_data_size={size} but shape {shape} of {datatype} "
+                f"needs {count * dtype.itemsize} bytes"
+            )
         a = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
         offset += size
     else:
@@ -240,8 +298,9 @@ def _decode_tensor(t: dict, binary: bytes, offset: int, label: str) -> tuple[np.
         try:
             a = np.asarray(t["data"], dtype=np.float64).reshape(-1)
         except (ValueError, TypeError):
-            raise V2Error(f"{label}: 'data' must be numbers, flat or nested (rectangular) lists") \
-                from None
+            raise V2Error(
+                f"{label}: 'data' must be numbers, flat or nested (rectangular) lists"
+            ) from None
         if a.size != count:
             raise V2Error(f"{label}: 'data' holds {a.size} values but shape {shape} needs {count}")
         if datatype == "UINT8" and (np.any(a != np.round(a)) or np.any(a < 0) or np.any(a > 255)):
@@ -261,7 +320,7 @@ def _parse_inputs(req: dict, binary: bytes, runner: ModelRunner) -> np.ndarray:
     m = runner.manifest
     inputs = req.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise V2Error(f"the request needs \"inputs\": [{{\"name\": \"{INPUT}\", ...}}]")
+        raise V2Error(f'the request needs "inputs": [{{"name": "{INPUT}", ...}}]')
     found, offset = None, 0
     for i, t in enumerate(inputs):
         if not isinstance(t, dict):
@@ -273,14 +332,18 @@ def _parse_inputs(req: dict, binary: bytes, runner: ModelRunner) -> np.ndarray:
         found = x
     want = f"[batch, ≥{m.frames}, {m.height}, {m.width}, {m.channels}]"
     if found.ndim != 5:
-        raise V2Error(f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes {want}")
+        raise V2Error(
+            f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes {want}"
+        )
     b, t, h, w, c = found.shape
     if b < 1:
         raise V2Error(f"input {INPUT!r} has an empty batch; send at least one clip")
     if t < m.frames or (h, w, c) != (m.height, m.width, m.channels):
-        raise V2Error(f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes "
-                      f"{want} (frames are not resized here; /v1 resizes)")
-    return found[:, -m.frames:]
+        raise V2Error(
+            f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes "
+            f"{want} (frames are not resized here; /v1 resizes)"
+        )
+    return found[:, -m.frames :]
 
 
 def _horizon(req: dict, max_horizon: int) -> int | None:
@@ -310,8 +373,10 @@ def _requested(req: dict, runner: ModelRunner, horizon: int | None) -> list[tupl
     for i, o in enumerate(outputs):
         name = o.get("name") if isinstance(o, dict) else None
         if name not in names:
-            raise V2Error(f"outputs[{i}]: unknown output {name!r}; model {runner.name!r} has "
-                          f"{', '.join(names)}")
+            raise V2Error(
+                f"outputs[{i}]: unknown output {name!r}; model {runner.name!r} has "
+                f"{', '.join(names)}"
+            )
         p = o.get("parameters") or {}
         out.append((name, bool(p.get("binary_data", binary_default))))
     return out
@@ -322,12 +387,17 @@ def _requested(req: dict, runner: ModelRunner, horizon: int | None) -> list[tupl
 
 @router.post("/models/{name}/infer", summary="Run the model on a batch of clips (V2 JSON tensors)")
 @router.post("/models/{name}/versions/{version}/infer", include_in_schema=False)
-async def infer(request: Request, runtime: RuntimeDep, settings: SettingsDep, name: str,
-                version: str | None = None):
+async def infer(
+    request: Request,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    name: str,
+    version: str | None = None,
+):
     runner = _runner(runtime, name, version)
     body = await read_body(request, settings.max_upload_bytes)
     n = request.headers.get(HEADER_LENGTH)
-    head = body[:int(n)] if n is not None and n.isdigit() else body
+    head = body[: int(n)] if n is not None and n.isdigit() else body
     check_json(head, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
     req, binary = _split_body(body, n)
     clips = await run_in_threadpool(_parse_inputs, req, binary, runner)  # (batch, T, H, W, C)
@@ -335,7 +405,9 @@ async def infer(request: Request, runtime: RuntimeDep, settings: SettingsDep, na
     wanted = _requested(req, runner, horizon)
     if runner.manifest.task == "classify":
         if horizon is not None:
-            raise V2Error(f"model {name!r} classifies; the parameter horizon is for next-frame models")
+            raise V2Error(
+                f"model {name!r} classifies; the parameter horizon is for next-frame models"
+            )
         results = await asyncio.gather(*(runner.classify(c) for c in clips))
         arrays = {"scores": np.stack([s for s, _ in results])}  # (batch, num_classes)
     else:
@@ -345,8 +417,9 @@ async def infer(request: Request, runtime: RuntimeDep, settings: SettingsDep, na
     return _response(req, runner, wanted, arrays)
 
 
-def _response(req: dict, runner: ModelRunner, wanted: list[tuple[str, bool]],
-              arrays: dict[str, np.ndarray]) -> Response:
+def _response(
+    req: dict, runner: ModelRunner, wanted: list[tuple[str, bool]], arrays: dict[str, np.ndarray]
+) -> Response:
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, binary in wanted:
@@ -365,5 +438,8 @@ def _response(req: dict, runner: ModelRunner, wanted: list[tuple[str, bool]],
     head = json.dumps(body, separators=(",", ":")).encode()
     if not chunks:
         return Response(head, media_type="application/json")
-    return Response(head + b"".join(chunks), media_type="application/octet-stream",
-                    headers={HEADER_LENGTH: str(len(head))})
+    return Response(
+        head + b"".join(chunks),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(head))},
+    )

@@ -28,11 +28,14 @@ class ComposeLoader(yaml.SafeLoader):
 ComposeLoader.add_constructor("!reset", lambda loader, node: None)
 ComposeLoader.add_constructor(
     "!override",
-    lambda loader, node: (loader.construct_mapping(node, deep=True)
-                          if isinstance(node, yaml.MappingNode)
-                          else loader.construct_sequence(node, deep=True)
-                          if isinstance(node, yaml.SequenceNode)
-                          else loader.construct_scalar(node)))
+    lambda loader, node: (
+        loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.MappingNode)
+        else loader.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)
+    ),
+)
 
 
 def load(name: str) -> dict:
@@ -54,8 +57,9 @@ def test_compose_file_matches_the_compose_specification(name, compose_schema):
     validator_class = jsonschema.validators.validator_for(compose_schema)
     validator_class.check_schema(compose_schema)
     errors = sorted(validator_class(compose_schema).iter_errors(document), key=lambda e: e.path)
-    assert not errors, "\n".join(f"{name}: {'/'.join(map(str, e.path))}: {e.message}"
-                                 for e in errors)
+    assert not errors, "\n".join(
+        f"{name}: {'/'.join(map(str, e.path))}: {e.message}" for e in errors
+    )
 
 
 def test_the_schema_rejects_a_broken_file(compose_schema):
@@ -72,7 +76,9 @@ def test_gpu_reservation_healthcheck_port_and_settings():
     assert {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]} in devices
     assert "http://127.0.0.1:8000/readyz" in " ".join(service["healthcheck"]["test"])
     assert any(str(p).endswith(":8000") for p in service["ports"])
-    assert service["environment"] and all(k.startswith("FRAMECAST_") for k in service["environment"])
+    assert service["environment"] and all(
+        k.startswith("FRAMECAST_") for k in service["environment"]
+    )
     # the default serves the bundled models: no models dir, no volume
     assert "FRAMECAST_MODELS_DIR" not in service["environment"]
     assert not service.get("volumes")

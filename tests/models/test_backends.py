@@ -13,8 +13,9 @@ import pytest
 from models.architectures import build
 from models.repository import BUNDLED_DIR, Manifest, discover, save_model_folder
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                                reason="jax is not installed (pip install -e '.[dev]')")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="jax is not installed (pip install -e '.[dev]')"
+)
 
 _PREDICT = """
 import sys, numpy as np, keras
@@ -29,22 +30,36 @@ print(keras.backend.backend())
 
 def _run_under(backend: str, *args: str) -> str:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    res = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
 
 
 def _folders(tmp_path: Path) -> list[Path]:
     out = []
-    for arch, kw in (("convlstm2d", {"filters": (4,)}),
-                     ("conv2d_lstm", {"conv_filters": (4, 4), "lstm_units": 8})):
+    for arch, kw in (
+        ("convlstm2d", {"filters": (4,)}),
+        ("conv2d_lstm", {"conv_filters": (4, 4), "lstm_units": 8}),
+    ):
         for task in ("next_frame", "classify"):
             folder = tmp_path / f"{arch}_{task}"
             model = build(arch, task=task, time_steps=4, height=16, width=16, **kw)
-            save_model_folder(folder, model, Manifest(
-                name=folder.name, architecture=arch, task=task, frames=4, height=16, width=16,
-                channels=1, class_names=[str(i) for i in range(8)] if task == "classify" else None))
+            save_model_folder(
+                folder,
+                model,
+                Manifest(
+                    name=folder.name,
+                    architecture=arch,
+                    task=task,
+                    frames=4,
+                    height=16,
+                    width=16,
+                    channels=1,
+                    class_names=[str(i) for i in range(8)] if task == "classify" else None,
+                ),
+            )
             out.append(folder)
     bundled = discover(BUNDLED_DIR) if BUNDLED_DIR.is_dir() else []
     return out + bundled
@@ -56,8 +71,11 @@ def test_tensorflow_and_jax_agree(tmp_path):
     folders = _folders(tmp_path)
     for i, folder in enumerate(folders):
         man = json.loads((folder / "manifest.json").read_text())
-        x = np.random.default_rng(i).random(
-            (2, man["frames"], man["height"], man["width"], man["channels"])).astype("float32")
+        x = (
+            np.random.default_rng(i)
+            .random((2, man["frames"], man["height"], man["width"], man["channels"]))
+            .astype("float32")
+        )
         np.save(tmp_path / f"x{i}.npy", x)
     paths = [str(f / "model.keras") for f in folders]
     for backend in ("tensorflow", "jax"):
@@ -65,18 +83,40 @@ def test_tensorflow_and_jax_agree(tmp_path):
     for i, folder in enumerate(folders):
         tf_out, jax_out = (np.load(tmp_path / f"y{i}_{b}.npy") for b in ("tensorflow", "jax"))
         assert tf_out.shape[0] == 2
-        np.testing.assert_allclose(jax_out, tf_out, atol=2e-5,
-                                   err_msg=f"{folder.name}: backends disagree")
+        np.testing.assert_allclose(
+            jax_out, tf_out, atol=2e-5, err_msg=f"{folder.name}: backends disagree"
+        )
 
 
 def test_evaluate_runs_under_jax(tmp_path, synthetic_mnist_npz):
     folder = tmp_path / "m"
     model = build("convlstm2d", task="next_frame", time_steps=10, filters=(4,))
-    save_model_folder(folder, model, Manifest(name="m", architecture="convlstm2d",
-                                              task="next_frame", frames=10, height=64, width=64,
-                                              channels=1))
-    _run_under("jax", "-m", "service.cli", "evaluate", str(folder), "--clips", "3",
-               "--batch-size", "2", "--mnist-dir", str(synthetic_mnist_npz))
+    save_model_folder(
+        folder,
+        model,
+        Manifest(
+            name="m",
+            architecture="convlstm2d",
+            task="next_frame",
+            frames=10,
+            height=64,
+            width=64,
+            channels=1,
+        ),
+    )
+    _run_under(
+        "jax",
+        "-m",
+        "service.cli",
+        "evaluate",
+        str(folder),
+        "--clips",
+        "3",
+        "--batch-size",
+        "2",
+        "--mnist-dir",
+        str(synthetic_mnist_npz),
+    )
     card = json.loads((folder / "card.json").read_text())
     assert card["evaluated_with"]["backend"] == "jax"
     assert np.isfinite(card["metrics"]["rollout"]["mse_per_frame"])

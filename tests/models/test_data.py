@@ -17,7 +17,11 @@ def _write_idx(path, arr, gz=True):
 @pytest.mark.parametrize("gz", [True, False])
 def test_read_idx_roundtrip(tmp_path, gz):
     arr = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    _write_idx(tmp_path / "t10k-images-idx3-ubyte" if not gz else tmp_path / "t10k-images-idx3-ubyte.gz", arr, gz)
+    _write_idx(
+        tmp_path / "t10k-images-idx3-ubyte" if not gz else tmp_path / "t10k-images-idx3-ubyte.gz",
+        arr,
+        gz,
+    )
     name = "t10k-images-idx3-ubyte" + (".gz" if gz else "")
     np.testing.assert_array_equal(D.read_idx(tmp_path / name), arr)
 

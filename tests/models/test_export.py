@@ -28,17 +28,32 @@ def models_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     kwargs = dict(task="next_frame", time_steps=FRAMES, height=SIZE, width=SIZE, filters=(4,))
     model = build("convlstm2d", **kwargs)
-    save_model_folder(root / "tiny", model, Manifest(
-        name="tiny", architecture="convlstm2d", task="next_frame", frames=FRAMES,
-        height=SIZE, width=SIZE, channels=1, builder_kwargs=kwargs))
+    save_model_folder(
+        root / "tiny",
+        model,
+        Manifest(
+            name="tiny",
+            architecture="convlstm2d",
+            task="next_frame",
+            frames=FRAMES,
+            height=SIZE,
+            width=SIZE,
+            channels=1,
+            builder_kwargs=kwargs,
+        ),
+    )
     return root
 
 
 @pytest.fixture(scope="module")
 def exported(models_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "tiny" / "1"
-    assert run_export(["export", "tiny", "--format", "saved_model", str(out),
-                       "--models-dir", str(models_dir)]) == 0
+    assert (
+        run_export(
+            ["export", "tiny", "--format", "saved_model", str(out), "--models-dir", str(models_dir)]
+        )
+        == 0
+    )
     return out
 
 
@@ -47,8 +62,9 @@ def test_saved_model_serve_matches_the_keras_checkpoint(models_dir, exported):
     import tensorflow as tf
 
     clip = np.random.default_rng(0).random((2, FRAMES, SIZE, SIZE, 1), dtype=np.float32)
-    expected = keras.models.load_model(models_dir / "tiny" / "model.keras",
-                                       safe_mode=True).predict_on_batch(clip)
+    expected = keras.models.load_model(
+        models_dir / "tiny" / "model.keras", safe_mode=True
+    ).predict_on_batch(clip)
 
     loaded = tf.saved_model.load(str(exported))
     assert "serve" in loaded.signatures or hasattr(loaded, "serve")

@@ -36,7 +36,7 @@ def test_ssim_identity_and_hand_value():
     # constant frames a and b: every window has zero variance, so
     # SSIM = (2ab + C1) / (a^2 + b^2 + C1) exactly
     a, b = 0.2, 0.6
-    c1 = 0.01 ** 2
+    c1 = 0.01**2
     expected = (2 * a * b + c1) / (a * a + b * b + c1)
     got = M.ssim(np.full((1, 10, 10, 1), b), np.full((1, 10, 10, 1), a))
     assert got[0] == pytest.approx(expected)
@@ -49,13 +49,14 @@ def test_ssim_matches_direct_window_formula():
     vals = []
     for i in range(3):
         for j in range(3):
-            wp, wt = p[i:i + 7, j:j + 7].ravel(), t[i:i + 7, j:j + 7].ravel()
+            wp, wt = p[i : i + 7, j : j + 7].ravel(), t[i : i + 7, j : j + 7].ravel()
             mx, my = wp.mean(), wt.mean()
             vx, vy = wp.var(ddof=1), wt.var(ddof=1)
             cxy = np.cov(wp, wt, ddof=1)[0, 1]
-            c1, c2 = 0.01 ** 2, 0.03 ** 2
-            vals.append(((2 * mx * my + c1) * (2 * cxy + c2)) /
-                        ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+            c1, c2 = 0.01**2, 0.03**2
+            vals.append(
+                ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+            )
     got = M.ssim(p[None, :, :, None], t[None, :, :, None])[0]
     assert got == pytest.approx(np.mean(vals), rel=1e-9)
 

@@ -13,5 +13,7 @@ def test_readme_model_table_matches_the_cards():
     assert len(rendered) >= 10  # two tables: four models, baselines and published figures
     readme = README.read_text().splitlines()
     missing = [line for line in rendered if line not in readme]
-    assert not missing, ("README.md's model table differs from the model cards; paste the output "
-                         f"of `python3 -m models.report` into it. Lines not in README: {missing}")
+    assert not missing, (
+        "README.md's model table differs from the model cards; paste the output "
+        f"of `python3 -m models.report` into it. Lines not in README: {missing}"
+    )

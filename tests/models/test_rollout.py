@@ -30,7 +30,7 @@ def test_three_plus_two_frames_equal_five_at_once(arch):
     step = R.Step(m)
     out, states = ctx, list(ctx[1:])
     for t in (3, 4):
-        out = step.predict_on_batch([x[:, t:t + 1]] + states)
+        out = step.predict_on_batch([x[:, t : t + 1]] + states)
         states = list(out[1:])
         np.testing.assert_array_equal(np.asarray(out[0])[:, 0], full[:, t])
     # the states after 3 + 1 + 1 frames are those after 5 frames read at once
@@ -71,7 +71,8 @@ def test_forecaster_closed_loop_is_the_served_rollout(tmp_path, arch):
     f.save(tmp_path / "f.keras")
     again = keras.models.load_model(tmp_path / "f.keras", safe_mode=True)
     np.testing.assert_array_equal(
-        np.asarray(again.predict_on_batch([clips, np.zeros((2, 3), np.float32)])), closed)
+        np.asarray(again.predict_on_batch([clips, np.zeros((2, 3), np.float32)])), closed
+    )
 
 
 def test_models_that_cannot_carry_state_say_why():

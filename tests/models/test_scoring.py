@@ -25,8 +25,15 @@ def ramp_clips(n=3):
 
 
 def manifest():
-    return Manifest(name="copy", architecture="convlstm2d", task="next_frame", frames=10,
-                    height=64, width=64, channels=1)
+    return Manifest(
+        name="copy",
+        architecture="convlstm2d",
+        task="next_frame",
+        frames=10,
+        height=64,
+        width=64,
+        channels=1,
+    )
 
 
 def test_frames_are_scored_against_the_frames_they_predict(monkeypatch):
@@ -37,7 +44,8 @@ def test_frames_are_scored_against_the_frames_they_predict(monkeypatch):
     assert res["t_plus_1"]["mse_per_frame"] == pytest.approx(per_step[0])
     assert res["rollout"]["mse_per_frame"] == pytest.approx(np.mean(per_step))  # 394.24
     assert res["rollout"]["mae_per_frame"] == pytest.approx(
-        np.mean([PIXELS * k / 20 for k in range(1, 11)]))
+        np.mean([PIXELS * k / 20 for k in range(1, 11)])
+    )
     # a one-frame shift of the truth (frames 9..18 or 11..20) would give other values
     shifted = np.mean([PIXELS * (k / 20) ** 2 for k in range(0, 10)])
     assert abs(res["rollout"]["mse_per_frame"] - shifted) > 50
@@ -49,7 +57,8 @@ def test_copy_last_and_all_black_baselines(monkeypatch):
     base = res["baselines"]
     assert base["copy_last_frame"]["rollout"]["mse_per_frame"] == pytest.approx(394.24)
     assert base["copy_last_frame"]["rollout"]["mse_per_frame"] == pytest.approx(
-        res["rollout"]["mse_per_frame"])  # the copy-last 'model' is the copy-last baseline
+        res["rollout"]["mse_per_frame"]
+    )  # the copy-last 'model' is the copy-last baseline
     # all black against frames 10..19 (values t/20): mean of 4096 (t/20)^2
     black = np.mean([PIXELS * (t / 20) ** 2 for t in range(10, 20)])
     assert base["all_black"]["rollout"]["mse_per_frame"] == pytest.approx(black)  # 2237.44

@@ -16,9 +16,32 @@ TINY = {
 
 
 def _train(out, arch, task, mnist, epochs=1):
-    return main(["train", "--arch", arch, "--task", task, "--epochs", str(epochs), "--steps", "2",
-                 "--batch-size", "2", "--val-clips", "2", "--mnist-dir", str(mnist), "--seed", "3",
-                 "--config", TINY[arch], "--out", str(out), "--quiet"])
+    return main(
+        [
+            "train",
+            "--arch",
+            arch,
+            "--task",
+            task,
+            "--epochs",
+            str(epochs),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--val-clips",
+            "2",
+            "--mnist-dir",
+            str(mnist),
+            "--seed",
+            "3",
+            "--config",
+            TINY[arch],
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
 
 
 @pytest.mark.parametrize("arch", ["convlstm2d", "conv2d_lstm"])
@@ -34,8 +57,21 @@ def test_train_then_evaluate_writes_full_card(tmp_path, synthetic_mnist_npz, arc
     model = keras.models.load_model(out / "model.keras", safe_mode=True)
     assert model.input_shape == (None, 10, 64, 64, 1)
 
-    assert main(["evaluate", str(out), "--clips", "4", "--mnist-dir", str(synthetic_mnist_npz),
-                 "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out),
+                "--clips",
+                "4",
+                "--mnist-dir",
+                str(synthetic_mnist_npz),
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     card = json.loads((out / "card.json").read_text())
     md = (out / "card.md").read_text()
     assert card["params"] == man.params and card["flops_per_clip"] == man.flops_per_clip
@@ -68,8 +104,10 @@ def test_resume_continues_from_last_epoch(tmp_path, synthetic_mnist_npz, capsys)
     state = json.loads((out / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 2 and state["clips_seen"] == 8
     # only the newest epoch checkpoint is kept, and no temporary file is left behind
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0002.keras",
-                                                                       "state.json"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "epoch-0002.keras",
+        "state.json",
+    ]
     assert read_manifest(out).training["clips_seen"] == 8
 
 
@@ -85,14 +123,16 @@ def test_evaluate_rejects_tampered_checkpoint(tmp_path, synthetic_mnist_npz, cap
     assert _train(out, "conv2d_lstm", "classify", synthetic_mnist_npz) == 0
     with open(out / "model.keras", "ab") as f:
         f.write(b"tampered")
-    assert main(["evaluate", str(out), "--clips", "2", "--mnist-dir",
-                 str(synthetic_mnist_npz)]) == 2
+    assert (
+        main(["evaluate", str(out), "--clips", "2", "--mnist-dir", str(synthetic_mnist_npz)]) == 2
+    )
     assert "sha256" in capsys.readouterr().err
 
 
 def test_bad_mnist_dir_is_one_clear_line(tmp_path, capsys):
-    rc = main(["data", "preview", "--mnist-dir", str(tmp_path / "missing"), "--out",
-               str(tmp_path / "p")])
+    rc = main(
+        ["data", "preview", "--mnist-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "p")]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "missing" in err and "Traceback" not in err
@@ -101,8 +141,21 @@ def test_bad_mnist_dir_is_one_clear_line(tmp_path, capsys):
 def test_data_preview_writes_png_and_gif(tmp_path, synthetic_mnist_npz):
     from PIL import Image
 
-    assert main(["data", "preview", "--clips", "2", "--mnist-dir", str(synthetic_mnist_npz),
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "preview",
+                "--clips",
+                "2",
+                "--mnist-dir",
+                str(synthetic_mnist_npz),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     png = Image.open(tmp_path / "next_frame_clips.png")
     assert png.size == (2 * (20 * 66 - 2), 2 * (2 * 66 - 2))
     gif = Image.open(tmp_path / "next_frame_clips.gif")
@@ -116,12 +169,37 @@ def test_rollout_figure(tmp_path, synthetic_mnist_npz):
     assert _train(a, "convlstm2d", "next_frame", synthetic_mnist_npz) == 0
     assert _train(b, "conv2d_lstm", "next_frame", synthetic_mnist_npz) == 0
     out = tmp_path / "fig.png"
-    assert main(["data", "figure", str(a), str(b), "--mnist-dir", str(synthetic_mnist_npz),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "figure",
+                str(a),
+                str(b),
+                "--mnist-dir",
+                str(synthetic_mnist_npz),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     img = Image.open(out)
     assert img.height == 2 * (4 * 66 - 2)  # context, truth, two model rows
-    assert main(["data", "figure", str(tmp_path / "nope"), "--out", str(out),
-                 "--mnist-dir", str(synthetic_mnist_npz)]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "figure",
+                str(tmp_path / "nope"),
+                "--out",
+                str(out),
+                "--mnist-dir",
+                str(synthetic_mnist_npz),
+            ]
+        )
+        == 2
+    )
 
 
 def test_rollout_keeps_window_fixed():
@@ -160,10 +238,34 @@ def test_rollout_training_from_a_parent_records_lineage(tmp_path, synthetic_mnis
     parent = tmp_path / "parent"
     assert _train(parent, "convlstm2d", "next_frame", synthetic_mnist_npz) == 0
     child = tmp_path / "child"
-    args = ["train", "--arch", "convlstm2d", "--task", "next_frame", "--epochs", "1", "--steps",
-            "2", "--batch-size", "2", "--val-clips", "2", "--mnist-dir", str(synthetic_mnist_npz),
-            "--seed", "3", "--rollout", "2", "--loss", "mse", "--init-from", str(parent),
-            "--out", str(child), "--quiet"]
+    args = [
+        "train",
+        "--arch",
+        "convlstm2d",
+        "--task",
+        "next_frame",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--val-clips",
+        "2",
+        "--mnist-dir",
+        str(synthetic_mnist_npz),
+        "--seed",
+        "3",
+        "--rollout",
+        "2",
+        "--loss",
+        "mse",
+        "--init-from",
+        str(parent),
+        "--out",
+        str(child),
+        "--quiet",
+    ]
     assert main(args) == 0
     man, pman = read_manifest(child), read_manifest(parent)
     t = man.training
@@ -185,13 +287,27 @@ def test_rollout_training_from_a_parent_records_lineage(tmp_path, synthetic_mnis
         main(again)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--task", "classify", "--rollout", "2"], "next_frame only"),
-    (["--task", "next_frame", "--rollout", "11"], "between 0 and 10"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--task", "classify", "--rollout", "2"], "next_frame only"),
+        (["--task", "next_frame", "--rollout", "11"], "between 0 and 10"),
+    ],
+)
 def test_rollout_argument_errors(tmp_path, synthetic_mnist_npz, capsys, extra, message):
-    rc = main(["train", "--arch", "convlstm2d", "--out", str(tmp_path / "x"), "--mnist-dir",
-               str(synthetic_mnist_npz), "--quiet"] + extra)
+    rc = main(
+        [
+            "train",
+            "--arch",
+            "convlstm2d",
+            "--out",
+            str(tmp_path / "x"),
+            "--mnist-dir",
+            str(synthetic_mnist_npz),
+            "--quiet",
+        ]
+        + extra
+    )
     assert rc == 2 and message in capsys.readouterr().err
 
 
@@ -199,17 +315,46 @@ def test_init_from_refuses_another_task(tmp_path, synthetic_mnist_npz, capsys):
     parent = tmp_path / "parent"
     assert _train(parent, "convlstm2d", "classify", synthetic_mnist_npz) == 0
     with pytest.raises(SystemExit, match="convlstm2d/classify model, not convlstm2d/next_frame"):
-        main(["train", "--arch", "convlstm2d", "--task", "next_frame", "--init-from", str(parent),
-              "--out", str(tmp_path / "c"), "--mnist-dir", str(synthetic_mnist_npz), "--quiet",
-              "--steps", "1", "--batch-size", "1", "--val-clips", "1"])
+        main(
+            [
+                "train",
+                "--arch",
+                "convlstm2d",
+                "--task",
+                "next_frame",
+                "--init-from",
+                str(parent),
+                "--out",
+                str(tmp_path / "c"),
+                "--mnist-dir",
+                str(synthetic_mnist_npz),
+                "--quiet",
+                "--steps",
+                "1",
+                "--batch-size",
+                "1",
+                "--val-clips",
+                "1",
+            ]
+        )
 
 
 def test_card_of_a_fine_tuned_model_names_its_parent():
     from models.evaluate import _lineage
 
-    t = {"objective": "closed loop: roll out 10 frames", "clips_seen": 12, "clips_seen_this_run": 4,
-         "init_from": {"name": "p", "sha256": "ab" * 32, "clips_seen": 8, "objective": None,
-                       "command": "framecast train --seed 1", "wall_time_s": 60.0}}
+    t = {
+        "objective": "closed loop: roll out 10 frames",
+        "clips_seen": 12,
+        "clips_seen_this_run": 4,
+        "init_from": {
+            "name": "p",
+            "sha256": "ab" * 32,
+            "clips_seen": 8,
+            "objective": None,
+            "command": "framecast train --seed 1",
+            "wall_time_s": 60.0,
+        },
+    }
     text = "\n".join(_lineage(t))
     assert "closed loop" in text and "`p`" in text and "framecast train --seed 1" in text
     assert "8 clips" in text and "4 clips in this run" in text

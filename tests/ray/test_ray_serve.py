@@ -44,8 +44,15 @@ def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray_models")
     save_tiny(root, NF, "convlstm2d", "next_frame")
     save_tiny(root, CL, "convlstm2d", "classify")
-    return Settings(models_dir=root, load_mode="blocking", device="cpu", max_horizon=5,
-                    ray_replicas=2, ray_gpus_per_replica=0, log_level="warning")
+    return Settings(
+        models_dir=root,
+        load_mode="blocking",
+        device="cpu",
+        max_horizon=5,
+        ray_replicas=2,
+        ray_gpus_per_replica=0,
+        log_level="warning",
+    )
 
 
 def _free_port() -> int:
@@ -63,8 +70,13 @@ def ray_url(settings):
     from service.ray_app import build_app
 
     # Logical CPUs (scheduling slots, not cores): 2 models x 2 replicas + the ingress.
-    ray.init(num_cpus=8, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False)
+    ray.init(
+        num_cpus=8,
+        num_gpus=0,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
     port = _free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -92,8 +104,9 @@ def plain(settings):
 
 
 def _predict(client, name, c, horizon):
-    r = client.post(f"/v1/models/{name}/predict", params={"horizon": horizon, "output": "npy"},
-                    files=files(c))
+    r = client.post(
+        f"/v1/models/{name}/predict", params={"horizon": horizon, "output": "npy"}, files=files(c)
+    )
     assert r.status_code == 200, r.text
     return np.load(io.BytesIO(r.content), allow_pickle=False)
 
@@ -114,21 +127,35 @@ def test_predictions_match_the_plain_server(ray_url, plain):
         assert sorted(m["name"] for m in models) == [CL, NF]
         for seed in range(4):  # several requests: both replicas get some
             c = clip(seed=seed)
-            np.testing.assert_allclose(_predict(ray_http, NF, c, 2), _predict(plain, NF, c, 2),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                _predict(ray_http, NF, c, 2), _predict(plain, NF, c, 2), rtol=1e-5, atol=1e-6
+            )
             got = ray_http.post(f"/v1/models/{CL}/classify", files=files(c)).json()
             want = plain.post(f"/v1/models/{CL}/classify", files=files(c)).json()
             assert got["label"] == want["label"]
-            np.testing.assert_allclose([s["score"] for s in got["scores"]],
-                                       [s["score"] for s in want["scores"]], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                [s["score"] for s in got["scores"]],
+                [s["score"] for s in want["scores"]],
+                rtol=1e-5,
+                atol=1e-6,
+            )
         # the V2 protocol too, and errors keep their form across the deployment boundary
-        body = {"inputs": [{"name": "frames", "shape": [1, FRAMES, H, W, 1], "datatype": "UINT8",
-                            "data": clip(seed=9)[None, ..., None].ravel().tolist()}]}
+        body = {
+            "inputs": [
+                {
+                    "name": "frames",
+                    "shape": [1, FRAMES, H, W, 1],
+                    "datatype": "UINT8",
+                    "data": clip(seed=9)[None, ..., None].ravel().tolist(),
+                }
+            ]
+        }
         r = ray_http.post(f"/v2/models/{NF}/infer", json=body)
         assert r.status_code == 200, r.text
         want = plain.post(f"/v2/models/{NF}/infer", json=body).json()
-        np.testing.assert_allclose(r.json()["outputs"][0]["data"], want["outputs"][0]["data"],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            r.json()["outputs"][0]["data"], want["outputs"][0]["data"], rtol=1e-5, atol=1e-6
+        )
         r = ray_http.post(f"/v1/models/{CL}/predict", files=files(clip()))
         assert r.status_code == 422 and r.json()["error"] == "wrong_task"
         assert ray_http.get("/v1/models/nope").status_code == 404

@@ -27,10 +27,17 @@ def save_tiny(root, name, arch, task, channels=1, **kwargs):
     if task == "classify":
         kw["num_classes"] = len(DIRECTIONS)
     model = build(arch, name=name, **kw, **kwargs)
-    manifest = Manifest(name=name, architecture=arch, task=task, frames=FRAMES, height=H, width=W,
-                        channels=channels,
-                        class_names=list(DIRECTIONS) if task == "classify" else None,
-                        flops_per_clip=1000)
+    manifest = Manifest(
+        name=name,
+        architecture=arch,
+        task=task,
+        frames=FRAMES,
+        height=H,
+        width=W,
+        channels=channels,
+        class_names=list(DIRECTIONS) if task == "classify" else None,
+        flops_per_clip=1000,
+    )
     save_model_folder(root / name, model, manifest)
     return root / name
 
@@ -56,8 +63,13 @@ def rgb_models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def settings(models_dir):
-    return Settings(models_dir=models_dir, load_mode="blocking", max_horizon=5, max_frames=64,
-                    max_upload_bytes=2 * 1024 * 1024)
+    return Settings(
+        models_dir=models_dir,
+        load_mode="blocking",
+        max_horizon=5,
+        max_frames=64,
+        max_upload_bytes=2 * 1024 * 1024,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +86,8 @@ def runtime(client):
 @pytest.fixture(scope="session")
 def direct(runtime):
     """direct(name, batch) → the model's own output for ``batch``, bypassing the service."""
+
     def call(name, batch):
         return np.asarray(runtime.runners[name].model.predict_on_batch(batch.astype(np.float32)))
+
     return call

@@ -8,13 +8,15 @@ import numpy as np
 from PIL import Image
 
 FRAMES, H, W = 4, 16, 16
+
+
 def clip(t=FRAMES, h=H, w=W, seed=0) -> np.ndarray:
     """(t, h, w) uint8 frames: a bright square moving right over faint noise."""
     rng = np.random.default_rng(seed)
     out = (rng.random((t, h, w)) * 40).astype(np.uint8)
     for i in range(t):
         x = (2 + 2 * i) % (w - 4)
-        out[i, 5:9, x:x + 4] = 255
+        out[i, 5:9, x : x + 4] = 255
     return out
 
 

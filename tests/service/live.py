@@ -22,8 +22,9 @@ def live_server(app, timeout: float = 120.0):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name="framecast-test-server")
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="framecast-test-server"
+    )
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:

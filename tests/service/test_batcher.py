@@ -76,8 +76,12 @@ class Spy:
 async def burst(runner: ModelRunner, held: Held, jobs):
     """Queue every (context, horizon) behind the held worker, release it, gather the results
     (exceptions returned in place)."""
-    tasks = [asyncio.ensure_future(runner.predict(c, h) if runner.manifest.task == "next_frame"
-                                   else runner.classify(c)) for c, h in jobs]
+    tasks = [
+        asyncio.ensure_future(
+            runner.predict(c, h) if runner.manifest.task == "next_frame" else runner.classify(c)
+        )
+        for c, h in jobs
+    ]
     await asyncio.sleep(0)  # one turn of the loop: every task has queued its request
     assert runner.queue_depth == len(jobs) + 1  # + the holding job
     held.release.set()
@@ -110,11 +114,17 @@ def make_runner(loaded):
 
     def make(name=NF, **kw):
         folder, manifest, model = loaded(name)
-        opts = dict(metrics=Metrics(), max_queue=64, timeout_s=30.0, max_batch_size=32,
-                    max_batch_delay_ms=0.0)
+        opts = dict(
+            metrics=Metrics(),
+            max_queue=64,
+            timeout_s=30.0,
+            max_batch_size=32,
+            max_batch_delay_ms=0.0,
+        )
         opts.update(kw)
-        runner = ModelRunner(folder, manifest, model, None, Placement("cpu:0", "cpu:0", "x"),
-                             **opts)
+        runner = ModelRunner(
+            folder, manifest, model, None, Placement("cpu:0", "cpu:0", "x"), **opts
+        )
         runner.warmup_ms = runner.submit(runner._warmup).result(timeout=120)
         made.append(runner)
         return runner
@@ -149,8 +159,12 @@ def test_every_bucket_is_warmed_and_no_call_uses_another_shape(client, runtime, 
         asyncio.run(burst(runner, held, [(ctx(i), 1 + i % 3) for i in range(5)]))
     with Held(runner) as held:
         asyncio.run(burst(runner, held, [(ctx(i), 1) for i in range(3)]))
-    assert client.post(f"/v1/models/{NF}/predict", params={"horizon": 2},
-                       files=files(clip())).status_code == 200
+    assert (
+        client.post(
+            f"/v1/models/{NF}/predict", params={"horizon": 2}, files=files(clip())
+        ).status_code
+        == 200
+    )
     assert spy.shapes and set(spy.shapes) <= runner.warmed
     # horizons 1, 2, 3, 1, 2: 5 clips, then 3, then 1; then a burst of 3
     assert spy.shapes[:4] == [(8,) + shape, (4,) + shape, (1,) + shape, (4,) + shape]
@@ -300,8 +314,7 @@ def test_server_timing_header_and_phase_metrics(client):
     assert r.status_code == 200 and "model;dur=" in r.headers["server-timing"]
     text = client.get("/metrics").text
     for phase in ("decode", "queue", "model", "encode"):
-        assert (f'framecast_request_phase_seconds_count{{model="{NF}",phase="{phase}"}}'
-                in text)
+        assert f'framecast_request_phase_seconds_count{{model="{NF}",phase="{phase}"}}' in text
 
 
 def test_a_timed_out_request_leaves_the_queue_and_is_never_run(make_runner, monkeypatch):

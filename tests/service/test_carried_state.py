@@ -19,7 +19,7 @@ from service.devices import Placement
 from service.runner import ModelRunner
 from service.telemetry import Metrics
 from tests.service.conftest import save_tiny
-from tests.service.helpers import FRAMES, H, W, clip, files
+from tests.service.helpers import H, W, clip, files
 from tests.service.test_batcher import Held
 
 ATOL = 1e-5
@@ -47,8 +47,17 @@ def test_shared_steps_hold_each_requests_state(carried_dir, arch):
     man = read_manifest(folder)
     model = keras.saving.load_model(folder / "model.keras", compile=False)
     ref = stepper(model)
-    runner = ModelRunner(folder, man, model, None, Placement("cpu:0", "cpu:0", "x"),
-                         metrics=Metrics(), max_queue=64, timeout_s=60.0, max_batch_size=8)
+    runner = ModelRunner(
+        folder,
+        man,
+        model,
+        None,
+        Placement("cpu:0", "cpu:0", "x"),
+        metrics=Metrics(),
+        max_queue=64,
+        timeout_s=60.0,
+        max_batch_size=8,
+    )
     try:
         runner.submit(runner._warmup).result(timeout=120)
         calls = []
@@ -65,8 +74,9 @@ def test_shared_steps_hold_each_requests_state(carried_dir, arch):
 
         async def burst():
             with Held(runner) as held:
-                tasks = [asyncio.ensure_future(runner.predict(c, h))
-                         for c, h in zip(contexts, horizons)]
+                tasks = [
+                    asyncio.ensure_future(runner.predict(c, h)) for c, h in zip(contexts, horizons)
+                ]
                 await asyncio.sleep(0)  # every request queued behind the held worker
                 held.release.set()
                 return await asyncio.gather(*tasks)
@@ -86,11 +96,13 @@ def test_models_endpoint_says_which_rollout_each_model_uses(carried_dir, models_
     with TestClient(create_app(settings)) as c:
         models = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
         assert {m["rollout"] for m in models.values()} == {"carried_state"}
-        r = c.post("/v1/models/convlstm2d_next_frame/predict", params={"horizon": 3},
-                   files=files(clip()))
+        r = c.post(
+            "/v1/models/convlstm2d_next_frame/predict", params={"horizon": 3}, files=files(clip())
+        )
         assert r.status_code == 200, r.text
-    with TestClient(create_app(load_settings(models_dir=str(models_dir),
-                                             load_mode="blocking"))) as c:
+    with TestClient(
+        create_app(load_settings(models_dir=str(models_dir), load_mode="blocking"))
+    ) as c:
         rollouts = {m["name"]: m["rollout"] for m in c.get("/v1/models").json()["models"]}
         assert rollouts["convlstm2d_next_frame"] == "sliding_window"
         assert rollouts["convlstm2d_classify"] == "none"

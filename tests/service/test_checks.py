@@ -15,8 +15,11 @@ class Other(FramecastError):
 
 def test_require_task():
     require_task("m", "classify", "classify")
-    with pytest.raises(WrongTask, match=r"model 'm' is a classify model; use POST /v1/models/m/"
-                                        r"classify"):
+    with pytest.raises(
+        WrongTask,
+        match=r"model 'm' is a classify model; use POST /v1/models/m/"
+        r"classify",
+    ):
         require_task("m", "classify", "next_frame")
     with pytest.raises(WrongTask, match="use POST /v1/models/m/predict"):
         require_task("m", "next_frame", "classify")
@@ -34,10 +37,15 @@ def test_require_horizon_passes():
     assert [require_horizon(k, 5) for k in (1, 5)] == [1, 5]
 
 
-@pytest.mark.parametrize("x,says", [
-    (np.array([0.0, np.nan]), "NaN or infinite"), (np.array([np.inf]), "NaN or infinite"),
-    (np.array([0.0, 1.5]), "found 0..1.5"), (np.array([-0.5, 1.0]), "found -0.5..1"),
-])
+@pytest.mark.parametrize(
+    "x,says",
+    [
+        (np.array([0.0, np.nan]), "NaN or infinite"),
+        (np.array([np.inf]), "NaN or infinite"),
+        (np.array([0.0, 1.5]), "found 0..1.5"),
+        (np.array([-0.5, 1.0]), "found -0.5..1"),
+    ],
+)
 def test_require_unit_range_refuses(x, says):
     with pytest.raises(FrameDecodeError, match=says):
         require_unit_range(x, "frame 0", kind="float", hint="send uint8")

@@ -21,8 +21,9 @@ NEXT = "/v1/compare/next-frame"
 
 
 def predicted(client, name, frames_u8, k):
-    r = client.post(f"/v1/models/{name}/predict", params={"horizon": k, "output": "npy"},
-                    files=files(frames_u8))
+    r = client.post(
+        f"/v1/models/{name}/predict", params={"horizon": k, "output": "npy"}, files=files(frames_u8)
+    )
     assert r.status_code == 200, r.text
     return np.load(io.BytesIO(r.content))
 
@@ -97,8 +98,12 @@ def test_png_montage_has_context_truth_and_both_models(client):
     cell, gap, label = 64, 2, 96  # 16 px frames are shown 4x
     assert img.shape == (4 * (cell + gap), label + FRAMES * (cell + gap))
     # row 0 column 1 is context frame 1, upscaled; row 1 column 0 is the first truth frame
-    np.testing.assert_array_equal(img[0:cell:4, label + cell + gap:label + 2 * cell + gap:4], c[1])
-    np.testing.assert_array_equal(img[cell + gap:2 * cell + gap:4, label:label + cell:4], c[FRAMES])
+    np.testing.assert_array_equal(
+        img[0:cell:4, label + cell + gap : label + 2 * cell + gap : 4], c[1]
+    )
+    np.testing.assert_array_equal(
+        img[cell + gap : 2 * cell + gap : 4, label : label + cell : 4], c[FRAMES]
+    )
 
 
 def test_gif_montage_plays_context_then_futures(client):
@@ -110,13 +115,16 @@ def test_gif_montage_plays_context_then_futures(client):
     assert img.n_frames == FRAMES + 2
 
 
-@pytest.mark.parametrize("params,extra_truth,parts", [
-    ({"holdout": FRAMES + 1}, 0, ["holdout=5", "no context"]),
-    ({"holdout": 1}, 1, ["either holdout=k or truth"]),
-    ({"horizon": 3}, 2, ["horizon=3", "2 truth frame(s)"]),
-    ({"horizon": 6}, 0, ["FRAMECAST_MAX_HORIZON"]),
-    ({"holdout": 2}, 0, ["needs 4"]),  # 4 uploaded - 2 held back = too little context
-])
+@pytest.mark.parametrize(
+    "params,extra_truth,parts",
+    [
+        ({"holdout": FRAMES + 1}, 0, ["holdout=5", "no context"]),
+        ({"holdout": 1}, 1, ["either holdout=k or truth"]),
+        ({"horizon": 3}, 2, ["horizon=3", "2 truth frame(s)"]),
+        ({"horizon": 6}, 0, ["FRAMECAST_MAX_HORIZON"]),
+        ({"holdout": 2}, 0, ["needs 4"]),  # 4 uploaded - 2 held back = too little context
+    ],
+)
 def test_compare_parameter_errors(client, params, extra_truth, parts):
     c = clip(t=FRAMES + 1, seed=26)
     upload = files(c[:FRAMES]) + (files(c[:extra_truth], name="truth") if extra_truth else [])
@@ -157,7 +165,9 @@ def test_several_models_of_one_architecture_need_a_choice(crowded_dir):
         assert "convlstm2d_next_frame, convlstm2d_twin" in msg and "convlstm2d=NAME" in msg
         assert "FRAMECAST_COMPARE_CONVLSTM2D_NEXT_FRAME" in msg
         r = c.post(NEXT, params={"convlstm2d": "convlstm2d_twin"}, files=files(clip()))
-        assert r.status_code == 200 and r.json()["results"]["convlstm2d"]["model"] == "convlstm2d_twin"
+        assert (
+            r.status_code == 200 and r.json()["results"]["convlstm2d"]["model"] == "convlstm2d_twin"
+        )
         r = c.post(NEXT, params={"convlstm2d": "conv2d_lstm_next_frame"}, files=files(clip()))
         assert r.status_code == 422 and "needs a convlstm2d next_frame model" in r.json()["message"]
         r = c.post(NEXT, params={"convlstm2d": "ghost"}, files=files(clip()))
@@ -166,11 +176,16 @@ def test_several_models_of_one_architecture_need_a_choice(crowded_dir):
         r = c.post("/v1/compare/classify", files=files(clip()))
         assert r.status_code == 404
         assert "no conv2d_lstm model for the classify task" in r.json()["message"]
-    s = Settings(models_dir=crowded_dir, load_mode="blocking",
-                 compare_convlstm2d_next_frame="convlstm2d_twin")
+    s = Settings(
+        models_dir=crowded_dir,
+        load_mode="blocking",
+        compare_convlstm2d_next_frame="convlstm2d_twin",
+    )
     with TestClient(create_app(s)) as c:
         r = c.post(NEXT, files=files(clip()))
-        assert r.status_code == 200 and r.json()["results"]["convlstm2d"]["model"] == "convlstm2d_twin"
+        assert (
+            r.status_code == 200 and r.json()["results"]["convlstm2d"]["model"] == "convlstm2d_twin"
+        )
 
 
 # --------------------------------------------------------------------------- classify
@@ -178,8 +193,11 @@ def test_several_models_of_one_architecture_need_a_choice(crowded_dir):
 
 def test_compare_classify_with_the_true_label(client, direct):
     c = clip(seed=27)
-    r = client.post("/v1/compare/classify", params={"label": "NE", "top_k": 2},
-                    files=[("files", ("c.npy", npy(c), "application/octet-stream"))])
+    r = client.post(
+        "/v1/compare/classify",
+        params={"label": "NE", "top_k": 2},
+        files=[("files", ("c.npy", npy(c), "application/octet-stream"))],
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["task"] == "classify" and body["truth"] == "label" and body["true_label"] == "NE"

@@ -32,14 +32,17 @@ def test_environment_variables_with_the_prefix(monkeypatch, tmp_path):
     assert load_settings(max_horizon=3, port=None).max_horizon == 3
 
 
-@pytest.mark.parametrize("var,value,fragment", [
-    ("FRAMECAST_MAX_HORIZON", "lots", "valid integer"),
-    ("FRAMECAST_MAX_HORIZON", "0", "greater than or equal to 1"),
-    ("FRAMECAST_PORT", "70000", "less than or equal to 65535"),
-    ("FRAMECAST_LOAD_MODE", "lazy", "background"),
-    ("FRAMECAST_DEVICE", "tpu", "gpu"),
-    ("FRAMECAST_INFERENCE_TIMEOUT_S", "-1", "greater than 0"),
-])
+@pytest.mark.parametrize(
+    "var,value,fragment",
+    [
+        ("FRAMECAST_MAX_HORIZON", "lots", "valid integer"),
+        ("FRAMECAST_MAX_HORIZON", "0", "greater than or equal to 1"),
+        ("FRAMECAST_PORT", "70000", "less than or equal to 65535"),
+        ("FRAMECAST_LOAD_MODE", "lazy", "background"),
+        ("FRAMECAST_DEVICE", "tpu", "gpu"),
+        ("FRAMECAST_INFERENCE_TIMEOUT_S", "-1", "greater than 0"),
+    ],
+)
 def test_a_bad_value_fails_at_start_naming_the_variable(monkeypatch, var, value, fragment):
     monkeypatch.setenv(var, value)
     with pytest.raises(SettingsError) as e:
@@ -50,8 +53,9 @@ def test_a_bad_value_fails_at_start_naming_the_variable(monkeypatch, var, value,
         create_app()
 
 
-def test_create_app_reads_the_environment_and_loads_nothing_at_construction(monkeypatch,
-                                                                           models_dir):
+def test_create_app_reads_the_environment_and_loads_nothing_at_construction(
+    monkeypatch, models_dir
+):
     monkeypatch.setenv("FRAMECAST_MODELS_DIR", str(models_dir))
     app = create_app()
     assert app.state.settings.models_dir == models_dir
@@ -76,7 +80,9 @@ def test_defaults_quoted_in_the_docs_match_the_settings():
     fields = Settings.model_fields
     checked = 0
     readme = (root / "README.md").read_text()
-    for name, value in re.findall(r"`FRAMECAST_([A-Z_]+)`,? \(?(?:default )?(\d+(?:\.\d+)?)", readme):
+    for name, value in re.findall(
+        r"`FRAMECAST_([A-Z_]+)`,? \(?(?:default )?(\d+(?:\.\d+)?)", readme
+    ):
         key = name.lower()
         if key in fields and not name.endswith("_BYTES"):
             assert float(value) == float(fields[key].default), f"README: FRAMECAST_{name}"

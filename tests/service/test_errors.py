@@ -41,6 +41,7 @@ def with_bad(index, name, data):
 
 # --------------------------------------------------------------------------- 422: malformed frames
 
+
 def test_garbage_after_a_png_signature_names_the_frame(client):
     r = client.post(PREDICT, **with_bad(1, "bad.png", b"\x89PNG\r\n\x1a\n" + b"garbage" * 10))
     err(r, 422, "frame_decode_error", "frame 1", "bad.png", "PNG")
@@ -59,17 +60,26 @@ def test_a_corrupt_gif(client):
 
 
 def test_an_empty_file(client):
-    err(client.post(PREDICT, **with_bad(0, "empty.png", b"")), 422, "frame_decode_error",
-        "frame 0", "empty.png", "empty")
+    err(
+        client.post(PREDICT, **with_bad(0, "empty.png", b"")),
+        422,
+        "frame_decode_error",
+        "frame 0",
+        "empty.png",
+        "empty",
+    )
 
 
-@pytest.mark.parametrize("array,parts", [
-    (np.zeros((4, 16), np.uint8), ["shape (4, 16)", "(T,H,W)"]),
-    (np.zeros((4, 16, 16, 5), np.uint8), ["5 channels"]),
-    (np.zeros((4, 16, 16), np.int64), ["dtype int64", "uint8"]),
-    (np.full((4, 16, 16), 1.5, np.float32), ["frame 0", "[0, 1]", "1.5"]),
-    (np.concatenate([np.zeros((2, 16, 16)), np.full((1, 16, 16), np.nan)]), ["frame 2", "NaN"]),
-])
+@pytest.mark.parametrize(
+    "array,parts",
+    [
+        (np.zeros((4, 16), np.uint8), ["shape (4, 16)", "(T,H,W)"]),
+        (np.zeros((4, 16, 16, 5), np.uint8), ["5 channels"]),
+        (np.zeros((4, 16, 16), np.int64), ["dtype int64", "uint8"]),
+        (np.full((4, 16, 16), 1.5, np.float32), ["frame 0", "[0, 1]", "1.5"]),
+        (np.concatenate([np.zeros((2, 16, 16)), np.full((1, 16, 16), np.nan)]), ["frame 2", "NaN"]),
+    ],
+)
 def test_bad_npy_arrays(client, array, parts):
     r = client.post(PREDICT, **one("clip.npy", npy(array)))
     err(r, 422, "frame_decode_error", "clip.npy", *parts)
@@ -85,8 +95,13 @@ def test_a_pickled_npy_is_refused_not_unpickled(client):
 def test_json_with_bad_base64_names_the_item(client):
     frames = [base64.b64encode(png(f)).decode() for f in clip()]
     frames[2] = "not base64!!"
-    err(client.post(PREDICT, json={"frames": frames}), 422, "frame_decode_error", "frames[2]",
-        "base64")
+    err(
+        client.post(PREDICT, json={"frames": frames}),
+        422,
+        "frame_decode_error",
+        "frames[2]",
+        "base64",
+    )
 
 
 @pytest.mark.parametrize("body", [b"{not json", b'{"images": []}', b'{"frames": "abc"}'])
@@ -96,6 +111,7 @@ def test_json_of_the_wrong_shape(client, body):
 
 
 # --------------------------------------------------------------------------- 415
+
 
 def test_an_unknown_file_format_is_415(client):
     r = client.post(PREDICT, **with_bad(2, "notes.txt", b"hello, these are not pixels"))
@@ -110,12 +126,16 @@ def test_an_unsupported_content_type_is_415(client, ctype):
 
 
 def test_a_raw_body_of_unknown_bytes_is_415(client):
-    r = client.post(PREDICT, content=b"\x00\x01\x02\x03" * 10,
-                    headers={"content-type": "application/octet-stream"})
+    r = client.post(
+        PREDICT,
+        content=b"\x00\x01\x02\x03" * 10,
+        headers={"content-type": "application/octet-stream"},
+    )
     err(r, 415, "unsupported_media_type")
 
 
 # --------------------------------------------------------------------------- 422: frames and tasks
+
 
 def test_too_few_frames(client):
     r = client.post(PREDICT, files=files(clip()[:2]))
@@ -145,41 +165,65 @@ def test_truth_is_refused_by_predict(client):
 
 
 def test_unknown_model_on_predict_is_404(client):
-    err(client.post("/v1/models/ghost/predict", files=files(clip())), 404, "model_not_found",
-        "'ghost'")
+    err(
+        client.post("/v1/models/ghost/predict", files=files(clip())),
+        404,
+        "model_not_found",
+        "'ghost'",
+    )
 
 
 # --------------------------------------------------------------------------- parameters and limits
+
 
 def test_horizon_above_the_maximum(client, settings):
     r = client.post(PREDICT, params={"horizon": settings.max_horizon + 1}, files=files(clip()))
     err(r, 422, "invalid_input", "FRAMECAST_MAX_HORIZON", str(settings.max_horizon))
 
 
-@pytest.mark.parametrize("params,name", [({"horizon": 0}, "horizon"), ({"horizon": "x"}, "horizon"),
-                                         ({"output": "bmp"}, "output"),
-                                         ({"resize": "maybe"}, "resize")])
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"horizon": 0}, "horizon"),
+        ({"horizon": "x"}, "horizon"),
+        ({"output": "bmp"}, "output"),
+        ({"resize": "maybe"}, "resize"),
+    ],
+)
 def test_bad_query_parameters_are_named(client, params, name):
     err(client.post(PREDICT, params=params, files=files(clip())), 422, "invalid_parameter", name)
 
 
 def test_a_body_over_the_upload_limit_is_413(client, settings):
     big = b"\x89PNG\r\n\x1a\n" + b"\x00" * settings.max_upload_bytes
-    err(client.post(PREDICT, **one("big.png", big)), 413, "payload_too_large",
-        "FRAMECAST_MAX_UPLOAD_BYTES")
+    err(
+        client.post(PREDICT, **one("big.png", big)),
+        413,
+        "payload_too_large",
+        "FRAMECAST_MAX_UPLOAD_BYTES",
+    )
 
 
 def test_too_many_frames(client, settings):
     many = np.zeros((settings.max_frames + 1, 16, 16), np.uint8)
-    err(client.post(PREDICT, **one("many.npy", npy(many))), 422, "invalid_input",
-        "FRAMECAST_MAX_FRAMES")
+    err(
+        client.post(PREDICT, **one("many.npy", npy(many))),
+        422,
+        "invalid_input",
+        "FRAMECAST_MAX_FRAMES",
+    )
 
 
 def test_a_frame_with_too_many_pixels(models_dir):
     s = Settings(models_dir=models_dir, load_mode="blocking", max_frame_pixels=100)
     with TestClient(create_app(s)) as c:
-        err(c.post(PREDICT, files=files(clip())), 422, "invalid_input", "frame 0",
-            "FRAMECAST_MAX_FRAME_PIXELS")
+        err(
+            c.post(PREDICT, files=files(clip())),
+            422,
+            "invalid_input",
+            "frame 0",
+            "FRAMECAST_MAX_FRAME_PIXELS",
+        )
 
 
 def test_unknown_route_is_404_json(client):
@@ -188,9 +232,9 @@ def test_unknown_route_is_404_json(client):
 
 # --------------------------------------------------------------------------- 503 under load
 
+
 def test_a_full_queue_and_a_slow_model_answer_503(models_dir):
-    s = Settings(models_dir=models_dir, load_mode="blocking", max_queue=2,
-                 inference_timeout_s=0.2)
+    s = Settings(models_dir=models_dir, load_mode="blocking", max_queue=2, inference_timeout_s=0.2)
     with TestClient(create_app(s)) as c:
         runner = c.app.state.runtime.runners[NF]
         release = threading.Event()
@@ -212,8 +256,20 @@ def test_a_full_queue_and_a_slow_model_answer_503(models_dir):
 
 # --------------------------------------------------------------------------- nothing gives 500
 
-PREFIXES = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"GIF87a", b"BM", b"II*\x00",
-            b"MM\x00*", b"\x93NUMPY", b"RIFF\x10\x00\x00\x00WEBP", b"", b"{", b"\x00"]
+PREFIXES = [
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF89a",
+    b"GIF87a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"\x93NUMPY",
+    b"RIFF\x10\x00\x00\x00WEBP",
+    b"",
+    b"{",
+    b"\x00",
+]
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -221,31 +277,49 @@ def test_random_bytes_never_give_500(client, prefix):
     rng = np.random.default_rng(len(prefix))
     for n in (0, 5, 100, 3000):
         data = prefix + rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-        for kw in (one("x", data),
-                   {"content": data, "headers": {"content-type": "application/octet-stream"}},
-                   {"json": {"frames": [base64.b64encode(data).decode()] * FRAMES}}):
+        for kw in (
+            one("x", data),
+            {"content": data, "headers": {"content-type": "application/octet-stream"}},
+            {"json": {"frames": [base64.b64encode(data).decode()] * FRAMES}},
+        ):
             r = client.post(PREDICT, **kw)
             assert r.status_code in (415, 422), (prefix, n, r.status_code, r.text)
             assert r.json()["message"]
 
 
 def test_odd_but_valid_images_never_give_500(client):
-    odd = [np.zeros((1, 1), np.uint8), np.zeros((1, 300), np.uint8),
-           (np.arange(256 * 4, dtype=np.uint16).reshape(32, 32) * 64)]
+    odd = [
+        np.zeros((1, 1), np.uint8),
+        np.zeros((1, 300), np.uint8),
+        (np.arange(256 * 4, dtype=np.uint16).reshape(32, 32) * 64),
+    ]
     for a in odd:
-        r = client.post(PREDICT, files=[("files", (f"{i}.png", png(a), "image/png"))
-                                        for i in range(FRAMES)])
+        r = client.post(
+            PREDICT, files=[("files", (f"{i}.png", png(a), "image/png")) for i in range(FRAMES)]
+        )
         assert r.status_code == 200, r.text
     # a one-pixel-wide frame with resize=false is a clear 422, not a crash
-    r = client.post(PREDICT, params={"resize": "false"},
-                    files=[("files", ("t.png", png(odd[0]), "image/png"))] * FRAMES)
+    r = client.post(
+        PREDICT,
+        params={"resize": "false"},
+        files=[("files", ("t.png", png(odd[0]), "image/png"))] * FRAMES,
+    )
     err(r, 422, "frame_size_error", "1x1")
 
 
 def test_too_many_pixels_in_all(models_dir):
     s = Settings(models_dir=models_dir, load_mode="blocking", max_total_pixels=16 * 16 * 3)
     with TestClient(create_app(s)) as c:
-        err(c.post(PREDICT, files=files(clip())), 422, "invalid_input", "f3.png",
-            "FRAMECAST_MAX_TOTAL_PIXELS")
-        err(c.post(PREDICT, **one("c.npy", npy(clip()))), 422, "invalid_input",
-            "FRAMECAST_MAX_TOTAL_PIXELS")
+        err(
+            c.post(PREDICT, files=files(clip())),
+            422,
+            "invalid_input",
+            "f3.png",
+            "FRAMECAST_MAX_TOTAL_PIXELS",
+        )
+        err(
+            c.post(PREDICT, **one("c.npy", npy(clip()))),
+            422,
+            "invalid_input",
+            "FRAMECAST_MAX_TOTAL_PIXELS",
+        )

@@ -46,8 +46,10 @@ def test_readyz_is_503_until_warm_then_200(models_dir):
         assert set(body["models"].values()) == {"ready"} and len(body["models"]) == 4
         info = c.get("/v1/models").json()["models"]
         assert all(m["warmup_ms"] > 0 for m in info)
-        assert c.post("/v1/models/convlstm2d_next_frame/predict",
-                      files=files(clip())).status_code == 200
+        assert (
+            c.post("/v1/models/convlstm2d_next_frame/predict", files=files(clip())).status_code
+            == 200
+        )
 
 
 def test_load_logs_one_line_per_model(models_dir, caplog):

@@ -15,12 +15,21 @@ from service.limits import check_json, json_depth_exceeds
 from tests.service.malformed import gif_frames, npy_header_only
 
 
-@pytest.mark.parametrize("body,depth,too_deep", [
-    (b"[[[1]]]", 3, False), (b"[[[1]]]", 2, True), (b'{"a": [{"b": []}]}', 4, False),
-    (b'{"a": [{"b": []}]}', 3, True), (b'{"s": "[[[[[[[[[["}', 2, False),
-    (b'{"s": "\\"[[[[[[\\""}', 2, False), (b"[1, 2", 1, False), (b"[" * 10**5, 32, True),
-    (b"[" * 32, 32, False),
-], ids=lambda v: repr(v)[:40] if isinstance(v, bytes) else str(v))
+@pytest.mark.parametrize(
+    "body,depth,too_deep",
+    [
+        (b"[[[1]]]", 3, False),
+        (b"[[[1]]]", 2, True),
+        (b'{"a": [{"b": []}]}', 4, False),
+        (b'{"a": [{"b": []}]}', 3, True),
+        (b'{"s": "[[[[[[[[[["}', 2, False),
+        (b'{"s": "\\"[[[[[[\\""}', 2, False),
+        (b"[1, 2", 1, False),
+        (b"[" * 10**5, 32, True),
+        (b"[" * 32, 32, False),
+    ],
+    ids=lambda v: repr(v)[:40] if isinstance(v, bytes) else str(v),
+)
 def test_json_depth(body, depth, too_deep):
     assert json_depth_exceeds(body, depth) is too_deep
 
@@ -59,8 +68,9 @@ def test_an_npy_header_claiming_more_than_it_holds_allocates_nothing():
 # --------------------------------------------------------------------------- declared oversize
 
 
-def _run_limit(declared: int, chunks: list[bytes] | None, *, drain_bytes: int, expect=None,
-               idle_s: float = 5.0) -> tuple[list[dict], int]:
+def _run_limit(
+    declared: int, chunks: list[bytes] | None, *, drain_bytes: int, expect=None, idle_s: float = 5.0
+) -> tuple[list[dict], int]:
     """BodyLimitMiddleware (limit 10 bytes) on a request declaring ``declared`` bytes whose body
     comes in ``chunks`` (None: never comes); the messages sent and the chunks read."""
     import asyncio

@@ -14,7 +14,7 @@ def sample(text: str, name: str, **labels) -> float:
     for line in text.splitlines():
         if line.startswith("#") or not line.startswith(name + "{"):
             continue
-        body = line[len(name) + 1:line.rindex("}")]
+        body = line[len(name) + 1 : line.rindex("}")]
         got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', body))
         if all(got.get(k) == v for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
@@ -29,8 +29,12 @@ def test_metrics_count_requests_inference_and_errors(client):
     batches = sample(before, "framecast_batch_size_bucket", model=NF, le="1")
     errors = sample(before, "framecast_errors_total", route=route, status="422")
 
-    assert client.post(f"/v1/models/{NF}/predict", params={"horizon": 3},
-                       files=files(clip())).status_code == 200
+    assert (
+        client.post(
+            f"/v1/models/{NF}/predict", params={"horizon": 3}, files=files(clip())
+        ).status_code
+        == 200
+    )
     assert client.post(f"/v1/models/{NF}/predict", files=files(clip()[:1])).status_code == 422
     assert client.get("/v1/models/ghost").status_code == 404
 
@@ -42,15 +46,27 @@ def test_metrics_count_requests_inference_and_errors(client):
     assert sample(text, "framecast_batch_size_bucket", model=NF, le="1") == batches + 3
     assert sample(text, "framecast_errors_total", route=route, status="422") == errors + 1
     # unknown model names are folded into one label value (bounded cardinality)
-    assert sample(text, "framecast_requests_total", route="/v1/models/{name}", model="unknown",
-                  status="404") >= 1
+    assert (
+        sample(
+            text,
+            "framecast_requests_total",
+            route="/v1/models/{name}",
+            model="unknown",
+            status="404",
+        )
+        >= 1
+    )
     assert "ghost" not in text
     assert sample(text, "framecast_queue_depth", model=NF) == 0
     assert sample(text, "framecast_model_ready", model=NF) == 1
     hist = sample(text, "framecast_request_duration_seconds_count", route=route, model=NF)
     assert hist >= ok + 2
-    for family in ("framecast_requests_total counter", "framecast_request_duration_seconds "
-                   "histogram", "framecast_inference_duration_seconds histogram",
-                   "framecast_batch_size histogram", "framecast_queue_depth gauge",
-                   "framecast_errors_total counter"):
+    for family in (
+        "framecast_requests_total counter",
+        "framecast_request_duration_seconds histogram",
+        "framecast_inference_duration_seconds histogram",
+        "framecast_batch_size histogram",
+        "framecast_queue_depth gauge",
+        "framecast_errors_total counter",
+    ):
         assert f"# TYPE {family}" in text

@@ -12,8 +12,13 @@ def test_list_models(client, models_dir):
     assert r.status_code == 200
     models = r.json()["models"]
     assert [m["name"] for m in models] == sorted(
-        ["conv2d_lstm_next_frame", "convlstm2d_next_frame", "conv2d_lstm_classify",
-         "convlstm2d_classify"])
+        [
+            "conv2d_lstm_next_frame",
+            "convlstm2d_next_frame",
+            "conv2d_lstm_classify",
+            "convlstm2d_classify",
+        ]
+    )
     for m in models:
         manifest = read_manifest(models_dir / m["name"])
         assert m["architecture"] == manifest.architecture and m["task"] == manifest.task

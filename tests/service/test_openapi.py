@@ -10,9 +10,17 @@ def test_every_route_has_an_example(client):
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     paths = spec["paths"]
-    expected = {"/healthz", "/readyz", "/metrics", "/v1/models", "/v1/models/{name}",
-                "/v1/models/{name}/predict", "/v1/models/{name}/classify",
-                "/v1/compare/next-frame", "/v1/compare/classify"}
+    expected = {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/models",
+        "/v1/models/{name}",
+        "/v1/models/{name}/predict",
+        "/v1/models/{name}/classify",
+        "/v1/compare/next-frame",
+        "/v1/compare/classify",
+    }
     assert expected <= set(paths)
     for path in expected:
         for method, op in paths[path].items():
@@ -24,8 +32,9 @@ def test_every_route_has_an_example(client):
             assert ok, f"{method.upper()} {path} has no example"
     for path in ("/v1/models/{name}/predict", "/v1/compare/next-frame"):
         content = paths[path]["post"]["requestBody"]["content"]
-        assert {"multipart/form-data", "application/json", "image/gif",
-                "application/x-npy"} <= set(content)
+        assert {"multipart/form-data", "application/json", "image/gif", "application/x-npy"} <= set(
+            content
+        )
         assert content["application/json"]["example"]["frames"]
     params = {p["name"] for p in paths["/v1/compare/next-frame"]["post"]["parameters"]}
     assert {"holdout", "horizon", "output", "resize"} <= params

@@ -33,7 +33,9 @@ def as_context(frames_u8: np.ndarray) -> np.ndarray:
 
 
 def predict_npy(client, name, horizon=1, **kw) -> np.ndarray:
-    r = client.post(f"/v1/models/{name}/predict", params={"horizon": horizon, "output": "npy"}, **kw)
+    r = client.post(
+        f"/v1/models/{name}/predict", params={"horizon": horizon, "output": "npy"}, **kw
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/x-npy"
     return np.load(io.BytesIO(r.content), allow_pickle=False)
@@ -43,22 +45,41 @@ def predict_npy(client, name, horizon=1, **kw) -> np.ndarray:
 
 LOSSLESS = {
     "png_files": lambda c: {"files": files(c)},
-    "bmp_files": lambda c: {"files": [("files", (f"{i}.bmp", encode(f[None], "BMP"), "image/bmp"))
-                                      for i, f in enumerate(c)]},
-    "gif": lambda c: {"files": [("files", ("clip.gif", encode(c, "GIF", duration=100, loop=0),
-                                           "image/gif"))]},
+    "bmp_files": lambda c: {
+        "files": [
+            ("files", (f"{i}.bmp", encode(f[None], "BMP"), "image/bmp")) for i, f in enumerate(c)
+        ]
+    },
+    "gif": lambda c: {
+        "files": [("files", ("clip.gif", encode(c, "GIF", duration=100, loop=0), "image/gif"))]
+    },
     "apng": lambda c: {"files": [("files", ("clip.png", encode(c, "PNG"), "image/png"))]},
-    "webp_animated": lambda c: {"files": [("files", ("clip.webp", encode(c, "WEBP", lossless=True),
-                                                     "image/webp"))]},
-    "tiff_multipage": lambda c: {"files": [("files", ("clip.tif", encode(c, "TIFF"), "image/tiff"))]},
-    "npy_uint8_THW": lambda c: {"files": [("files", ("clip.npy", npy(c), "application/octet-stream"))]},
-    "npy_float_THWC": lambda c: {"files": [("files", ("clip.npy", npy(as_context(c)),
-                                                      "application/octet-stream"))]},
-    "json_base64_png": lambda c: {"json": {"frames": [base64.b64encode(png(f)).decode() for f in c]}},
-    "json_base64_gif": lambda c: {"json": {"frames": [
-        "data:image/gif;base64," + base64.b64encode(encode(c, "GIF", loop=0)).decode()]}},
-    "raw_gif_body": lambda c: {"content": encode(c, "GIF", loop=0),
-                               "headers": {"content-type": "image/gif"}},
+    "webp_animated": lambda c: {
+        "files": [("files", ("clip.webp", encode(c, "WEBP", lossless=True), "image/webp"))]
+    },
+    "tiff_multipage": lambda c: {
+        "files": [("files", ("clip.tif", encode(c, "TIFF"), "image/tiff"))]
+    },
+    "npy_uint8_THW": lambda c: {
+        "files": [("files", ("clip.npy", npy(c), "application/octet-stream"))]
+    },
+    "npy_float_THWC": lambda c: {
+        "files": [("files", ("clip.npy", npy(as_context(c)), "application/octet-stream"))]
+    },
+    "json_base64_png": lambda c: {
+        "json": {"frames": [base64.b64encode(png(f)).decode() for f in c]}
+    },
+    "json_base64_gif": lambda c: {
+        "json": {
+            "frames": [
+                "data:image/gif;base64," + base64.b64encode(encode(c, "GIF", loop=0)).decode()
+            ]
+        }
+    },
+    "raw_gif_body": lambda c: {
+        "content": encode(c, "GIF", loop=0),
+        "headers": {"content-type": "image/gif"},
+    },
     "raw_npy_body": lambda c: {"content": npy(c), "headers": {"content-type": "application/x-npy"}},
 }
 
@@ -73,8 +94,10 @@ def test_every_lossless_input_format_gives_the_models_own_prediction(client, dir
 
 def test_jpeg_frames_are_accepted(client):
     c = clip(seed=2)
-    jpgs = [("files", (f"{i}.jpg", encode(f[None], "JPEG", quality=95), "image/jpeg"))
-            for i, f in enumerate(c)]
+    jpgs = [
+        ("files", (f"{i}.jpg", encode(f[None], "JPEG", quality=95), "image/jpeg"))
+        for i, f in enumerate(c)
+    ]
     r = client.post(f"/v1/models/{NF}/predict", files=jpgs)
     assert r.status_code == 200, r.text
     assert r.json()["shape"] == [1, H, W, 1]
@@ -82,8 +105,10 @@ def test_jpeg_frames_are_accepted(client):
 
 def test_webp_still_frames_are_accepted(client, direct):
     c = clip(seed=3)
-    parts = [("files", (f"{i}.webp", encode(f[None], "WEBP", lossless=True), "image/webp"))
-             for i, f in enumerate(c)]
+    parts = [
+        ("files", (f"{i}.webp", encode(f[None], "WEBP", lossless=True), "image/webp"))
+        for i, f in enumerate(c)
+    ]
     got = predict_npy(client, NF, files=parts)
     np.testing.assert_allclose(got, rollout(direct, NF, as_context(c), 1), atol=1e-5)
 
@@ -96,8 +121,10 @@ def test_colour_frames_become_luminance_for_a_grey_model(client, direct):
     luma = (rgb.astype(np.float32) / 255.0) @ np.array([0.299, 0.587, 0.114], np.float32)
     np.testing.assert_allclose(got, rollout(direct, NF, luma[..., None], 1), atol=1e-4)
     # RGBA and palette images are accepted too
-    parts = [("files", (f"{i}.png", png(f, "RGBA" if i % 2 else "P"), "image/png"))
-             for i, f in enumerate(rgb)]
+    parts = [
+        ("files", (f"{i}.png", png(f, "RGBA" if i % 2 else "P"), "image/png"))
+        for i, f in enumerate(rgb)
+    ]
     assert client.post(f"/v1/models/{NF}/predict", files=parts).status_code == 200
 
 
@@ -183,8 +210,9 @@ def test_json_output_has_png_frames_and_raw_values_on_request(client):
     assert [f["index"] for f in body["frames"]] == [0, 1]
     assert all(f["values"] is None for f in body["frames"])
     assert body["latency_ms"] >= body["inference_ms"] > 0
-    raw = client.post(f"/v1/models/{NF}/predict", params={"horizon": 2, "raw": "true"},
-                      files=files(c)).json()
+    raw = client.post(
+        f"/v1/models/{NF}/predict", params={"horizon": 2, "raw": "true"}, files=files(c)
+    ).json()
     ref = predict_npy(client, NF, horizon=2, files=files(c))
     for i, f in enumerate(raw["frames"]):
         values = np.array(f["values"], np.float32)
@@ -197,20 +225,23 @@ def test_json_output_has_png_frames_and_raw_values_on_request(client):
 
 def test_png_output_is_a_strip_of_the_predicted_frames(client):
     c = clip(seed=11)
-    r = client.post(f"/v1/models/{NF}/predict", params={"horizon": 3, "output": "png"},
-                    files=files(c))
+    r = client.post(
+        f"/v1/models/{NF}/predict", params={"horizon": 3, "output": "png"}, files=files(c)
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     strip = decode_png(r.content)
     assert strip.shape == (H, 3 * W + 2 * 2)
     ref = predict_npy(client, NF, horizon=3, files=files(c))
-    np.testing.assert_array_equal(strip[:, W + 2:2 * W + 2],
-                                  np.round(ref[1, ..., 0] * 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        strip[:, W + 2 : 2 * W + 2], np.round(ref[1, ..., 0] * 255).astype(np.uint8)
+    )
 
 
 def test_gif_output_animates_context_then_prediction(client):
     c = clip(seed=12)
-    r = client.post(f"/v1/models/{NF}/predict", params={"horizon": 2, "output": "gif"},
-                    files=files(c))
+    r = client.post(
+        f"/v1/models/{NF}/predict", params={"horizon": 2, "output": "gif"}, files=files(c)
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "image/gif"
     img = Image.open(io.BytesIO(r.content))
     assert img.size == (W, H)
@@ -235,15 +266,22 @@ def test_classify_returns_every_class_sorted_with_top_k(client, direct):
     assert body["top_k"] == 2 and body["top"] == body["scores"][:2]
     assert body["label"] == names[int(np.argmax(want))]
     # top_k larger than the classes is capped
-    assert client.post(f"/v1/models/{CL}/classify", params={"top_k": 50},
-                       files=files(c)).json()["top_k"] == 8
+    assert (
+        client.post(f"/v1/models/{CL}/classify", params={"top_k": 50}, files=files(c)).json()[
+            "top_k"
+        ]
+        == 8
+    )
 
 
 def test_classify_takes_json_and_npy_too(client):
     c = clip(seed=14)
-    a = client.post(f"/v1/models/{CL}/classify",
-                    json={"frames": [base64.b64encode(png(f)).decode() for f in c]}).json()
-    b = client.post(f"/v1/models/{CL}/classify",
-                    files=[("files", ("c.npy", npy(c), "application/octet-stream"))]).json()
+    a = client.post(
+        f"/v1/models/{CL}/classify", json={"frames": [base64.b64encode(png(f)).decode() for f in c]}
+    ).json()
+    b = client.post(
+        f"/v1/models/{CL}/classify",
+        files=[("files", ("c.npy", npy(c), "application/octet-stream"))],
+    ).json()
     assert a["scores"] == b["scores"]
     assert json.dumps(a)  # plain JSON

@@ -27,7 +27,11 @@ def _clip(m, extra=0):
     frames = np.zeros((t, m.height, m.width), np.uint8)
     for i in range(t):
         y, x = 10 + i, 5 + 2 * i
-        frames[i, y % (m.height - 8):y % (m.height - 8) + 8, x % (m.width - 8):x % (m.width - 8) + 8] = 255
+        frames[
+            i,
+            y % (m.height - 8) : y % (m.height - 8) + 8,
+            x % (m.width - 8) : x % (m.width - 8) + 8,
+        ] = 255
     return frames + (rng.random(frames.shape) * 10).astype(np.uint8)
 
 
@@ -42,9 +46,12 @@ def test_each_committed_model_answers_a_gif(real_client, folder):
     m = read_manifest(folder)
     gif = encode(_clip(m, extra=2), "GIF", loop=0)
     route = "predict" if m.task == "next_frame" else "classify"
-    r = real_client.post(f"/v1/models/{m.name}/{route}", params={"horizon": 2} if
-                         route == "predict" else {}, content=gif,
-                         headers={"content-type": "image/gif"})
+    r = real_client.post(
+        f"/v1/models/{m.name}/{route}",
+        params={"horizon": 2} if route == "predict" else {},
+        content=gif,
+        headers={"content-type": "image/gif"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     if route == "predict":
@@ -63,8 +70,9 @@ def test_compare_on_the_committed_pair(real_client, task):
     gif = encode(_clip(m, extra=2), "GIF", loop=0)
     route = "next-frame" if task == "next_frame" else "classify"
     params = {"holdout": 2} if task == "next_frame" else {"label": "E"}
-    r = real_client.post(f"/v1/compare/{route}", params=params, content=gif,
-                         headers={"content-type": "image/gif"})
+    r = real_client.post(
+        f"/v1/compare/{route}", params=params, content=gif, headers={"content-type": "image/gif"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["winner"] in ("conv2d_lstm", "convlstm2d", "tie")
 
@@ -85,8 +93,12 @@ def test_committed_classifiers_get_the_held_out_samples_right(real_client):
     if pair != {"conv2d_lstm", "convlstm2d"}:
         pytest.skip("no committed classify pair")
     for path, sample in _samples("classify"):
-        r = real_client.post("/v1/compare/classify", params={"label": sample["label"]},
-                             content=path.read_bytes(), headers={"content-type": "image/gif"})
+        r = real_client.post(
+            "/v1/compare/classify",
+            params={"label": sample["label"]},
+            content=path.read_bytes(),
+            headers={"content-type": "image/gif"},
+        )
         assert r.status_code == 200, r.text
         for arch, res in r.json()["results"].items():
             assert res["label"] == sample["label"], (path.name, arch, res["scores"][:3])
@@ -102,11 +114,19 @@ def test_committed_next_frame_models_beat_an_empty_frame(real_client):
         pytest.skip("no committed next-frame pair")
     model_mse, black_mse = {"conv2d_lstm": 0.0, "convlstm2d": 0.0}, 0.0
     for path, _ in _samples("next_frame"):
-        frames = np.stack([np.asarray(f.convert("L"), np.float64) / 255
-                           for f in ImageSequence.Iterator(Image.open(path))])
+        frames = np.stack(
+            [
+                np.asarray(f.convert("L"), np.float64) / 255
+                for f in ImageSequence.Iterator(Image.open(path))
+            ]
+        )
         black_mse += float((frames[10:] ** 2).sum(axis=(1, 2)).mean())
-        r = real_client.post("/v1/compare/next-frame", params={"holdout": 10},
-                             content=path.read_bytes(), headers={"content-type": "image/gif"})
+        r = real_client.post(
+            "/v1/compare/next-frame",
+            params={"holdout": 10},
+            content=path.read_bytes(),
+            headers={"content-type": "image/gif"},
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["horizon"] == 10

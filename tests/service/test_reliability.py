@@ -50,8 +50,9 @@ def bearer(key):
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.mark.parametrize("path", ["/v1/models", f"/v1/models/{NF}", "/v2", "/v2/health/live",
-                                  f"/v2/models/{NF}"])
+@pytest.mark.parametrize(
+    "path", ["/v1/models", f"/v1/models/{NF}", "/v2", "/v2/health/live", f"/v2/models/{NF}"]
+)
 def test_v1_and_v2_need_a_key(keyed, path):
     r = keyed.get(path)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
@@ -64,12 +65,15 @@ def test_v1_and_v2_need_a_key(keyed, path):
 
 def test_a_keyed_predict_works_and_an_unkeyed_one_is_refused_before_its_body(keyed):
     assert keyed.post(PREDICT, **NPY).status_code == 401
-    r = keyed.post(PREDICT, content=NPY["content"], headers={**NPY["headers"], **bearer("sekrit-key-one-7f3a")})
+    r = keyed.post(
+        PREDICT, content=NPY["content"], headers={**NPY["headers"], **bearer("sekrit-key-one-7f3a")}
+    )
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/", "/static/app.js",
-                                  "/docs", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/docs", "/openapi.json"]
+)
 def test_health_metrics_page_and_docs_stay_open(keyed, path):
     assert keyed.get(path).status_code == 200
 
@@ -92,12 +96,19 @@ def test_keys_never_reach_logs_or_reprs(keyed, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     keyed.get("/v1/models", headers=bearer("sekrit-key-one-7f3a"))
     keyed.get("/v1/models", headers=bearer("sekrit-wrong-guess"))
-    keyed.post(PREDICT, content=b"garbage", headers={"content-type": "image/png",
-                                                     **bearer("sekrit-key-two-9c1d")})
+    keyed.post(
+        PREDICT,
+        content=b"garbage",
+        headers={"content-type": "image/png", **bearer("sekrit-key-two-9c1d")},
+    )
     settings = keyed.app.state.settings
     assert caplog.records  # the access log did write
-    for text in (caplog.text, repr(settings), str(settings.model_dump()),
-                 settings.model_dump_json()):
+    for text in (
+        caplog.text,
+        repr(settings),
+        str(settings.model_dump()),
+        settings.model_dump_json(),
+    ):
         assert "sekrit" not in text
     monkeypatch.setenv("FRAMECAST_API_KEYS", '["sekrit-unclosed"')
     with pytest.raises(ValueError) as e:
@@ -120,8 +131,10 @@ def test_keys_parse_as_comma_list_or_json(monkeypatch):
 def test_cors_is_off_by_default(client):
     r = client.get("/v1/models", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in r.headers
-    r = client.options("/v1/models", headers={"Origin": "http://evil.example",
-                                              "Access-Control-Request-Method": "GET"})
+    r = client.options(
+        "/v1/models",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
+    )
     assert "access-control-allow-origin" not in r.headers
 
 
@@ -129,18 +142,25 @@ def test_cors_when_configured_answers_preflight_before_keys(one_model_dir, monke
     monkeypatch.setenv("FRAMECAST_CORS_ORIGINS", "http://ui.example, http://other.example")
     settings = load_settings(models_dir=str(one_model_dir), load_mode="blocking", api_keys=KEYS)
     with TestClient(create_app(settings)) as c:
-        r = c.options("/v1/models", headers={"Origin": "http://ui.example",
-                                             "Access-Control-Request-Method": "GET",
-                                             "Access-Control-Request-Headers": "authorization"})
+        r = c.options(
+            "/v1/models",
+            headers={
+                "Origin": "http://ui.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "http://ui.example"
-        r = c.get("/v1/models", headers={"Origin": "http://ui.example",
-                                         **bearer("sekrit-key-one-7f3a")})
+        r = c.get(
+            "/v1/models", headers={"Origin": "http://ui.example", **bearer("sekrit-key-one-7f3a")}
+        )
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "http://ui.example"
         assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
-        r = c.get("/v1/models", headers={"Origin": "http://evil.example",
-                                         **bearer("sekrit-key-one-7f3a")})
+        r = c.get(
+            "/v1/models", headers={"Origin": "http://evil.example", **bearer("sekrit-key-one-7f3a")}
+        )
         assert "access-control-allow-origin" not in r.headers
 
 
@@ -148,8 +168,10 @@ def test_cors_when_configured_answers_preflight_before_keys(one_model_dir, monke
 
 
 def test_a_sane_request_id_is_echoed_and_others_are_replaced(client):
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123.x"}).headers[
-        "x-request-id"] == "abc-123.x"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123.x"}).headers["x-request-id"]
+        == "abc-123.x"
+    )
     for given in (None, "<script>", "x" * 200):
         headers = {"X-Request-ID": given} if given else {}
         rid = client.get("/healthz", headers=headers).headers["x-request-id"]
@@ -160,14 +182,24 @@ def test_a_sane_request_id_is_echoed_and_others_are_replaced(client):
 
 def test_one_access_line_per_request_with_its_fields_and_json_form(client, caplog):
     caplog.set_level(logging.INFO, logger="framecast.access")
-    r = client.post(PREDICT, content=NPY["content"], params={"horizon": 2},
-                    headers={**NPY["headers"], "X-Request-ID": "req-42"})
+    r = client.post(
+        PREDICT,
+        content=NPY["content"],
+        params={"horizon": 2},
+        headers={**NPY["headers"], "X-Request-ID": "req-42"},
+    )
     assert r.status_code == 200
     lines = [rec for rec in caplog.records if rec.name == "framecast.access"]
     assert len(lines) == 1
     text = lines[0].getMessage()
-    for part in ("POST", "/v1/models/{name}/predict", f"model={NF}", "status=200",
-                 "duration_ms=", "request_id=req-42"):
+    for part in (
+        "POST",
+        "/v1/models/{name}/predict",
+        f"model={NF}",
+        "status=200",
+        "duration_ms=",
+        "request_id=req-42",
+    ):
         assert part in text, text
     doc = json.loads(JsonFormatter().format(lines[0]))
     assert doc["method"] == "POST" and doc["route"] == "/v1/models/{name}/predict"
@@ -259,8 +291,15 @@ def test_checkpoints_load_with_safe_mode_so_a_lambda_layer_is_refused(tmp_path):
     inputs = keras.Input((FRAMES, H, W, 1))
     outputs = keras.layers.Lambda(lambda x: x * 1.0, name="arbitrary_code")(inputs)
     model = keras.Model(inputs, outputs)
-    manifest = Manifest(name="lambda_model", architecture="convlstm2d", task="next_frame",
-                        frames=FRAMES, height=H, width=W, channels=1)
+    manifest = Manifest(
+        name="lambda_model",
+        architecture="convlstm2d",
+        task="next_frame",
+        frames=FRAMES,
+        height=H,
+        width=W,
+        channels=1,
+    )
     save_model_folder(tmp_path / "lambda_model", model, manifest)
     with pytest.raises(LoadError) as e:
         with app_client(tmp_path):
@@ -277,8 +316,7 @@ def test_an_uploaded_pickle_is_never_unpickled(client, tmp_path):
 
     buf = io.BytesIO()
     np.save(buf, np.array([Boom(), Boom()], dtype=object), allow_pickle=True)
-    r = client.post(PREDICT, content=buf.getvalue(),
-                    headers={"content-type": "application/x-npy"})
+    r = client.post(PREDICT, content=buf.getvalue(), headers={"content-type": "application/x-npy"})
     assert r.status_code == 422 and "never unpickled" in r.json()["message"]
     assert not marker.exists()
 

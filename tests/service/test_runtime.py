@@ -22,11 +22,17 @@ def test_every_model_call_happens_on_that_models_own_worker(client, runtime, mon
 
         monkeypatch.setattr(runner.model, "predict_on_batch", spy)
     c = clip(t=FRAMES + 2)
-    assert client.post("/v1/compare/next-frame", params={"holdout": 2},
-                       files=files(c)).status_code == 200
+    assert (
+        client.post("/v1/compare/next-frame", params={"holdout": 2}, files=files(c)).status_code
+        == 200
+    )
     assert client.post("/v1/compare/classify", files=files(c)).status_code == 200
-    assert client.post("/v1/models/convlstm2d_next_frame/predict", params={"horizon": 4},
-                       files=files(c)).status_code == 200
+    assert (
+        client.post(
+            "/v1/models/convlstm2d_next_frame/predict", params={"horizon": 4}, files=files(c)
+        ).status_code
+        == 200
+    )
     assert set(seen) == set(runtime.runners)
     for name, threads in seen.items():
         assert len(threads) == 1, threads  # one worker per model, all of its calls
@@ -76,13 +82,20 @@ def test_the_in_process_and_the_ray_runner_share_one_protocol(runtime):
 
     local = runtime.runners["convlstm2d_next_frame"]
     assert isinstance(local, ModelRunner) and isinstance(local, Runner)
-    info = {"manifest": dataclasses.asdict(local.manifest),
-            "placement": dataclasses.asdict(local.placement), "card": None, "warmup_ms": 1.0,
-            "folder": str(local.folder)}
+    info = {
+        "manifest": dataclasses.asdict(local.manifest),
+        "placement": dataclasses.asdict(local.placement),
+        "card": None,
+        "warmup_ms": 1.0,
+        "folder": str(local.folder),
+    }
     remote = RemoteRunner(handle=None, info=info)
     assert isinstance(remote, Runner)
     assert (remote.name, remote.input_shape, remote.rollout) == (
-        local.name, local.input_shape, local.rollout)
+        local.name,
+        local.input_shape,
+        local.rollout,
+    )
     assert not set(vars(RemoteRunner)) & {"name", "input_shape", "rollout"}  # inherited, once
 
 
@@ -91,7 +104,10 @@ def test_compare_pairing_is_a_registry_query(runtime):
     names = [r.name for r in reg.find(task="next_frame")]
     assert names == ["conv2d_lstm_next_frame", "convlstm2d_next_frame"]
     assert [r.name for r in reg.find(architecture="convlstm2d", task="classify")] == [
-        "convlstm2d_classify"]
+        "convlstm2d_classify"
+    ]
     pair = reg.pair("classify", {"conv2d_lstm": None, "convlstm2d": None})
-    assert {k: v.name for k, v in pair.items()} == {"conv2d_lstm": "conv2d_lstm_classify",
-                                                   "convlstm2d": "convlstm2d_classify"}
+    assert {k: v.name for k, v in pair.items()} == {
+        "conv2d_lstm": "conv2d_lstm_classify",
+        "convlstm2d": "convlstm2d_classify",
+    }

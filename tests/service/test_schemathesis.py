@@ -37,14 +37,26 @@ from service.config import Settings  # noqa: E402
 from tests.service.live import live_server  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FRAMECAST_FUZZ_EXAMPLES", "8"))
-CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, response_headers_conformance)
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+)
 
 
 @pytest.fixture(scope="module")
 def fuzz_url(models_dir):
-    app = create_app(Settings(models_dir=models_dir, load_mode="blocking", max_horizon=5,
-                              max_frames=64, max_upload_bytes=2 * 1024 * 1024))
+    app = create_app(
+        Settings(
+            models_dir=models_dir,
+            load_mode="blocking",
+            max_horizon=5,
+            max_frames=64,
+            max_upload_bytes=2 * 1024 * 1024,
+        )
+    )
     with live_server(app) as url:
         yield url
 
@@ -58,8 +70,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 def test_the_api_conforms_to_its_openapi_document(case):
     response = case.call(timeout=60)
     if response.status_code == 503 and "retry-after" in {k.lower() for k in response.headers}:

@@ -34,9 +34,20 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(models_dir, tmp_pat
     port = free_port()
     exe = shutil.which("framecast")
     cmd = ([exe] if exe else [sys.executable, "-m", "service.cli"]) + [
-        "serve", "--models-dir", str(root), "--port", str(port), "--log-level", "info"]
-    env = {**os.environ, "FRAMECAST_LOAD_MODE": "blocking", "FRAMECAST_SHUTDOWN_GRACE_S": "20",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+        "serve",
+        "--models-dir",
+        str(root),
+        "--port",
+        str(port),
+        "--log-level",
+        "info",
+    ]
+    env = {
+        **os.environ,
+        "FRAMECAST_LOAD_MODE": "blocking",
+        "FRAMECAST_SHUTDOWN_GRACE_S": "20",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     log = open(tmp_path / "server.log", "w+")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -57,7 +68,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(models_dir, tmp_pat
 
         def slow_body():  # the upload trickles in over ~2 s
             for i in range(0, len(body), 256):
-                yield body[i:i + 256]
+                yield body[i : i + 256]
                 sending.set()
                 time.sleep(0.4)
 
@@ -65,10 +76,13 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(models_dir, tmp_pat
 
         def call():
             try:
-                result["r"] = httpx.post(url + f"/v1/models/{NF}/predict", content=slow_body(),
-                                         params={"output": "npy"}, timeout=60,
-                                         headers={"content-type": "application/x-npy",
-                                                  "X-Request-ID": "in-flight"})
+                result["r"] = httpx.post(
+                    url + f"/v1/models/{NF}/predict",
+                    content=slow_body(),
+                    params={"output": "npy"},
+                    timeout=60,
+                    headers={"content-type": "application/x-npy", "X-Request-ID": "in-flight"},
+                )
             except Exception as e:  # noqa: BLE001 - reported below
                 result["error"] = e
 

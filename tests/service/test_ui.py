@@ -8,8 +8,8 @@ import json
 import numpy as np
 from PIL import Image, ImageSequence
 
-from models.repository import TASKS
 from models.data import CONTEXT_FRAMES, DIRECTIONS
+from models.repository import TASKS
 from service.routes.ui import STATIC_DIR
 
 SAMPLES = STATIC_DIR / "samples"

@@ -23,8 +23,12 @@ except ModuleNotFoundError as e:  # skipped on a bare machine; a failure in CI, 
         pytest.fail(message, pytrace=False)
     pytest.skip(message, allow_module_level=True)
 
-NF, NF2, CL, CL2 = ("convlstm2d_next_frame", "conv2d_lstm_next_frame", "convlstm2d_classify",
-                    "conv2d_lstm_classify")
+NF, NF2, CL, CL2 = (
+    "convlstm2d_next_frame",
+    "conv2d_lstm_next_frame",
+    "convlstm2d_classify",
+    "conv2d_lstm_classify",
+)
 ALL = (NF, NF2, CL, CL2)
 
 
@@ -49,8 +53,11 @@ def http(base_url):
 
 def v1_predict(http, name, frames_u8, horizon=1) -> np.ndarray:
     """/v1's (horizon, H, W, C) prediction for PNG frames."""
-    r = http.post(f"/v1/models/{name}/predict", params={"horizon": horizon, "output": "npy"},
-                  files=files(frames_u8))
+    r = http.post(
+        f"/v1/models/{name}/predict",
+        params={"horizon": horizon, "output": "npy"},
+        files=files(frames_u8),
+    )
     assert r.status_code == 200, r.text
     return np.load(io.BytesIO(r.content), allow_pickle=False)
 
@@ -62,7 +69,7 @@ def v1_scores(http, name, frames_u8, class_names) -> np.ndarray:
     return np.array([by_name[c] for c in class_names], np.float32)
 
 
-def frames_input(batch: np.ndarray, datatype: str, binary: bool) -> "triton.InferInput":
+def frames_input(batch: np.ndarray, datatype: str, binary: bool) -> triton.InferInput:
     """(batch, T, H, W) uint8 clips as the ``frames`` tensor (batch, T, H, W, 1)."""
     x = batch[..., None]
     x = x.astype(np.uint8) if datatype == "UINT8" else (x.astype(np.float32) / 255.0)
@@ -88,8 +95,14 @@ def test_model_metadata_and_ready(tc, name):
     meta = tc.get_model_metadata(name)
     assert meta["name"] == name and meta["versions"] == ["1"]
     assert meta["platform"].startswith("keras_")
-    assert meta["inputs"] == [{"name": "frames", "datatype": "FP32",
-                               "shape": [-1, FRAMES, H, W, 1], "parameters": meta["inputs"][0]["parameters"]}]
+    assert meta["inputs"] == [
+        {
+            "name": "frames",
+            "datatype": "FP32",
+            "shape": [-1, FRAMES, H, W, 1],
+            "parameters": meta["inputs"][0]["parameters"],
+        }
+    ]
     outputs = {o["name"]: o for o in meta["outputs"]}
     if "classify" in name:
         assert outputs["scores"]["shape"] == [-1, 8]
@@ -128,8 +141,9 @@ def test_next_frame_defaults_and_horizon(tc, http):
     c = clip(seed=5)
     res = tc.infer(NF, [frames_input(c[None], "UINT8", True)])
     assert [o["name"] for o in res.get_response()["outputs"]] == ["next_frame"]
-    np.testing.assert_allclose(res.as_numpy("next_frame"), v1_predict(http, NF, c), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        res.as_numpy("next_frame"), v1_predict(http, NF, c), rtol=1e-5, atol=1e-6
+    )
     res = tc.infer(NF, [frames_input(c[None], "FP32", False)], parameters={"horizon": 3})
     rollout = res.as_numpy("rollout")  # (1, 3, H, W, 1)
     assert rollout.shape == (1, 3, H, W, 1)
@@ -140,8 +154,11 @@ def test_next_frame_defaults_and_horizon(tc, http):
 def test_batch_and_longer_clips(tc, http):
     """A batch of two clips of 6 frames: each answer equals /v1's on that clip (last 4 frames)."""
     clips = np.stack([clip(t=FRAMES + 2, seed=s) for s in (1, 2)])  # (2, 6, H, W)
-    res = tc.infer(NF2, [frames_input(clips, "FP32", False)],
-                   outputs=[triton.InferRequestedOutput("next_frame", binary_data=False)])
+    res = tc.infer(
+        NF2,
+        [frames_input(clips, "FP32", False)],
+        outputs=[triton.InferRequestedOutput("next_frame", binary_data=False)],
+    )
     got = res.as_numpy("next_frame")
     assert got.shape == (2, H, W, 1)
     for i in range(2):
@@ -152,8 +169,11 @@ def test_batch_and_longer_clips(tc, http):
 def test_classify_equals_v1(tc, http, name):
     c = clip(seed=7)
     names = tc.get_model_metadata(name)["outputs"][0]["parameters"]["class_names"]
-    res = tc.infer(name, [frames_input(c[None], "UINT8", False)],
-                   outputs=[triton.InferRequestedOutput("scores", binary_data=False)])
+    res = tc.infer(
+        name,
+        [frames_input(c[None], "UINT8", False)],
+        outputs=[triton.InferRequestedOutput("scores", binary_data=False)],
+    )
     scores = res.as_numpy("scores")
     assert scores.shape == (1, 8)
     np.testing.assert_allclose(scores[0], v1_scores(http, name, c, names), rtol=1e-5, atol=1e-6)
@@ -162,8 +182,17 @@ def test_classify_equals_v1(tc, http, name):
 def test_nested_json_data(http):
     """Plain JSON with nested data (what curl users send), and the request id echoed."""
     c = clip(seed=3)
-    body = {"id": "r1", "inputs": [{"name": "frames", "shape": [1, FRAMES, H, W, 1],
-                                    "datatype": "UINT8", "data": c[None, ..., None].tolist()}]}
+    body = {
+        "id": "r1",
+        "inputs": [
+            {
+                "name": "frames",
+                "shape": [1, FRAMES, H, W, 1],
+                "datatype": "UINT8",
+                "data": c[None, ..., None].tolist(),
+            }
+        ],
+    }
     r = http.post(f"/v2/models/{NF}/infer", json=body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -182,23 +211,46 @@ def _infer(http, name, inputs, **extra):
 
 
 def _frames(shape, datatype="FP32", value=0.5):
-    return [{"name": "frames", "shape": shape, "datatype": datatype,
-             "data": [value] * int(np.prod(shape))}]
+    return [
+        {
+            "name": "frames",
+            "shape": shape,
+            "datatype": datatype,
+            "data": [value] * int(np.prod(shape)),
+        }
+    ]
 
 
-@pytest.mark.parametrize("inputs,extra,status,needle", [
-    (_frames([1, FRAMES, H, W, 1], "FP64"), {}, 400, "datatype 'FP64' is not supported"),
-    (_frames([1, FRAMES - 1, H, W, 1]), {}, 400, "takes [batch, ≥4, 16, 16, 1]"),
-    (_frames([1, FRAMES, H, W + 1, 1]), {}, 400, "not resized here"),
-    (_frames([1, FRAMES, H, W, 1], value=2.0), {}, 400, "must lie in [0, 1]"),
-    (_frames([1, FRAMES, H, W, 1], "UINT8", 300), {}, 400, "integers 0-255"),
-    ([{"name": "frames", "shape": [1, 2], "datatype": "FP32", "data": [1.0]}], {}, 400,
-     "holds 1 values but shape [1, 2] needs 2"),
-    ([{"name": "x", "shape": [1], "datatype": "FP32", "data": [0.0]}], {}, 400, "one input, 'frames'"),
-    ([], {}, 400, '"inputs"'),
-    (_frames([1, FRAMES, H, W, 1]), {"parameters": {"horizon": 99}}, 400, "from 1 to 5"),
-    (_frames([1, FRAMES, H, W, 1]), {"outputs": [{"name": "scores"}]}, 400, "unknown output 'scores'"),
-])
+@pytest.mark.parametrize(
+    "inputs,extra,status,needle",
+    [
+        (_frames([1, FRAMES, H, W, 1], "FP64"), {}, 400, "datatype 'FP64' is not supported"),
+        (_frames([1, FRAMES - 1, H, W, 1]), {}, 400, "takes [batch, ≥4, 16, 16, 1]"),
+        (_frames([1, FRAMES, H, W + 1, 1]), {}, 400, "not resized here"),
+        (_frames([1, FRAMES, H, W, 1], value=2.0), {}, 400, "must lie in [0, 1]"),
+        (_frames([1, FRAMES, H, W, 1], "UINT8", 300), {}, 400, "integers 0-255"),
+        (
+            [{"name": "frames", "shape": [1, 2], "datatype": "FP32", "data": [1.0]}],
+            {},
+            400,
+            "holds 1 values but shape [1, 2] needs 2",
+        ),
+        (
+            [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0.0]}],
+            {},
+            400,
+            "one input, 'frames'",
+        ),
+        ([], {}, 400, '"inputs"'),
+        (_frames([1, FRAMES, H, W, 1]), {"parameters": {"horizon": 99}}, 400, "from 1 to 5"),
+        (
+            _frames([1, FRAMES, H, W, 1]),
+            {"outputs": [{"name": "scores"}]},
+            400,
+            "unknown output 'scores'",
+        ),
+    ],
+)
 def test_errors_use_the_v2_form(http, inputs, extra, status, needle):
     r = _infer(http, NF, inputs, **extra)
     assert r.status_code == status, r.text
@@ -208,7 +260,9 @@ def test_errors_use_the_v2_form(http, inputs, extra, status, needle):
 def test_error_statuses(http, tc):
     r = _infer(http, "nope", _frames([1, FRAMES, H, W, 1]))
     assert r.status_code == 404 and "no model named 'nope'" in r.json()["error"]
-    r = http.post(f"/v2/models/{NF}/infer", content=b"{not json", headers={"content-type": "application/json"})
+    r = http.post(
+        f"/v2/models/{NF}/infer", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
     r = _infer(http, CL, _frames([1, FRAMES, H, W, 1]), parameters={"horizon": 2})
     assert r.status_code == 400 and "classifies" in r.json()["error"]

@@ -11,8 +11,16 @@ import os
 from pathlib import Path
 
 CHROMIUM = Path(os.environ.get("FRAMECAST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def save_page_models(root: Path, frames: int = 10, size: int = 64) -> Path:
@@ -29,9 +37,20 @@ def save_page_models(root: Path, frames: int = 10, size: int = 64) -> Path:
             else:
                 kw.update(conv_filters=(4, 4, 4), lstm_units=8)
             name = f"{arch}_{task}"
-            save_model_folder(Path(root) / name, build(arch, name=name, **kw), Manifest(
-                name=name, architecture=arch, task=task, frames=frames, height=size, width=size,
-                channels=1, class_names=list(DIRECTIONS) if task == "classify" else None))
+            save_model_folder(
+                Path(root) / name,
+                build(arch, name=name, **kw),
+                Manifest(
+                    name=name,
+                    architecture=arch,
+                    task=task,
+                    frames=frames,
+                    height=size,
+                    width=size,
+                    channels=1,
+                    class_names=list(DIRECTIONS) if task == "classify" else None,
+                ),
+            )
     return Path(root)
 
 
@@ -63,8 +82,9 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                    headless=True)
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield browser
         finally:

@@ -68,8 +68,9 @@ def page(browser, base_url):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(base_url + "/")
     page.wait_for_selector("#sample option", state="attached")
-    page.wait_for_function("document.querySelector('#models-status').textContent"
-                           ".startsWith('Loaded')")
+    page.wait_for_function(
+        "document.querySelector('#models-status').textContent.startsWith('Loaded')"
+    )
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
@@ -77,15 +78,18 @@ def page(browser, base_url):
 
 def _compare(page) -> None:
     page.click("#run")
-    page.wait_for_function("!document.querySelector('#output').hidden || "
-                           "!document.querySelector('#error').hidden", timeout=120_000)
+    page.wait_for_function(
+        "!document.querySelector('#output').hidden || !document.querySelector('#error').hidden",
+        timeout=120_000,
+    )
     assert page.is_hidden("#error"), page.text_content("#error")
 
 
 def _loaded_images(page, selector: str) -> int:
     """How many images under ``selector`` have loaded with real pixels."""
     return page.eval_on_selector_all(
-        selector, "els => els.filter(e => e.complete && e.naturalWidth > 0).length")
+        selector, "els => els.filter(e => e.complete && e.naturalWidth > 0).length"
+    )
 
 
 def _assert_model_panels(page, horizon: int) -> None:
@@ -112,7 +116,7 @@ def _gif(frames: np.ndarray) -> bytes:
 def _moving_square(t: int = 12) -> np.ndarray:
     out = np.zeros((t, SIZE, SIZE), np.uint8)
     for i in range(t):
-        out[i, 20:36, 4 + 4 * i:20 + 4 * i] = 255
+        out[i, 20:36, 4 + 4 * i : 20 + 4 * i] = 255
     return out
 
 
@@ -137,8 +141,10 @@ def test_uploaded_gif_through_the_compare_view(page, artifacts):
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})  # drag-and-drop
     assert page.is_checked("#source-upload")
     assert "frame9.png, frame10.png" in page.inner_text("#file-list")  # in natural order
-    page.set_input_files("#file", files=[{"name": "square.gif", "mimeType": "image/gif",
-                                          "buffer": _gif(_moving_square(12))}])
+    page.set_input_files(
+        "#file",
+        files=[{"name": "square.gif", "mimeType": "image/gif", "buffer": _gif(_moving_square(12))}],
+    )
     assert "square.gif" in page.inner_text("#file-list")
     page.fill("#holdout", "2")
     _compare(page)
@@ -149,8 +155,10 @@ def test_uploaded_gif_through_the_compare_view(page, artifacts):
 
 def test_a_bad_upload_shows_the_error_message(page, artifacts):
     page.check("#source-upload")
-    page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
-                                          "buffer": b"these are not frames"}])
+    page.set_input_files(
+        "#file",
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"these are not frames"}],
+    )
     page.click("#run")
     page.wait_for_selector("#error", state="visible", timeout=60_000)
     message = page.inner_text("#error")
@@ -159,8 +167,10 @@ def test_a_bad_upload_shows_the_error_message(page, artifacts):
     page.screenshot(path=str(artifacts / "bad_upload.png"), full_page=True)
 
     # too few frames for the holdout: the API's 422 message, not a blank panel
-    page.set_input_files("#file", files=[{"name": "short.gif", "mimeType": "image/gif",
-                                          "buffer": _gif(_moving_square(4))}])
+    page.set_input_files(
+        "#file",
+        files=[{"name": "short.gif", "mimeType": "image/gif", "buffer": _gif(_moving_square(4))}],
+    )
     page.fill("#holdout", "2")
     page.click("#run")
     page.wait_for_function("document.querySelector('#error').textContent.includes('422')")
@@ -188,10 +198,12 @@ def test_narrow_screen_and_keyboard(browser, base_url, artifacts):
     page = context.new_page()
     try:
         page.goto(base_url + "/")
-        page.wait_for_function("document.querySelector('#models-status').textContent"
-                               ".startsWith('Loaded')")
+        page.wait_for_function(
+            "document.querySelector('#models-status').textContent.startsWith('Loaded')"
+        )
         unlabelled = page.eval_on_selector_all(
-            "input, select", "els => els.filter(e => !e.labels.length).length")
+            "input, select", "els => els.filter(e => !e.labels.length).length"
+        )
         assert unlabelled == 0
         page.fill("#holdout", "2")
         page.focus("#run")
