@@ -120,3 +120,62 @@ def test_evaluate_runs_under_jax(tmp_path, synthetic_mnist_npz):
     card = json.loads((folder / "card.json").read_text())
     assert card["evaluated_with"]["backend"] == "jax"
     assert np.isfinite(card["metrics"]["rollout"]["mse_per_frame"])
+
+
+_CARRIED = """
+import sys, numpy as np, keras
+from models.architectures import build
+from models.rollout import ContextPass, Step, stepper
+keras.utils.set_random_seed(0)
+out = {}
+for arch, kw in (("convlstm2d", {"filters": (4, 4)}),
+                 ("conv2d_lstm", {"conv_filters": (4, 4), "lstm_units": 8})):
+    m = build(arch, task="next_frame", time_steps=None, height=16, width=16, **kw)
+    m.load_weights(sys.argv[1] + f"/{arch}.weights.h5")
+    x = np.load(sys.argv[1] + "/x.npy")
+    ctx = ContextPass(m).predict_on_batch(x[:, :3])
+    states, frames = list(ctx[1:]), [np.asarray(ctx[0])]
+    for t in (3, 4):
+        o = Step(m).predict_on_batch([x[:, t:t + 1]] + states)
+        states, _ = list(o[1:]), frames.append(np.asarray(o[0]))
+    whole = ContextPass(m).predict_on_batch(x)
+    same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(whole[1:], states))
+    same = same and np.array_equal(np.asarray(whole[0]), frames[-1])
+    out[arch] = (same, stepper(m).rollout(x[:, :3], 4))
+    np.save(sys.argv[1] + f"/roll_{arch}_{keras.backend.backend()}.npy", out[arch][1])
+    print(arch, "split-equal" if same else "split-DIFFERS")
+"""
+
+
+def test_carried_state_rollout_under_both_backends(tmp_path):
+    """3 + 1 + 1 frames with the state carried equal 5 at once under each backend, and the
+    rollouts of the two backends agree."""
+    keras_models = {}
+    for arch, kw in (
+        ("convlstm2d", {"filters": (4, 4)}),
+        ("conv2d_lstm", {"conv_filters": (4, 4), "lstm_units": 8}),
+    ):
+        m = build(arch, task="next_frame", time_steps=None, height=16, width=16, **kw)
+        m.save_weights(tmp_path / f"{arch}.weights.h5")
+        keras_models[arch] = m
+    np.save(tmp_path / "x.npy", np.random.default_rng(5).random((2, 5, 16, 16, 1), np.float32))
+    script = tmp_path / "carried.py"
+    script.write_text(_CARRIED)
+    root = str(Path(__file__).resolve().parents[2])
+    for backend in ("tensorflow", "jax"):
+        env_path = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = root + (os.pathsep + env_path if env_path else "")
+        try:
+            text = _run_under(backend, str(script), str(tmp_path))
+        finally:
+            if env_path is None:
+                os.environ.pop("PYTHONPATH")
+            else:
+                os.environ["PYTHONPATH"] = env_path
+        assert text.count("split-equal") == 2, text
+    for arch in keras_models:
+        np.testing.assert_allclose(
+            np.load(tmp_path / f"roll_{arch}_tensorflow.npy"),
+            np.load(tmp_path / f"roll_{arch}_jax.npy"),
+            atol=1e-5,
+        )
