@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "index.json").write_text(
         json.dumps(
             {
-                "source": "models.data.test_set on MNIST digits 8000-9999 (held out from training); "
-                "written by bench/make_samples.py",
+                "source": "models.data.test_set on MNIST digits 8000-9999 "
+                "(held out from training); written by bench/make_samples.py",
                 "samples": index,
             },
             indent=1,

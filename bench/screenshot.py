@@ -1,7 +1,7 @@
 """Screenshot of the web page showing a compare result (the README's docs/screenshot.png).
 
     python3 bench/screenshot.py                          # the bundled models/ (trained ones)
-    python3 bench/screenshot.py --tiny                   # tiny untrained models (no checkpoints needed)
+    python3 bench/screenshot.py --tiny                   # tiny untrained models (no checkpoints)
     python3 bench/screenshot.py --sample next_frame_0001 --holdout 10 --out docs/screenshot.png
 
 Starts the real server on loopback and drives Debian's Chromium (/usr/bin/chromium) with

@@ -1,4 +1,5 @@
-"""framecast vs. the common FastAPI server, side by side on loopback, with the bare model as ceiling.
+"""framecast vs. the common FastAPI server, side by side on loopback,
+with the bare model as ceiling.
 
     python3 bench/serve_bench.py                       # full run: both next-frame models
     python3 bench/serve_bench.py --quick               # ~2-3 minutes: ConvLSTM2D, concurrency 1, 32
@@ -631,13 +632,13 @@ def plot(results: dict, path: Path) -> None:
             lo = min([v for v in vals if v == v and v > 0] + [1.0])
             gx0, gx1, gy0, gy1 = x0 + pad, x0 + pw - 15, y0 + 30, y0 + ph - 35
 
-            def ypos(v, _top=top, _lo=lo):
-                if log:
+            def ypos(v, _top=top, _lo=lo, _log=log, _gy0=gy0, _gy1=gy1):
+                if _log:
                     a, b = np.log10(max(_lo / 2, 1e-3)), np.log10(_top * 1.3)
                     f = (np.log10(max(v, 1e-3)) - a) / (b - a)
                 else:
                     f = v / (_top * 1.15)
-                return gy1 - f * (gy1 - gy0)
+                return _gy1 - f * (_gy1 - _gy0)
 
             for i in range(5):  # axis labels
                 if log:

@@ -19,9 +19,10 @@ A share ``--malformed`` (2 %) of the requests in every phase are malformed (trun
 .npy, garbage, bad JSON, a huge horizon, ...). Every answer is checked: valid requests must get
 200 with the reference answer (``atol``) or a deliberate 503 with ``Retry-After`` ("told to
 retry"); malformed ones a 4xx, or the same deliberate 503 when they reach a full queue (the
-server refuses before it reads the body). Any other 5xx, a wrong answer, a failed connection or a 4xx for a
-valid request is a failure. The server's RSS is sampled from /proc every 0.5 s; it is "stable"
-when it grew less than ``--rss-growth-mb`` from the end of the first steady 10 % to the end.
+server refuses before it reads the body). Any other 5xx, a wrong answer, a failed connection or
+a 4xx for a valid request is a failure. The server's RSS is sampled from /proc every 0.5 s; it is
+"stable" when it grew less than ``--rss-growth-mb`` from the end of the first steady 10 % to the
+end.
 
 It prints its figures, writes them as JSON to ``--out`` and exits 0 only when everything passed.
 The run is bounded: ``--max-seconds`` stops it (counted as a failure), then the server gets
@@ -514,7 +515,7 @@ async def run(args) -> dict:
                 queue = iter(specs)
                 t_phase = time.monotonic()
 
-                async def worker():
+                async def worker(queue=queue):  # bound now: each phase has its own queue
                     nonlocal timed_out
                     for spec in queue:
                         if time.monotonic() > deadline:

@@ -22,7 +22,9 @@ from models.repository import ARCHITECTURES, TASKS
 __all__ = ["ARCHITECTURES", "TASKS", "build", "closed_loop", "count_flops", "step_model"]
 
 
-def _space_to_depth(x, *, patch: int, height: int, width: int, channels: int, name: str):
+def _space_to_depth(
+    x: keras.KerasTensor, *, patch: int, height: int, width: int, channels: int, name: str
+) -> keras.KerasTensor:
     """(batch, time, H, W, C) -> (batch, time, H/p, W/p, p*p*C), like Shi et al.'s 4x4 patches."""
     hp, wp = height // patch, width // patch
     x = layers.Reshape((-1, hp, patch, wp, patch * channels), name=f"{name}_split")(x)
@@ -31,7 +33,9 @@ def _space_to_depth(x, *, patch: int, height: int, width: int, channels: int, na
     return layers.Reshape((-1, hp, wp, patch * patch * channels), name=f"{name}_merge")(x)
 
 
-def _depth_to_space(x, *, patch: int, height: int, width: int, channels: int, name: str):
+def _depth_to_space(
+    x: keras.KerasTensor, *, patch: int, height: int, width: int, channels: int, name: str
+) -> keras.KerasTensor:
     """(batch, time, H/p, W/p, p*p*C) -> (batch, time, H, W, C); the inverse of _space_to_depth."""
     hp, wp = height // patch, width // patch
     x = layers.Reshape((-1, hp, wp, patch, patch * channels), name=f"{name}_split")(x)
@@ -198,7 +202,7 @@ def count_flops(model: keras.Model) -> int:
     """
     total = 0
 
-    def shape_of(t):
+    def shape_of(t: keras.KerasTensor) -> tuple:
         return tuple(t.shape)
 
     for layer in model.layers:

@@ -94,7 +94,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = int(np.prod(dims))
     if len(data) - header != expected:
         raise MNISTError(
-            f"{path} is corrupt: header says {dims} = {expected} bytes, file holds {len(data) - header}"
+            f"{path} is corrupt: header says {dims} = {expected} bytes, "
+            f"file holds {len(data) - header}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -226,7 +227,8 @@ def next_frame_clips(
 def direction_clips(
     digits: np.ndarray, n: int, seed: int, *, length: int = DIRECTION_LENGTH, size: int = CANVAS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` direction clips ``(n, length, size, size, 1)`` and labels ``(n,)`` (index into DIRECTIONS).
+    """``n`` direction clips ``(n, length, size, size, 1)`` and labels ``(n,)``
+    (an index into DIRECTIONS).
 
     One digit moves in a straight line at 1.5-3.5 px/frame toward one of 8 screen directions
     (class centre +- 15 degrees; N is toward row 0) and stays inside the canvas for every frame.
@@ -252,7 +254,9 @@ def direction_clips(
     return (clips.astype(np.float32) / 255.0)[..., None], labels.astype(np.int64)
 
 
-def test_set(mnist: MNIST, task: str, n: int = TEST_CLIPS):
+def test_set(
+    mnist: MNIST, task: str, n: int = TEST_CLIPS
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The fixed test set of ``task``, built from digits 8000-9999 with a seed fixed in code."""
     digits = mnist.digits("test")
     if task == "next_frame":
@@ -262,7 +266,9 @@ def test_set(mnist: MNIST, task: str, n: int = TEST_CLIPS):
     raise ValueError(f"unknown task {task!r}")
 
 
-def validation_set(mnist: MNIST, task: str, n: int = 256):
+def validation_set(
+    mnist: MNIST, task: str, n: int = 256
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """A fixed validation set from the training digits (0-7999), disjoint from training seeds."""
     digits = mnist.digits("train")
     if task == "next_frame":

@@ -9,10 +9,13 @@ Everything uses clips built from MNIST digits 8000-9999 only, with seeds fixed i
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,10 +25,16 @@ from models.env import describe, hardware_summary
 from models.repository import (
     CARD_JSON,
     CARD_MD,
+    Manifest,
     atomic_write_text,
     read_manifest,
     verify_checkpoint,
 )
+
+if TYPE_CHECKING:  # only for annotations: importing this module does not load Keras
+    import keras
+
+    from models.rollout import Stepper
 
 # Published Moving MNIST figures, 10 -> 10, MSE per frame (see REFERENCES in the docs).
 PUBLISHED = [
@@ -55,7 +64,7 @@ QUALITY_BARS = {
 CLASSIFY_BAR = 0.95
 
 
-def batched_call(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def batched_call(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """``model.predict_on_batch`` over ``x`` in batches of exactly ``batch_size`` (the last one
     padded), so the compiled input shape never changes."""
     outs = []
@@ -69,7 +78,9 @@ def batched_call(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def rollout(model, context: np.ndarray, horizon: int, batch_size: int = 32) -> np.ndarray:
+def rollout(
+    model: keras.Model, context: np.ndarray, horizon: int, batch_size: int = 32
+) -> np.ndarray:
     """Autoregressive rollout: (clips, frames, H, W, C) -> (clips, horizon, H, W, C).
 
     The window keeps the model's fixed number of frames: append the prediction, drop the oldest.
@@ -83,7 +94,9 @@ def rollout(model, context: np.ndarray, horizon: int, batch_size: int = 32) -> n
     return np.stack(preds, axis=1)
 
 
-def carried_rollout(stepper, context: np.ndarray, horizon: int, batch_size: int = 32) -> np.ndarray:
+def carried_rollout(
+    stepper: Stepper, context: np.ndarray, horizon: int, batch_size: int = 32
+) -> np.ndarray:
     """The encoder–forecaster rollout (``models.rollout.Stepper``) over ``context`` in batches of
     exactly ``batch_size`` (the last padded): read each clip's context once, then ``horizon - 1``
     single-frame steps with the states carried. Same layout as :func:`rollout`."""
@@ -99,7 +112,7 @@ def carried_rollout(stepper, context: np.ndarray, horizon: int, batch_size: int 
     return np.concatenate(outs)
 
 
-def rollout_for(model, manifest):
+def rollout_for(model: keras.Model, manifest: Manifest) -> Callable[..., np.ndarray]:
     """``fn(context, horizon, batch_size)`` rolling out as the manifest says the model does."""
     if getattr(manifest, "rollout", "sliding_window") == "carried_state":
         from models.rollout import stepper
@@ -111,7 +124,7 @@ def rollout_for(model, manifest):
     return lambda context, horizon, batch_size=32: rollout(model, context, horizon, batch_size)
 
 
-def _latency_ms(fn, repeats: int = 30) -> float:
+def _latency_ms(fn: Callable[[], object], repeats: int = 30) -> float:
     fn()  # warm-up (compiles)
     fn()
     times = []
@@ -122,7 +135,9 @@ def _latency_ms(fn, repeats: int = 30) -> float:
     return float(np.median(times) * 1000)
 
 
-def evaluate_next_frame(model, manifest, clips: np.ndarray, batch_size: int, horizon: int) -> dict:
+def evaluate_next_frame(
+    model: keras.Model, manifest: Manifest, clips: np.ndarray, batch_size: int, horizon: int
+) -> dict:
     frames = manifest.frames
     n_context = D.CONTEXT_FRAMES
     if frames > n_context:
@@ -161,7 +176,7 @@ def _scalars(report: dict) -> dict:
 
 
 def evaluate_classify(
-    model, manifest, clips: np.ndarray, labels: np.ndarray, batch_size: int
+    model: keras.Model, manifest: Manifest, clips: np.ndarray, labels: np.ndarray, batch_size: int
 ) -> dict:
     frames = manifest.frames
     x = clips[:, -frames:]
@@ -255,7 +270,7 @@ def run(
     return card
 
 
-def _counterparts(folder: Path, manifest) -> list[dict]:
+def _counterparts(folder: Path, manifest: Manifest) -> list[dict]:
     """The other architecture's models of the same task beside this one, with their budgets."""
     from models.repository import ManifestError, discover
 
@@ -281,19 +296,23 @@ def _counterparts(folder: Path, manifest) -> list[dict]:
     return out
 
 
-def _fmt(v, nd=2):
+def _fmt(v: float | None, nd: int = 2) -> str:
     return "—" if v is None else f"{v:,.{nd}f}"
 
 
 def _lineage(t: dict) -> list[str]:
-    """Card lines for the training objective and, for a fine-tuned model, the run it started from."""
+    """Card lines for the training objective and, for a fine-tuned model, the run it started
+    from."""
     lines = [f"- **Objective**: {t['objective']}"] if t.get("objective") else []
     parent = t.get("init_from")
     if parent:
         lines.append(
-            f"- **Started from** `{parent.get('name')}` (sha256 `{str(parent.get('sha256'))[:16]}…`, "
-            f"{parent.get('clips_seen', 0):,} clips, objective: {parent.get('objective') or 'teacher forcing'}), "
-            f"itself trained with `{parent.get('command')}`; {t.get('clips_seen_this_run', 0):,} clips "
+            f"- **Started from** `{parent.get('name')}` "
+            f"(sha256 `{str(parent.get('sha256'))[:16]}…`, "
+            f"{parent.get('clips_seen', 0):,} clips, "
+            f"objective: {parent.get('objective') or 'teacher forcing'}), "
+            f"itself trained with `{parent.get('command')}`; "
+            f"{t.get('clips_seen_this_run', 0):,} clips "
             "in this run, the clips-seen figure above counts both"
         )
     return lines
@@ -325,7 +344,8 @@ def render_card(card: dict) -> str:
         f"- **Data source**: {t.get('data', {}).get('source', '—')}",
         f"- **Loss / optimiser**: {t.get('loss', '—')}; {t.get('schedule', '—')}, peak lr "
         f"{t.get('learning_rate', '—')}",
-        f"- **Wall time**: {t.get('wall_time_s', 0) / 60:.1f} min on {hardware_summary(env) if env else '—'}"
+        f"- **Wall time**: {t.get('wall_time_s', 0) / 60:.1f} min "
+        f"on {hardware_summary(env) if env else '—'}"
         + (
             f" (plus {t['init_from']['wall_time_s'] / 60:.1f} min for the run it started from)"
             if (t.get("init_from") or {}).get("wall_time_s")
@@ -334,7 +354,8 @@ def render_card(card: dict) -> str:
         "",
         "## Evaluation",
         "",
-        f"- **Test set**: {card['test_set']['clips']:,} clips from digits {card['test_set']['digits']} "
+        f"- **Test set**: {card['test_set']['clips']:,} clips "
+        f"from digits {card['test_set']['digits']} "
         f"(seed {card['test_set']['seed']}, fixed in code)"
         + (f"; {card['test_set']['protocol']}" if card["test_set"].get("protocol") else ""),
         f"- **Evaluated on**: {hardware_summary(card['evaluated_with'])}, {card['evaluated_at']}",
@@ -381,7 +402,8 @@ def render_card(card: dict) -> str:
     else:
         names = m["confusion_matrix"]["rows_true_cols_predicted"]
         lines += [
-            f"- **Accuracy**: {m['accuracy'] * 100:.2f}%  ·  top-2: {m['top_2_accuracy'] * 100:.2f}%  "
+            f"- **Accuracy**: {m['accuracy'] * 100:.2f}%  ·  "
+            f"top-2: {m['top_2_accuracy'] * 100:.2f}%  "
             f"·  chance: {m['chance'] * 100:.1f}%",
             "",
             "Confusion matrix (rows: true direction, columns: predicted):",
@@ -429,7 +451,7 @@ def render_card(card: dict) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", type=Path, help="model folder (model.keras + manifest.json)")
     p.add_argument(
         "--mnist-dir",
@@ -446,7 +468,7 @@ def add_arguments(p) -> None:
     p.add_argument("--horizon", type=int, default=10, help="frames rolled out (next_frame)")
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     if (
         args.clips < 1
         or args.batch_size < 1

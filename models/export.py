@@ -117,7 +117,7 @@ def _export_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_export_subcommand(subparsers) -> argparse.ArgumentParser:
+def add_export_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``export`` on an argparse ``add_subparsers()`` object."""
     parser = subparsers.add_parser(
         "export",

@@ -12,11 +12,12 @@ Frames are float arrays in [0, 1] shaped ``(..., height, width[, channels])``.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 PSNR_CAP_DB = 100.0  # identical frames would give +inf; cap so averages stay finite
 
 
-def _frames(a: np.ndarray) -> np.ndarray:
+def _frames(a: ArrayLike) -> np.ndarray:
     """View as (n_frames, H, W, C) float64."""
     a = np.asarray(a, dtype=np.float64)
     if a.ndim < 3:
@@ -24,19 +25,19 @@ def _frames(a: np.ndarray) -> np.ndarray:
     return a.reshape((-1,) + a.shape[-3:])
 
 
-def _check(pred, true):
+def _check(pred: ArrayLike, true: ArrayLike) -> None:
     if np.shape(pred) != np.shape(true):
         raise ValueError(f"prediction shape {np.shape(pred)} != truth shape {np.shape(true)}")
 
 
-def mse_per_frame(pred, true) -> np.ndarray:
+def mse_per_frame(pred: ArrayLike, true: ArrayLike) -> np.ndarray:
     """Per-frame sum of squared errors, shape = leading dims (everything but H, W, C)."""
     _check(pred, true)
     d = np.asarray(pred, np.float64) - np.asarray(true, np.float64)
     return np.sum(d * d, axis=(-3, -2, -1))
 
 
-def mae_per_frame(pred, true) -> np.ndarray:
+def mae_per_frame(pred: ArrayLike, true: ArrayLike) -> np.ndarray:
     """Per-frame sum of absolute errors, shape = leading dims."""
     _check(pred, true)
     return np.sum(
@@ -44,7 +45,7 @@ def mae_per_frame(pred, true) -> np.ndarray:
     )
 
 
-def psnr(pred, true) -> np.ndarray:
+def psnr(pred: ArrayLike, true: ArrayLike) -> np.ndarray:
     """PSNR in dB per frame (shape = leading dims), predictions clipped to [0, 1], data range 1."""
     _check(pred, true)
     p = np.clip(np.asarray(pred, np.float64), 0, 1)
@@ -63,7 +64,9 @@ def _box(a: np.ndarray, w: int) -> np.ndarray:
     return s / (w * w)
 
 
-def ssim(pred, true, *, win_size: int = 7, data_range: float = 1.0) -> np.ndarray:
+def ssim(
+    pred: ArrayLike, true: ArrayLike, *, win_size: int = 7, data_range: float = 1.0
+) -> np.ndarray:
     """SSIM per frame (shape = leading dims), like ``skimage.metrics.structural_similarity``.
 
     Uses the windows that lie fully inside the frame, which is what scikit-image averages after
@@ -91,7 +94,7 @@ def ssim(pred, true, *, win_size: int = 7, data_range: float = 1.0) -> np.ndarra
     return per.reshape(lead)
 
 
-def frame_report(pred, true) -> dict:
+def frame_report(pred: ArrayLike, true: ArrayLike) -> dict:
     """All frame metrics of ``pred`` vs ``true`` shaped (clips, steps, H, W, C).
 
     Returns scalar means plus per-step curves (index = rollout step).
@@ -116,7 +119,10 @@ def frame_report(pred, true) -> dict:
 
 
 def copy_last_baseline(context: np.ndarray, steps: int) -> np.ndarray:
-    """Predict every future frame as the last context frame: (clips, T, ...) -> (clips, steps, ...)."""
+    """Predict every future frame as the last context frame.
+
+    (clips, T, ...) -> (clips, steps, ...)
+    """
     last = np.asarray(context)[:, -1:]
     return np.repeat(last, steps, axis=1)
 
@@ -126,18 +132,18 @@ def black_baseline(truth: np.ndarray) -> np.ndarray:
     return np.zeros_like(np.asarray(truth, dtype=np.float32))
 
 
-def accuracy(scores, labels) -> float:
+def accuracy(scores: ArrayLike, labels: ArrayLike) -> float:
     scores, labels = np.asarray(scores), np.asarray(labels)
     return float(np.mean(np.argmax(scores, axis=-1) == labels))
 
 
-def top_k_accuracy(scores, labels, k: int) -> float:
+def top_k_accuracy(scores: ArrayLike, labels: ArrayLike, k: int) -> float:
     scores, labels = np.asarray(scores), np.asarray(labels)
     top = np.argsort(-scores, axis=-1)[:, :k]
     return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
-def confusion_matrix(labels, predicted, num_classes: int) -> np.ndarray:
+def confusion_matrix(labels: ArrayLike, predicted: ArrayLike, num_classes: int) -> np.ndarray:
     """Rows = true class, columns = predicted class, counts."""
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(labels), np.asarray(predicted)), 1)

@@ -13,7 +13,7 @@ from models.evaluate import PUBLISHED
 from models.repository import BUNDLED_DIR, discover, read_card
 
 
-def _f(v, nd=1):
+def _f(v: float | None, nd: int = 1) -> str:
     return "—" if v is None else f"{v:,.{nd}f}"
 
 
@@ -32,7 +32,8 @@ def table(folders: list[Path]) -> str:
             m = c["metrics"]
             out.append(
                 f"| {c['name']} | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G | "
-                f"{_f(m['latency_ms']['one_clip_next_frame'])} | **{_f(m['rollout']['mse_per_frame'])}** | "
+                f"{_f(m['latency_ms']['one_clip_next_frame'])} | "
+                f"**{_f(m['rollout']['mse_per_frame'])}** | "
                 f"{_f(m['rollout']['mae_per_frame'])} | {_f(m['rollout']['ssim'], 3)} | "
                 f"{_f(m['rollout']['psnr'], 2)} | {_f(m['t_plus_1']['mse_per_frame'])} | "
                 f"{c['training'].get('clips_seen', 0):,} |"

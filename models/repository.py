@@ -19,6 +19,10 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the service reads manifests without Keras
+    import keras
 
 # The names a manifest may use. Here, not in models/architectures.py, so that reading a manifest
 # (the service, the client) never imports Keras.
@@ -167,7 +171,9 @@ def verify_checkpoint(folder: str | os.PathLike, manifest: Manifest) -> Path:
     return path
 
 
-def save_model_folder(folder: str | os.PathLike, model, manifest: Manifest) -> Manifest:
+def save_model_folder(
+    folder: str | os.PathLike, model: keras.Model, manifest: Manifest
+) -> Manifest:
     """Save ``model`` as ``folder/model.keras`` and its manifest (with sha256, params) atomically.
 
     The checkpoint is written to a temporary name and renamed, then the manifest is written: a

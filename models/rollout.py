@@ -18,9 +18,14 @@ Only ``keras`` and ``keras.ops`` are used: the same code runs under TensorFlow a
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers, ops
+
+# A backend tensor (TensorFlow or JAX) inside ``call``, or a symbolic ``keras.KerasTensor``.
+Tensor = Any
 
 RECURRENT = (
     layers.LSTM,
@@ -68,7 +73,7 @@ def chain(model: keras.Model) -> list:
     return body
 
 
-def _n_states(layer) -> int:
+def _n_states(layer: keras.layers.Layer) -> int:
     """LSTM and ConvLSTM cells carry (h, c); GRU and SimpleRNN carry h."""
     lstm = (layers.LSTM, layers.ConvLSTM1D, layers.ConvLSTM2D, layers.ConvLSTM3D)
     return 2 if isinstance(layer, lstm) else 1
@@ -84,7 +89,7 @@ def _state_shapes(body: list) -> list[tuple[int, ...]]:
     return shapes
 
 
-def _frame(body: list, x, states: list):
+def _frame(body: list, x: Tensor, states: list) -> tuple[Tensor, list]:
     """One frame ``(batch, 1, ...)`` through the chain with ``states`` carried → (out, states)."""
     new, k = [], 0
     for layer in body:
@@ -99,7 +104,7 @@ def _frame(body: list, x, states: list):
     return x, new
 
 
-def _zeros(like, shapes: list[tuple[int, ...]], dtype) -> list:
+def _zeros(like: Tensor, shapes: list[tuple[int, ...]], dtype: Any) -> list:
     batch = ops.shape(like)[0]
     return [ops.zeros((batch,) + tuple(s), dtype=dtype) for s in shapes]
 
@@ -113,7 +118,7 @@ class _Chain(keras.Model):
         self._body = chain(model)
         self.state_shapes = _state_shapes(self._body)
 
-    def _run(self, frames, states=None):
+    def _run(self, frames: Tensor, states: list | None = None) -> tuple[list, list]:
         """Frames ``(batch, T, ...)`` from ``states`` (zeros if None) → (outputs, states)."""
         if states is None:
             states = _zeros(frames, self.state_shapes, frames.dtype)
@@ -127,7 +132,7 @@ class _Chain(keras.Model):
 class ContextPass(_Chain):
     """``(batch, T, H, W, C)`` → ``[next frame (batch, 1, H, W, C), *states]``."""
 
-    def call(self, frames):
+    def call(self, frames: Tensor) -> list[Tensor]:
         outs, states = self._run(frames)
         return [outs[-1]] + list(states)
 
@@ -135,7 +140,7 @@ class ContextPass(_Chain):
 class Step(_Chain):
     """``[frame (batch, 1, H, W, C), *states]`` → ``[next frame (batch, 1, H, W, C), *states]``."""
 
-    def call(self, inputs):
+    def call(self, inputs: list[Tensor]) -> list[Tensor]:
         frame, states = inputs[0], list(inputs[1:])
         outs, states = self._run(frame, states)
         return [outs[-1]] + list(states)
@@ -156,7 +161,7 @@ class Forecaster(_Chain):
         super().__init__(model, **kwargs)
         self.context = int(context)
 
-    def call(self, inputs):
+    def call(self, inputs: list[Tensor]) -> Tensor:
         clips, truth = inputs
         states = _zeros(clips, self.state_shapes, clips.dtype)
         outs = []
@@ -169,7 +174,7 @@ class Forecaster(_Chain):
             outs.append(y)
         return ops.concatenate(outs, axis=1)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {
             "model": keras.saving.serialize_keras_object(self.inner),
             "context": self.context,
@@ -177,7 +182,7 @@ class Forecaster(_Chain):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict) -> Forecaster:
         config = dict(config)
         model = keras.saving.deserialize_keras_object(config.pop("model"))
         return cls(model, **config)
@@ -197,7 +202,9 @@ class Stepper:
         out = self.context.predict_on_batch(np.asarray(frames, np.float32))
         return np.asarray(out[0])[:, 0], [np.asarray(s) for s in out[1:]]
 
-    def advance(self, frame: np.ndarray, states: list[np.ndarray]):
+    def advance(
+        self, frame: np.ndarray, states: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """``(batch, H, W, C)`` + states → (next frames ``(batch, H, W, C)``, states)."""
         out = self.step.predict_on_batch([np.asarray(frame, np.float32)[:, None], *states])
         return np.asarray(out[0])[:, 0], [np.asarray(s) for s in out[1:]]
@@ -237,7 +244,7 @@ def stepper(model: keras.Model, *, check: bool = True, atol: float = 1e-4) -> St
 
 
 @keras.saving.register_keras_serializable(package="framecast")
-def rollout_mse(y_true, y_pred):
+def rollout_mse(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Training metric of :class:`Forecaster`: the mean squared error per pixel of the frames
     predicted after the 10 context frames (outputs 9.. of the 19), the served rollout's error."""
     return ops.mean(ops.square(y_true[:, 9:] - y_pred[:, 9:]))

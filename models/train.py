@@ -13,6 +13,7 @@ loses at most the epoch in progress. Every file is written under a temporary nam
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import shlex
@@ -88,7 +89,16 @@ class ClipDataset:
         import keras
 
         class _ClipDataset(keras.utils.PyDataset):
-            def __init__(self, digits, task, batch_size, steps, seed, rollout=0, sampling=None):
+            def __init__(
+                self,
+                digits: np.ndarray,
+                task: str,
+                batch_size: int,
+                steps: int,
+                seed: int,
+                rollout: int = 0,
+                sampling: tuple[float, int] | None = None,
+            ):
                 super().__init__(workers=1, use_multiprocessing=False)
                 self.digits, self.task, self.rollout = digits, task, rollout
                 self.sampling = sampling  # (start probability, clips to anneal over) or None
@@ -98,7 +108,7 @@ class ClipDataset:
             def __len__(self):
                 return self.steps
 
-            def __getitem__(self, index):
+            def __getitem__(self, index: int) -> tuple:
                 s = D.clip_seed(self.seed, self.epoch, index)
                 if self.sampling is not None:
                     start, over = self.sampling
@@ -111,7 +121,9 @@ class ClipDataset:
         return _ClipDataset(*args, **kwargs)
 
 
-def make_batch(digits, task: str, n: int, seed: int, rollout: int = 0):
+def make_batch(
+    digits: np.ndarray, task: str, n: int, seed: int, rollout: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) for training.
 
     next_frame, teacher forcing (``rollout=0``): predict frame t+1 at every step t of a clip.
@@ -136,7 +148,9 @@ def truth_probability(clips_seen: int, start: float, over: int) -> float:
     return float(max(0.0, start * (1.0 - clips_seen / over)))
 
 
-def forecast_batch(digits, n: int, seed: int, p_truth: float):
+def forecast_batch(
+    digits: np.ndarray, n: int, seed: int, p_truth: float
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """((clips, truth mask), targets) for the encoder–forecaster: 20-frame clips, a 0/1 mask of
     which of the 9 fed-back frames are the truth (Bernoulli ``p_truth``, seeded), and the true
     frames 1..19 that the 19 outputs predict."""
@@ -264,10 +278,10 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             super().__init__()
             self.t0 = time.perf_counter()
 
-        def on_epoch_begin(self, epoch, logs=None):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             dataset.epoch = epoch
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             name = f"epoch-{epoch + 1:04d}.keras"
             tmp = ckpt_dir / f".{name}.tmp.keras"
             self.model.save(tmp)
@@ -343,7 +357,9 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             "seed": cfg.seed,
             "data": {
                 "source": mnist.source,
-                "digits": f"{D.TRAIN_DIGITS.start}-{D.TRAIN_DIGITS.stop - 1} of the MNIST test split",
+                "digits": (
+                    f"{D.TRAIN_DIGITS.start}-{D.TRAIN_DIGITS.stop - 1} of the MNIST test split"
+                ),
                 "clips": (
                     "Moving MNIST, 2 digits, 20 frames, 64x64 (Srivastava et al. 2015)"
                     if cfg.task == "next_frame"
@@ -430,7 +446,7 @@ def _parent(cfg: TrainConfig) -> dict:
     }
 
 
-def _validation(mnist, cfg: TrainConfig):
+def _validation(mnist: D.MNIST, cfg: TrainConfig) -> tuple:
     """Fixed validation clips from the training digits, in the training input layout."""
     if cfg.task == "next_frame":
         clips = D.validation_set(mnist, "next_frame", cfg.val_clips)
@@ -444,7 +460,7 @@ def _validation(mnist, cfg: TrainConfig):
     return D.validation_set(mnist, "classify", cfg.val_clips)
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", required=True, choices=ARCHITECTURES)
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--out", required=True, type=Path, help="model folder to write (and resume)")
@@ -507,7 +523,7 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     if not 0.0 <= args.sampling_start <= 1.0 or args.sampling_clips < 0:
         print(
             "framecast train: --sampling-start must be in [0, 1] and --sampling-clips >= 0",

@@ -11,6 +11,7 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import errors
 from service.config import Settings, load_settings
@@ -42,7 +43,8 @@ def _guard_pillow(max_frame_pixels: int) -> None:
     that claims more than twice the limit before decoding a byte of it (codecs refuses anything
     over the limit itself, so the between-limits warning is noise). The setting is process-wide:
     with several apps in one process (tests) it is the largest of their limits, so it never
-    refuses what an app allows; a server has one app, so it is exactly FRAMECAST_MAX_FRAME_PIXELS."""
+    refuses what an app allows; a server has one app, so it is exactly
+    FRAMECAST_MAX_FRAME_PIXELS."""
     import warnings
 
     from PIL import Image
@@ -55,16 +57,16 @@ def _guard_pillow(max_frame_pixels: int) -> None:
 class _MetricsMiddleware:
     """Counts requests and their latency per route template, model and status (pure ASGI)."""
 
-    def __init__(self, app, metrics: Metrics, runtime: Runtime):
+    def __init__(self, app: ASGIApp, metrics: Metrics, runtime: Runtime):
         self.app, self.metrics, self.runtime = app, metrics, runtime
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = {"code": 500}
 
-        async def send_wrapper(message):
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)

@@ -12,7 +12,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _data_main(args) -> int:
+def _data_main(args: argparse.Namespace) -> int:
     from models.preview import write_preview
 
     paths = write_preview(
@@ -28,20 +28,20 @@ def _data_main(args) -> int:
     return 0
 
 
-def _figure_main(args) -> int:
+def _figure_main(args: argparse.Namespace) -> int:
     from models.preview import write_rollout_figure
 
     print(write_rollout_figure(args.models, args.out, index=args.index, mnist_dir=args.mnist_dir))
     return 0
 
 
-def _train_main(args) -> int:
+def _train_main(args: argparse.Namespace) -> int:
     from models import train
 
     return train.main(args)
 
 
-def _evaluate_main(args) -> int:
+def _evaluate_main(args: argparse.Namespace) -> int:
     from models import evaluate
 
     return evaluate.main(args)

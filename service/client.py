@@ -16,9 +16,10 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _EXT = {"png": ".png", "gif": ".gif", "npy": ".npy", "json": ".json"}
+_Files = list[tuple[str, tuple[str, bytes, str]]]  # httpx's multipart ``files=``
 
 
-def _files(paths: list[str], field: str = "files") -> list[tuple[str, tuple[str, bytes, str]]]:
+def _files(paths: list[str], field: str = "files") -> _Files:
     out = []
     for p in paths:
         path = Path(p)
@@ -27,11 +28,17 @@ def _files(paths: list[str], field: str = "files") -> list[tuple[str, tuple[str,
     return out
 
 
-def _client(args, http: httpx.Client | None) -> httpx.Client:
+def _client(args: argparse.Namespace, http: httpx.Client | None) -> httpx.Client:
     return http or httpx.Client(base_url=args.url, timeout=args.timeout)
 
 
-def _post(args, http, url: str, params: dict, files) -> httpx.Response | int:
+def _post(
+    args: argparse.Namespace,
+    http: httpx.Client | None,
+    url: str,
+    params: dict,
+    files: _Files,
+) -> httpx.Response | int:
     """POST and return the response, or an exit code after printing why it failed."""
     own = http is None
     client = _client(args, http)
@@ -66,7 +73,7 @@ def _save(resp: httpx.Response, out: str | None, default_stem: str, output: str)
     return path
 
 
-def _read_inputs(args) -> list | int:
+def _read_inputs(args: argparse.Namespace) -> _Files | int:
     try:
         return _files(args.files)
     except OSError as e:
@@ -177,10 +184,10 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
     return 0
 
 
-def add_client_subcommands(subparsers) -> None:
+def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``predict``, ``classify`` and ``compare`` on an argparse subparsers object."""
 
-    def common(p):
+    def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
         p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
         p.add_argument(

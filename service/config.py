@@ -1,4 +1,5 @@
-"""The one place that reads the environment: ``Settings`` (pydantic-settings, ``FRAMECAST_`` prefix).
+"""The one place that reads the environment: ``Settings`` (pydantic-settings, prefix
+``FRAMECAST_``).
 
 Every setting is an environment variable ``FRAMECAST_<NAME>`` (e.g. ``FRAMECAST_MAX_HORIZON=20``)
 or a keyword to ``Settings(...)``. A bad value fails at start with :class:`SettingsError`, whose
@@ -160,17 +161,17 @@ class Settings(BaseSettings):
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _lower(cls, v):
+    def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
 
     @field_validator("cors_origins", mode="before")
     @classmethod
-    def _origins(cls, v):
+    def _origins(cls, v: object) -> object:
         return _str_list(v, "origins") if isinstance(v, str) else v
 
     @field_validator("api_keys")
     @classmethod
-    def _keys(cls, v: SecretStr | None):
+    def _keys(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not _str_list(v.get_secret_value(), "keys"):
             return None  # an empty value means no keys
         return v

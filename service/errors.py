@@ -8,6 +8,7 @@ Anything unexpected is logged and answered 500 with the same shape; no input sho
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -118,7 +119,9 @@ def error_body(status: int, kind: str, message: str) -> dict:
     return {"error": kind, "message": message, "status": status}
 
 
-def _response(status: int, kind: str, message: str, headers=None) -> JSONResponse:
+def _response(
+    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(error_body(status, kind, message), status_code=status, headers=headers)
 
 

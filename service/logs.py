@@ -14,6 +14,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Container
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("framecast")
 access_log = logging.getLogger("framecast.access")
@@ -63,11 +66,11 @@ def request_id(headers: dict[bytes, bytes]) -> str:
 class RequestLogMiddleware:
     """Request id in and out, and one access-log line when the response is done (pure ASGI)."""
 
-    def __init__(self, app, models: callable = None):
+    def __init__(self, app: ASGIApp, models: Callable[[], Container[str]] | None = None):
         self.app = app
         self.models = models  # () -> names of the loaded models (anything else logs "unknown")
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
@@ -75,7 +78,7 @@ class RequestLogMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         status = {"code": 500}
 
-        async def send_with_id(message):
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message = dict(message)

@@ -23,16 +23,21 @@ import logging
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.repository import Manifest, discover, read_manifest
-from service.batcher import Timing
+from service.batcher import Ticket, Timing
 from service.config import Settings, SettingsError, load_settings
 from service.devices import Placement
 from service.errors import FramecastError
 from service.runner import ManifestView
 from service.runtime import Runtime
+
+if TYPE_CHECKING:  # Ray is optional and imported lazily (see _ray)
+    from ray.serve import Application
+    from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 log = logging.getLogger("framecast.ray")
 
@@ -65,7 +70,7 @@ class RemoteRunner(ManifestView):
 
     queue_depth = 0
 
-    def __init__(self, handle, info: dict):
+    def __init__(self, handle: DeploymentHandle, info: dict):
         self.handle = handle
         self.manifest = Manifest(**info["manifest"])
         self.placement = Placement(**info["placement"])
@@ -78,20 +83,22 @@ class RemoteRunner(ManifestView):
         return nullcontext(None)
 
     async def predict(
-        self, context: np.ndarray, horizon: int, *, ticket=None
+        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
     ) -> tuple[np.ndarray, Timing]:
         return await _unwrap(
             self.handle.predict.remote(np.asarray(context, np.float32), int(horizon))
         )
 
-    async def classify(self, context: np.ndarray, *, ticket=None) -> tuple[np.ndarray, Timing]:
+    async def classify(
+        self, context: np.ndarray, *, ticket: Ticket | None = None
+    ) -> tuple[np.ndarray, Timing]:
         return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
 
     def close(self) -> None:
         pass
 
 
-async def _unwrap(response):
+async def _unwrap(response: DeploymentResponse) -> tuple[np.ndarray, Timing]:
     """Await a deployment's answer; a domain error raised there is raised here as itself."""
     try:
         return await response
@@ -131,7 +138,7 @@ def _settings_payload(settings: Settings) -> dict:
 # --------------------------------------------------------------------------- the application
 
 
-def build_app(settings: Settings | None = None, *, models: list[Path] | None = None):
+def build_app(settings: Settings | None = None, *, models: list[Path] | None = None) -> Application:
     """The Ray Serve application: an ingress bound to one deployment per model folder.
 
     ``models``: model folders (default: every folder under ``settings.models_dir``); they must
@@ -218,13 +225,13 @@ def build_app(settings: Settings | None = None, *, models: list[Path] | None = N
     return FramecastIngress.options(name="framecast").bind(payload, **handles)
 
 
-def app_builder(args: dict | None = None):
+def app_builder(args: dict | None = None) -> Application:
     """For ``serve run service.ray_app:app_builder`` and Serve config files: ``args`` are setting
     names (``models_dir``, ``ray_replicas``, …) that override FRAMECAST_* variables."""
     return build_app(load_settings(**(args or {})))
 
 
-# --------------------------------------------------------------------------- `framecast serve --ray`
+# ------------------------------------------------------------------------ `framecast serve --ray`
 
 
 def serve_on_ray(settings: Settings) -> int:

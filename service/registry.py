@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.repository import Manifest, ManifestError, read_card, read_manifest, verify_checkpoint
 from service.config import Settings
@@ -18,6 +19,9 @@ from service.errors import InvalidInput, ModelNotFound, WrongTask
 from service.runner import ModelRunner, Runner
 from service.telemetry import Metrics
 
+if TYPE_CHECKING:  # never at run time: importing Keras starts a backend
+    import keras
+
 log = logging.getLogger("framecast.runtime")
 
 
@@ -25,7 +29,7 @@ class LoadError(RuntimeError):
     """A model folder could not be loaded; the message names the folder and the fault."""
 
 
-def check_shapes(path: Path, manifest: Manifest, model) -> None:
+def check_shapes(path: Path, manifest: Manifest, model: keras.Model) -> None:
     """The checkpoint's input and output shapes against its manifest (LoadError if not)."""
     folder = path.parent
     want = (None, manifest.frames, manifest.height, manifest.width, manifest.channels)

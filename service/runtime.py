@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from models.repository import ManifestError, discover
 from service.batcher import Ticket, Timing, bucket_sizes
@@ -205,7 +206,7 @@ class Runtime:
         self.status.state, self.status.detail = "failed", detail
         log.error("models not loaded: %s", detail)
 
-    def _load_one(self, folder) -> ModelRunner:
+    def _load_one(self, folder: Path) -> ModelRunner:
         from models.repository import read_manifest
 
         manifest = read_manifest(folder)

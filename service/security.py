@@ -13,6 +13,9 @@ from __future__ import annotations
 import hmac
 import json
 
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from service.errors import Forbidden, FramecastError, Unauthorized, error_body
 
 PROTECTED_PREFIXES = ("/v1", "/v2")
@@ -25,7 +28,7 @@ def _protected(path: str, prefixes: tuple[str, ...]) -> bool:
 class AuthMiddleware:
     """Bearer API keys on ``/v1``, ``/v2`` (and ``/metrics`` when asked); pure ASGI."""
 
-    def __init__(self, app, keys: list[str], protect_metrics: bool = False):
+    def __init__(self, app: ASGIApp, keys: list[str], protect_metrics: bool = False):
         self.app = app
         self.keys = [k.encode() for k in keys]
         self.prefixes = PROTECTED_PREFIXES + (("/metrics",) if protect_metrics else ())
@@ -43,7 +46,7 @@ class AuthMiddleware:
         if not ok:
             raise Forbidden("the API key is not valid for this server")
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or scope.get("method") == "OPTIONS"
@@ -72,7 +75,7 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def add_cors(app, origins: list[str]) -> None:
+def add_cors(app: FastAPI, origins: list[str]) -> None:
     """Starlette's CORS middleware for ``origins`` (nothing when empty)."""
     if not origins:
         return
@@ -103,7 +106,7 @@ def add_cors(app, origins: list[str]) -> None:
     )
 
 
-def document_security(app) -> None:
+def document_security(app: FastAPI) -> None:
     """Declare the bearer scheme in the OpenAPI document on the /v1 and /v2 operations."""
     original = app.openapi
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -74,7 +75,9 @@ class _Gauge(_Counter):
 
 
 class _Histogram(_Family):
-    def __init__(self, name, kind, help_, labels, buckets):
+    def __init__(
+        self, name: str, kind: str, help_: str, labels: tuple[str, ...], buckets: Iterable[float]
+    ):
         super().__init__(name, kind, help_, labels)
         self.buckets = tuple(buckets)
         self.counts: dict[tuple, list[int]] = {}

@@ -11,7 +11,9 @@ Accepted bodies (for every predict/classify/compare route):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +25,9 @@ from service.config import Settings
 from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
 from service.limits import check_json
 from service.schemas import FramesRequest
+
+if TYPE_CHECKING:
+    from service.runner import Runner
 
 RAW_TYPES = ("image/", "application/octet-stream", "application/x-npy", "application/npy")
 
@@ -172,7 +177,7 @@ def _needs_change(frames: list[Frame], height: int, width: int, channels: int) -
     return any(f.data.shape != (height, width, channels) for f in frames)
 
 
-async def fit_context(frames: list[Frame], runner, resize: bool):
+async def fit_context(frames: list[Frame], runner: Runner, resize: bool) -> tuple[np.ndarray, bool]:
     """The model's context window ``(frames, H, W, C)`` from the upload, and whether any frame
     was resized or colour-converted."""
     m = runner.manifest
@@ -191,7 +196,9 @@ async def fit_context(frames: list[Frame], runner, resize: bool):
     return arr, _needs_change(chosen, m.height, m.width, m.channels)
 
 
-async def fit_frames(frames: list[Frame], runner, resize: bool, offset: int = 0):
+async def fit_frames(
+    frames: list[Frame], runner: Runner, resize: bool, offset: int = 0
+) -> np.ndarray:
     """Any frames (e.g. truth) fitted to the model's (H, W, C)."""
     m = runner.manifest
     return await run_in_threadpool(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Literal
 
 import numpy as np
@@ -13,9 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from models.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 from service import codecs
+from service.batcher import Timing
 from service.checks import require_horizon
 from service.deps import RuntimeDep, SettingsDep
 from service.errors import InvalidInput
+from service.montages import montage_gif, montage_png
 from service.openapi import error_responses, upload_openapi
 from service.routes.predict import ResizeQuery, predicted_frames, ranked
 from service.runtime import ModelRunner
@@ -92,7 +95,9 @@ def _pngs(frames: np.ndarray) -> list[str]:
     return [codecs.png_b64(f) for f in frames]
 
 
-async def _timed(coro):
+async def _timed(
+    coro: Awaitable[tuple[np.ndarray, Timing]],
+) -> tuple[np.ndarray, Timing, float]:
     t0 = time.perf_counter()
     out, timing = await coro
     return out, timing, (time.perf_counter() - t0) * 1000.0
@@ -148,7 +153,7 @@ async def compare_next_frame(
     conv2d_lstm: str | None = Conv2DLSTMQuery,
     convlstm2d: str | None = ConvLSTM2DQuery,
     inputs: bool = InputsQuery,
-):
+) -> CompareResponse | Response:
     t_start = time.perf_counter()
     runners = runtime.pair("next_frame", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
     upload = await read_upload(request, settings, allow_truth=True)
@@ -226,10 +231,10 @@ async def compare_next_frame(
         ]
         headers = {"X-Winner": winner or "unknown"}
         if output == "png":
-            png = await run_in_threadpool(codecs.montage_png, [("context", ctx_display)] + rows)
+            png = await run_in_threadpool(montage_png, [("context", ctx_display)] + rows)
             headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
             return Response(png, media_type="image/png", headers=headers)
-        gif = await run_in_threadpool(codecs.montage_gif, ctx_display, rows)
+        gif = await run_in_threadpool(montage_gif, ctx_display, rows)
         headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
         return Response(gif, media_type="image/gif", headers=headers)
 
@@ -282,7 +287,7 @@ async def compare_classify(
     conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),
     convlstm2d: str | None = Query(None, description="which convlstm2d classify model"),
     inputs: bool = InputsQuery,
-):
+) -> CompareResponse:
     runners = runtime.pair("classify", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
     if label is not None:
         for r in runners.values():

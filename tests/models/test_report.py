@@ -1,4 +1,5 @@
-"""The README's model table is the one `python3 -m models.report` renders from the committed cards."""
+"""The README's model table is the one `python3 -m models.report` renders from the committed
+cards."""
 
 from pathlib import Path
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from models.repository import BUNDLED_DIR
 from service.app import create_app
@@ -65,7 +66,7 @@ def test_create_app_reads_the_environment_and_loads_nothing_at_construction(
 
 def test_settings_are_immutable():
     s = Settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.max_horizon = 3
 
 

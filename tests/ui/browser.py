@@ -68,7 +68,8 @@ def missing_browser() -> list[str]:
 
 @contextlib.contextmanager
 def serve(settings):
-    """Run ``create_app(settings)`` under uvicorn on 127.0.0.1 and a free port; yields the base URL."""
+    """Run ``create_app(settings)`` under uvicorn on 127.0.0.1 and a free port; yields the base
+    URL."""
     from service.app import create_app
     from tests.service.live import live_server
 

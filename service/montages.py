@@ -1,0 +1,106 @@
+"""Labelled montages of frame rows (the compare routes' ``output=png|gif``): one PNG grid, or an
+animated GIF in which every row plays the context, then its own future frames."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from service.codecs import to_uint8
+
+_LABEL_W = 96
+
+
+def _cell_scale(h: int) -> int:
+    return max(1, 64 // max(h, 1))
+
+
+def _upscale(frame: np.ndarray, s: int) -> np.ndarray:
+    return frame if s == 1 else np.repeat(np.repeat(frame, s, axis=0), s, axis=1)
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    return np.repeat(frame, 3, axis=-1) if frame.shape[-1] == 1 else frame[..., :3]
+
+
+def _label_image(rows: list[str], cell_h: int, gap: int) -> Image.Image:
+    col = Image.new("RGB", (_LABEL_W, len(rows) * (cell_h + gap)), (255, 255, 255))
+    draw = ImageDraw.Draw(col)
+    font = ImageFont.load_default()
+    for r, text in enumerate(rows):
+        draw.text(
+            (4, r * (cell_h + gap) + max(0, cell_h // 2 - 6)), text, fill=(0, 0, 0), font=font
+        )
+    return col
+
+
+def montage_png(rows: list[tuple[str, np.ndarray | None]], gap: int = 2) -> bytes:
+    """Rows of frames (label, (T, H, W, C) or None) → one labelled PNG; missing cells stay grey.
+
+    All frames must share (H, W); colour and grey rows mix (grey is shown as RGB).
+    """
+    shapes = [f.shape for _, f in rows if f is not None and len(f)]
+    h, w = shapes[0][1:3]
+    s = _cell_scale(h)
+    ch, cw = h * s, w * s
+    cols = max(f.shape[0] for _, f in rows if f is not None)
+    grid = np.full((len(rows) * (ch + gap), cols * (cw + gap), 3), 0.5, np.float32)
+    for r, (_, frames) in enumerate(rows):
+        if frames is None:
+            continue
+        for t in range(frames.shape[0]):
+            y, x = r * (ch + gap), t * (cw + gap)
+            grid[y : y + ch, x : x + cw] = _upscale(_rgb(frames[t]), s)
+    labels = _label_image([label for label, _ in rows], ch, gap)
+    out = Image.new("RGB", (labels.width + grid.shape[1], grid.shape[0]), (255, 255, 255))
+    out.paste(labels, (0, 0))
+    out.paste(Image.fromarray(to_uint8(grid), mode="RGB"), (labels.width, 0))
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def montage_gif(
+    context: np.ndarray,
+    rows: list[tuple[str, np.ndarray | None]],
+    duration_ms: int = 200,
+    gap: int = 2,
+) -> bytes:
+    """An animated montage: every row plays the context, then its own future frames.
+
+    ``rows`` are (label, (k, H, W, C) or None) for the future part; the first row is "context",
+    which holds its last frame while the others play their futures.
+    """
+    t_ctx = context.shape[0]
+    k = max((f.shape[0] for _, f in rows if f is not None), default=0)
+    h, w = context.shape[1:3]
+    s = _cell_scale(h)
+    ch, cw = h * s, w * s
+    labels = _label_image(["context"] + [label for label, _ in rows], ch, gap)
+    n_rows = 1 + len(rows)
+    images = []
+    for step in range(t_ctx + k):
+        grid = np.full((n_rows * (ch + gap), cw, 3), 0.5, np.float32)
+        for r in range(n_rows):
+            if r == 0:
+                frame = context[min(step, t_ctx - 1)]
+            else:
+                fut = rows[r - 1][1]
+                if step < t_ctx:
+                    frame = context[step]
+                elif fut is not None and step - t_ctx < fut.shape[0]:
+                    frame = fut[step - t_ctx]
+                else:
+                    continue
+            grid[r * (ch + gap) : r * (ch + gap) + ch] = _upscale(_rgb(frame), s)
+        img = Image.new("RGB", (labels.width + cw, grid.shape[0]), (255, 255, 255))
+        img.paste(labels, (0, 0))
+        img.paste(Image.fromarray(to_uint8(grid), mode="RGB"), (labels.width, 0))
+        images.append(img)
+    buf = io.BytesIO()
+    images[0].save(
+        buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
+    )
+    return buf.getvalue()
