@@ -136,9 +136,8 @@ class Batcher:
         max_batch_size: int = 1,
         max_batch_delay_ms: float = 0.0,
         on_queue: Callable[[int], None] | None = None,
-        label: str = "model",
     ):
-        self.name, self.label = name, label
+        self.name = name
         self.step_fn = step
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -159,10 +158,14 @@ class Batcher:
         return self._pending
 
     def bucket_for(self, n: int) -> int:
-        return next(b for b in self.buckets if b >= n)
+        """The smallest bucket that holds ``n`` items (``n`` <= ``max_batch_size``)."""
+        for b in self.buckets:
+            if b >= n:
+                return b
+        raise ValueError(f"{n} items exceed the largest bucket {self.buckets[-1]}")
 
     def _what(self) -> str:
-        return f"{self.label} {self.name!r}"
+        return f"model {self.name!r}"
 
     # -- worker side ------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -183,9 +186,8 @@ class Batcher:
             except Exception as e:  # noqa: BLE001 - a bug here must not kill the worker
                 log.exception("%s: batch step failed", self._what())
                 err = InferenceError(f"{self._what()}: {type(e).__name__}: {e}")
-                for item in active:
-                    if not item.future.done():
-                        item.future.set_exception(err)
+                # an answered item was counted out already (_finish counts before answering)
+                self._finish([item for item in active if not item.future.done()], err)
                 active = []
 
     def _next_work(self, active: list[Item]) -> tuple[Any, list[Item]]:
@@ -283,9 +285,14 @@ class Batcher:
         if not active:
             return []
         n = len(active)
-        bucket = self.bucket_for(n)
+        bucket = n
         try:
-            results = self.step_fn(active, bucket)
+            bucket = self.bucket_for(n)
+            results = list(self.step_fn(active, bucket))
+            if len(results) != n:
+                raise InferenceError(
+                    f"{self._what()}: its step answered {len(results)} result(s) for {n} item(s)"
+                )
         except Exception as e:  # noqa: BLE001 - fails this batch only
             log.error(
                 "%s failed on a batch of %d item(s) (padded to %d): %s: %s",

@@ -1,7 +1,8 @@
 """Task policies: what one step of a request does, for the batcher's shared calls.
 
 A policy turns an upload's context into a request's *payload* (:meth:`begin`), and makes one
-batched step for many payloads (:meth:`step`): it fills a padded batch of ``bucket`` rows, makes
+batched step for many payloads (:meth:`step`): it fills padded batches (``bucket_for(n)`` rows for
+``n`` payloads: a warmed shape), makes
 the model call(s) through ``call`` (which times them), and returns each payload's result, or
 ``None`` when it needs more steps. It knows nothing of queues or threads.
 
@@ -20,6 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from service.errors import InvalidInput
+
 Call = Callable[[Any], Any]  # one model call on a padded batch → its output (numpy)
 
 
@@ -29,7 +32,9 @@ class Policy(Protocol):
 
     def begin(self, context: np.ndarray, steps: int) -> Any: ...
 
-    def step(self, payloads: list[Any], bucket: int, calls: dict[str, Call]) -> list[Any]: ...
+    def step(
+        self, payloads: list[Any], bucket_for: Callable[[int], int], calls: dict[str, Call]
+    ) -> list[Any]: ...
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]: ...
 
@@ -42,6 +47,10 @@ class Rollout:
     steps: int
     outputs: list[np.ndarray] = field(default_factory=list)
     states: list[np.ndarray] | None = None  # carried state (CarriedState only), per clip
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise InvalidInput(f"a rollout needs at least 1 step, got horizon={self.steps}")
 
     def add(self, frame: np.ndarray) -> np.ndarray | None:
         """Record a predicted frame; the stacked rollout once ``steps`` frames are out."""
@@ -58,8 +67,12 @@ class Classify:
     def begin(self, context: np.ndarray, steps: int = 1) -> np.ndarray:
         return np.asarray(context, np.float32).reshape(self.input_shape)
 
-    def step(self, payloads: list[np.ndarray], bucket: int, calls: dict[str, Call]) -> list:
-        batch = np.zeros((bucket,) + self.input_shape, np.float32)  # padding rows stay zero
+    def step(
+        self, payloads: list[np.ndarray], bucket_for: Callable[[int], int], calls: dict[str, Call]
+    ) -> list:
+        batch = np.zeros(
+            (bucket_for(len(payloads)),) + self.input_shape, np.float32
+        )  # padding rows stay zero
         for i, clip in enumerate(payloads):
             batch[i] = clip
         out = calls["model"](batch)  # (bucket, classes)
@@ -78,8 +91,10 @@ class SlidingWindow:
     def begin(self, context: np.ndarray, steps: int) -> Rollout:
         return Rollout(np.asarray(context, np.float32).reshape(self.input_shape), int(steps))
 
-    def step(self, payloads: list[Rollout], bucket: int, calls: dict[str, Call]) -> list:
-        batch = np.zeros((bucket,) + self.input_shape, np.float32)
+    def step(
+        self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
+    ) -> list:
+        batch = np.zeros((bucket_for(len(payloads)),) + self.input_shape, np.float32)
         for i, r in enumerate(payloads):
             batch[i] = r.window
         out = calls["model"](batch)  # (bucket, frames, H, W, C): y[:, t] predicts frame t+1
@@ -108,16 +123,19 @@ class CarriedState:
     def begin(self, context: np.ndarray, steps: int) -> Rollout:
         return Rollout(np.asarray(context, np.float32).reshape(self.input_shape), int(steps))
 
-    def step(self, payloads: list[Rollout], bucket: int, calls: dict[str, Call]) -> list:
+    def step(
+        self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
+    ) -> list:
         results: list[Any] = [None] * len(payloads)
         fresh = [i for i, r in enumerate(payloads) if r.states is None]
         going = [i for i, r in enumerate(payloads) if r.states is not None]
-        if fresh:
-            batch = np.zeros((bucket,) + self.input_shape, np.float32)
+        if fresh:  # each phase padded to its own bucket: a newcomer costs one small context call
+            batch = np.zeros((bucket_for(len(fresh)),) + self.input_shape, np.float32)
             for j, i in enumerate(fresh):
                 batch[j] = payloads[i].window
             self._take(calls["context"](batch), fresh, payloads, results)
         if going:
+            bucket = bucket_for(len(going))
             inputs = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]
             inputs += [np.zeros((bucket,) + s, np.float32) for s in self.state_shapes]
             for j, i in enumerate(going):

@@ -12,7 +12,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.repository import Manifest, ManifestError, read_card, read_manifest, verify_checkpoint
+from models.repository import (
+    Manifest,
+    ManifestError,
+    discover,
+    read_card,
+    read_manifest,
+    verify_checkpoint,
+)
 from service.config import Settings
 from service.devices import Placement
 from service.errors import InvalidInput, ModelNotFound, WrongTask
@@ -27,6 +34,12 @@ log = logging.getLogger("framecast.runtime")
 
 class LoadError(RuntimeError):
     """A model folder could not be loaded; the message names the folder and the fault."""
+
+
+def discover_folders(root: str | Path) -> list[Path]:
+    """The model folders directly under ``root`` (each holding a manifest.json), by name;
+    ManifestError when ``root`` is not a folder."""
+    return discover(root)
 
 
 def check_shapes(path: Path, manifest: Manifest, model: keras.Model) -> None:

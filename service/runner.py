@@ -198,7 +198,7 @@ class ModelRunner(ManifestView):
             return call
 
         calls = {which: timed(which) for which in self.callables}
-        results = self.policy.step([it.payload for it in items], bucket, calls)
+        results = self.policy.step([it.payload for it in items], self.batcher.bucket_for, calls)
         n = len(items)
         self.metrics.observe_inference(self.name, spent[0], n)
         for it in items:

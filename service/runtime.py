@@ -13,12 +13,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.repository import ManifestError, discover
+from models.repository import ManifestError
 from service.batcher import Ticket, Timing, bucket_sizes
 from service.config import Settings
 from service.devices import DeviceError, Placement, configure_devices
 from service.errors import NotReady
-from service.registry import LoadError, Registry, load_folder
+from service.registry import LoadError, Registry, discover_folders, load_folder
 from service.runner import ManifestView, ModelRunner, Runner
 from service.telemetry import Metrics
 
@@ -125,7 +125,7 @@ class Runtime:
 
         settings = self.settings
         try:
-            folders = discover(settings.models_dir)
+            folders = discover_folders(settings.models_dir)
         except ManifestError as e:
             self._fail(f"{e} (FRAMECAST_MODELS_DIR)")
             return False

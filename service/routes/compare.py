@@ -21,7 +21,7 @@ from service.errors import InvalidInput
 from service.montages import montage_gif, montage_png
 from service.openapi import error_responses, upload_openapi
 from service.routes.predict import ResizeQuery, predicted_frames, ranked
-from service.runtime import ModelRunner
+from service.runner import Runner
 from service.schemas import CompareModelResult, CompareResponse, FrameMetrics
 from service.telemetry import server_timing
 from service.uploads import fit_context, fit_frames, read_upload
@@ -195,7 +195,7 @@ async def compare_next_frame(
     preds = {}
     for arch, (pred, timing, latency_ms) in zip(ARCHS, outs):
         preds[arch] = pred
-        r: ModelRunner = runners[arch]
+        r: Runner = runners[arch]
         metrics = (
             await run_in_threadpool(frame_metrics, pred, truths[arch])
             if truth_frames is not None

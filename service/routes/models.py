@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path
 
 from service.deps import RuntimeDep
 from service.openapi import error_responses
-from service.runtime import ModelRunner
+from service.runner import Runner
 from service.schemas import InputSpec, ModelInfo, ModelListResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 NAME_EXAMPLE = "convlstm2d_next_frame"
 
 
-def model_info(r: ModelRunner) -> ModelInfo:
+def model_info(r: Runner) -> ModelInfo:
     m = r.manifest
     return ModelInfo(
         name=m.name,

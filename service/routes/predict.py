@@ -50,7 +50,8 @@ def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
     summary="Predict the next frame(s) of a clip (next-frame models)",
     description="Upload the context frames (multipart files in order, one GIF/APNG/WebP/TIFF, one "
     ".npy, or JSON base64). With `horizon=k` the model rolls out k frames, feeding each "
-    "prediction back in a sliding window of its fixed context length. `output` picks "
+    "prediction back: read once with the recurrent state carried, or in a sliding window of its "
+    "fixed context length (the model's `rollout` in /v1/models). `output` picks "
     "JSON (base64 PNG frames, raw floats with `raw=true`), a PNG strip of the "
     "predicted frames, an animated GIF of context + prediction, or an .npy "
     "(horizon, H, W, C) float32 array.",

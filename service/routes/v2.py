@@ -11,9 +11,8 @@ Tensors, per model (``T, H, W, C`` from its manifest):
   ``H, W, C`` must match.
 - next-frame models: output ``next_frame`` ``[-1, H, W, C]`` FP32 (the default), and ``rollout``
   ``[-1, horizon, H, W, C]`` FP32: the request parameter ``horizon`` (1 ≤ k ≤
-  FRAMECAST_MAX_HORIZON, default 1) rolls the model out k frames (a sliding window, as ``/v1``'s
-  predict). With no ``outputs`` listed the answer holds ``next_frame``, and ``rollout`` too when
-  ``horizon`` was given.
+  FRAMECAST_MAX_HORIZON, default 1) rolls the model out k frames (its ``rollout`` in
+  ``/v1/models``). No ``outputs`` listed: ``next_frame``, and ``rollout`` if ``horizon`` was given.
 - classify models: output ``scores`` ``[-1, num_classes]`` FP32 (in the order of the model's
   ``class_names``, which the metadata lists under ``parameters.class_names``).
 
@@ -49,7 +48,8 @@ from service.checks import require_horizon, require_unit_range
 from service.deps import RuntimeDep, SettingsDep
 from service.errors import FramecastError
 from service.limits import check_json
-from service.runtime import ModelRunner, Runtime
+from service.runner import Runner
+from service.runtime import Runtime
 from service.uploads import read_body
 
 VERSION = "1"
@@ -128,7 +128,7 @@ _get = partial(router.get, response_model=None)
 # --------------------------------------------------------------------------- tensor specs
 
 
-def input_specs(r: ModelRunner) -> list[dict]:
+def input_specs(r: Runner) -> list[dict]:
     m = r.manifest
     return [
         {
@@ -143,7 +143,7 @@ def input_specs(r: ModelRunner) -> list[dict]:
     ]
 
 
-def output_specs(r: ModelRunner) -> list[dict]:
+def output_specs(r: Runner) -> list[dict]:
     m = r.manifest
     if m.task == "classify":
         return [
@@ -165,7 +165,7 @@ def output_specs(r: ModelRunner) -> list[dict]:
     ]
 
 
-def model_metadata(r: ModelRunner) -> dict:
+def model_metadata(r: Runner) -> dict:
     return {
         "name": r.name,
         "versions": [VERSION],
@@ -187,7 +187,7 @@ def _check_version(version: str | None) -> None:
         )
 
 
-def _runner(runtime: Runtime, name: str, version: str | None = None) -> ModelRunner:
+def _runner(runtime: Runtime, name: str, version: str | None = None) -> Runner:
     _check_version(version)
     return runtime.get(name)  # 503 while loading, 404 for an unknown name
 
@@ -320,7 +320,7 @@ def _decode_tensor(t: dict, binary: bytes, offset: int, label: str) -> tuple[np.
     return x, offset
 
 
-def _parse_inputs(req: dict, binary: bytes, runner: ModelRunner) -> np.ndarray:
+def _parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
     """The request's clips as (batch, T, H, W, C) float32 in [0, 1] (the last T frames)."""
     m = runner.manifest
     inputs = req.get("inputs")
@@ -361,7 +361,7 @@ def _horizon(req: dict, max_horizon: int) -> int | None:
     return require_horizon(k, max_horizon, label="parameter horizon", error=V2Error)
 
 
-def _requested(req: dict, runner: ModelRunner, horizon: int | None) -> list[tuple[str, bool]]:
+def _requested(req: dict, runner: Runner, horizon: int | None) -> list[tuple[str, bool]]:
     """[(output name, binary?)] in the order asked (default: the model's default outputs)."""
     params = req.get("parameters") or {}
     binary_default = bool(params.get("binary_data_output", False))
@@ -423,7 +423,7 @@ async def infer(
 
 
 def _response(
-    req: dict, runner: ModelRunner, wanted: list[tuple[str, bool]], arrays: dict[str, np.ndarray]
+    req: dict, runner: Runner, wanted: list[tuple[str, bool]], arrays: dict[str, np.ndarray]
 ) -> Response:
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []

@@ -337,3 +337,25 @@ def test_a_bad_model_output_fails_its_batch_and_the_worker_lives_on(make_runner,
     assert runner.queue_depth == 0
     monkeypatch.setattr(runner.model, "predict_on_batch", original)
     assert asyncio.run(runner.predict(ctx(2), 2))[0].shape == (2, H, W, 1)
+
+
+def test_a_step_that_answers_too_few_results_fails_its_batch_and_frees_the_queue():
+    """A broken step (fewer results than items) fails exactly that batch; nothing leaks."""
+    from service.batcher import Batcher
+
+    batcher = Batcher(
+        "broken",
+        lambda items, bucket: [1] * (len(items) - 1),
+        max_queue=4,
+        timeout_s=10.0,
+        max_batch_size=4,
+    )
+    try:
+        with pytest.raises(InferenceError, match="answered 0 result"):
+            asyncio.run(batcher.run("x"))
+        assert batcher.depth == 0
+        batcher.step_fn = lambda items, bucket: ["ok"] * len(items)
+        assert asyncio.run(batcher.run("y"))[0] == "ok"
+        assert batcher.depth == 0
+    finally:
+        batcher.close()

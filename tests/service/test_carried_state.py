@@ -106,3 +106,49 @@ def test_models_endpoint_says_which_rollout_each_model_uses(carried_dir, models_
         rollouts = {m["name"]: m["rollout"] for m in c.get("/v1/models").json()["models"]}
         assert rollouts["convlstm2d_next_frame"] == "sliding_window"
         assert rollouts["convlstm2d_classify"] == "none"
+
+
+def test_a_mixed_batch_pads_each_phase_to_its_own_bucket(carried_dir):
+    """One request reading its context while three others step: a 1-row context call and a
+    4-row step call (not two calls of the whole batch's bucket), each answer its own."""
+    from service.batcher import bucket_sizes
+    from service.policies import CarriedState
+
+    folder = carried_dir / "convlstm2d_next_frame"
+    man = read_manifest(folder)
+    model = keras.saving.load_model(folder / "model.keras", compile=False)
+    ref = stepper(model)
+    shape = (man.frames, man.height, man.width, man.channels)
+    policy = CarriedState(shape, ref.state_shapes)
+    sizes = bucket_sizes(8)
+
+    def bucket_for(n):
+        return next(b for b in sizes if b >= n)
+
+    seen = []
+
+    def spy(which, fn):
+        def call(x):
+            seen.append((which, len(x[0]) if isinstance(x, list) else len(x)))
+            out = fn(x)
+            return [np.asarray(o) for o in out]
+
+        return call
+
+    calls = {
+        "context": spy("context", ref.context.predict_on_batch),
+        "step": spy("step", ref.step.predict_on_batch),
+    }
+    going = [policy.begin(ctx(i), 3) for i in range(3)]
+    policy.step(going, bucket_for, calls)  # their context pass: 3 rows padded to 4
+    fresh = policy.begin(ctx(9), 2)
+    seen.clear()
+    out = policy.step(going + [fresh], bucket_for, calls)
+    assert seen == [("context", 1), ("step", 4)]
+    assert out == [None] * 4  # every rollout has steps left
+    out = policy.step(going + [fresh], bucket_for, calls)
+    for r, c, h in zip(going + [fresh], [ctx(i) for i in (0, 1, 2, 9)], (3, 3, 3, 2)):
+        np.testing.assert_allclose(
+            np.stack(r.outputs), ref.rollout(c[None], h)[0][: len(r.outputs)], atol=ATOL
+        )
+    assert out[3] is not None and out[3].shape == (2, H, W, 1)

@@ -111,3 +111,36 @@ def test_compare_pairing_is_a_registry_query(runtime):
         "conv2d_lstm": "conv2d_lstm_classify",
         "convlstm2d": "convlstm2d_classify",
     }
+
+
+def test_registry_unload_closes_the_runner_and_forgets_it(models_dir):
+    """Registry.unload: the model is gone from lookups and its worker refuses new work."""
+    from service.config import Settings
+    from service.devices import Placement
+    from service.errors import ModelNotFound, NotReady
+    from service.registry import Registry, discover_folders, load_folder
+    from service.telemetry import Metrics
+
+    folders = {f.name: f for f in discover_folders(models_dir)}
+    reg = Registry()
+    runner = load_folder(
+        folders["conv2d_lstm_classify"],
+        settings=Settings(models_dir=models_dir),
+        placement=Placement("cpu:0", "cpu:0", "x"),
+        metrics=Metrics(),
+    )
+    reg.add(runner)
+    reg.states[runner.name] = "ready"
+    assert reg.get("conv2d_lstm_classify") is runner
+    reg.unload("conv2d_lstm_classify")
+    assert reg.find(task="classify") == [] and "conv2d_lstm_classify" not in reg.states
+    try:
+        reg.get("conv2d_lstm_classify")
+        raise AssertionError("an unloaded model is still found")
+    except ModelNotFound:
+        pass
+    try:
+        runner.submit(lambda: None)
+        raise AssertionError("a closed runner took work")
+    except NotReady as e:
+        assert "shutting down" in str(e)
