@@ -1,8 +1,10 @@
 """`framecast evaluate DIR`: the fixed test set, rollout, and the model card (card.json + card.md).
 
 Next-frame models: the first 10 frames of each 20-frame test clip are the context; the model
-predicts frame 11 (t+1 error) and then rolls out 10 frames autoregressively with a sliding window
-of fixed length (its own predictions fed back), compared with frames 11-20 (10->10 error).
+predicts frame 11 (t+1 error) and then rolls out 10 frames autoregressively (its own predictions
+fed back), compared with frames 11-20 (10->10 error): as its manifest says, with the recurrent
+state carried (`rollout: carried_state`, models/rollout.py) or with a sliding window of fixed
+length. The metrics and the frames compared are the same either way.
 Classifiers: accuracy, top-2 accuracy and the confusion matrix on the direction test clips.
 Everything uses clips built from MNIST digits 8000-9999 only, with seeds fixed in models/data.py.
 """
