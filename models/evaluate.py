@@ -330,6 +330,19 @@ def render_card(card: dict) -> str:
         f"- **Architecture**: {card['architecture']}  ·  **task**: {card['task']}",
         f"- **Input**: {card['input']['frames']} frames × {card['input']['height']}×"
         f"{card['input']['width']}×{card['input']['channels']}, values in [0, 1]",
+        *(
+            [
+                f"- **Rollout** (`horizon=k`, served and evaluated): {card['rollout']}"
+                + (
+                    " — the context is read once, then one frame a step with every recurrent "
+                    "state carried"
+                    if card["rollout"] == "carried_state"
+                    else " — the model re-reads its last frames at every step"
+                )
+            ]
+            if card.get("rollout") and card["task"] == "next_frame"
+            else []
+        ),
         f"- **Parameters**: {card['params']:,}  ·  **FLOPs per clip**: "
         f"{card['flops_per_clip'] / 1e6:,.1f} M  ·  **checkpoint**: "
         f"{card['checkpoint_bytes'] / 1e6:.2f} MB, sha256 `{card['checkpoint_sha256'][:16]}…`",

@@ -31,7 +31,8 @@ def table(folders: list[Path]) -> str:
         for c in nf:
             m = c["metrics"]
             out.append(
-                f"| {c['name']} | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G | "
+                f"| {c['name']}{' (carried state)' if c.get('rollout') == 'carried_state' else ''}"
+                f" | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G | "
                 f"{_f(m['latency_ms']['one_clip_next_frame'])} | "
                 f"**{_f(m['rollout']['mse_per_frame'])}** | "
                 f"{_f(m['rollout']['mae_per_frame'])} | {_f(m['rollout']['ssim'], 3)} | "
