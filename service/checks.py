@@ -40,6 +40,12 @@ def require_horizon(
     return k
 
 
+def require_finite(x: np.ndarray, message: str, error: type[Exception] = FrameDecodeError) -> None:
+    """``error(message)`` unless every value of ``x`` is finite (no NaN, no infinity)."""
+    if not np.all(np.isfinite(x)):
+        raise error(message)
+
+
 def require_unit_range(
     x: np.ndarray,
     label: str,
@@ -51,8 +57,7 @@ def require_unit_range(
     """``error`` (422 by default) unless every value of the float array ``x`` is finite and lies
     in [0, 1] (give or take :data:`UNIT_TOLERANCE`). ``label`` names the array, ``kind`` its
     values ("float", "FP32"), ``hint`` what to send instead."""
-    if not np.all(np.isfinite(x)):
-        raise error(f"{label}: {kind} data holds NaN or infinite values")
+    require_finite(x, f"{label}: {kind} data holds NaN or infinite values", error)
     if x.size:
         lo, hi = float(x.min()), float(x.max())
         if lo < -UNIT_TOLERANCE or hi > 1 + UNIT_TOLERANCE:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from service.checks import require_unit_range
+from service.checks import require_finite, require_unit_range
 from service.errors import FrameDecodeError, FrameSizeError, InvalidInput, UnsupportedMediaType
 
 # leading bytes -> format name
@@ -80,8 +80,7 @@ def _image_to_array(img: Image.Image) -> np.ndarray:
         return np.clip(a, 0.0, 1.0)[..., None]
     if mode == "F":
         a = np.asarray(img, dtype=np.float32)
-        if not np.all(np.isfinite(a)):
-            raise ValueError("floating-point image holds NaN or infinite values")
+        require_finite(a, "floating-point image holds NaN or infinite values", ValueError)
         return np.clip(a, 0.0, 1.0)[..., None]
     if mode == "L":  # the common case: no converted copy
         return (np.asarray(img, dtype=np.float32) / 255.0)[..., None]
