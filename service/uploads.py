@@ -182,17 +182,7 @@ async def fit_context(frames: list[Frame], runner: Runner, resize: bool) -> tupl
     was resized or colour-converted."""
     m = runner.manifest
     chosen, first = take_context(frames, m.frames, m.name)
-    arr = await run_in_threadpool(
-        lambda: conform(
-            chosen,
-            height=m.height,
-            width=m.width,
-            channels=m.channels,
-            resize=resize,
-            model=f"model {m.name!r}",
-            offset=first,
-        )
-    )
+    arr = await fit_frames(chosen, runner, resize, offset=first)
     return arr, _needs_change(chosen, m.height, m.width, m.channels)
 
 
