@@ -36,7 +36,11 @@ from models.repository import (
 if TYPE_CHECKING:  # only for annotations: importing this module does not load Keras
     import keras
 
+    from models.progress import Progress
     from models.rollout import Stepper
+
+# ``on_batch(n)``: told after each model call that ``n`` more clips (rollouts: frames) are done.
+OnBatch = Callable[[int], object] | None
 
 # Published Moving MNIST figures, 10 -> 10, MSE per frame (see REFERENCES in the docs).
 PUBLISHED = [
@@ -66,9 +70,11 @@ QUALITY_BARS = {
 CLASSIFY_BAR = 0.95
 
 
-def batched_call(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def batched_call(
+    model: keras.Model, x: np.ndarray, batch_size: int, on_batch: OnBatch = None
+) -> np.ndarray:
     """``model.predict_on_batch`` over ``x`` in batches of exactly ``batch_size`` (the last one
-    padded), so the compiled input shape never changes."""
+    padded), so the compiled input shape never changes. ``on_batch(n)`` after each call."""
     outs = []
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size]
@@ -77,31 +83,43 @@ def batched_call(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarr
             pad = np.zeros((batch_size - n,) + chunk.shape[1:], dtype=chunk.dtype)
             chunk = np.concatenate([chunk, pad])
         outs.append(np.asarray(model.predict_on_batch(chunk))[:n])
+        if on_batch is not None:
+            on_batch(n)
     return np.concatenate(outs)
 
 
 def rollout(
-    model: keras.Model, context: np.ndarray, horizon: int, batch_size: int = 32
+    model: keras.Model,
+    context: np.ndarray,
+    horizon: int,
+    batch_size: int = 32,
+    on_batch: OnBatch = None,
 ) -> np.ndarray:
     """Autoregressive rollout: (clips, frames, H, W, C) -> (clips, horizon, H, W, C).
 
     The window keeps the model's fixed number of frames: append the prediction, drop the oldest.
+    ``on_batch(n)`` after each call, ``n`` the frames it predicted (one per clip).
     """
     window = np.asarray(context, dtype=np.float32)
     preds = []
     for _ in range(horizon):
-        nxt = batched_call(model, window, batch_size)[:, -1]  # (clips, H, W, C)
+        nxt = batched_call(model, window, batch_size, on_batch)[:, -1]  # (clips, H, W, C)
         preds.append(nxt)
         window = np.concatenate([window[:, 1:], nxt[:, None]], axis=1)
     return np.stack(preds, axis=1)
 
 
 def carried_rollout(
-    stepper: Stepper, context: np.ndarray, horizon: int, batch_size: int = 32
+    stepper: Stepper,
+    context: np.ndarray,
+    horizon: int,
+    batch_size: int = 32,
+    on_batch: OnBatch = None,
 ) -> np.ndarray:
     """The encoder–forecaster rollout (``models.rollout.Stepper``) over ``context`` in batches of
     exactly ``batch_size`` (the last padded): read each clip's context once, then ``horizon - 1``
-    single-frame steps with the states carried. Same layout as :func:`rollout`."""
+    single-frame steps with the states carried. Same layout as :func:`rollout`; ``on_batch(n)``
+    after each batch, ``n`` the frames it predicted (``horizon`` per clip)."""
     outs = []
     for start in range(0, len(context), batch_size):
         chunk = np.asarray(context[start : start + batch_size], np.float32)
@@ -111,19 +129,24 @@ def carried_rollout(
                 [chunk, np.zeros((batch_size - n,) + chunk.shape[1:], np.float32)]
             )
         outs.append(stepper.rollout(chunk, horizon)[:n])
+        if on_batch is not None:
+            on_batch(n * horizon)
     return np.concatenate(outs)
 
 
 def rollout_for(model: keras.Model, manifest: Manifest) -> Callable[..., np.ndarray]:
-    """``fn(context, horizon, batch_size)`` rolling out as the manifest says the model does."""
+    """``fn(context, horizon, batch_size, on_batch=None)`` rolling out as the manifest says the
+    model does."""
     if getattr(manifest, "rollout", "sliding_window") == "carried_state":
         from models.rollout import stepper
 
         s = stepper(model)
-        return lambda context, horizon, batch_size=32: carried_rollout(
-            s, context, horizon, batch_size
+        return lambda context, horizon, batch_size=32, on_batch=None: carried_rollout(
+            s, context, horizon, batch_size, on_batch
         )
-    return lambda context, horizon, batch_size=32: rollout(model, context, horizon, batch_size)
+    return lambda context, horizon, batch_size=32, on_batch=None: rollout(
+        model, context, horizon, batch_size, on_batch
+    )
 
 
 def _latency_ms(fn: Callable[[], object], repeats: int = 30) -> float:
@@ -138,8 +161,18 @@ def _latency_ms(fn: Callable[[], object], repeats: int = 30) -> float:
 
 
 def evaluate_next_frame(
-    model: keras.Model, manifest: Manifest, clips: np.ndarray, batch_size: int, horizon: int
+    model: keras.Model,
+    manifest: Manifest,
+    clips: np.ndarray,
+    batch_size: int,
+    horizon: int,
+    progress: Progress | None = None,
 ) -> dict:
+    """Rollout metrics, baselines and latency; ``progress`` (models/progress.py) is told each
+    predicted frame (``len(clips) * horizon`` in all) and each later stage."""
+    from models.progress import Progress
+
+    progress = progress if progress is not None else Progress()
     frames = manifest.frames
     n_context = D.CONTEXT_FRAMES
     if frames > n_context:
@@ -147,7 +180,8 @@ def evaluate_next_frame(
     context = clips[:, n_context - frames : n_context]  # (clips, frames, H, W, C)
     truth = clips[:, n_context : n_context + horizon]  # (clips, horizon, H, W, C)
     roll_fn = rollout_for(model, manifest)
-    pred = roll_fn(context, horizon, batch_size)
+    pred = roll_fn(context, horizon, batch_size, on_batch=progress.update)
+    progress.stage("scoring")
     one = M.frame_report(pred[:, :1], truth[:, :1])
     roll = M.frame_report(pred, truth)
     baselines = {}
@@ -160,6 +194,7 @@ def evaluate_next_frame(
             "rollout": M.frame_report(base, truth),
         }
     x1 = context[:1]
+    progress.stage("timing one clip")
     latency = _latency_ms(lambda: model.predict_on_batch(x1))
     latency_roll = _latency_ms(lambda: roll_fn(x1, horizon, 1), repeats=5)
     return {
@@ -178,15 +213,26 @@ def _scalars(report: dict) -> dict:
 
 
 def evaluate_classify(
-    model: keras.Model, manifest: Manifest, clips: np.ndarray, labels: np.ndarray, batch_size: int
+    model: keras.Model,
+    manifest: Manifest,
+    clips: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    progress: Progress | None = None,
 ) -> dict:
+    """Accuracy, confusion matrix and latency; ``progress`` is told each classified clip."""
+    from models.progress import Progress
+
+    progress = progress if progress is not None else Progress()
     frames = manifest.frames
     x = clips[:, -frames:]
-    scores = batched_call(model, x, batch_size)
+    scores = batched_call(model, x, batch_size, on_batch=progress.update)
+    progress.stage("scoring")
     names = manifest.class_names
     cm = M.confusion_matrix(labels, scores.argmax(-1), len(names))
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     x1 = x[:1]
+    progress.stage("timing one clip")
     return {
         "accuracy": M.accuracy(scores, labels),
         "top_2_accuracy": M.top_k_accuracy(scores, labels, 2),
@@ -206,8 +252,12 @@ def run(
     clips: int = D.TEST_CLIPS,
     batch_size: int = 32,
     horizon: int = 10,
+    quiet: bool = False,
 ) -> dict:
+    """Evaluate the model folder and write its card; progress on stderr unless ``quiet``."""
     import keras
+
+    from models.progress import progress
 
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -244,9 +294,21 @@ def run(
         "evaluated_with": env,
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    shown = progress(
+        clips * horizon if manifest.task == "next_frame" else clips,
+        unit="frame" if manifest.task == "next_frame" else "clip",
+        desc=f"evaluate {manifest.name}",
+        quiet=quiet,
+    )
+    with shown:
+        shown.stage(f"making {clips} test clips")
+        if manifest.task == "next_frame":
+            test = D.test_set(mnist, "next_frame", clips)
+            res = evaluate_next_frame(model, manifest, test, batch_size, horizon, shown)
+        else:
+            test, labels = D.test_set(mnist, "classify", clips)
+            res = evaluate_classify(model, manifest, test, labels, batch_size, shown)
     if manifest.task == "next_frame":
-        test = D.test_set(mnist, "next_frame", clips)
-        res = evaluate_next_frame(model, manifest, test, batch_size, horizon)
         card["test_set"]["protocol"] = f"{D.CONTEXT_FRAMES} context frames -> {horizon} rolled out"
         card["metrics"] = res
         label, bar = QUALITY_BARS[manifest.architecture]
@@ -258,8 +320,7 @@ def run(
         }
         card["published"] = PUBLISHED
     else:
-        test, labels = D.test_set(mnist, "classify", clips)
-        card["metrics"] = evaluate_classify(model, manifest, test, labels, batch_size)
+        card["metrics"] = res
         card["quality_bar"] = {
             "rule": "accuracy >= 95%",
             "threshold": CLASSIFY_BAR,
@@ -481,6 +542,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--horizon", type=int, default=10, help="frames rolled out (next_frame)")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress display (the result lines only)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -500,6 +564,7 @@ def main(args: argparse.Namespace) -> int:
         clips=args.clips,
         batch_size=args.batch_size,
         horizon=args.horizon,
+        quiet=getattr(args, "quiet", False),
     )
     m = card["metrics"]
     if card["task"] == "next_frame":

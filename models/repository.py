@@ -2,13 +2,16 @@
 
 A model folder holds::
 
-    <name>/model.keras      the Keras 3 checkpoint (fixed input shape: context frames, H, W, C)
-    <name>/manifest.json    this module's Manifest, written by `framecast train`
+    <name>/model.keras      the checkpoint (Keras 3), or <name>/model.h5 (legacy HDF5, TF 2.x)
+    <name>/manifest.json    optional: this module's Manifest (written by `framecast train` and
+                            `framecast import`), or a partial one a user wrote (class names,
+                            context, display name, description, sha256)
     <name>/card.json        metrics written by `framecast evaluate` (optional until evaluated)
     <name>/card.md          the same, for people
 
-The service reads manifests through :func:`discover` and :func:`read_manifest`; it never guesses
-shapes from the checkpoint.
+Whatever a manifest does not say is read from the checkpoint (``models/checkpoint.py``):
+shapes, task, architecture. :func:`discover` finds the folders; :func:`read_manifest` reads a
+complete manifest and :func:`read_manifest_fields` a partial one.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ if TYPE_CHECKING:  # annotations only: the service reads manifests without Keras
 
 # The names a manifest may use. Here, not in models/architectures.py, so that reading a manifest
 # (the service, the client) never imports Keras.
-ARCHITECTURES = ("conv2d_lstm", "convlstm2d")
+ARCHITECTURES = ("conv2d_lstm", "convlstm2d")  # the two framecast builds and compares
+KINDS = ARCHITECTURES + ("other",)  # what a served model may be ("other": neither)
 TASKS = ("next_frame", "classify")
+OUTPUTS = ("sequence", "frame", "scores")  # one frame per input frame / one frame / scores
 MANIFEST = "manifest.json"
 CHECKPOINT = "model.keras"
+CHECKPOINTS = ("model.keras", "model.h5")  # looked for, in this order, when none is named
 CARD_JSON = "card.json"
 CARD_MD = "card.md"
 FORMAT_VERSION = 1
-ROLLOUTS = ("sliding_window", "carried_state")
+ROLLOUTS = ("sliding_window", "carried_state", "growing")
 BUNDLED_DIR = Path(__file__).resolve().parent
 
 
@@ -44,9 +50,9 @@ class ManifestError(ValueError):
 @dataclass
 class Manifest:
     name: str
-    architecture: str  # one of ARCHITECTURES
+    architecture: str  # one of KINDS
     task: str  # one of TASKS
-    frames: int  # frames of context the model takes (fixed input time axis)
+    frames: int | None  # the input's time axis; None: free (any number of frames)
     height: int
     width: int
     channels: int
@@ -58,23 +64,56 @@ class Manifest:
     builder_kwargs: dict = field(default_factory=dict)
     # next_frame only: how k frames are rolled out. "sliding_window": call the model on the last
     # `frames` frames, append its prediction, drop the oldest; "carried_state": read the context
-    # once, then one frame a step with every recurrent state carried (models/rollout.py)
+    # once, then one frame a step with every recurrent state carried (models/rollout.py);
+    # "growing" (free time axis): call the model on the context and every prediction so far
     rollout: str = "sliding_window"
     training: dict = field(default_factory=dict)  # data, command, seed, clips seen, versions...
     format_version: int = FORMAT_VERSION
+    # what the output is: "sequence" (batch, T', H, W, C), the last frame being the next one;
+    # "frame" (batch, H, W, C), the next frame (many-to-one); "scores" (batch, K)
+    output: str = ""  # "" = by task: "sequence" for next_frame, "scores" for classify
+    # classify with one output unit: "sigmoid" (the positive class's probability, answered with
+    # its complement as two classes) or "score" (a raw score, answered as one class)
+    binary: str = ""
+    context: int | None = None  # free time axis only: frames read (None: all uploaded)
+    display_name: str = ""
+    description: str = ""
+    source: str = "manifest"  # "manifest": written by framecast; "checkpoint": read from it
+
+    def __post_init__(self) -> None:
+        if not self.output:
+            self.output = "scores" if self.task == "classify" else "sequence"
+
+    @property
+    def reads(self) -> int | None:
+        """Frames of context one request reads: the fixed time axis, else the manifest's
+        context, else None (every uploaded frame, up to the upload limit)."""
+        return self.frames or self.context
 
     def validate(self, where: str = "manifest") -> None:
-        if self.architecture not in ARCHITECTURES:
+        if self.architecture not in KINDS:
             raise ManifestError(
-                f"{where}: unknown architecture {self.architecture!r} "
-                f"(known: {', '.join(ARCHITECTURES)})"
+                f"{where}: unknown architecture {self.architecture!r} (known: {', '.join(KINDS)})"
             )
         if self.task not in TASKS:
             raise ManifestError(f"{where}: unknown task {self.task!r} (known: {', '.join(TASKS)})")
-        for key in ("frames", "height", "width", "channels"):
+        for key in ("height", "width", "channels"):
             v = getattr(self, key)
             if not isinstance(v, int) or v < 1:
                 raise ManifestError(f"{where}: {key} must be a positive integer, got {v!r}")
+        for key in ("frames", "context"):
+            v = getattr(self, key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ManifestError(f"{where}: {key} must be a positive integer or null, got {v!r}")
+        if self.frames is not None and self.context is not None and self.context != self.frames:
+            raise ManifestError(
+                f"{where}: context={self.context} but the model's time axis is fixed at "
+                f"{self.frames} frames (context is for a free time axis)"
+            )
+        if self.output not in OUTPUTS:
+            raise ManifestError(f"{where}: output must be one of {', '.join(OUTPUTS)}")
+        if (self.output == "scores") != (self.task == "classify"):
+            raise ManifestError(f"{where}: output {self.output!r} does not fit task {self.task!r}")
         if self.rollout not in ROLLOUTS:
             raise ManifestError(
                 f"{where}: rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}"
@@ -126,9 +165,59 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
     missing = {"name", "architecture", "task", "frames", "height", "width", "channels"} - set(raw)
     if missing:
         raise ManifestError(f"{path} lacks {', '.join(sorted(missing))}")
-    m = Manifest(**{k: v for k, v in raw.items() if k in known})
+    try:
+        m = Manifest(**{k: v for k, v in raw.items() if k in known})
+    except TypeError as e:
+        raise ManifestError(f"{path}: {e}") from None
     m.validate(str(path))
     return m
+
+
+# What a user's own (partial) manifest may say; the rest is read from the checkpoint.
+USER_FIELDS = {  # the model's name is its folder's
+    "class_names": list,
+    "labels": list,  # the same as class_names
+    "context": int,
+    "display_name": str,
+    "description": str,
+    "sha256": str,
+    "checkpoint": str,
+    "rollout": str,
+}
+
+
+def read_manifest_fields(folder: str | os.PathLike) -> dict | None:
+    """The manifest of ``folder`` as a dict of known fields (None when there is none). Partial
+    manifests are fine; a field of the wrong type, or unreadable JSON, is a ManifestError."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path} is not readable JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path} must hold a JSON object")
+    for key, kind in USER_FIELDS.items():
+        v = raw.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, kind) or (kind is int and (isinstance(v, bool) or v < 1)):
+            raise ManifestError(f"{path}: {key} must be a {kind.__name__}, got {v!r}")
+        if kind is list and (not v or not all(isinstance(x, str) and x for x in v)):
+            raise ManifestError(f"{path}: {key} must be a non-empty list of names")
+    if raw.get("labels") is not None and raw.get("class_names") is None:
+        raw["class_names"] = raw["labels"]
+    return raw
+
+
+def find_checkpoint(folder: str | os.PathLike, named: str | None = None) -> Path | None:
+    """The checkpoint file of ``folder``: the one ``named``, else model.keras, else model.h5."""
+    folder = Path(folder)
+    for name in [named] if named else CHECKPOINTS:
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> None:
@@ -147,12 +236,22 @@ def read_card(folder: str | os.PathLike) -> dict | None:
         raise ManifestError(f"{path} is not readable JSON ({e})") from None
 
 
+def is_model_folder(path: Path) -> bool:
+    """A folder holding a manifest.json, a model.keras or a model.h5 (hidden ones are not)."""
+    return (
+        path.is_dir()
+        and not path.name.startswith(".")
+        and any((path / f).is_file() for f in (MANIFEST,) + CHECKPOINTS)
+    )
+
+
 def discover(root: str | os.PathLike) -> list[Path]:
-    """Model folders (those holding a manifest.json) directly under ``root``, sorted by name."""
+    """Model folders (holding a manifest.json, model.keras or model.h5) directly under
+    ``root``, sorted by name."""
     root = Path(root)
     if not root.is_dir():
         raise ManifestError(f"models directory {root} does not exist")
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    return sorted(p for p in root.iterdir() if is_model_folder(p))
 
 
 def verify_checkpoint(folder: str | os.PathLike, manifest: Manifest) -> Path:

@@ -35,6 +35,7 @@ from models.repository import (
     verify_checkpoint,
 )
 from models.rollout import Forecaster, rollout_mse
+from models.train_args import add_arguments  # noqa: F401 (the flags live where --help is light)
 
 # Default model sizes per (architecture, task), chosen so both architectures of a task have a
 # similar parameter budget (see models/TRAINING.md). Override with --config '{"...": ...}'.
@@ -64,7 +65,7 @@ class TrainConfig:
     mnist_dir: str | None = None
     config: dict = field(default_factory=dict)
     val_clips: int = 128
-    verbose: int = 1
+    verbose: int = 1  # 1: progress display + a line per epoch; 2 (--quiet): the lines; 0: none
     rollout: int = (
         0  # next_frame only: 0 = teacher forcing; K = train on the model's own K-step rollout
     )
@@ -301,6 +302,18 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             if old and old != name:
                 (ckpt_dir / old).unlink(missing_ok=True)
 
+    from models.progress import keras_callback
+
+    # The progress display (a bar on a terminal, periodic lines in a log) and the per-epoch
+    # summary line, in place of Keras' own (fit runs with verbose=0).
+    shown = keras_callback(
+        batch_size=cfg.batch_size,
+        steps=cfg.steps,
+        epochs=cfg.epochs,
+        desc="train",
+        quiet=cfg.verbose != 1,
+        summary=cfg.verbose != 0,
+    )
     callbacks = [
         Checkpoint(),
         keras.callbacks.CSVLogger(str(out / "logs" / "history.csv"), append=True),
@@ -323,10 +336,11 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
                 epochs=cfg.epochs,
                 initial_epoch=state["epoch"],
                 validation_data=(val_digits_x, val_y),
-                callbacks=callbacks,
-                verbose=cfg.verbose,
+                callbacks=[*callbacks, shown],
+                verbose=0,
             )
         except KeyboardInterrupt:
+            shown.close()
             print(
                 f"\n[framecast] interrupted; {state['epoch']} epoch(s) are saved in {ckpt_dir}. "
                 "Run the same command again to resume.",
@@ -458,69 +472,6 @@ def _validation(mnist: D.MNIST, cfg: TrainConfig) -> tuple:
             return clips[:, :c], clips[:, c : c + cfg.rollout]
         return clips[:, :-1], clips[:, 1:]
     return D.validation_set(mnist, "classify", cfg.val_clips)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", required=True, choices=ARCHITECTURES)
-    p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--out", required=True, type=Path, help="model folder to write (and resume)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--steps", type=int, default=100, help="batches per epoch")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay)")
-    p.add_argument("--loss", choices=("bce", "mse"), default="bce", help="next_frame loss")
-    p.add_argument(
-        "--mnist-dir",
-        default=None,
-        help=f"MNIST IDX files or mnist.npz (default: ${D.MNIST_DIR_ENV}, else download)",
-    )
-    p.add_argument(
-        "--config",
-        type=json.loads,
-        default={},
-        help="JSON of builder keyword arguments overriding the defaults, "
-        "e.g. '{\"filters\": [32, 32]}'",
-    )
-    p.add_argument("--val-clips", type=int, default=128)
-    p.add_argument(
-        "--rollout",
-        type=int,
-        default=0,
-        metavar="K",
-        help="next_frame: train on the model's own K-frame rollout from the 10-frame "
-        "window (closed loop, as served); 0 = teacher forcing (default)",
-    )
-    p.add_argument(
-        "--init-from",
-        type=Path,
-        default=None,
-        metavar="MODEL_DIR",
-        help="start from the weights of a trained model folder of the same arch/task "
-        "(recorded in the manifest; clips seen there count toward the budget)",
-    )
-    p.add_argument(
-        "--forecast",
-        action="store_true",
-        help="next_frame: train the carried-state encoder-forecaster on 20-frame clips "
-        "(10 context + 10 fed back) with scheduled sampling (see --sampling-clips)",
-    )
-    p.add_argument(
-        "--sampling-clips",
-        type=int,
-        default=16000,
-        metavar="N",
-        help="--forecast: anneal the chance of feeding back the true frame from "
-        "--sampling-start to 0 over the run's first N clips (0 = closed loop "
-        "from the start)",
-    )
-    p.add_argument(
-        "--sampling-start",
-        type=float,
-        default=1.0,
-        help="--forecast: the chance of feeding back the true frame at the start",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -98,20 +98,29 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             runtime.close()
 
-    from service.routes import compare, health, models, predict, ui
+    from service.routes import compare, docs, health, models, predict, ui
     from service.routes import metrics as metrics_routes
 
-    app = FastAPI(title="framecast", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="framecast",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: service/routes/docs.py, assets served here, no CDN
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = metrics
     errors.install(app)
-    from service.routes import v2  # Open Inference Protocol (KServe V2) under /v2
+    from service.routes import repository, v2  # Open Inference Protocol (KServe V2) under /v2
 
+    app.include_router(repository.router)
     app.include_router(v2.router)
-    for module in (health, models, predict, compare, metrics_routes, ui):
+    for module in (health, models, predict, compare, metrics_routes, ui, docs):
         app.include_router(module.router)
     ui.mount_static(app)
+    docs.mount_assets(app)
     # pure-ASGI layers, innermost first: body limit + deadline, API keys, CORS, metrics, log
     from service.limits import BodyLimitMiddleware
     from service.logs import RequestLogMiddleware

@@ -157,6 +157,11 @@ class Batcher:
     def depth(self) -> int:
         return self._pending
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, running or being decoded for this model."""
+        return self._pending == 0 and self._incoming == 0
+
     def bucket_for(self, n: int) -> int:
         """The smallest bucket that holds ``n`` items (``n`` <= ``max_batch_size``)."""
         for b in self.buckets:

@@ -80,7 +80,7 @@ class LazyParser(argparse.ArgumentParser):
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from models.train import add_arguments  # imports Keras
+    from models.train_args import add_arguments  # no Keras: `train --help` stays fast
 
     add_arguments(parser)
 
@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from models.export import add_export_subcommand
 
     add_export_subcommand(sub)
+    from models.importer import add_import_subcommand
+
+    add_import_subcommand(sub)
     _add_service_subcommands(sub)
     return parser
 

@@ -131,8 +131,11 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
     if isinstance(files, int):
         return files
     task = args.task
+    if args.json and args.output in ("png", "gif"):
+        print("framecast: --json prints the JSON answer; it cannot go with --output png/gif")
+        return 2
     if args.output is None:
-        args.output = "png" if task == "next-frame" else "json"
+        args.output = "png" if task == "next-frame" and not args.json else "json"
     if task == "next-frame":
         try:
             truth = _files(args.truth, "truth") if args.truth else []
@@ -144,6 +147,7 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
             "horizon": args.horizon,
             "output": args.output,
             "resize": str(not args.no_resize).lower(),
+            "models": args.models,
         }
         resp = _post(args, http, "/v1/compare/next-frame", params, files + truth)
     else:
@@ -156,6 +160,7 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
             "label": args.label,
             "top_k": args.top_k,
             "resize": str(not args.no_resize).lower(),
+            "models": args.models,
         }
         resp = _post(args, http, "/v1/compare/classify", params, files)
     if isinstance(resp, int):
@@ -163,25 +168,50 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
     path = _save(resp, args.out, f"compare_{task.replace('-', '_')}", args.output)
     if args.output == "json":
         body = resp.json()
-        for arch, r in body["results"].items():
-            extra = ""
-            if r.get("metrics"):
-                m = r["metrics"]
-                extra = (
-                    f" MSE/frame {m['mse_per_frame']:.2f} MAE/frame {m['mae_per_frame']:.2f}"
-                    f" PSNR {m['psnr']:.2f}"
-                    + (f" SSIM {m['ssim']:.3f}" if m["ssim"] is not None else "")
-                )
-            elif r.get("label"):
-                extra = f" label {r['label']}"
-            print(
-                f"{arch:>12} ({r['model']}): {r['latency_ms']:.1f} ms, {r['params']} params{extra}"
-            )
-        print(f"winner: {body.get('winner') or 'unknown (no truth given)'}")
+        if args.json:
+            print(json.dumps(body, indent=2))
+            return 0
+        print(compare_table(body))
     else:
         print(f"winner: {resp.headers.get('x-winner', 'unknown')}")
     print(f"saved {path}")
     return 0
+
+
+def compare_table(body: dict) -> str:
+    """A compare answer as a small text table: one row per model, then the winners."""
+    rows = []
+    for r in body["results"].values():
+        m = r.get("metrics") or {}
+        row = {"model": r["model"], "architecture": r["architecture"]}
+        if body["task"] == "next_frame":
+            row["MSE/frame"] = _num(m.get("mse_per_frame"), 2)
+            row["MAE/frame"] = _num(m.get("mae_per_frame"), 2)
+            row["PSNR"] = _num(m.get("psnr"), 2)
+            row["SSIM"] = _num(m.get("ssim"), 3)
+        else:
+            top = (r.get("scores") or [{}])[0]
+            row["label"] = str(r.get("label"))
+            row["score"] = _num(top.get("score"), 4)
+            row["true-class score"] = _num(r.get("true_class_score"), 4)
+        row["latency ms"] = _num(r["latency_ms"], 1)
+        row["model ms"] = _num(r["inference_ms"], 1)
+        row["params"] = f"{r['params']:,}"
+        rows.append(row)
+    cols = list(rows[0]) if rows else []
+    width = {c: max(len(c), *(len(row[c]) for row in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(width[c]) for c in cols)]
+    lines += ["  ".join(row[c].ljust(width[c]) for c in cols) for row in rows]
+    if body.get("winners"):
+        per = ", ".join(f"{k}: {v}" for k, v in body["winners"].items())
+        lines.append(f"winner: {body.get('winner')} (per metric: {per})")
+    else:
+        lines.append("winner: unknown (no truth given: use --holdout, --truth or --label)")
+    return "\n".join(lines)
+
+
+def _num(v: float | None, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -241,6 +271,11 @@ def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", nargs="+", help="next-frame: files holding the true future frames")
     p.add_argument("--horizon", type=int, default=None, help="next-frame: frames to predict")
     p.add_argument("--label", help="classify: the true class")
+    p.add_argument(
+        "--models",
+        help="two or more models of the task, comma-separated (default: the Conv2D+LSTM and "
+        "the ConvLSTM2D model)",
+    )
     p.add_argument("--top-k", type=int, default=3, help="classify: classes per model")
     p.add_argument(
         "--output",
@@ -249,5 +284,8 @@ def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
         help="png/gif montage (next-frame default png) or json (classify)",
     )
     p.add_argument("--out", help="file to write (default compare_<task>.<ext>)")
+    p.add_argument(
+        "--json", action="store_true", help="print the JSON answer instead of a table (scripts)"
+    )
     common(p)
     p.set_defaults(func=compare_command)

@@ -3,11 +3,11 @@
 Decoding goes in two steps:
 
 1. :func:`decode_parts` turns uploaded byte strings (image files, one multi-frame file, an
-   ``.npy``) into a list of frames, each ``(H, W, C)`` float32 in [0, 1] with C = 1 (grey) or 3
-   (colour), in upload order. The format is recognised by its leading bytes, not by the file name
-   or the declared content type. Every fault raises an error that names the frame and the file.
-2. :func:`conform` fits those frames to a model's input spec: colour → the model's channels
-   (ITU-R 601 luminance for a grey model, like Pillow's ``L``), sizes checked or resized.
+   ``.npy``, a video: :mod:`service.video`) into a list of frames, each ``(H, W, C)`` float32
+   in [0, 1] with C = 1 (grey) or 3 (colour), in upload order. The format is recognised by its
+   leading bytes, not by the file name or the declared content type. Every fault raises an error
+   that names the frame and the file.
+2. :func:`service.fitting.conform` fits those frames to a model's input spec (channels, size).
 
 Nothing here imports Keras; it is plain NumPy and Pillow.
 """
@@ -23,7 +23,9 @@ import numpy as np
 from PIL import Image
 
 from service.checks import require_finite, require_unit_range
-from service.errors import FrameDecodeError, FrameSizeError, InvalidInput, UnsupportedMediaType
+from service.errors import FrameDecodeError, InvalidInput, UnsupportedMediaType
+from service.fitting import LUMA, conform, resize_frame, to_channels  # noqa: F401 (re-exported)
+from service.video import SUPPORTED_VIDEO, VIDEO_FORMATS, VideoOptions, decode_video, sniff_video
 
 # leading bytes -> format name
 _MAGIC = (
@@ -36,8 +38,10 @@ _MAGIC = (
     (b"MM\x00*", "TIFF"),
     (b"\x93NUMPY", "NPY"),
 )
-SUPPORTED = "PNG, APNG, JPEG, BMP, WebP (animated too), GIF, TIFF (multi-page too), .npy"
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
+SUPPORTED = (
+    "PNG, APNG, JPEG, BMP, WebP (animated too), GIF, TIFF (multi-page too), .npy; "
+    f"videos: {SUPPORTED_VIDEO}"
+)
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -62,7 +66,7 @@ def sniff(data: bytes) -> str | None:
             return fmt
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
-    return None
+    return sniff_video(data)
 
 
 def _where(index: int, source: str) -> str:
@@ -89,7 +93,7 @@ def _image_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def _check_total(limits: Limits, pixels: int, name: str) -> None:
+def check_total(limits: Limits, pixels: int, name: str) -> None:
     limits.used_pixels[0] += pixels
     if limits.used_pixels[0] > limits.max_total_pixels:
         raise InvalidInput(
@@ -143,7 +147,7 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
                 f"{_where(first + page, source)} is {w}x{h} = {w * h} pixels; at most "
                 f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)"
             )
-        _check_total(limits, w * h, name)
+        check_total(limits, w * h, name)
         try:
             frames.append(Frame(_image_to_array(img), source))
         except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces while decoding
@@ -220,7 +224,7 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
             f"{where} holds {t} frames, bringing the upload to {first + t}; "
             f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)"
         )
-    _check_total(limits, t * h * w, name)
+    check_total(limits, t * h * w, name)
     if a.dtype == np.uint8:
         x = a.astype(np.float32) / 255.0
     elif np.issubdtype(a.dtype, np.floating):
@@ -242,11 +246,17 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
     return [Frame(np.ascontiguousarray(x[i]), f"{where} index {i}") for i in range(t)]
 
 
-def decode_parts(parts: list[tuple[str, bytes]], limits: Limits | None = None) -> list[Frame]:
+def decode_parts(
+    parts: list[tuple[str, bytes]],
+    limits: Limits | None = None,
+    *,
+    video: VideoOptions | None = None,
+) -> list[Frame]:
     """Decode uploaded ``(name, bytes)`` parts, in order, into frames.
 
-    Each part is one image, one multi-frame image (all its pages, in order) or one ``.npy``
-    array (all its frames). Raises 415 for an unknown format, 422 for a malformed one.
+    Each part is one image, one multi-frame image (all its pages, in order), one ``.npy``
+    array (all its frames) or one video (the frames ``video`` picks: start, stride; every frame
+    by default). Raises 415 for an unknown format, 422 for a malformed one.
     """
     limits = limits or Limits()
     frames: list[Frame] = []
@@ -262,6 +272,8 @@ def decode_parts(parts: list[tuple[str, bytes]], limits: Limits | None = None) -
             )
         if fmt == "NPY":
             frames.extend(_decode_npy(data, name, first, limits))
+        elif fmt in VIDEO_FORMATS:
+            frames.extend(decode_video(data, fmt, name, first, limits, video))
         else:
             frames.extend(_decode_image(data, fmt, name, first, limits))
     return frames
@@ -278,70 +290,6 @@ def b64decode_item(item: str, label: str) -> bytes:
         return base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError) as e:
         raise FrameDecodeError(f"{label}: not valid base64 ({e})") from None
-
-
-# --------------------------------------------------------------------------- fitting to a model
-
-
-def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
-    """(..., C) with C in {1, 3} → (..., channels)."""
-    c = x.shape[-1]
-    if c == channels:
-        return x
-    if channels == 1:
-        return (x[..., :3] @ LUMA)[..., None].astype(np.float32)
-    if c == 1:
-        return np.repeat(x, channels, axis=-1)
-    raise InvalidInput(f"cannot convert {c} channels to {channels}")
-
-
-def resize_frame(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w, C) float → (height, width, C), bilinear (Pillow, per channel)."""
-    if x.shape[:2] == (height, width):
-        return x
-    chans = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(x[..., k]), mode="F").resize(
-                (width, height), Image.BILINEAR
-            )
-        )
-        for k in range(x.shape[-1])
-    ]
-    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
-
-
-def conform(
-    frames: list[Frame],
-    *,
-    height: int,
-    width: int,
-    channels: int,
-    resize: bool,
-    model: str = "the model",
-    offset: int = 0,
-) -> np.ndarray:
-    """Frames → ``(T, height, width, channels)`` float32; ``offset`` numbers frames in messages."""
-    if not frames:
-        return np.zeros((0, height, width, channels), np.float32)
-    if not resize:
-        h0, w0 = frames[0].data.shape[:2]
-        for i, f in enumerate(frames):
-            h, w = f.data.shape[:2]
-            if (h, w) != (h0, w0):
-                raise FrameSizeError(
-                    f"{_where(offset + i, f.source)} is {w}x{h} (width x height) "
-                    f"but frame {offset} is {w0}x{h0}; "
-                    "all frames must share one size (or send resize=true)"
-                )
-        if (h0, w0) != (height, width):
-            raise FrameSizeError(
-                f"frames are {w0}x{h0} (width x height) but {model} takes {width}x{height}; "
-                "send frames of that size or resize=true"
-            )
-    out = np.empty((len(frames), height, width, channels), np.float32)
-    for i, f in enumerate(frames):
-        out[i] = to_channels(resize_frame(f.data, height, width), channels)
-    return out
 
 
 # --------------------------------------------------------------------------- encoding

@@ -38,6 +38,29 @@ class Settings(BaseSettings):
         "until done); blocking: load before accepting requests, a failure stops start-up",
     )
     warmup: bool = Field(True, description="call every model once on its serving shape at load")
+    strict_load: bool = Field(
+        False,
+        description="any model that fails to load stops start-up; off: it is listed as failed "
+        "in /v1/models and the others are served",
+    )
+    model_poll_s: float = Field(
+        0.0,
+        ge=0,
+        description="scan the models folder every this many seconds and load new, reload "
+        "changed and unload removed model folders (as TF Serving polls); 0: off",
+    )
+    warm_frames: int = Field(
+        10,
+        ge=1,
+        description="clip length a free-time-axis model is warmed at (its manifest's context "
+        "wins); other lengths are compiled once each, on first use",
+    )
+    max_compiled_lengths: int = Field(
+        32,
+        ge=1,
+        description="compiled clip lengths kept per free-time-axis model (least recently "
+        "used dropped)",
+    )
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: the first GPU the backend sees, else the CPU"
     )
@@ -70,6 +93,12 @@ class Settings(BaseSettings):
         64 * MIB,
         ge=64,
         description="most pixels in all frames of one request (64 Mi pixels = 256 MiB as float32)",
+    )
+    max_video_stride: int = Field(
+        1000,
+        ge=1,
+        description="largest stride= of a video upload (keep every stride-th decoded frame); "
+        "the frames it skips are still decoded",
     )
     max_horizon: int = Field(
         30, ge=1, description="largest horizon (rollout steps) of a prediction"

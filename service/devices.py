@@ -21,6 +21,48 @@ class Placement:
     backend: str
 
 
+# What TensorFlow's C++ side prints to stderr while it loads, whatever TF_CPP_MIN_LOG_LEVEL says
+# (absl logging): notices, not faults. Shown only with FRAMECAST_LOG_LEVEL=debug.
+IMPORT_NOISE = (
+    "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "cpu_feature_guard",
+    "To enable the following instructions",
+    "rebuild TensorFlow with the appropriate compiler flags",
+    "Unable to register cu",
+    "TF-TRT Warning",
+    "computation placer already registered",
+)
+
+
+def import_keras(quiet: bool) -> None:
+    """Import Keras (and its backend) with the backend's load-time notices filtered out of
+    stderr when ``quiet``; every other line it prints is passed on."""
+    import sys
+
+    if not quiet or "keras" in sys.modules:
+        import keras  # noqa: F401
+
+        return
+    import os
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not any(n in line for n in IMPORT_NOISE):
+                    print(line, file=sys.stderr)
+
+
 def configure_devices(settings: Settings) -> Placement:
     """Find a GPU the Keras backend sees (enable TF memory growth on each); choose the device."""
     import keras

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -49,13 +50,21 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
-    """A handler on the ``framecast`` logger (unless logging is configured already)."""
+    """A handler on the ``framecast`` logger (unless logging is configured already), and the
+    frameworks quiet below ``debug``: TensorFlow's C++ notices (oneDNN, absl) and its Python
+    warnings (the retracing notices of warm-up, which compiles one shape per batch bucket on
+    purpose) are shown only with FRAMECAST_LOG_LEVEL=debug."""
     formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     if not log.handlers and not logging.getLogger().handlers:
         log.addHandler(logging.StreamHandler())
     for h in log.handlers:
         h.setFormatter(formatter)
     log.setLevel(level.upper())
+    quiet = level.lower() != "debug"
+    if quiet:  # read by TensorFlow when it loads (after this: Keras loads with the models)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "absl", "jax._src.xla_bridge"):
+        logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.DEBUG)
 
 
 def request_id(headers: dict[bytes, bytes]) -> str:

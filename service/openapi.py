@@ -17,13 +17,36 @@ _ERROR_TEXTS = {
 }
 
 
+# read by hand (service/uploads.py), so declared here; they pick the frames of video files only
+VIDEO_PARAMETERS = [
+    {
+        "name": "start",
+        "in": "query",
+        "required": False,
+        "description": "video uploads: index of the first decoded frame kept (0: the first)",
+        "schema": {"type": "integer", "minimum": 0, "default": 0},
+        "example": 0,
+    },
+    {
+        "name": "stride",
+        "in": "query",
+        "required": False,
+        "description": "video uploads: keep every stride-th decoded frame from start "
+        "(≤ FRAMECAST_MAX_VIDEO_STRIDE, 1000 by default)",
+        "schema": {"type": "integer", "minimum": 1, "default": 1},
+        "example": 1,
+    },
+]
+
+
 def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
-    """``openapi_extra`` describing the accepted bodies, with examples (routes read the body
-    by hand)."""
+    """``openapi_extra`` describing the accepted bodies, with examples, and the video query
+    parameters (routes read the body by hand)."""
     files = {
         "type": "array",
         "items": {"type": "string", "format": "binary"},
-        "description": "frames in order: image files, or one GIF/APNG/WebP/TIFF, or one .npy",
+        "description": "frames in order: image files, or one GIF/APNG/WebP/TIFF, or one .npy, "
+        "or one video (MP4, WebM, AVI, MOV; see the start and stride parameters)",
     }
     props: dict[str, Any] = {"files": files}
     if with_truth:
@@ -40,6 +63,7 @@ def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
         example.pop("truth", None)
     binary = {"schema": {"type": "string", "format": "binary"}}
     return {
+        "parameters": [dict(p) for p in VIDEO_PARAMETERS],
         "requestBody": {
             "required": True,
             "content": {
@@ -48,10 +72,12 @@ def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
                 },
                 "application/json": {"schema": json_schema, "example": example},
                 "image/gif": binary,
+                "video/mp4": binary,
+                "video/webm": binary,
                 "application/x-npy": binary,
                 "application/octet-stream": binary,
             },
-        }
+        },
     }
 
 

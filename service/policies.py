@@ -6,11 +6,19 @@ batched step for many payloads (:meth:`step`): it fills padded batches (``bucket
 the model call(s) through ``call`` (which times them), and returns each payload's result, or
 ``None`` when it needs more steps. It knows nothing of queues or threads.
 
-- :class:`Classify`: one call, the score vector.
+- :class:`Classify`: one call, the score vector (a one-unit sigmoid head: its complement, then
+  it, as two classes).
 - :class:`SlidingWindow`: the generic next-frame rollout for any model with a fixed window: call
-  the model on the last ``frames`` frames, append its last output, drop the oldest frame.
+  the model on the last ``frames`` frames, append its next frame, drop the oldest frame.
+- :class:`Growing`: the rollout of a free time axis: call the model on the context and every frame
+  predicted so far (as the Keras next-frame example does), one compiled length at a time.
 - :class:`CarriedState`: the encoder–forecaster rollout (``models/rollout.py``): one context pass,
   then one single-frame step per frame, every recurrent state carried in the payload.
+
+A model's input shape is ``(frames, H, W, C)`` with ``frames`` None for a free time axis: then
+payloads of different lengths are called in separate batches of their own length (``calls``
+dispatch on the length), and warm-up uses ``warm_frames``. A next-frame model's ``output`` is
+``"sequence"`` (one frame per input frame; the last is the next) or ``"frame"`` (many-to-one).
 """
 
 from __future__ import annotations
@@ -58,70 +66,153 @@ class Rollout:
         return np.stack(self.outputs) if len(self.outputs) == self.steps else None
 
 
-class Classify:
+def _by_length(payloads: list[Any], clip: Callable[[Any], np.ndarray]) -> dict[int, list[int]]:
+    """Payload indices grouped by the length of ``clip(payload)`` (one batch per length)."""
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(payloads):
+        groups.setdefault(len(clip(p)), []).append(i)
+    return groups
+
+
+class _Shaped:
+    """The input spec of a policy: ``(frames or None, H, W, C)``, and the warm-up length."""
+
+    def __init__(self, input_shape: tuple, warm_frames: int | None = None):
+        self.input_shape = tuple(input_shape)
+        self.frames = self.input_shape[0]
+        self.frame_shape = self.input_shape[1:]
+        self.warm_frames = self.frames or warm_frames or 1
+
+    def clip(self, context: np.ndarray) -> np.ndarray:
+        x = np.asarray(context, np.float32)
+        if self.frames is not None:
+            return x.reshape(self.input_shape)
+        if x.ndim != 4 or x.shape[1:] != self.frame_shape or len(x) < 1:
+            raise InvalidInput(
+                f"context of shape {x.shape} does not fit (frames, {self.frame_shape})"
+            )
+        return x
+
+    def batch(self, clips: list[np.ndarray], bucket: int) -> np.ndarray:
+        """Clips of one length in a zero-padded batch of ``bucket`` rows."""
+        out = np.zeros((bucket,) + clips[0].shape, np.float32)
+        for i, c in enumerate(clips):
+            out[i] = c
+        return out
+
+    def warm_clip(self, bucket: int) -> np.ndarray:
+        return np.zeros((bucket, self.warm_frames) + self.frame_shape, np.float32)
+
+
+class Classify(_Shaped):
     task, rollout = "classify", "none"
 
-    def __init__(self, input_shape: tuple[int, ...]):
-        self.input_shape = input_shape
+    def __init__(self, input_shape: tuple, binary: str = "", warm_frames: int | None = None):
+        super().__init__(input_shape, warm_frames)
+        self.binary = binary == "sigmoid"  # (batch, 1) probabilities → two classes
 
     def begin(self, context: np.ndarray, steps: int = 1) -> np.ndarray:
-        return np.asarray(context, np.float32).reshape(self.input_shape)
+        return self.clip(context)
 
     def step(
         self, payloads: list[np.ndarray], bucket_for: Callable[[int], int], calls: dict[str, Call]
     ) -> list:
-        batch = np.zeros(
-            (bucket_for(len(payloads)),) + self.input_shape, np.float32
-        )  # padding rows stay zero
-        for i, clip in enumerate(payloads):
-            batch[i] = clip
-        out = calls["model"](batch)  # (bucket, classes)
-        return [out[i].copy() for i in range(len(payloads))]
+        results: list[Any] = [None] * len(payloads)
+        for rows in _by_length(payloads, lambda p: p).values():
+            batch = self.batch([payloads[i] for i in rows], bucket_for(len(rows)))
+            out = np.asarray(calls["model"](batch))  # (bucket, classes)
+            for j, i in enumerate(rows):
+                s = out[j].reshape(-1)
+                results[i] = np.array([1.0 - s[0], s[0]], np.float32) if self.binary else s.copy()
+        return results
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
-        return {"model": np.zeros((bucket,) + self.input_shape, np.float32)}
+        return {"model": self.warm_clip(bucket)}
 
 
-class SlidingWindow:
+def _next_frame(out: np.ndarray, row: int, output: str) -> np.ndarray:
+    """The predicted next frame of ``row`` in a batch output: the last of a sequence output, or
+    the one frame of a many-to-one output."""
+    return np.array(out[row, -1] if output == "sequence" else out[row])
+
+
+class SlidingWindow(_Shaped):
     task, rollout = "next_frame", "sliding_window"
 
-    def __init__(self, input_shape: tuple[int, ...]):
-        self.input_shape = input_shape
+    def __init__(self, input_shape: tuple, output: str = "sequence"):
+        super().__init__(input_shape)
+        self.output = output
 
     def begin(self, context: np.ndarray, steps: int) -> Rollout:
-        return Rollout(np.asarray(context, np.float32).reshape(self.input_shape), int(steps))
+        return Rollout(self.clip(context), int(steps))
 
     def step(
         self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
     ) -> list:
-        batch = np.zeros((bucket_for(len(payloads)),) + self.input_shape, np.float32)
-        for i, r in enumerate(payloads):
-            batch[i] = r.window
-        out = calls["model"](batch)  # (bucket, frames, H, W, C): y[:, t] predicts frame t+1
+        batch = self.batch([r.window for r in payloads], bucket_for(len(payloads)))
+        out = np.asarray(calls["model"](batch))
         results = []
         for i, r in enumerate(payloads):
-            nxt = out[i, -1]
+            nxt = _next_frame(out, i, self.output)
             r.window = np.concatenate([r.window[1:], nxt[None]], axis=0)
             results.append(r.add(nxt))
         return results
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
-        return {"model": np.zeros((bucket,) + self.input_shape, np.float32)}
+        return {"model": self.warm_clip(bucket)}
 
 
-class CarriedState:
-    """Payloads that have not read their context share one context call; the others share one
-    step call on their last predicted frame and carried states. A batch may hold both."""
+class Growing(_Shaped):
+    """Free time axis, no carried state: each step reads the context and every prediction so far
+    (one batch per length; each length is compiled once, on first use)."""
+
+    task, rollout = "next_frame", "growing"
+
+    def __init__(
+        self, input_shape: tuple, output: str = "sequence", warm_frames: int | None = None
+    ):
+        super().__init__(input_shape, warm_frames)
+        self.output = output
+
+    def begin(self, context: np.ndarray, steps: int) -> Rollout:
+        return Rollout(self.clip(context), int(steps))
+
+    def step(
+        self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
+    ) -> list:
+        results: list[Any] = [None] * len(payloads)
+        for rows in _by_length(payloads, lambda r: r.window).values():
+            batch = self.batch([payloads[i].window for i in rows], bucket_for(len(rows)))
+            out = np.asarray(calls["model"](batch))
+            for j, i in enumerate(rows):
+                r = payloads[i]
+                nxt = _next_frame(out, j, self.output)
+                r.window = np.concatenate([r.window, nxt[None]], axis=0)
+                results[i] = r.add(nxt)
+        return results
+
+    def warm_inputs(self, bucket: int) -> dict[str, Any]:
+        return {"model": self.warm_clip(bucket)}
+
+
+class CarriedState(_Shaped):
+    """Payloads that have not read their context share one context call (one per length); the
+    others share one step call on their last predicted frame and carried states. A batch may
+    hold both."""
 
     task, rollout = "next_frame", "carried_state"
 
-    def __init__(self, input_shape: tuple[int, ...], state_shapes: list[tuple[int, ...]]):
-        self.input_shape = input_shape
-        self.frame_shape = input_shape[1:]
+    def __init__(
+        self,
+        input_shape: tuple,
+        state_shapes: list[tuple[int, ...]],
+        warm_frames: int | None = None,
+    ):
+        super().__init__(input_shape, warm_frames)
         self.state_shapes = [tuple(s) for s in state_shapes]
 
     def begin(self, context: np.ndarray, steps: int) -> Rollout:
-        return Rollout(np.asarray(context, np.float32).reshape(self.input_shape), int(steps))
+        return Rollout(self.clip(context), int(steps))
 
     def step(
         self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
@@ -130,10 +221,10 @@ class CarriedState:
         fresh = [i for i, r in enumerate(payloads) if r.states is None]
         going = [i for i, r in enumerate(payloads) if r.states is not None]
         if fresh:  # each phase padded to its own bucket: a newcomer costs one small context call
-            batch = np.zeros((bucket_for(len(fresh)),) + self.input_shape, np.float32)
-            for j, i in enumerate(fresh):
-                batch[j] = payloads[i].window
-            self._take(calls["context"](batch), fresh, payloads, results)
+            for rows in _by_length([payloads[i] for i in fresh], lambda r: r.window).values():
+                rows = [fresh[j] for j in rows]
+                batch = self.batch([payloads[i].window for i in rows], bucket_for(len(rows)))
+                self._take(calls["context"](batch), rows, payloads, results)
         if going:
             bucket = bucket_for(len(going))
             inputs = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]
@@ -157,4 +248,4 @@ class CarriedState:
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
         step = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]
         step += [np.zeros((bucket,) + s, np.float32) for s in self.state_shapes]
-        return {"context": np.zeros((bucket,) + self.input_shape, np.float32), "step": step}
+        return {"context": self.warm_clip(bucket), "step": step}

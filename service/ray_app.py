@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.repository import Manifest, discover, read_manifest
+from models.repository import Manifest, discover
 from service.batcher import Ticket, Timing
 from service.config import Settings, SettingsError, load_settings
 from service.devices import Placement
@@ -116,6 +116,8 @@ class RemoteRuntime(Runtime):
     (the replica's event loop must not block on a handle), so ``/readyz`` answers 503 until every
     model answered.
     """
+
+    live = False  # deployments are fixed when the application is built
 
     def __init__(self, settings: Settings, handles: dict, **kwargs):
         super().__init__(settings.model_copy(update={"load_mode": "background"}), **kwargs)
@@ -215,7 +217,7 @@ def build_app(settings: Settings | None = None, *, models: list[Path] | None = N
 
     handles = {}
     for folder in folders:
-        name = read_manifest(folder).name
+        name = folder.name
         handles[name] = FramecastModel.options(
             name=f"model-{name}",
             num_replicas=settings.ray_replicas,

@@ -9,25 +9,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from models.repository import (
-    Manifest,
-    ManifestError,
-    discover,
-    read_card,
-    read_manifest,
-    verify_checkpoint,
-)
+from models.repository import ManifestError, discover, read_card
 from service.config import Settings
 from service.devices import Placement
 from service.errors import InvalidInput, ModelNotFound, WrongTask
 from service.runner import ModelRunner, Runner
 from service.telemetry import Metrics
-
-if TYPE_CHECKING:  # never at run time: importing Keras starts a backend
-    import keras
 
 log = logging.getLogger("framecast.runtime")
 
@@ -37,32 +27,19 @@ class LoadError(RuntimeError):
 
 
 def discover_folders(root: str | Path) -> list[Path]:
-    """The model folders directly under ``root`` (each holding a manifest.json), by name;
-    ManifestError when ``root`` is not a folder."""
+    """The model folders directly under ``root`` (each holding a manifest.json, a model.keras
+    or a model.h5), by name; ManifestError when ``root`` is not a folder."""
     return discover(root)
 
 
-def check_shapes(path: Path, manifest: Manifest, model: keras.Model) -> None:
-    """The checkpoint's input and output shapes against its manifest (LoadError if not)."""
-    folder = path.parent
-    want = (None, manifest.frames, manifest.height, manifest.width, manifest.channels)
-    got = tuple(model.input_shape)
-    if len(got) != 5 or any(g is not None and g != w for g, w in zip(got[1:], want[1:])):
-        raise LoadError(
-            f"{path}: model input shape {got} does not match its manifest "
-            f"{want} ({folder / 'manifest.json'})"
-        )
-    out = tuple(model.output_shape)
-    if manifest.task == "classify" and (len(out) != 2 or out[-1] != len(manifest.class_names)):
-        raise LoadError(
-            f"{path}: output shape {out} does not match the "
-            f"{len(manifest.class_names)} class_names of its manifest"
-        )
-    if manifest.task == "next_frame" and (len(out) != 5 or out[-3:] != want[-3:]):
-        raise LoadError(
-            f"{path}: output shape {out} is not (batch, time, "
-            f"{manifest.height}, {manifest.width}, {manifest.channels})"
-        )
+def stamp(folder: Path) -> tuple:
+    """What changes when a model folder's files change: (name, size, mtime) of each file."""
+    out = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file() and not entry.name.startswith("."):
+            st = entry.stat()
+            out.append((entry.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def load_folder(
@@ -71,31 +48,31 @@ def load_folder(
     settings: Settings,
     placement: Placement,
     metrics: Metrics,
-    manifest: Manifest | None = None,
 ) -> ModelRunner:
-    """Load one model folder (manifest, sha256, safe-mode checkpoint, shapes) into a runner
-    (not yet warm: ``runner.submit(runner._warmup)``). Raises LoadError or ManifestError."""
+    """Load one model folder (checkpoint, manifest if any, sha256, safe mode, shapes) into a
+    runner (not yet warm: ``runner.submit(runner._warmup)``). Raises LoadError."""
     import keras
 
+    from models.checkpoint import CheckpointError, open_folder
     from service.runner import make_policy
 
-    manifest = manifest or read_manifest(folder)
-    path = verify_checkpoint(folder, manifest)  # sha256 against the manifest
     try:
         with keras.device(placement.device):
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # noqa: BLE001 - any load failure is reported with the file name
-        raise LoadError(
-            f"{path}: cannot load with safe_mode=True ({type(e).__name__}: {e})"
-        ) from None
-    check_shapes(path, manifest, model)
+            manifest, model = open_folder(folder)
+    except (CheckpointError, ManifestError) as e:
+        raise LoadError(str(e)) from None
     try:
         with keras.device(placement.device):
-            policy, callables = make_policy(manifest, model)
+            policy, callables = make_policy(
+                manifest,
+                model,
+                warm_frames=settings.warm_frames,
+                keep_lengths=settings.max_compiled_lengths,
+            )
     except ValueError as e:  # models.rollout.NotSteppable
         raise LoadError(
-            f"{path}: its manifest asks for rollout={manifest.rollout!r}, but the "
-            f"model cannot carry its state: {e}"
+            f"{folder / manifest.checkpoint}: its manifest asks for rollout="
+            f"{manifest.rollout!r}, but the model cannot carry its state: {e}"
         ) from None
     return ModelRunner(
         folder,
@@ -196,4 +173,4 @@ class Registry:
         return out
 
 
-__all__ = ["LoadError", "ManifestError", "Registry", "check_shapes", "load_folder"]
+__all__ = ["LoadError", "ManifestError", "Registry", "load_folder"]

@@ -24,7 +24,7 @@ from models.repository import Manifest
 from service.batcher import Batcher, Item, Ticket, Timing
 from service.checks import require_task
 from service.devices import Placement
-from service.policies import CarriedState, Classify, Policy, SlidingWindow
+from service.policies import CarriedState, Classify, Growing, Policy, SlidingWindow
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
@@ -45,7 +45,7 @@ class Runner(Protocol):
     def name(self) -> str: ...
 
     @property
-    def input_shape(self) -> tuple[int, int, int, int]: ...
+    def input_shape(self) -> tuple[int | None, int, int, int]: ...
 
     @property
     def rollout(self) -> str: ...
@@ -76,7 +76,7 @@ class ManifestView:
         return self.manifest.name
 
     @property
-    def input_shape(self) -> tuple[int, int, int, int]:
+    def input_shape(self) -> tuple[int | None, int, int, int]:
         m = self.manifest
         return (m.frames, m.height, m.width, m.channels)
 
@@ -86,21 +86,52 @@ class ManifestView:
         return "none" if m.task != "next_frame" else getattr(m, "rollout", "sliding_window")
 
 
-def make_policy(manifest: Manifest, model: Any) -> tuple[Policy, dict[str, Any]]:
-    """The task policy of a loaded model and the callables it calls (name → model)."""
-    shape = (manifest.frames, manifest.height, manifest.width, manifest.channels)
-    if manifest.task == "classify":
-        return Classify(shape), {"model": model}
-    if manifest.rollout == "carried_state":
-        from models.rollout import stepper  # Keras: only once a model is loaded
+def make_policy(
+    manifest: Manifest, model: Any, *, warm_frames: int = 10, keep_lengths: int = 32
+) -> tuple[Policy, dict[str, Any]]:
+    """The task policy of a loaded model and the callables it calls (name → model).
 
-        s = stepper(model)  # NotSteppable (a ValueError) says why it cannot
-        return CarriedState(shape, s.state_shapes), {
-            "model": model,
-            "context": s.context,
-            "step": s.step,
-        }
-    return SlidingWindow(shape), {"model": model}
+    A fixed time axis is called as is. A free one (``frames`` None) is called through one
+    compiled copy per clip length (:class:`models.checkpoint.PerLength`), warmed at the
+    manifest's context, else ``warm_frames``. Rollouts: what the manifest asks for; a model read
+    from its checkpoint alone rolls out as it reads a sequence: a fixed window slides, a free
+    one grows (carrying the recurrent states when the layers allow it: the same numbers, faster).
+    """
+    m = manifest
+    shape = (m.frames, m.height, m.width, m.channels)
+    warm = m.context or warm_frames
+    free = m.frames is None
+    if free:
+        from models.checkpoint import PerLength, at_length  # Keras: only once a model is loaded
+
+        calls: dict[str, Any] = {"model": PerLength(at_length(model), keep_lengths)}
+    else:
+        calls = {"model": model}
+    if m.task == "classify":
+        return Classify(shape, m.binary, warm), calls
+    auto = m.source == "checkpoint" and m.rollout in ("", "auto", "sliding_window")
+    want = ("carried_state" if free and m.output == "sequence" else "") if auto else m.rollout
+    if want == "carried_state":
+        from models.rollout import ContextPass, NotSteppable, stepper
+
+        try:
+            s = stepper(model)  # NotSteppable (a ValueError) says why it cannot
+        except NotSteppable:
+            if not auto:
+                raise
+        else:
+            context = PerLength(lambda _t: ContextPass(model), keep_lengths) if free else s.context
+            m.rollout = "carried_state"
+            return CarriedState(shape, s.state_shapes, warm), {
+                **calls,
+                "context": context,
+                "step": s.step,
+            }
+    if free:
+        m.rollout = "growing"
+        return Growing(shape, m.output, warm), calls
+    m.rollout = "sliding_window"
+    return SlidingWindow(shape, m.output), calls
 
 
 def _forward(attr: str) -> property:
@@ -169,6 +200,10 @@ class ModelRunner(ManifestView):
     @property
     def queue_depth(self) -> int:
         return self.batcher.depth
+
+    @property
+    def idle(self) -> bool:
+        return self.batcher.idle
 
     # -- worker side ------------------------------------------------------------------------
     def _call(self, batch: Any, which: str = "model") -> tuple[Any, float]:

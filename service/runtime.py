@@ -4,21 +4,29 @@ The pieces live beside this module, one job each: ``devices`` (placement), ``reg
 (discover, load one folder, unload, queries), ``runner`` (the Runner protocol and the in-process
 runner), ``batcher`` (queue, buckets, deadlines, cancellation) and ``policies`` (what one step
 of a request does). Keras is imported only once models load, never at import.
+
+One model that fails to load or warm is listed as failed and the others are served
+(``strict_load`` makes any failure fatal). The repository is live: :meth:`Runtime.load_model`
+(re)loads one folder and swaps it in only once the new copy is warm (requests in flight finish
+on the old copy), :meth:`Runtime.unload_model` takes one out, and with ``model_poll_s`` a thread
+does both as folders appear, change and go.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.repository import ManifestError
+from models.repository import ManifestError, is_model_folder
 from service.batcher import Ticket, Timing, bucket_sizes
 from service.config import Settings
-from service.devices import DeviceError, Placement, configure_devices
-from service.errors import NotReady
-from service.registry import LoadError, Registry, discover_folders, load_folder
+from service.devices import DeviceError, Placement, configure_devices, import_keras
+from service.errors import InvalidInput, ModelNotFound, NotReady
+from service.registry import LoadError, Registry, discover_folders, load_folder, stamp
 from service.runner import ManifestView, ModelRunner, Runner
 from service.telemetry import Metrics
 
@@ -51,8 +59,11 @@ class Runtime:
     """Every model under ``settings.models_dir``: loads them, warms them, hands out runners.
 
     ``gate``, when given, is waited on before warm-up begins (tests use it to observe /readyz
-    answering 503 while models are not warm).
+    answering 503 while models are not warm). ``on_fatal(detail)`` is called when start-up ends
+    with no model served (``framecast serve`` then exits non-zero).
     """
+
+    live = True  # load_model / unload_model / polling work here (not on Ray)
 
     def __init__(
         self,
@@ -60,17 +71,23 @@ class Runtime:
         *,
         metrics: Metrics | None = None,
         gate: threading.Event | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ):
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.gate = gate
+        self.on_fatal = on_fatal
         self.registry = Registry()
         self.status = LoadStatus()
         self.status.models = self.registry.states
         self.placement: Placement | None = None
         self.ready_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self._poller: threading.Thread | None = None
         self._closed = False
+        self._ops = threading.RLock()  # one repository change at a time
+        self._stamps: dict[str, tuple] = {}  # folder name → its files when last (un)loaded
+        self._last_scan: dict[str, tuple] = {}  # the poller's previous scan
 
     @property
     def runners(self) -> dict[str, Runner]:
@@ -87,6 +104,7 @@ class Runtime:
             self.load_all()
             if self.status.state != "ready":
                 raise LoadError(self.status.detail)
+            self._start_poller()
             return
         self._thread = threading.Thread(
             target=self._load_safely, name="framecast-loader", daemon=True
@@ -98,7 +116,9 @@ class Runtime:
             self.load_all()
         except Exception as e:  # noqa: BLE001 - reported through /readyz and the log
             log.exception("loading models failed")
-            self.status.state, self.status.detail = "failed", f"{type(e).__name__}: {e}"
+            self._fail(f"{type(e).__name__}: {e}")
+        if self.status.state == "ready":
+            self._start_poller()
 
     def load_all(self) -> None:
         """Load every runner (:meth:`load_runners`), then warm those not warm yet."""
@@ -106,21 +126,29 @@ class Runtime:
             return
         if self.gate is not None:
             self.gate.wait()
-        for runner in self.runners.values():
+        for runner in list(self.runners.values()):
             if self._closed:
                 return
             if runner.ready:  # warmed where it runs (a remote replica)
-                self.status.models[runner.name] = "ready"
-                self.metrics.set_ready(runner.name, True)
+                self._mark_ready(runner)
                 continue
-            if not self._warm(runner):
+            if not self._warm(runner) and self.settings.strict_load:
                 return
-        self.status.state, self.status.detail = "ready", f"{len(self.runners)} model(s) ready"
+        served = [r.name for r in self.runners.values() if r.ready]
+        failed = {n: s for n, s in self.status.models.items() if s.startswith("failed")}
+        if not served:
+            self._fail("no model could be served: " + _reasons(failed))
+            return
+        detail = f"{len(served)} model(s) ready"
+        if failed:
+            detail += f"; {len(failed)} failed: " + _reasons(failed)
+        self.status.state, self.status.detail = "ready", detail
         self.ready_event.set()
 
     def load_runners(self) -> bool:
-        """Fill the registry from ``settings.models_dir``; False (and status failed) if not all
-        load. Another source of runners (Ray deployments) overrides this alone."""
+        """Fill the registry from ``settings.models_dir``; False (and status failed) when start-up
+        cannot go on. Another source of runners (Ray deployments) overrides this alone."""
+        import_keras(quiet=self.settings.log_level != "debug")
         import keras
 
         settings = self.settings
@@ -131,8 +159,8 @@ class Runtime:
             return False
         if not folders:
             self._fail(
-                f"no model folders (a folder holding manifest.json) under "
-                f"{settings.models_dir} (FRAMECAST_MODELS_DIR)"
+                f"no model folders (a folder holding model.keras, model.h5 or manifest.json) "
+                f"under {settings.models_dir} (FRAMECAST_MODELS_DIR)"
             )
             return False
         try:
@@ -148,49 +176,66 @@ class Runtime:
             keras.__version__,
             self.placement.backend,
         )
-        failures = []
         for folder in folders:
             if self._closed:
                 return False
+            self._stamps[folder.name] = stamp(folder)
             try:
                 runner = self._load_one(folder)
-            except (LoadError, ManifestError) as e:
-                failures.append(str(e))
-                self.status.models[folder.name] = f"failed: {e}"
-                log.error("cannot load %s: %s", folder, e)
+            except LoadError as e:
+                self._failed(folder.name, str(e))
+                if settings.strict_load:
+                    self._fail(f"{e} (FRAMECAST_STRICT_LOAD)")
+                    return False
                 continue
             self.registry.add(runner)
             self.metrics.set_ready(runner.name, False)
-        if failures:
-            self._fail("; ".join(failures))
+        if not self.runners:
+            failed = {n: s for n, s in self.status.models.items() if s.startswith("failed")}
+            self._fail("no model could be loaded: " + _reasons(failed))
             return False
         return not self._closed
 
+    def _load_one(self, folder: Path) -> ModelRunner:
+        name = folder.name
+        if name in self.runners:
+            raise LoadError(
+                f"{folder}: model name {name!r} is already used by {self.runners[name].folder}"
+            )
+        self.status.models[name] = "loading"
+        return load_folder(
+            folder, settings=self.settings, placement=self.placement, metrics=self.metrics
+        )
+
     def _warm(self, runner: ModelRunner) -> bool:
+        """Warm one runner; on failure it is closed, taken out and listed as failed."""
         self.status.models[runner.name] = "warming"
         try:
             runner.warmup_ms = (
                 runner.submit(runner._warmup).result() if self.settings.warmup else 0.0
             )
         except Exception as e:  # noqa: BLE001 - a model that cannot run is a load failure
-            self.status.models[runner.name] = f"failed: warm-up: {e}"
-            self._fail(
-                f"model {runner.name!r} failed its warm-up calls on shapes "
-                f"(b,) + {runner.input_shape} for b in {runner.buckets}: "
-                f"{type(e).__name__}: {e}"
+            detail = (
+                f"warm-up calls on shapes (b,) + {runner.input_shape} for b in "
+                f"{runner.buckets} failed: {type(e).__name__}: {e}"
             )
+            if self.registry.runners.get(runner.name) is runner:
+                self.registry.runners.pop(runner.name)
+            runner.close()
+            self._failed(runner.name, detail)
+            if self.settings.strict_load:
+                self._fail(f"model {runner.name!r}: {detail} (FRAMECAST_STRICT_LOAD)")
             return False
         runner.ready = True
-        self.status.models[runner.name] = "ready"
-        self.metrics.set_ready(runner.name, True)
+        self._mark_ready(runner)
         m = runner.manifest
         log.info(
-            "model %s ready: architecture=%s task=%s input=%dx%dx%dx%d device=%s "
+            "model %s ready: architecture=%s task=%s input=%sx%dx%dx%d device=%s "
             "params=%d rollout=%s buckets=%s warm-up=%.1f ms",
             m.name,
             m.architecture,
             m.task,
-            m.frames,
+            m.frames or "any",
             m.height,
             m.width,
             m.channels,
@@ -202,27 +247,20 @@ class Runtime:
         )
         return True
 
+    def _mark_ready(self, runner: Runner) -> None:
+        self.status.models[runner.name] = "ready"
+        self.metrics.set_ready(runner.name, True)
+
+    def _failed(self, name: str, detail: str) -> None:
+        self.status.models[name] = f"failed: {detail}"
+        self.metrics.set_ready(name, False)
+        log.error("model %s not served: %s", name, detail)
+
     def _fail(self, detail: str) -> None:
         self.status.state, self.status.detail = "failed", detail
         log.error("models not loaded: %s", detail)
-
-    def _load_one(self, folder: Path) -> ModelRunner:
-        from models.repository import read_manifest
-
-        manifest = read_manifest(folder)
-        if manifest.name in self.runners:
-            raise LoadError(
-                f"{folder}: model name {manifest.name!r} is already used by "
-                f"{self.runners[manifest.name].folder}"
-            )
-        self.status.models[manifest.name] = "loading"
-        return load_folder(
-            folder,
-            settings=self.settings,
-            placement=self.placement,
-            metrics=self.metrics,
-            manifest=manifest,
-        )
+        if self.on_fatal is not None:
+            self.on_fatal(detail)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.ready_event.wait(timeout)
@@ -232,6 +270,137 @@ class Runtime:
         if self.gate is not None:
             self.gate.set()
         self.registry.close()
+
+    # -- the live repository ------------------------------------------------------------------
+    def _folder(self, name: str) -> Path:
+        folder = Path(self.settings.models_dir) / name
+        if "/" in name or name.startswith(".") or not is_model_folder(folder):
+            raise ModelNotFound(
+                f"no model folder {name!r} under {self.settings.models_dir} "
+                "(a folder holding model.keras, model.h5 or manifest.json)"
+            )
+        return folder
+
+    def _require_live(self) -> None:
+        if not self.live:
+            raise InvalidInput("loading and unloading models is not supported on Ray Serve")
+        self.require_ready()
+
+    def load_model(self, name: str) -> None:
+        """Load (or reload) ``name`` from its folder, warm it, then swap it in; on failure an
+        old copy keeps serving and LoadError says why. Blocking: call from a thread."""
+        self._require_live()
+        with self._ops:
+            folder = self._folder(name)
+            self._stamps[name] = stamp(folder)
+            old = self.runners.get(name)
+            try:
+                runner = load_folder(
+                    folder, settings=self.settings, placement=self.placement, metrics=self.metrics
+                )
+                if self.settings.warmup:
+                    runner.warmup_ms = runner.submit(runner._warmup).result()
+            except Exception as e:  # noqa: BLE001 - LoadError, or a warm-up call that failed
+                detail = str(e) if isinstance(e, LoadError) else f"{type(e).__name__}: {e}"
+                if "runner" in locals():
+                    runner.close()
+                if old is None:
+                    self._failed(name, detail)
+                else:
+                    log.error("reload of %s failed; the old copy keeps serving: %s", name, detail)
+                raise LoadError(
+                    detail + ("; the previous copy keeps serving" if old is not None else "")
+                ) from None
+            runner.ready = True
+            self.registry.runners[name] = runner  # one assignment: requests see old or new
+            self._mark_ready(runner)
+            log.info("model %s %s from %s", name, "reloaded" if old else "loaded", folder)
+        if old is not None:
+            self._retire(old)
+
+    def unload_model(self, name: str) -> None:
+        """Stop serving ``name``; requests in flight finish first. Polling loads it again only
+        once its folder changes."""
+        self._require_live()
+        with self._ops:
+            runner = self.runners.pop(name, None)
+            if runner is None and name not in self.status.models:
+                raise ModelNotFound(f"no model named {name!r} is loaded or known")
+            self.status.models[name] = "unloaded"
+            self.metrics.set_ready(name, False)
+            log.info("model %s unloaded", name)
+        if runner is not None:
+            self._retire(runner)
+
+    def _retire(self, runner: Runner) -> None:
+        """Close ``runner`` once nothing is queued, in decoding or running on it (bounded by the
+        request deadline), in a thread of its own."""
+        limit = self.settings.request_timeout_s + self.settings.inference_timeout_s
+
+        def wait_then_close() -> None:
+            end, quiet = time.monotonic() + limit, 0
+            while time.monotonic() < end and quiet < 5:
+                quiet = quiet + 1 if runner.idle else 0
+                time.sleep(0.1)
+            runner.close()
+
+        threading.Thread(target=wait_then_close, name="framecast-retire", daemon=True).start()
+
+    def index(self) -> list[dict]:
+        """Every model folder and known model: name, state (READY, LOADING, UNAVAILABLE), reason."""
+        try:
+            names = {f.name for f in discover_folders(self.settings.models_dir)}
+        except ManifestError:
+            names = set()
+        names |= set(self.status.models) | set(self.runners)
+        out = []
+        for name in sorted(names):
+            state = self.status.models.get(name, "not loaded")
+            if name in self.runners and self.runners[name].ready:
+                out.append({"name": name, "version": "1", "state": "READY", "reason": ""})
+                continue
+            code = "LOADING" if state in ("loading", "warming") else "UNAVAILABLE"
+            out.append({"name": name, "version": "1", "state": code, "reason": state})
+        return out
+
+    def poll_once(self) -> None:
+        """One scan: load new folders, reload changed ones, unload removed ones. A folder is
+        acted on once its files are the same on two scans in a row (not mid-copy)."""
+        try:
+            folders = {f.name: f for f in discover_folders(self.settings.models_dir)}
+        except ManifestError as e:
+            log.error("model poll: %s", e)
+            return
+        seen = {name: stamp(f) for name, f in folders.items()}
+        settled, self._last_scan = self._last_scan, seen
+        for name, st in seen.items():
+            if settled.get(name) != st or self._stamps.get(name) == st:
+                continue  # still changing, or (un)loaded as it is
+            try:
+                self.load_model(name)
+            except Exception as e:  # noqa: BLE001 - logged; polling goes on
+                log.error("model poll: %s: %s", name, e)
+        for name in list(self.runners):
+            if name not in seen and self.live:
+                self.unload_model(name)
+                self._stamps.pop(name, None)
+                self.status.models.pop(name, None)
+        for name in [n for n in self.status.models if n not in seen and n not in self.runners]:
+            self.status.models.pop(name, None)
+            self._stamps.pop(name, None)
+
+    def _start_poller(self) -> None:
+        if self.settings.model_poll_s <= 0 or not self.live or self._poller is not None:
+            return
+
+        def loop() -> None:
+            while not self._closed:
+                time.sleep(self.settings.model_poll_s)
+                if not self._closed:
+                    self.poll_once()
+
+        self._poller = threading.Thread(target=loop, name="framecast-poll", daemon=True)
+        self._poller.start()
 
     # -- lookup -------------------------------------------------------------------------------
     @property
@@ -246,9 +415,23 @@ class Runtime:
 
     def get(self, name: str) -> Runner:
         self.require_ready()
+        runner = self.runners.get(name)
+        if runner is None:
+            state = self.status.models.get(name, "")
+            if state.startswith("failed") or state in ("loading", "warming"):
+                raise NotReady(f"model {name!r} is not available ({state})")
+            if state == "unloaded":
+                raise ModelNotFound(
+                    f"model {name!r} is unloaded; load it with POST /v2/repository/models/"
+                    f"{name}/load"
+                )
         return self.registry.get(name)
 
     def pair(self, task: str, choices: dict[str, str | None]) -> dict[str, Runner]:
         """One runner per architecture slot of a comparison (a registry query)."""
         self.require_ready()
         return self.registry.pair(task, choices, self.settings)
+
+
+def _reasons(failed: dict[str, str]) -> str:
+    return "; ".join(f"{n}: {s.removeprefix('failed: ')}" for n, s in sorted(failed.items()))

@@ -52,10 +52,17 @@ class ReadyResponse(BaseModel):
 
 
 class InputSpec(BaseModel):
-    frames: int = Field(description="frames of context the model takes (fixed)")
+    frames: int | None = Field(
+        description="the model's time axis; null: free (any number of frames)"
+    )
     height: int
     width: int
     channels: int
+    context: int | None = Field(
+        None,
+        description="free time axis: frames one request reads (the manifest's context); "
+        "null: every uploaded frame, up to FRAMECAST_MAX_FRAMES",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -77,14 +84,31 @@ class ModelInfo(BaseModel):
         }
     )
     name: str
-    architecture: str
-    task: str
-    input: InputSpec
+    state: str = Field(
+        "ready",
+        description="ready, loading, warming, failed or unloaded (the fields below the "
+        "name are null for a model that is not loaded)",
+    )
+    error: str | None = Field(None, description="why a failed model is not served")
+    display_name: str = ""
+    description: str = ""
+    architecture: str | None = Field(None, description="conv2d_lstm, convlstm2d or other")
+    task: str | None = None
+    output: str | None = Field(
+        None,
+        description="sequence (one frame per input frame, the last the next), frame "
+        "(many-to-one) or scores",
+    )
+    source: str | None = Field(
+        None,
+        description="manifest (written by framecast) or checkpoint (read from the file alone)",
+    )
+    input: InputSpec | None = None
     class_names: list[str] | None = None
-    params: int
+    params: int | None = None
     flops_per_clip: int = 0
-    device: str
-    sha256: str
+    device: str | None = None
+    sha256: str | None = None
     ready: bool
     warmup_ms: float | None = None
     rollout: str = Field(
@@ -92,7 +116,8 @@ class ModelInfo(BaseModel):
         description="how `horizon=k` is rolled out: `carried_state` "
         "(context read once, then one frame a step with the recurrent state "
         "carried), `sliding_window` (the model re-reads its last `frames` "
-        "frames each step), or `none` (classifiers)",
+        "frames each step), `growing` (free time axis: the model re-reads the context and "
+        "every prediction so far), or `none` (classifiers)",
     )
     metrics: dict | None = Field(None, description="the model card's JSON; null when not evaluated")
 
@@ -122,7 +147,25 @@ class PredictedFrame(BaseModel):
     values: list | None = Field(None, description="raw floats (H, W, C) in [0, 1] when raw=true")
 
 
-class PredictResponse(BaseModel):
+class Converted(BaseModel):
+    """What fitting the upload to the model changed (each null when nothing of the kind)."""
+
+    resized: bool = Field(False, description="whether any frame's size was changed")
+    resized_from: list[int] | None = Field(
+        None, description="[height, width] of the upload's frames before resizing"
+    )
+    fit: str | None = Field(
+        None, description="how sizes were fitted when resized: stretch, pad or crop (query fit=)"
+    )
+    channels_from: int | None = Field(
+        None, description="the upload's channels when converted (1 grey, 3 RGB)"
+    )
+    frames_dropped: int = Field(
+        0, description="uploaded context frames before the ones the model read (not used)"
+    )
+
+
+class PredictResponse(Converted):
     model_config = _example(
         {
             "model": "convlstm2d_next_frame",
@@ -140,7 +183,6 @@ class PredictResponse(BaseModel):
     horizon: int
     context_frames: int = Field(description="frames the model used (the last ones uploaded)")
     frames_received: int
-    resized: bool = Field(description="whether any frame was resized or colour-converted")
     shape: list[int] = Field(description="(horizon, height, width, channels)")
     latency_ms: float
     inference_ms: float
@@ -152,7 +194,7 @@ class ClassScore(BaseModel):
     score: float
 
 
-class ClassifyResponse(BaseModel):
+class ClassifyResponse(Converted):
     model_config = _example(
         {
             "model": "convlstm2d_classify",
@@ -174,7 +216,6 @@ class ClassifyResponse(BaseModel):
     scores: list[ClassScore] = Field(description="every class, best first")
     context_frames: int
     frames_received: int
-    resized: bool
     latency_ms: float
     inference_ms: float
 
@@ -190,15 +231,22 @@ class FrameMetrics(BaseModel):
 class CompareModelResult(BaseModel):
     model: str
     architecture: str
-    params: int
-    latency_ms: float = Field(description="from submission to answer, queueing included")
-    inference_ms: float
-    frames: list[PredictedFrame] | None = None
-    scores: list[ClassScore] | None = None
-    label: str | None = None
     metrics: FrameMetrics | None = None
+    label: str | None = None
     correct: bool | None = None
     true_class_score: float | None = None
+    latency_ms: float = Field(description="from submission to answer, queueing included")
+    inference_ms: float
+    params: int
+    context_frames: int | None = Field(None, description="frames this model read")
+    class_names: list[str] | None = Field(None, description="classify: this model's classes")
+    scores: list[ClassScore] | None = None
+    frames: list[PredictedFrame] | None = Field(
+        None, description="next frame, with frames=true: the predicted frames as base64 PNGs"
+    )
+    conversion: Converted = Field(
+        default_factory=Converted, description="what fitting the upload to this model changed"
+    )
 
 
 class CompareResponse(BaseModel):
@@ -247,14 +295,16 @@ class CompareResponse(BaseModel):
     )
     true_label: str | None = None
     context_frames: int
-    results: dict[str, CompareModelResult] = Field(description="keyed by architecture")
     winner: str | None = Field(
         None,
-        description="architecture that won on the main metric "
+        description="the key of `results` that won on the main metric "
         "(MSE per frame / true-class score); "
         "'tie' when equal; null without truth",
     )
-    winners: dict[str, str] = Field(default_factory=dict, description="metric -> architecture")
+    winners: dict[str, str] = Field(default_factory=dict, description="metric -> key of `results`")
+    results: dict[str, CompareModelResult] = Field(
+        description="keyed by architecture (the default pair) or, with ?models=, by model name"
+    )
     context_png: list[str] | None = Field(
         None,
         description="inputs=true: the context frames the models saw, base64 PNGs at the "

@@ -45,6 +45,7 @@ def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
 def serve_command(args: argparse.Namespace) -> int:
     """Run the service until it is stopped (exit 0 after SIGTERM); 2 for bad settings."""
     from service.config import SettingsError, load_settings
+    from service.registry import LoadError
 
     try:
         settings = load_settings(
@@ -57,13 +58,35 @@ def serve_command(args: argparse.Namespace) -> int:
         from service.ray_app import serve_on_ray  # imports ray lazily; a clear error without it
 
         return serve_on_ray(settings)
+    from models.repository import ManifestError
+    from service.registry import discover_folders
+
+    try:
+        if not discover_folders(settings.models_dir):
+            raise ManifestError(
+                f"no model folders (a folder holding model.keras, model.h5 or manifest.json) "
+                f"under {settings.models_dir}"
+            )
+    except ManifestError as e:
+        print(f"framecast serve: {e} (--models-dir / FRAMECAST_MODELS_DIR)", file=sys.stderr)
+        return 1
     import signal
 
     import uvicorn
 
     from service.app import create_app
+    from service.runtime import Runtime
 
-    app = create_app(settings)
+    fatal: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(detail: str) -> None:  # start-up ended with no model served: stop, exit 1
+        fatal.append(detail)
+        if server is not None:
+            server.should_exit = True
+
+    runtime = Runtime(settings, on_fatal=on_fatal)
+    app = create_app(settings, runtime=runtime)
 
     def on_term(signum: int, frame: object) -> None:  # uvicorn re-raises SIGTERM after its
         log.info("stopped after signal %d", signum)  # graceful shutdown...
@@ -71,12 +94,21 @@ def serve_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
     # uvicorn on SIGTERM: stop accepting, let in-flight requests finish (at most
     # shutdown_grace_s), then run the lifespan's shutdown. Our middleware logs each request.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
+        )
     )
+    try:
+        server.run()
+    except LoadError as e:  # load_mode=blocking: start-up raised
+        fatal.append(str(e))
+    if fatal or (settings.load_mode == "blocking" and not runtime.ready):
+        print(f"framecast serve: {fatal[0] if fatal else 'start-up failed'}", file=sys.stderr)
+        return 1
     return 0

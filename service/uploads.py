@@ -5,7 +5,11 @@ Accepted bodies (for every predict/classify/compare route):
 - ``multipart/form-data``: file parts in order (several images, or one multi-frame file, or one
   ``.npy``); file parts named ``truth`` are the true future frames (compare only);
 - ``application/json``: :class:`~service.schemas.FramesRequest` (base64 files);
-- a raw file body (``image/*``, ``application/octet-stream``, ``application/x-npy``): one file.
+- a raw file body (``image/*``, ``video/*``, ``application/octet-stream``, ``application/x-npy``):
+  one file.
+
+Video files (MP4, WebM, AVI, MOV) are accepted in every form; the query parameters ``start`` (the
+first decoded frame kept) and ``stride`` (keep every stride-th frame) pick their frames.
 """
 
 from __future__ import annotations
@@ -20,16 +24,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
-from service.codecs import SUPPORTED, Frame, Limits, b64decode_item, conform, decode_parts
+from service.codecs import SUPPORTED, Frame, Limits, b64decode_item, decode_parts
 from service.config import Settings
 from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
+from service.fitting import Conversion, conform
 from service.limits import check_json
 from service.schemas import FramesRequest
+from service.video import VideoOptions
 
 if TYPE_CHECKING:
     from service.runner import Runner
 
-RAW_TYPES = ("image/", "application/octet-stream", "application/x-npy", "application/npy")
+RAW_TYPES = (
+    "image/",
+    "video/",
+    "application/octet-stream",
+    "application/x-npy",
+    "application/npy",
+)
 
 
 @dataclass
@@ -55,6 +67,32 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _query_int(request: Request, name: str, default: int, low: int, high: int | None) -> int:
+    """The integer query parameter ``name`` in [low, high]; 422 naming it otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    allowed = f"an integer from {low}" + (f" to {high}" if high is not None else " up")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"query parameter {name}={raw!r} is not an integer; send {allowed}"
+        ) from None
+    if value < low or (high is not None and value > high):
+        cap = " (FRAMECAST_MAX_VIDEO_STRIDE)" if name == "stride" else ""
+        raise InvalidInput(f"query parameter {name}={value} is out of range; send {allowed}{cap}")
+    return value
+
+
+def video_options(request: Request, settings: Settings) -> VideoOptions:
+    """``start`` and ``stride`` from the query: which decoded frames of a video upload are kept."""
+    return VideoOptions(
+        start=_query_int(request, "start", 0, 0, None),
+        stride=_query_int(request, "stride", 1, 1, settings.max_video_stride),
+    )
+
+
 def replayed(request: Request, body: bytes) -> Request:
     """A new request with ``request``'s scope whose body is ``body`` (already read), so that
     Starlette's parsers (``form()``) can read it again."""
@@ -73,6 +111,7 @@ def replayed(request: Request, body: bytes) -> Request:
 async def read_upload(request: Request, settings: Settings, *, allow_truth: bool) -> Upload:
     """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    video = video_options(request, settings)  # before the body: a bad value costs no read
     body = await read_body(request, settings.max_upload_bytes)
     limits = Limits(
         max_frames=settings.max_frames,
@@ -137,17 +176,17 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
         raise UnsupportedMediaType(
             f"Content-Type {shown!r} is not accepted; send multipart/form-data (files in order), "
             f'application/json ({{"frames": [base64, ...]}}) or one raw file '
-            f"(image/*, application/octet-stream). File formats: {SUPPORTED}"
+            f"(image/*, video/*, application/octet-stream). File formats: {SUPPORTED}"
         )
 
     if not parts:
         raise TooFewFrames(
-            "no frames were uploaded; send image files, one multi-frame file, "
+            "no frames were uploaded; send image files, one multi-frame file, a video, "
             "an .npy array or a JSON body with base64 frames"
         )
     if truth_parts is not None and not allow_truth:
         raise InvalidInput("truth frames are only accepted by POST /v1/compare/next-frame")
-    frames = await run_in_threadpool(decode_parts, parts, limits)
+    frames = await run_in_threadpool(lambda: decode_parts(parts, limits, video=video))
     truth = None
     if truth_parts is not None:
         left = Limits(
@@ -157,39 +196,58 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
             used_pixels=limits.used_pixels,
         )
         try:
-            truth = await run_in_threadpool(decode_parts, truth_parts, left)
+            truth = await run_in_threadpool(lambda: decode_parts(truth_parts, left, video=video))
         except InvalidInput as e:
             raise type(e)(f"truth: {e.message}") from None
     return Upload(frames, truth)
 
 
-def take_context(frames: list[Frame], needed: int, model: str) -> tuple[list[Frame], int]:
-    """The last ``needed`` frames and the index of the first; 422 when fewer were sent."""
+def take_context(
+    frames: list[Frame], needed: int | None, model: str, held_back: int = 0
+) -> tuple[list[Frame], int]:
+    """The last ``needed`` frames (None: all) and the index of the first; 422 when fewer were
+    sent (``held_back``: frames the request kept back as truth, counted in the message)."""
+    if needed is None:
+        return frames, 0
     if len(frames) < needed:
+        held = (
+            f" ({len(frames) + held_back} uploaded, the last {held_back} held back as truth "
+            f"by holdout={held_back})"
+            if held_back
+            else ""
+        )
         raise TooFewFrames(
-            f"{len(frames)} frame(s) of context were uploaded; model {model!r} "
+            f"{len(frames)} frame(s) of context were uploaded{held}; model {model!r} "
             f"needs {needed} (when more are sent it uses the last {needed})"
         )
     return frames[-needed:], len(frames) - needed
 
 
-def _needs_change(frames: list[Frame], height: int, width: int, channels: int) -> bool:
-    return any(f.data.shape != (height, width, channels) for f in frames)
-
-
-async def fit_context(frames: list[Frame], runner: Runner, resize: bool) -> tuple[np.ndarray, bool]:
-    """The model's context window ``(frames, H, W, C)`` from the upload, and whether any frame
-    was resized or colour-converted."""
+async def fit_context(
+    frames: list[Frame],
+    runner: Runner,
+    resize: bool,
+    held_back: int = 0,
+    fit: str = "stretch",
+) -> tuple[np.ndarray, Conversion, int]:
+    """The model's context ``(frames, H, W, C)`` from the upload, what fitting changed, and how
+    many uploaded frames before it the model does not read."""
     m = runner.manifest
-    chosen, first = take_context(frames, m.frames, m.name)
-    arr = await fit_frames(chosen, runner, resize, offset=first)
-    return arr, _needs_change(chosen, m.height, m.width, m.channels)
+    chosen, first = take_context(frames, m.reads, m.name, held_back)
+    arr, conv = await _conform(chosen, runner, resize, first, fit)
+    return arr, conv, first
 
 
 async def fit_frames(
-    frames: list[Frame], runner: Runner, resize: bool, offset: int = 0
+    frames: list[Frame], runner: Runner, resize: bool, offset: int = 0, fit: str = "stretch"
 ) -> np.ndarray:
     """Any frames (e.g. truth) fitted to the model's (H, W, C)."""
+    return (await _conform(frames, runner, resize, offset, fit))[0]
+
+
+async def _conform(
+    frames: list[Frame], runner: Runner, resize: bool, offset: int, fit: str
+) -> tuple[np.ndarray, Conversion]:
     m = runner.manifest
     return await run_in_threadpool(
         lambda: conform(
@@ -200,5 +258,6 @@ async def fit_frames(
             resize=resize,
             model=f"model {m.name!r}",
             offset=offset,
+            fit=fit,
         )
     )

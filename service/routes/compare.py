@@ -1,4 +1,9 @@
-"""Side by side: the Conv2D+LSTM and the ConvLSTM2D model of one task on the same clip."""
+"""Side by side: models of one task on the same clip.
+
+By default the Conv2D+LSTM and the ConvLSTM2D model of the task (results keyed by architecture);
+with ``?models=a,b[,c…]`` any two or more models of the task (results keyed by model name), each
+fed the upload fitted to its own input (frames, size, channels).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,13 @@ from service import codecs
 from service.batcher import Timing
 from service.checks import require_horizon
 from service.deps import RuntimeDep, SettingsDep
-from service.errors import InvalidInput
+from service.errors import InvalidInput, WrongTask
 from service.montages import montage_gif, montage_png
 from service.openapi import error_responses, upload_openapi
-from service.routes.predict import ResizeQuery, predicted_frames, ranked
+from service.routes.predict import FitQuery, ResizeQuery, conversion, predicted_frames, ranked
 from service.runner import Runner
-from service.schemas import CompareModelResult, CompareResponse, FrameMetrics
+from service.runtime import Runtime
+from service.schemas import CompareModelResult, CompareResponse, Converted, FrameMetrics
 from service.telemetry import server_timing
 from service.uploads import fit_context, fit_frames, read_upload
 
@@ -41,6 +47,13 @@ ConvLSTM2DQuery = Query(
     None,
     description="which convlstm2d model, when several of the task are loaded",
     examples=["convlstm2d_next_frame"],
+)
+ModelsQuery = Query(
+    None,
+    description="two or more models of the task, comma-separated (any architecture, any "
+    "input); results are then keyed by model name. Without it: the Conv2D+LSTM and the "
+    "ConvLSTM2D model",
+    examples=["conv2d_lstm_next_frame,convlstm2d_next_frame"],
 )
 InputsQuery = Query(
     False,
@@ -70,12 +83,50 @@ def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> FrameMetrics:
 
 
 def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
-    a, b = values["conv2d_lstm"], values["convlstm2d"]
-    if a is None or b is None:
+    """The key with the best value; "tie" when the best is shared; None when any is unknown."""
+    if not values or any(v is None for v in values.values()):
         return None
-    if abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b)):
-        return "tie"
-    return "conv2d_lstm" if (a < b) == lower_is_better else "convlstm2d"
+    sign = 1.0 if lower_is_better else -1.0
+    best = min(sign * v for v in values.values())
+    top = [k for k, v in values.items() if abs(sign * v - best) <= 1e-12 * max(1.0, abs(best))]
+    return top[0] if len(top) == 1 else "tie"
+
+
+def choose(
+    runtime: Runtime, task: str, models: str | None, slots: dict[str, str | None]
+) -> dict[str, Runner]:
+    """The runners to compare, by result key: ``models`` (names) when given, else the default
+    pair of architecture slots."""
+    if models is None:
+        return runtime.pair(task, slots)
+    if any(slots.values()):
+        raise InvalidInput("send either models=a,b or conv2d_lstm=/convlstm2d=, not both")
+    names = [n.strip() for n in models.split(",") if n.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise InvalidInput(
+            f"models={models!r}: name two or more different models of the {task} task, "
+            "comma-separated"
+        )
+    runners = {n: runtime.get(n) for n in names}
+    for n, r in runners.items():
+        if r.manifest.task != task:
+            raise WrongTask(f"model {n!r} is a {r.manifest.task} model; this compares {task}")
+    return runners
+
+
+def _label(key: str, r: Runner) -> str:
+    return ROW_LABELS.get(key) or getattr(r.manifest, "display_name", "") or r.name
+
+
+def _shown(runners: dict[str, Runner]) -> Runner:
+    """The runner whose frame size the montage and ``context_png`` use (the first; RGB wins)."""
+    first = next(iter(runners.values()))
+    rgb = [r for r in runners.values() if r.manifest.channels == 3]
+    return rgb[0] if rgb and first.manifest.channels != 3 else first
+
+
+def _reads(runners: dict[str, Runner], uploaded: int) -> int:
+    return max(min(r.manifest.reads or uploaded, uploaded) for r in runners.values())
 
 
 def _phases(t_start: float, t_decoded: float, t_models: float) -> str:
@@ -150,12 +201,21 @@ async def compare_next_frame(
     ),
     output: Literal["json", "png", "gif"] = Query("json", examples=["json"]),
     resize: bool = ResizeQuery,
+    fit: Literal["stretch", "pad", "crop"] = FitQuery,
     conv2d_lstm: str | None = Conv2DLSTMQuery,
     convlstm2d: str | None = ConvLSTM2DQuery,
+    models: str | None = ModelsQuery,
+    with_frames: bool = Query(
+        False,
+        alias="frames",
+        description="json only: also return each model's predicted frames as base64 PNGs "
+        "(left out by default: the answer leads with metrics, winners and timings)",
+    ),
     inputs: bool = InputsQuery,
 ) -> CompareResponse | Response:
     t_start = time.perf_counter()
-    runners = runtime.pair("next_frame", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
+    slots = {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d}
+    runners = choose(runtime, "next_frame", models, slots)
     upload = await read_upload(request, settings, allow_truth=True)
     frames, truth_frames, source = upload.frames, None, None
     if holdout and upload.truth is not None:
@@ -180,54 +240,60 @@ async def compare_next_frame(
         horizon = len(truth_frames)
     horizon = require_horizon(horizon or 1, settings.max_horizon)
 
-    contexts, truths = {}, {}
-    for arch, runner in runners.items():
-        contexts[arch], _ = await fit_context(frames, runner, resize)
+    contexts, truths, convs = {}, {}, {}
+    for key, runner in runners.items():
+        contexts[key], conv, dropped = await fit_context(frames, runner, resize, holdout, fit)
+        convs[key] = Converted(**conversion(conv, dropped))
         if truth_frames is not None:
-            truths[arch] = await fit_frames(
-                truth_frames, runner, resize, offset=len(frames) if source == "holdout" else 0
+            truths[key] = await fit_frames(
+                truth_frames, runner, resize, len(frames) if source == "holdout" else 0, fit
             )
     t_decoded = time.perf_counter()
-    outs = await asyncio.gather(*(_timed(runners[a].predict(contexts[a], horizon)) for a in ARCHS))
+    keys = list(runners)
+    outs = await asyncio.gather(*(_timed(runners[k].predict(contexts[k], horizon)) for k in keys))
     t_models = time.perf_counter()
 
     results: dict[str, CompareModelResult] = {}
     preds = {}
-    for arch, (pred, timing, latency_ms) in zip(ARCHS, outs):
-        preds[arch] = pred
-        r: Runner = runners[arch]
+    for key, (pred, timing, latency_ms) in zip(keys, outs):
+        preds[key] = pred
+        r: Runner = runners[key]
         metrics = (
-            await run_in_threadpool(frame_metrics, pred, truths[arch])
+            await run_in_threadpool(frame_metrics, pred, truths[key])
             if truth_frames is not None
             else None
         )
-        results[arch] = CompareModelResult(
+        results[key] = CompareModelResult(
             model=r.name,
-            architecture=arch,
+            architecture=r.manifest.architecture,
             params=r.manifest.params,
+            context_frames=len(contexts[key]),
+            conversion=convs[key],
             latency_ms=round(latency_ms, 3),
             inference_ms=round(timing.inference_ms, 3),
             frames=await run_in_threadpool(predicted_frames, pred, False)
-            if output == "json"
+            if output == "json" and with_frames
             else None,
             metrics=metrics,
         )
     winner, winners = None, {}
     if truth_frames is not None:
         for metric, lower in LOWER_IS_BETTER.items():
-            w = pick({a: getattr(results[a].metrics, metric) for a in ARCHS}, lower)
+            w = pick({k: getattr(results[k].metrics, metric) for k in keys}, lower)
             if w is not None:
                 winners[metric] = w
         winner = winners.get("mse_per_frame")
 
+    shown = _shown(runners)
+    shown_key = next(k for k, r in runners.items() if r is shown)
+    n_ctx = _reads(runners, len(frames))
     if output in ("png", "gif"):
-        base = runners["conv2d_lstm"].manifest
+        base = shown.manifest
         h, w, c = base.height, base.width, base.channels
-        n_ctx = max(r.manifest.frames for r in runners.values())
-        ctx_display = await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True)
-        truth_display = truths.get("conv2d_lstm")
+        ctx_display = await fit_frames(frames[-n_ctx:], shown, True, fit=fit)
+        truth_display = truths.get(shown_key)
         rows = [("truth", truth_display)] + [
-            (ROW_LABELS[a], _display(preds[a], h, w, c)) for a in ARCHS
+            (_label(k, runners[k]), _display(preds[k], h, w, c)) for k in keys
         ]
         headers = {"X-Winner": winner or "unknown"}
         if output == "png":
@@ -240,18 +306,15 @@ async def compare_next_frame(
 
     context_png = truth_png = None
     if inputs:
-        n_ctx = max(r.manifest.frames for r in runners.values())
-        context_png = await run_in_threadpool(
-            _pngs, await fit_frames(frames[-n_ctx:], runners["conv2d_lstm"], True)
-        )
+        context_png = await run_in_threadpool(_pngs, await fit_frames(frames[-n_ctx:], shown, True))
         if truth_frames is not None:
-            truth_png = await run_in_threadpool(_pngs, truths["conv2d_lstm"])
+            truth_png = await run_in_threadpool(_pngs, truths[shown_key])
     response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
     return CompareResponse(
         task="next_frame",
         horizon=horizon,
         truth=source,
-        context_frames=len(frames),
+        context_frames=n_ctx,
         results=results,
         winner=winner,
         winners=winners,
@@ -284,52 +347,63 @@ async def compare_classify(
     ),
     label: str | None = Query(None, description="the true class, when known", examples=["NE"]),
     resize: bool = ResizeQuery,
+    fit: Literal["stretch", "pad", "crop"] = FitQuery,
     conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),
     convlstm2d: str | None = Query(None, description="which convlstm2d classify model"),
+    models: str | None = ModelsQuery,
     inputs: bool = InputsQuery,
 ) -> CompareResponse:
-    runners = runtime.pair("classify", {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d})
-    if label is not None:
-        for r in runners.values():
-            if label not in (r.manifest.class_names or []):
-                raise InvalidInput(
-                    f"label={label!r} is not a class of model {r.name!r} "
-                    f"({', '.join(r.manifest.class_names or [])})"
-                )
+    slots = {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d}
+    runners = choose(runtime, "classify", models, slots)
+    if label is not None and not any(
+        label in (r.manifest.class_names or []) for r in runners.values()
+    ):
+        raise InvalidInput(
+            f"label={label!r} is not a class of any compared model ("
+            + "; ".join(
+                f"{r.name}: {', '.join(r.manifest.class_names or [])}" for r in runners.values()
+            )
+            + ")"
+        )
     t_start = time.perf_counter()
     upload = await read_upload(request, settings, allow_truth=False)
-    contexts = {}
-    for arch, runner in runners.items():
-        contexts[arch], _ = await fit_context(upload.frames, runner, resize)
+    contexts, convs = {}, {}
+    for key, runner in runners.items():
+        contexts[key], conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit)
+        convs[key] = Converted(**conversion(conv, dropped))
     t_decoded = time.perf_counter()
-    outs = await asyncio.gather(*(_timed(runners[a].classify(contexts[a])) for a in ARCHS))
+    keys = list(runners)
+    outs = await asyncio.gather(*(_timed(runners[k].classify(contexts[k])) for k in keys))
     t_models = time.perf_counter()
     results, true_scores = {}, {}
-    for arch, (scores, timing, latency_ms) in zip(ARCHS, outs):
-        r = runners[arch]
+    for key, (scores, timing, latency_ms) in zip(keys, outs):
+        r = runners[key]
         names = r.manifest.class_names
         ordered = ranked(scores, names)
-        true_score = float(scores[names.index(label)]) if label is not None else None
-        true_scores[arch] = true_score
-        results[arch] = CompareModelResult(
+        true_score = float(scores[names.index(label)]) if label in names else None
+        true_scores[key] = true_score
+        results[key] = CompareModelResult(
             model=r.name,
-            architecture=arch,
+            architecture=r.manifest.architecture,
             params=r.manifest.params,
+            context_frames=len(contexts[key]),
+            conversion=convs[key],
+            class_names=list(names),
             latency_ms=round(latency_ms, 3),
             inference_ms=round(timing.inference_ms, 3),
             scores=ordered[: min(top_k, len(ordered))],
             label=ordered[0].class_name,
-            correct=(ordered[0].class_name == label) if label is not None else None,
+            correct=(ordered[0].class_name == label) if label in names else None,
             true_class_score=true_score,
         )
     winner, winners = None, {}
     if label is not None:
-        winner = pick(true_scores, lower_is_better=False)
+        winner = pick({k: v for k, v in true_scores.items() if v is not None}, False)
         winners = {"true_class_score": winner}
-    n_ctx = max(r.manifest.frames for r in runners.values())
+    n_ctx = _reads(runners, len(upload.frames))
     context_png = (
         await run_in_threadpool(
-            _pngs, await fit_frames(upload.frames[-n_ctx:], runners["conv2d_lstm"], True)
+            _pngs, await fit_frames(upload.frames[-n_ctx:], _shown(runners), True)
         )
         if inputs
         else None

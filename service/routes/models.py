@@ -18,9 +18,20 @@ def model_info(r: Runner) -> ModelInfo:
     m = r.manifest
     return ModelInfo(
         name=m.name,
+        state="ready" if r.ready else "warming",
+        display_name=getattr(m, "display_name", ""),
+        description=getattr(m, "description", ""),
         architecture=m.architecture,
         task=m.task,
-        input=InputSpec(frames=m.frames, height=m.height, width=m.width, channels=m.channels),
+        output=m.output,
+        source=m.source,
+        input=InputSpec(
+            frames=m.frames,
+            height=m.height,
+            width=m.width,
+            channels=m.channels,
+            context=m.context,
+        ),
         class_names=m.class_names,
         params=m.params,
         flops_per_clip=m.flops_per_clip,
@@ -36,12 +47,28 @@ def model_info(r: Runner) -> ModelInfo:
 @router.get(
     "",
     response_model=ModelListResponse,
-    summary="Every loaded model",
+    summary="Every model: those served, and those that failed to load (with why)",
     responses=error_responses(503),
 )
 async def list_models(runtime: RuntimeDep) -> ModelListResponse:
+    """Served models, and those that failed to load (``state: failed`` with the ``error``) or
+    were unloaded."""
     runtime.require_ready()
-    return ModelListResponse(models=[model_info(r) for _, r in sorted(runtime.runners.items())])
+    runners = dict(runtime.runners)
+    out = [model_info(r) for _, r in sorted(runners.items())]
+    for name, state in sorted(runtime.status.models.items()):
+        if name in runners:
+            continue
+        failed = state.startswith("failed")
+        out.append(
+            ModelInfo(
+                name=name,
+                state="failed" if failed else state,
+                error=state.removeprefix("failed: ") if failed else None,
+                ready=False,
+            )
+        )
+    return ModelListResponse(models=sorted(out, key=lambda i: i.name))
 
 
 @router.get(

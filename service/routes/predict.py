@@ -15,6 +15,7 @@ from service import codecs
 from service.batcher import Timing
 from service.checks import require_horizon, require_task
 from service.deps import RuntimeDep, SettingsDep
+from service.fitting import Conversion
 from service.openapi import error_responses, upload_openapi
 from service.runtime import Runtime
 from service.schemas import ClassifyResponse, ClassScore, PredictedFrame, PredictResponse
@@ -33,6 +34,23 @@ ResizeQuery = Query(
     True,
     description="resize frames whose size differs from the model's (false: reject them with 422)",
 )
+FitQuery = Query(
+    "stretch",
+    description="how a frame of another size is fitted: stretch (to the model's size, whatever "
+    "the aspect ratio), pad (keep the aspect ratio, black bars) or crop (keep the aspect ratio, "
+    "cut the overflow); the answer says which was applied in `fit` and `resized_from`",
+)
+
+
+def conversion(conv: Conversion, dropped: int) -> dict:
+    """The response fields stating what fitting the upload changed."""
+    return {
+        "resized": conv.resized_from is not None,
+        "resized_from": conv.resized_from,
+        "fit": conv.fit,
+        "channels_from": conv.channels_from,
+        "frames_dropped": dropped,
+    }
 
 
 def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
@@ -50,8 +68,9 @@ def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
     summary="Predict the next frame(s) of a clip (next-frame models)",
     description="Upload the context frames (multipart files in order, one GIF/APNG/WebP/TIFF, one "
     ".npy, or JSON base64). With `horizon=k` the model rolls out k frames, feeding each "
-    "prediction back: read once with the recurrent state carried, or in a sliding window of its "
-    "fixed context length (the model's `rollout` in /v1/models). `output` picks "
+    "prediction back: read once with the recurrent state carried, in a sliding window of its "
+    "fixed context length, or (free time axis) over the context and every prediction so far "
+    "(the model's `rollout` in /v1/models). `output` picks "
     "JSON (base64 PNG frames, raw floats with `raw=true`), a PNG strip of the "
     "predicted frames, an animated GIF of context + prediction, or an .npy "
     "(horizon, H, W, C) float32 array.",
@@ -69,6 +88,7 @@ async def predict(
     output: Literal["json", "png", "gif", "npy"] = Query("json", examples=["json"]),
     raw: bool = Query(False, description="json only: include raw float values"),
     resize: bool = ResizeQuery,
+    fit: Literal["stretch", "pad", "crop"] = FitQuery,
 ) -> Response:
     t_start = time.perf_counter()
     runner = runtime.get(name)
@@ -76,7 +96,7 @@ async def predict(
     require_horizon(horizon, settings.max_horizon)
     with runner.expect() as ticket:  # 503 at once when the queue is full; lets the batcher wait
         upload = await read_upload(request, settings, allow_truth=False)
-        context, changed = await fit_context(upload.frames, runner, resize)
+        context, conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit)
         t0 = time.perf_counter()
         pred, timing = await runner.predict(context, horizon, ticket=ticket)  # (horizon, H, W, C)
     t1 = time.perf_counter()
@@ -98,9 +118,9 @@ async def predict(
         body = PredictResponse(
             model=name,
             horizon=horizon,
-            context_frames=runner.manifest.frames,
+            context_frames=len(context),
             frames_received=len(upload.frames),
-            resized=changed,
+            **conversion(conv, dropped),
             shape=list(pred.shape),
             latency_ms=round(latency_ms, 3),
             inference_ms=round(timing.inference_ms, 3),
@@ -166,6 +186,7 @@ async def classify(
         3, ge=1, le=1000, description="how many best classes to list in `top`", examples=[3]
     ),
     resize: bool = ResizeQuery,
+    fit: Literal["stretch", "pad", "crop"] = FitQuery,
 ) -> JSONResponse:
     t_start = time.perf_counter()
     runner = runtime.get(name)
@@ -173,7 +194,7 @@ async def classify(
     require_task(name, m.task, "classify")
     with runner.expect() as ticket:
         upload = await read_upload(request, settings, allow_truth=False)
-        context, changed = await fit_context(upload.frames, runner, resize)
+        context, conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit)
         t0 = time.perf_counter()
         scores, timing = await runner.classify(context, ticket=ticket)
     t1 = time.perf_counter()
@@ -187,9 +208,9 @@ async def classify(
         top_k=k,
         top=ordered[:k],
         scores=ordered,
-        context_frames=m.frames,
+        context_frames=len(context),
         frames_received=len(upload.frames),
-        resized=changed,
+        **conversion(conv, dropped),
         latency_ms=round(latency_ms, 3),
         inference_ms=round(timing.inference_ms, 3),
     )

@@ -2,13 +2,13 @@
 
 Routes: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/{name}``,
 ``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer`` (each model route also answers
-under ``/v2/models/{name}/versions/1/…``, the form clients use when they name a version).
+under ``/v2/models/{name}/versions/1/…``); the repository extension is in ``repository.py``.
 
 Tensors, per model (``T, H, W, C`` from its manifest):
 
-- input ``frames``: ``[-1, T, H, W, C]``, ``FP32`` in [0, 1] or ``UINT8`` 0–255 (scaled by 1/255).
-  More than ``T`` frames may be sent; the last ``T`` are used, as ``/v1`` does. No resizing:
-  ``H, W, C`` must match.
+- input ``frames``: ``[-1, T, H, W, C]`` (T = -1: a free time axis), ``FP32`` in [0, 1] or
+  ``UINT8`` 0–255. More than ``T`` frames may be sent; the last ``T`` are used, as ``/v1`` does.
+  No resizing: ``H, W, C`` must match.
 - next-frame models: output ``next_frame`` ``[-1, H, W, C]`` FP32 (the default), and ``rollout``
   ``[-1, horizon, H, W, C]`` FP32: the request parameter ``horizon`` (1 ≤ k ≤
   FRAMECAST_MAX_HORIZON, default 1) rolls the model out k frames (its ``rollout`` in
@@ -16,8 +16,7 @@ Tensors, per model (``T, H, W, C`` from its manifest):
 - classify models: output ``scores`` ``[-1, num_classes]`` FP32 (in the order of the model's
   ``class_names``, which the metadata lists under ``parameters.class_names``).
 
-Every clip of a batch goes through the model's runner (``runner.predict``/``runner.classify``), the
-same path and queue as ``/v1``, so the results equal ``/v1``'s for the same clip.
+Every clip of a batch goes through the model's runner, the same path and queue as ``/v1``.
 
 Data may be flat (row-major) or nested lists. Triton's binary tensor data extension is accepted
 too (``Inference-Header-Content-Length``; ``binary_data_size`` on inputs; ``binary_data`` /
@@ -68,7 +67,7 @@ def _v2_status(exc: FramecastError) -> int:
     return 400 if exc.status == 422 else exc.status  # the protocol uses 400 for bad requests
 
 
-class _V2Route(APIRoute):
+class V2Route(APIRoute):
     """Answers this router's errors in the protocol's form ``{"error": "..."}``."""
 
     def get_route_handler(self) -> Callable:
@@ -102,7 +101,7 @@ _V2_ERROR = {
         }
     }
 }
-_V2_RESPONSES = {
+V2_RESPONSES = {
     400: {
         **_V2_ERROR,
         "description": "a malformed request or tensor (or not ready, for readiness)",
@@ -118,8 +117,8 @@ _V2_RESPONSES = {
 router = APIRouter(
     prefix="/v2",
     tags=["open inference protocol (v2)"],
-    route_class=_V2Route,
-    responses=_V2_RESPONSES,
+    route_class=V2Route,
+    responses=V2_RESPONSES,
 )
 # GET routes answer plain JSON: their return annotations are not response models (schemas)
 _get = partial(router.get, response_model=None)
@@ -134,7 +133,7 @@ def input_specs(r: Runner) -> list[dict]:
         {
             "name": INPUT,
             "datatype": "FP32",
-            "shape": [-1, m.frames, m.height, m.width, m.channels],
+            "shape": [-1, m.frames or -1, m.height, m.width, m.channels],
             "parameters": {
                 "accepts": ["FP32", "UINT8"],
                 "note": "FP32 in [0, 1] or UINT8 0-255; the last frames are used",
@@ -229,7 +228,7 @@ async def model_ready(
 ) -> dict | JSONResponse:
     _check_version(version)
     runner = runtime.runners.get(name)
-    if runner is None and (runtime.ready or name not in runtime.status.models):
+    if runner is None and name not in runtime.status.models:  # failed/unloaded: ready false
         known = ", ".join(sorted(runtime.runners)) or "none"
         raise _NotFound(f"no model named {name!r}; loaded models: {known}")
     if runner is not None and runner.ready:
@@ -335,7 +334,8 @@ def _parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
         if t.get("name") != INPUT:
             raise V2Error(f"{label}: model {m.name!r} has one input, {INPUT!r}")
         found = x
-    want = f"[batch, ≥{m.frames}, {m.height}, {m.width}, {m.channels}]"
+    reads = m.reads or 1  # a free time axis without a context reads every frame sent
+    want = f"[batch, ≥{reads}, {m.height}, {m.width}, {m.channels}]"
     if found.ndim != 5:
         raise V2Error(
             f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes {want}"
@@ -343,12 +343,12 @@ def _parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
     b, t, h, w, c = found.shape
     if b < 1:
         raise V2Error(f"input {INPUT!r} has an empty batch; send at least one clip")
-    if t < m.frames or (h, w, c) != (m.height, m.width, m.channels):
+    if t < reads or (h, w, c) != (m.height, m.width, m.channels):
         raise V2Error(
             f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes "
             f"{want} (frames are not resized here; /v1 resizes)"
         )
-    return found[:, -m.frames :]
+    return found[:, -(m.reads or t) :]
 
 
 def _horizon(req: dict, max_horizon: int) -> int | None:

@@ -30,7 +30,7 @@ def predicted(client, name, frames_u8, k):
 
 def test_holdout_scores_both_models_against_the_held_back_frames(client):
     c = clip(t=FRAMES + 2, seed=20)
-    r = client.post(NEXT, params={"holdout": 2}, files=files(c))
+    r = client.post(NEXT, params={"holdout": 2, "frames": "true"}, files=files(c))
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["task"] == "next_frame" and body["truth"] == "holdout" and body["horizon"] == 2
@@ -81,7 +81,7 @@ def test_truth_also_travels_as_json_base64(client):
 
 
 def test_without_truth_there_are_predictions_but_no_metrics(client):
-    r = client.post(NEXT, params={"horizon": 3}, files=files(clip(seed=23)))
+    r = client.post(NEXT, params={"horizon": 3, "frames": "true"}, files=files(clip(seed=23)))
     body = r.json()
     assert r.status_code == 200 and body["truth"] is None and body["winner"] is None
     for arch in ARCHS:

@@ -46,7 +46,10 @@ def _imported(importtime: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("command", ["predict", "compare", "classify", "serve"])
+@pytest.mark.parametrize(
+    "command",
+    ["predict", "compare", "classify", "serve", "train", "evaluate", "import", "export", "data"],
+)
 def test_the_client_and_serve_commands_help_loads_no_keras(command):
     r = _python("-X", "importtime", "-m", "service.cli", command, "--help")
     assert r.returncode == 0, r.stderr[-2000:]

@@ -22,7 +22,14 @@ def test_list_models(client, models_dir):
     for m in models:
         manifest = read_manifest(models_dir / m["name"])
         assert m["architecture"] == manifest.architecture and m["task"] == manifest.task
-        assert m["input"] == {"frames": FRAMES, "height": H, "width": W, "channels": 1}
+        assert m["input"] == {
+            "frames": FRAMES,
+            "height": H,
+            "width": W,
+            "channels": 1,
+            "context": None,
+        }
+        assert (m["state"], m["source"], m["error"]) == ("ready", "manifest", None)
         assert m["sha256"] == manifest.sha256 and len(m["sha256"]) == 64
         assert m["params"] == manifest.params > 0
         assert m["device"].startswith("cpu") or m["device"].startswith("gpu")

@@ -23,34 +23,57 @@ CHROMIUM_ARGS = [
 ]
 
 
-def save_page_models(root: Path, frames: int = 10, size: int = 64) -> Path:
-    """Four tiny untrained models (both architectures x both tasks) at the samples' shape."""
+def save_page_model(
+    root: Path,
+    name: str,
+    arch: str,
+    task: str,
+    *,
+    frames: int = 10,
+    size: int = 64,
+    channels: int = 1,
+    class_names: list[str] | None = None,
+    display_name: str = "",
+) -> Path:
+    """One tiny untrained model folder (``class_names``: classify only; default the
+    directions)."""
     from models.architectures import build
     from models.data import DIRECTIONS
     from models.repository import Manifest, save_model_folder
 
+    if task == "classify":
+        class_names = list(class_names or DIRECTIONS)
+    kw = dict(task=task, time_steps=frames, height=size, width=size, channels=channels)
+    if task == "classify":
+        kw.update(num_classes=len(class_names))
+    if arch == "convlstm2d":
+        kw.update(filters=(4,))
+    else:
+        kw.update(conv_filters=(4, 4, 4), lstm_units=8)
+    folder = Path(root) / name
+    save_model_folder(
+        folder,
+        build(arch, name=name, **kw),
+        Manifest(
+            name=name,
+            architecture=arch,
+            task=task,
+            frames=frames,
+            height=size,
+            width=size,
+            channels=channels,
+            class_names=class_names,
+            display_name=display_name,
+        ),
+    )
+    return folder
+
+
+def save_page_models(root: Path, frames: int = 10, size: int = 64) -> Path:
+    """Four tiny untrained models (both architectures x both tasks) at the samples' shape."""
     for arch in ("conv2d_lstm", "convlstm2d"):
         for task in ("next_frame", "classify"):
-            kw = dict(task=task, time_steps=frames, height=size, width=size, channels=1)
-            if arch == "convlstm2d":
-                kw.update(filters=(4,))
-            else:
-                kw.update(conv_filters=(4, 4, 4), lstm_units=8)
-            name = f"{arch}_{task}"
-            save_model_folder(
-                Path(root) / name,
-                build(arch, name=name, **kw),
-                Manifest(
-                    name=name,
-                    architecture=arch,
-                    task=task,
-                    frames=frames,
-                    height=size,
-                    width=size,
-                    channels=1,
-                    class_names=list(DIRECTIONS) if task == "classify" else None,
-                ),
-            )
+            save_page_model(root, f"{arch}_{task}", arch, task, frames=frames, size=size)
     return Path(root)
 
 

@@ -6,10 +6,13 @@ go to ``FRAMECAST_ARTIFACTS_DIR`` (default: a pytest temporary folder).
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
+import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ from PIL import Image
 
 from models.data import DIRECTIONS
 from service.config import Settings
-from tests.ui.browser import chromium, missing_browser, save_page_models, serve
+from tests.ui.browser import chromium, missing_browser, save_page_model, save_page_models, serve
 
 FRAMES, SIZE = 10, 64  # what the sample clips fit (service/static/samples)
 NUMBER = re.compile(r"\d")
@@ -60,13 +63,21 @@ def browser(base_url):
         yield b
 
 
-@pytest.fixture
-def page(browser, base_url):
+def _console_error(errors: list[str], message) -> None:
+    # an HTTP error answer is logged as "Failed to load resource"; the page shows those itself
+    if message.type == "error" and "Failed to load resource" not in message.text:
+        errors.append(message.text)
+
+
+def _open_page(browser, url: str):
+    """A new context's page at ``url`` with its model list loaded; yields it, then checks that
+    it raised no JavaScript (or console) errors."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(base_url + "/")
+    page.on("console", lambda m: _console_error(errors, m))
+    page.goto(url + "/")
     page.wait_for_selector("#sample option", state="attached")
     page.wait_for_function(
         "document.querySelector('#models-status').textContent.startsWith('Loaded')"
@@ -76,13 +87,25 @@ def page(browser, base_url):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def _compare(page) -> None:
-    page.click("#run")
+@pytest.fixture
+def page(browser, base_url):
+    yield from _open_page(browser, base_url)
+
+
+def _is_compare(request) -> bool:
+    return request.method == "POST" and "/v1/compare/" in request.url
+
+
+def _compare(page) -> str:
+    """Press Compare and wait for the result; returns the compare request's URL."""
+    with page.expect_request(_is_compare, timeout=60_000) as request:
+        page.click("#run")
     page.wait_for_function(
         "!document.querySelector('#output').hidden || !document.querySelector('#error').hidden",
         timeout=120_000,
     )
     assert page.is_hidden("#error"), page.text_content("#error")
+    return request.value.url
 
 
 def _loaded_images(page, selector: str) -> int:
@@ -123,7 +146,8 @@ def _moving_square(t: int = 12) -> np.ndarray:
 def test_sample_clip_through_the_compare_view(page, artifacts):
     page.fill("#holdout", "4")
     assert page.input_value("#horizon") == "4" and page.is_disabled("#horizon")
-    _compare(page)
+    url = _compare(page)
+    assert "models=" not in url  # the default pair: the request of before, keyed by architecture
     assert _loaded_images(page, "#context-strip img") == FRAMES
     assert _loaded_images(page, "#truth-strip img") == 4
     _assert_model_panels(page, horizon=4)
@@ -215,3 +239,189 @@ def test_narrow_screen_and_keyboard(browser, base_url, artifacts):
         page.screenshot(path=str(artifacts / "narrow_360.png"), full_page=True)
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- the model pickers
+
+PICK_NEXT = "#picker-next_frame input[type=checkbox]"
+PICK_CLASSIFY = "#picker-classify input[type=checkbox]"
+RGB_CLASSES = ["left", "right", "still"]
+
+
+def _checked(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(
+        selector, "els => els.filter(e => e.checked).map(e => e.value)"
+    )
+
+
+def _png_of(page, selector: str) -> Image.Image:
+    src = page.get_attribute(selector, "src")
+    assert src.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+
+
+def test_the_picker_starts_with_the_default_pair_and_needs_two(page, artifacts):
+    assert _checked(page, PICK_NEXT) == ["conv2d_lstm_next_frame", "convlstm2d_next_frame"]
+    labels = page.inner_text("#picker-next_frame")
+    for text in ("Conv2D+LSTM", "ConvLSTM2D", "64×64 grey, 10 frames"):
+        assert text in labels
+    assert page.is_hidden("#picker-classify")
+    page.check("#task-classify")
+    assert page.is_visible("#picker-classify") and page.is_hidden("#picker-next_frame")
+    assert _checked(page, PICK_CLASSIFY) == ["conv2d_lstm_classify", "convlstm2d_classify"]
+    page.check("#task-next")
+
+    page.uncheck(f"{PICK_NEXT}[value=convlstm2d_next_frame]")
+    assert "at least two" in page.inner_text("#picker-next_frame-msg")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if _is_compare(r) else None)
+    page.click("#run")
+    page.wait_for_selector("#error", state="visible")
+    assert "at least two" in page.inner_text("#error")
+    assert page.is_hidden("#output")
+    page.wait_for_timeout(300)
+    assert sent == []  # nothing was asked of the server
+    page.screenshot(path=str(artifacts / "picker_too_few.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def picker_url(page_models_dir, tmp_path_factory):
+    """The four page models, an RGB next-frame and an RGB classify model (its own classes),
+    and a folder that fails to load."""
+    root = tmp_path_factory.mktemp("ui-picker-models")
+    for folder in page_models_dir.iterdir():
+        shutil.copytree(folder, root / folder.name)
+    save_page_model(
+        root,
+        "rgb_next_frame",
+        "convlstm2d",
+        "next_frame",
+        frames=FRAMES,
+        size=SIZE,
+        channels=3,
+        display_name="Colour ConvLSTM2D",
+    )
+    save_page_model(
+        root,
+        "rgb_classify",
+        "conv2d_lstm",
+        "classify",
+        frames=6,
+        size=32,
+        channels=3,
+        class_names=RGB_CLASSES,
+    )
+    (root / "broken").mkdir()
+    (root / "broken" / "model.keras").write_bytes(b"PK\x03\x04 this is not a keras file")
+    settings = Settings(
+        models_dir=root,
+        load_mode="blocking",
+        max_horizon=12,
+        compare_convlstm2d_next_frame="convlstm2d_next_frame",
+        compare_conv2d_lstm_classify="conv2d_lstm_classify",
+    )
+    with serve(settings) as url:
+        yield url
+
+
+@pytest.fixture
+def picker_page(browser, picker_url):
+    yield from _open_page(browser, picker_url)
+
+
+def _colour_square(t: int = 12) -> np.ndarray:
+    """A red square moving over a blue background, (t, 64, 64, 3)."""
+    out = np.zeros((t, SIZE, SIZE, 3), np.uint8)
+    out[..., 2] = 160
+    for i in range(t):
+        out[i, 20:36, 4 + 4 * i : 20 + 4 * i] = (230, 30, 30)
+    return out
+
+
+def test_picked_models_are_compared_by_name_in_colour(picker_page, artifacts):
+    page = picker_page
+    values = page.eval_on_selector_all(PICK_NEXT, "els => els.map(e => e.value)")
+    assert set(values) == {
+        "conv2d_lstm_next_frame",
+        "convlstm2d_next_frame",
+        "rgb_next_frame",
+        "broken",
+    }
+    # the failed one is listed, disabled, with why as its tooltip
+    assert page.is_disabled(f"{PICK_NEXT}[value=broken]")
+    title = page.get_attribute("#picker-next_frame .pick.unusable", "title")
+    assert title.startswith("failed to load") and "broken" in title
+    # two of one architecture: the first of each is picked (not the server's own pair)
+    assert _checked(page, PICK_NEXT) == ["conv2d_lstm_next_frame", "convlstm2d_next_frame"]
+    rgb_label = page.inner_text(
+        "label[for=" + page.get_attribute(f"{PICK_NEXT}[value=rgb_next_frame]", "id") + "]"
+    )
+    for text in ("Colour ConvLSTM2D", "ConvLSTM2D", "64×64 RGB, 10 frames"):
+        assert text in rgb_label
+    page.check(f"{PICK_NEXT}[value=rgb_next_frame]")
+    chosen = ["conv2d_lstm_next_frame", "convlstm2d_next_frame", "rgb_next_frame"]
+    assert "3 models" in page.inner_text("#picker-next_frame-msg")
+
+    page.set_input_files(
+        "#file",
+        files=[{"name": "colour.gif", "mimeType": "image/gif", "buffer": _gif(_colour_square())}],
+    )
+    page.fill("#holdout", "2")
+    url = _compare(page)
+    assert "models=" in url
+    assert parse_qs(urlparse(url).query)["models"] == [",".join(chosen)]
+
+    panels = page.locator("#model-panels .model")
+    assert panels.count() == len(chosen)
+    assert [panels.nth(i).get_attribute("data-model") for i in range(3)] == chosen
+    for name in chosen:
+        panel = f"#model-panels .model[data-model={name}]"
+        assert _loaded_images(page, f"{panel} .strip img") == 2
+        assert NUMBER.search(page.inner_text(f"{panel} .stats dt:text-is('latency') + dd"))
+        assert "MSE / frame" in page.inner_text(f"{panel} .stats")
+    heading = page.inner_text("#model-panels .model[data-model=rgb_next_frame] h3")
+    assert "Colour ConvLSTM2D" in heading and "ConvLSTM2D" in heading
+    assert page.locator("#chart-mse svg polyline").count() == 3
+    assert page.locator("#chart-legend > span").count() == 3
+    assert "3 models" in page.inner_text("#summary")
+
+    # colour survives: the RGB context and predictions are RGB PNGs, shown without a filter
+    context = np.asarray(_png_of(page, "#context-strip img").convert("RGB")).astype(int)
+    assert _png_of(page, "#context-strip img").mode == "RGB"
+    assert np.abs(context[..., 0] - context[..., 2]).max() > 100  # red on blue, not grey
+    assert _png_of(page, "#model-panels .model[data-model=rgb_next_frame] .strip img").mode == "RGB"
+    filters = page.eval_on_selector_all(
+        "img", "els => els.map(e => getComputedStyle(e).filter).filter(f => f !== 'none')"
+    )
+    assert filters == []
+    page.screenshot(path=str(artifacts / "picker_three_models.png"), full_page=True)
+    page.set_viewport_size({"width": 360, "height": 800})  # a long error message still wraps
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, f"the page scrolls sideways at 360 px ({width} px wide)"
+
+
+def test_picked_classifiers_each_show_their_own_classes(picker_page, artifacts):
+    page = picker_page
+    sample = page.eval_on_selector("#sample optgroup:last-child option", "o => o.value")
+    page.select_option("#sample", sample)
+    assert page.is_checked("#task-classify")
+    label = page.input_value("#label")
+    assert label in DIRECTIONS
+    assert _checked(page, PICK_CLASSIFY) == ["conv2d_lstm_classify", "convlstm2d_classify"]
+    page.check(f"{PICK_CLASSIFY}[value=rgb_classify]")
+    page.uncheck(f"{PICK_CLASSIFY}[value=convlstm2d_classify]")
+    url = _compare(page)
+    query = parse_qs(urlparse(url).query)
+    assert query["models"] == ["conv2d_lstm_classify,rgb_classify"] and query["label"] == [label]
+    assert page.locator("#model-panels .model").count() == 2
+    first = "#model-panels .model[data-model=conv2d_lstm_classify]"
+    assert page.locator(f"{first} .bars .bar-track").count() == len(DIRECTIONS)
+    assert page.locator(f"{first} .bars .bar-label.true").inner_text() == label
+    rgb = "#model-panels .model[data-model=rgb_classify]"
+    shown = page.eval_on_selector_all(
+        f"{rgb} .bars .bar-label", "els => els.map(e => e.textContent)"
+    )
+    assert sorted(shown) == RGB_CLASSES  # its own classes
+    assert "not one of its classes" in page.inner_text(f"{rgb} .stats")
+    assert page.is_hidden("#charts")
+    page.screenshot(path=str(artifacts / "picker_classify.png"), full_page=True)

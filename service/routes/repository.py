@@ -1,0 +1,86 @@
+"""Triton's model repository extension on the V2 routes: index, load, unload.
+
+``POST /v2/repository/index`` lists every model folder and known model with its state
+(``READY``, ``LOADING``, ``UNAVAILABLE`` and why); ``POST /v2/repository/models/{name}/load``
+loads or reloads a folder (the new copy is swapped in once warm; requests in flight finish on the
+old one; a failed reload leaves the old one serving and answers why); ``…/unload`` stops serving
+one. ``tritonclient``'s ``get_model_repository_index``, ``load_model`` and ``unload_model`` call
+these. Like every ``/v2`` route they need an API key when FRAMECAST_API_KEYS is set.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import RuntimeDep, SettingsDep
+from service.errors import FramecastError
+from service.registry import LoadError
+from service.routes.v2 import V2_RESPONSES, V2Error, V2Route
+from service.uploads import read_body
+
+router = APIRouter(
+    prefix="/v2/repository",
+    tags=["open inference protocol (v2)"],
+    route_class=V2Route,
+    responses=V2_RESPONSES,
+)
+
+
+class LoadFailed(FramecastError):
+    """The folder exists but its model could not be loaded or warmed (Triton answers 400)."""
+
+    status, kind = 400, "load_failed"
+
+
+async def _options(request: Request, limit: int) -> dict:
+    """The optional JSON body (``{"ready": bool}``, ``{"parameters": {...}}``)."""
+    body = await read_body(request, min(limit, 1 << 20))
+    if not body.strip():
+        return {}
+    try:
+        raw = json.loads(body)
+    except ValueError as e:
+        raise V2Error(f"the body is not JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise V2Error("the body must be a JSON object")
+    params = raw.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise V2Error('"parameters" must be an object')
+    if "config" in params or any(k.startswith("file:") for k in params):
+        raise V2Error(
+            "loading with a config or files in the request is not supported: put the "
+            "checkpoint in the models folder and load it by name"
+        )
+    return raw
+
+
+@router.post("/index", summary="Every model folder and model, with its state", response_model=None)
+async def index(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> list[dict]:
+    opts = await _options(request, settings.max_upload_bytes)
+    ready_only = opts.get("ready") is True
+    rows = await run_in_threadpool(runtime.index)
+    return [r for r in rows if r["state"] == "READY"] if ready_only else rows
+
+
+@router.post(
+    "/models/{name}/load",
+    summary="Load or reload a model folder; swapped in once warm",
+    response_model=None,
+)
+async def load(request: Request, name: str, runtime: RuntimeDep, settings: SettingsDep) -> dict:
+    await _options(request, settings.max_upload_bytes)
+    try:
+        await run_in_threadpool(runtime.load_model, name)
+    except LoadError as e:
+        raise LoadFailed(f"failed to load {name!r}: {e}") from None
+    return {}
+
+
+@router.post("/models/{name}/unload", summary="Stop serving a model", response_model=None)
+async def unload(request: Request, name: str, runtime: RuntimeDep, settings: SettingsDep) -> dict:
+    await _options(request, settings.max_upload_bytes)
+    await run_in_threadpool(runtime.unload_model, name)
+    return {}

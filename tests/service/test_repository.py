@@ -1,0 +1,187 @@
+"""The live model repository: Triton's repository extension (index, load, unload) spoken to by
+``tritonclient``, and folder polling; swaps happen under concurrent requests, none of which fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from tests.service import own_models as om
+from tests.service.helpers import npy
+from tests.service.live import live_server
+
+try:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+except ModuleNotFoundError as e:  # skipped on a bare machine; a failure in CI, where it must be
+    message = f"{e.name} is not installed: pip install -e '.[dev]' (tritonclient[http])"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+S, T = om.S, om.T
+X = np.random.default_rng(0).random((T, S, S, 1), dtype=np.float32)
+
+
+def positive(model) -> float:
+    return float(np.asarray(model(X[None], training=False))[0, 0])
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A models folder with one classifier ``a``, and two other checkpoints kept aside."""
+    root = tmp_path / "models"
+    first = om.conv2d_lstm_binary(1)
+    om.write_folder(root, "a", first)
+    second = om.convlstm2d_binary(1)
+    om.write_folder(tmp_path / "aside", "a2", second)
+    return root, tmp_path / "aside" / "a2" / "model.keras", positive(first), positive(second)
+
+
+def classify(http: httpx.Client, name: str) -> httpx.Response:
+    return http.post(
+        f"/v1/models/{name}/classify",
+        content=npy(X),
+        headers={"content-type": "application/x-npy"},
+    )
+
+
+class Hammer:
+    """Requests to one model from 4 threads until stopped; every answer is kept."""
+
+    def __init__(self, http: httpx.Client, name: str):
+        self.http, self.name = http, name
+        self.answers: list[tuple[int, float | None]] = []
+        self.stop = threading.Event()
+        self.pool = ThreadPoolExecutor(4)
+        self.futures = [self.pool.submit(self.loop) for _ in range(4)]
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            r = classify(self.http, self.name)
+            score = None
+            if r.status_code == 200:
+                score = {s["class_name"]: s["score"] for s in r.json()["scores"]}["positive"]
+            self.answers.append((r.status_code, score))
+
+    def finish(self) -> list[tuple[int, float | None]]:
+        self.stop.set()
+        for f in self.futures:
+            f.result()
+        self.pool.shutdown()
+        return self.answers
+
+
+def test_tritonclient_index_load_unload_under_load(repo):
+    root, other, p_first, p_second = repo
+    settings = Settings(models_dir=root, load_mode="blocking")
+    with live_server(create_app(settings)) as url:
+        tc = triton.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=120.0)
+        http = httpx.Client(base_url=url, timeout=60.0)
+        index = tc.get_model_repository_index()
+        assert [(m["name"], m["state"]) for m in index] == [("a", "READY")]
+
+        hammer = Hammer(http, "a")
+        time.sleep(0.3)
+        shutil.copyfile(other, root / "a" / "model.keras")  # a new checkpoint for "a"
+        tc.load_model("a")  # reload: swapped in once warm
+        time.sleep(0.3)
+        answers = hammer.finish()
+        codes = {c for c, _ in answers}
+        assert codes == {200}, f"failed requests during the reload: {codes}"
+        scores = [s for _, s in answers]
+        assert any(abs(s - p_first) < 1e-4 for s in scores)
+        assert abs(scores[-1] - p_second) < 1e-4  # the new copy serves after the swap
+        assert all(abs(s - p_first) < 1e-4 or abs(s - p_second) < 1e-4 for s in scores)
+
+        om.write_folder(root, "b", om.convlstm2d_softmax(2, 1))  # a new folder: listed, not loaded
+        states = {m["name"]: m["state"] for m in tc.get_model_repository_index()}
+        assert states == {"a": "READY", "b": "UNAVAILABLE"}
+        tc.load_model("b")
+        assert tc.is_model_ready("b")
+        tc.unload_model("b")
+        assert not tc.is_model_ready("b")
+        assert classify(http, "b").status_code == 404
+
+        (root / "c").mkdir()
+        (root / "c" / "model.keras").write_bytes(b"broken")
+        with pytest.raises(InferenceServerException, match="failed to load 'c'"):
+            tc.load_model("c")
+        (root / "a" / "model.keras").write_bytes(b"now broken")  # a failed reload...
+        with pytest.raises(InferenceServerException, match="previous copy keeps serving"):
+            tc.load_model("a")
+        r = classify(http, "a")  # ...leaves the old copy serving
+        assert r.status_code == 200
+        with pytest.raises(InferenceServerException):
+            tc.load_model("nothing_here")
+        http.close()
+        tc.close()
+
+
+def test_repository_routes_need_a_key_when_keys_are_set(repo):
+    root, *_ = repo
+    settings = Settings(models_dir=root, load_mode="blocking", api_keys="k1")
+    with live_server(create_app(settings)) as url:
+        with httpx.Client(base_url=url) as http:
+            assert http.post("/v2/repository/index").status_code == 401
+            assert http.post("/v2/repository/models/a/unload").status_code == 401
+            ok = http.post("/v2/repository/index", headers={"Authorization": "Bearer k1"})
+            assert ok.status_code == 200 and ok.json()[0]["name"] == "a"
+
+
+def wait_for(check, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_polling_loads_new_reloads_changed_unloads_removed(repo):
+    root, other, p_first, p_second = repo
+    settings = Settings(models_dir=root, load_mode="blocking", model_poll_s=0.2)
+    with live_server(create_app(settings)) as url:
+        http = httpx.Client(base_url=url, timeout=60.0)
+
+        def names() -> set[str]:
+            return {m["name"] for m in http.get("/v1/models").json()["models"] if m["ready"]}
+
+        hammer = Hammer(http, "a")
+        om.write_folder(root.parent / "staging", "b", om.convlstm2d_softmax(2, 1))
+        os.replace(root.parent / "staging" / "b", root / "b")  # appears whole
+        wait_for(lambda: names() == {"a", "b"})
+        tmp = root / "a" / ".incoming.keras"
+        shutil.copyfile(other, tmp)
+        os.replace(tmp, root / "a" / "model.keras")  # "a" changes
+        wait_for(lambda: classify(http, "a").json()["scores"][0]["score"] in _near(p_second))
+        answers = hammer.finish()
+        assert {c for c, _ in answers} == {200}
+        shutil.rmtree(root / "b")
+        wait_for(lambda: names() == {"a"})
+        assert classify(http, "b").status_code == 404
+        http.close()
+
+
+def _near(p: float) -> _Near:
+    return _Near(p)
+
+
+class _Near:
+    """``score in _Near(p)``: the positive score ``p`` or its complement, within 1e-4."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __contains__(self, s: float) -> bool:
+        return abs(s - self.p) < 1e-4 or abs(s - (1 - self.p)) < 1e-4
