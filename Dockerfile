@@ -3,7 +3,7 @@
 # framecast: the HTTP service with its bundled checkpoints.
 #
 #   docker build -t framecast:gpu .                          # default: GPU-capable (CUDA via pip)
-#   docker build -t framecast:cpu --build-arg VARIANT=cpu .  # CPU only, ~3 GB smaller
+#   docker build -t framecast:cpu --build-arg VARIANT=cpu .  # CPU only (tensorflow-cpu), ~3 GB smaller
 #   docker run --gpus all -p 8000:8000 framecast:gpu
 #
 # Why python:3.11-slim and not tensorflow/tensorflow:*-gpu or nvidia/cuda:
@@ -12,7 +12,8 @@
 #   The driver is the host's, injected by the NVIDIA Container Toolkit (`--gpus`, or compose's
 #   device reservation), so no nvidia/cuda base (and no second copy of CUDA) is needed.
 # - The TF images pin their own TF and Python; our pyproject would reinstall TF on top of them.
-# - One base for both variants: the CPU and GPU images differ only in which TF wheel they hold.
+# - One base for both variants: the CPU and GPU images differ only in the extra they install
+#   ([cpu] or [gpu] of pyproject.toml), i.e. which TF wheel they hold.
 #
 # Layers: pyproject.toml alone -> dependencies (cached until pyproject.toml changes) -> the
 # framecast wheel (source + bundled models/*/model.keras, manifest.json, card.*).
@@ -27,19 +28,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # --- dependencies: their own layer, rebuilt only when pyproject.toml changes -------------------
 FROM base AS deps
-# gpu (default): tensorflow[and-cuda] from the `gpu` extra; cpu: tensorflow-cpu only.
+# VARIANT is 'gpu' (default) or 'cpu': the pyproject extra of that name brings the one TensorFlow
+# wheel, tensorflow[and-cuda] (TF + the nvidia-*-cu12 CUDA/cuDNN wheels) or tensorflow-cpu. The
+# base dependencies hold no TensorFlow wheel, so nothing here has to drop one.
 ARG VARIANT=gpu
 WORKDIR /build
 COPY pyproject.toml ./
-# The requirement list is read from pyproject.toml (the one source of truth). For the GPU variant
-# `tensorflow-cpu` is dropped: it and `tensorflow` install the same `tensorflow` package, and
-# whichever pip unpacks last would win.
+# The requirement list is read from pyproject.toml (the one source of truth): exactly what
+# `pip install 'framecast[gpu]'` (or `[cpu]`) installs outside Docker.
 RUN case "$VARIANT" in gpu|cpu) ;; *) echo "VARIANT must be gpu or cpu, got '$VARIANT'" >&2; exit 2;; esac \
  && python -c "import sys, tomllib; \
 p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-gpu = sys.argv[1] == 'gpu'; \
-reqs = [r for r in p['dependencies'] if not (gpu and r.replace('_', '-').lower().startswith('tensorflow-cpu'))]; \
-reqs += p.get('optional-dependencies', {}).get('gpu', []) if gpu else []; \
+reqs = p['dependencies'] + p['optional-dependencies'][sys.argv[1]]; \
 open('requirements.txt', 'w').write('\n'.join(reqs) + '\n')" "$VARIANT" \
  && cat requirements.txt \
  && pip install --no-cache-dir -r requirements.txt

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     # HTTP server (used by `framecast serve`; uvicorn's own flags win when started by uvicorn)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="server processes sharing the port (SO_REUSEPORT), each with its own copy "
+        "of every model and its own batcher; with several GPUs, worker i serves on GPU i mod n",
+    )
+    worker_index: int = Field(0, ge=0, description="set by `framecast serve --workers` itself")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # limits on what one request may ask for
@@ -174,18 +182,55 @@ class Settings(BaseSettings):
     compare_convlstm2d_classify: str | None = None
 
     # Ray Serve (`framecast serve --ray`, service/ray_app.py): one deployment per model
-    ray_replicas: int = Field(1, ge=1, description="replicas of each model's deployment")
+    ray_replicas: int = Field(
+        1, ge=1, description="replicas of each model's deployment (autoscaling: the initial count)"
+    )
+    ray_min_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="autoscaling: fewest replicas of each model; unset: FRAMECAST_RAY_REPLICAS",
+    )
+    ray_max_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="autoscaling: most replicas of each model; unset: no autoscaling "
+        "(FRAMECAST_RAY_REPLICAS replicas, fixed)",
+    )
+    ray_target_ongoing_requests: float = Field(
+        4.0,
+        gt=0,
+        description="autoscaling: requests in flight per replica that Serve aims at (more: "
+        "it adds replicas, fewer: it removes them)",
+    )
+    ray_cpus_per_replica: float = Field(
+        0.2,
+        ge=0,
+        description="CPUs each model replica reserves (Ray's num_cpus, a scheduling slot, "
+        "not a limit; fractions allowed): 4 models x 2 replicas fit on 2 cores",
+    )
     ray_gpus_per_replica: float | None = Field(
         None,
         ge=0,
-        description="GPUs each model replica reserves (Ray's num_gpus; a fraction "
-        "shares one GPU); unset: 1 when the Ray cluster has GPUs and "
-        "FRAMECAST_DEVICE is not cpu, else 0",
+        description="GPUs each model replica reserves (Ray's num_gpus; a fraction shares one "
+        "GPU; Ray then sets CUDA_VISIBLE_DEVICES); unset: none reserved, and each replica "
+        "serves on a GPU of its node when it sees one (FRAMECAST_DEVICE=auto), else the CPU",
+    )
+    ray_ingress_replicas: int = Field(
+        1, ge=1, description="replicas of the HTTP ingress (decoding, encoding, routing)"
+    )
+    ray_ingress_cpus: float = Field(
+        0.2, ge=0, description="CPUs each ingress replica reserves (Ray's num_cpus)"
+    )
+    ray_model_options: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per-model overrides, a JSON object: model name -> any of replicas, "
+        "min_replicas, max_replicas, target_ongoing_requests, cpus, gpus",
     )
     ray_address: str | None = Field(
         None,
-        description="Ray cluster to join (ray.init's address: auto, ray://head:10001); "
-        "unset: RAY_ADDRESS, else a new local Ray instance",
+        description="Ray cluster to join (ray.init's address: auto, head:6379, "
+        "ray://head:10001); unset: start a new local Ray instance, never joining a running "
+        "one (RAY_ADDRESS is not read)",
     )
 
     @field_validator("log_level", mode="before")

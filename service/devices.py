@@ -38,13 +38,21 @@ IMPORT_NOISE = (
 def import_keras(quiet: bool) -> None:
     """Import Keras (and its backend) with the backend's load-time notices filtered out of
     stderr when ``quiet``; every other line it prints is passed on."""
+    import importlib.util
+    import os
     import sys
 
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+        raise DeviceError(
+            "TensorFlow is not installed: install framecast with one of its extras, "
+            "pip install 'framecast[cpu]' (CPU) or 'framecast[gpu]' (NVIDIA GPU, Linux), "
+            "or set KERAS_BACKEND=jax with JAX installed"
+        )
     if not quiet or "keras" in sys.modules:
         import keras  # noqa: F401
 
         return
-    import os
     import tempfile
 
     sys.stderr.flush()
@@ -96,5 +104,6 @@ def configure_devices(settings: Settings) -> Placement:
     if settings.device == "gpu" and not gpus:
         raise DeviceError(f"FRAMECAST_DEVICE=gpu but the {backend} backend sees no GPU")
     if gpus and settings.device != "cpu":
-        return Placement("gpu:0", f"gpu:0 ({gpus[0]})", backend)
+        k = settings.worker_index % len(gpus)  # `serve --workers N`: worker i on GPU i mod n
+        return Placement(f"gpu:{k}", f"gpu:{k} ({gpus[k]})", backend)
     return Placement("cpu:0", "cpu:0", backend)

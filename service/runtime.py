@@ -148,7 +148,11 @@ class Runtime:
     def load_runners(self) -> bool:
         """Fill the registry from ``settings.models_dir``; False (and status failed) when start-up
         cannot go on. Another source of runners (Ray deployments) overrides this alone."""
-        import_keras(quiet=self.settings.log_level != "debug")
+        try:
+            import_keras(quiet=self.settings.log_level != "debug")
+        except DeviceError as e:
+            self._fail(str(e))
+            return False
         import keras
 
         settings = self.settings

@@ -32,6 +32,13 @@ def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
         help="FRAMECAST_LOG_LEVEL (default info)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        help="server processes on the port (FRAMECAST_WORKERS, default 1): use them on a "
+        "machine with more cores than one process's front end fills; each holds its own copy "
+        "of every model (memory x N) and batches only its own requests",
+    )
+    p.add_argument(
         "--ray",
         action="store_true",
         help="deploy on Ray Serve instead: one deployment per model, "
@@ -49,7 +56,11 @@ def serve_command(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(
-            host=args.host, port=args.port, models_dir=args.models_dir, log_level=args.log_level
+            host=args.host,
+            port=args.port,
+            models_dir=args.models_dir,
+            log_level=args.log_level,
+            workers=getattr(args, "workers", None),
         )
     except SettingsError as e:
         print(f"framecast serve: {e}", file=sys.stderr)
@@ -70,6 +81,11 @@ def serve_command(args: argparse.Namespace) -> int:
     except ManifestError as e:
         print(f"framecast serve: {e} (--models-dir / FRAMECAST_MODELS_DIR)", file=sys.stderr)
         return 1
+    if settings.workers > 1:
+        from service.workers import run_workers
+
+        return run_workers(settings)
+    import os
     import signal
 
     import uvicorn
@@ -104,8 +120,13 @@ def serve_command(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
     )
+    sockets = None
+    if os.environ.get("FRAMECAST_REUSE_PORT") == "1":  # one of `--workers N`
+        from service.workers import listening_socket
+
+        sockets = [listening_socket(settings.host, settings.port)]
     try:
-        server.run()
+        server.run(sockets=sockets)
     except LoadError as e:  # load_mode=blocking: start-up raised
         fatal.append(str(e))
     if fatal or (settings.load_mode == "blocking" and not runtime.ready):

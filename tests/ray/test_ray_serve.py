@@ -61,39 +61,67 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+READYZ_LOG: list[tuple[float, int | None, float]] = []  # (since deploy, status, seconds taken)
+
+
 @pytest.fixture(scope="module")
 def ray_url(settings):
+    """Deploy as ``framecast serve --ray`` does (the ingress first, then one application per
+    model) on a new local Ray instance, or on the cluster at FRAMECAST_RAY_TEST_ADDRESS (its Serve
+    proxy at FRAMECAST_RAY_TEST_URL, default http://127.0.0.1:8000; only this test's applications
+    are deleted afterwards). /readyz is polled from the deploy on; every answer is logged."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing leaves this machine
     import ray
     from ray import serve
 
-    from service.ray_app import build_app
+    from service.ray_app import build_apps, model_app_name
 
-    # Logical CPUs (scheduling slots, not cores): 2 models x 2 replicas + the ingress.
-    ray.init(
-        num_cpus=8,
-        num_gpus=0,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
-    port = _free_port()
-    try:
+    address = os.environ.get("FRAMECAST_RAY_TEST_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        url = os.environ.get("FRAMECAST_RAY_TEST_URL", "http://127.0.0.1:8000")
+    else:
+        # Logical CPUs (scheduling slots, not cores); never joins a running cluster.
+        ray.init(
+            address="local",
+            num_cpus=2,
+            num_gpus=0,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
+        port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(settings), name="framecast", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:  # the ingress asks each model deployment what it serves, then is ready
+    ingress, models = build_apps(settings)
+    try:
+        serve.run(ingress, name="framecast", route_prefix="/")
+        t0 = time.monotonic()
+        serve.run_many(
+            [
+                serve.RunTarget(a, name=model_app_name(n), route_prefix=None)
+                for n, a in models.items()
+            ],
+            wait_for_applications_running=False,
+        )
+        while True:  # 503 while any replica starts, then 200
+            t = time.monotonic()
             try:
-                if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
-                    break
+                code = httpx.get(f"{url}/readyz", timeout=10).status_code
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "Ray Serve app not ready within 300 s"
-            time.sleep(1)
+                code = None
+            READYZ_LOG.append((t - t0, code, time.monotonic() - t))
+            if code == 200:
+                break
+            assert t - t0 < 300, "Ray Serve app not ready within 300 s"
+            time.sleep(0.5)
         yield url
     finally:
-        serve.shutdown()
+        if address:
+            for name in ["framecast", *map(model_app_name, models)]:
+                serve.delete(name)
+        else:
+            serve.shutdown()
         ray.shutdown()
 
 
@@ -114,11 +142,20 @@ def _predict(client, name, c, horizon):
 def test_two_replicas_per_model(ray_url):
     from ray import serve
 
-    app = serve.status().applications["framecast"]
+    from service.ray_app import model_app_name
+
+    apps = serve.status().applications
     for name in (NF, CL):
-        dep = app.deployments[f"model-{name}"]
+        dep = apps[model_app_name(name)].deployments[f"model-{name}"]
         assert dep.status == "HEALTHY"
         assert dep.replica_states.get("RUNNING") == 2
+
+
+def test_readyz_answered_503_at_once_until_every_replica_ran(ray_url):
+    codes = [code for _, code, _ in READYZ_LOG]
+    assert codes[-1] == 200 and set(codes[:-1]) <= {503}, READYZ_LOG
+    assert max(took for _, _, took in READYZ_LOG) < 5, READYZ_LOG
+    assert len(codes) > 1, "the models were running before the first /readyz: nothing seen"
 
 
 def test_predictions_match_the_plain_server(ray_url, plain):

@@ -1,0 +1,316 @@
+"""The CPU a request costs outside the model: framecast against LitServe and the bare model.
+
+    python3 bench/frontend.py                                  # full run (~6 minutes)
+    python3 bench/frontend.py --duration 5 --cases classify    # a quick look
+    python3 bench/frontend.py --pause-pid $(pgrep -f "framecast train")   # pause a training
+
+Every request is the same JSON body, ``{"frames": [10 base64 PNGs]}`` (a held-out 64x64 clip from
+``service/static/samples/``), a format both servers take, sent by ``wrk`` (Debian's C load
+generator, ``apt-get install wrk``: it costs the server's machine little) with
+``--connections`` keep-alive connections for ``--duration`` seconds. For each server it reports
+req/s, p50/p99 latency, non-2xx answers and the server's CPU time per request (user + system of
+the server and all its child processes, read from ``/proc`` before and after the run), beside the
+bare batched compute of the same checkpoint (``predict_on_batch`` at the batch size, in this
+process, no HTTP) in clips/s and CPU ms per clip. The front end's CPU per request is the server's
+CPU per request minus the bare CPU per clip.
+
+Cases: ``classify`` (``conv2d_lstm_classify``: cheap on this CPU, the front end dominates) and
+``predict`` (``convlstm2d_next_frame``, horizon 1: the model dominates). Servers: framecast with
+``--workers`` 1 (and each count in ``--framecast-workers``), and LitServe 0.2.x serving the same
+checkpoint with the same batching (``bench/litserve_app.py``, ``max_batch_size=32``,
+``batch_timeout=5 ms``). LitServe is not a framecast dependency; give the Python that has it
+with ``--litserve-python`` (e.g. a venv made with ``--system-site-packages`` and
+``pip install litserve``), or ``--no-litserve``.
+
+Writes ``--out`` (default ``docs/bench/frontend.json``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CASES = {
+    "classify": ("conv2d_lstm_classify", "/v1/models/{name}/classify"),
+    "predict": ("convlstm2d_next_frame", "/v1/models/{name}/predict"),
+}
+SAMPLE = ROOT / "service" / "static" / "samples" / "classify_0000.gif"
+
+
+def body_json(frames: int = 10) -> bytes:
+    from PIL import Image
+
+    img = Image.open(SAMPLE)
+    out = []
+    for i in range(frames):
+        img.seek(i)
+        buf = io.BytesIO()
+        img.convert("L").save(buf, format="PNG")
+        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+    return json.dumps({"frames": out}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every live descendant."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        p = int(entry)
+        children.setdefault(int(fields[1]), []).append(p)
+        stats[p] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
+
+
+class Server:
+    def __init__(self, cmd: list[str], port: int, ready_path: str, env: dict | None = None):
+        self.port, self.ready_path = port, ready_path
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        end = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}{self.ready_path}"
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read()[-3000:].decode()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{url} not ready in {timeout} s")
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def wrk(url: str, body: bytes, connections: int, duration: float) -> dict:
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
+        f.write(body)
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'local f = io.open("{f.name}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+    )
+    script.close()
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    os.unlink(f.name)
+    os.unlink(script.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000.0 if unit == "us" else v * 1000.0 if unit == "s" else v
+
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": done,
+        "req_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def measure(server: Server, url: str, body: bytes, args: argparse.Namespace) -> dict:
+    server.wait_ready()
+    wrk(url, body, args.connections, 3)  # warm: every bucket shape, connection pools
+    cpu0 = tree_cpu_s(server.proc.pid)
+    r = wrk(url, body, args.connections, args.duration)
+    cpu = tree_cpu_s(server.proc.pid) - cpu0
+    r["server_cpu_s"] = round(cpu, 2)
+    r["server_cpu_ms_per_request"] = round(1000.0 * cpu / max(1, r["requests"]), 3)
+    return r
+
+
+def bare(folder: Path, batch: int, seconds: float) -> dict:
+    """Batched compute of the checkpoint as framecast calls it (classify: the model; next frame:
+    the context pass of horizon 1), clips/s and CPU ms per clip."""
+    from models.checkpoint import open_folder
+
+    manifest, model = open_folder(folder)
+    call = model
+    if manifest.task == "next_frame" and manifest.rollout == "carried_state":
+        from models.rollout import stepper
+
+        call = stepper(model).context
+    x = np.random.default_rng(0).random(
+        (batch, manifest.frames, manifest.height, manifest.width, manifest.channels), np.float32
+    )
+    for _ in range(3):
+        call.predict_on_batch(x)
+    n, t0 = 0, time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    while time.perf_counter() - t0 < seconds:
+        call.predict_on_batch(x)
+        n += 1
+    dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {
+        "batch": batch,
+        "clips_s": round(n * batch / dt, 1),
+        "cpu_ms_per_clip": round(1000.0 * cpu / (n * batch), 3),
+    }
+
+
+def framecast_server(root: Path, port: int, workers: int) -> Server:
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(root)]
+    cmd += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
+    env = {**os.environ, "FRAMECAST_MAX_QUEUE": "512"}
+    return Server(cmd, port, "/readyz", env)
+
+
+def litserve_server(python: str, folder: Path, port: int) -> Server:
+    cmd = [python, str(ROOT / "bench" / "litserve_app.py"), str(folder), "--port", str(port)]
+    return Server(cmd, port, "/health")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    p.add_argument("--cases", default="classify,predict")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per wrk run")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--framecast-workers", default="1,2", help="worker counts to measure")
+    p.add_argument("--litserve-python", default=sys.executable)
+    p.add_argument("--no-litserve", action="store_true")
+    p.add_argument("--bare-seconds", type=float, default=8.0)
+    p.add_argument("--pause-pid", type=int, help="SIGSTOP this process during the run")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "frontend.json")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    body = body_json()
+    report: dict = {
+        "command": "python3 bench/frontend.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "wrk": {"connections": args.connections, "duration_s": args.duration, "threads": 2},
+        "body": "JSON, 10 base64 PNG frames 64x64 (service/static/samples/classify_0000.gif)",
+        "cases": {},
+    }
+    for case in args.cases.split(","):
+        name, route = CASES[case]
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            shutil.copytree(args.models_dir / name, root / name)
+            row: dict = {"model": name, "bare": bare(root / name, 32, args.bare_seconds)}
+            for workers in [int(w) for w in args.framecast_workers.split(",")]:
+                port = free_port()
+                srv = framecast_server(root, port, workers)
+                try:
+                    url = f"http://127.0.0.1:{port}" + route.format(name=name)
+                    row[f"framecast_w{workers}"] = measure(srv, url, body, args)
+                finally:
+                    srv.stop()
+            if not args.no_litserve:
+                port = free_port()
+                srv = litserve_server(args.litserve_python, root / name, port)
+                try:
+                    row["litserve"] = measure(srv, f"http://127.0.0.1:{port}/predict", body, args)
+                finally:
+                    srv.stop()
+        for r in row.values():
+            if isinstance(r, dict) and "req_s" in r:
+                r["front_end_cpu_ms_per_request"] = round(
+                    r["server_cpu_ms_per_request"] - row["bare"]["cpu_ms_per_clip"], 3
+                )
+                r["share_of_bare"] = round(r["req_s"] / row["bare"]["clips_s"], 3)
+        report["cases"][case] = row
+    return report
+
+
+def print_table(report: dict) -> None:
+    print(
+        f"{'case':9} {'server':14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>6} "
+        f"{'CPU ms/req':>10} {'front-end':>9} {'of bare':>8}"
+    )
+    for case, row in report["cases"].items():
+        b = row["bare"]
+        print(
+            f"{case:9} {'bare (b=32)':14} {b['clips_s']:8.1f} {'':>8} {'':>8} {'':>6} "
+            f"{b['cpu_ms_per_clip']:10.3f}"
+        )
+        for key, r in row.items():
+            if isinstance(r, dict) and "req_s" in r:
+                print(
+                    f"{case:9} {key:14} {r['req_s']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+                    f"{r['non_2xx']:6d} {r['server_cpu_ms_per_request']:10.3f} "
+                    f"{r['front_end_cpu_ms_per_request']:9.3f} {r['share_of_bare']:8.1%}"
+                )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench/frontend.py needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    if args.pause_pid:
+        os.kill(args.pause_pid, signal.SIGSTOP)
+    try:
+        report = run(args)
+    finally:
+        if args.pause_pid:
+            os.kill(args.pause_pid, signal.SIGCONT)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
