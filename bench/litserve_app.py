@@ -23,59 +23,67 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def main() -> None:
-    import litserve as ls
+import litserve as ls  # noqa: E402  (bench-only: not a framecast dependency)
 
+
+class FramecastCheckpoint(ls.LitAPI):
+    """One framecast model folder behind LitServe (module level: LitServe spawns workers)."""
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def setup(self, device: str) -> None:
+        from models.checkpoint import open_folder
+
+        self.manifest, model = open_folder(self.folder)
+        m = self.manifest
+        self.shape = (m.frames, m.height, m.width, m.channels)
+        if m.task == "next_frame" and m.rollout == "carried_state":
+            from models.rollout import stepper
+
+            self.call = stepper(model).context  # one context pass: horizon=1
+        else:
+            self.call = model
+        for b in (1, 2, 4, 8, 16, 32):  # every batch size LitServe may form, traced up front
+            self.call.predict_on_batch(np.zeros((b,) + self.shape, np.float32))
+
+    def decode_request(self, request: dict) -> np.ndarray:
+        frames = []
+        for item in request["frames"][-self.shape[0] :]:
+            img = Image.open(io.BytesIO(base64.b64decode(item))).convert("L")
+            frames.append(np.asarray(img, np.float32)[..., None] / 255.0)
+        return np.stack(frames)
+
+    def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
+        return np.stack(inputs)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = self.call.predict_on_batch(x)
+        return np.asarray(out[0] if isinstance(out, list) else out)
+
+    def unbatch(self, output: np.ndarray) -> list[np.ndarray]:
+        return list(output)
+
+    def encode_response(self, output: np.ndarray) -> dict:
+        if self.manifest.task == "classify":
+            return {"scores": [float(s) for s in output]}
+        frame = np.asarray(output).reshape(self.shape[1:])
+        u8 = np.rint(np.clip(frame, 0, 1) * 255).astype(np.uint8)[..., 0]
+        buf = io.BytesIO()
+        Image.fromarray(u8, mode="L").save(buf, format="PNG")
+        return {"frame": base64.b64encode(buf.getvalue()).decode("ascii")}
+
+
+def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("folder", type=Path)
     p.add_argument("--port", type=int, default=8200)
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout", type=float, default=0.005)
     args = p.parse_args()
-
-    class FramecastCheckpoint(ls.LitAPI):
-        def setup(self, device: str) -> None:
-            from models.checkpoint import open_folder
-
-            self.manifest, model = open_folder(args.folder)
-            m = self.manifest
-            self.shape = (m.frames, m.height, m.width, m.channels)
-            if m.task == "next_frame" and m.rollout == "carried_state":
-                from models.rollout import stepper
-
-                self.call = stepper(model).context  # one context pass: horizon=1
-            else:
-                self.call = model
-            self.call.predict_on_batch(np.zeros((32,) + self.shape, np.float32))
-
-        def decode_request(self, request: dict) -> np.ndarray:
-            frames = []
-            for item in request["frames"][-self.shape[0] :]:
-                img = Image.open(io.BytesIO(base64.b64decode(item))).convert("L")
-                frames.append(np.asarray(img, np.float32)[..., None] / 255.0)
-            return np.stack(frames)
-
-        def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
-            return np.stack(inputs)
-
-        def predict(self, x: np.ndarray) -> np.ndarray:
-            out = self.call.predict_on_batch(x)
-            return np.asarray(out[0] if isinstance(out, list) else out)
-
-        def unbatch(self, output: np.ndarray) -> list[np.ndarray]:
-            return list(output)
-
-        def encode_response(self, output: np.ndarray) -> dict:
-            if self.manifest.task == "classify":
-                return {"scores": [float(s) for s in output]}
-            frame = np.asarray(output).reshape(self.shape[1:])
-            u8 = np.rint(np.clip(frame, 0, 1) * 255).astype(np.uint8)[..., 0]
-            buf = io.BytesIO()
-            Image.fromarray(u8, mode="L").save(buf, format="PNG")
-            return {"frame": base64.b64encode(buf.getvalue()).decode("ascii")}
-
     server = ls.LitServer(
-        FramecastCheckpoint(),
+        FramecastCheckpoint(str(args.folder)),
         accelerator="cpu",
         max_batch_size=args.max_batch_size,
         batch_timeout=args.batch_timeout,

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="largest stride= of a video upload (keep every stride-th decoded frame); "
         "the frames it skips are still decoded",
     )
+    inline_work_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="uploads up to this size are decoded and fitted on the event loop (a few "
+        "hundred microseconds); larger ones in a worker thread, so that they never stall "
+        "other requests. The hop to a thread costs more CPU than decoding a small clip",
+    )
     max_horizon: int = Field(
         30, ge=1, description="largest horizon (rollout steps) of a prediction"
     )
@@ -125,6 +132,13 @@ class Settings(BaseSettings):
         description="most clips merged into one model call (batches are "
         "padded to 1, 2, 4, 8, 12, 16, 24, 32, ... capped here; "
         "each size is warmed at load)",
+    )
+    pad_batches: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="pad each batch to a warmed bucket size (1, 2, 4, 8, 12, 16, ...). auto: "
+        "under JAX, which compiles every new shape; not under TensorFlow, whose traced "
+        "function keeps a free batch axis once warm-up has called several sizes, so exact "
+        "batches compute no padding rows",
     )
     max_batch_delay_ms: float = Field(
         5.0,

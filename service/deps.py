@@ -10,12 +10,13 @@ from service.config import Settings
 from service.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The app's :class:`~service.runtime.Runtime` (its models, queues and status)."""
+async def get_runtime(request: Request) -> Runtime:
+    """The app's :class:`~service.runtime.Runtime` (its models, queues and status). ``async``:
+    FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
     return request.app.state.runtime
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's :class:`~service.config.Settings`."""
     return request.app.state.settings
 

@@ -87,6 +87,8 @@ def load_folder(
         max_batch_delay_ms=settings.max_batch_delay_ms,
         policy=policy,
         callables=callables,
+        pad_batches=settings.pad_batches == "always"
+        or (settings.pad_batches == "auto" and placement.backend != "tensorflow"),
     )
 
 

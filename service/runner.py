@@ -134,6 +134,10 @@ def make_policy(
     return SlidingWindow(shape, m.output), calls
 
 
+def _exact(n: int) -> int:
+    return n
+
+
 def _forward(attr: str) -> property:
     """A property reading and writing ``self.batcher.<attr>``."""
     return property(
@@ -164,6 +168,7 @@ class ModelRunner(ManifestView):
         max_batch_delay_ms: float = 0.0,
         policy: Policy | None = None,
         callables: dict[str, Any] | None = None,
+        pad_batches: bool = True,
     ):
         self.folder = folder
         self.manifest = manifest
@@ -175,6 +180,7 @@ class ModelRunner(ManifestView):
             policy, callables = make_policy(manifest, model)
         self.policy = policy
         self.callables = callables or {"model": model}
+        self.pad_batches = pad_batches  # False: exact batches (TF: warm-up freed the batch axis)
         self.warmed: set[tuple[int, ...]] = set()  # input shapes called at warm-up
         self.warmup_ms: float | None = None
         self.ready = False
@@ -233,7 +239,8 @@ class ModelRunner(ManifestView):
             return call
 
         calls = {which: timed(which) for which in self.callables}
-        results = self.policy.step([it.payload for it in items], self.batcher.bucket_for, calls)
+        rows = self.batcher.bucket_for if self.pad_batches else _exact
+        results = self.policy.step([it.payload for it in items], rows, calls)
         n = len(items)
         self.metrics.observe_inference(self.name, spent[0], n)
         for it in items:

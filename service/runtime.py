@@ -143,6 +143,10 @@ class Runtime:
         if failed:
             detail += f"; {len(failed)} failed: " + _reasons(failed)
         self.status.state, self.status.detail = "ready", detail
+        import gc
+
+        gc.collect()  # the garbage of loading goes first, then what is left is kept out of
+        gc.freeze()  # every later GC pass: the frameworks' millions of long-lived objects
         self.ready_event.set()
 
     def load_runners(self) -> bool:

@@ -14,8 +14,9 @@ first decoded frame kept) and ``stride`` (keep every stride-th frame) pick their
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from fastapi import Request
@@ -35,6 +36,7 @@ from service.video import VideoOptions
 if TYPE_CHECKING:
     from service.runner import Runner
 
+T = TypeVar("T")
 RAW_TYPES = (
     "image/",
     "video/",
@@ -48,6 +50,15 @@ RAW_TYPES = (
 class Upload:
     frames: list[Frame]
     truth: list[Frame] | None  # None: no truth part was sent
+
+
+async def offload(small: bool, fn: Callable[[], T]) -> T:
+    """``fn()`` here when the work is ``small`` (the thread hop would cost more than the work),
+    else in a worker thread so the event loop keeps serving."""
+    return fn() if small else await run_in_threadpool(fn)
+
+
+INLINE_FIT_BYTES = 1 << 20  # fitting frames whose float32 output is this small stays inline
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -186,7 +197,8 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
         )
     if truth_parts is not None and not allow_truth:
         raise InvalidInput("truth frames are only accepted by POST /v1/compare/next-frame")
-    frames = await run_in_threadpool(lambda: decode_parts(parts, limits, video=video))
+    small = len(body) <= settings.inline_work_bytes
+    frames = await offload(small, lambda: decode_parts(parts, limits, video=video))
     truth = None
     if truth_parts is not None:
         left = Limits(
@@ -196,7 +208,7 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
             used_pixels=limits.used_pixels,
         )
         try:
-            truth = await run_in_threadpool(lambda: decode_parts(truth_parts, left, video=video))
+            truth = await offload(small, lambda: decode_parts(truth_parts, left, video=video))
         except InvalidInput as e:
             raise type(e)(f"truth: {e.message}") from None
     return Upload(frames, truth)
@@ -249,7 +261,9 @@ async def _conform(
     frames: list[Frame], runner: Runner, resize: bool, offset: int, fit: str
 ) -> tuple[np.ndarray, Conversion]:
     m = runner.manifest
-    return await run_in_threadpool(
+    pixels = len(frames) * m.height * m.width * m.channels * 4  # float32 bytes out
+    return await offload(
+        pixels <= INLINE_FIT_BYTES,
         lambda: conform(
             frames,
             height=m.height,
@@ -259,5 +273,5 @@ async def _conform(
             model=f"model {m.name!r}",
             offset=offset,
             fit=fit,
-        )
+        ),
     )

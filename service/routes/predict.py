@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from service import codecs
 from service.batcher import Timing
@@ -20,7 +18,7 @@ from service.openapi import error_responses, upload_openapi
 from service.runtime import Runtime
 from service.schemas import ClassifyResponse, ClassScore, PredictedFrame, PredictResponse
 from service.telemetry import server_timing
-from service.uploads import fit_context, read_upload
+from service.uploads import INLINE_FIT_BYTES, fit_context, offload, read_upload
 
 router = APIRouter(prefix="/v1/models", tags=["inference"])
 
@@ -126,18 +124,12 @@ async def predict(
             inference_ms=round(timing.inference_ms, 3),
             frames=predicted_frames(pred, raw),
         )
-        return json_bytes(body.model_dump()), "application/json"
+        return body.model_dump_json().encode(), "application/json"
 
-    content, media_type = await run_in_threadpool(encode)  # off the event loop
+    small = pred.size * 4 <= INLINE_FIT_BYTES  # a few PNGs: cheaper here than a thread hop
+    content, media_type = await offload(small, encode)
     add_timing(headers, runtime, name, t_start, t0, timing, t1)
     return Response(content, media_type=media_type, headers=headers)
-
-
-def json_bytes(obj: object) -> bytes:
-    """What ``JSONResponse`` renders (compact UTF-8), built in the caller's thread."""
-    return json.dumps(
-        obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
 
 
 def add_timing(
@@ -187,7 +179,7 @@ async def classify(
     ),
     resize: bool = ResizeQuery,
     fit: Literal["stretch", "pad", "crop"] = FitQuery,
-) -> JSONResponse:
+) -> Response:
     t_start = time.perf_counter()
     runner = runtime.get(name)
     m = runner.manifest
@@ -221,4 +213,4 @@ async def classify(
         "X-Batch-Size": str(timing.batch),
     }
     add_timing(headers, runtime, name, t_start, t0, timing, t1)
-    return JSONResponse(body.model_dump(), headers=headers)
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)

@@ -151,6 +151,7 @@ def test_bucket_sizes():
 
 def test_every_bucket_is_warmed_and_no_call_uses_another_shape(client, runtime, monkeypatch):
     runner = runtime.runners[NF]
+    monkeypatch.setattr(runner, "pad_batches", True)  # FRAMECAST_PAD_BATCHES=always (JAX's)
     shape = (FRAMES, H, W, 1)
     assert runner.buckets == bucket_sizes(runtime.settings.max_batch_size)
     assert runner.warmed == {(b,) + shape for b in runner.buckets}
@@ -168,6 +169,18 @@ def test_every_bucket_is_warmed_and_no_call_uses_another_shape(client, runtime, 
     assert spy.shapes and set(spy.shapes) <= runner.warmed
     # horizons 1, 2, 3, 1, 2: 5 clips, then 3, then 1; then a burst of 3
     assert spy.shapes[:4] == [(8,) + shape, (4,) + shape, (1,) + shape, (4,) + shape]
+
+
+def test_without_padding_batches_are_exact_and_nothing_retraces(client, runtime, monkeypatch):
+    runner = runtime.runners[NF]
+    assert runner.pad_batches is False  # auto under TensorFlow
+    shape = (FRAMES, H, W, 1)
+    traced = runner.model.predict_function.experimental_get_tracing_count()
+    spy = Spy(monkeypatch, runner)
+    with Held(runner) as held:
+        asyncio.run(burst(runner, held, [(ctx(i), 1) for i in range(5)]))
+    assert spy.shapes[0] == (5,) + shape  # no padding rows computed
+    assert runner.model.predict_function.experimental_get_tracing_count() == traced
 
 
 # --------------------------------------------------------------------------- correctness

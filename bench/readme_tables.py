@@ -1,0 +1,90 @@
+"""The README's benchmark tables, rendered from the committed JSON (never typed by hand).
+
+    python3 bench/readme_tables.py            # print every table
+    python3 bench/readme_tables.py serve      # only docs/bench/serve_bench.json's
+
+``tests/test_readme_numbers.py`` checks that each table printed here is in the README verbatim,
+so a figure in the README always comes from a committed JSON written by a committed script.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "docs" / "bench"
+LABELS = {"convlstm2d_next_frame": "ConvLSTM2D", "conv2d_lstm_next_frame": "Conv2D+LSTM"}
+
+
+def _ms(v: float) -> str:
+    return f"{v:.1f} ms" if v < 100 else f"{v:,.0f} ms"
+
+
+def serve_table(report: dict) -> str:
+    """bench/serve_bench.py: framecast against the common FastAPI server, per concurrency."""
+    rows = [
+        "| model | concurrency | baseline req/s (p50) | framecast req/s (p50) "
+        "| framecast / baseline | mean batch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, m in report["models"].items():
+        base = {lv["concurrency"]: lv for lv in m["baseline"]["levels"]}
+        for lv in m["framecast"]["levels"]:
+            b = base[lv["concurrency"]]
+            rows.append(
+                f"| {LABELS.get(name, name)} | {lv['concurrency']} | {b['rps']:.1f} "
+                f"({_ms(b['p50_ms'])}) | {lv['rps']:.1f} ({_ms(lv['p50_ms'])}) | "
+                f"{lv['rps'] / b['rps']:.1f}× | {lv['mean_batch']:.1f} |"
+            )
+    return "\n".join(rows)
+
+
+def frontend_table(report: dict) -> str:
+    """bench/frontend.py: req/s and server CPU per request, against LitServe and the bare model."""
+    names = {"framecast_w1": "framecast", "litserve": "LitServe 0.2.19"}
+    rows = [
+        "| case | server | req/s | p50 | p99 | non-2xx | server CPU / request "
+        "| front end / request | share of bare |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case, row in report["cases"].items():
+        b = row["bare"]
+        rows.append(
+            f"| {case} ({row['model']}) | bare `predict_on_batch`, batch {b['batch']} | "
+            f"{b['clips_s']:,.1f} clips/s | | | | {b['cpu_ms_per_clip']:.2f} ms / clip | | |"
+        )
+        for key, r in row.items():
+            if not (isinstance(r, dict) and "req_s" in r):
+                continue
+            label = names.get(key) or key.replace("framecast_w", "framecast --workers ")
+            rows.append(
+                f"| {case} | {label} | {r['req_s']:.1f} | {_ms(r['p50_ms'])} | "
+                f"{_ms(r['p99_ms'])} | {r['non_2xx']} | {r['server_cpu_ms_per_request']:.2f} ms | "
+                f"{r['front_end_cpu_ms_per_request']:.2f} ms | {r['share_of_bare']:.0%} |"
+            )
+    return "\n".join(rows)
+
+
+TABLES = {
+    "serve": ("serve_bench.json", serve_table),
+    "frontend": ("frontend.json", frontend_table),
+}
+
+
+def render(which: str) -> str:
+    file, fn = TABLES[which]
+    return fn(json.loads((BENCH / file).read_text()))
+
+
+def main(argv: list[str]) -> int:
+    for which in argv or list(TABLES):
+        print(f"<!-- {which}: python3 bench/readme_tables.py {which} -->")
+        print(render(which))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,57 @@
+"""The README's benchmark figures come from the committed JSON (docs/bench/), through
+bench/readme_tables.py for the tables and the checks below for the figures quoted in prose."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import readme_tables  # noqa: E402
+
+README = (ROOT / "README.md").read_text()
+BENCH = ROOT / "docs" / "bench"
+
+
+@pytest.mark.parametrize("which", sorted(readme_tables.TABLES))
+def test_each_table_is_rendered_from_its_json(which):
+    assert readme_tables.render(which) in README, (
+        f"the README's {which} table differs from `python3 bench/readme_tables.py {which}`"
+    )
+
+
+def _levels(model: str) -> dict[int, dict]:
+    report = json.loads((BENCH / "serve_bench.json").read_text())
+    return {lv["concurrency"]: lv for lv in report["models"][model]["framecast"]["levels"]}
+
+
+def _bare(model: str) -> dict:
+    report = json.loads((BENCH / "serve_bench.json").read_text())
+    return report["models"][model]["bare"]["per_batch"]
+
+
+def test_serve_bench_figures_in_the_prose():
+    c = _bare("convlstm2d_next_frame")
+    l2 = _bare("conv2d_lstm_next_frame")
+    ceiling = max(v["clips_per_s"] for v in c.values())
+    quoted = {
+        f"ConvLSTM2D {ceiling:.1f} clips/s": True,
+        f"one clip {c['1']['median_ms']:.1f} ms": True,
+        f"Conv2D+LSTM {max(v['clips_per_s'] for v in l2.values()):,.0f} clips/s": True,
+        f"one clip {l2['1']['median_ms']:.1f} ms": True,
+    }
+    lv = _levels("convlstm2d_next_frame")
+    quoted[f"c=32 and c=64 reach only {lv[32]['rps'] / ceiling:.0%}".replace("%", " %")] = True
+    quoted[f"and {lv[64]['rps'] / ceiling:.0%} of the bare ceiling".replace("%", " %")] = True
+    p = _levels("convlstm2d_next_frame")[32]["phases_ms"]
+    quoted[f"ConvLSTM2D decode {p['decode']:.1f} ms and encode {p['encode']:.1f} ms"] = True
+    p = _levels("conv2d_lstm_next_frame")[32]["phases_ms"]
+    quoted[f"Conv2D+LSTM {p['decode']:.1f} ms and {p['encode']:.1f} ms"] = True
+    flat = " ".join(README.split())
+    missing = [q for q in quoted if " ".join(q.split()) not in flat]
+    assert not missing, f"README figures that match no JSON value: {missing}"
