@@ -85,6 +85,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.evaluate import add_arguments  # NumPy and the data module: only when used
+
+    add_arguments(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="framecast",
@@ -116,10 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train_main)
 
-    from models.evaluate import add_arguments as add_evaluate_arguments
-
-    evaluate = sub.add_parser("evaluate", help="evaluate a model folder and write its model card")
-    add_evaluate_arguments(evaluate)
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="evaluate a model folder and write its model card",
+        add_arguments=_add_evaluate_arguments,
+    )
     evaluate.set_defaults(func=_evaluate_main)
 
     from models.export import add_export_subcommand
