@@ -240,6 +240,13 @@ class Settings(BaseSettings):
         description="per-model overrides, a JSON object: model name -> any of replicas, "
         "min_replicas, max_replicas, target_ongoing_requests, cpus, gpus",
     )
+    ray_models_uri: str | None = Field(
+        None,
+        description="a folder of model folders every Ray node reads (fsspec URI: "
+        "file:///shared/models, s3://bucket/models, gs://...); each replica copies its folder "
+        "to a local cache and checks every file against the folder's SHA256SUMS "
+        "(service/model_fetch.py); unset: FRAMECAST_MODELS_DIR at the same path on every node",
+    )
     ray_address: str | None = Field(
         None,
         description="Ray cluster to join (ray.init's address: auto, head:6379, "

@@ -1,9 +1,6 @@
 """The same FastAPI app on Ray Serve: one ingress deployment, one deployment per model.
 
-::
-
-    framecast serve --ray                       # or, with a Serve config file:
-    serve run service.ray_app:app_builder       # serve deploy config.yaml (docs/ray.md)
+``framecast serve --ray``, or ``serve run service.ray_app:app_builder`` (docs/ray.md).
 
 - ``FramecastIngress`` (``@serve.ingress``) runs ``create_app(settings)`` unchanged: every route,
   ``/v1``, ``/v2``, the page, errors and limits are the plain server's. Its runtime is a
@@ -17,8 +14,8 @@
 - Readiness: each ingress replica's :class:`RemoteRuntime` loads in the background, so ``/readyz``
   answers 503 at once; it turns 200 once Serve reports every replica of the application running.
 
-Ray is imported lazily: ``import service.ray_app`` works without it; building the application or
-``framecast serve --ray`` says how to install it (``pip install 'framecast[ray]'``).
+Ray is imported lazily (``import service.ray_app`` works without it). Model files: the same path on
+every node, or ``FRAMECAST_RAY_MODELS_URI`` (fetched and sha256-checked per node).
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ from service.batcher import Ticket, Timing
 from service.config import Settings, SettingsError, load_settings
 from service.devices import Placement
 from service.errors import FramecastError
+from service.model_fetch import ModelFetchError, fetch, list_models
 from service.runner import ManifestView
 from service.runtime import Runtime
 
@@ -274,7 +272,13 @@ def build_apps(
     """
     _, serve = _ray()
     settings = settings or load_settings()
-    folders = [Path(f).resolve() for f in (models or discover(settings.models_dir))]
+    if settings.ray_models_uri:  # each replica fetches its folder (service/model_fetch.py)
+        try:
+            folders = [Path(n) for n in list_models(settings.ray_models_uri)]
+        except ModelFetchError as e:
+            raise SettingsError(f"{e} (FRAMECAST_RAY_MODELS_URI)") from None
+    else:
+        folders = [Path(f).resolve() for f in (models or discover(settings.models_dir))]
     if not folders:
         raise SettingsError(f"no model folders under {settings.models_dir} (FRAMECAST_MODELS_DIR)")
     unknown = sorted(set(settings.ray_model_options) - {f.name for f in folders})
@@ -312,6 +316,8 @@ def build_apps(
             logging.getLogger("ray.serve").info(  # Serve's logger: set up in every replica
                 "replica of %s serving on %s", Path(folder).name, placement.description
             )
+            if settings.ray_models_uri:  # this node's sha256-checked copy
+                folder = str(fetch(settings.ray_models_uri, Path(folder).name))
             # loads and warms; raises (and the replica fails) on error
             self.runner = load_folder(
                 Path(folder), settings=settings, placement=placement, metrics=Metrics()
@@ -398,8 +404,8 @@ def serve_on_ray(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
     ingress, models = build_apps(settings)  # bad settings fail here, before Ray starts
     connect(settings)
-    folders = discover(settings.models_dir)
-    need, have = cpus_needed(settings, [f.name for f in folders]), ray.cluster_resources()
+    names = list(models)
+    need, have = cpus_needed(settings, names), ray.cluster_resources()
     if need > have.get("CPU", 0) + 1e-9:
         log.warning(
             "the application reserves %.2f CPUs and the cluster has %s: some replicas will wait "
@@ -414,7 +420,7 @@ def serve_on_ray(settings: Settings) -> int:
         "%s); /readyz answers 503 until every replica runs",
         settings.host,
         settings.port,
-        len(folders),
+        len(names),
         need,
         have.get("CPU", 0),
     )
