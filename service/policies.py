@@ -137,36 +137,11 @@ def _next_frame(out: np.ndarray, row: int, output: str) -> np.ndarray:
 
 
 class SlidingWindow(_Shaped):
+    """A fixed window: each step reads the last ``frames`` frames, appends the prediction and
+    drops the oldest frame."""
+
     task, rollout = "next_frame", "sliding_window"
-
-    def __init__(self, input_shape: tuple, output: str = "sequence"):
-        super().__init__(input_shape)
-        self.output = output
-
-    def begin(self, context: np.ndarray, steps: int) -> Rollout:
-        return Rollout(self.clip(context), int(steps))
-
-    def step(
-        self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
-    ) -> list:
-        batch = self.batch([r.window for r in payloads], bucket_for(len(payloads)))
-        out = np.asarray(calls["model"](batch))
-        results = []
-        for i, r in enumerate(payloads):
-            nxt = _next_frame(out, i, self.output)
-            r.window = np.concatenate([r.window[1:], nxt[None]], axis=0)
-            results.append(r.add(nxt))
-        return results
-
-    def warm_inputs(self, bucket: int) -> dict[str, Any]:
-        return {"model": self.warm_clip(bucket)}
-
-
-class Growing(_Shaped):
-    """Free time axis, no carried state: each step reads the context and every prediction so far
-    (one batch per length; each length is compiled once, on first use)."""
-
-    task, rollout = "next_frame", "growing"
+    grows = False  # Growing: keep every frame instead of dropping the oldest
 
     def __init__(
         self, input_shape: tuple, output: str = "sequence", warm_frames: int | None = None
@@ -181,18 +156,26 @@ class Growing(_Shaped):
         self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
     ) -> list:
         results: list[Any] = [None] * len(payloads)
-        for rows in _by_length(payloads, lambda r: r.window).values():
+        for rows in _by_length(payloads, lambda r: r.window).values():  # one, for a fixed window
             batch = self.batch([payloads[i].window for i in rows], bucket_for(len(rows)))
             out = np.asarray(calls["model"](batch))
             for j, i in enumerate(rows):
                 r = payloads[i]
                 nxt = _next_frame(out, j, self.output)
-                r.window = np.concatenate([r.window, nxt[None]], axis=0)
+                kept = r.window if self.grows else r.window[1:]
+                r.window = np.concatenate([kept, nxt[None]], axis=0)
                 results[i] = r.add(nxt)
         return results
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
         return {"model": self.warm_clip(bucket)}
+
+
+class Growing(SlidingWindow):
+    """Free time axis, no carried state: each step reads the context and every prediction so far
+    (one batch per length; each length is compiled once, on first use)."""
+
+    rollout, grows = "growing", True
 
 
 class CarriedState(_Shaped):

@@ -51,4 +51,5 @@ def test_default_start_up_is_one_line_per_model(models_dir):
 def test_debug_shows_the_framework_notices(models_dir):
     log = _serve_until_ready(models_dir, 4, ("FRAMECAST_LOG_LEVEL", "debug"))
     assert log.count(" ready: ") == 4
-    assert "oneDNN" in log or "absl" in log or "tensorflow" in log.lower()
+    # TensorFlow's load-time notices (C++, via absl) and its retracing warnings, shown in debug
+    assert "absl::InitializeLog" in log or "oneDNN" in log or "retracing" in log, log

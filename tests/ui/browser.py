@@ -89,6 +89,18 @@ def missing_browser() -> list[str]:
     return missing
 
 
+def require_browser() -> None:
+    """Skip the calling test without the browser; in CI (``CI`` set) fail instead."""
+    import pytest
+
+    missing = missing_browser()
+    if missing:
+        message = "browser tests need " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI is set, so this fails instead of skipping)")
+        pytest.skip(message)
+
+
 @contextlib.contextmanager
 def serve(settings):
     """Run ``create_app(settings)`` under uvicorn on 127.0.0.1 and a free port; yields the base

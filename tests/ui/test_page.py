@@ -20,7 +20,7 @@ from PIL import Image
 
 from models.data import DIRECTIONS
 from service.config import Settings
-from tests.ui.browser import chromium, missing_browser, save_page_model, save_page_models, serve
+from tests.ui.browser import chromium, require_browser, save_page_model, save_page_models, serve
 
 FRAMES, SIZE = 10, 64  # what the sample clips fit (service/static/samples)
 NUMBER = re.compile(r"\d")
@@ -28,12 +28,7 @@ NUMBER = re.compile(r"\d")
 
 @pytest.fixture(scope="module")
 def browser_ready():
-    missing = missing_browser()
-    if missing:
-        message = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set, so this fails instead of skipping)")
-        pytest.skip(message)
+    require_browser()
 
 
 @pytest.fixture(scope="module")
