@@ -12,7 +12,10 @@ req/s, p50/p99 latency, non-2xx answers and the server's CPU time per request (u
 the server and all its child processes, read from ``/proc`` before and after the run), beside the
 bare batched compute of the same checkpoint (``predict_on_batch`` at the batch size, in this
 process, no HTTP) in clips/s and CPU ms per clip. The front end's CPU per request is the server's
-CPU per request minus the bare CPU per clip.
+CPU per request minus the bare CPU per clip. For framecast with one worker it also reports the
+CPU of the event loop alone (the process's main thread: HTTP, decoding, answers, logs, metrics),
+which does not depend on how well the model's threads use the cores at the batch sizes the load
+forms.
 
 Cases: ``classify`` (``conv2d_lstm_classify``: cheap on this CPU, the front end dominates) and
 ``predict`` (``convlstm2d_next_frame``, horizon 1: the model dominates). Servers: framecast with
@@ -132,6 +135,13 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def main_thread_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid``'s main thread: a uvicorn server's event loop."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, body: bytes, connections: int, duration: float) -> dict:
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
         f.write(body)
@@ -173,14 +183,20 @@ def wrk(url: str, body: bytes, connections: int, duration: float) -> dict:
     }
 
 
-def measure(server: Server, url: str, body: bytes, args: argparse.Namespace) -> dict:
+def measure(
+    server: Server, url: str, body: bytes, args: argparse.Namespace, event_loop: bool = False
+) -> dict:
     server.wait_ready()
     wrk(url, body, args.connections, 3)  # warm: every bucket shape, connection pools
-    cpu0 = tree_cpu_s(server.proc.pid)
+    cpu0, loop0 = tree_cpu_s(server.proc.pid), main_thread_cpu_s(server.proc.pid)
     r = wrk(url, body, args.connections, args.duration)
     cpu = tree_cpu_s(server.proc.pid) - cpu0
+    n = max(1, r["requests"])
     r["server_cpu_s"] = round(cpu, 2)
-    r["server_cpu_ms_per_request"] = round(1000.0 * cpu / max(1, r["requests"]), 3)
+    r["server_cpu_ms_per_request"] = round(1000.0 * cpu / n, 3)
+    if event_loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
+        loop = main_thread_cpu_s(server.proc.pid) - loop0
+        r["event_loop_cpu_ms_per_request"] = round(1000.0 * loop / n, 3)
     return r
 
 
@@ -215,16 +231,16 @@ def bare(folder: Path, seconds: float) -> dict:
     return best
 
 
-def framecast_server(root: Path, port: int, workers: int) -> Server:
+def framecast_server(root: Path, port: int, workers: int, extra: dict | None = None) -> Server:
     cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(root)]
     cmd += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    env = {**os.environ, "FRAMECAST_MAX_QUEUE": "512"}
+    env = {**os.environ, "FRAMECAST_MAX_QUEUE": "512", **(extra or {})}
     return Server(cmd, port, "/readyz", env)
 
 
-def litserve_server(python: str, folder: Path, port: int) -> Server:
+def litserve_server(python: str, folder: Path, port: int, env: dict | None = None) -> Server:
     cmd = [python, str(ROOT / "bench" / "litserve_app.py"), str(folder), "--port", str(port)]
-    return Server(cmd, port, "/health")
+    return Server(cmd, port, "/health", {**os.environ, **(env or {})})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -236,6 +252,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--framecast-workers", default="1,2", help="worker counts to measure")
     p.add_argument("--litserve-python", default=sys.executable)
     p.add_argument("--no-litserve", action="store_true")
+    p.add_argument(
+        "--also-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="more framecast rows (one per --framecast-workers count) with this setting, e.g. "
+        "FRAMECAST_CPU_THREADS=1",
+    )
+    p.add_argument(
+        "--litserve-tf-threads",
+        type=int,
+        default=0,
+        help="one more LitServe row with TensorFlow's thread pools at this size (the same "
+        "tuning as FRAMECAST_CPU_THREADS, through TF_NUM_INTRAOP/INTEROP_THREADS)",
+    )
     p.add_argument("--bare-seconds", type=float, default=12.0, help="over the 4 batch sizes")
     p.add_argument("--pause-pid", type=int, help="SIGSTOP this process during the run")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "frontend.json")
@@ -262,14 +293,30 @@ def run(args: argparse.Namespace) -> dict:
                 srv = framecast_server(root, port, workers)
                 try:
                     url = f"http://127.0.0.1:{port}" + route.format(name=name)
-                    row[f"framecast_w{workers}"] = measure(srv, url, body, args)
+                    row[f"framecast_w{workers}"] = measure(srv, url, body, args, workers == 1)
                 finally:
                     srv.stop()
-            if not args.no_litserve:
+            for setting in args.also_env:
+                key, _, value = setting.partition("=")
+                for workers in [int(w) for w in args.framecast_workers.split(",")]:
+                    port = free_port()
+                    srv = framecast_server(root, port, workers, {key: value})
+                    try:
+                        url = f"http://127.0.0.1:{port}" + route.format(name=name)
+                        r = measure(srv, url, body, args, workers == 1)
+                        row[f"framecast_w{workers} {key}={value}"] = r
+                    finally:
+                        srv.stop()
+            litserve_runs = [] if args.no_litserve else [("litserve", None)]
+            if litserve_runs and args.litserve_tf_threads:
+                n = str(args.litserve_tf_threads)
+                env = {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n}
+                litserve_runs.append((f"litserve TF threads={n}", env))
+            for key, env in litserve_runs:
                 port = free_port()
-                srv = litserve_server(args.litserve_python, root / name, port)
+                srv = litserve_server(args.litserve_python, root / name, port, env)
                 try:
-                    row["litserve"] = measure(srv, f"http://127.0.0.1:{port}/predict", body, args)
+                    row[key] = measure(srv, f"http://127.0.0.1:{port}/predict", body, args)
                 finally:
                     srv.stop()
         for r in row.values():
@@ -284,20 +331,20 @@ def run(args: argparse.Namespace) -> dict:
 
 def print_table(report: dict) -> None:
     print(
-        f"{'case':9} {'server':14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>6} "
+        f"{'case':9} {'server':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>6} "
         f"{'CPU ms/req':>10} {'front-end':>9} {'of bare':>8}"
     )
     for case, row in report["cases"].items():
         b = row["bare"]
         label = f"bare b={b['batch']}"
         print(
-            f"{case:9} {label:14} {b['clips_s']:8.1f} {'':>8} {'':>8} {'':>6} "
+            f"{case:9} {label:34} {b['clips_s']:8.1f} {'':>8} {'':>8} {'':>6} "
             f"{b['cpu_ms_per_clip']:10.3f}"
         )
         for key, r in row.items():
             if isinstance(r, dict) and "req_s" in r:
                 print(
-                    f"{case:9} {key:14} {r['req_s']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+                    f"{case:9} {key:34} {r['req_s']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
                     f"{r['non_2xx']:6d} {r['server_cpu_ms_per_request']:10.3f} "
                     f"{r['front_end_cpu_ms_per_request']:9.3f} {r['share_of_bare']:8.1%}"
                 )

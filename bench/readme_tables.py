@@ -41,27 +41,41 @@ def serve_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def _frontend_label(key: str) -> str:
+    base, _, setting = key.partition(" ")
+    if base == "litserve":
+        label = "LitServe 0.2.19"
+    elif base == "framecast_w1":
+        label = "framecast"
+    else:
+        label = base.replace("framecast_w", "framecast --workers ")
+    return f"{label}, `{setting}`" if setting else label
+
+
 def frontend_table(report: dict) -> str:
     """bench/frontend.py: req/s and server CPU per request, against LitServe and the bare model."""
-    names = {"framecast_w1": "framecast", "litserve": "LitServe 0.2.19"}
     rows = [
-        "| case | server | req/s | p50 | p99 | non-2xx | server CPU / request "
-        "| front end / request | share of bare |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| case | server | req/s | × LitServe | p50 | p99 | non-2xx | server CPU / request "
+        "| event loop / request | front end / request | share of bare |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case, row in report["cases"].items():
         b = row["bare"]
         rows.append(
             f"| {case} ({row['model']}) | bare `predict_on_batch`, batch {b['batch']} | "
-            f"{b['clips_s']:,.1f} clips/s | | | | {b['cpu_ms_per_clip']:.2f} ms / clip | | |"
+            f"{b['clips_s']:,.1f} clips/s | | | | | {b['cpu_ms_per_clip']:.2f} ms / clip | | | |"
         )
+        lit = row.get("litserve", {}).get("req_s")  # LitServe as it comes (its defaults)
         for key, r in row.items():
             if not (isinstance(r, dict) and "req_s" in r):
                 continue
-            label = names.get(key) or key.replace("framecast_w", "framecast --workers ")
+            ratio = f"{r['req_s'] / lit:.2f}×" if lit else ""
+            loop = r.get("event_loop_cpu_ms_per_request")
+            loop_s = f"{loop:.2f} ms" if loop is not None else ""
             rows.append(
-                f"| {case} | {label} | {r['req_s']:.1f} | {_ms(r['p50_ms'])} | "
-                f"{_ms(r['p99_ms'])} | {r['non_2xx']} | {r['server_cpu_ms_per_request']:.2f} ms | "
+                f"| {case} | {_frontend_label(key)} | {r['req_s']:.1f} | {ratio} | "
+                f"{_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {r['non_2xx']} | "
+                f"{r['server_cpu_ms_per_request']:.2f} ms | {loop_s} | "
                 f"{r['front_end_cpu_ms_per_request']:.2f} ms | {r['share_of_bare']:.0%} |"
             )
     return "\n".join(rows)

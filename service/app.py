@@ -121,11 +121,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(module.router)
     ui.mount_static(app)
     docs.mount_assets(app)
-    # pure-ASGI layers, innermost first: body limit + deadline, API keys, CORS, metrics, log
+    # pure-ASGI layers, innermost first: the hot path (classify, predict), body limit +
+    # deadline, API keys, CORS, metrics, log
     from service.limits import BodyLimitMiddleware
     from service.logs import RequestLogMiddleware
     from service.security import AuthMiddleware, add_cors, document_security
 
+    if settings.hot_path:
+        from service.hotpath import HotPathMiddleware
+
+        app.add_middleware(HotPathMiddleware, api=app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,

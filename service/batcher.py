@@ -62,20 +62,51 @@ class Timing:
 
 
 class Item:
-    """One request in the batcher: its owner's ``payload`` and how it is answered."""
+    """One request in the batcher: its owner's ``payload`` and how it is answered.
 
-    __slots__ = ("payload", "future", "timing", "enqueued", "deadline", "gone")
+    The answer goes to an asyncio future of the caller's event loop. The worker never touches
+    that future from its thread: :meth:`Batcher._finish` hands every answer of one step to each
+    loop in one ``call_soon_threadsafe`` (one wake-up per batch, not one per request)."""
 
-    def __init__(self, payload: Any, deadline: float | None = None):
+    __slots__ = ("payload", "future", "loop", "timing", "enqueued", "deadline", "gone", "answered")
+
+    def __init__(self, payload: Any, deadline: float | None, loop: asyncio.AbstractEventLoop):
         self.payload = payload
-        self.future: Future = Future()
+        self.loop = loop
+        self.future: asyncio.Future = loop.create_future()
         self.timing = Timing()
         self.enqueued = time.perf_counter()
         self.deadline = deadline  # time.monotonic() by which it must be answered, or None
         self.gone = False  # its caller stopped waiting: drop it, compute nothing more for it
+        self.answered = False  # the worker has handed its answer (or error) to its loop
 
     def expired(self, now: float) -> bool:
         return self.gone or (self.deadline is not None and now >= self.deadline)
+
+
+def _settle(answers: list[tuple[Item, Any, BaseException | None]]) -> None:
+    """On the caller's loop: give each waiting future its result or error."""
+    for item, result, error in answers:
+        fut = item.future
+        if fut.done():  # its caller stopped waiting (cancelled, timed out)
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+
+
+def _answer(answers: list[tuple[Item, Any, BaseException | None]]) -> None:
+    """Hand ``answers`` to their loops: one call per loop (a closed loop's callers are gone)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for a in answers:
+        a[0].answered = True
+        by_loop.setdefault(a[0].loop, []).append(a)
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, group)
+        except RuntimeError:  # the loop was closed: nobody waits for these any more
+            pass
 
 
 class _Job:
@@ -192,7 +223,7 @@ class Batcher:
                 log.exception("%s: batch step failed", self._what())
                 err = InferenceError(f"{self._what()}: {type(e).__name__}: {e}")
                 # an answered item was counted out already (_finish counts before answering)
-                self._finish([item for item in active if not item.future.done()], err)
+                self._finish([item for item in active if not item.answered], err)
                 active = []
 
     def _next_work(self, active: list[Item]) -> tuple[Any, list[Item]]:
@@ -222,11 +253,11 @@ class Batcher:
         now = time.perf_counter()
         while room > 0 and self._queue and isinstance(self._queue[0], Item):
             item = self._queue.popleft()
-            if not item.future.set_running_or_notify_cancel():  # its caller gave up
+            if item.gone:  # its caller gave up
                 self._finished_locked()
                 continue
             if item.expired(time.monotonic()):  # past its deadline: never computed
-                item.future.set_exception(self._late())
+                _answer([(item, None, self._late())])
                 self._finished_locked()
                 continue
             item.timing.queued_ms = (now - item.enqueued) * 1000.0
@@ -276,13 +307,13 @@ class Batcher:
         with self._cv:
             for _ in items:
                 self._finished_locked()
-        for i, item in enumerate(items):
-            if item.future.done():
-                continue
-            if error is not None:
-                item.future.set_exception(error)
-            else:
-                item.future.set_result(results[i])
+        _answer(
+            [
+                (item, None if error is not None else results[i], error)
+                for i, item in enumerate(items)
+                if not item.answered
+            ]
+        )
 
     def _step(self, active: list[Item]) -> list[Item]:
         """One call for every active item; returns those with steps left."""
@@ -327,10 +358,12 @@ class Batcher:
         with self._cv:
             items = list(active) + list(self._queue)
             self._queue.clear()
-        for item in items:
-            if not item.future.done():
-                if item in active or item.future.set_running_or_notify_cancel():
-                    item.future.set_exception(err)
+        _answer(
+            [(item, None, err) for item in items if isinstance(item, Item) and not item.answered]
+        )
+        for job in items:
+            if isinstance(job, _Job) and job.future.set_running_or_notify_cancel():
+                job.future.set_exception(err)
 
     # -- caller side ------------------------------------------------------------------------
     def _check_room_locked(self) -> None:
@@ -377,7 +410,7 @@ class Batcher:
     async def run(self, payload: Any, ticket: Ticket | None = None) -> tuple[Any, Timing]:
         """Queue ``payload`` and await its result, within the request's deadline (if any) and
         ``timeout_s``; a caller that goes away takes its item out of the queue."""
-        item = Item(payload, current_deadline())
+        item = Item(payload, current_deadline(), asyncio.get_running_loop())
         left = remaining(item.deadline)
         if left is not None and left <= 0:
             if ticket is not None:
@@ -386,7 +419,8 @@ class Batcher:
         timeout = self.timeout_s if left is None else min(self.timeout_s, left)
         self._enqueue(item, ticket)
         try:
-            result = await asyncio.wait_for(asyncio.wrap_future(item.future), timeout=timeout)
+            async with asyncio.timeout(timeout):
+                result = await item.future
         except TimeoutError:
             self._abandon(item)
             if left is not None and left <= self.timeout_s:

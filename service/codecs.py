@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import struct
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,10 +55,30 @@ class Limits:
     used_pixels: list = field(default_factory=lambda: [0])  # running total of one upload
 
 
-@dataclass
 class Frame:
-    data: np.ndarray  # (H, W, C) float32 in [0, 1], C in {1, 3}
-    source: str  # "file 'a.png'" / "file 'clip.gif' page 3" / "JSON frames[2]"
+    """One decoded frame: ``data`` is (H, W, C) float32 in [0, 1], C in {1, 3}; ``source`` names
+    it in messages ("file 'a.png'", "file 'clip.gif' page 3", "JSON frames[2]").
+
+    A frame decoded from an 8-bit image keeps its bytes (``u8``, (H, W, C) uint8) and makes
+    ``data`` (u8 / 255) only when asked: :func:`~service.fitting.conform` scales a whole clip
+    of such frames in one operation instead of one per frame."""
+
+    __slots__ = ("_data", "u8", "source")
+
+    def __init__(
+        self, data: np.ndarray | None, source: str, *, u8: np.ndarray | None = None
+    ) -> None:
+        self._data, self.u8, self.source = data, u8, source
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data = self.u8.astype(np.float32) / 255.0
+        return self._data
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.u8 if self._data is None else self._data).shape
 
 
 def sniff(data: bytes) -> str | None:
@@ -93,6 +115,65 @@ def _image_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _u8_frame(img: Image.Image, source: str) -> Frame | None:
+    """An 8-bit grey or RGB Pillow image as a :class:`Frame` that keeps its bytes, else None."""
+    if img.mode == "L":
+        return Frame(None, source, u8=np.asarray(img)[..., None])
+    if img.mode == "RGB":
+        return Frame(None, source, u8=np.asarray(img))
+    return None
+
+
+try:  # libspng: a plain PNG in a third of Pillow's time (no wheel on some platforms)
+    import pyspng as _spng
+except ImportError:  # pragma: no cover - the platforms without a wheel
+    _spng = None
+
+
+_NOT_PLAIN = {b"acTL", b"fcTL", b"tRNS"}  # animation, transparency: Pillow's path
+_CHUNK, _CRC = struct.Struct(">I4s"), struct.Struct(">I")  # a chunk's length and type; its CRC
+
+
+def _plain_chunks(data: bytes) -> bool:
+    """Every chunk whole with its CRC right (libspng does not check them, Pillow does), up to
+    IEND, and none that makes the image more than one plain frame."""
+    view, pos, end = memoryview(data), 8, len(data)
+    crc32, unpack = zlib.crc32, _CHUNK.unpack_from
+    while pos + 12 <= end:
+        size, kind = unpack(data, pos)
+        stop = pos + 12 + size
+        if stop > end or kind in _NOT_PLAIN:
+            return False
+        if crc32(view[pos + 4 : stop - 4]) != _CRC.unpack_from(data, stop - 4)[0]:
+            return False
+        if kind == b"IEND":
+            return True
+        pos = stop
+    return False
+
+
+def _plain_png(data: bytes, name: str, first: int, limits: Limits) -> Frame | None:
+    """An 8-bit grey or RGB, single-frame PNG within the limits, decoded by libspng; None for
+    anything else (APNG, palette, alpha, 16-bit, transparency, a frame over a limit, a decoder
+    error), which Pillow's path decodes, or refuses with its message."""
+    if _spng is None or len(data) < 33 or data[12:16] != b"IHDR" or data[24] != 8:
+        return None
+    colour = data[25]
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if colour not in (0, 2) or not 0 < w * h <= limits.max_frame_pixels:
+        return None
+    if first >= limits.max_frames or not _plain_chunks(data):
+        return None
+    try:
+        a = _spng.load(data)
+    except Exception:  # noqa: BLE001 - a corrupt file: Pillow's path names the fault
+        return None
+    if a.dtype != np.uint8 or a.shape != ((h, w) if colour == 0 else (h, w, 3)):
+        return None
+    check_total(limits, w * h, name)
+    return Frame(None, f"file {name!r}", u8=a[..., None] if colour == 0 else a)
+
+
 def check_total(limits: Limits, pixels: int, name: str) -> None:
     limits.used_pixels[0] += pixels
     if limits.used_pixels[0] > limits.max_total_pixels:
@@ -115,6 +196,11 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
         raise InvalidInput(
             f"{_where(first, label)}: {e}; at most {limits.max_frame_pixels} pixels per frame "
             "(FRAMECAST_MAX_FRAME_PIXELS)"
+        ) from None
+    except Image.UnidentifiedImageError:  # its message names a BytesIO object: say it plainly
+        raise FrameDecodeError(
+            f"{_where(first, label)}: not a readable {fmt} image (it starts like one, but its "
+            "header does not parse)"
         ) from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
         raise FrameDecodeError(
@@ -149,7 +235,7 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
             )
         check_total(limits, w * h, name)
         try:
-            frames.append(Frame(_image_to_array(img), source))
+            frames.append(_u8_frame(img, source) or Frame(_image_to_array(img), source))
         except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces while decoding
             raise FrameDecodeError(
                 f"{_where(first + page, source)}: cannot decode {fmt} data ({e})"
@@ -275,7 +361,11 @@ def decode_parts(
         elif fmt in VIDEO_FORMATS:
             frames.extend(decode_video(data, fmt, name, first, limits, video))
         else:
-            frames.extend(_decode_image(data, fmt, name, first, limits))
+            plain = _plain_png(data, name, first, limits) if fmt == "PNG" else None
+            if plain is not None:
+                frames.append(plain)
+            else:
+                frames.extend(_decode_image(data, fmt, name, first, limits))
     return frames
 
 

@@ -115,6 +115,22 @@ class Settings(BaseSettings):
         "hundred microseconds); larger ones in a worker thread, so that they never stall "
         "other requests. The hop to a thread costs more CPU than decoding a small clip",
     )
+    cpu_threads: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="TensorFlow's CPU threads for model work (intra-op and inter-op pools); 0: "
+        "TensorFlow's default (every core). On a small CPU host serving cheap models, 1 leaves "
+        "a core to the event loop and stops idle pool threads spinning (classify on 2 cores: "
+        "2.2 instead of 2.7 ms of CPU a request); heavy models lose throughput (README, front "
+        "end). TensorFlow backend only",
+    )
+    hot_path: bool = Field(
+        True,
+        description="answer POST /v1/models/{name}/classify and /predict without the router "
+        "(service/hotpath.py): the same answers for less CPU per request; false sends them "
+        "through FastAPI like every other route",
+    )
     max_horizon: int = Field(
         30, ge=1, description="largest horizon (rollout steps) of a prediction"
     )

@@ -79,8 +79,14 @@ def configure_devices(settings: Settings) -> Placement:
     gpus: list[str] = []
     try:
         if backend == "tensorflow":
-            import tensorflow as tf  # only for GPU discovery and memory growth
+            import tensorflow as tf  # only for GPU discovery, memory growth, CPU threads
 
+            if settings.cpu_threads:
+                try:
+                    tf.config.threading.set_intra_op_parallelism_threads(settings.cpu_threads)
+                    tf.config.threading.set_inter_op_parallelism_threads(settings.cpu_threads)
+                except RuntimeError as e:  # TensorFlow already started its pools
+                    log.warning("FRAMECAST_CPU_THREADS not applied: %s", e)
             found = tf.config.list_physical_devices("GPU")
             for gpu in found:
                 if settings.gpu_memory_growth:

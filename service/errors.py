@@ -125,6 +125,11 @@ def _response(
     return JSONResponse(error_body(status, kind, message), status_code=status, headers=headers)
 
 
+def error_response(exc: FramecastError) -> JSONResponse:
+    """The answer to a domain error (the full app's handler, and service/hotpath.py's)."""
+    return _response(exc.status, exc.kind, exc.message, exc.headers)
+
+
 _HTTP_KINDS = {
     400: "bad_request",
     404: "not_found",
@@ -139,7 +144,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(FramecastError)
     async def _domain(request: Request, exc: FramecastError):
-        return _response(exc.status, exc.kind, exc.message, exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

@@ -105,10 +105,18 @@ def conform(
         raise InvalidInput(f"fit={fit!r}: choose one of {', '.join(FITS)}")
     if not frames:
         return np.zeros((0, height, width, channels), np.float32), Conversion()
+    want = (height, width, channels)
+    if all(f.shape == want for f in frames):  # the common case: nothing to fit
+        if all(f.u8 is not None for f in frames):  # one scaling for the clip, as Frame.data does
+            raw = np.empty((len(frames),) + want, np.uint8)
+            for i, f in enumerate(frames):
+                raw[i] = f.u8
+            return np.divide(raw, np.float32(255.0), dtype=np.float32), Conversion()
+        return np.stack([f.data for f in frames]).astype(np.float32, copy=False), Conversion()
     if not resize:
-        h0, w0 = frames[0].data.shape[:2]
+        h0, w0 = frames[0].shape[:2]
         for i, f in enumerate(frames):
-            h, w = f.data.shape[:2]
+            h, w = f.shape[:2]
             if (h, w) != (h0, w0):
                 raise FrameSizeError(
                     f"frame {offset + i} ({f.source}) is {w}x{h} (width x height) "

@@ -9,6 +9,7 @@ are never logged (so API keys never are).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -67,9 +68,22 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.DEBUG)
 
 
+_serial = itertools.count()
+_prefix: list = [None, ""]  # (pid, 16 random hex digits): new in each worker process
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique across processes and restarts: a random per-process prefix and a
+    counter (``uuid4()`` asks the kernel for 16 random bytes on every request)."""
+    pid = os.getpid()
+    if _prefix[0] != pid:
+        _prefix[:] = [pid, uuid.uuid4().hex[:16]]
+    return f"{_prefix[1]}{next(_serial) & (1 << 64) - 1:016x}"
+
+
 def request_id(headers: dict[bytes, bytes]) -> str:
     given = headers.get(b"x-request-id", b"").decode("latin-1").strip()
-    return given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if _SANE_ID.fullmatch(given) else new_request_id()
 
 
 class RequestLogMiddleware:

@@ -95,9 +95,12 @@ class _Shaped:
 
     def batch(self, clips: list[np.ndarray], bucket: int) -> np.ndarray:
         """Clips of one length in a zero-padded batch of ``bucket`` rows."""
-        out = np.zeros((bucket,) + clips[0].shape, np.float32)
+        if bucket == len(clips):  # exact batches (TensorFlow): no padding rows to zero
+            return np.stack(clips).astype(np.float32, copy=False)
+        out = np.empty((bucket,) + clips[0].shape, np.float32)
         for i, c in enumerate(clips):
             out[i] = c
+        out[len(clips) :] = 0.0
         return out
 
     def warm_clip(self, bucket: int) -> np.ndarray:
@@ -225,8 +228,9 @@ class CarriedState(_Shaped):
         frames, states = out[0], out[1:]  # (bucket, 1, H, W, C), each (bucket, ...)
         for j, i in enumerate(rows):
             r = payloads[i]
-            r.states = [np.array(s[j]) for s in states]
             results[i] = r.add(np.array(frames[j, 0]))
+            if results[i] is None:  # steps to go: keep its states (megabytes: only then)
+                r.states = [np.array(s[j]) for s in states]
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
         step = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
+from itertools import accumulate
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -84,17 +86,24 @@ class _Histogram(_Family):
         self.sums: dict[tuple, float] = defaultdict(float)
 
     def observe(self, key: tuple, value: float) -> None:
-        counts = self.counts.setdefault(key, [0] * (len(self.buckets) + 1))
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                counts[i] += 1
+        # counts[i]: observations in bucket i alone (cumulated when rendered), counts[-1]: all
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = [0] * (len(self.buckets) + 1)
+        i = bisect_left(self.buckets, value)  # the first bucket with value <= its bound
+        if i < len(self.buckets):
+            counts[i] += 1
         counts[-1] += 1
         self.sums[key] += value
+
+    def cumulative(self, key: tuple) -> list[int]:
+        """Prometheus's counts: observations <= each bucket's bound, then all of them."""
+        return list(accumulate(self.counts[key][:-1])) + [self.counts[key][-1]]
 
     def lines(self) -> list[str]:
         out = []
         for key in sorted(self.counts):
-            counts = self.counts[key]
+            counts = self.cumulative(key)
             for b, c in zip(self.buckets, counts):
                 le = 'le="' + _num(b) + '"'
                 out.append(f"{self.name}_bucket{_labels(self.labels, key, le)} {c}")

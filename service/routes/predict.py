@@ -156,8 +156,11 @@ def add_timing(
 
 
 def ranked(scores: np.ndarray, class_names: list[str]) -> list[ClassScore]:
-    order = np.argsort(-scores, kind="stable")
-    return [ClassScore(class_name=class_names[i], score=float(scores[i])) for i in order]
+    """Every class, best first. The values are a str and a float already, so the objects are
+    built without validation (``model_construct``: a few microseconds less per class)."""
+    order = np.argsort(-scores, kind="stable").tolist()
+    values = scores.tolist()
+    return [ClassScore.model_construct(class_name=class_names[i], score=values[i]) for i in order]
 
 
 @router.post(

@@ -1,0 +1,205 @@
+"""The hot path (service/hotpath.py) answers exactly what the full app answers.
+
+Every request below goes to two apps over the same models, one with FRAMECAST_HOT_PATH on and
+one with it off, and the answers must match: status, body (less the measured times), and the
+headers a client reads. Then the cases it must hand to the full app, and its bookkeeping (log
+line, metrics) for the requests it answers itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.hotpath import query_values
+from tests.service.helpers import clip, files, npy, png
+
+TIMES = {"latency_ms", "inference_ms"}  # measured: differ from one call to the next
+
+
+@pytest.fixture(scope="module")
+def pair(models_dir):
+    common = dict(
+        models_dir=models_dir, load_mode="blocking", max_horizon=5, max_upload_bytes=200_000
+    )
+    with (
+        TestClient(create_app(Settings(**common))) as hot,
+        TestClient(create_app(Settings(**common, hot_path=False))) as full,
+    ):
+        yield hot, full
+
+
+def _json_body(frames) -> dict:
+    return {"frames": [base64.b64encode(png(f)).decode() for f in frames]}
+
+
+def _strip(value):
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in TIMES}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _same(hot, full, method: str, url: str, **kw) -> None:
+    a, b = hot.request(method, url, **kw), full.request(method, url, **kw)
+    assert a.status_code == b.status_code, (url, a.text, b.text)
+    for h in ("content-type", "x-model", "x-batch-size", "retry-after", "www-authenticate"):
+        assert a.headers.get(h) == b.headers.get(h), (url, h)
+    assert ("server-timing" in a.headers) == ("server-timing" in b.headers)
+    if a.headers["content-type"].startswith("application/json"):
+        assert _strip(a.json()) == _strip(b.json()), url
+    else:
+        assert a.content == b.content, url
+
+
+CLASSIFY = "/v1/models/conv2d_lstm_classify/classify"
+PREDICT = "/v1/models/convlstm2d_next_frame/predict"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        CLASSIFY,
+        CLASSIFY + "?top_k=2",
+        CLASSIFY + "?top_k=2&resize=false&fit=pad",
+        CLASSIFY + "?top_k=0",  # FastAPI's 422
+        CLASSIFY + "?top_k=1001",
+        CLASSIFY + "?top_k=%202",  # a value pydantic reads (" 2"): the full app reads it
+        CLASSIFY + "?top_k=two",
+        CLASSIFY + "?fit=zoom",
+        CLASSIFY + "?resize=maybe",
+        CLASSIFY + "?resize=YES&unknown=1",
+        CLASSIFY + "?top_k=1&top_k=2",  # repeated: the last one, as FastAPI reads it
+        PREDICT,
+        PREDICT + "?horizon=3",
+        PREDICT + "?horizon=6",  # over FRAMECAST_MAX_HORIZON: the route's 422
+        PREDICT + "?horizon=0",
+        PREDICT + "?horizon=2&raw=true",
+        PREDICT + "?output=npy&horizon=2",
+        PREDICT + "?output=png",
+        PREDICT + "?output=gif",
+        PREDICT + "?output=bmp",
+        "/v1/models/convlstm2d_next_frame/classify",  # wrong task
+        "/v1/models/conv2d_lstm_classify/predict",
+        "/v1/models/nope/classify",  # unknown model
+        "/v1/models/conv2d_lstm_classify/classify/",  # not a route
+        "/v1/models//classify",
+    ],
+)
+def test_same_answer_for_json_uploads(pair, url):
+    _same(*pair, "POST", url, json=_json_body(clip()))
+
+
+@pytest.mark.parametrize("url", [CLASSIFY, PREDICT + "?horizon=2"])
+def test_same_answer_for_every_upload_form_and_fault(pair, url):
+    frames = clip()
+    hot, full = pair
+    _same(hot, full, "POST", url, files=files(frames))  # multipart
+    _same(
+        hot, full, "POST", url, content=npy(frames), headers={"content-type": "application/x-npy"}
+    )
+    _same(hot, full, "POST", url, json=_json_body(frames[:2]))  # too few frames
+    _same(hot, full, "POST", url, json={"frames": ["not base64!"]})
+    _same(
+        hot, full, "POST", url, json={"frames": [base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()]}
+    )
+    _same(hot, full, "POST", url, content=b"{", headers={"content-type": "application/json"})
+    _same(hot, full, "POST", url, content=b"x", headers={"content-type": "text/plain"})
+    _same(hot, full, "POST", url, content=b"", headers={"content-type": "image/png"})
+    _same(hot, full, "POST", url, content=b"\0" * 300_000, headers={"content-type": "image/png"})
+    big = clip(h=64, w=64)
+    _same(hot, full, "POST", url + ("&" if "?" in url else "?") + "fit=crop", json=_json_body(big))
+
+
+def test_other_methods_and_routes_are_untouched(pair):
+    hot, full = pair
+    _same(hot, full, "GET", CLASSIFY)  # 405
+    assert hot.get("/v1/models").json().keys() == full.get("/v1/models").json().keys()
+    _same(hot, full, "POST", "/v1/compare/classify", json=_json_body(clip()))
+
+
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        (b"", {"top_k": 3, "resize": True, "fit": "stretch"}),
+        (b"top_k=7&fit=crop&resize=Off", {"top_k": 7, "resize": False, "fit": "crop"}),
+        (b"start=3&stride=2", {"top_k": 3, "resize": True, "fit": "stretch"}),
+        (b"top_k=1&top_k=2", None),
+        (b"top_k=+2", None),
+        (b"top_k=", None),
+        (b"top_k=1001", None),
+        (b"top_k=%EF%BC%91", None),  # a full-width digit: str.isdigit says yes, we say no
+        (b"resize=t", None),  # pydantic says True; the full app answers it
+    ],
+)
+def test_query_values(query, expected):
+    assert query_values("classify", query) == expected
+
+
+def test_hot_requests_are_logged_and_counted(pair, caplog):
+    hot, _ = pair
+    with caplog.at_level(logging.INFO, logger="framecast.access"):
+        r = hot.post(CLASSIFY, json=_json_body(clip()), headers={"x-request-id": "abc-123"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "abc-123"
+    line = [rec.getMessage() for rec in caplog.records if "abc-123" in rec.getMessage()]
+    assert (
+        line and "POST /v1/models/{name}/classify model=conv2d_lstm_classify status=200" in line[0]
+    )
+    text = hot.get("/metrics").text
+    want = (
+        'framecast_requests_total{route="/v1/models/{name}/classify",'
+        'model="conv2d_lstm_classify",status="200"}'
+    )
+    assert want in text
+    assert (
+        'framecast_request_phase_seconds_count{model="conv2d_lstm_classify",phase="decode"}' in text
+    )
+
+
+def test_body_limit_and_api_keys_still_apply(models_dir):
+    s = Settings(models_dir=models_dir, load_mode="blocking", max_upload_bytes=5000, api_keys="k1")
+    with TestClient(create_app(s)) as c:
+        body = json.dumps(_json_body(clip())).encode()
+        assert c.post(CLASSIFY, content=body).status_code == 401
+        ok = c.post(
+            CLASSIFY,
+            content=body,
+            headers={"authorization": "Bearer k1", "content-type": "application/json"},
+        )
+        assert ok.status_code == 200
+        big = c.post(
+            CLASSIFY,
+            content=body + b" " * 6000,
+            headers={"authorization": "Bearer k1", "content-type": "application/json"},
+        )
+        assert big.status_code == 413 and big.json()["error"] == "payload_too_large"
+
+
+def test_request_ids_are_unique_per_process(monkeypatch):
+    from service import logs
+
+    ids = {logs.new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    before = logs.new_request_id()[:16]
+    monkeypatch.setattr(logs, "_prefix", [-1, ""])  # as in a freshly forked worker
+    assert logs.new_request_id()[:16] != before
+
+
+def test_histogram_buckets_count_values_up_to_each_bound():
+    from service.telemetry import LATENCY_BUCKETS, Metrics
+
+    m = Metrics()
+    values = [0.0, 0.005, 0.0051, 0.1, 0.7, 30.0, 31.0] + list(LATENCY_BUCKETS)
+    for v in values:
+        m.observe_request("/r", "m", 200, v)
+    counts = m.latency.cumulative(("/r", "m"))
+    assert counts == [sum(v <= b for v in values) for b in LATENCY_BUCKETS] + [len(values)]
+    line = 'framecast_request_duration_seconds_bucket{route="/r",model="m",le="0.005"} 3'
+    assert line in m.render()
