@@ -7,7 +7,10 @@
 Every request is the same JSON body, ``{"frames": [10 base64 PNGs]}`` (a held-out 64x64 clip from
 ``service/static/samples/``), a format both servers take, sent by ``wrk`` (Debian's C load
 generator, ``apt-get install wrk``: it costs the server's machine little) with
-``--connections`` keep-alive connections for ``--duration`` seconds. For each server it reports
+``--connections`` keep-alive connections for ``--duration`` seconds per server. Every server of a
+case runs at once and they take turns: ``--rounds`` interleaved runs of duration / rounds seconds,
+the order rotating each round, so a slow minute of a shared machine falls on all of them alike
+(an idle server costs next to nothing meanwhile). For each server it reports
 req/s, p50/p99 latency, non-2xx answers and the server's CPU time per request (user + system of
 the server and all its child processes, read from ``/proc`` before and after the run), beside the
 bare batched compute of the same checkpoint (``predict_on_batch`` at the batch size, in this
@@ -41,6 +44,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -183,21 +187,48 @@ def wrk(url: str, body: bytes, connections: int, duration: float) -> dict:
     }
 
 
-def measure(
-    server: Server, url: str, body: bytes, args: argparse.Namespace, event_loop: bool = False
-) -> dict:
-    server.wait_ready()
-    wrk(url, body, args.connections, 3)  # warm: every bucket shape, connection pools
-    cpu0, loop0 = tree_cpu_s(server.proc.pid), main_thread_cpu_s(server.proc.pid)
-    r = wrk(url, body, args.connections, args.duration)
-    cpu = tree_cpu_s(server.proc.pid) - cpu0
-    n = max(1, r["requests"])
-    r["server_cpu_s"] = round(cpu, 2)
-    r["server_cpu_ms_per_request"] = round(1000.0 * cpu / n, 3)
-    if event_loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
-        loop = main_thread_cpu_s(server.proc.pid) - loop0
-        r["event_loop_cpu_ms_per_request"] = round(1000.0 * loop / n, 3)
-    return r
+def measure_rounds(servers: list[tuple], body: bytes, args: argparse.Namespace) -> dict:
+    """Every server of ``servers`` (key, Server, url, report its event loop) warmed, then
+    measured in ``--rounds`` interleaved turns of ``--duration / --rounds`` seconds, the order
+    rotating each round, so that a slow minute of this shared machine falls on all of them
+    alike. Requests, CPU and non-2xx answers add up over the rounds; p50 is the median of the
+    rounds' p50s and p99 the worst round's."""
+    per_run = args.duration / args.rounds
+    for _, server, url, _ in servers:
+        server.wait_ready()
+        wrk(url, body, args.connections, 3)  # warm: every batch shape, connection pools
+    acc: dict[str, dict] = {key: {"runs": []} for key, *_ in servers}
+    for k in range(args.rounds):
+        turn = servers[k % len(servers) :] + servers[: k % len(servers)]
+        for key, server, url, loop in turn:
+            pid = server.proc.pid
+            cpu0, loop0 = tree_cpu_s(pid), main_thread_cpu_s(pid) if loop else 0.0
+            r = wrk(url, body, args.connections, per_run)
+            r["cpu_s"] = tree_cpu_s(pid) - cpu0
+            if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
+                r["loop_s"] = main_thread_cpu_s(pid) - loop0
+            acc[key]["runs"].append(r)
+    out = {}
+    for key, _, _, loop in servers:
+        runs = acc[key]["runs"]
+        n = max(1, sum(r["requests"] for r in runs))
+        cpu = sum(r["cpu_s"] for r in runs)
+        row = {
+            "requests": n,
+            "req_s": round(sum(r["req_s"] for r in runs) / len(runs), 2),
+            "req_s_per_round": [r["req_s"] for r in runs],
+            "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+            "p99_ms": max(r["p99_ms"] for r in runs),
+            "non_2xx": sum(r["non_2xx"] for r in runs),
+            "socket_errors": "; ".join(r["socket_errors"] for r in runs if r["socket_errors"]),
+            "server_cpu_s": round(cpu, 2),
+            "server_cpu_ms_per_request": round(1000.0 * cpu / n, 3),
+        }
+        if loop:
+            loop_s = sum(r["loop_s"] for r in runs)
+            row["event_loop_cpu_ms_per_request"] = round(1000.0 * loop_s / n, 3)
+        out[key] = row
+    return out
 
 
 def bare(folder: Path, seconds: float) -> dict:
@@ -247,7 +278,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models-dir", type=Path, default=ROOT / "models")
     p.add_argument("--cases", default="classify,predict")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds per wrk run")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of wrk per server")
+    p.add_argument(
+        "--rounds", type=int, default=4, help="interleaved turns the duration is split into"
+    )
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--framecast-workers", default="1,2", help="worker counts to measure")
     p.add_argument("--litserve-python", default=sys.executable)
@@ -278,7 +312,12 @@ def run(args: argparse.Namespace) -> dict:
     report: dict = {
         "command": "python3 bench/frontend.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "wrk": {"connections": args.connections, "duration_s": args.duration, "threads": 2},
+        "wrk": {
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "threads": 2,
+        },
         "body": "JSON, 10 base64 PNG frames 64x64 (service/static/samples/classify_0000.gif)",
         "cases": {},
     }
@@ -288,25 +327,15 @@ def run(args: argparse.Namespace) -> dict:
             root = Path(tmp)
             shutil.copytree(args.models_dir / name, root / name)
             row: dict = {"model": name, "bare": bare(root / name, args.bare_seconds)}
-            for workers in [int(w) for w in args.framecast_workers.split(",")]:
-                port = free_port()
-                srv = framecast_server(root, port, workers)
-                try:
-                    url = f"http://127.0.0.1:{port}" + route.format(name=name)
-                    row[f"framecast_w{workers}"] = measure(srv, url, body, args, workers == 1)
-                finally:
-                    srv.stop()
-            for setting in args.also_env:
-                key, _, value = setting.partition("=")
+            path = route.format(name=name)
+            servers: list[tuple] = []
+            variants = [("", None)] + [(" " + s, dict([s.split("=", 1)])) for s in args.also_env]
+            for suffix, env in variants:
                 for workers in [int(w) for w in args.framecast_workers.split(",")]:
                     port = free_port()
-                    srv = framecast_server(root, port, workers, {key: value})
-                    try:
-                        url = f"http://127.0.0.1:{port}" + route.format(name=name)
-                        r = measure(srv, url, body, args, workers == 1)
-                        row[f"framecast_w{workers} {key}={value}"] = r
-                    finally:
-                        srv.stop()
+                    srv = framecast_server(root, port, workers, env)
+                    url = f"http://127.0.0.1:{port}{path}"
+                    servers.append((f"framecast_w{workers}{suffix}", srv, url, workers == 1))
             litserve_runs = [] if args.no_litserve else [("litserve", None)]
             if litserve_runs and args.litserve_tf_threads:
                 n = str(args.litserve_tf_threads)
@@ -315,9 +344,11 @@ def run(args: argparse.Namespace) -> dict:
             for key, env in litserve_runs:
                 port = free_port()
                 srv = litserve_server(args.litserve_python, root / name, port, env)
-                try:
-                    row[key] = measure(srv, f"http://127.0.0.1:{port}/predict", body, args)
-                finally:
+                servers.append((key, srv, f"http://127.0.0.1:{port}/predict", False))
+            try:
+                row.update(measure_rounds(servers, body, args))
+            finally:
+                for _, srv, _, _ in servers:
                     srv.stop()
         for r in row.values():
             if isinstance(r, dict) and "req_s" in r:

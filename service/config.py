@@ -120,10 +120,10 @@ class Settings(BaseSettings):
         ge=0,
         le=1024,
         description="TensorFlow's CPU threads for model work (intra-op and inter-op pools); 0: "
-        "TensorFlow's default (every core). On a small CPU host serving cheap models, 1 leaves "
-        "a core to the event loop and stops idle pool threads spinning (classify on 2 cores: "
-        "2.2 instead of 2.7 ms of CPU a request); heavy models lose throughput (README, front "
-        "end). TensorFlow backend only",
+        "TensorFlow's default (every core). On a CPU host, 1 with --workers = cores runs the "
+        "models process-parallel and stops idle pool threads spinning: less CPU a request for "
+        "cheap models; one worker with 1 thread halves a heavy model's throughput (README, "
+        "'The front end'). TensorFlow backend only",
     )
     hot_path: bool = Field(
         True,
