@@ -20,6 +20,9 @@ CPU of the event loop alone (the process's main thread: HTTP, decoding, answers,
 which does not depend on how well the model's threads use the cores at the batch sizes the load
 forms.
 
+With ``--bodies json,multipart,npy`` the one-worker framecast server is also sent the same clip
+as multipart PNG files and as one uint8 ``.npy`` (LitServe takes the JSON form only).
+
 Cases: ``classify`` (``conv2d_lstm_classify``: cheap on this CPU, the front end dominates) and
 ``predict`` (``convlstm2d_next_frame``, horizon 1: the model dominates). Servers: framecast with
 ``--workers`` 1 (and each count in ``--framecast-workers``), and LitServe 0.2.x serving the same
@@ -64,7 +67,8 @@ CASES = {
 SAMPLE = ROOT / "service" / "static" / "samples" / "classify_0000.gif"
 
 
-def body_json(frames: int = 10) -> bytes:
+def sample_frames(frames: int = 10) -> list[bytes]:
+    """The sample clip's first ``frames`` frames as grey PNG files."""
     from PIL import Image
 
     img = Image.open(SAMPLE)
@@ -73,8 +77,40 @@ def body_json(frames: int = 10) -> bytes:
         img.seek(i)
         buf = io.BytesIO()
         img.convert("L").save(buf, format="PNG")
-        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
-    return json.dumps({"frames": out}).encode()
+        out.append(buf.getvalue())
+    return out
+
+
+def body_json(frames: int = 10) -> bytes:
+    pngs = [base64.b64encode(p).decode("ascii") for p in sample_frames(frames)]
+    return json.dumps({"frames": pngs}).encode()
+
+
+def bodies(frames: int = 10) -> dict[str, tuple[bytes, str]]:
+    """The same clip as each upload form framecast takes: JSON (base64 PNGs, the form both
+    servers take), multipart PNG files, and one .npy (uint8, (T, H, W, 1))."""
+    pngs = sample_frames(frames)
+    boundary = "framecastbench"
+    parts = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        f'filename="f{i}.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
+        + png
+        + b"\r\n"
+        for i, png in enumerate(pngs)
+    )
+    from PIL import Image
+
+    arr = np.stack([np.asarray(Image.open(io.BytesIO(p))) for p in pngs])[..., None]
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return {
+        "json": (body_json(frames), "application/json"),
+        "multipart": (
+            parts + f"--{boundary}--\r\n".encode(),
+            f"multipart/form-data; boundary={boundary}",
+        ),
+        "npy": (buf.getvalue(), "application/x-npy"),
+    }
 
 
 def free_port() -> int:
@@ -146,12 +182,18 @@ def main_thread_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, body: bytes, connections: int, duration: float) -> dict:
+def wrk(
+    url: str,
+    body: bytes,
+    connections: int,
+    duration: float,
+    content_type: str = "application/json",
+) -> dict:
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
         f.write(body)
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     script.write(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
         f'local f = io.open("{f.name}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
     )
     script.close()
@@ -187,29 +229,30 @@ def wrk(url: str, body: bytes, connections: int, duration: float) -> dict:
     }
 
 
-def measure_rounds(servers: list[tuple], body: bytes, args: argparse.Namespace) -> dict:
-    """Every server of ``servers`` (key, Server, url, report its event loop) warmed, then
+def measure_rounds(servers: list[tuple], args: argparse.Namespace) -> dict:
+    """Every server of ``servers`` (key, Server, url, report its event loop, (body, content
+    type)) warmed, then
     measured in ``--rounds`` interleaved turns of ``--duration / --rounds`` seconds, the order
     rotating each round, so that a slow minute of this shared machine falls on all of them
     alike. Requests, CPU and non-2xx answers add up over the rounds; p50 is the median of the
     rounds' p50s and p99 the worst round's."""
     per_run = args.duration / args.rounds
-    for _, server, url, _ in servers:
+    for _, server, url, _, (body, ctype) in servers:
         server.wait_ready()
-        wrk(url, body, args.connections, 3)  # warm: every batch shape, connection pools
+        wrk(url, body, args.connections, 3, ctype)  # warm: every batch shape, connection pools
     acc: dict[str, dict] = {key: {"runs": []} for key, *_ in servers}
     for k in range(args.rounds):
         turn = servers[k % len(servers) :] + servers[: k % len(servers)]
-        for key, server, url, loop in turn:
+        for key, server, url, loop, (body, ctype) in turn:
             pid = server.proc.pid
             cpu0, loop0 = tree_cpu_s(pid), main_thread_cpu_s(pid) if loop else 0.0
-            r = wrk(url, body, args.connections, per_run)
+            r = wrk(url, body, args.connections, per_run, ctype)
             r["cpu_s"] = tree_cpu_s(pid) - cpu0
             if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
                 r["loop_s"] = main_thread_cpu_s(pid) - loop0
             acc[key]["runs"].append(r)
     out = {}
-    for key, _, _, loop in servers:
+    for key, _, _, loop, _ in servers:
         runs = acc[key]["runs"]
         n = max(1, sum(r["requests"] for r in runs))
         cpu = sum(r["cpu_s"] for r in runs)
@@ -287,6 +330,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--litserve-python", default=sys.executable)
     p.add_argument("--no-litserve", action="store_true")
     p.add_argument(
+        "--bodies",
+        default="json",
+        help="upload forms sent to framecast (one worker): json,multipart,npy; LitServe and "
+        "the other rows always get the JSON body",
+    )
+    p.add_argument(
         "--also-env",
         action="append",
         default=[],
@@ -308,7 +357,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    body = body_json()
     report: dict = {
         "command": "python3 bench/frontend.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -318,7 +366,8 @@ def run(args: argparse.Namespace) -> dict:
             "rounds": args.rounds,
             "threads": 2,
         },
-        "body": "JSON, 10 base64 PNG frames 64x64 (service/static/samples/classify_0000.gif)",
+        "body": "JSON, 10 base64 PNG frames 64x64 (service/static/samples/classify_0000.gif); "
+        "rows marked body= send the same clip as multipart PNG files or one uint8 .npy",
         "cases": {},
     }
     for case in args.cases.split(","):
@@ -328,6 +377,7 @@ def run(args: argparse.Namespace) -> dict:
             shutil.copytree(args.models_dir / name, root / name)
             row: dict = {"model": name, "bare": bare(root / name, args.bare_seconds)}
             path = route.format(name=name)
+            forms = bodies()
             servers: list[tuple] = []
             variants = [("", None)] + [(" " + s, dict([s.split("=", 1)])) for s in args.also_env]
             for suffix, env in variants:
@@ -335,7 +385,13 @@ def run(args: argparse.Namespace) -> dict:
                     port = free_port()
                     srv = framecast_server(root, port, workers, env)
                     url = f"http://127.0.0.1:{port}{path}"
-                    servers.append((f"framecast_w{workers}{suffix}", srv, url, workers == 1))
+                    key = f"framecast_w{workers}{suffix}"
+                    servers.append((key, srv, url, workers == 1, forms["json"]))
+                    if suffix or workers != 1:
+                        continue
+                    for form in args.bodies.split(","):  # the same server, another upload form
+                        if form != "json":
+                            servers.append((f"{key} body={form}", srv, url, True, forms[form]))
             litserve_runs = [] if args.no_litserve else [("litserve", None)]
             if litserve_runs and args.litserve_tf_threads:
                 n = str(args.litserve_tf_threads)
@@ -344,11 +400,12 @@ def run(args: argparse.Namespace) -> dict:
             for key, env in litserve_runs:
                 port = free_port()
                 srv = litserve_server(args.litserve_python, root / name, port, env)
-                servers.append((key, srv, f"http://127.0.0.1:{port}/predict", False))
+                url = f"http://127.0.0.1:{port}/predict"
+                servers.append((key, srv, url, False, forms["json"]))
             try:
-                row.update(measure_rounds(servers, body, args))
+                row.update(measure_rounds(servers, args))
             finally:
-                for _, srv, _, _ in servers:
+                for srv in {id(t[1]): t[1] for t in servers}.values():  # one server, many rows
                     srv.stop()
         for r in row.values():
             if isinstance(r, dict) and "req_s" in r:

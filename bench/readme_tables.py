@@ -69,7 +69,7 @@ def frontend_table(report: dict) -> str:
         for key, r in row.items():
             if not (isinstance(r, dict) and "req_s" in r):
                 continue
-            ratio = f"{r['req_s'] / lit:.2f}×" if lit else ""
+            ratio = f"{r['req_s'] / lit:.2f}×" if lit and "body=" not in key else ""
             loop = r.get("event_loop_cpu_ms_per_request")
             loop_s = f"{loop:.2f} ms" if loop is not None else ""
             rows.append(
