@@ -119,6 +119,97 @@ def replayed(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
+def split_multipart(
+    request: Request, body: bytes, settings: Settings
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]] | None] | None:
+    """A well-formed multipart body's file parts (and ``truth`` parts), read straight from the
+    bytes by python-multipart's parser, as Starlette's ``form()`` would give them but without a
+    spooled file per part. None for anything short of plain (no boundary, a charset, a part
+    without a name, more files or fields than allowed, a field over its size, a parser error):
+    ``form()`` then reads it and words the error, so no answer changes."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary or b"charset" in params:
+        return None
+    found: list[tuple[bytes, bytes, bool]] = []  # (name, filename or b"", is a file)
+    datas: list[list[bytes]] = []
+    header: list[bytes] = [b"", b""]
+    disposition: list[bytes | None] = [None]
+    ended = [0]  # parts whose closing boundary was seen (form() keeps only those)
+
+    def part_begin() -> None:
+        disposition[0] = None
+        datas.append([])
+
+    def header_field(data: bytes, start: int, end: int) -> None:
+        header[0] += data[start:end]
+
+    def header_value(data: bytes, start: int, end: int) -> None:
+        header[1] += data[start:end]
+
+    def header_end() -> None:
+        if header[0].lower() == b"content-disposition":
+            disposition[0] = header[1]
+        header[0] = header[1] = b""
+
+    def headers_finished() -> None:
+        _, options = parse_options_header(disposition[0])
+        if b"name" not in options:
+            raise ValueError("no name")
+        is_file = b"filename" in options
+        found.append((options[b"name"], options.get(b"filename", b""), is_file))
+
+    def part_data(data: bytes, start: int, end: int) -> None:
+        datas[-1].append(data[start:end])
+
+    def part_end() -> None:
+        ended[0] += 1
+
+    callbacks = {
+        "on_part_begin": part_begin,
+        "on_header_field": header_field,
+        "on_header_value": header_value,
+        "on_header_end": header_end,
+        "on_headers_finished": headers_finished,
+        "on_part_data": part_data,
+        "on_part_end": part_end,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except Exception:  # noqa: BLE001 - malformed: form() reads it again and words the fault
+        return None
+    files = sum(1 for *_, is_file in found if is_file)
+    complete = len(found) == len(datas) == ended[0]
+    if not complete or files > settings.max_files or len(found) - files > 100:
+        return None
+    parts: list[tuple[str, bytes]] = []
+    truth: list[tuple[str, bytes]] | None = None
+    for (key, filename, is_file), chunks in zip(found, datas):
+        data = b"".join(chunks)
+        if not is_file:
+            if len(data) > settings.max_upload_bytes:
+                return None
+            continue  # plain form fields carry no frames
+        name = _decoded(filename) or _decoded(key)
+        if _decoded(key) == "truth":
+            truth = (truth or []) + [(name, data)]
+        else:
+            parts.append((name, data))
+    return parts, truth
+
+
+def _decoded(raw: bytes) -> str:
+    """A part's name as Starlette decodes it (UTF-8, else Latin-1)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 async def read_upload(request: Request, settings: Settings, *, allow_truth: bool) -> Upload:
     """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -132,7 +223,10 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
     parts: list[tuple[str, bytes]] = []
     truth_parts: list[tuple[str, bytes]] | None = None
 
-    if ctype == "multipart/form-data":
+    plain = split_multipart(request, body, settings) if ctype == "multipart/form-data" else None
+    if plain is not None:
+        parts, truth_parts = plain
+    elif ctype == "multipart/form-data":
         try:
             form = await replayed(request, body).form(
                 max_files=settings.max_files,
