@@ -202,6 +202,35 @@ def split_multipart(
     return parts, truth
 
 
+async def form_parts(
+    request: Request, body: bytes, settings: Settings
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]] | None]:
+    """The file parts (and ``truth`` parts) of any multipart body, through Starlette's
+    ``form()``, which words every fault (422)."""
+    try:
+        form = await replayed(request, body).form(
+            max_files=settings.max_files,
+            max_fields=100,
+            max_part_size=settings.max_upload_bytes,
+        )
+    except StarletteHTTPException as e:
+        raise InvalidInput(f"malformed multipart body: {e.detail}") from None
+    parts: list[tuple[str, bytes]] = []
+    truth: list[tuple[str, bytes]] | None = None
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                continue  # plain form fields carry no frames
+            item = (value.filename or key, await value.read())
+            if key == "truth":
+                truth = (truth or []) + [item]
+            else:
+                parts.append(item)
+    finally:
+        await form.close()
+    return parts, truth
+
+
 def _decoded(raw: bytes) -> str:
     """A part's name as Starlette decodes it (UTF-8, else Latin-1)."""
     try:
@@ -223,30 +252,11 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
     parts: list[tuple[str, bytes]] = []
     truth_parts: list[tuple[str, bytes]] | None = None
 
-    plain = split_multipart(request, body, settings) if ctype == "multipart/form-data" else None
-    if plain is not None:
-        parts, truth_parts = plain
-    elif ctype == "multipart/form-data":
-        try:
-            form = await replayed(request, body).form(
-                max_files=settings.max_files,
-                max_fields=100,
-                max_part_size=settings.max_upload_bytes,
-            )
-        except StarletteHTTPException as e:
-            raise InvalidInput(f"malformed multipart body: {e.detail}") from None
-        try:
-            for key, value in form.multi_items():
-                if isinstance(value, str):
-                    continue  # plain form fields carry no frames
-                data = await value.read()
-                name = value.filename or key
-                if key == "truth":
-                    truth_parts = (truth_parts or []) + [(name, data)]
-                else:
-                    parts.append((name, data))
-        finally:
-            await form.close()
+    if ctype == "multipart/form-data":
+        plain = split_multipart(request, body, settings)
+        parts, truth_parts = (
+            plain if plain is not None else await form_parts(request, body, settings)
+        )
     elif ctype == "application/json":
         check_json(body, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
         try:
