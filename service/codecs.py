@@ -246,9 +246,10 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
     return frames
 
 
-def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype]:
-    """The shape and dtype an .npy declares, read before any array memory is allocated (``np.load``
-    allocates the declared size first, so a 20-byte file may not claim gigabytes)."""
+def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype, bool, int]:
+    """The shape, dtype, order and data offset an .npy declares, read (by numpy's own header
+    reader) before any array memory is allocated: ``np.load`` allocates the declared size
+    first, so a 20-byte file may not claim gigabytes."""
     fp = io.BytesIO(data)
     try:
         major, _ = np.lib.format.read_magic(fp)
@@ -257,7 +258,7 @@ def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype]:
             if major == 1
             else np.lib.format.read_array_header_2_0
         )
-        shape, _, dtype = read(fp, max_header_size=10000)
+        shape, fortran, dtype = read(fp, max_header_size=10000)
     except Exception as e:  # noqa: BLE001 - a malformed header, of whatever kind
         raise FrameDecodeError(
             f"{where}: not a readable .npy array ({e}); send a (T,H,W) or "
@@ -275,22 +276,22 @@ def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype]:
             f"({need} bytes) but the file holds {len(data) - fp.tell()} bytes "
             "of data (truncated?)"
         )
-    return tuple(shape), dtype
+    return tuple(shape), dtype, bool(fortran), fp.tell()
 
 
 def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Frame]:
     where = f"file {name!r}"
-    _npy_header(data, where)
-    try:
-        a = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - ValueError for pickles, EOFError/OSError for truncation
-        raise FrameDecodeError(
-            f"{_where(first, where)}: not a readable .npy array ({e}); "
-            "send a (T,H,W) or (T,H,W,C) numeric array saved by numpy.save"
-        ) from None
-    if not isinstance(a, np.ndarray) or a.ndim not in (3, 4):
-        shape = getattr(a, "shape", None)
+    shape, dtype, fortran, offset = _npy_header(data, where)
+    if len(shape) not in (3, 4):
         raise FrameDecodeError(f"{where}: array has shape {shape}; expected (T,H,W) or (T,H,W,C)")
+    if dtype != np.uint8 and not (dtype.fields is None and np.issubdtype(dtype, np.floating)):
+        raise FrameDecodeError(
+            f"{where}: dtype {dtype} is not supported; send uint8 (0-255) or float (0-1)"
+        )
+    # the data as np.load reads it from a buffer (a view of the upload's bytes, no copy yet)
+    count = int(np.prod(shape, dtype=np.int64))
+    a = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    a = a.reshape(shape[::-1]).transpose() if fortran else a.reshape(shape)
     if a.ndim == 3:
         a = a[..., None]
     t, h, w, c = a.shape
@@ -311,22 +312,18 @@ def _decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Fram
             f"at most {limits.max_frames} (FRAMECAST_MAX_FRAMES)"
         )
     check_total(limits, t * h * w, name)
-    if a.dtype == np.uint8:
-        x = a.astype(np.float32) / 255.0
-    elif np.issubdtype(a.dtype, np.floating):
-        x = a.astype(np.float32)
-        for i in range(t):
-            require_unit_range(
-                x[i],
-                _where(first + i, where + f" index {i}"),
-                kind="float",
-                hint="send uint8 0-255 or floats 0-1",
-            )
-        x = np.clip(x, 0.0, 1.0)
-    else:
-        raise FrameDecodeError(
-            f"{where}: dtype {a.dtype} is not supported; send uint8 (0-255) or float (0-1)"
+    if a.dtype == np.uint8:  # kept as bytes: the clip is scaled once (Frame.u8, conform)
+        u8 = a[..., :3] if c == 4 else a
+        return [Frame(None, f"{where} index {i}", u8=u8[i]) for i in range(t)]
+    x = a.astype(np.float32)
+    for i in range(t):
+        require_unit_range(
+            x[i],
+            _where(first + i, where + f" index {i}"),
+            kind="float",
+            hint="send uint8 0-255 or floats 0-1",
         )
+    x = np.clip(x, 0.0, 1.0)
     if c == 4:
         x = x[..., :3]  # drop alpha
     return [Frame(np.ascontiguousarray(x[i]), f"{where} index {i}") for i in range(t)]

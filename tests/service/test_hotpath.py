@@ -262,6 +262,33 @@ def _multipart_corpus() -> list[tuple[bytes, str]]:
             "multipart/form-data",
         ),
     ]
+    one = [('form-data; name="files"; filename="a.png"', "image/png", f)]
+    plain = mp(one * 2)
+    head = b'--b0\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n'
+    cases += [  # the edges of what the fast split calls plain
+        (b"preamble\r\n" + plain, ok),
+        (mp(one, tail=b"--\r\nepilogue"), ok),
+        (plain.replace(b"--b0\r\n", b"--b0  \r\n", 1), ok),  # transport padding
+        (mp([(one[0][0], "image/png", f + b"\r\n--b0X" + f)]), ok),  # a near-delimiter
+        (plain.replace(b"Content-Type: image/png", b"Content-Type image/png", 1), ok),
+        (plain.replace(b"Content-Type: image/png", b"X-A: 1\r\n  folded", 1), ok),
+        (
+            plain.replace(
+                b'Content-Disposition: form-data; name="files"; filename="a.png"',
+                (b"content-disposition:form-data;name=files;filename=b.png"),
+            ),
+            ok,
+        ),
+        (
+            plain.replace(b"Content-Type: image/png", b'Content-Disposition: form-data; name="x"'),
+            ok,
+        ),
+        (plain.replace(b"Content-Type: image/png", b"\r\n".join([b"X-A: 1"] * 8), 1), ok),
+        (mp([("", "image/png", f)]).replace(b"Content-Disposition: \r\n", b""), ok),
+        (mp(one, boundary="b" * 300), "multipart/form-data; boundary=" + "b" * 300),
+        (plain.replace(b"\r\n", b"\n"), ok),
+        (head + b"Content-Type: image/png\r\n\r\n" + f + b"\r\n--b0--", ok),
+    ]
     cases += [
         (c.body, c.ctype)
         for c in malformed.corpus()
@@ -270,16 +297,14 @@ def _multipart_corpus() -> list[tuple[bytes, str]]:
     return cases
 
 
-@pytest.mark.parametrize("case", range(len(_multipart_corpus())))
-def test_multipart_split_matches_starlettes_form(case):
-    """split_multipart gives form()'s file parts exactly, or None (then form() reads it)."""
+def _split_agrees_with_form(body: bytes, ctype: str) -> object:
+    """split_multipart's answer, checked against form()'s: the same parts, or None."""
     import asyncio
 
     from starlette.requests import Request
 
     from service.uploads import form_parts, split_multipart
 
-    body, ctype = _multipart_corpus()[case]
     settings = Settings(max_files=4, max_upload_bytes=1 << 20)
     scope = {
         "type": "http",
@@ -296,7 +321,49 @@ def test_multipart_split_matches_starlettes_form(case):
         expected = asyncio.run(form_parts(request, body, settings))
     except InvalidInput:  # form() refuses it: the fast split must not accept it
         assert fast is None
-        return
+        return None
     assert fast is None or fast == expected
-    if case < 4:  # the plain ones: the fast split takes them
-        assert fast == expected
+    return fast
+
+
+@pytest.mark.parametrize("case", range(len(_multipart_corpus())))
+def test_multipart_split_matches_starlettes_form(case):
+    """split_multipart gives form()'s file parts exactly, or None (then form() reads it)."""
+    body, ctype = _multipart_corpus()[case]
+    fast = _split_agrees_with_form(body, ctype)
+    if case < 4 or case == 18:  # the plain ones (and a header spelled tersely): taken
+        assert fast is not None
+
+
+def test_multipart_split_agrees_with_form_on_mutated_bodies():
+    """Bytes deleted, inserted or changed around the delimiters and headers of a plain body:
+    wherever the fast split answers, form() answers the same."""
+    import random
+
+    ok = "multipart/form-data; boundary=b0"
+    parts = [("files", "a.png", b"\x89PNG\r\n--b\r\n\r\nab"), ("truth", "t.png", b"xyz")]
+    plain = (
+        b"".join(
+            b'--b0\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+            b"Content-Type: image/png\r\n\r\n%s\r\n" % (n.encode(), fn.encode(), d)
+            for n, fn, d in parts
+        )
+        + b"--b0--\r\n"
+    )
+    assert _split_agrees_with_form(plain, ok) is not None
+    rng = random.Random(17)
+    alphabet = b'\r\n-b0:; "=xa'
+    taken = 0
+    for _ in range(1500):
+        body = bytearray(plain)
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(body))
+            op = rng.randrange(3)
+            if op == 0:
+                del body[i]
+            elif op == 1:
+                body.insert(i, rng.choice(alphabet))
+            else:
+                body[i] = rng.choice(alphabet)
+        taken += _split_agrees_with_form(bytes(body), ok) is not None
+    assert 0 < taken < 1500  # some mutants stay plain, the rest go to form()
