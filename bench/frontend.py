@@ -9,8 +9,10 @@ Every request is the same JSON body, ``{"frames": [10 base64 PNGs]}`` (a held-ou
 generator, ``apt-get install wrk``: it costs the server's machine little) with
 ``--connections`` keep-alive connections for ``--duration`` seconds per server. Every server of a
 case runs at once and they take turns: ``--rounds`` interleaved runs of duration / rounds seconds,
-the order rotating each round, so a slow minute of a shared machine falls on all of them alike
-(an idle server costs next to nothing meanwhile). For each server it reports
+the order rotating each round, so a slow minute of a shared machine falls on all of them alike.
+During a server's turn the others are stopped (SIGSTOP to their process groups): an idle LitServe
+polls its queues (about 0.15 core here, reported as ``idle_cpu_cores``), which would otherwise
+be taken from whichever server is measured. For each server it reports
 req/s, p50/p99 latency, non-2xx answers and the server's CPU time per request (user + system of
 the server and all its child processes, read from ``/proc`` before and after the run), beside the
 bare batched compute of the same checkpoint (``predict_on_batch`` at the batch size, in this
@@ -167,8 +169,13 @@ class Server:
             time.sleep(0.5)
         raise TimeoutError(f"{url} not ready in {timeout} s")
 
+    def pause(self, on: bool) -> None:
+        """SIGSTOP (or SIGCONT) the server's process group, children included."""
+        os.killpg(self.proc.pid, signal.SIGSTOP if on else signal.SIGCONT)
+
     def stop(self) -> None:
         try:
+            os.killpg(self.proc.pid, signal.SIGCONT)
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=60)
         except (ProcessLookupError, subprocess.TimeoutExpired):
@@ -240,19 +247,30 @@ def measure_rounds(servers: list[tuple], args: argparse.Namespace) -> dict:
     for _, server, url, _, (body, ctype) in servers:
         server.wait_ready()
         wrk(url, body, args.connections, 3, ctype)  # warm: every batch shape, connection pools
+    distinct = list({id(t[1]): t[1] for t in servers}.values())  # one server, many rows
+    idle0 = {id(srv): tree_cpu_s(srv.proc.pid) for srv in distinct}
+    time.sleep(3.0)
+    idle = {id(srv): (tree_cpu_s(srv.proc.pid) - idle0[id(srv)]) / 3.0 for srv in distinct}
     acc: dict[str, dict] = {key: {"runs": []} for key, *_ in servers}
     for k in range(args.rounds):
         turn = servers[k % len(servers) :] + servers[: k % len(servers)]
         for key, server, url, loop, (body, ctype) in turn:
+            others = [srv for srv in distinct if srv is not server]
+            for srv in others:  # idle servers may poll (LitServe's workers: ~0.15 core here)
+                srv.pause(True)
             pid = server.proc.pid
             cpu0, loop0 = tree_cpu_s(pid), main_thread_cpu_s(pid) if loop else 0.0
-            r = wrk(url, body, args.connections, per_run, ctype)
+            try:
+                r = wrk(url, body, args.connections, per_run, ctype)
+            finally:
+                for srv in others:
+                    srv.pause(False)
             r["cpu_s"] = tree_cpu_s(pid) - cpu0
             if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
                 r["loop_s"] = main_thread_cpu_s(pid) - loop0
             acc[key]["runs"].append(r)
     out = {}
-    for key, _, _, loop, _ in servers:
+    for key, server, _, loop, _ in servers:
         runs = acc[key]["runs"]
         n = max(1, sum(r["requests"] for r in runs))
         cpu = sum(r["cpu_s"] for r in runs)
@@ -266,6 +284,7 @@ def measure_rounds(servers: list[tuple], args: argparse.Namespace) -> dict:
             "socket_errors": "; ".join(r["socket_errors"] for r in runs if r["socket_errors"]),
             "server_cpu_s": round(cpu, 2),
             "server_cpu_ms_per_request": round(1000.0 * cpu / n, 3),
+            "idle_cpu_cores": round(idle[id(server)], 3),
         }
         if loop:
             loop_s = sum(r["loop_s"] for r in runs)

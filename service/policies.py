@@ -63,7 +63,29 @@ class Rollout:
     def add(self, frame: np.ndarray) -> np.ndarray | None:
         """Record a predicted frame; the stacked rollout once ``steps`` frames are out."""
         self.outputs.append(frame)
-        return np.stack(self.outputs) if len(self.outputs) == self.steps else None
+        return stacked(self.outputs) if len(self.outputs) == self.steps else None
+
+
+def stacked(rows: list[np.ndarray], bucket: int | None = None) -> np.ndarray:
+    """``rows`` stacked on a new first axis as float32, zero rows up to ``bucket`` (read-only).
+
+    Every copy the model's worker thread makes goes through here or :func:`owned`: one
+    ``bytes.join``, which copies holding the GIL. numpy releases the GIL for every large copy
+    (``np.stack`` of 16 clips: 16 times), and while the event loop is busy the worker then waits
+    up to a switch interval (5 ms) to get it back each time: 9 ms of a 24 ms classify batch step
+    at 32 connections went there before."""
+    arrays = [np.ascontiguousarray(r, np.float32) for r in rows]
+    parts: list = [a.data for a in arrays]
+    n = len(arrays) if bucket is None else bucket
+    if n > len(arrays):
+        parts.append(bytes((n - len(arrays)) * arrays[0].nbytes))
+    return np.frombuffer(b"".join(parts), np.float32).reshape((n,) + arrays[0].shape)
+
+
+def owned(a: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``a`` that keeps no batch output alive, made holding the GIL."""
+    a = np.ascontiguousarray(a, np.float32)
+    return np.frombuffer(a.tobytes(), np.float32).reshape(a.shape)
 
 
 def _by_length(payloads: list[Any], clip: Callable[[Any], np.ndarray]) -> dict[int, list[int]]:
@@ -94,14 +116,8 @@ class _Shaped:
         return x
 
     def batch(self, clips: list[np.ndarray], bucket: int) -> np.ndarray:
-        """Clips of one length in a zero-padded batch of ``bucket`` rows."""
-        if bucket == len(clips):  # exact batches (TensorFlow): no padding rows to zero
-            return np.stack(clips).astype(np.float32, copy=False)
-        out = np.empty((bucket,) + clips[0].shape, np.float32)
-        for i, c in enumerate(clips):
-            out[i] = c
-        out[len(clips) :] = 0.0
-        return out
+        """Clips of one length in a zero-padded batch of ``bucket`` rows (see :func:`stacked`)."""
+        return stacked(clips, bucket)
 
     def warm_clip(self, bucket: int) -> np.ndarray:
         return np.zeros((bucket, self.warm_frames) + self.frame_shape, np.float32)
@@ -136,7 +152,7 @@ class Classify(_Shaped):
 def _next_frame(out: np.ndarray, row: int, output: str) -> np.ndarray:
     """The predicted next frame of ``row`` in a batch output: the last of a sequence output, or
     the one frame of a many-to-one output."""
-    return np.array(out[row, -1] if output == "sequence" else out[row])
+    return owned(out[row, -1] if output == "sequence" else out[row])
 
 
 class SlidingWindow(_Shaped):
@@ -166,7 +182,7 @@ class SlidingWindow(_Shaped):
                 r = payloads[i]
                 nxt = _next_frame(out, j, self.output)
                 kept = r.window if self.grows else r.window[1:]
-                r.window = np.concatenate([kept, nxt[None]], axis=0)
+                r.window = stacked([*kept, nxt])
                 results[i] = r.add(nxt)
         return results
 
@@ -213,13 +229,9 @@ class CarriedState(_Shaped):
                 self._take(calls["context"](batch), rows, payloads, results)
         if going:
             bucket = bucket_for(len(going))
-            inputs = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]
-            inputs += [np.zeros((bucket,) + s, np.float32) for s in self.state_shapes]
-            for j, i in enumerate(going):
-                r = payloads[i]
-                inputs[0][j, 0] = r.outputs[-1]
-                for k, s in enumerate(r.states):
-                    inputs[1 + k][j] = s
+            inputs = [stacked([payloads[i].outputs[-1][None] for i in going], bucket)]
+            for k in range(len(self.state_shapes)):
+                inputs.append(stacked([payloads[i].states[k] for i in going], bucket))
             self._take(calls["step"](inputs), going, payloads, results)
         return results
 
@@ -228,9 +240,9 @@ class CarriedState(_Shaped):
         frames, states = out[0], out[1:]  # (bucket, 1, H, W, C), each (bucket, ...)
         for j, i in enumerate(rows):
             r = payloads[i]
-            results[i] = r.add(np.array(frames[j, 0]))
+            results[i] = r.add(owned(frames[j, 0]))
             if results[i] is None:  # steps to go: keep its states (megabytes: only then)
-                r.states = [np.array(s[j]) for s in states]
+                r.states = [owned(s[j]) for s in states]
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
         step = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]

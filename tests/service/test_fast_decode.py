@@ -12,7 +12,6 @@ from service import codecs
 from service.codecs import Frame, Limits, decode_parts
 from service.errors import FrameDecodeError, InvalidInput
 from service.fitting import conform
-from service.policies import Classify
 
 pytestmark = pytest.mark.skipif(codecs._spng is None, reason="no libspng wheel here")
 
@@ -112,13 +111,3 @@ def test_conform_scales_byte_frames_like_each_frame_alone():
     out, conv = conform(mixed, height=8, width=8, channels=1, resize=True)
     np.testing.assert_array_equal(out[:2], slow[:2])
     assert conv.resized_from == [4, 4] and np.allclose(out[2], 0.5)
-
-
-def test_batches_pad_with_zeros_or_stack_exactly():
-    policy = Classify((2, 3, 3, 1))
-    clips = [np.full((2, 3, 3, 1), v, np.float32) for v in (1.0, 2.0, 3.0)]
-    padded = policy.batch(clips, 4)
-    assert padded.shape == (4, 2, 3, 3, 1) and (padded[3] == 0).all() and (padded[2] == 3).all()
-    exact = policy.batch(clips[:2], 2)
-    assert exact.shape == (2, 2, 3, 3, 1) and exact.dtype == np.float32
-    assert (exact[0] == 1).all() and (exact[1] == 2).all()

@@ -1,0 +1,45 @@
+"""bench/frontend.py in small: two framecast servers taking turns (the other one stopped during
+each turn), every row measured, the JSON written. Needs wrk (Debian: apt-get install wrk):
+skipped without it, except in CI (``CI`` set), where it fails instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_frontend_bench_runs_small(tmp_path):
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is not installed (CI is set, so this fails instead of skipping)")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    out = tmp_path / "frontend.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "frontend.py"), "--cases", "classify"]
+    cmd += ["--no-litserve", "--framecast-workers", "1", "--duration", "2", "--rounds", "2"]
+    cmd += ["--bare-seconds", "1"]
+    cmd += ["--bodies", "json,npy", "--also-env", "FRAMECAST_CPU_THREADS=1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    case = json.loads(out.read_text())["cases"]["classify"]
+    rows = {k: v for k, v in case.items() if isinstance(v, dict) and "req_s" in v}
+    assert set(rows) == {
+        "framecast_w1",
+        "framecast_w1 body=npy",
+        "framecast_w1 FRAMECAST_CPU_THREADS=1",
+    }
+    assert case["bare"]["clips_s"] > 0
+    for key, row in rows.items():
+        assert row["requests"] > 0 and row["non_2xx"] == 0, (key, row)
+        assert len(row["req_s_per_round"]) == 2
+        assert row["server_cpu_ms_per_request"] > 0
+        assert row["idle_cpu_cores"] >= 0
+    assert rows["framecast_w1"]["event_loop_cpu_ms_per_request"] > 0
+    assert "framecast_w1" in done.stdout  # the printed table
