@@ -366,8 +366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--litserve-tf-threads",
         type=int,
         default=0,
-        help="one more LitServe row with TensorFlow's thread pools at this size (the same "
-        "tuning as FRAMECAST_CPU_THREADS, through TF_NUM_INTRAOP/INTEROP_THREADS)",
+        help="one more LitServe row with TensorFlow's intra-op pool at this size "
+        "(TF_NUM_INTRAOP_THREADS; inter-op left at TensorFlow's default): what "
+        "FRAMECAST_CPU_THREADS=auto gives framecast, cores - 1 (1 on 2 cores)",
     )
     p.add_argument("--bare-seconds", type=float, default=12.0, help="over the 4 batch sizes")
     p.add_argument("--pause-pid", type=int, help="SIGSTOP this process during the run")
@@ -414,8 +415,8 @@ def run(args: argparse.Namespace) -> dict:
             litserve_runs = [] if args.no_litserve else [("litserve", None)]
             if litserve_runs and args.litserve_tf_threads:
                 n = str(args.litserve_tf_threads)
-                env = {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n}
-                litserve_runs.append((f"litserve TF threads={n}", env))
+                env = {"TF_NUM_INTRAOP_THREADS": n}
+                litserve_runs.append((f"litserve TF_NUM_INTRAOP_THREADS={n}", env))
             for key, env in litserve_runs:
                 port = free_port()
                 srv = litserve_server(args.litserve_python, root / name, port, env)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         "of every model and its own batcher; with several GPUs, worker i serves on GPU i mod n",
     )
     worker_index: int = Field(0, ge=0, description="set by `framecast serve --workers` itself")
+    worker_count: int = Field(
+        1, ge=1, description="set by `framecast serve --workers` itself: workers on this host"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # limits on what one request may ask for
@@ -115,15 +118,14 @@ class Settings(BaseSettings):
         "hundred microseconds); larger ones in a worker thread, so that they never stall "
         "other requests. The hop to a thread costs more CPU than decoding a small clip",
     )
-    cpu_threads: int = Field(
-        0,
-        ge=0,
-        le=1024,
-        description="TensorFlow's CPU threads for model work (intra-op and inter-op pools); 0: "
-        "TensorFlow's default (every core). On a CPU host, 1 with --workers = cores runs the "
-        "models process-parallel and stops idle pool threads spinning: less CPU a request for "
-        "cheap models; one worker with 1 thread halves a heavy model's throughput (README, "
-        "'The front end'). TensorFlow backend only",
+    cpu_threads: Annotated[int, Field(ge=0, le=1024)] | Literal["auto"] = Field(
+        "auto",
+        description="TensorFlow's CPU threads for model work. auto: serving on the CPU, the "
+        "intra-op pool gets this worker's share of the cores less one (at least 1), the core "
+        "left to the event loop that parses, decodes and answers; the inter-op pool and GPU "
+        "hosts keep TensorFlow's defaults. N: both pools N (1 with --workers = cores: "
+        "process-parallel). 0: TensorFlow's defaults (every core in both pools). README, "
+        "'The front end'. TensorFlow backend only",
     )
     hot_path: bool = Field(
         True,

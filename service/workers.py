@@ -44,6 +44,7 @@ def run_workers(settings: Settings) -> int:
         "FRAMECAST_MODELS_DIR": str(settings.models_dir),
         "FRAMECAST_LOG_LEVEL": settings.log_level,
         "FRAMECAST_WORKERS": "1",
+        "FRAMECAST_WORKER_COUNT": str(settings.workers),  # FRAMECAST_CPU_THREADS=auto's share
         "FRAMECAST_REUSE_PORT": "1",
     }
     procs = [
