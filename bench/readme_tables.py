@@ -62,7 +62,9 @@ def frontend_table(report: dict) -> str:
     for case, row in report["cases"].items():
         b = row["bare"]
         rows.append(
-            f"| {case} ({row['model']}) | bare `predict_on_batch`, batch {b['batch']} | "
+            f"| {case} ({row['model']}) | bare `predict_on_batch`, batch {b['batch']}"
+            + (f", TF pools {b['tf_pools']}" if "tf_pools" in b else "")
+            + " | "
             f"{b['clips_s']:,.1f} clips/s | | | | | {b['cpu_ms_per_clip']:.2f} ms / clip | | | |"
         )
         lit = row.get("litserve", {}).get("req_s")  # LitServe as it comes (its defaults)

@@ -35,7 +35,9 @@ def test_frontend_bench_runs_small(tmp_path):
         "framecast_w1 body=npy",
         "framecast_w1 FRAMECAST_CPU_THREADS=1",
     }
-    assert case["bare"]["clips_s"] > 0
+    bare = case["bare"]
+    assert bare["clips_s"] == max(r["clips_s"] for r in bare["by_pools"].values()) > 0
+    assert len(bare["by_pools"]) == 2 and bare["tf_pools"] in bare["by_pools"]
     for key, row in rows.items():
         assert row["requests"] > 0 and row["non_2xx"] == 0, (key, row)
         assert len(row["req_s_per_round"]) == 2
