@@ -121,6 +121,8 @@ def replayed(request: Request, body: bytes) -> Request:
 
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# the Content-Disposition every client writes; anything else is read by python-multipart
+_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(?:; filename="([^"\\]*)")?')
 
 
 def split_multipart(
@@ -167,9 +169,17 @@ def split_multipart(
                 disposition = value.strip(b" \t")
         if disposition is None:
             return None
-        kind, options = parse_options_header(disposition)
-        if kind != b"form-data" or b"name" not in options:
-            return None
+        plain = _DISPOSITION.fullmatch(disposition)
+        if plain:
+            options = (
+                {b"name": plain[1]}
+                if plain[2] is None
+                else {b"name": plain[1], b"filename": plain[2]}
+            )
+        else:
+            kind, options = parse_options_header(disposition)
+            if kind != b"form-data" or b"name" not in options:
+                return None
         if b"filename" not in options:
             fields += 1
             if fields > 100 or len(data) > settings.max_upload_bytes:
