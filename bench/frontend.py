@@ -15,14 +15,14 @@ polls its queues (about 0.15 core here, reported as ``idle_cpu_cores``), which w
 be taken from whichever server is measured. For each server it reports
 req/s, p50/p99 latency, non-2xx answers and the server's CPU time per request (user + system of
 the server and all its child processes, read from ``/proc`` before and after the run), beside the
-bare batched compute of the same checkpoint (``predict_on_batch`` at the batch size, no HTTP,
-in a fresh process with TensorFlow's default pools and in one with the intra-op pool at
-cores - 1, as ``FRAMECAST_CPU_THREADS=auto`` sizes it: the faster is the bare figure) in clips/s
-and CPU ms per clip. The front end's CPU per request is the server's
-CPU per request minus the bare CPU per clip. For framecast with one worker it also reports the
-CPU of the event loop alone (the process's main thread: HTTP, decoding, answers, logs, metrics),
-which does not depend on how well the model's threads use the cores at the batch sizes the load
-forms.
+bare batched compute of the same checkpoint (``predict_on_batch`` at the batch size, no HTTP, in
+a process with TensorFlow's default pools and in one with the intra-op pool at cores - 1, as
+``FRAMECAST_CPU_THREADS=auto`` sizes it: the faster is the bare figure) in clips/s and CPU ms
+per clip, each bare process taking its turn in every round like the servers. The front end's CPU
+per request is the server's CPU per request minus the bare CPU per clip. For framecast with one
+worker it also reports the CPU of the event loop alone (the process's main thread: HTTP,
+decoding, answers, logs, metrics), which does not depend on how well the model's threads use
+the cores at the batch sizes the load forms.
 
 With ``--bodies json,multipart,npy`` the one-worker framecast server is also sent the same clip
 as multipart PNG files and as one uint8 ``.npy`` (LitServe takes the JSON form only).
@@ -238,39 +238,50 @@ def wrk(
     }
 
 
-def measure_rounds(servers: list[tuple], args: argparse.Namespace) -> dict:
+def measure_rounds(
+    servers: list[tuple], args: argparse.Namespace, bares: dict[str, Bare] | None = None
+) -> dict:
     """Every server of ``servers`` (key, Server, url, report its event loop, (body, content
-    type)) warmed, then
-    measured in ``--rounds`` interleaved turns of ``--duration / --rounds`` seconds, the order
-    rotating each round, so that a slow minute of this shared machine falls on all of them
-    alike. Requests, CPU and non-2xx answers add up over the rounds; p50 is the median of the
+    type)) warmed, then measured in ``--rounds`` interleaved turns of ``--duration / --rounds``
+    seconds, the order rotating each round, so that a slow minute of this shared machine falls
+    on all of them alike; each bare process of ``bares`` takes its turn in every round too
+    (``--bare-seconds / --rounds`` seconds), so the bare figure comes from the same minutes.
+    Requests, CPU and non-2xx answers add up over the rounds; p50 is the median of the
     rounds' p50s and p99 the worst round's."""
     per_run = args.duration / args.rounds
+    bares = bares or {}
     for _, server, url, _, (body, ctype) in servers:
         server.wait_ready()
         wrk(url, body, args.connections, 3, ctype)  # warm: every batch shape, connection pools
+    for bare in bares.values():
+        bare.wait_ready()
     distinct = list({id(t[1]): t[1] for t in servers}.values())  # one server, many rows
     idle0 = {id(srv): tree_cpu_s(srv.proc.pid) for srv in distinct}
     time.sleep(3.0)
     idle = {id(srv): (tree_cpu_s(srv.proc.pid) - idle0[id(srv)]) / 3.0 for srv in distinct}
     acc: dict[str, dict] = {key: {"runs": []} for key, *_ in servers}
+    turns = list(servers) + list(bares.values())
     for k in range(args.rounds):
-        turn = servers[k % len(servers) :] + servers[: k % len(servers)]
-        for key, server, url, loop, (body, ctype) in turn:
-            others = [srv for srv in distinct if srv is not server]
-            for srv in others:  # idle servers may poll (LitServe's workers: ~0.15 core here)
-                srv.pause(True)
-            pid = server.proc.pid
-            cpu0, loop0 = tree_cpu_s(pid), main_thread_cpu_s(pid) if loop else 0.0
+        for entry in turns[k % len(turns) :] + turns[: k % len(turns)]:
+            measured = entry if isinstance(entry, Bare) else entry[1]
+            others = [p for p in distinct + list(bares.values()) if p is not measured]
+            for p in others:  # idle servers may poll (LitServe's workers: ~0.15 core here)
+                p.pause(True)
             try:
+                if isinstance(entry, Bare):
+                    entry.measure(args.bare_seconds / args.rounds)
+                    continue
+                key, server, url, loop, (body, ctype) = entry
+                pid = server.proc.pid
+                cpu0, loop0 = tree_cpu_s(pid), main_thread_cpu_s(pid) if loop else 0.0
                 r = wrk(url, body, args.connections, per_run, ctype)
+                r["cpu_s"] = tree_cpu_s(pid) - cpu0
+                if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
+                    r["loop_s"] = main_thread_cpu_s(pid) - loop0
+                acc[key]["runs"].append(r)
             finally:
-                for srv in others:
-                    srv.pause(False)
-            r["cpu_s"] = tree_cpu_s(pid) - cpu0
-            if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
-                r["loop_s"] = main_thread_cpu_s(pid) - loop0
-            acc[key]["runs"].append(r)
+                for p in others:
+                    p.pause(False)
     out = {}
     for key, server, _, loop, _ in servers:
         runs = acc[key]["runs"]
@@ -295,57 +306,106 @@ def measure_rounds(servers: list[tuple], args: argparse.Namespace) -> dict:
     return out
 
 
-def bare(folder: Path, seconds: float) -> dict:
-    """The checkpoint's own ``predict_on_batch`` (for a next-frame model, on the 10-frame window:
-    its last output is the next frame, what horizon=1 answers) at batch 8, 16, 32 and 64, no
-    HTTP: the best clips/s, and the CPU ms per clip at that batch."""
+BARE_BATCHES = (8, 16, 32, 64)
+
+
+def bare_serve(folder: Path) -> None:
+    """The bare process (``--bare-only``): the checkpoint's own ``predict_on_batch`` (for a
+    next-frame model on the 10-frame window: its last output is the next frame, what horizon=1
+    answers), each batch size warmed, then one measurement per line read from stdin (its
+    seconds, split over the batch sizes), each answered with one JSON line: per batch, the clips
+    done, the wall and the process's CPU seconds (every thread: TensorFlow's pools too)."""
     from models.checkpoint import open_folder
 
     manifest, model = open_folder(folder)
     shape = (manifest.frames, manifest.height, manifest.width, manifest.channels)
-    best: dict = {}
-    for batch in (8, 16, 32, 64):
-        x = np.random.default_rng(0).random((batch,) + shape, np.float32)
+    xs = {b: np.random.default_rng(0).random((b,) + shape, np.float32) for b in BARE_BATCHES}
+    for x in xs.values():
         for _ in range(3):
             model.predict_on_batch(x)
-        n, t0 = 0, time.perf_counter()
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        while time.perf_counter() - t0 < seconds / 4:
-            model.predict_on_batch(x)
-            n += 1
-        dt = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        row = {
-            "batch": batch,
-            "clips_s": round(n * batch / dt, 1),
-            "cpu_ms_per_clip": round(1000.0 * cpu / (n * batch), 3),
-        }
-        if row["clips_s"] > best.get("clips_s", 0):
-            best = row
-    return best
+    print("ready", flush=True)
+    for line in sys.stdin:
+        seconds, out = float(line), {}
+        for batch, x in xs.items():
+            n, t0 = 0, time.perf_counter()
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            while time.perf_counter() - t0 < seconds / len(xs):
+                model.predict_on_batch(x)
+                n += 1
+            wall = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            out[batch] = {"clips": n * batch, "wall_s": wall, "cpu_s": cpu}
+        print(json.dumps(out), flush=True)
 
 
-def bare_best(folder: Path, seconds: float) -> dict:
-    """:func:`bare` in a fresh process for each way of sizing TensorFlow's pools (its defaults,
-    and the intra-op pool at cores - 1, what framecast's FRAMECAST_CPU_THREADS=auto gives a
-    lone worker): the faster is the bare figure, both are kept (``bare_by_pools``)."""
+class Bare:
+    """A bare process (:func:`bare_serve`) with one sizing of TensorFlow's pools, measured in
+    the rounds like a server: stopped (SIGSTOP) while it is not its turn."""
+
+    def __init__(self, folder: Path, env: dict):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-only", str(folder)]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
+        self.runs: list[dict] = []
+
+    def wait_ready(self) -> None:
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the bare process exited ({self.proc.wait()})")
+
+    def measure(self, seconds: float) -> dict:
+        self.proc.stdin.write(f"{seconds}\n")
+        self.proc.stdin.flush()
+        run = {int(k): v for k, v in json.loads(self.proc.stdout.readline()).items()}
+        self.runs.append(run)
+        return run
+
+    pause = Server.pause
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def bare_sizings() -> dict[str, dict]:
+    """TensorFlow's default pools, and the intra-op pool at cores - 1, as
+    ``FRAMECAST_CPU_THREADS=auto`` sizes it for a lone worker."""
     from service.devices import cores
 
     intra = max(1, cores() - 1)
-    runs = {}
-    for label, env in (
-        ("default", {}),
-        (f"intra-op {intra}", {"TF_NUM_INTRAOP_THREADS": str(intra)}),
-    ):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-only", str(folder)]
-        cmd += ["--bare-seconds", str(seconds)]
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}
-        )
-        runs[label] = json.loads(out.stdout.strip().splitlines()[-1])
-    best = max(runs, key=lambda k: runs[k]["clips_s"])
-    return {**runs[best], "tf_pools": best, "by_pools": runs}
+    return {"default": {}, f"intra-op {intra}": {"TF_NUM_INTRAOP_THREADS": str(intra)}}
+
+
+def bare_summary(bares: dict[str, Bare]) -> dict:
+    """Each sizing's best batch over all its rounds (clips/s: clips over wall seconds; CPU ms a
+    clip: CPU over clips); the faster sizing is the bare figure, both are kept (``by_pools``)."""
+    by_pools = {}
+    for label, bare in bares.items():
+        rows = []
+        for batch in BARE_BATCHES:
+            runs = [r[batch] for r in bare.runs]
+            clips = sum(r["clips"] for r in runs)
+            rows.append(
+                {
+                    "batch": batch,
+                    "clips_s": round(clips / sum(r["wall_s"] for r in runs), 1),
+                    "cpu_ms_per_clip": round(1000.0 * sum(r["cpu_s"] for r in runs) / clips, 3),
+                    "clips_s_per_round": [round(r["clips"] / r["wall_s"], 1) for r in runs],
+                }
+            )
+        by_pools[label] = max(rows, key=lambda r: r["clips_s"])
+    best = max(by_pools, key=lambda k: by_pools[k]["clips_s"])
+    return {**by_pools[best], "tf_pools": best, "by_pools": by_pools}
 
 
 def framecast_server(root: Path, port: int, workers: int, extra: dict | None = None) -> Server:
@@ -394,10 +454,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(TF_NUM_INTRAOP_THREADS; inter-op left at TensorFlow's default): what "
         "FRAMECAST_CPU_THREADS=auto gives framecast, cores - 1 (1 on 2 cores)",
     )
-    p.add_argument("--bare-seconds", type=float, default=12.0, help="over the 4 batch sizes")
+    p.add_argument(
+        "--bare-seconds",
+        type=float,
+        default=16.0,
+        help="per pool sizing, over the rounds and the 4 batch sizes",
+    )
     p.add_argument("--pause-pid", type=int, help="SIGSTOP this process during the run")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "frontend.json")
-    p.add_argument("--bare-only", type=Path, help=argparse.SUPPRESS)  # bare_best's worker
+    p.add_argument("--bare-only", type=Path, help=argparse.SUPPRESS)  # a Bare process
     return p.parse_args(argv)
 
 
@@ -420,7 +485,8 @@ def run(args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             shutil.copytree(args.models_dir / name, root / name)
-            row: dict = {"model": name, "bare": bare_best(root / name, args.bare_seconds)}
+            row: dict = {"model": name}
+            bares = {label: Bare(root / name, env) for label, env in bare_sizings().items()}
             path = route.format(name=name)
             forms = bodies()
             servers: list[tuple] = []
@@ -448,10 +514,13 @@ def run(args: argparse.Namespace) -> dict:
                 url = f"http://127.0.0.1:{port}/predict"
                 servers.append((key, srv, url, False, forms["json"]))
             try:
-                row.update(measure_rounds(servers, args))
+                row.update(measure_rounds(servers, args, bares))
             finally:
                 for srv in {id(t[1]): t[1] for t in servers}.values():  # one server, many rows
                     srv.stop()
+                for bare in bares.values():
+                    bare.stop()
+            row = {"model": name, "bare": bare_summary(bares), **row}
         for r in row.values():
             if isinstance(r, dict) and "req_s" in r:
                 r["front_end_cpu_ms_per_request"] = round(
@@ -486,7 +555,7 @@ def print_table(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.bare_only:
-        print(json.dumps(bare(args.bare_only, args.bare_seconds)))
+        bare_serve(args.bare_only)
         return 0
     if shutil.which("wrk") is None:
         print("bench/frontend.py needs wrk: apt-get install wrk", file=sys.stderr)

@@ -164,6 +164,8 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
     brackets, then peel innermost ``[]``/``{}`` pairs once per level. Unbalanced input is too
     deep when it opens more than ``max_depth`` in a row; any other fault is the parser's to report.
     """
+    if body.count(b"[") + body.count(b"{") <= max_depth:  # cannot nest deeper than it opens
+        return False
     s = _NOT_BRACKET.sub(b"", _STRING.sub(b"", _ESCAPE.sub(b"", body)))
     for _ in range(max_depth):
         peeled = _PAIR.sub(b"", s)

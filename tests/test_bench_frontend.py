@@ -1,6 +1,6 @@
-"""bench/frontend.py in small: two framecast servers taking turns (the other one stopped during
-each turn), every row measured, the JSON written. Needs wrk (Debian: apt-get install wrk):
-skipped without it, except in CI (``CI`` set), where it fails instead."""
+"""bench/frontend.py in small: two framecast servers and two bare processes taking turns (the
+others stopped during each turn), every row measured, the JSON written. Needs wrk (Debian:
+apt-get install wrk): skipped without it, except in CI (``CI`` set), where it fails instead."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def test_frontend_bench_runs_small(tmp_path):
     bare = case["bare"]
     assert bare["clips_s"] == max(r["clips_s"] for r in bare["by_pools"].values()) > 0
     assert len(bare["by_pools"]) == 2 and bare["tf_pools"] in bare["by_pools"]
+    for sizing in bare["by_pools"].values():  # measured in every round, beside the servers
+        assert len(sizing["clips_s_per_round"]) == 2 and min(sizing["clips_s_per_round"]) > 0
+        assert sizing["cpu_ms_per_clip"] > 0
     for key, row in rows.items():
         assert row["requests"] > 0 and row["non_2xx"] == 0, (key, row)
         assert len(row["req_s_per_round"]) == 2

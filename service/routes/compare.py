@@ -392,8 +392,8 @@ async def compare_classify(
             latency_ms=round(latency_ms, 3),
             inference_ms=round(timing.inference_ms, 3),
             scores=ordered[: min(top_k, len(ordered))],
-            label=ordered[0].class_name,
-            correct=(ordered[0].class_name == label) if label in names else None,
+            label=ordered[0]["class_name"],
+            correct=(ordered[0]["class_name"] == label) if label in names else None,
             true_class_score=true_score,
         )
     winner, winners = None, {}

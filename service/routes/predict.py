@@ -16,7 +16,7 @@ from service.deps import RuntimeDep, SettingsDep
 from service.fitting import Conversion
 from service.openapi import error_responses, upload_openapi
 from service.runtime import Runtime
-from service.schemas import ClassifyResponse, ClassScore, PredictedFrame, PredictResponse
+from service.schemas import ClassifyResponse, PredictedFrame, PredictResponse
 from service.telemetry import server_timing
 from service.uploads import INLINE_FIT_BYTES, fit_context, offload, read_upload
 
@@ -155,12 +155,12 @@ def add_timing(
     return phases
 
 
-def ranked(scores: np.ndarray, class_names: list[str]) -> list[ClassScore]:
-    """Every class, best first. The values are a str and a float already, so the objects are
-    built without validation (``model_construct``: a few microseconds less per class)."""
+def ranked(scores: np.ndarray, class_names: list[str]) -> list[dict]:
+    """Every class, best first, as ``ClassScore`` fields: the response model validates the
+    plain dicts in one pass (a third of the time of building each ``ClassScore`` here)."""
     order = np.argsort(-scores, kind="stable").tolist()
     values = scores.tolist()
-    return [ClassScore.model_construct(class_name=class_names[i], score=values[i]) for i in order]
+    return [{"class_name": class_names[i], "score": values[i]} for i in order]
 
 
 @router.post(
@@ -199,7 +199,7 @@ async def classify(
     k = min(top_k, len(ordered))
     body = ClassifyResponse(
         model=name,
-        label=ordered[0].class_name,
+        label=ordered[0]["class_name"],
         top_k=k,
         top=ordered[:k],
         scores=ordered,

@@ -34,6 +34,46 @@ def test_json_depth(body, depth, too_deep):
     assert json_depth_exceeds(body, depth) is too_deep
 
 
+def _depth(body: bytes) -> int:
+    """The deepest nesting of a well-formed JSON text, one character at a time."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in body.decode():
+        if in_string:
+            escaped, in_string = (not escaped and c == "\\"), in_string and (escaped or c != '"')
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def test_json_depth_agrees_with_a_plain_count_on_random_documents():
+    """Whichever path answers (the bracket count's early out, or the peeling), the answer is the
+    plain count's, for every limit around the document's depth."""
+    import json
+    import random
+
+    rng = random.Random(7)
+
+    def doc(level: int):
+        pick = rng.random()
+        if level > 6 or pick < 0.3:
+            return rng.choice([1, "x", '["{', "\\", None, 'a"[b'])
+        if pick < 0.65:
+            return [doc(level + 1) for _ in range(rng.randint(0, 3))]
+        return {f"k{i}": doc(level + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(300):
+        body = json.dumps(doc(0)).encode()
+        depth = _depth(body)
+        for limit in range(max(0, depth - 2), depth + 3):
+            assert json_depth_exceeds(body, limit) is (depth > limit), (body, limit)
+
+
 def test_check_json_counts_values_before_parsing():
     with pytest.raises(PayloadTooLarge, match="FRAMECAST_MAX_JSON_ITEMS"):
         check_json(b"[" + b"0," * 100 + b"0]", max_depth=8, max_items=50)
