@@ -1,6 +1,6 @@
 """The CPU a request costs outside the model: framecast against LitServe and the bare model.
 
-    python3 bench/frontend.py                                  # full run (~6 minutes)
+    python3 bench/frontend.py                                  # full run (~10 minutes here)
     python3 bench/frontend.py --duration 5 --cases classify    # a quick look
     python3 bench/frontend.py --pause-pid $(pgrep -f "framecast train")   # pause a training
 
