@@ -108,10 +108,11 @@ def conform(
     want = (height, width, channels)
     if all(f.shape == want for f in frames):  # the common case: nothing to fit
         if all(f.u8 is not None for f in frames):  # one scaling for the clip, as Frame.data does
-            raw = np.empty((len(frames),) + want, np.uint8)
-            for i, f in enumerate(frames):
-                raw[i] = f.u8
-            return np.divide(raw, np.float32(255.0), dtype=np.float32), Conversion()
+            # gathered by one bytes.join, which holds the GIL: numpy gives it up for every
+            # frame's copy, and under load the model's worker is waiting to take it each time
+            raw = b"".join([np.ascontiguousarray(f.u8).data for f in frames])
+            clip = np.frombuffer(raw, np.uint8).reshape((len(frames),) + want)
+            return np.divide(clip, np.float32(255.0), dtype=np.float32), Conversion()
         return np.stack([f.data for f in frames]).astype(np.float32, copy=False), Conversion()
     if not resize:
         h0, w0 = frames[0].shape[:2]

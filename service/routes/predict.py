@@ -156,10 +156,11 @@ def add_timing(
 
 
 def ranked(scores: np.ndarray, class_names: list[str]) -> list[dict]:
-    """Every class, best first, as ``ClassScore`` fields: the response model validates the
-    plain dicts in one pass (a third of the time of building each ``ClassScore`` here)."""
-    order = np.argsort(-scores, kind="stable").tolist()
-    values = scores.tolist()
+    """Every class, best first (ties in class order, NaN last, as a stable ``np.argsort`` of
+    ``-scores``), as ``ClassScore`` fields: the response model validates the plain dicts in one
+    pass (a third of the time of building each ``ClassScore`` here)."""
+    values = scores.tolist()  # sorted by Python, which keeps the GIL (numpy's sort gives it up)
+    order = sorted(range(len(values)), key=lambda i: (values[i] != values[i], -values[i]))
     return [{"class_name": class_names[i], "score": values[i]} for i in order]
 
 

@@ -111,3 +111,34 @@ def test_conform_scales_byte_frames_like_each_frame_alone():
     out, conv = conform(mixed, height=8, width=8, channels=1, resize=True)
     np.testing.assert_array_equal(out[:2], slow[:2])
     assert conv.resized_from == [4, 4] and np.allclose(out[2], 0.5)
+
+
+def test_conform_gathers_views_and_colour_frames_in_order():
+    """The bytes.join gather takes non-contiguous views (a .npy slice, a transposed array) and
+    RGB frames, and keeps their order."""
+    big = RNG.integers(0, 256, (6, 16, 8, 3), dtype=np.uint8)
+    frames = [
+        Frame(None, "v0", u8=big[0, ::2]),
+        Frame(None, "v1", u8=big[1].transpose(1, 0, 2)[:, :8]),
+    ]
+    frames += [Frame(None, f"c{i}", u8=np.ascontiguousarray(big[i, :8])) for i in (2, 3)]
+    assert not frames[0].u8.flags.c_contiguous and not frames[1].u8.flags.c_contiguous
+    out, _ = conform(frames, height=8, width=8, channels=3, resize=False)
+    want = np.stack([f.u8.astype(np.float32) / 255.0 for f in frames])
+    np.testing.assert_array_equal(out, want)
+    assert out.shape == (4, 8, 8, 3) and out.dtype == np.float32
+
+
+def test_ranked_orders_as_a_stable_argsort_of_minus_scores():
+    """Python's sort (it keeps the GIL) against numpy's: ties in class order, NaN last."""
+    from service.routes.predict import ranked
+
+    pool = np.array([0.0, -0.0, 0.5, 1.0, np.nan, np.inf, -np.inf, 1e-9], np.float32)
+    for _ in range(500):
+        n = int(RNG.integers(1, 12))
+        scores = np.where(RNG.random(n) < 0.5, RNG.choice(pool, n), RNG.random(n)).astype(
+            np.float32
+        )
+        names = [f"c{i}" for i in range(n)]
+        got = [d["class_name"] for d in ranked(scores, names)]
+        assert got == [names[i] for i in np.argsort(-scores, kind="stable")], scores
