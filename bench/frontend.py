@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -181,7 +182,8 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=60)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def main_thread_cpu_s(pid: int) -> float:
@@ -360,21 +362,32 @@ class Bare:
             raise RuntimeError(f"the bare process exited ({self.proc.wait()})")
 
     def measure(self, seconds: float) -> dict:
-        self.proc.stdin.write(f"{seconds}\n")
-        self.proc.stdin.flush()
-        run = {int(k): v for k, v in json.loads(self.proc.stdout.readline()).items()}
+        try:
+            self.proc.stdin.write(f"{seconds}\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            raise RuntimeError(f"the bare process exited ({self.proc.wait()}) mid-measurement")
+        run = {int(k): v for k, v in json.loads(line).items()}
         self.runs.append(run)
         return run
 
     pause = Server.pause
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(self.proc.pid, signal.SIGCONT)
-            self.proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()  # its cue to exit
+        try:
             self.proc.wait(timeout=60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc.stdout.close()
 
 
 def bare_sizings() -> dict[str, dict]:

@@ -48,3 +48,26 @@ def test_frontend_bench_runs_small(tmp_path):
         assert row["idle_cpu_cores"] >= 0
     assert rows["framecast_w1"]["event_loop_cpu_ms_per_request"] > 0
     assert "framecast_w1" in done.stdout  # the printed table
+
+
+def test_a_bare_process_that_dies_is_reported_and_stopping_it_is_quiet():
+    import signal
+    import time
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import frontend
+
+    bare = frontend.Bare(ROOT / "models" / "conv2d_lstm_classify", {})
+    try:
+        bare.wait_ready()
+        run = bare.measure(0.2)
+        assert set(run) == set(frontend.BARE_BATCHES)
+        assert all(r["clips"] > 0 and r["wall_s"] > 0 for r in run.values())
+        os.kill(bare.proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while bare.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(RuntimeError, match="bare process exited"):
+            bare.measure(0.2)
+    finally:
+        bare.stop()  # already gone: no error
