@@ -384,9 +384,37 @@ def at_length(model: keras.Model) -> Callable[[int], keras.Model]:
     return make
 
 
+class _FromBytes(layers.Layer):
+    """uint8 pixels → float32 in [0, 1]: ``x / 255`` in float32, the division numpy does. The
+    divisor is a (frozen) weight, not a constant: TensorFlow's graph optimizer turns a division
+    by a constant into a multiplication by its reciprocal, which is 1 ulp off for some pixels."""
+
+    def build(self, input_shape: Any) -> None:
+        self.divisor = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(255.0), trainable=False
+        )
+
+    def call(self, x: Any) -> Any:
+        return keras.ops.divide(keras.ops.cast(x, "float32"), self.divisor)
+
+
+def from_bytes(model: keras.Model) -> keras.Model:
+    """The same model (the same layers and weights) taking uint8 pixels, 0–255, which it scales
+    in its own graph: the caller hands over a clip's bytes and converts nothing. Only a model
+    with one input of a fixed shape (ValueError otherwise)."""
+    if len(model.inputs) != 1:
+        raise ValueError(f"{len(model.inputs)} inputs")
+    shape = tuple(model.inputs[0].shape[1:])
+    if None in shape:
+        raise ValueError(f"input shape {shape} is not fixed")
+    inp = keras.Input(shape, dtype="uint8")
+    return keras.Model(inp, model(_FromBytes()(inp)), name=f"{model.name}_from_bytes")
+
+
 __all__ = [
     "CheckpointError",
     "PerLength",
+    "from_bytes",
     "architecture",
     "at_length",
     "infer",

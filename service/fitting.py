@@ -98,9 +98,11 @@ def conform(
     model: str = "the model",
     offset: int = 0,
     fit: str = "stretch",
+    scale: bool = True,
 ) -> tuple[np.ndarray, Conversion]:
     """Frames → (``(T, height, width, channels)`` float32, what changed); ``offset`` numbers the
-    frames in messages."""
+    frames in messages. With ``scale=False``, 8-bit frames that need no fitting come back as
+    they are, uint8 (0-255), for a model that scales them itself."""
     if fit not in FITS:
         raise InvalidInput(f"fit={fit!r}: choose one of {', '.join(FITS)}")
     if not frames:
@@ -112,6 +114,8 @@ def conform(
             # frame's copy, and under load the model's worker is waiting to take it each time
             raw = b"".join([np.ascontiguousarray(f.u8).data for f in frames])
             clip = np.frombuffer(raw, np.uint8).reshape((len(frames),) + want)
+            if not scale:
+                return clip, Conversion()
             return np.divide(clip, np.float32(255.0), dtype=np.float32), Conversion()
         return np.stack([f.data for f in frames]).astype(np.float32, copy=False), Conversion()
     if not resize:

@@ -66,20 +66,22 @@ class Rollout:
         return stacked(self.outputs) if len(self.outputs) == self.steps else None
 
 
-def stacked(rows: list[np.ndarray], bucket: int | None = None) -> np.ndarray:
-    """``rows`` stacked on a new first axis as float32, zero rows up to ``bucket`` (read-only).
+def stacked(
+    rows: list[np.ndarray], bucket: int | None = None, dtype: Any = np.float32
+) -> np.ndarray:
+    """``rows`` stacked on a new first axis as ``dtype``, zero rows up to ``bucket`` (read-only).
 
     Every copy the model's worker thread makes goes through here or :func:`owned`: one
     ``bytes.join``, which copies holding the GIL. numpy releases the GIL for every large copy
     (``np.stack`` of 16 clips: 16 times), and while the event loop is busy the worker then waits
     up to a switch interval (5 ms) to get it back each time: 9 ms of a 24 ms classify batch step
     at 32 connections went there before."""
-    arrays = [np.ascontiguousarray(r, np.float32) for r in rows]
+    arrays = [np.ascontiguousarray(r, dtype) for r in rows]
     parts: list = [a.data for a in arrays]
     n = len(arrays) if bucket is None else bucket
     if n > len(arrays):
         parts.append(bytes((n - len(arrays)) * arrays[0].nbytes))
-    return np.frombuffer(b"".join(parts), np.float32).reshape((n,) + arrays[0].shape)
+    return np.frombuffer(b"".join(parts), dtype).reshape((n,) + arrays[0].shape)
 
 
 def owned(a: np.ndarray) -> np.ndarray:
@@ -131,22 +133,38 @@ class Classify(_Shaped):
         self.binary = binary == "sigmoid"  # (batch, 1) probabilities → two classes
 
     def begin(self, context: np.ndarray, steps: int = 1) -> np.ndarray:
+        """A float32 clip, or a uint8 one (0-255) for a fixed time axis: the model's
+        ``model_u8`` entry scales those bytes in its graph (the runner's ``accepts_u8``)."""
+        if getattr(context, "dtype", None) == np.uint8:
+            if self.frames is not None:
+                return np.asarray(context).reshape(self.input_shape)
+            context = np.divide(context, np.float32(255.0), dtype=np.float32)
         return self.clip(context)
 
     def step(
         self, payloads: list[np.ndarray], bucket_for: Callable[[int], int], calls: dict[str, Call]
     ) -> list:
         results: list[Any] = [None] * len(payloads)
-        for rows in _by_length(payloads, lambda p: p).values():
-            batch = self.batch([payloads[i] for i in rows], bucket_for(len(rows)))
-            out = np.asarray(calls["model"](batch))  # (bucket, classes)
+        groups: dict[tuple[int, bool], list[int]] = {}  # one batch per length and input type
+        for i, p in enumerate(payloads):
+            groups.setdefault((len(p), p.dtype == np.uint8), []).append(i)
+        for (_, raw), rows in groups.items():
+            clips = [payloads[i] for i in rows]
+            if raw and "model_u8" in calls:
+                out = calls["model_u8"](stacked(clips, bucket_for(len(rows)), np.uint8))
+            else:  # floats (bytes scaled here when the model has no uint8 entry)
+                if raw:
+                    clips = [np.divide(c, np.float32(255.0), dtype=np.float32) for c in clips]
+                out = calls["model"](self.batch(clips, bucket_for(len(rows))))
+            out = np.asarray(out)  # (bucket, classes)
             for j, i in enumerate(rows):
                 s = out[j].reshape(-1)
                 results[i] = np.array([1.0 - s[0], s[0]], np.float32) if self.binary else s.copy()
         return results
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
-        return {"model": self.warm_clip(bucket)}
+        clip = self.warm_clip(bucket)
+        return {"model": clip, "model_u8": np.zeros(clip.shape, np.uint8)}
 
 
 def _next_frame(out: np.ndarray, row: int, output: str) -> np.ndarray:

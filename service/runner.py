@@ -108,6 +108,13 @@ def make_policy(
     else:
         calls = {"model": model}
     if m.task == "classify":
+        if not free:  # the model also takes a clip's bytes and scales them in its graph
+            from models.checkpoint import from_bytes
+
+            try:
+                calls["model_u8"] = from_bytes(model)
+            except Exception as e:  # noqa: BLE001 - any model it cannot wrap: floats, as before
+                log.info("model %s takes float32 frames only (%s)", m.name, e)
         return Classify(shape, m.binary, warm), calls
     auto = m.source == "checkpoint" and m.rollout in ("", "auto", "sliding_window")
     want = ("carried_state" if free and m.output == "sequence" else "") if auto else m.rollout
@@ -182,6 +189,9 @@ class ModelRunner(ManifestView):
         self.callables = callables or {"model": model}
         self.pad_batches = pad_batches  # False: exact batches (TF: warm-up freed the batch axis)
         self.warmed: set[tuple[int, ...]] = set()  # input shapes called at warm-up
+        # True once warm-up found the model's uint8 entry ("model_u8") giving the very numbers
+        # of its float32 one: the classify route then sends a clip's bytes, not floats
+        self.accepts_u8 = False
         self.warmup_ms: float | None = None
         self.ready = False
         self.batcher = Batcher(
@@ -256,13 +266,38 @@ class ModelRunner(ManifestView):
         t0 = time.perf_counter()
         for b in self.buckets:
             for which, batch in self.policy.warm_inputs(b).items():
+                if which not in self.callables:
+                    continue
                 _, dt = self._call(batch) if which == "model" else self._call(batch, which)
                 if which == "model":
                     self.warmed.add(tuple(batch.shape))
                 log.debug(
                     "model %s warmed %s batch %d in %.1f ms", self.name, which, b, dt * 1000.0
                 )
+        if "model_u8" in self.callables:
+            self.accepts_u8 = self._same_from_bytes()
         return (time.perf_counter() - t0) * 1000.0
+
+    def _same_from_bytes(self) -> bool:
+        """Whether the uint8 entry answers exactly as the float32 one on frames scaled by numpy
+        (a random clip at each of two batch sizes); if not, it is dropped and frames are scaled
+        before the call, as before."""
+        shape = tuple(self.input_shape)
+        for b in self.buckets[:2]:
+            raw = np.random.default_rng(b).integers(0, 256, (b,) + shape, dtype=np.uint8)
+            got, _ = self._call(raw, "model_u8")
+            want, _ = self._call(np.divide(raw, np.float32(255.0), dtype=np.float32))
+            if not np.array_equal(got, want):
+                diff = float(np.max(np.abs(np.asarray(got) - np.asarray(want))))
+                log.warning(
+                    "model %s: scaling frames in its graph changed its output (max %g); "
+                    "frames are scaled before the call",
+                    self.name,
+                    diff,
+                )
+                del self.callables["model_u8"]
+                return False
+        return True
 
     # -- caller side ------------------------------------------------------------------------
     def expect(self) -> Ticket:

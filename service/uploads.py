@@ -340,12 +340,14 @@ async def fit_context(
     resize: bool,
     held_back: int = 0,
     fit: str = "stretch",
+    raw: bool = False,
 ) -> tuple[np.ndarray, Conversion, int]:
     """The model's context ``(frames, H, W, C)`` from the upload, what fitting changed, and how
-    many uploaded frames before it the model does not read."""
+    many uploaded frames before it the model does not read. ``raw``: 8-bit frames that need no
+    fitting stay uint8 (for a runner whose model scales them: ``accepts_u8``)."""
     m = runner.manifest
     chosen, first = take_context(frames, m.reads, m.name, held_back)
-    arr, conv = await _conform(chosen, runner, resize, first, fit)
+    arr, conv = await _conform(chosen, runner, resize, first, fit, scale=not raw)
     return arr, conv, first
 
 
@@ -357,7 +359,7 @@ async def fit_frames(
 
 
 async def _conform(
-    frames: list[Frame], runner: Runner, resize: bool, offset: int, fit: str
+    frames: list[Frame], runner: Runner, resize: bool, offset: int, fit: str, scale: bool = True
 ) -> tuple[np.ndarray, Conversion]:
     m = runner.manifest
     pixels = len(frames) * m.height * m.width * m.channels * 4  # float32 bytes out
@@ -372,5 +374,6 @@ async def _conform(
             model=f"model {m.name!r}",
             offset=offset,
             fit=fit,
+            scale=scale,
         ),
     )

@@ -190,7 +190,8 @@ async def classify(
     require_task(name, m.task, "classify")
     with runner.expect() as ticket:
         upload = await read_upload(request, settings, allow_truth=False)
-        context, conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit)
+        raw = getattr(runner, "accepts_u8", False)  # its model scales 8-bit frames itself
+        context, conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit, raw=raw)
         t0 = time.perf_counter()
         scores, timing = await runner.classify(context, ticket=ticket)
     t1 = time.perf_counter()

@@ -52,3 +52,38 @@ def test_rollouts_stack_their_frames_once_done():
     frames = [np.full((3, 3, 1), v, np.float32) for v in (0.1, 0.2, 0.3)]
     assert r.add(frames[0]) is None and r.add(frames[1]) is None
     np.testing.assert_array_equal(r.add(frames[2]), np.stack(frames))
+
+
+def test_classify_sends_byte_clips_to_the_uint8_entry_and_floats_to_the_model():
+    """One step with both kinds of clip: bytes go, as bytes, to ``model_u8``; floats to
+    ``model``; each answer goes back to its own request. Without a ``model_u8`` the bytes are
+    scaled here and go to ``model``."""
+    policy = Classify((2, 3, 3, 1))
+    seen: dict[str, list] = {"model": [], "model_u8": []}
+
+    def entry(name: str, scale: float):
+        def call(batch):
+            seen[name].append(batch)
+            return batch.reshape(len(batch), -1)[:, :1].astype(np.float32) / scale
+
+        return call
+
+    calls = {"model": entry("model", 1.0), "model_u8": entry("model_u8", 255.0)}
+    byte_clips = [np.full((2, 3, 3, 1), v, np.uint8) for v in (51, 102)]
+    float_clip = np.full((2, 3, 3, 1), 0.6, np.float32)
+    payloads = [policy.begin(byte_clips[0]), policy.begin(float_clip), policy.begin(byte_clips[1])]
+    assert [p.dtype for p in payloads] == [np.uint8, np.float32, np.uint8]
+    out = policy.step(payloads, lambda n: n, calls)
+    assert [seen["model_u8"][0].dtype, seen["model"][0].dtype] == [np.uint8, np.float32]
+    assert len(seen["model_u8"][0]) == 2 and len(seen["model"][0]) == 1
+    np.testing.assert_allclose([o[0] for o in out], [0.2, 0.6, 0.4], rtol=1e-6)
+    seen = {"model": [], "model_u8": []}
+    out = policy.step(payloads, lambda n: n, {"model": calls["model"]})
+    assert len(seen["model"]) == 2 and all(b.dtype == np.float32 for b in seen["model"])
+    np.testing.assert_allclose([o[0] for o in out], [0.2, 0.6, 0.4], rtol=1e-6)
+
+
+def test_a_free_time_axis_scales_byte_clips_on_arrival():
+    policy = Classify((None, 3, 3, 1))
+    clip = policy.begin(np.full((4, 3, 3, 1), 51, np.uint8))
+    assert clip.dtype == np.float32 and np.allclose(clip, 0.2)

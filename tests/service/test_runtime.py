@@ -144,3 +144,61 @@ def test_registry_unload_closes_the_runner_and_forgets_it(models_dir):
         raise AssertionError("a closed runner took work")
     except NotReady as e:
         assert "shutting down" in str(e)
+
+
+def _classify_runner(models_dir):
+    from service.config import Settings
+    from service.devices import Placement
+    from service.registry import discover_folders, load_folder
+    from service.telemetry import Metrics
+
+    folders = {f.name: f for f in discover_folders(models_dir)}
+    return load_folder(
+        folders["convlstm2d_classify"],
+        settings=Settings(models_dir=models_dir),
+        placement=Placement("cpu:0", "cpu:0", "x"),
+        metrics=Metrics(),
+    )
+
+
+def test_a_warm_classifier_takes_a_clips_bytes_and_answers_as_on_floats(models_dir):
+    """Warm-up checks the model's uint8 entry against its float32 one; a clip sent as bytes
+    then gets exactly the scores of the same clip scaled by numpy."""
+    import asyncio
+
+    runner = _classify_runner(models_dir)
+    try:
+        assert runner.accepts_u8 is False  # not before warm-up has checked it
+        runner.submit(runner._warmup).result(timeout=300)
+        assert runner.accepts_u8 is True and "model_u8" in runner.callables
+        shape = tuple(runner.input_shape)
+        raw = np.random.default_rng(9).integers(0, 256, shape, dtype=np.uint8)
+
+        async def both():
+            return await asyncio.gather(
+                runner.classify(raw), runner.classify(np.divide(raw, np.float32(255.0)))
+            )
+
+        (from_bytes, _), (from_floats, _) = asyncio.run(both())
+        assert np.array_equal(from_bytes, from_floats)
+    finally:
+        runner.close()
+
+
+def test_a_uint8_entry_that_answers_differently_is_dropped(models_dir, caplog):
+    runner = _classify_runner(models_dir)
+    try:
+        entry = runner.callables["model_u8"]
+
+        class Off:  # one ulp off, as a graph optimiser's rewrite can be
+            def predict_on_batch(self, batch):
+                out = np.asarray(entry.predict_on_batch(batch))
+                return np.nextafter(out, np.float32(2.0))
+
+        runner.callables["model_u8"] = Off()
+        with caplog.at_level("WARNING", logger="framecast.runtime"):
+            runner.submit(runner._warmup).result(timeout=300)
+        assert runner.accepts_u8 is False and "model_u8" not in runner.callables
+        assert "scaling frames in its graph changed its output" in caplog.text
+    finally:
+        runner.close()
