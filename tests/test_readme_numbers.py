@@ -71,6 +71,9 @@ def test_frontend_figures_in_the_prose():
     def fe(row: dict) -> str:
         return f"{row['front_end_cpu_ms_per_request']:.3f} ms"
 
+    def cpu(row: dict) -> float:
+        return row["server_cpu_ms_per_request"]
+
     def loop(row: dict) -> str:
         return f"{row['event_loop_cpu_ms_per_request']:.2f}"
 
@@ -103,6 +106,8 @@ def test_frontend_figures_in_the_prose():
         f"{'met' if p1['front_end_cpu_ms_per_request'] <= 1.0 else 'not met'} there), classify at "
         f"{p1['req_s'] / pc['litserve']['req_s']:.2f}× LitServe and predict at "
         f"{pct(prev['predict']['framecast_w1']['share_of_bare'])} of bare",
+        f"CPU per request was {cpu(one) / cpu(c['litserve']):.2f} of LitServe's in this run and "
+        f"{cpu(p1) / cpu(pc['litserve']):.2f} in the run before",
     ]
     flat = " ".join(README.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
