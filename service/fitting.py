@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from service.errors import FrameSizeError, InvalidInput
+from service.policies import scaled
 
 if TYPE_CHECKING:
     from service.codecs import Frame
@@ -116,7 +117,7 @@ def conform(
             clip = np.frombuffer(raw, np.uint8).reshape((len(frames),) + want)
             if not scale:
                 return clip, Conversion()
-            return np.divide(clip, np.float32(255.0), dtype=np.float32), Conversion()
+            return scaled(clip), Conversion()
         return np.stack([f.data for f in frames]).astype(np.float32, copy=False), Conversion()
     if not resize:
         h0, w0 = frames[0].shape[:2]

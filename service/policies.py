@@ -66,6 +66,12 @@ class Rollout:
         return stacked(self.outputs) if len(self.outputs) == self.steps else None
 
 
+def scaled(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels (0-255) → float32 in [0, 1]: ``x / 255`` in float32, one numpy division (what
+    a model's uint8 entry does in its graph, bit for bit)."""
+    return np.divide(pixels, np.float32(255.0), dtype=np.float32)
+
+
 def stacked(
     rows: list[np.ndarray], bucket: int | None = None, dtype: Any = np.float32
 ) -> np.ndarray:
@@ -138,7 +144,7 @@ class Classify(_Shaped):
         if getattr(context, "dtype", None) == np.uint8:
             if self.frames is not None:
                 return np.asarray(context).reshape(self.input_shape)
-            context = np.divide(context, np.float32(255.0), dtype=np.float32)
+            context = scaled(context)
         return self.clip(context)
 
     def step(
@@ -154,7 +160,7 @@ class Classify(_Shaped):
                 out = calls["model_u8"](stacked(clips, bucket_for(len(rows)), np.uint8))
             else:  # floats (bytes scaled here when the model has no uint8 entry)
                 if raw:
-                    clips = [np.divide(c, np.float32(255.0), dtype=np.float32) for c in clips]
+                    clips = [scaled(c) for c in clips]
                 out = calls["model"](self.batch(clips, bucket_for(len(rows))))
             out = np.asarray(out)  # (bucket, classes)
             for j, i in enumerate(rows):

@@ -24,7 +24,7 @@ from models.repository import Manifest
 from service.batcher import Batcher, Item, Ticket, Timing
 from service.checks import require_task
 from service.devices import Placement
-from service.policies import CarriedState, Classify, Growing, Policy, SlidingWindow
+from service.policies import CarriedState, Classify, Growing, Policy, SlidingWindow, scaled
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
@@ -286,7 +286,7 @@ class ModelRunner(ManifestView):
         for b in self.buckets[:2]:
             raw = np.random.default_rng(b).integers(0, 256, (b,) + shape, dtype=np.uint8)
             got, _ = self._call(raw, "model_u8")
-            want, _ = self._call(np.divide(raw, np.float32(255.0), dtype=np.float32))
+            want, _ = self._call(scaled(raw))
             if not np.array_equal(got, want):
                 diff = float(np.max(np.abs(np.asarray(got) - np.asarray(want))))
                 log.warning(
