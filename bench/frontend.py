@@ -393,7 +393,7 @@ class Bare:
 def bare_sizings() -> dict[str, dict]:
     """TensorFlow's default pools, and the intra-op pool at cores - 1, as
     ``FRAMECAST_CPU_THREADS=auto`` sizes it for a lone worker."""
-    from service.devices import cores
+    from service.runtime.devices import cores
 
     intra = max(1, cores() - 1)
     return {"default": {}, f"intra-op {intra}": {"TF_NUM_INTRAOP_THREADS": str(intra)}}

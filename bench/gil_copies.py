@@ -1,5 +1,6 @@
 """Why the model's worker copies with bytes.join: a batch stacked by numpy against one stacked by
-``service.policies.stacked``, alone and beside a busy Python thread (the event loop under load).
+``service.runtime.policies.stacked``, alone and beside a busy Python thread (the event loop under
+load).
 
     python3 bench/gil_copies.py        # ~10 s; writes docs/bench/gil_copies.json
 
@@ -22,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.policies import stacked  # noqa: E402
+from service.runtime.policies import stacked  # noqa: E402
 
 
 def _ms_per_call(fn, seconds: float) -> float:

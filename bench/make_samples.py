@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.data import DIRECTIONS, load_mnist, test_set  # noqa: E402
-from service.codecs import gif_bytes  # noqa: E402
+from service.media.encode import gif_bytes  # noqa: E402
 
 OUT = ROOT / "service" / "static" / "samples"
 NEXT_FRAME = (0, 1, 2)  # test-set indices

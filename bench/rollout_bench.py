@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     from models.evaluate import carried_rollout, rollout
     from models.repository import read_manifest, verify_checkpoint
     from models.rollout import stepper
-    from service.devices import Placement
-    from service.policies import CarriedState, SlidingWindow
-    from service.runner import ModelRunner
+    from service.runtime.devices import Placement
+    from service.runtime.policies import CarriedState, SlidingWindow
+    from service.runtime.runner import ModelRunner
     from service.telemetry import Metrics
 
     man = read_manifest(args.folder)

@@ -1,6 +1,6 @@
 """``create_app(settings)`` and the lifespan; nothing heavy happens at import time.
 
-Start it with ``framecast serve`` (service/serve.py) or
+Start it with ``framecast serve`` (service/cli/serve.py) or
 ``uvicorn service.app:create_app --factory``.
 """
 
@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import errors
 from service.config import Settings, load_settings
-from service.runtime import Runtime
+from service.runtime.server import Runtime
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast")
@@ -30,7 +30,7 @@ one `.npy` array, or JSON with base64 files. Errors answer `{"error", "message",
 
 
 def _configure_logging(level: str, fmt: str = "text") -> None:
-    from service.logs import configure_logging
+    from service.http.logs import configure_logging
 
     configure_logging(level, fmt)
 
@@ -98,8 +98,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             runtime.close()
 
-    from service.routes import compare, docs, health, models, predict, ui
+    from service.routes import docs, health, ui
     from service.routes import metrics as metrics_routes
+    from service.routes.v1 import compare, models, predict
 
     app = FastAPI(
         title="framecast",
@@ -113,7 +114,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     app.state.metrics = metrics
     errors.install(app)
-    from service.routes import repository, v2  # Open Inference Protocol (KServe V2) under /v2
+    from service.routes.v2 import infer as v2  # Open Inference Protocol (KServe V2) under /v2
+    from service.routes.v2 import repository
 
     app.include_router(repository.router)
     app.include_router(v2.router)
@@ -123,12 +125,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     docs.mount_assets(app)
     # pure-ASGI layers, innermost first: the hot path (classify, predict), body limit +
     # deadline, API keys, CORS, metrics, log
-    from service.limits import BodyLimitMiddleware
-    from service.logs import RequestLogMiddleware
-    from service.security import AuthMiddleware, add_cors, document_security
+    from service.http.limits import BodyLimitMiddleware
+    from service.http.logs import RequestLogMiddleware
+    from service.http.security import AuthMiddleware, add_cors, document_security
 
     if settings.hot_path:
-        from service.hotpath import HotPathMiddleware
+        from service.http.hotpath import HotPathMiddleware
 
         app.add_middleware(HotPathMiddleware, api=app)
     app.add_middleware(

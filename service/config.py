@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     hot_path: bool = Field(
         True,
         description="answer POST /v1/models/{name}/classify and /predict without the router "
-        "(service/hotpath.py): the same answers for less CPU per request; false sends them "
+        "(service/http/hotpath.py): the same answers for less CPU per request; false sends them "
         "through FastAPI like every other route",
     )
     max_horizon: int = Field(
@@ -213,7 +213,7 @@ class Settings(BaseSettings):
     compare_conv2d_lstm_classify: str | None = None
     compare_convlstm2d_classify: str | None = None
 
-    # Ray Serve (`framecast serve --ray`, service/ray_app.py): one deployment per model
+    # Ray Serve (`framecast serve --ray`, service/runtime/ray/app.py): one deployment per model
     ray_replicas: int = Field(
         1, ge=1, description="replicas of each model's deployment (autoscaling: the initial count)"
     )
@@ -263,7 +263,8 @@ class Settings(BaseSettings):
         description="a folder of model folders every Ray node reads (fsspec URI: "
         "file:///shared/models, s3://bucket/models, gs://...); each replica copies its folder "
         "to a local cache and checks every file against the folder's SHA256SUMS "
-        "(service/model_fetch.py); unset: FRAMECAST_MODELS_DIR at the same path on every node",
+        "(service/runtime/ray/model_fetch.py); unset: FRAMECAST_MODELS_DIR at the same path "
+        "on every node",
     )
     ray_address: str | None = Field(
         None,

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.config import Settings
-from service.runtime import Runtime
+from service.runtime.server import Runtime
 
 
 async def get_runtime(request: Request) -> Runtime:
-    """The app's :class:`~service.runtime.Runtime` (its models, queues and status). ``async``:
-    FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
+    """The app's :class:`~service.runtime.server.Runtime` (its models, queues and status).
+    ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
     return request.app.state.runtime
 
 

@@ -126,7 +126,7 @@ def _response(
 
 
 def error_response(exc: FramecastError) -> JSONResponse:
-    """The answer to a domain error (the full app's handler, and service/hotpath.py's)."""
+    """The answer to a domain error (the full app's handler, and service/http/hotpath.py's)."""
     return _response(exc.status, exc.kind, exc.message, exc.headers)
 
 

@@ -3,7 +3,7 @@
 FastAPI's own pages load Swagger UI and ReDoc from a CDN, and framecast's hosts are often offline.
 These are the same FastAPI pages, pointed at the files that the ``fastapi-offline`` package ships
 (Swagger UI's bundle and CSS, ReDoc's standalone bundle, a favicon), which framecast serves itself
-under ``/docs/assets``. Like ``/openapi.json`` they need no API key (service/security.py guards
+under ``/docs/assets``. Like ``/openapi.json`` they need no API key (service/http/security.py guards
 only ``/v1`` and ``/v2``).
 """
 

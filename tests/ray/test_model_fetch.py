@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("fsspec", reason="fsspec comes with framecast[ray]")
 
-from service.model_fetch import SUMS, ModelFetchError, fetch, list_models, write_sums  # noqa: E402
+from service.runtime.ray.model_fetch import SUMS, ModelFetchError, fetch, list_models, write_sums  # noqa: E402
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from service.cli.serve import add_serve_subcommand
 from service.config import Settings
-from service.ray_app import serve_on_ray
-from service.serve import add_serve_subcommand
+from service.runtime.ray.app import serve_on_ray
 
 
 def test_serve_has_the_ray_flag():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.config import Settings, SettingsError
-from service.ray_app import cpus_needed, model_options
+from service.runtime.ray.app import cpus_needed, model_options
 
 MODELS = ["a", "b", "c", "d"]
 

@@ -74,7 +74,7 @@ def ray_url(settings):
     import ray
     from ray import serve
 
-    from service.ray_app import build_apps, model_app_name
+    from service.runtime.ray.app import build_apps, model_app_name
 
     address = os.environ.get("FRAMECAST_RAY_TEST_ADDRESS")
     if address:
@@ -142,7 +142,7 @@ def _predict(client, name, c, horizon):
 def test_two_replicas_per_model(ray_url):
     from ray import serve
 
-    from service.ray_app import model_app_name
+    from service.runtime.ray.app import model_app_name
 
     apps = serve.status().applications
     for name in (NF, CL):

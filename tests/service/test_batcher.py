@@ -17,7 +17,7 @@ import pytest
 
 from models.repository import read_manifest
 from service.errors import InferenceError, Overloaded
-from service.runtime import ModelRunner, Placement, bucket_sizes
+from service.runtime.server import ModelRunner, Placement, bucket_sizes
 from service.telemetry import Metrics
 from tests.service.helpers import FRAMES, H, W, clip, files
 
@@ -354,7 +354,7 @@ def test_a_bad_model_output_fails_its_batch_and_the_worker_lives_on(make_runner,
 
 def test_a_step_that_answers_too_few_results_fails_its_batch_and_frees_the_queue():
     """A broken step (fewer results than items) fails exactly that batch; nothing leaks."""
-    from service.batcher import Batcher
+    from service.runtime.batcher import Batcher
 
     batcher = Batcher(
         "broken",

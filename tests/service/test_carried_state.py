@@ -15,8 +15,8 @@ from models.repository import read_manifest
 from models.rollout import stepper
 from service.app import create_app
 from service.config import load_settings
-from service.devices import Placement
-from service.runner import ModelRunner
+from service.runtime.devices import Placement
+from service.runtime.runner import ModelRunner
 from service.telemetry import Metrics
 from tests.service.conftest import save_tiny
 from tests.service.helpers import H, W, clip, files
@@ -111,8 +111,8 @@ def test_models_endpoint_says_which_rollout_each_model_uses(carried_dir, models_
 def test_a_mixed_batch_pads_each_phase_to_its_own_bucket(carried_dir):
     """One request reading its context while three others step: a 1-row context call and a
     4-row step call (not two calls of the whole batch's bucket), each answer its own."""
-    from service.batcher import bucket_sizes
-    from service.policies import CarriedState
+    from service.runtime.batcher import bucket_sizes
+    from service.runtime.policies import CarriedState
 
     folder = carried_dir / "convlstm2d_next_frame"
     man = read_manifest(folder)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.client import add_client_subcommands
-from service.serve import add_serve_subcommand
+from service.cli.client import add_client_subcommands
+from service.cli.serve import add_serve_subcommand
 from tests.service.helpers import FRAMES, H, W, clip, encode, png
 
 

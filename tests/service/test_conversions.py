@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.fitting import resize_frame
+from service.media.fitting import resize_frame
 from tests.service.helpers import FRAMES, H, W, files
 
 NF, CL = "convlstm2d_next_frame", "convlstm2d_classify"

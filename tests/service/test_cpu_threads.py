@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from service import devices
 from service.config import Settings, SettingsError, load_settings
+from service.runtime import devices
 
 SCRIPT = """
 import logging, sys
 import tensorflow as tf
 from service.config import Settings
-from service.devices import configure_devices
+from service.runtime.devices import configure_devices
 configure_devices(Settings(cpu_threads=sys.argv[1], device="cpu"))
 print(tf.config.threading.get_intra_op_parallelism_threads(),
       tf.config.threading.get_inter_op_parallelism_threads())

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import codecs
-from service.codecs import Frame, Limits, decode_parts
 from service.errors import FrameDecodeError, InvalidInput
-from service.fitting import conform
+from service.media import decode as codecs
+from service.media.decode import decode_parts
+from service.media.fitting import conform
+from service.media.frames import Frame, Limits
 
 pytestmark = pytest.mark.skipif(codecs._spng is None, reason="no libspng wheel here")
 
@@ -131,7 +132,7 @@ def test_conform_gathers_views_and_colour_frames_in_order():
 
 def test_ranked_orders_as_a_stable_argsort_of_minus_scores():
     """Python's sort (it keeps the GIL) against numpy's: ties in class order, NaN last."""
-    from service.routes.predict import ranked
+    from service.routes.v1.predict import ranked
 
     pool = np.array([0.0, -0.0, 0.5, 1.0, np.nan, np.inf, -np.inf, 1e-9], np.float32)
     for _ in range(500):

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.runtime import LoadError, Runtime
+from service.runtime.server import LoadError, Runtime
 from tests.service.helpers import clip, files
 
 

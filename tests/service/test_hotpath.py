@@ -1,4 +1,4 @@
-"""The hot path (service/hotpath.py) answers exactly what the full app answers.
+"""The hot path (service/http/hotpath.py) answers exactly what the full app answers.
 
 Every request below goes to two apps over the same models, one with FRAMECAST_HOT_PATH on and
 one with it off, and the answers must match: status, body (less the measured times), and the
@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.errors import InvalidInput
-from service.hotpath import query_values
+from service.http.hotpath import query_values
 from tests.service.helpers import clip, files, npy, png
 
 TIMES = {"latency_ms", "inference_ms"}  # measured: differ from one call to the next
@@ -184,7 +184,7 @@ def test_body_limit_and_api_keys_still_apply(models_dir):
 
 
 def test_request_ids_are_unique_per_process(monkeypatch):
-    from service import logs
+    from service.http import logs
 
     ids = {logs.new_request_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
@@ -303,7 +303,7 @@ def _split_agrees_with_form(body: bytes, ctype: str) -> object:
 
     from starlette.requests import Request
 
-    from service.uploads import form_parts, split_multipart
+    from service.http.uploads import form_parts, split_multipart
 
     settings = Settings(max_files=4, max_upload_bytes=1 << 20)
     scope = {

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.codecs import Limits, decode_parts
 from service.errors import FrameDecodeError, InvalidInput, PayloadTooLarge
-from service.limits import check_json, json_depth_exceeds
+from service.http.limits import check_json, json_depth_exceeds
+from service.media.decode import decode_parts
+from service.media.frames import Limits
 from tests.service.malformed import gif_frames, npy_header_only
 
 
@@ -115,7 +116,7 @@ def _run_limit(
     comes in ``chunks`` (None: never comes); the messages sent and the chunks read."""
     import asyncio
 
-    from service.limits import BodyLimitMiddleware
+    from service.http.limits import BodyLimitMiddleware
 
     async def app(scope, receive, send):  # pragma: no cover - never reached
         raise AssertionError("the app ran for an oversize body")

@@ -8,9 +8,10 @@ import io
 import numpy as np
 import pytest
 
-from service.codecs import Limits, decode_parts
 from service.errors import FrameDecodeError
-from service.fitting import conform
+from service.media.decode import decode_parts
+from service.media.fitting import conform
+from service.media.frames import Limits
 
 RNG = np.random.default_rng(11)
 U8 = RNG.integers(0, 256, (4, 6, 5, 1), dtype=np.uint8)

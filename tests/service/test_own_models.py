@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.codecs import to_channels
 from service.config import Settings
+from service.media.fitting import to_channels
 from tests.service import own_models as om
 from tests.service.helpers import npy
 
@@ -253,7 +253,7 @@ def test_user_manifest_names_classes_and_context(tmp_path):
 
 
 def test_strict_load_makes_a_broken_model_fatal(own):
-    from service.registry import LoadError
+    from service.runtime.registry import LoadError
 
     root, _ = own
     settings = Settings(models_dir=root, load_mode="blocking", strict_load=True)

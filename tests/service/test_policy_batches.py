@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.policies import Classify
+from service.runtime.policies import Classify
 
 
 def test_batches_pad_with_zeros_or_stack_exactly():
@@ -35,7 +35,7 @@ def test_batches_equal_np_stack_for_any_layout():
 
 
 def test_owned_copies_keep_no_batch_output_alive():
-    from service.policies import owned, stacked
+    from service.runtime.policies import owned, stacked
 
     out = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
     row = owned(out[1])
@@ -46,7 +46,7 @@ def test_owned_copies_keep_no_batch_output_alive():
 
 
 def test_rollouts_stack_their_frames_once_done():
-    from service.policies import Rollout
+    from service.runtime.policies import Rollout
 
     r = Rollout(np.zeros((2, 3, 3, 1), np.float32), steps=3)
     frames = [np.full((3, 3, 1), v, np.float32) for v in (0.1, 0.2, 0.3)]

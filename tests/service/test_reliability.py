@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings, load_settings
-from service.logs import JsonFormatter
-from service.runtime import LoadError
+from service.http.logs import JsonFormatter
+from service.runtime.server import LoadError
 from tests.service.helpers import clip, npy
 
 NF = "convlstm2d_next_frame"

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from service import codecs
+from service.media import decode, fitting
 from tests.service.helpers import FRAMES, clip, files
 
 
@@ -45,27 +45,27 @@ def test_codecs_luminance_and_resize():
     rgb = np.zeros((2, 2, 3), np.float32)
     rgb[0, 0] = (1, 0, 0)
     rgb[1, 1] = (0, 1, 0)
-    grey = codecs.to_channels(rgb, 1)
+    grey = fitting.to_channels(rgb, 1)
     assert grey.shape == (2, 2, 1)
     assert np.isclose(grey[0, 0, 0], 0.299) and np.isclose(grey[1, 1, 0], 0.587)
-    assert codecs.to_channels(grey, 3).shape == (2, 2, 3)
+    assert fitting.to_channels(grey, 3).shape == (2, 2, 3)
     flat = np.full((8, 6, 1), 0.25, np.float32)
-    out = codecs.resize_frame(flat, 16, 12)
+    out = fitting.resize_frame(flat, 16, 12)
     assert out.shape == (16, 12, 1) and np.allclose(out, 0.25)
 
 
 def test_sniff_recognises_every_supported_format():
-    assert codecs.sniff(b"\x89PNG\r\n\x1a\n...") == "PNG"
-    assert codecs.sniff(b"GIF89a...") == "GIF"
-    assert codecs.sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
-    assert codecs.sniff(b"II*\x00") == "TIFF" and codecs.sniff(b"MM\x00*") == "TIFF"
-    assert codecs.sniff(b"\x93NUMPY\x01\x00") == "NPY"
-    assert codecs.sniff(b"\xff\xd8\xff\xe0") == "JPEG" and codecs.sniff(b"BM....") == "BMP"
-    assert codecs.sniff(b"hello") is None
+    assert decode.sniff(b"\x89PNG\r\n\x1a\n...") == "PNG"
+    assert decode.sniff(b"GIF89a...") == "GIF"
+    assert decode.sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
+    assert decode.sniff(b"II*\x00") == "TIFF" and decode.sniff(b"MM\x00*") == "TIFF"
+    assert decode.sniff(b"\x93NUMPY\x01\x00") == "NPY"
+    assert decode.sniff(b"\xff\xd8\xff\xe0") == "JPEG" and decode.sniff(b"BM....") == "BMP"
+    assert decode.sniff(b"hello") is None
 
 
 def test_to_uint8_rounds_clips_and_zeroes_nan():
-    from service.codecs import to_uint8
+    from service.media.encode import to_uint8
 
     x = np.array([np.nan, np.inf, -np.inf, -0.5, 0.0, 0.5, 0.998, 1.0, 2.0, 1 / 255, 0.5 / 255])
     assert to_uint8(x).tolist() == [0, 255, 0, 0, 0, 128, 254, 255, 255, 1, 0]
@@ -74,11 +74,12 @@ def test_to_uint8_rounds_clips_and_zeroes_nan():
 
 
 def test_the_in_process_and_the_ray_runner_share_one_protocol(runtime):
-    """Both runners implement service.runner.Runner (the Ray one without copying methods)."""
+    """Both runners implement service.runtime.runner.Runner (the Ray one without copying
+    methods)."""
     import dataclasses
 
-    from service.ray_app import RemoteRunner
-    from service.runner import ModelRunner, Runner
+    from service.runtime.ray.app import RemoteRunner
+    from service.runtime.runner import ModelRunner, Runner
 
     local = runtime.runners["convlstm2d_next_frame"]
     assert isinstance(local, ModelRunner) and isinstance(local, Runner)
@@ -116,9 +117,9 @@ def test_compare_pairing_is_a_registry_query(runtime):
 def test_registry_unload_closes_the_runner_and_forgets_it(models_dir):
     """Registry.unload: the model is gone from lookups and its worker refuses new work."""
     from service.config import Settings
-    from service.devices import Placement
     from service.errors import ModelNotFound, NotReady
-    from service.registry import Registry, discover_folders, load_folder
+    from service.runtime.devices import Placement
+    from service.runtime.registry import Registry, discover_folders, load_folder
     from service.telemetry import Metrics
 
     folders = {f.name: f for f in discover_folders(models_dir)}
@@ -148,8 +149,8 @@ def test_registry_unload_closes_the_runner_and_forgets_it(models_dir):
 
 def _classify_runner(models_dir):
     from service.config import Settings
-    from service.devices import Placement
-    from service.registry import discover_folders, load_folder
+    from service.runtime.devices import Placement
+    from service.runtime.registry import discover_folders, load_folder
     from service.telemetry import Metrics
 
     folders = {f.name: f for f in discover_folders(models_dir)}

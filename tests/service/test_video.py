@@ -11,11 +11,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from service import video as video_module
-from service.codecs import Limits, decode_parts, sniff
 from service.config import Settings, load_settings
 from service.errors import FrameDecodeError, InvalidInput, UnsupportedMediaType
-from service.video import VideoOptions, sniff_video
+from service.media import video as video_module
+from service.media.decode import decode_parts, sniff
+from service.media.frames import Limits
+from service.media.video import VideoOptions, sniff_video
 from tests.service.helpers import FRAMES, clip, files
 
 av = pytest.importorskip("av")

@@ -1,7 +1,7 @@
 """The model registry: discover model folders, load one folder, unload, look models up.
 
 :func:`load_folder` is the one public way to turn a model folder into a running
-:class:`~service.runner.ModelRunner` (the plain server and each Ray replica use it).
+:class:`~service.runtime.runner.ModelRunner` (the plain server and each Ray replica use it).
 :class:`Registry` holds the runners by name with each model's load state, and answers queries
 (``find``, ``pair``) instead of hard-coding which models go together.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from models.repository import ManifestError, discover, read_card
 from service.config import Settings
-from service.devices import Placement
 from service.errors import InvalidInput, ModelNotFound, WrongTask
-from service.runner import ModelRunner, Runner
+from service.runtime.devices import Placement
+from service.runtime.runner import ModelRunner, Runner
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
@@ -54,7 +54,7 @@ def load_folder(
     import keras
 
     from models.checkpoint import CheckpointError, open_folder
-    from service.runner import make_policy
+    from service.runtime.runner import make_policy
 
     try:
         with keras.device(placement.device):

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.errors import InvalidInput
+from service.media.frames import scaled
 
 Call = Callable[[Any], Any]  # one model call on a padded batch → its output (numpy)
 
@@ -64,12 +65,6 @@ class Rollout:
         """Record a predicted frame; the stacked rollout once ``steps`` frames are out."""
         self.outputs.append(frame)
         return stacked(self.outputs) if len(self.outputs) == self.steps else None
-
-
-def scaled(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels (0-255) → float32 in [0, 1]: ``x / 255`` in float32, one numpy division (what
-    a model's uint8 entry does in its graph, bit for bit)."""
-    return np.divide(pixels, np.float32(255.0), dtype=np.float32)
 
 
 def stacked(

@@ -18,19 +18,20 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from models.metrics import mae_per_frame, mse_per_frame, psnr, ssim
-from service import codecs
-from service.batcher import Timing
 from service.checks import require_horizon
 from service.deps import RuntimeDep, SettingsDep
 from service.errors import InvalidInput, WrongTask
-from service.montages import montage_gif, montage_png
-from service.openapi import error_responses, upload_openapi
-from service.routes.predict import FitQuery, ResizeQuery, conversion, predicted_frames, ranked
-from service.runner import Runner
-from service.runtime import Runtime
+from service.http.uploads import fit_context, fit_frames, read_upload
+from service.media import encode as codecs
+from service.media.fitting import resize_frame, to_channels
+from service.media.montages import montage_gif, montage_png
+from service.routes.openapi import error_responses, upload_openapi
+from service.routes.v1.predict import FitQuery, ResizeQuery, conversion, predicted_frames, ranked
+from service.runtime.batcher import Timing
+from service.runtime.runner import Runner
+from service.runtime.server import Runtime
 from service.schemas import CompareModelResult, CompareResponse, Converted, FrameMetrics
 from service.telemetry import server_timing
-from service.uploads import fit_context, fit_frames, read_upload
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
 
@@ -158,9 +159,7 @@ def _display(frames: np.ndarray | None, h: int, w: int, c: int) -> np.ndarray | 
     if frames is None:
         return None
     return (
-        np.stack([codecs.to_channels(codecs.resize_frame(f, h, w), c) for f in frames])
-        if len(frames)
-        else None
+        np.stack([to_channels(resize_frame(f, h, w), c) for f in frames]) if len(frames) else None
     )
 
 

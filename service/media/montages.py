@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from service.codecs import to_uint8
+from service.media.encode import to_uint8
 
 _LABEL_W = 96
 

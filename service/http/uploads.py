@@ -26,16 +26,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
-from service.codecs import SUPPORTED, Frame, Limits, b64decode_item, decode_parts
 from service.config import Settings
 from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
-from service.fitting import Conversion, conform
-from service.limits import check_json
+from service.http.limits import check_json
+from service.media.decode import SUPPORTED, b64decode_item, decode_parts
+from service.media.fitting import Conversion, conform
+from service.media.frames import Frame, Limits
+from service.media.video import VideoOptions
 from service.schemas import FramesRequest
-from service.video import VideoOptions
 
 if TYPE_CHECKING:
-    from service.runner import Runner
+    from service.runtime.runner import Runner
 
 T = TypeVar("T")
 RAW_TYPES = (

@@ -5,7 +5,7 @@ threads) listening on the same ``host:port`` with ``SO_REUSEPORT``: the kernel s
 connections over them. Python runs one thread of Python at a time per process, so on a machine
 with several cores the HTTP front end (parsing, decoding, encoding) of one process saturates a
 core while the others idle; workers use them. Worker ``i`` gets ``FRAMECAST_WORKER_INDEX=i``
-and, with several GPUs, serves on GPU ``i mod n`` (``service/devices.py``).
+and, with several GPUs, serves on GPU ``i mod n`` (``service/runtime/devices.py``).
 
 The supervisor starts the workers, forwards SIGTERM/SIGINT to them (each drains its requests,
 ``FRAMECAST_SHUTDOWN_GRACE_S``), and stops all of them when one exits with an error (a worker

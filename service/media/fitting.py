@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image
 
 from service.errors import FrameSizeError, InvalidInput
-from service.policies import scaled
+from service.media.frames import scaled
 
 if TYPE_CHECKING:
-    from service.codecs import Frame
+    from service.media.frames import Frame
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
 FITS = ("stretch", "pad", "crop")

@@ -1,10 +1,10 @@
 """Video uploads (MP4, MOV, WebM/Matroska, AVI) → frames, decoded with PyAV (FFmpeg in its wheels).
 
 The container is recognised by its leading bytes (:func:`sniff_video`), then the first video
-stream is decoded from memory, frame by frame, into the same :class:`~service.codecs.Frame` objects
-as images: ``(H, W, 3)`` float32 RGB in [0, 1] (``(H, W, 1)`` for a grey stream). The query options
-``start`` and ``stride`` (:class:`VideoOptions`) pick which decoded frames are kept; the others are
-decoded (a video cannot skip them) but never converted nor counted.
+stream is decoded from memory, frame by frame, into the same :class:`~service.media.frames.Frame`
+objects as images: ``(H, W, 3)`` float32 RGB in [0, 1] (``(H, W, 1)`` for a grey stream). The query
+options ``start`` and ``stride`` (:class:`VideoOptions`) pick which decoded frames are kept; the
+others are decoded (a video cannot skip them) but never converted nor counted.
 
 Every limit is applied while decoding, never after: the stream's frame size before the first frame,
 each kept frame's size and the upload's running pixel total, and the frame count: the file is
@@ -18,14 +18,12 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from service.errors import FrameDecodeError, InvalidInput, UnsupportedMediaType
-
-if TYPE_CHECKING:
-    from service.codecs import Frame, Limits
+from service.media.frames import Frame, Limits, check_total
 
 VIDEO_FORMATS = ("MP4", "MOV", "WEBM", "AVI")  # what sniff_video answers
 SUPPORTED_VIDEO = "MP4, WebM (Matroska), AVI, MOV"
@@ -173,7 +171,6 @@ def decode_video(
 
     Raises 422 (FrameDecodeError) for a corrupt, truncated or empty video, 422 (InvalidInput) over
     a limit, 415 (UnsupportedMediaType) for a file with no decodable video stream."""
-    from service.codecs import Frame, check_total  # here: service.codecs imports this module
 
     label = f"file {name!r}"
     try:

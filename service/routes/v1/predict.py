@@ -9,16 +9,16 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from service import codecs
-from service.batcher import Timing
 from service.checks import require_horizon, require_task
 from service.deps import RuntimeDep, SettingsDep
-from service.fitting import Conversion
-from service.openapi import error_responses, upload_openapi
-from service.runtime import Runtime
+from service.http.uploads import INLINE_FIT_BYTES, fit_context, offload, read_upload
+from service.media import encode as codecs
+from service.media.fitting import Conversion
+from service.routes.openapi import error_responses, upload_openapi
+from service.runtime.batcher import Timing
+from service.runtime.server import Runtime
 from service.schemas import ClassifyResponse, PredictedFrame, PredictResponse
 from service.telemetry import server_timing
-from service.uploads import INLINE_FIT_BYTES, fit_context, offload, read_upload
 
 router = APIRouter(prefix="/v1/models", tags=["inference"])
 

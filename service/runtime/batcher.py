@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import DeadlineExceeded, InferenceError, NotReady, Overloaded
-from service.limits import current_deadline, remaining
+from service.http.limits import current_deadline, remaining
 
 log = logging.getLogger("framecast.batcher")
 

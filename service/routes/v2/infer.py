@@ -46,10 +46,10 @@ from starlette.concurrency import run_in_threadpool
 from service.checks import require_horizon, require_unit_range
 from service.deps import RuntimeDep, SettingsDep
 from service.errors import FramecastError
-from service.limits import check_json
-from service.runner import Runner
-from service.runtime import Runtime
-from service.uploads import read_body
+from service.http.limits import check_json
+from service.http.uploads import read_body
+from service.runtime.runner import Runner
+from service.runtime.server import Runtime
 
 VERSION = "1"
 INPUT = "frames"

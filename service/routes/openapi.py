@@ -17,7 +17,7 @@ _ERROR_TEXTS = {
 }
 
 
-# read by hand (service/uploads.py), so declared here; they pick the frames of video files only
+# read by hand (service/http/uploads.py), so declared here; they pick the frames of video files only
 VIDEO_PARAMETERS = [
     {
         "name": "start",

@@ -6,7 +6,7 @@ box answers. For these two routes most of that CPU went to the framework, not to
 matching the path against every route in turn, solving the dependencies, validating the query
 through pydantic, the exception layer. This layer answers them directly: it matches the path
 with one split, reads the query with the same rules, and calls the very route functions of
-``service/routes/predict.py`` (so the answers are the same, byte for byte). The middlewares
+``service/routes/v1/predict.py`` (so the answers are the same, byte for byte). The middlewares
 outside it (request log, metrics, API keys, CORS, body limit and deadline) run as before.
 
 Anything it is not sure of goes to the full app, untouched: a query value FastAPI might read
@@ -52,7 +52,7 @@ def _choice(*allowed: str) -> Callable[[str], str | None]:
 
 
 _FIT = _choice("stretch", "pad", "crop")
-# each route's query parameters as FastAPI declares them (service/routes/predict.py), with a
+# each route's query parameters as FastAPI declares them (service/routes/v1/predict.py), with a
 # reader that returns None for anything it would not read exactly the same way
 PARAMS: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
     "classify": {
@@ -93,7 +93,7 @@ def query_values(action: str, query_string: bytes) -> dict[str, Any] | None:
 
 def route_table() -> dict[str, tuple[Any, Callable]]:
     """action → (its APIRoute: the log and metrics read its path template; its endpoint)."""
-    from service.routes import predict
+    from service.routes.v1 import predict
 
     table = {}
     for route in predict.router.routes:
@@ -101,7 +101,9 @@ def route_table() -> dict[str, tuple[Any, Callable]]:
             if route.path == PREFIX + "{name}/" + action and "POST" in route.methods:
                 table[action] = (route, route.endpoint)
     if set(table) != set(PARAMS):  # a renamed route must not silently lose its hot path
-        raise RuntimeError(f"service/hotpath.py: routes {sorted(set(PARAMS) - set(table))} moved")
+        raise RuntimeError(
+            f"service/http/hotpath.py: routes {sorted(set(PARAMS) - set(table))} moved"
+        )
     return table
 
 

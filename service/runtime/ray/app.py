@@ -1,21 +1,21 @@
 """The same FastAPI app on Ray Serve: one ingress deployment, one deployment per model.
 
-``framecast serve --ray``, or ``serve run service.ray_app:app_builder`` (docs/ray.md).
+``framecast serve --ray``, or ``serve run service.runtime.ray.app:app_builder`` (docs/ray.md).
 
 - ``FramecastIngress`` (``@serve.ingress``) runs ``create_app(settings)`` unchanged: every route,
   ``/v1``, ``/v2``, the page, errors and limits are the plain server's. Its runtime is a
   :class:`RemoteRuntime` whose runners forward ``predict``/``classify`` to the model deployments.
 - ``FramecastModel`` (one deployment per model folder) loads its one model with the plain
-  :func:`~service.registry.load_folder`, so each replica has its own worker and micro-batcher. Its
-  replicas (fixed, or autoscaled between ``FRAMECAST_RAY_MIN/MAX_REPLICAS``) reserve
-  ``FRAMECAST_RAY_CPUS_PER_REPLICA`` CPUs (0.2: fits a small machine) and
+  :func:`~service.runtime.registry.load_folder`, so each replica has its own worker and
+  micro-batcher. Its replicas (fixed, or autoscaled between ``FRAMECAST_RAY_MIN/MAX_REPLICAS``)
+  reserve ``FRAMECAST_RAY_CPUS_PER_REPLICA`` CPUs (0.2: fits a small machine) and
   ``FRAMECAST_RAY_GPUS_PER_REPLICA`` GPUs; unset, none, and the replica picks its device where it
   runs (a GPU of its node when it sees one).
 - Readiness: each ingress replica's :class:`RemoteRuntime` loads in the background, so ``/readyz``
   answers 503 at once; it turns 200 once Serve reports every replica of the application running.
 
-Ray is imported lazily (``import service.ray_app`` works without it). Model files: the same path on
-every node, or ``FRAMECAST_RAY_MODELS_URI`` (fetched and sha256-checked per node).
+Ray is imported lazily (``import service.runtime.ray.app`` works without it). Model files: the same
+path on every node, or ``FRAMECAST_RAY_MODELS_URI`` (fetched and sha256-checked per node).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.repository import Manifest, discover
-from service.batcher import Ticket, Timing
 from service.config import Settings, SettingsError, load_settings
-from service.devices import Placement
 from service.errors import FramecastError
-from service.model_fetch import ModelFetchError, fetch, list_models
-from service.runner import ManifestView
-from service.runtime import Runtime
+from service.runtime.batcher import Ticket, Timing
+from service.runtime.devices import Placement
+from service.runtime.ray.model_fetch import ModelFetchError, fetch, list_models
+from service.runtime.runner import ManifestView
+from service.runtime.server import Runtime
 
 if TYPE_CHECKING:  # Ray is optional and imported lazily (see _ray)
     from ray.serve import Application
@@ -67,7 +67,7 @@ def _ray():
 
 
 class RemoteRunner(ManifestView):
-    """The :class:`~service.runner.Runner` of a model served by a deployment: each call is
+    """The :class:`~service.runtime.runner.Runner` of a model served by a deployment: each call is
     forwarded to one of its replicas, whose own batcher queues it. The ingress holds no queue, so
     its ``queue_depth`` is 0 and ``expect`` gives no ticket; Serve bounds each replica with
     ``max_ongoing_requests``."""
@@ -272,7 +272,7 @@ def build_apps(
     """
     _, serve = _ray()
     settings = settings or load_settings()
-    if settings.ray_models_uri:  # each replica fetches its folder (service/model_fetch.py)
+    if settings.ray_models_uri:  # each replica fetches its folder (ray/model_fetch.py)
         try:
             folders = [Path(n) for n in list_models(settings.ray_models_uri)]
         except ModelFetchError as e:
@@ -302,8 +302,8 @@ def build_apps(
     @serve.deployment
     class FramecastModel:
         def __init__(self, folder: str, settings_payload: dict):
-            from service.devices import configure_devices
-            from service.registry import load_folder
+            from service.runtime.devices import configure_devices
+            from service.runtime.registry import load_folder
             from service.telemetry import Metrics
 
             settings = Settings(**settings_payload)
@@ -370,8 +370,8 @@ def build_apps(
 
 
 def app_builder(args: dict | None = None) -> Application:
-    """For ``serve run service.ray_app:app_builder`` and Serve config files: ``args`` are setting
-    names (``models_dir``, ``ray_replicas``, …) that override FRAMECAST_* variables."""
+    """For ``serve run service.runtime.ray.app:app_builder`` and Serve config files: ``args`` are
+    setting names (``models_dir``, ``ray_replicas``, …) that override FRAMECAST_* variables."""
     return build_app(load_settings(**(args or {})))
 
 
@@ -399,7 +399,7 @@ def serve_on_ray(settings: Settings) -> int:
     except RayMissing as e:
         print(f"framecast serve --ray: {e}", file=sys.stderr)
         return 2
-    from service.logs import configure_logging
+    from service.http.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     ingress, models = build_apps(settings)  # bad settings fail here, before Ray starts

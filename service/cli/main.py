@@ -140,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_service_subcommands(sub: argparse._SubParsersAction) -> None:
-    """`serve` (service/serve.py) and `predict`, `classify`, `compare` (service/client.py)."""
-    from service.client import add_client_subcommands
-    from service.serve import add_serve_subcommand
+    """`serve` (service/cli/serve.py) and `predict`, `classify`, `compare`
+    (service/cli/client.py)."""
+    from service.cli.client import add_client_subcommands
+    from service.cli.serve import add_serve_subcommand
 
     add_serve_subcommand(sub)
     add_client_subcommands(sub)

@@ -4,9 +4,9 @@
 ``file:///shared/models``, ``s3://bucket/models``, ``gs://bucket/models``, … read through
 `fsspec <https://filesystem-spec.readthedocs.io/>`_ (``s3fs``/``gcsfs`` for the clouds: install
 the one your URI needs). Each model folder there holds a ``SHA256SUMS`` (``sha256sum``'s format,
-one ``<hex>  <file>`` line per file; ``python -m service.model_fetch sums DIR`` writes them for
-every model folder under DIR). Each replica copies its folder into a local cache named after the
-sums (``~/.cache/framecast/models/<sha256 of SHA256SUMS>/<name>``, or
+one ``<hex>  <file>`` line per file; ``python -m service.runtime.ray.model_fetch sums DIR`` writes
+them for every model folder under DIR). Each replica copies its folder into a local cache named
+after the sums (``~/.cache/framecast/models/<sha256 of SHA256SUMS>/<name>``, or
 ``FRAMECAST_MODEL_CACHE``), checks every file's sha256 on that node, and loads from the cache; a
 mismatch or a missing file fails that replica with the file named, and nothing half-copied is
 ever used (the copy is assembled under a temporary name and renamed into place; replicas on one
@@ -146,7 +146,7 @@ def write_sums(folder: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "sums":
-        print("usage: python -m service.model_fetch sums MODELS_DIR", file=sys.stderr)
+        print("usage: python -m service.runtime.ray.model_fetch sums MODELS_DIR", file=sys.stderr)
         return 2
     from models.repository import discover
 

@@ -52,7 +52,7 @@ def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
 def serve_command(args: argparse.Namespace) -> int:
     """Run the service until it is stopped (exit 0 after SIGTERM); 2 for bad settings."""
     from service.config import SettingsError, load_settings
-    from service.registry import LoadError
+    from service.runtime.registry import LoadError
 
     try:
         settings = load_settings(
@@ -66,11 +66,13 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"framecast serve: {e}", file=sys.stderr)
         return 2
     if getattr(args, "ray", False):
-        from service.ray_app import serve_on_ray  # imports ray lazily; a clear error without it
+        from service.runtime.ray.app import (
+            serve_on_ray,  # imports ray lazily; a clear error without it
+        )
 
         return serve_on_ray(settings)
     from models.repository import ManifestError
-    from service.registry import discover_folders
+    from service.runtime.registry import discover_folders
 
     try:
         if not discover_folders(settings.models_dir):
@@ -82,7 +84,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"framecast serve: {e} (--models-dir / FRAMECAST_MODELS_DIR)", file=sys.stderr)
         return 1
     if settings.workers > 1:
-        from service.workers import run_workers
+        from service.cli.workers import run_workers
 
         return run_workers(settings)
     import os
@@ -91,7 +93,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.runtime import Runtime
+    from service.runtime.server import Runtime
 
     fatal: list[str] = []
     server: uvicorn.Server | None = None
@@ -122,7 +124,7 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     sockets = None
     if os.environ.get("FRAMECAST_REUSE_PORT") == "1":  # one of `--workers N`
-        from service.workers import listening_socket
+        from service.cli.workers import listening_socket
 
         sockets = [listening_socket(settings.host, settings.port)]
     try:

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.repository import ManifestError, is_model_folder
-from service.batcher import Ticket, Timing, bucket_sizes
 from service.config import Settings
-from service.devices import DeviceError, Placement, configure_devices, import_keras
 from service.errors import InvalidInput, ModelNotFound, NotReady
-from service.registry import LoadError, Registry, discover_folders, load_folder, stamp
-from service.runner import ManifestView, ModelRunner, Runner
+from service.runtime.batcher import Ticket, Timing, bucket_sizes
+from service.runtime.devices import DeviceError, Placement, configure_devices, import_keras
+from service.runtime.registry import LoadError, Registry, discover_folders, load_folder, stamp
+from service.runtime.runner import ManifestView, ModelRunner, Runner
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")

@@ -1,11 +1,11 @@
 """What the routes call a model through: the :class:`Runner` protocol, and the in-process runner.
 
-:class:`ModelRunner` joins one loaded model, its task policy (``service/policies.py``) and its
-micro-batcher (``service/batcher.py``, one worker thread that makes every call into the model:
-under JAX ``predict_on_batch`` is not thread-safe). Every bucket shape is called once at warm-up,
-so no shape is traced while serving (under TensorFlow a changing time axis fails inside
+:class:`ModelRunner` joins one loaded model, its task policy (``service/runtime/policies.py``) and
+its micro-batcher (``service/runtime/batcher.py``, one worker thread that makes every call into the
+model: under JAX ``predict_on_batch`` is not thread-safe). Every bucket shape is called once at
+warm-up, so no shape is traced while serving (under TensorFlow a changing time axis fails inside
 ``TimeDistributed``; under JAX every new shape is a new compilation). The Ray runner
-(``service/ray_app.py``) implements the same protocol by forwarding to a deployment.
+(``service/runtime/ray/app.py``) implements the same protocol by forwarding to a deployment.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from models.repository import Manifest
-from service.batcher import Batcher, Item, Ticket, Timing
 from service.checks import require_task
-from service.devices import Placement
-from service.policies import CarriedState, Classify, Growing, Policy, SlidingWindow, scaled
+from service.media.frames import scaled
+from service.runtime.batcher import Batcher, Item, Ticket, Timing
+from service.runtime.devices import Placement
+from service.runtime.policies import CarriedState, Classify, Growing, Policy, SlidingWindow
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")

@@ -1,0 +1,66 @@
+"""The frame types every media module shares: :class:`Frame`, the upload's :class:`Limits` and
+the running pixel count (a leaf: it imports no other media module, so decoding, video and
+fitting all build on it without a circle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import InvalidInput
+
+
+@dataclass
+class Limits:
+    max_frames: int = 256
+    max_frame_pixels: int = 4096 * 4096
+    max_total_pixels: int = 64 * 1024 * 1024
+    used_pixels: list = field(default_factory=lambda: [0])  # running total of one upload
+
+
+class Frame:
+    """One decoded frame: ``data`` is (H, W, C) float32 in [0, 1], C in {1, 3}; ``source`` names
+    it in messages ("file 'a.png'", "file 'clip.gif' page 3", "JSON frames[2]").
+
+    A frame decoded from an 8-bit image keeps its bytes (``u8``, (H, W, C) uint8) and makes
+    ``data`` (u8 / 255) only when asked: :func:`~service.media.fitting.conform` scales a whole clip
+    of such frames in one operation instead of one per frame."""
+
+    __slots__ = ("_data", "u8", "source")
+
+    def __init__(
+        self, data: np.ndarray | None, source: str, *, u8: np.ndarray | None = None
+    ) -> None:
+        self._data, self.u8, self.source = data, u8, source
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data = self.u8.astype(np.float32) / 255.0
+        return self._data
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.u8 if self._data is None else self._data).shape
+
+
+def check_total(limits: Limits, pixels: int, name: str) -> None:
+    limits.used_pixels[0] += pixels
+    if limits.used_pixels[0] > limits.max_total_pixels:
+        raise InvalidInput(
+            f"file {name!r} brings the upload to {limits.used_pixels[0]} pixels in "
+            f"all frames; at most {limits.max_total_pixels} "
+            "(FRAMECAST_MAX_TOTAL_PIXELS)"
+        )
+
+
+def where(index: int, source: str) -> str:
+    """How a message names one frame: ``frame 3 (file 'clip.gif' page 3)``."""
+    return f"frame {index} ({source})"
+
+
+def scaled(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels (0-255) → float32 in [0, 1]: ``x / 255`` in float32, one numpy division (what
+    a model's uint8 entry does in its graph, bit for bit)."""
+    return np.divide(pixels, np.float32(255.0), dtype=np.float32)

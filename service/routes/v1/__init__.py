@@ -1,0 +1,1 @@
+"""The /v1 routes: predict and classify, compare, the model list."""
