@@ -34,7 +34,7 @@ from models.repository import (
     save_model_folder,
     verify_checkpoint,
 )
-from models.rollout import Forecaster, rollout_mse
+from models.rollout import Forecaster, l1l2, rollout_mse
 from models.train_args import add_arguments  # noqa: F401 (the flags live where --help is light)
 
 # Default model sizes per (architecture, task), chosen so both architectures of a task have a
@@ -61,7 +61,8 @@ class TrainConfig:
     batch_size: int = 16
     seed: int = 0
     lr: float = 1e-3
-    loss: str = "bce"  # next_frame only: bce | mse
+    loss: str = "bce"  # next_frame only: bce | mse | l1l2
+    precision: str = "float32"  # Keras dtype policy while training: float32 | mixed_bfloat16
     mnist_dir: str | None = None
     config: dict = field(default_factory=dict)
     val_clips: int = 128
@@ -201,6 +202,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     command = "framecast " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     keras.utils.set_random_seed(cfg.seed)
+    keras.config.set_dtype_policy(cfg.precision)
     state = read_state(out)
     kwargs = cfg.builder_kwargs()
     if cfg.task == "next_frame":
@@ -258,7 +260,9 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         total = max(1, cfg.epochs * cfg.steps)
         schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, total, alpha=0.05)
         if cfg.task == "next_frame":
-            loss = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}[cfg.loss]
+            loss = {"bce": "binary_crossentropy", "mse": "mean_squared_error", "l1l2": l1l2}[
+                cfg.loss
+            ]
             metrics = [rollout_mse] if cfg.forecast else ["mse"]
         else:
             loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
@@ -348,7 +352,9 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             )
             raise SystemExit(130) from None
 
-    # The final model takes a fixed context window so serving and evaluation never retrace.
+    # The final model takes a fixed context window so serving and evaluation never retrace; it is
+    # float32 whatever the training precision (the weights are float32 under a mixed policy).
+    keras.config.set_dtype_policy("float32")
     context = D.CONTEXT_FRAMES
     final = build(cfg.arch, task=cfg.task, time_steps=context, **kwargs)
     final.set_weights(step_model(model).get_weights())
@@ -405,6 +411,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
             "init_from": parent,
             "learning_rate": cfg.lr,
             "schedule": "Adam, cosine decay to 5% over all steps, clipnorm 1.0",
+            "precision": cfg.precision,
             "loss": (cfg.loss if cfg.task == "next_frame" else "sparse_categorical_crossentropy"),
             "rollout": "carried_state" if state.get("forecast") else "sliding_window",
             "train_time_steps": (D.CONTEXT_FRAMES if cfg.rollout else 19)
@@ -495,6 +502,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         lr=args.lr,
         loss=args.loss,
+        precision=args.precision,
         mnist_dir=args.mnist_dir,
         config=args.config,
         val_clips=args.val_clips,

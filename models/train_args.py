@@ -19,7 +19,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay)")
-    p.add_argument("--loss", choices=("bce", "mse"), default="bce", help="next_frame loss")
+    p.add_argument(
+        "--loss",
+        choices=("bce", "mse", "l1l2"),
+        default="bce",
+        help="next_frame loss (l1l2: mean absolute + mean squared error per pixel)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16"),
+        default="float32",
+        help="dtype policy while training (the written model is always float32)",
+    )
     p.add_argument(
         "--mnist-dir",
         default=None,

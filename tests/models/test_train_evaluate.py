@@ -359,3 +359,22 @@ def test_card_of_a_fine_tuned_model_names_its_parent():
     assert "closed loop" in text and "`p`" in text and "framecast train --seed 1" in text
     assert "8 clips" in text and "4 clips in this run" in text
     assert _lineage({}) == []
+
+
+def test_bfloat16_training_with_the_l1l2_loss_writes_a_float32_model(tmp_path, synthetic_mnist_npz):
+    """--precision mixed_bfloat16 trains under the mixed policy (the forecaster's metric and loss
+    accept bfloat16 predictions), and the model it writes computes in float32 as served."""
+    out = tmp_path / "bf16"
+    argv = ["train", "--arch", "convlstm2d", "--task", "next_frame", "--forecast"]
+    argv += ["--epochs", "1", "--steps", "2", "--batch-size", "2", "--val-clips", "2"]
+    argv += ["--mnist-dir", str(synthetic_mnist_npz), "--seed", "3", "--config", TINY["convlstm2d"]]
+    argv += ["--precision", "mixed_bfloat16", "--loss", "l1l2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    man = read_manifest(out)
+    assert man.training["precision"] == "mixed_bfloat16" and man.training["loss"] == "l1l2"
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert np.isfinite(state["history"][-1]["val_rollout_mse"])
+    model = keras.saving.load_model(out / man.checkpoint, safe_mode=True, compile=False)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    y = model(np.zeros((1, 10, 64, 64, 1), np.float32))
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
