@@ -105,7 +105,16 @@ def run_candidate(args: argparse.Namespace, name: str, record: dict, save) -> No
     state_file = args.runs / name / "checkpoints" / "state.json"
     log = (args.runs / f"{name}.log").open("a")
     t0 = time.monotonic()
-    proc = subprocess.Popen([*prefix, *cmd], cwd=ROOT, env=env, stdout=log, stderr=log)
+    # SIGINT at its default in the child, so that Python turns it into KeyboardInterrupt (a run
+    # started in the background, with nohup or &, inherits it ignored): train saves and stops.
+    proc = subprocess.Popen(
+        [*prefix, *cmd],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen_epoch = json.loads(state_file.read_text())["epoch"] if state_file.is_file() else 0
     cpu = offset
     try:
@@ -147,6 +156,10 @@ def run_candidate(args: argparse.Namespace, name: str, record: dict, save) -> No
                 proc.send_signal(signal.SIGINT)
                 break
         proc.wait(timeout=600)
+    except KeyboardInterrupt:  # this script stopped: the run saves its finished epochs and stops
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=600)
+        raise
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -213,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
 
+    def stop(signum: int, frame: object) -> None:  # kill, docker stop: as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     for name in names:
         rec = doc["candidates"].setdefault(name, {"what": CANDIDATES[name][0]})
         if rec.get("done"):
