@@ -42,28 +42,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import io
 import json
 import os
 import platform
-import re
-import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from frontend_bare import Bare, bare_serve, bare_sizings, bare_summary
+from harness import ROOT, Server, free_port, parse_wrk, paused, thread_cpu_s, tree_cpu_s, wrk_post
 
 CASES = {
     "classify": ("conv2d_lstm_classify", "/v1/models/{name}/classify"),
@@ -118,125 +110,17 @@ def bodies(frames: int = 10) -> dict[str, tuple[bytes, str]]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and every live descendant."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        p = int(entry)
-        children.setdefault(int(fields[1]), []).append(p)
-        stats[p] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += stats.get(p, 0.0)
-        todo += children.get(p, [])
-    return total
-
-
-class Server:
-    def __init__(self, cmd: list[str], port: int, ready_path: str, env: dict | None = None):
-        self.port, self.ready_path = port, ready_path
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-    def wait_ready(self, timeout: float = 600.0) -> None:
-        end = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.port}{self.ready_path}"
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited: {self.log.read()[-3000:].decode()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"{url} not ready in {timeout} s")
-
-    def pause(self, on: bool) -> None:
-        """SIGSTOP (or SIGCONT) the server's process group, children included."""
-        os.killpg(self.proc.pid, signal.SIGSTOP if on else signal.SIGCONT)
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGCONT)
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):  # already gone
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-def main_thread_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid``'s main thread: a uvicorn server's event loop."""
-    with open(f"/proc/{pid}/task/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(
-    url: str,
-    body: bytes,
-    connections: int,
-    duration: float,
-    content_type: str = "application/json",
-) -> dict:
-    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
-        f.write(body)
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write(
-        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
-        f'local f = io.open("{f.name}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
-    )
-    script.close()
-    cmd = [
-        "wrk",
-        "-t2",
-        f"-c{connections}",
-        f"-d{max(1, round(duration))}s",
-        "--latency",
-        "-s",
-        script.name,
-        url,
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    os.unlink(f.name)
-    os.unlink(script.name)
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        v, unit = float(m.group(1)), m.group(2)
-        return v / 1000.0 if unit == "us" else v * 1000.0 if unit == "s" else v
-
-    done = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
+def wrk(url: str, body: bytes, connections: int, duration: float, content_type: str) -> dict:
+    """One wrk run (2 threads) POSTing ``body``: requests, req/s, p50/p99 ms, non-2xx answers
+    and socket errors."""
+    r = parse_wrk(wrk_post(url, body, content_type, connections, duration))
     return {
-        "requests": done,
-        "req_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": ms("50%"),
-        "p99_ms": ms("99%"),
-        "non_2xx": int(bad.group(1)) if bad else 0,
-        "socket_errors": errors.group(1) if errors else "",
+        "requests": r["requests"],
+        "req_s": r["req_s"],
+        "p50_ms": r["latency_ms"][50],
+        "p99_ms": r["latency_ms"][99],
+        "non_2xx": r["non_2xx"],
+        "socket_errors": r["socket_errors"],
     }
 
 
@@ -275,11 +159,11 @@ def measure_rounds(
                     continue
                 key, server, url, loop, (body, ctype) = entry
                 pid = server.proc.pid
-                cpu0, loop0 = tree_cpu_s(pid), main_thread_cpu_s(pid) if loop else 0.0
+                cpu0, loop0 = tree_cpu_s(pid), thread_cpu_s(pid) if loop else 0.0
                 r = wrk(url, body, args.connections, per_run, ctype)
                 r["cpu_s"] = tree_cpu_s(pid) - cpu0
                 if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
-                    r["loop_s"] = main_thread_cpu_s(pid) - loop0
+                    r["loop_s"] = thread_cpu_s(pid) - loop0
                 acc[key]["runs"].append(r)
             finally:
                 for p in others:
@@ -308,129 +192,16 @@ def measure_rounds(
     return out
 
 
-BARE_BATCHES = (8, 16, 32, 64)
-
-
-def bare_serve(folder: Path) -> None:
-    """The bare process (``--bare-only``): the checkpoint's own ``predict_on_batch`` (for a
-    next-frame model on the 10-frame window: its last output is the next frame, what horizon=1
-    answers), each batch size warmed, then one measurement per line read from stdin (its
-    seconds, split over the batch sizes), each answered with one JSON line: per batch, the clips
-    done, the wall and the process's CPU seconds (every thread: TensorFlow's pools too)."""
-    from models.checkpoint import open_folder
-
-    manifest, model = open_folder(folder)
-    shape = (manifest.frames, manifest.height, manifest.width, manifest.channels)
-    xs = {b: np.random.default_rng(0).random((b,) + shape, np.float32) for b in BARE_BATCHES}
-    for x in xs.values():
-        for _ in range(3):
-            model.predict_on_batch(x)
-    print("ready", flush=True)
-    for line in sys.stdin:
-        seconds, out = float(line), {}
-        for batch, x in xs.items():
-            n, t0 = 0, time.perf_counter()
-            r0 = resource.getrusage(resource.RUSAGE_SELF)
-            while time.perf_counter() - t0 < seconds / len(xs):
-                model.predict_on_batch(x)
-                n += 1
-            wall = time.perf_counter() - t0
-            r1 = resource.getrusage(resource.RUSAGE_SELF)
-            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-            out[batch] = {"clips": n * batch, "wall_s": wall, "cpu_s": cpu}
-        print(json.dumps(out), flush=True)
-
-
-class Bare:
-    """A bare process (:func:`bare_serve`) with one sizing of TensorFlow's pools, measured in
-    the rounds like a server: stopped (SIGSTOP) while it is not its turn."""
-
-    def __init__(self, folder: Path, env: dict):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-only", str(folder)]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
-        self.runs: list[dict] = []
-
-    def wait_ready(self) -> None:
-        if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the bare process exited ({self.proc.wait()})")
-
-    def measure(self, seconds: float) -> dict:
-        try:
-            self.proc.stdin.write(f"{seconds}\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except BrokenPipeError:
-            line = ""
-        if not line:
-            raise RuntimeError(f"the bare process exited ({self.proc.wait()}) mid-measurement")
-        run = {int(k): v for k, v in json.loads(line).items()}
-        self.runs.append(run)
-        return run
-
-    pause = Server.pause
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):  # already gone
-            os.killpg(self.proc.pid, signal.SIGCONT)
-        with contextlib.suppress(BrokenPipeError):
-            self.proc.stdin.close()  # its cue to exit
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc.stdout.close()
-
-
-def bare_sizings() -> dict[str, dict]:
-    """TensorFlow's default pools, and the intra-op pool at cores - 1, as
-    ``FRAMECAST_CPU_THREADS=auto`` sizes it for a lone worker."""
-    from service.runtime.devices import cores
-
-    intra = max(1, cores() - 1)
-    return {"default": {}, f"intra-op {intra}": {"TF_NUM_INTRAOP_THREADS": str(intra)}}
-
-
-def bare_summary(bares: dict[str, Bare]) -> dict:
-    """Each sizing's best batch over all its rounds (clips/s: clips over wall seconds; CPU ms a
-    clip: CPU over clips); the faster sizing is the bare figure, both are kept (``by_pools``)."""
-    by_pools = {}
-    for label, bare in bares.items():
-        rows = []
-        for batch in BARE_BATCHES:
-            runs = [r[batch] for r in bare.runs]
-            clips = sum(r["clips"] for r in runs)
-            rows.append(
-                {
-                    "batch": batch,
-                    "clips_s": round(clips / sum(r["wall_s"] for r in runs), 1),
-                    "cpu_ms_per_clip": round(1000.0 * sum(r["cpu_s"] for r in runs) / clips, 3),
-                    "clips_s_per_round": [round(r["clips"] / r["wall_s"], 1) for r in runs],
-                }
-            )
-        by_pools[label] = max(rows, key=lambda r: r["clips_s"])
-    best = max(by_pools, key=lambda k: by_pools[k]["clips_s"])
-    return {**by_pools[best], "tf_pools": best, "by_pools": by_pools}
-
-
 def framecast_server(root: Path, port: int, workers: int, extra: dict | None = None) -> Server:
     cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(root)]
     cmd += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     env = {**os.environ, "FRAMECAST_MAX_QUEUE": "512", **(extra or {})}
-    return Server(cmd, port, "/readyz", env)
+    return Server(cmd, port, "/readyz", env=env, group=True)
 
 
 def litserve_server(python: str, folder: Path, port: int, env: dict | None = None) -> Server:
     cmd = [python, str(ROOT / "bench" / "litserve_app.py"), str(folder), "--port", str(port)]
-    return Server(cmd, port, "/health", {**os.environ, **(env or {})})
+    return Server(cmd, port, "/health", env={**os.environ, **(env or {})}, group=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -573,13 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench/frontend.py needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
-    if args.pause_pid:
-        os.kill(args.pause_pid, signal.SIGSTOP)
-    try:
+    with paused(args.pause_pid):
         report = run(args)
-    finally:
-        if args.pause_pid:
-            os.kill(args.pause_pid, signal.SIGCONT)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)

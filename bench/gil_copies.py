@@ -19,11 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from service.runtime.policies import stacked  # noqa: E402
+from service.runtime.policies import stacked
 
 
 def _ms_per_call(fn, seconds: float) -> float:

@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import sys
 from pathlib import Path
 
+import harness  # noqa: F401  (puts the repository root on sys.path)
+import litserve as ls  # bench-only: not a framecast dependency
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-import litserve as ls  # noqa: E402  (bench-only: not a framecast dependency)
 
 
 class FramecastCheckpoint(ls.LitAPI):

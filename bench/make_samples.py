@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from harness import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from models.data import DIRECTIONS, load_mnist, test_set  # noqa: E402
-from service.media.encode import gif_bytes  # noqa: E402
+from models.data import DIRECTIONS, load_mnist, test_set
+from service.media.encode import gif_bytes
 
 OUT = ROOT / "service" / "static" / "samples"
 NEXT_FRAME = (0, 1, 2)  # test-set indices

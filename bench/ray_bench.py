@@ -19,17 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT, Server, parse_wrk, paused, wrk_post
+
 MODEL = "conv2d_lstm_classify"
 SAMPLE = ROOT / "service/static/samples/classify_0000.gif"
 CONFIGS = [
@@ -45,13 +41,9 @@ CONFIGS = [
         "env": {"FRAMECAST_RAY_REPLICAS": "2"},
     },
 ]
-LUA = """wrk.method = "POST"
-local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()
-wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"
-"""
 
 
-def build_body(tmp: Path) -> Path:
+def build_body() -> tuple[bytes, str]:
     boundary = "framecastbench"
     data = SAMPLE.read_bytes()
     body = (
@@ -62,78 +54,37 @@ def build_body(tmp: Path) -> Path:
         + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    (tmp / "body.bin").write_bytes(body)
-    lua = tmp / "post.lua"
-    lua.write_text(LUA.format(body=tmp / "body.bin", boundary=boundary))
-    return lua
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
-def wait_ready(url: str, timeout: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} not ready within {timeout} s")
-
-
-def parse_wrk(out: str) -> dict:
-    def ms(v: str) -> float:
-        n, unit = float(re.match(r"[\d.]+", v).group()), re.sub(r"[\d.]", "", v)
-        return n * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
-
-    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: (.*)", out)
+def figures(out: str) -> dict:
+    r = parse_wrk(out)
     return {
-        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "p50_ms": ms(lat["50"]),
-        "p90_ms": ms(lat["90"]),
-        "p99_ms": ms(lat["99"]),
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "socket_errors": sock.group(1).strip() if sock else "",
+        "requests_per_s": r["req_s"],
+        "requests": r["requests"],
+        "p50_ms": r["latency_ms"][50],
+        "p90_ms": r["latency_ms"][90],
+        "p99_ms": r["latency_ms"][99],
+        "non_2xx": r["non_2xx"],
+        "socket_errors": r["socket_errors"],
     }
 
 
-def run_config(cfg: dict, lua: Path, port: int, args: argparse.Namespace) -> dict:
+def run_config(cfg: dict, body: tuple[bytes, str], port: int, args: argparse.Namespace) -> dict:
     env = {**os.environ, **cfg["env"], "FRAMECAST_LOG_LEVEL": "warning"}
     cmd = ["framecast", "serve", "--port", str(port)] + (["--ray"] if cfg["ray"] else [])
-    log = open(Path(args.logs) / f"{'ray' if cfg['ray'] else 'plain'}-{port}.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
+    log = Path(args.logs) / f"{'ray' if cfg['ray'] else 'plain'}-{port}.log"
+    server = Server(cmd, port, "/readyz", env=env, cwd=ROOT, log=log)
+    url = f"{server.url}/v1/models/{MODEL}/classify"
     try:
-        ready_s = wait_ready(url, 600)
-        wrk = ["wrk", "-t2", f"-c{args.connections}", "--latency", "-s", str(lua)]
-        paused = args.pause_pid is not None
-        if paused:
-            os.kill(args.pause_pid, signal.SIGSTOP)
-        try:
-            subprocess.run(
-                [*wrk, "-d5s", f"{url}/v1/models/{MODEL}/classify"], check=True, capture_output=True
-            )  # warm-up: not recorded
-            out = subprocess.run(
-                [*wrk, f"-d{args.seconds}s", f"{url}/v1/models/{MODEL}/classify"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-        finally:
-            if paused:
-                os.kill(args.pause_pid, signal.SIGCONT)
+        ready_s = server.wait_ready(600, interval=1, probe_timeout=5)
+        with paused(args.pause_pid):
+            wrk_post(url, *body, args.connections, 5)  # warm-up: not recorded
+            out = wrk_post(url, *body, args.connections, args.seconds)
         print(out)
-        return {**cfg, "ready_s": round(ready_s, 1), **parse_wrk(out)}
+        return {**cfg, "ready_s": round(ready_s, 1), **figures(out)}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
         time.sleep(3)
 
 
@@ -165,13 +116,12 @@ def main() -> int:
     if args.table:
         print(table(json.loads(Path(args.out).read_text())))
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        lua = build_body(Path(tmp))
-        runs = [
-            run_config(cfg, lua, args.port + i, args)
-            for i, cfg in enumerate(CONFIGS)
-            if not args.only or cfg["label"] in args.only
-        ]
+    body = build_body()
+    runs = [
+        run_config(cfg, body, args.port + i, args)
+        for i, cfg in enumerate(CONFIGS)
+        if not args.only or cfg["label"] in args.only
+    ]
     result = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python3 bench/ray_bench.py " + " ".join(sys.argv[1:]),

@@ -15,11 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT
 
-from service.config import Settings  # noqa: E402
-from tests.ui.browser import chromium, missing_browser, save_page_models, serve  # noqa: E402
+from service.config import Settings
+from tests.ui.browser import chromium, missing_browser, save_page_models, serve
 
 
 def main(argv: list[str] | None = None) -> int:

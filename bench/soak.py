@@ -33,27 +33,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import io
 import json
 import os
-import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-HOST = "127.0.0.1"  # loopback only, never configurable
+from harness import HOST, ROOT, Server, free_port, rss_mb
+from soak_requests import Load, Spec, check
 
 
 def parse_args(argv=None):
@@ -93,12 +84,6 @@ def parse_args(argv=None):
 # --------------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def make_tiny(root: Path) -> Path:
     from tests.service.conftest import save_tiny
 
@@ -108,18 +93,7 @@ def make_tiny(root: Path) -> Path:
     return root
 
 
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        return None
-    return None
-
-
-def start_server(models_dir: Path, port: int, max_queue: int, log_path: Path):
+def start_server(models_dir: Path, port: int, max_queue: int, log_path: Path) -> Server:
     env = {
         **os.environ,
         "FRAMECAST_LOAD_MODE": "blocking",
@@ -128,298 +102,15 @@ def start_server(models_dir: Path, port: int, max_queue: int, log_path: Path):
         "FRAMECAST_MAX_HORIZON": "30",
     }
     env.pop("FRAMECAST_API_KEYS", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "service.cli",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--models-dir",
-        str(models_dir),
-        "--log-level",
-        "warning",
-    ]
-    log = open(log_path, "w")
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), log
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--host", HOST, "--port", str(port)]
+    cmd += ["--models-dir", str(models_dir), "--log-level", "warning"]
+    return Server(cmd, port, "/readyz", env=env, cwd=ROOT, log=log_path)
 
 
-# --------------------------------------------------------------------------- requests
-
-
-def npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
-
-
-def png_bytes(frame: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@dataclass
-class Spec:
-    kind: str  # what it is, for the figures
-    method: str
-    path: str
-    malformed: bool = False
-    content: bytes | None = None
-    files: list | None = None
-    headers: dict = field(default_factory=dict)
-    params: dict = field(default_factory=dict)
-    check: tuple | None = None  # how to check a 200: ("npy"|"scores"|"v2"|"json-shape", key)
-    phase: str = "steady"
-
-
-class Load:
-    """The clips, the reference answers and the request mix for one set of models."""
-
-    def __init__(self, models: list[dict], seed: int, overload_horizon: int):
-        self.rng = random.Random(seed)
-        self.models = {m["name"]: m for m in models}
-        self.next_frame = [m for m in models if m["task"] == "next_frame"]
-        self.classify = [m for m in models if m["task"] == "classify"]
-        if not self.next_frame:
-            raise SystemExit("soak: the models folder holds no next-frame model")
-        self.overload_model = self.next_frame[0]["name"]
-        self.overload_horizon = overload_horizon
-        self.clips: dict[str, list[np.ndarray]] = {}
-        rs = np.random.default_rng(seed)
-        for m in models:
-            i = m["input"]
-            shape = (i["frames"], i["height"], i["width"]) + (
-                (i["channels"],) if i["channels"] > 1 else ()
-            )
-            self.clips[m["name"]] = [(rs.random(shape) * 255).astype(np.uint8) for _ in range(4)]
-        self.refs: dict[tuple, np.ndarray] = {}
-        pair = {m["architecture"]: m for m in self.next_frame}
-        self.can_compare = (
-            {"conv2d_lstm", "convlstm2d"} <= set(pair)
-            and len(
-                {
-                    (
-                        m["input"]["frames"],
-                        m["input"]["height"],
-                        m["input"]["width"],
-                        m["input"]["channels"],
-                    )
-                    for m in pair.values()
-                }
-            )
-            == 1
-            and len(self.next_frame) == 2
-        )
-
-    # -- reference answers, one request at a time
-    def reference_specs(self) -> list[tuple[tuple, Spec]]:
-        out = []
-        for m in self.next_frame:
-            for c in range(4):
-                for h in sorted({1, 2, 3, self.overload_horizon}):
-                    if m["name"] != self.overload_model and h == self.overload_horizon:
-                        continue
-                    out.append(((m["name"], c, h), self._predict_npy(m["name"], c, h, None)))
-        for m in self.classify:
-            for c in range(4):
-                out.append(((m["name"], c, "scores"), self._classify(m["name"], c, None)))
-        return out
-
-    def _predict_npy(self, name, c, horizon, check=("npy",)) -> Spec:
-        return Spec(
-            "predict-npy",
-            "POST",
-            f"/v1/models/{name}/predict",
-            content=npy_bytes(self.clips[name][c]),
-            headers={"content-type": "application/x-npy"},
-            params={"horizon": horizon, "output": "npy"},
-            check=None if check is None else ("npy", (name, c, horizon)),
-        )
-
-    def _classify(self, name, c, check=("scores",)) -> Spec:
-        return Spec(
-            "classify",
-            "POST",
-            f"/v1/models/{name}/classify",
-            content=npy_bytes(self.clips[name][c]),
-            headers={"content-type": "application/x-npy"},
-            params={"top_k": 2},
-            check=None if check is None else ("scores", (name, c, "scores")),
-        )
-
-    # -- the mix
-    def valid(self) -> Spec:
-        r = self.rng.random()
-        m = self.rng.choice(self.next_frame)["name"]
-        c = self.rng.randrange(4)
-        h = self.rng.choice((1, 2, 3))
-        if r < 0.30:
-            return self._predict_npy(m, c, h)
-        if r < 0.45:
-            frames = self.clips[m][c]
-            return Spec(
-                "predict-png",
-                "POST",
-                f"/v1/models/{m}/predict",
-                files=[
-                    ("files", (f"f{i}.png", png_bytes(f), "image/png"))
-                    for i, f in enumerate(frames)
-                ],
-                params={"horizon": h},
-                check=("json-shape", (m, c, h)),
-            )
-        if r < 0.55:
-            body = {"frames": [base64.b64encode(png_bytes(f)).decode() for f in self.clips[m][c]]}
-            return Spec(
-                "predict-json",
-                "POST",
-                f"/v1/models/{m}/predict",
-                content=json.dumps(body).encode(),
-                headers={"content-type": "application/json"},
-                params={"horizon": h},
-                check=("json-shape", (m, c, h)),
-            )
-        if r < 0.70 and self.classify:
-            k = self.rng.choice(self.classify)["name"]
-            return self._classify(k, self.rng.randrange(4))
-        if r < 0.82:
-            clip = self.clips[m][c].astype(np.float32) / 255.0
-            i = self.models[m]["input"]
-            shape = [1, i["frames"], i["height"], i["width"], i["channels"]]
-            body = {
-                "inputs": [
-                    {
-                        "name": "frames",
-                        "shape": shape,
-                        "datatype": "FP32",
-                        "data": clip.reshape(-1).tolist(),
-                    }
-                ],
-                "parameters": {"horizon": h},
-                "outputs": [{"name": "rollout"}],
-            }
-            return Spec(
-                "v2-infer",
-                "POST",
-                f"/v2/models/{m}/infer",
-                content=json.dumps(body).encode(),
-                headers={"content-type": "application/json"},
-                check=("v2", (m, c, h)),
-            )
-        if r < 0.88 and self.can_compare:
-            frames = self.clips[self.next_frame[0]["name"]][c]
-            return Spec(
-                "compare",
-                "POST",
-                "/v1/compare/next-frame",
-                content=npy_bytes(frames),
-                headers={"content-type": "application/x-npy"},
-                params={"horizon": 1},
-                check=("compare", None),
-            )
-        path = self.rng.choice(
-            (
-                "/v1/models",
-                "/healthz",
-                "/readyz",
-                "/metrics",
-                f"/v1/models/{m}",
-                f"/v2/models/{m}/ready",
-            )
-        )
-        return Spec("get", "GET", path, check=("ok", None))
-
-    def overload(self) -> Spec:
-        s = self._predict_npy(self.overload_model, self.rng.randrange(4), self.overload_horizon)
-        s.kind, s.phase = "overload-rollout", "overload"
-        return s
-
-    def malformed(self) -> Spec:
-        m = self.rng.choice(self.next_frame)["name"]
-        frames = self.clips[m][0]
-        good = png_bytes(frames[0])
-        nan = np.full(frames.shape, np.nan, np.float32)
-        kind, content, ctype, params = self.rng.choice(
-            [
-                ("truncated-png", good[: len(good) // 2], "image/png", {}),
-                ("nan-npy", npy_bytes(nan), "application/x-npy", {}),
-                ("garbage", os.urandom(512), "application/octet-stream", {}),
-                ("bad-json", b'{"frames": [', "application/json", {}),
-                (
-                    "base64-garbage",
-                    json.dumps({"frames": ["%%%"] * 4}).encode(),
-                    "application/json",
-                    {},
-                ),
-                ("huge-horizon", npy_bytes(frames), "application/x-npy", {"horizon": 10**9}),
-                ("wrong-type", b"hello", "text/plain", {}),
-                (
-                    "nested-json",
-                    b'{"frames":' + b"[" * 5000 + b"]" * 5000 + b"}",
-                    "application/json",
-                    {},
-                ),
-            ]
-        )
-        return Spec(
-            "malformed-" + kind,
-            "POST",
-            f"/v1/models/{m}/predict",
-            malformed=True,
-            content=content,
-            headers={"content-type": ctype},
-            params=params,
-        )
-
-
-# --------------------------------------------------------------------------- checking
-
-
-def check(spec: Spec, r, refs: dict, atol: float) -> str | None:
-    """None when the answer is right; else what is wrong."""
-    if spec.malformed:
-        if r.status_code == 503:  # a full queue is refused before the body is read, by design
-            return None if "retry-after" in r.headers else "503 without Retry-After"
-        return None if 400 <= r.status_code < 500 else f"malformed got {r.status_code}"
-    if r.status_code == 503:
-        return None if "retry-after" in r.headers else "503 without Retry-After"
-    if r.status_code != 200:
-        return f"{r.status_code}: {r.text[:200]}"
-    how, key = spec.check
-    try:
-        if how == "npy":
-            got = np.load(io.BytesIO(r.content))
-            return None if np.allclose(got, refs[key], atol=atol) else "npy differs from reference"
-        if how == "scores":
-            scores = {s["class_name"]: s["score"] for s in r.json()["scores"]}
-            want = refs[key]
-            ok = all(abs(scores[n] - float(v)) <= atol for n, v in want.items())
-            return None if ok else "scores differ from reference"
-        if how == "json-shape":
-            name, c, h = key
-            body = r.json()
-            ref = refs[(name, c, h)]
-            return (
-                None
-                if body["shape"] == list(ref.shape) and len(body["frames"]) == h
-                else f"shape {body['shape']} != {list(ref.shape)}"
-            )
-        if how == "v2":
-            name, c, h = key
-            out = r.json()["outputs"][0]
-            got = np.asarray(out["data"], np.float32).reshape(out["shape"])[0]
-            return None if np.allclose(got, refs[(name, c, h)], atol=atol) else "v2 differs"
-        if how == "compare":
-            body = r.json()
-            return None if set(body["results"]) == {"conv2d_lstm", "convlstm2d"} else "compare"
-        return None
-    except Exception as e:  # noqa: BLE001 - a malformed answer is a failure, not a crash
-        return f"unreadable answer: {type(e).__name__}: {e}"
+def server_rss(server: Server) -> float | None:
+    """The server's RSS in MB, to 0.1 MB (None when it cannot be read)."""
+    v = rss_mb(server.proc.pid)
+    return None if v is None else round(v, 1)
 
 
 # --------------------------------------------------------------------------- the run
@@ -449,30 +140,24 @@ async def run(args) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc, log = start_server(models_dir, port, args.max_queue, out.with_suffix(".server.log"))
-    url = f"http://{HOST}:{port}"
+    server = start_server(models_dir, port, args.max_queue, out.with_suffix(".server.log"))
     rss: list[tuple[float, float]] = []
     t_start = time.monotonic()
     try:
+        try:
+            await asyncio.to_thread(server.wait_ready, 600)
+        except RuntimeError:
+            raise SystemExit(
+                f"soak: the server exited ({server.proc.returncode}); see "
+                f"{out.with_suffix('.server.log')}"
+            ) from None
+        except TimeoutError:
+            raise SystemExit("soak: the server was not ready within 600 s") from None
         async with httpx.AsyncClient(
-            base_url=url,
+            base_url=server.url,
             timeout=120,
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
         ) as client:
-            while True:  # wait for readiness
-                if proc.poll() is not None:
-                    raise SystemExit(
-                        f"soak: the server exited ({proc.returncode}); see "
-                        f"{out.with_suffix('.server.log')}"
-                    )
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() - t_start > 600:
-                    raise SystemExit("soak: the server was not ready within 600 s")
-                await asyncio.sleep(0.5)
             models = (await client.get("/v1/models")).json()["models"]
             load = Load(models, args.seed, args.overload_horizon)
             for key, spec in load.reference_specs():  # one at a time: unbatched references
@@ -486,7 +171,7 @@ async def run(args) -> dict:
 
             async def sample_rss():
                 while True:
-                    v = rss_mb(proc.pid)
+                    v = server_rss(server)
                     if v is not None:
                         rss.append((time.monotonic() - t_start, v))
                     await asyncio.sleep(0.5)
@@ -542,23 +227,16 @@ async def run(args) -> dict:
                 await asyncio.gather(*(worker() for _ in range(workers)))
                 marks[phase] = {
                     "seconds": round(time.monotonic() - t_phase, 2),
-                    "rss_mb": rss_mb(proc.pid),
+                    "rss_mb": server_rss(server),
                     "requests": n,
                     "workers": workers,
                 }
                 if phase == "steady-1":
-                    marks["rss_after_warm_mb"] = rss_mb(proc.pid)
+                    marks["rss_after_warm_mb"] = server_rss(server)
             sampler.cancel()
     finally:
-        alive = proc.poll() is None
-        if alive:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        log.close()
+        alive = server.proc.poll() is None
+        code = server.stop()  # SIGTERM, SIGKILL after 60 s
         tmp.cleanup()
     return summarize(args, results, marks, rss, timed_out, alive, code, time.monotonic() - t_start)
 

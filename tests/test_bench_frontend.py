@@ -55,13 +55,13 @@ def test_a_bare_process_that_dies_is_reported_and_stopping_it_is_quiet():
     import time
 
     sys.path.insert(0, str(ROOT / "bench"))
-    import frontend
+    import frontend_bare
 
-    bare = frontend.Bare(ROOT / "models" / "conv2d_lstm_classify", {})
+    bare = frontend_bare.Bare(ROOT / "models" / "conv2d_lstm_classify", {})
     try:
         bare.wait_ready()
         run = bare.measure(0.2)
-        assert set(run) == set(frontend.BARE_BATCHES)
+        assert set(run) == set(frontend_bare.BARE_BATCHES)
         assert all(r["clips"] > 0 and r["wall_s"] > 0 for r in run.values())
         os.kill(bare.proc.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
