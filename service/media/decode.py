@@ -20,7 +20,7 @@ from PIL import Image
 
 from service.checks import require_finite
 from service.errors import FrameDecodeError, InvalidInput, UnsupportedMediaType
-from service.media.frames import Frame, Limits, check_total, where
+from service.media.frames import Frame, Limits, check_total, frame_label
 from service.media.npy import decode_npy
 from service.media.video import (
     SUPPORTED_VIDEO,
@@ -147,16 +147,18 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:  # Image.MAX_IMAGE_PIXELS is our per-frame limit
         raise InvalidInput(
-            f"{where(first, label)}: {e}; at most {limits.max_frame_pixels} pixels per frame "
+            f"{frame_label(first, label)}: {e}; at most {limits.max_frame_pixels} pixels per frame "
             "(FRAMECAST_MAX_FRAME_PIXELS)"
         ) from None
     except Image.UnidentifiedImageError:  # its message names a BytesIO object: say it plainly
         raise FrameDecodeError(
-            f"{where(first, label)}: not a readable {fmt} image (it starts like one, but its "
+            f"{frame_label(first, label)}: not a readable {fmt} image (it starts like one, but its "
             "header does not parse)"
         ) from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
-        raise FrameDecodeError(f"{where(first, label)}: not a readable {fmt} image ({e})") from None
+        raise FrameDecodeError(
+            f"{frame_label(first, label)}: not a readable {fmt} image ({e})"
+        ) from None
     room = limits.max_frames - first  # frames this file may still add
     multi = bool(getattr(img, "is_animated", False))
     frames: list[Frame] = []
@@ -170,7 +172,7 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
                 break
             except Exception as e:  # noqa: BLE001 - a corrupt page header
                 raise FrameDecodeError(
-                    f"{where(first + page, source)}: cannot decode {fmt} data ({e})"
+                    f"{frame_label(first + page, source)}: cannot decode {fmt} data ({e})"
                 ) from None
         if page >= room:
             raise InvalidInput(
@@ -181,7 +183,7 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
         w, h = img.size
         if w * h > limits.max_frame_pixels:
             raise InvalidInput(
-                f"{where(first + page, source)} is {w}x{h} = {w * h} pixels; at most "
+                f"{frame_label(first + page, source)} is {w}x{h} = {w * h} pixels; at most "
                 f"{limits.max_frame_pixels} per frame (FRAMECAST_MAX_FRAME_PIXELS)"
             )
         check_total(limits, w * h, name)
@@ -189,7 +191,7 @@ def _decode_image(data: bytes, fmt: str, name: str, first: int, limits: Limits) 
             frames.append(_u8_frame(img, source) or Frame(_image_to_array(img), source))
         except Exception as e:  # noqa: BLE001 - truncated/corrupt data surfaces while decoding
             raise FrameDecodeError(
-                f"{where(first + page, source)}: cannot decode {fmt} data ({e})"
+                f"{frame_label(first + page, source)}: cannot decode {fmt} data ({e})"
             ) from None
         if not multi:
             break
@@ -214,7 +216,7 @@ def decode_parts(
     for name, data in parts:
         first = len(frames)
         if not data:
-            raise FrameDecodeError(f"{where(first, f'file {name!r}')}: the file is empty")
+            raise FrameDecodeError(f"{frame_label(first, f'file {name!r}')}: the file is empty")
         fmt = sniff(data)
         if fmt is None:
             raise UnsupportedMediaType(

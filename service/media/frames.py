@@ -55,7 +55,7 @@ def check_total(limits: Limits, pixels: int, name: str) -> None:
         )
 
 
-def where(index: int, source: str) -> str:
+def frame_label(index: int, source: str) -> str:
     """How a message names one frame: ``frame 3 (file 'clip.gif' page 3)``."""
     return f"frame {index} ({source})"
 

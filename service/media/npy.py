@@ -8,7 +8,7 @@ import numpy as np
 
 from service.checks import require_unit_range
 from service.errors import FrameDecodeError, InvalidInput
-from service.media.frames import Frame, Limits, check_total
+from service.media.frames import Frame, Limits, check_total, frame_label
 
 
 def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype, bool, int]:
@@ -84,7 +84,7 @@ def decode_npy(data: bytes, name: str, first: int, limits: Limits) -> list[Frame
     for i in range(t):
         require_unit_range(
             x[i],
-            where(first + i, where + f" index {i}"),
+            frame_label(first + i, where + f" index {i}"),
             kind="float",
             hint="send uint8 0-255 or floats 0-1",
         )
