@@ -21,5 +21,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+__all__ = ["Runtime", "RuntimeDep", "Settings", "SettingsDep"]
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -115,6 +115,11 @@ class InferenceError(FramecastError):
     status, kind = 500, "inference_error"
 
 
+class LoadError(RuntimeError):
+    """A model folder could not be loaded; the message names the folder and the fault (a start-up
+    or repository fault, not a request's: the repository route answers it 400 in V2's body)."""
+
+
 def error_body(status: int, kind: str, message: str) -> dict:
     return {"error": kind, "message": message, "status": status}
 

@@ -52,7 +52,7 @@ def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
 def serve_command(args: argparse.Namespace) -> int:
     """Run the service until it is stopped (exit 0 after SIGTERM); 2 for bad settings."""
     from service.config import SettingsError, load_settings
-    from service.runtime.registry import LoadError
+    from service.errors import LoadError
 
     try:
         settings = load_settings(

@@ -17,9 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-import numpy as np
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -30,13 +29,9 @@ from service.config import Settings
 from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
 from service.http.limits import check_json
 from service.media.decode import SUPPORTED, b64decode_item, decode_parts
-from service.media.fitting import Conversion, conform
 from service.media.frames import Frame, Limits
 from service.media.video import VideoOptions
 from service.schemas import FramesRequest
-
-if TYPE_CHECKING:
-    from service.runtime.runner import Runner
 
 T = TypeVar("T")
 RAW_TYPES = (
@@ -312,69 +307,3 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
         except InvalidInput as e:
             raise type(e)(f"truth: {e.message}") from None
     return Upload(frames, truth)
-
-
-def take_context(
-    frames: list[Frame], needed: int | None, model: str, held_back: int = 0
-) -> tuple[list[Frame], int]:
-    """The last ``needed`` frames (None: all) and the index of the first; 422 when fewer were
-    sent (``held_back``: frames the request kept back as truth, counted in the message)."""
-    if needed is None:
-        return frames, 0
-    if len(frames) < needed:
-        held = (
-            f" ({len(frames) + held_back} uploaded, the last {held_back} held back as truth "
-            f"by holdout={held_back})"
-            if held_back
-            else ""
-        )
-        raise TooFewFrames(
-            f"{len(frames)} frame(s) of context were uploaded{held}; model {model!r} "
-            f"needs {needed} (when more are sent it uses the last {needed})"
-        )
-    return frames[-needed:], len(frames) - needed
-
-
-async def fit_context(
-    frames: list[Frame],
-    runner: Runner,
-    resize: bool,
-    held_back: int = 0,
-    fit: str = "stretch",
-    raw: bool = False,
-) -> tuple[np.ndarray, Conversion, int]:
-    """The model's context ``(frames, H, W, C)`` from the upload, what fitting changed, and how
-    many uploaded frames before it the model does not read. ``raw``: 8-bit frames that need no
-    fitting stay uint8 (for a runner whose model scales them: ``accepts_u8``)."""
-    m = runner.manifest
-    chosen, first = take_context(frames, m.reads, m.name, held_back)
-    arr, conv = await _conform(chosen, runner, resize, first, fit, scale=not raw)
-    return arr, conv, first
-
-
-async def fit_frames(
-    frames: list[Frame], runner: Runner, resize: bool, offset: int = 0, fit: str = "stretch"
-) -> np.ndarray:
-    """Any frames (e.g. truth) fitted to the model's (H, W, C)."""
-    return (await _conform(frames, runner, resize, offset, fit))[0]
-
-
-async def _conform(
-    frames: list[Frame], runner: Runner, resize: bool, offset: int, fit: str, scale: bool = True
-) -> tuple[np.ndarray, Conversion]:
-    m = runner.manifest
-    pixels = len(frames) * m.height * m.width * m.channels * 4  # float32 bytes out
-    return await offload(
-        pixels <= INLINE_FIT_BYTES,
-        lambda: conform(
-            frames,
-            height=m.height,
-            width=m.width,
-            channels=m.channels,
-            resize=resize,
-            model=f"model {m.name!r}",
-            offset=offset,
-            fit=fit,
-            scale=scale,
-        ),
-    )

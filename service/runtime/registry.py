@@ -14,16 +14,12 @@ from pathlib import Path
 
 from models.repository import ManifestError, discover, read_card
 from service.config import Settings
-from service.errors import InvalidInput, ModelNotFound, WrongTask
+from service.errors import InvalidInput, LoadError, ModelNotFound, WrongTask
 from service.runtime.devices import Placement
 from service.runtime.runner import ModelRunner, Runner
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
-
-
-class LoadError(RuntimeError):
-    """A model folder could not be loaded; the message names the folder and the fault."""
 
 
 def discover_folders(root: str | Path) -> list[Path]:

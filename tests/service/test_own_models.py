@@ -253,7 +253,7 @@ def test_user_manifest_names_classes_and_context(tmp_path):
 
 
 def test_strict_load_makes_a_broken_model_fatal(own):
-    from service.runtime.registry import LoadError
+    from service.errors import LoadError
 
     root, _ = own
     settings = Settings(models_dir=root, load_mode="blocking", strict_load=True)

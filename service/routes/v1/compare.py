@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from typing import Literal
 
 import numpy as np
@@ -18,18 +17,17 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from models.metrics import mae_per_frame, mse_per_frame, psnr, ssim
+from service import inference
 from service.checks import require_horizon
-from service.deps import RuntimeDep, SettingsDep
+from service.deps import Runtime, RuntimeDep, SettingsDep
 from service.errors import InvalidInput, WrongTask
-from service.http.uploads import fit_context, fit_frames, read_upload
+from service.http.uploads import read_upload
+from service.inference import Fit, Runner, Ticket, Timing
 from service.media import encode as codecs
 from service.media.fitting import resize_frame, to_channels
 from service.media.montages import montage_gif, montage_png
 from service.routes.openapi import error_responses, upload_openapi
-from service.routes.v1.predict import FitQuery, ResizeQuery, conversion, predicted_frames, ranked
-from service.runtime.batcher import Timing
-from service.runtime.runner import Runner
-from service.runtime.server import Runtime
+from service.routes.v1.predict import FitQuery, ResizeQuery, predicted_frames, ranked
 from service.schemas import CompareModelResult, CompareResponse, Converted, FrameMetrics
 from service.telemetry import server_timing
 
@@ -148,11 +146,10 @@ def _pngs(frames: np.ndarray) -> list[str]:
 
 
 async def _timed(
-    coro: Awaitable[tuple[np.ndarray, Timing]],
+    runner: Runner, context: np.ndarray, horizon: int, ticket: Ticket | None
 ) -> tuple[np.ndarray, Timing, float]:
-    t0 = time.perf_counter()
-    out, timing = await coro
-    return out, timing, (time.perf_counter() - t0) * 1000.0
+    answer = await inference.call(runner, context, horizon=horizon, ticket=ticket)
+    return answer.output, answer.timing, answer.latency_ms
 
 
 def _display(frames: np.ndarray | None, h: int, w: int, c: int) -> np.ndarray | None:
@@ -215,41 +212,44 @@ async def compare_next_frame(
     t_start = time.perf_counter()
     slots = {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d}
     runners = choose(runtime, "next_frame", models, slots)
-    upload = await read_upload(request, settings, allow_truth=True)
-    frames, truth_frames, source = upload.frames, None, None
-    if holdout and upload.truth is not None:
-        raise InvalidInput("send either holdout=k or truth files, not both")
-    if holdout:
-        if holdout >= len(frames):
-            raise InvalidInput(
-                f"holdout={holdout} keeps back {holdout} of the {len(frames)} "
-                "uploaded frames and leaves no context; upload more frames"
-            )
-        frames, truth_frames, source = frames[:-holdout], frames[-holdout:], "holdout"
-    elif upload.truth is not None:
-        if not upload.truth:
-            raise InvalidInput("the truth part holds no frames")
-        truth_frames, source = upload.truth, "upload"
-    if truth_frames is not None:
-        if horizon is not None and horizon != len(truth_frames):
-            raise InvalidInput(
-                f"horizon={horizon} but {len(truth_frames)} truth frame(s) were "
-                "given; leave horizon out or make them equal"
-            )
-        horizon = len(truth_frames)
-    horizon = require_horizon(horizon or 1, settings.max_horizon)
-
-    contexts, truths, convs = {}, {}, {}
-    for key, runner in runners.items():
-        contexts[key], conv, dropped = await fit_context(frames, runner, resize, holdout, fit)
-        convs[key] = Converted(**conversion(conv, dropped))
+    with inference.reserve(*runners.values()) as tickets:  # 503 at once when one is full
+        upload = await read_upload(request, settings, allow_truth=True)
+        frames, truth_frames, source = upload.frames, None, None
+        if holdout and upload.truth is not None:
+            raise InvalidInput("send either holdout=k or truth files, not both")
+        if holdout:
+            if holdout >= len(frames):
+                raise InvalidInput(
+                    f"holdout={holdout} keeps back {holdout} of the {len(frames)} "
+                    "uploaded frames and leaves no context; upload more frames"
+                )
+            frames, truth_frames, source = frames[:-holdout], frames[-holdout:], "holdout"
+        elif upload.truth is not None:
+            if not upload.truth:
+                raise InvalidInput("the truth part holds no frames")
+            truth_frames, source = upload.truth, "upload"
         if truth_frames is not None:
-            truths[key] = await fit_frames(
-                truth_frames, runner, resize, len(frames) if source == "holdout" else 0, fit
-            )
-    t_decoded = time.perf_counter()
-    keys = list(runners)
-    outs = await asyncio.gather(*(_timed(runners[k].predict(contexts[k], horizon)) for k in keys))
+            if horizon is not None and horizon != len(truth_frames):
+                raise InvalidInput(
+                    f"horizon={horizon} but {len(truth_frames)} truth frame(s) were "
+                    "given; leave horizon out or make them equal"
+                )
+            horizon = len(truth_frames)
+        horizon = require_horizon(horizon or 1, settings.max_horizon)
+
+        contexts, truths, convs = {}, {}, {}
+        for key, runner in runners.items():
+            prepared = await inference.prepare(runner, frames, Fit(resize, fit), held_back=holdout)
+            contexts[key], convs[key] = prepared.context, Converted(**prepared.report())
+            if truth_frames is not None:
+                truths[key] = await inference.fit_frames(
+                    truth_frames, runner, resize, len(frames) if source == "holdout" else 0, fit
+                )
+        t_decoded = time.perf_counter()
+        keys = list(runners)
+        outs = await asyncio.gather(
+            *(_timed(runners[k], contexts[k], horizon, ticket) for k, ticket in zip(keys, tickets))
+        )
     t_models = time.perf_counter()
 
     results: dict[str, CompareModelResult] = {}
@@ -289,7 +289,7 @@ async def compare_next_frame(
     if output in ("png", "gif"):
         base = shown.manifest
         h, w, c = base.height, base.width, base.channels
-        ctx_display = await fit_frames(frames[-n_ctx:], shown, True, fit=fit)
+        ctx_display = await inference.fit_frames(frames[-n_ctx:], shown, True, fit=fit)
         truth_display = truths.get(shown_key)
         rows = [("truth", truth_display)] + [
             (_label(k, runners[k]), _display(preds[k], h, w, c)) for k in keys
@@ -305,7 +305,9 @@ async def compare_next_frame(
 
     context_png = truth_png = None
     if inputs:
-        context_png = await run_in_threadpool(_pngs, await fit_frames(frames[-n_ctx:], shown, True))
+        context_png = await run_in_threadpool(
+            _pngs, await inference.fit_frames(frames[-n_ctx:], shown, True)
+        )
         if truth_frames is not None:
             truth_png = await run_in_threadpool(_pngs, truths[shown_key])
     response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
@@ -365,14 +367,17 @@ async def compare_classify(
             + ")"
         )
     t_start = time.perf_counter()
-    upload = await read_upload(request, settings, allow_truth=False)
-    contexts, convs = {}, {}
-    for key, runner in runners.items():
-        contexts[key], conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit)
-        convs[key] = Converted(**conversion(conv, dropped))
-    t_decoded = time.perf_counter()
-    keys = list(runners)
-    outs = await asyncio.gather(*(_timed(runners[k].classify(contexts[k])) for k in keys))
+    with inference.reserve(*runners.values()) as tickets:
+        upload = await read_upload(request, settings, allow_truth=False)
+        contexts, convs = {}, {}
+        for key, runner in runners.items():
+            prepared = await inference.prepare(runner, upload.frames, Fit(resize, fit))
+            contexts[key], convs[key] = prepared.context, Converted(**prepared.report())
+        t_decoded = time.perf_counter()
+        keys = list(runners)
+        outs = await asyncio.gather(
+            *(_timed(runners[k], contexts[k], 1, ticket) for k, ticket in zip(keys, tickets))
+        )
     t_models = time.perf_counter()
     results, true_scores = {}, {}
     for key, (scores, timing, latency_ms) in zip(keys, outs):
@@ -402,7 +407,7 @@ async def compare_classify(
     n_ctx = _reads(runners, len(upload.frames))
     context_png = (
         await run_in_threadpool(
-            _pngs, await fit_frames(upload.frames[-n_ctx:], _shown(runners), True)
+            _pngs, await inference.fit_frames(upload.frames[-n_ctx:], _shown(runners), True)
         )
         if inputs
         else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Path
 
 from service.deps import RuntimeDep
+from service.inference import Runner
 from service.routes.openapi import error_responses
-from service.runtime.runner import Runner
 from service.schemas import InputSpec, ModelInfo, ModelListResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])

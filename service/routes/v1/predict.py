@@ -9,16 +9,14 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
+from service import inference
 from service.checks import require_horizon, require_task
 from service.deps import RuntimeDep, SettingsDep
-from service.http.uploads import INLINE_FIT_BYTES, fit_context, offload, read_upload
+from service.http.uploads import INLINE_FIT_BYTES, offload, read_upload
+from service.inference import Fit
 from service.media import encode as codecs
-from service.media.fitting import Conversion
 from service.routes.openapi import error_responses, upload_openapi
-from service.runtime.batcher import Timing
-from service.runtime.server import Runtime
 from service.schemas import ClassifyResponse, PredictedFrame, PredictResponse
-from service.telemetry import server_timing
 
 router = APIRouter(prefix="/v1/models", tags=["inference"])
 
@@ -38,17 +36,6 @@ FitQuery = Query(
     "the aspect ratio), pad (keep the aspect ratio, black bars) or crop (keep the aspect ratio, "
     "cut the overflow); the answer says which was applied in `fit` and `resized_from`",
 )
-
-
-def conversion(conv: Conversion, dropped: int) -> dict:
-    """The response fields stating what fitting the upload changed."""
-    return {
-        "resized": conv.resized_from is not None,
-        "resized_from": conv.resized_from,
-        "fit": conv.fit,
-        "channels_from": conv.channels_from,
-        "frames_dropped": dropped,
-    }
 
 
 def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
@@ -92,19 +79,15 @@ async def predict(
     runner = runtime.get(name)
     require_task(name, runner.manifest.task, "next_frame")
     require_horizon(horizon, settings.max_horizon)
-    with runner.expect() as ticket:  # 503 at once when the queue is full; lets the batcher wait
+    with inference.reserve(runner) as (ticket,):  # 503 at once when the queue is full
         upload = await read_upload(request, settings, allow_truth=False)
-        context, conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit)
-        t0 = time.perf_counter()
-        pred, timing = await runner.predict(context, horizon, ticket=ticket)  # (horizon, H, W, C)
-    t1 = time.perf_counter()
-    latency_ms = (t1 - t0) * 1000.0
-    headers = {
-        "X-Model": name,
-        "X-Latency-Ms": f"{latency_ms:.2f}",
-        "X-Inference-Ms": f"{timing.inference_ms:.2f}",
-        "X-Batch-Size": str(timing.batch),
-    }
+        answer = await inference.run(
+            runner, upload.frames, "next_frame", Fit(resize, fit), horizon=horizon,
+            ticket=ticket, t_start=t_start,
+        )  # fmt: skip
+    pred, prepared, timing = answer.output, answer.prepared, answer.timing
+    context = prepared.context
+    headers = answer.headers()
 
     def encode() -> tuple[bytes, str]:
         if output == "png":
@@ -117,10 +100,10 @@ async def predict(
             model=name,
             horizon=horizon,
             context_frames=len(context),
-            frames_received=len(upload.frames),
-            **conversion(conv, dropped),
+            frames_received=prepared.received,
+            **prepared.report(),
             shape=list(pred.shape),
-            latency_ms=round(latency_ms, 3),
+            latency_ms=round(answer.latency_ms, 3),
             inference_ms=round(timing.inference_ms, 3),
             frames=predicted_frames(pred, raw),
         )
@@ -128,31 +111,8 @@ async def predict(
 
     small = pred.size * 4 <= INLINE_FIT_BYTES  # a few PNGs: cheaper here than a thread hop
     content, media_type = await offload(small, encode)
-    add_timing(headers, runtime, name, t_start, t0, timing, t1)
+    answer.finish(runtime.metrics, headers)
     return Response(content, media_type=media_type, headers=headers)
-
-
-def add_timing(
-    headers: dict,
-    runtime: Runtime,
-    model: str,
-    t_start: float,
-    t_decoded: float,
-    timing: Timing,
-    t_answered: float,
-) -> dict[str, float]:
-    """Put decode/queue/model/encode/total (ms) in ``Server-Timing`` and in /metrics."""
-    now = time.perf_counter()
-    phases = {
-        "decode": (t_decoded - t_start) * 1000.0,
-        "queue": timing.queued_ms,
-        "model": timing.inference_ms,
-        "encode": (now - t_answered) * 1000.0,
-    }
-    runtime.metrics.observe_phases(model, phases)
-    phases["total"] = (now - t_start) * 1000.0
-    headers["Server-Timing"] = server_timing(phases)
-    return phases
 
 
 def ranked(scores: np.ndarray, class_names: list[str]) -> list[dict]:
@@ -188,14 +148,12 @@ async def classify(
     runner = runtime.get(name)
     m = runner.manifest
     require_task(name, m.task, "classify")
-    with runner.expect() as ticket:
+    with inference.reserve(runner) as (ticket,):
         upload = await read_upload(request, settings, allow_truth=False)
-        raw = getattr(runner, "accepts_u8", False)  # its model scales 8-bit frames itself
-        context, conv, dropped = await fit_context(upload.frames, runner, resize, fit=fit, raw=raw)
-        t0 = time.perf_counter()
-        scores, timing = await runner.classify(context, ticket=ticket)
-    t1 = time.perf_counter()
-    latency_ms = (t1 - t0) * 1000.0
+        answer = await inference.run(
+            runner, upload.frames, "classify", Fit(resize, fit), ticket=ticket, t_start=t_start
+        )
+    scores, prepared = answer.output, answer.prepared
     names = m.class_names or [str(i) for i in range(scores.shape[-1])]
     ordered = ranked(scores, names)
     k = min(top_k, len(ordered))
@@ -205,17 +163,12 @@ async def classify(
         top_k=k,
         top=ordered[:k],
         scores=ordered,
-        context_frames=len(context),
-        frames_received=len(upload.frames),
-        **conversion(conv, dropped),
-        latency_ms=round(latency_ms, 3),
-        inference_ms=round(timing.inference_ms, 3),
+        context_frames=len(prepared.context),
+        frames_received=prepared.received,
+        **prepared.report(),
+        latency_ms=round(answer.latency_ms, 3),
+        inference_ms=round(answer.timing.inference_ms, 3),
     )
-    headers = {
-        "X-Model": name,
-        "X-Latency-Ms": f"{latency_ms:.2f}",
-        "X-Inference-Ms": f"{timing.inference_ms:.2f}",
-        "X-Batch-Size": str(timing.batch),
-    }
-    add_timing(headers, runtime, name, t_start, t0, timing, t1)
+    headers = answer.headers()
+    answer.finish(runtime.metrics, headers)
     return Response(body.model_dump_json(), media_type="application/json", headers=headers)

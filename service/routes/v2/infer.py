@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -43,13 +44,13 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from service import inference
 from service.checks import require_horizon, require_unit_range
-from service.deps import RuntimeDep, SettingsDep
+from service.deps import Runtime, RuntimeDep, SettingsDep
 from service.errors import FramecastError
 from service.http.limits import check_json
 from service.http.uploads import read_body
-from service.runtime.runner import Runner
-from service.runtime.server import Runtime
+from service.inference import Runner
 
 VERSION = "1"
 INPUT = "frames"
@@ -399,6 +400,7 @@ async def infer(
     name: str,
     version: str | None = None,
 ) -> Response:
+    t_start = time.perf_counter()
     runner = _runner(runtime, name, version)
     body = await read_body(request, settings.max_upload_bytes)
     n = request.headers.get(HEADER_LENGTH)
@@ -413,13 +415,18 @@ async def infer(
             raise V2Error(
                 f"model {name!r} classifies; the parameter horizon is for next-frame models"
             )
-        results = await asyncio.gather(*(runner.classify(c) for c in clips))
-        arrays = {"scores": np.stack([s for s, _ in results])}  # (batch, num_classes)
+        answers = await asyncio.gather(*(inference.call(runner, c, t_start=t_start) for c in clips))
+        arrays = {"scores": np.stack([a.output for a in answers])}  # (batch, num_classes)
     else:
-        results = await asyncio.gather(*(runner.predict(c, horizon or 1) for c in clips))
-        rollout = np.stack([p for p, _ in results])  # (batch, horizon, H, W, C)
+        answers = await asyncio.gather(
+            *(inference.call(runner, c, horizon=horizon or 1, t_start=t_start) for c in clips)
+        )
+        rollout = np.stack([a.output for a in answers])  # (batch, horizon, H, W, C)
         arrays = {"rollout": rollout, "next_frame": rollout[:, 0]}  # (batch, H, W, C)
-    return _response(req, runner, wanted, arrays)
+    response = _response(req, runner, wanted, arrays)
+    for answer in answers:  # each clip's phases into /metrics, as /v1 records them
+        answer.finish(runtime.metrics, {})
+    return response
 
 
 def _response(

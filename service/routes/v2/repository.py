@@ -16,10 +16,9 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import RuntimeDep, SettingsDep
-from service.errors import FramecastError
+from service.errors import FramecastError, LoadError
 from service.http.uploads import read_body
 from service.routes.v2.infer import V2_RESPONSES, V2Error, V2Route
-from service.runtime.registry import LoadError
 
 router = APIRouter(
     prefix="/v2/repository",
