@@ -28,53 +28,14 @@ from service.errors import FramecastError, error_response
 
 PREFIX = "/v1/models/"
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def _boolean(raw: str) -> bool | None:
-    value = raw.lower()
-    return True if value in _TRUE else False if value in _FALSE else None
-
-
-def _integer(low: int, high: int | None) -> Callable[[str], int | None]:
-    def read(raw: str) -> int | None:
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-            return None
-        value = int(raw)
-        return value if value >= low and (high is None or value <= high) else None
-
-    return read
-
-
-def _choice(*allowed: str) -> Callable[[str], str | None]:
-    return lambda raw: raw if raw in allowed else None
-
-
-_FIT = _choice("stretch", "pad", "crop")
-# each route's query parameters as FastAPI declares them (service/routes/v1/predict.py), with a
-# reader that returns None for anything it would not read exactly the same way
-PARAMS: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
-    "classify": {
-        "top_k": (_integer(1, 1000), 3),
-        "resize": (_boolean, True),
-        "fit": (_FIT, "stretch"),
-    },
-    "predict": {
-        "horizon": (_integer(1, None), 1),
-        "output": (_choice("json", "png", "gif", "npy"), "json"),
-        "raw": (_boolean, False),
-        "resize": (_boolean, True),
-        "fit": (_FIT, "stretch"),
-    },
-}
-
 
 def query_values(action: str, query_string: bytes) -> dict[str, Any] | None:
     """The route's parameters from the query (defaults for those absent), or None when the
     full app should read them (a value it might read differently, or reject)."""
-    spec = PARAMS[action]
-    values = {k: default for k, (_, default) in spec.items()}
+    from service.routes.params import ROUTES
+
+    spec = {p.name: p for p in ROUTES[action]}
+    values = {k: p.default for k, p in spec.items()}
     if not query_string:
         return values
     seen: set[str] = set()
@@ -84,7 +45,7 @@ def query_values(action: str, query_string: bytes) -> dict[str, Any] | None:
         if key in seen:
             return None
         seen.add(key)
-        value = spec[key][0](raw)
+        value = spec[key].read(raw)
         if value is None:
             return None
         values[key] = value
@@ -93,17 +54,29 @@ def query_values(action: str, query_string: bytes) -> dict[str, Any] | None:
 
 def route_table() -> dict[str, tuple[Any, Callable]]:
     """action → (its APIRoute: the log and metrics read its path template; its endpoint)."""
+    import inspect
+
+    from service.routes.params import ROUTES
     from service.routes.v1 import predict
 
     table = {}
     for route in predict.router.routes:
-        for action in PARAMS:
+        for action in ROUTES:
             if route.path == PREFIX + "{name}/" + action and "POST" in route.methods:
                 table[action] = (route, route.endpoint)
-    if set(table) != set(PARAMS):  # a renamed route must not silently lose its hot path
+    if set(table) != set(ROUTES):  # a renamed route must not silently lose its hot path
         raise RuntimeError(
-            f"service/http/hotpath.py: routes {sorted(set(PARAMS) - set(table))} moved"
+            f"service/http/hotpath.py: routes {sorted(set(ROUTES) - set(table))} moved"
         )
+    for action, (_, endpoint) in table.items():  # the table is the routes' own declaration
+        declared = set(inspect.signature(endpoint).parameters) - {
+            "request", "runtime", "settings", "name"
+        }  # fmt: skip
+        if declared != {p.name for p in ROUTES[action]}:
+            raise RuntimeError(
+                f"service/routes/params.py: ROUTES[{action!r}] does not match the route's "
+                f"query parameters {sorted(declared)}"
+            )
     return table
 
 

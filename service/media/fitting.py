@@ -15,7 +15,7 @@ Plain NumPy and Pillow; no Keras.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from service.media.frames import Frame
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
-FITS = ("stretch", "pad", "crop")
+FitMode = Literal["stretch", "pad", "crop"]  # how a frame of another size is fitted
+FITS: tuple[str, ...] = get_args(FitMode)
 
 
 @dataclass

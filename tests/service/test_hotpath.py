@@ -413,3 +413,35 @@ def test_mutated_dispositions_agree_with_form():
         body = b"--b0\r\nContent-Disposition: " + bytes(d) + b"\r\n\r\nxy\r\n--b0--\r\n"
         taken += _split_agrees_with_form(body, "multipart/form-data; boundary=b0") is not None
     assert 0 < taken < 600
+
+
+def test_the_hot_paths_table_must_match_the_routes_declarations(monkeypatch):
+    """One table of query parameters (service/routes/params.py): the routes declare from it, the
+    hot path reads by it, and a table that drifts from a route's signature stops the start."""
+    from service.http.hotpath import route_table
+    from service.routes import params
+
+    assert set(route_table()) == {"classify", "predict"}
+    extra = params.Param("stride", 1, low=1)
+    monkeypatch.setitem(params.ROUTES, "predict", (*params.ROUTES["predict"], extra))
+    with pytest.raises(RuntimeError, match="does not match"):
+        route_table()
+
+
+@pytest.mark.parametrize(
+    ("param", "raw", "value"),
+    [
+        ("RESIZE", "Off", False),
+        ("RESIZE", "maybe", None),
+        ("HORIZON", "3", 3),
+        ("HORIZON", "0", None),
+        ("HORIZON", "-1", None),
+        ("TOP_K", "1001", None),
+        ("FIT", "pad", "pad"),
+        ("FIT", "PAD", None),
+    ],
+)
+def test_a_param_reads_a_raw_value_or_declines(param, raw, value):
+    from service.routes import params
+
+    assert getattr(params, param).read(raw) == value

@@ -24,7 +24,7 @@ from service.errors import InvalidInput, WrongTask
 from service.http.uploads import read_upload
 from service.inference import Fit, Runner, Ticket, Timing
 from service.media import encode as codecs
-from service.media.fitting import resize_frame, to_channels
+from service.media.fitting import FitMode, resize_frame, to_channels
 from service.media.montages import montage_gif, montage_png
 from service.routes.openapi import error_responses, upload_openapi
 from service.routes.v1.predict import FitQuery, ResizeQuery, predicted_frames, ranked
@@ -197,7 +197,7 @@ async def compare_next_frame(
     ),
     output: Literal["json", "png", "gif"] = Query("json", examples=["json"]),
     resize: bool = ResizeQuery,
-    fit: Literal["stretch", "pad", "crop"] = FitQuery,
+    fit: FitMode = FitQuery,
     conv2d_lstm: str | None = Conv2DLSTMQuery,
     convlstm2d: str | None = ConvLSTM2DQuery,
     models: str | None = ModelsQuery,
@@ -348,7 +348,7 @@ async def compare_classify(
     ),
     label: str | None = Query(None, description="the true class, when known", examples=["NE"]),
     resize: bool = ResizeQuery,
-    fit: Literal["stretch", "pad", "crop"] = FitQuery,
+    fit: FitMode = FitQuery,
     conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),
     convlstm2d: str | None = Query(None, description="which convlstm2d classify model"),
     models: str | None = ModelsQuery,

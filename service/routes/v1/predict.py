@@ -6,7 +6,7 @@ import time
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from service import inference
@@ -15,6 +15,8 @@ from service.deps import RuntimeDep, SettingsDep
 from service.http.uploads import INLINE_FIT_BYTES, offload, read_upload
 from service.inference import Fit
 from service.media import encode as codecs
+from service.media.fitting import FitMode
+from service.routes import params
 from service.routes.openapi import error_responses, upload_openapi
 from service.schemas import ClassifyResponse, PredictedFrame, PredictResponse
 
@@ -26,16 +28,8 @@ _BINARY = {
     "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
 }
 
-ResizeQuery = Query(
-    True,
-    description="resize frames whose size differs from the model's (false: reject them with 422)",
-)
-FitQuery = Query(
-    "stretch",
-    description="how a frame of another size is fitted: stretch (to the model's size, whatever "
-    "the aspect ratio), pad (keep the aspect ratio, black bars) or crop (keep the aspect ratio, "
-    "cut the overflow); the answer says which was applied in `fit` and `resized_from`",
-)
+ResizeQuery = params.RESIZE.query()
+FitQuery = params.FIT.query()
 
 
 def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
@@ -67,13 +61,11 @@ async def predict(
     runtime: RuntimeDep,
     settings: SettingsDep,
     name: str = Path(description="a next-frame model", examples=["convlstm2d_next_frame"]),
-    horizon: int = Query(
-        1, ge=1, description="frames to predict (≤ FRAMECAST_MAX_HORIZON)", examples=[1]
-    ),
-    output: Literal["json", "png", "gif", "npy"] = Query("json", examples=["json"]),
-    raw: bool = Query(False, description="json only: include raw float values"),
+    horizon: int = params.HORIZON.query(),
+    output: Literal["json", "png", "gif", "npy"] = params.PREDICT_OUTPUT.query(),
+    raw: bool = params.RAW.query(),
     resize: bool = ResizeQuery,
-    fit: Literal["stretch", "pad", "crop"] = FitQuery,
+    fit: FitMode = FitQuery,
 ) -> Response:
     t_start = time.perf_counter()
     runner = runtime.get(name)
@@ -138,11 +130,9 @@ async def classify(
     runtime: RuntimeDep,
     settings: SettingsDep,
     name: str = Path(description="a classification model", examples=["convlstm2d_classify"]),
-    top_k: int = Query(
-        3, ge=1, le=1000, description="how many best classes to list in `top`", examples=[3]
-    ),
+    top_k: int = params.TOP_K.query(),
     resize: bool = ResizeQuery,
-    fit: Literal["stretch", "pad", "crop"] = FitQuery,
+    fit: FitMode = FitQuery,
 ) -> Response:
     t_start = time.perf_counter()
     runner = runtime.get(name)

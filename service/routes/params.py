@@ -1,0 +1,83 @@
+"""The query parameters of the routes that call models, written once.
+
+Each :class:`Param` is both what FastAPI declares (:meth:`Param.query`, used as a route argument's
+default) and what the hot path (``service/http/hotpath.py``) reads without the router
+(:meth:`Param.read`: the value, or None for anything FastAPI might read otherwise or reject, which
+then goes the full app's way). :data:`ROUTES` names each hot route's parameters; the hot path
+checks at start-up that the route functions declare exactly those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Query
+
+from service.media.fitting import FITS
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str | None = None
+    low: int | None = None  # integers: the bounds (inclusive)
+    high: int | None = None
+    choices: tuple[str, ...] | None = None  # strings: the values allowed
+    example: Any = None
+
+    def query(self) -> Any:
+        """The FastAPI declaration (``name: type = PARAM.query()``)."""
+        return Query(
+            self.default,
+            ge=self.low,
+            le=self.high,
+            description=self.description,
+            examples=None if self.example is None else [self.example],
+        )
+
+    def read(self, raw: str) -> Any:
+        """The value of one raw query string as FastAPI reads it, or None when unsure."""
+        if isinstance(self.default, bool):
+            value = raw.lower()
+            return True if value in _TRUE else False if value in _FALSE else None
+        if isinstance(self.default, int):
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+                return None
+            n = int(raw)
+            ok = (self.low is None or n >= self.low) and (self.high is None or n <= self.high)
+            return n if ok else None
+        if self.choices is not None:
+            return raw if raw in self.choices else None
+        return None  # no other kind is read by the hot path
+
+
+HORIZON = Param(
+    "horizon", 1, "frames to predict (≤ FRAMECAST_MAX_HORIZON)", low=1, example=1
+)  # fmt: skip
+PREDICT_OUTPUT = Param("output", "json", choices=("json", "png", "gif", "npy"), example="json")
+RAW = Param("raw", False, "json only: include raw float values")
+TOP_K = Param("top_k", 3, "how many best classes to list in `top`", low=1, high=1000, example=3)
+RESIZE = Param(
+    "resize",
+    True,
+    "resize frames whose size differs from the model's (false: reject them with 422)",
+)
+FIT = Param(
+    "fit",
+    "stretch",
+    "how a frame of another size is fitted: stretch (to the model's size, whatever "
+    "the aspect ratio), pad (keep the aspect ratio, black bars) or crop (keep the aspect ratio, "
+    "cut the overflow); the answer says which was applied in `fit` and `resized_from`",
+    choices=FITS,
+)
+
+# the hot routes (POST /v1/models/{name}/ACTION) and their query parameters
+ROUTES: dict[str, tuple[Param, ...]] = {
+    "classify": (TOP_K, RESIZE, FIT),
+    "predict": (HORIZON, PREDICT_OUTPUT, RAW, RESIZE, FIT),
+}
