@@ -1,0 +1,240 @@
+"""The V2 tensor codec: requests' JSON and binary tensors in, outputs out, and each model's tensor
+specs (``frames`` in; ``next_frame``/``rollout`` or ``scores`` out), apart from the routes."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from fastapi.responses import Response
+
+from service.checks import require_horizon, require_unit_range
+from service.errors import FramecastError
+from service.inference import Runner
+
+VERSION = "1"
+INPUT = "frames"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+
+
+class V2Error(FramecastError):
+    """A request that does not follow the protocol (400)."""
+
+    status, kind = 400, "bad_request"
+
+
+def input_specs(r: Runner) -> list[dict]:
+    m = r.manifest
+    return [
+        {
+            "name": INPUT,
+            "datatype": "FP32",
+            "shape": [-1, m.frames or -1, m.height, m.width, m.channels],
+            "parameters": {
+                "accepts": ["FP32", "UINT8"],
+                "note": "FP32 in [0, 1] or UINT8 0-255; the last frames are used",
+            },
+        }
+    ]
+
+
+def output_specs(r: Runner) -> list[dict]:
+    m = r.manifest
+    if m.task == "classify":
+        return [
+            {
+                "name": "scores",
+                "datatype": "FP32",
+                "shape": [-1, len(m.class_names or [])],
+                "parameters": {"class_names": list(m.class_names or [])},
+            }
+        ]
+    return [
+        {"name": "next_frame", "datatype": "FP32", "shape": [-1, m.height, m.width, m.channels]},
+        {
+            "name": "rollout",
+            "datatype": "FP32",
+            "shape": [-1, -1, m.height, m.width, m.channels],
+            "parameters": {"note": "the next `horizon` frames (request parameter, default 1)"},
+        },
+    ]
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
+    """The JSON inference header and the binary tensor data after it."""
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise V2Error(f"{HEADER_LENGTH}={header_length!r} is not an integer") from None
+        if not 0 < n <= len(body):
+            raise V2Error(f"{HEADER_LENGTH}={n} does not fit a body of {len(body)} bytes")
+        head, rest = body[:n], body[n:]
+    else:
+        head, rest = body, b""
+    try:
+        req = json.loads(head)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise V2Error(f"the inference request is not valid JSON ({e})") from None
+    if not isinstance(req, dict):
+        raise V2Error('the inference request must be a JSON object {"inputs": [...]}')
+    return req, rest
+
+
+def _shape(t: dict, label: str) -> list[int]:
+    shape = t.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise V2Error(f"{label}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    return shape
+
+
+def _decode_tensor(t: dict, binary: bytes, offset: int, label: str) -> tuple[np.ndarray, int]:
+    """One input tensor as float32 in [0, 1], with its shape; returns the new binary offset."""
+    datatype = t.get("datatype")
+    if datatype not in DTYPES:
+        raise V2Error(
+            f"{label}: datatype {datatype!r} is not supported; send FP32 (0-1) or UINT8 (0-255)"
+        )
+    shape = _shape(t, label)
+    count = math.prod(shape)
+    dtype = DTYPES[datatype]
+    params = t.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise V2Error(
+                f"{label}: binary_data_size={size!r} runs past the {len(binary)} bytes "
+                f"of binary data after the JSON header"
+            )
+        if size != count * dtype.itemsize:
+            raise V2Error(
+                f"{label}: binary_data_size={size} but shape {shape} of {datatype} "
+                f"needs {count * dtype.itemsize} bytes"
+            )
+        a = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
+        offset += size
+    else:
+        if "data" not in t:
+            raise V2Error(f"{label}: no 'data' (and no binary_data_size parameter)")
+        try:
+            a = np.asarray(t["data"], dtype=np.float64).reshape(-1)
+        except (ValueError, TypeError):
+            raise V2Error(
+                f"{label}: 'data' must be numbers, flat or nested (rectangular) lists"
+            ) from None
+        if a.size != count:
+            raise V2Error(f"{label}: 'data' holds {a.size} values but shape {shape} needs {count}")
+        if datatype == "UINT8" and (np.any(a != np.round(a)) or np.any(a < 0) or np.any(a > 255)):
+            raise V2Error(f"{label}: UINT8 data must be integers 0-255")
+    a = a.reshape(shape)
+    if datatype == "UINT8":
+        x = a.astype(np.float32) / 255.0
+    else:
+        x = a.astype(np.float32)
+        require_unit_range(x, label, kind="FP32", hint="or send UINT8 0-255", error=V2Error)
+        x = np.clip(x, 0.0, 1.0)
+    return x, offset
+
+
+def parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
+    """The request's clips as (batch, T, H, W, C) float32 in [0, 1] (the last T frames)."""
+    m = runner.manifest
+    inputs = req.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise V2Error(f'the request needs "inputs": [{{"name": "{INPUT}", ...}}]')
+    found, offset = None, 0
+    for i, t in enumerate(inputs):
+        if not isinstance(t, dict):
+            raise V2Error(f"inputs[{i}] must be an object with name, shape, datatype and data")
+        label = f"input {t.get('name', i)!r}"
+        x, offset = _decode_tensor(t, binary, offset, label)
+        if t.get("name") != INPUT:
+            raise V2Error(f"{label}: model {m.name!r} has one input, {INPUT!r}")
+        found = x
+    reads = m.reads or 1  # a free time axis without a context reads every frame sent
+    want = f"[batch, ≥{reads}, {m.height}, {m.width}, {m.channels}]"
+    if found.ndim != 5:
+        raise V2Error(
+            f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes {want}"
+        )
+    b, t, h, w, c = found.shape
+    if b < 1:
+        raise V2Error(f"input {INPUT!r} has an empty batch; send at least one clip")
+    if t < reads or (h, w, c) != (m.height, m.width, m.channels):
+        raise V2Error(
+            f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes "
+            f"{want} (frames are not resized here; /v1 resizes)"
+        )
+    return found[:, -(m.reads or t) :]
+
+
+def horizon_of(req: dict, max_horizon: int) -> int | None:
+    params = req.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise V2Error("'parameters' must be an object")
+    k = params.get("horizon")
+    if k is None:
+        return None
+    return require_horizon(k, max_horizon, label="parameter horizon", error=V2Error)
+
+
+def requested_outputs(req: dict, runner: Runner, horizon: int | None) -> list[tuple[str, bool]]:
+    """[(output name, binary?)] in the order asked (default: the model's default outputs)."""
+    params = req.get("parameters") or {}
+    binary_default = bool(params.get("binary_data_output", False))
+    names = [o["name"] for o in output_specs(runner)]
+    outputs = req.get("outputs")
+    if outputs is None:
+        if runner.manifest.task == "classify":
+            return [("scores", binary_default)]
+        chosen = ["next_frame"] + (["rollout"] if horizon is not None else [])
+        return [(n, binary_default) for n in chosen]
+    if not isinstance(outputs, list):
+        raise V2Error("'outputs' must be a list of {\"name\": ...}")
+    out = []
+    for i, o in enumerate(outputs):
+        name = o.get("name") if isinstance(o, dict) else None
+        if name not in names:
+            raise V2Error(
+                f"outputs[{i}]: unknown output {name!r}; model {runner.name!r} has "
+                f"{', '.join(names)}"
+            )
+        p = o.get("parameters") or {}
+        out.append((name, bool(p.get("binary_data", binary_default))))
+    return out
+
+
+# --------------------------------------------------------------------------- infer
+
+
+def encode_response(
+    req: dict, runner: Runner, wanted: list[tuple[str, bool]], arrays: dict[str, np.ndarray]
+) -> Response:
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, binary in wanted:
+        a = np.ascontiguousarray(arrays[name], dtype="<f4")
+        out = {"name": name, "datatype": "FP32", "shape": list(a.shape)}
+        if binary:
+            raw = a.tobytes()
+            out["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            out["data"] = a.reshape(-1).tolist()
+        outputs.append(out)
+    body: dict[str, Any] = {"model_name": runner.name, "model_version": VERSION, "outputs": outputs}
+    if "id" in req:
+        body["id"] = req["id"]
+    head = json.dumps(body, separators=(",", ":")).encode()
+    if not chunks:
+        return Response(head, media_type="application/json")
+    return Response(
+        head + b"".join(chunks),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(head))},
+    )
