@@ -13,14 +13,16 @@ from tests.service.helpers import FRAMES, clip, files
 def test_every_model_call_happens_on_that_models_own_worker(client, runtime, monkeypatch):
     seen: dict[str, set[str]] = {}
     for name, runner in runtime.runners.items():
-        original = runner.model.predict_on_batch
+        # every model the runner calls: the float entry, and a classifier's uint8 entry
+        for model in {id(m): m for m in runner.callables.values()}.values():
+            original = model.predict_on_batch
 
-        def spy(x, _name=name, _orig=original):
-            seen.setdefault(_name, set()).add(threading.current_thread().name)
-            assert x.shape[1] == FRAMES  # the fixed serving shape, never another time length
-            return _orig(x)
+            def spy(x, _name=name, _orig=original):
+                seen.setdefault(_name, set()).add(threading.current_thread().name)
+                assert x.shape[1] == FRAMES  # the fixed serving shape, never another length
+                return _orig(x)
 
-        monkeypatch.setattr(runner.model, "predict_on_batch", spy)
+            monkeypatch.setattr(model, "predict_on_batch", spy)
     c = clip(t=FRAMES + 2)
     assert (
         client.post("/v1/compare/next-frame", params={"holdout": 2}, files=files(c)).status_code
