@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from models.repository import MANIFEST, write_manifest
@@ -26,7 +27,9 @@ class ImportRefused(ValueError):
     """The checkpoint cannot be imported as asked; the message says what and why."""
 
 
-def add_import_subcommand(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_import_subcommand(
+    sub: argparse._SubParsersAction, default_models_dir: Callable[[], Path]
+) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "import",
         help="take your own .keras/.h5 video model into a models folder, ready to serve",
@@ -57,7 +60,7 @@ def add_import_subcommand(sub: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument(
         "--quiet", action="store_true", help="no progress display while it loads and times"
     )
-    p.set_defaults(func=import_main)
+    p.set_defaults(func=import_main, default_models_dir=default_models_dir)
     return p
 
 
@@ -165,10 +168,8 @@ def import_checkpoint(
 
 def import_main(args: argparse.Namespace) -> int:
     models_dir = args.models_dir
-    if models_dir is None:
-        from service.config import load_settings
-
-        models_dir = load_settings().models_dir
+    if models_dir is None:  # the caller's default (the CLI: what `framecast serve` serves)
+        models_dir = args.default_models_dir()
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
     import_checkpoint(
         args.path,

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) hides our own messages.
@@ -91,6 +92,13 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
+def _default_models_dir() -> Path:
+    """Where `framecast import` writes by default: what `framecast serve` serves."""
+    from service.config import load_settings
+
+    return Path(load_settings().models_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="framecast",
@@ -134,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_subcommand(sub)
     from models.importer import add_import_subcommand
 
-    add_import_subcommand(sub)
+    add_import_subcommand(sub, _default_models_dir)
     _add_service_subcommands(sub)
     return parser
 

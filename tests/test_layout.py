@@ -1,0 +1,120 @@
+"""The layout's rules, read from the code's own imports (every kind: module level, inside functions
+and under ``if TYPE_CHECKING:``), so that they hold themselves (issue #24):
+
+- no import circle anywhere in ``service/`` and ``models/``;
+- ``models/`` imports nothing from ``service/``;
+- no folder of ``service/`` holds more than 12 modules;
+- route modules reach models through ``service.inference``: they import no batcher, runner or
+  registry module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("service", "models")
+MAX_MODULES_PER_FOLDER = 12
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+def imports_of(path: Path, name: str, known: dict[str, Path]) -> set[str]:
+    """Every project module that ``path`` imports, wherever the import statement stands."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([base] if base else []))
+            candidates = {base} | {f"{base}.{a.name}" for a in node.names}
+        else:
+            continue
+        for c in candidates:
+            # `import a.b.c` loads a, a.b and a.b.c; count the deepest project module named
+            while c and c not in known:
+                c = c.rpartition(".")[0]
+            if c and c not in PACKAGES and c != name:
+                found.add(c)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports_of(path, name, known) for name, path in known.items()}
+
+
+def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(g.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(g):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_graph_sees_every_kind_of_import():
+    g = graph()
+    assert "service.errors" in g["service.checks"]  # module level
+    assert "service.routes.v1.predict" in g["service.http.hotpath"]  # inside a function
+    cyc = find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}})
+    assert cyc == ["a", "b", "c", "a"]
+
+
+def test_no_import_circle_in_service_or_models():
+    g = graph()
+    cycle = find_cycle(g)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_models_import_nothing_from_service():
+    bad = {m: sorted(t for t in ts if t.startswith("service")) for m, ts in graph().items()}
+    bad = {m: ts for m, ts in bad.items() if m.startswith("models") and ts}
+    assert not bad, bad
+
+
+def test_no_folder_of_service_holds_more_than_12_modules():
+    crowded = {}
+    for folder in [ROOT / "service", *(p for p in (ROOT / "service").rglob("*") if p.is_dir())]:
+        n = len([p for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")])
+        if n > MAX_MODULES_PER_FOLDER:
+            crowded[folder.relative_to(ROOT).as_posix()] = n
+    assert not crowded, crowded
+
+
+def test_routes_reach_models_through_the_inference_module():
+    forbidden = ("service.runtime.batcher", "service.runtime.runner", "service.runtime.registry")
+    bad = {
+        m: sorted(t for t in ts if t.startswith(forbidden))
+        for m, ts in graph().items()
+        if m.startswith("service.routes")
+    }
+    bad = {m: ts for m, ts in bad.items() if ts}
+    assert not bad, bad
