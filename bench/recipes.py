@@ -99,10 +99,13 @@ def run_candidate(args: argparse.Namespace, name: str, record: dict, save) -> No
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     record.setdefault("points", [])
+    state_file = args.runs / name / "checkpoints" / "state.json"
+    if record["points"] and not state_file.is_file():  # e.g. a new machine: runs/ is not in git
+        print(f"[recipes] {name}: no run state in {args.runs / name}; starting it over", flush=True)
+        record["points"] = []
     record["command"] = shlex.join(["python3", "-m", "service.cli", "train", *cmd[4:]])
     offset = record["points"][-1]["cpu_s"] if record["points"] else 0.0
     wall_offset = record["points"][-1]["wall_s"] if record["points"] else 0.0
-    state_file = args.runs / name / "checkpoints" / "state.json"
     log = (args.runs / f"{name}.log").open("a")
     t0 = time.monotonic()
     # SIGINT at its default in the child, so that Python turns it into KeyboardInterrupt (a run
