@@ -22,10 +22,10 @@ SERVE_BENCH = Path(__file__).resolve().with_name("serve_bench.py")
 
 
 def make_untrained(out: Path) -> Path:
-    """Untrained next-frame models of the default shapes (models.train.DEFAULT_CONFIGS)."""
+    """Untrained next-frame models of the default shapes (``DEFAULT_CONFIGS``)."""
     from models.architectures import build, count_flops
     from models.repository import Manifest, save_model_folder
-    from models.train import DEFAULT_CONFIGS
+    from models.training.config import DEFAULT_CONFIGS
 
     for name in DEFAULT_MODELS:
         arch = name.replace("_next_frame", "")

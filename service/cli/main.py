@@ -37,9 +37,9 @@ def _figure_main(args: argparse.Namespace) -> int:
 
 
 def _train_main(args: argparse.Namespace) -> int:
-    from models import train
+    from models.training.run import main
 
-    return train.main(args)
+    return main(args)
 
 
 def _evaluate_main(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def _evaluate_main(args: argparse.Namespace) -> int:
 class LazyParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that may add its arguments when it is first used: ``add_arguments``
     (a keyword of ``add_parser``) runs before it parses or prints help. `framecast train` takes
-    its flags from ``models.train``, which imports Keras: the other commands never load it."""
+    its flags from ``models.training.args``, not from its loop, which imports Keras."""
 
     def __init__(
         self,
@@ -81,7 +81,7 @@ class LazyParser(argparse.ArgumentParser):
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from models.train_args import add_arguments  # no Keras: `train --help` stays fast
+    from models.training.args import add_arguments  # no Keras: `train --help` stays fast
 
     add_arguments(parser)
 

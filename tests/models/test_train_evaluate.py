@@ -8,47 +8,14 @@ import pytest
 
 from models.repository import read_manifest, sha256_file
 from service.cli import main
-
-TINY = {
-    "convlstm2d": '{"filters": [4], "kernel_size": 3}',
-    "conv2d_lstm": '{"conv_filters": [4, 4, 4], "lstm_units": 8}',
-}
-
-
-def _train(out, arch, task, mnist, epochs=1):
-    return main(
-        [
-            "train",
-            "--arch",
-            arch,
-            "--task",
-            task,
-            "--epochs",
-            str(epochs),
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--val-clips",
-            "2",
-            "--mnist-dir",
-            str(mnist),
-            "--seed",
-            "3",
-            "--config",
-            TINY[arch],
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+from tests.models.helpers import train_tiny
 
 
 @pytest.mark.parametrize("arch", ["convlstm2d", "conv2d_lstm"])
 @pytest.mark.parametrize("task", ["next_frame", "classify"])
 def test_train_then_evaluate_writes_full_card(tmp_path, synthetic_mnist_npz, arch, task):
     out = tmp_path / f"{arch}_{task}"
-    assert _train(out, arch, task, synthetic_mnist_npz) == 0
+    assert train_tiny(out, arch, task, synthetic_mnist_npz) == 0
     man = read_manifest(out)
     assert (man.architecture, man.task, man.frames, man.height) == (arch, task, 10, 64)
     assert man.sha256 == sha256_file(out / "model.keras")
@@ -93,34 +60,9 @@ def test_train_then_evaluate_writes_full_card(tmp_path, synthetic_mnist_npz, arc
     assert "Quality bar" in md
 
 
-def test_resume_continues_from_last_epoch(tmp_path, synthetic_mnist_npz, capsys):
-    out = tmp_path / "run"
-    assert _train(out, "convlstm2d", "classify", synthetic_mnist_npz, epochs=1) == 0
-    state = json.loads((out / "checkpoints" / "state.json").read_text())
-    assert state["epoch"] == 1 and (out / "checkpoints" / state["checkpoint"]).is_file()
-    capsys.readouterr()
-    assert _train(out, "convlstm2d", "classify", synthetic_mnist_npz, epochs=2) == 0
-    assert "resuming from epoch-0001.keras" in capsys.readouterr().out
-    state = json.loads((out / "checkpoints" / "state.json").read_text())
-    assert state["epoch"] == 2 and state["clips_seen"] == 8
-    # only the newest epoch checkpoint is kept, and no temporary file is left behind
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
-        "epoch-0002.keras",
-        "state.json",
-    ]
-    assert read_manifest(out).training["clips_seen"] == 8
-
-
-def test_resume_refuses_another_model(tmp_path, synthetic_mnist_npz):
-    out = tmp_path / "run"
-    assert _train(out, "convlstm2d", "classify", synthetic_mnist_npz) == 0
-    with pytest.raises(SystemExit, match="holds a convlstm2d/classify run"):
-        _train(out, "conv2d_lstm", "classify", synthetic_mnist_npz)
-
-
 def test_evaluate_rejects_tampered_checkpoint(tmp_path, synthetic_mnist_npz, capsys):
     out = tmp_path / "run"
-    assert _train(out, "conv2d_lstm", "classify", synthetic_mnist_npz) == 0
+    assert train_tiny(out, "conv2d_lstm", "classify", synthetic_mnist_npz) == 0
     with open(out / "model.keras", "ab") as f:
         f.write(b"tampered")
     assert (
@@ -166,8 +108,8 @@ def test_rollout_figure(tmp_path, synthetic_mnist_npz):
     from PIL import Image
 
     a, b = tmp_path / "a", tmp_path / "b"
-    assert _train(a, "convlstm2d", "next_frame", synthetic_mnist_npz) == 0
-    assert _train(b, "conv2d_lstm", "next_frame", synthetic_mnist_npz) == 0
+    assert train_tiny(a, "convlstm2d", "next_frame", synthetic_mnist_npz) == 0
+    assert train_tiny(b, "conv2d_lstm", "next_frame", synthetic_mnist_npz) == 0
     out = tmp_path / "fig.png"
     assert (
         main(
@@ -234,111 +176,6 @@ def test_closed_loop_matches_the_served_rollout():
         closed_loop(build("convlstm2d", task="next_frame", filters=[4]), 2)
 
 
-def test_rollout_training_from_a_parent_records_lineage(tmp_path, synthetic_mnist_npz, capsys):
-    parent = tmp_path / "parent"
-    assert _train(parent, "convlstm2d", "next_frame", synthetic_mnist_npz) == 0
-    child = tmp_path / "child"
-    args = [
-        "train",
-        "--arch",
-        "convlstm2d",
-        "--task",
-        "next_frame",
-        "--epochs",
-        "1",
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--val-clips",
-        "2",
-        "--mnist-dir",
-        str(synthetic_mnist_npz),
-        "--seed",
-        "3",
-        "--rollout",
-        "2",
-        "--loss",
-        "mse",
-        "--init-from",
-        str(parent),
-        "--out",
-        str(child),
-        "--quiet",
-    ]
-    assert main(args) == 0
-    man, pman = read_manifest(child), read_manifest(parent)
-    t = man.training
-    assert t["clips_seen"] == 8 and t["clips_seen_this_run"] == 4  # 4 in the parent + 4 here
-    assert t["init_from"]["sha256"] == pman.sha256 and t["init_from"]["clips_seen"] == 4
-    assert "closed loop" in t["objective"] and t["train_time_steps"] == 10
-    assert man.builder_kwargs == pman.builder_kwargs
-    # the served model is the plain fixed-window one, and training changed its weights
-    model = keras.models.load_model(child / "model.keras")
-    before = keras.models.load_model(parent / "model.keras")
-    assert model.input_shape == (None, 10, 64, 64, 1) and model.output_shape[1] == 10
-    assert any(not np.allclose(a, b) for a, b in zip(model.get_weights(), before.get_weights()))
-    # resuming with another objective is refused
-    capsys.readouterr()
-    again = list(args)
-    again[again.index("--rollout") + 1] = "3"
-    again[again.index("--epochs") + 1] = "2"
-    with pytest.raises(SystemExit, match="--rollout 2"):
-        main(again)
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--task", "classify", "--rollout", "2"], "next_frame only"),
-        (["--task", "next_frame", "--rollout", "11"], "between 0 and 10"),
-    ],
-)
-def test_rollout_argument_errors(tmp_path, synthetic_mnist_npz, capsys, extra, message):
-    rc = main(
-        [
-            "train",
-            "--arch",
-            "convlstm2d",
-            "--out",
-            str(tmp_path / "x"),
-            "--mnist-dir",
-            str(synthetic_mnist_npz),
-            "--quiet",
-        ]
-        + extra
-    )
-    assert rc == 2 and message in capsys.readouterr().err
-
-
-def test_init_from_refuses_another_task(tmp_path, synthetic_mnist_npz, capsys):
-    parent = tmp_path / "parent"
-    assert _train(parent, "convlstm2d", "classify", synthetic_mnist_npz) == 0
-    with pytest.raises(SystemExit, match="convlstm2d/classify model, not convlstm2d/next_frame"):
-        main(
-            [
-                "train",
-                "--arch",
-                "convlstm2d",
-                "--task",
-                "next_frame",
-                "--init-from",
-                str(parent),
-                "--out",
-                str(tmp_path / "c"),
-                "--mnist-dir",
-                str(synthetic_mnist_npz),
-                "--quiet",
-                "--steps",
-                "1",
-                "--batch-size",
-                "1",
-                "--val-clips",
-                "1",
-            ]
-        )
-
-
 def test_card_of_a_fine_tuned_model_names_its_parent():
     from models.evaluate import _lineage
 
@@ -359,22 +196,3 @@ def test_card_of_a_fine_tuned_model_names_its_parent():
     assert "closed loop" in text and "`p`" in text and "framecast train --seed 1" in text
     assert "8 clips" in text and "4 clips in this run" in text
     assert _lineage({}) == []
-
-
-def test_bfloat16_training_with_the_l1l2_loss_writes_a_float32_model(tmp_path, synthetic_mnist_npz):
-    """--precision mixed_bfloat16 trains under the mixed policy (the forecaster's metric and loss
-    accept bfloat16 predictions), and the model it writes computes in float32 as served."""
-    out = tmp_path / "bf16"
-    argv = ["train", "--arch", "convlstm2d", "--task", "next_frame", "--forecast"]
-    argv += ["--epochs", "1", "--steps", "2", "--batch-size", "2", "--val-clips", "2"]
-    argv += ["--mnist-dir", str(synthetic_mnist_npz), "--seed", "3", "--config", TINY["convlstm2d"]]
-    argv += ["--precision", "mixed_bfloat16", "--loss", "l1l2", "--out", str(out), "--quiet"]
-    assert main(argv) == 0
-    man = read_manifest(out)
-    assert man.training["precision"] == "mixed_bfloat16" and man.training["loss"] == "l1l2"
-    state = json.loads((out / "checkpoints" / "state.json").read_text())
-    assert np.isfinite(state["history"][-1]["val_rollout_mse"])
-    model = keras.saving.load_model(out / man.checkpoint, safe_mode=True, compile=False)
-    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
-    y = model(np.zeros((1, 10, 64, 64, 1), np.float32))
-    assert keras.backend.standardize_dtype(y.dtype) == "float32"
