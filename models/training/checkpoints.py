@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.repository import atomic_write_text, read_manifest, verify_checkpoint
-from models.training.config import TrainConfig
+from models.training.config import TrainConfig, TrainingError
 
 if TYPE_CHECKING:  # annotations only
     import keras
@@ -52,17 +52,17 @@ def new_state(cfg: TrainConfig, kwargs: dict, parent: dict | None) -> dict:
 def check_resumable(state: dict, cfg: TrainConfig, out: Path) -> None:
     """Refuse to resume a run that ``out`` holds with another model or objective."""
     if (state["arch"], state["task"]) != (cfg.arch, cfg.task):
-        raise SystemExit(
+        raise TrainingError(
             f"{out} holds a {state['arch']}/{state['task']} run; "
             f"use another --out for {cfg.arch}/{cfg.task}"
         )
     if state.get("rollout", 0) != cfg.rollout:
-        raise SystemExit(
+        raise TrainingError(
             f"{out} holds a run with --rollout {state.get('rollout', 0)}; "
             f"resume it with the same value or use another --out"
         )
     if bool(state.get("forecast")) != cfg.forecast:
-        raise SystemExit(
+        raise TrainingError(
             f"{out} holds a run {'with' if state.get('forecast') else 'without'}"
             " --forecast; resume it the same way or use another --out"
         )
@@ -114,12 +114,12 @@ def parent(cfg: TrainConfig) -> dict:
     manifest = read_manifest(folder)  # raises ManifestError with the reason
     verify_checkpoint(folder, manifest)
     if (manifest.architecture, manifest.task) != (cfg.arch, cfg.task):
-        raise SystemExit(
+        raise TrainingError(
             f"--init-from {folder} is a {manifest.architecture}/{manifest.task} "
             f"model, not {cfg.arch}/{cfg.task}"
         )
     if cfg.config:
-        raise SystemExit(
+        raise TrainingError(
             "--config cannot be combined with --init-from: the architecture is the parent's"
         )
     import keras

@@ -23,6 +23,10 @@ DEFAULT_CONFIGS: dict[tuple[str, str], dict] = {
 }
 
 
+class TrainingError(ValueError):
+    """A run cannot start or resume as asked; the message says what and why (one line)."""
+
+
 @dataclass
 class TrainConfig:
     arch: str
@@ -56,17 +60,17 @@ class TrainConfig:
         return kw
 
     def check(self) -> None:
-        """ValueError when the architecture, the task and the objective flags do not fit."""
+        """TrainingError when the architecture, the task and the objective flags do not fit."""
         if self.arch not in ARCHITECTURES or self.task not in TASKS:
-            raise ValueError(f"--arch must be one of {ARCHITECTURES}, --task one of {TASKS}")
+            raise TrainingError(f"--arch must be one of {ARCHITECTURES}, --task one of {TASKS}")
         if (self.rollout or self.forecast) and self.task != "next_frame":
-            raise ValueError("--rollout and --forecast apply to --task next_frame only")
+            raise TrainingError("--rollout and --forecast apply to --task next_frame only")
         if self.rollout and self.forecast:
-            raise ValueError(
+            raise TrainingError(
                 "--rollout (sliding window) and --forecast (carried state) exclude each other"
             )
         if not 0 <= self.rollout <= D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES:
-            raise ValueError(
+            raise TrainingError(
                 f"--rollout must be between 0 and "
                 f"{D.NEXT_FRAME_LENGTH - D.CONTEXT_FRAMES} (the frames after the context)"
             )

@@ -34,7 +34,7 @@ from models.training.checkpoints import (
     parent,
     read_state,
 )
-from models.training.config import TrainConfig
+from models.training.config import TrainConfig, TrainingError
 from models.training.manifest import write_final
 
 if TYPE_CHECKING:  # annotations only
@@ -156,7 +156,8 @@ def callbacks(cfg: TrainConfig, out: Path, state: dict, dataset: Any) -> list:
 def fit(
     cfg: TrainConfig, out: Path, state: dict, model: keras.Model, dataset: Any, validation: tuple
 ) -> None:
-    """Fit the epochs still to run; Ctrl-C keeps the finished ones (exit code 130)."""
+    """Fit the epochs still to run; Ctrl-C keeps the finished ones (and goes on up: the CLI
+    exits with code 130)."""
     every = callbacks(cfg, out, state, dataset)
     if state["epoch"] >= cfg.epochs:
         return
@@ -176,7 +177,7 @@ def fit(
             f"{out / 'checkpoints'}. Run the same command again to resume.",
             flush=True,
         )
-        raise SystemExit(130) from None
+        raise
 
 
 def main(args: argparse.Namespace) -> int:
@@ -211,5 +212,9 @@ def main(args: argparse.Namespace) -> int:
         sampling_clips=args.sampling_clips,
         sampling_start=args.sampling_start,
     )
-    run(cfg, argv=getattr(args, "argv", None))
+    try:
+        run(cfg, argv=getattr(args, "argv", None))
+    except TrainingError as e:  # a refusal: one line and exit code 2, as for a bad flag
+        print(f"framecast train: error: {e}", file=sys.stderr)
+        return 2
     return 0
