@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from models.env import describe
-    from models.evaluate import carried_rollout, rollout
+    from models.evaluation.protocol import carried_rollout, rollout
     from models.repository import read_manifest, verify_checkpoint
     from models.rollout import stepper
     from service.runtime.devices import Placement

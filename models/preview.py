@@ -79,7 +79,7 @@ def write_rollout_figure(
     import keras
     from PIL import Image, ImageDraw
 
-    from models.evaluate import rollout_for
+    from models.evaluation.protocol import rollout_for
     from models.repository import read_manifest, verify_checkpoint
 
     mnist = D.load_mnist(mnist_dir)

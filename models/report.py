@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from models.evaluate import PUBLISHED
+from models.evaluation.card import PUBLISHED
 from models.repository import BUNDLED_DIR, discover, read_card
 
 

@@ -43,9 +43,9 @@ def _train_main(args: argparse.Namespace) -> int:
 
 
 def _evaluate_main(args: argparse.Namespace) -> int:
-    from models import evaluate
+    from models.evaluation.card import main
 
-    return evaluate.main(args)
+    return main(args)
 
 
 class LazyParser(argparse.ArgumentParser):
@@ -87,7 +87,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    from models.evaluate import add_arguments  # NumPy and the data module: only when used
+    from models.evaluation.card import add_arguments  # NumPy and the data module: only when used
 
     add_arguments(parser)
 

@@ -76,3 +76,18 @@ def test_bad_arguments():
         build("convlstm2d", height=30, width=30, patch=4)
     with pytest.raises(ValueError, match="task"):
         build("convlstm2d", task="segment")
+
+
+def test_closed_loop_matches_the_served_rollout():
+    """The training wrapper rolls out exactly as evaluation and serving do."""
+    from models.architectures import build, closed_loop, step_model
+    from models.evaluation.protocol import rollout
+
+    step = build("convlstm2d", task="next_frame", time_steps=10, filters=[4], kernel_size=3)
+    wrapped = closed_loop(step, 3)
+    assert step_model(wrapped) is step and wrapped.output_shape == (None, 3, 64, 64, 1)
+    x = np.random.default_rng(0).random((2, 10, 64, 64, 1)).astype("float32")
+    got = keras.ops.convert_to_numpy(wrapped(x))
+    np.testing.assert_allclose(got, rollout(step, x, 3), atol=1e-5)
+    with pytest.raises(ValueError, match="fixed number of input frames"):
+        closed_loop(build("convlstm2d", task="next_frame", filters=[4]), 2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models import data as D
-from models.evaluate import evaluate_next_frame
+from models.evaluation.protocol import evaluate_next_frame
 from models.repository import Manifest
 
 PIXELS = 64 * 64
@@ -37,7 +37,7 @@ def manifest():
 
 
 def test_frames_are_scored_against_the_frames_they_predict(monkeypatch):
-    monkeypatch.setattr("models.evaluate._latency_ms", lambda fn, repeats=30: 0.0)
+    monkeypatch.setattr("models.evaluation.protocol._latency_ms", lambda fn, repeats=30: 0.0)
     res = evaluate_next_frame(CopyLast(), manifest(), ramp_clips(), batch_size=2, horizon=10)
     # step k (1..10) predicts frame 9 + k with frame 9: error k/20 at each of 4096 pixels
     per_step = [PIXELS * (k / 20) ** 2 for k in range(1, 11)]
@@ -52,7 +52,7 @@ def test_frames_are_scored_against_the_frames_they_predict(monkeypatch):
 
 
 def test_copy_last_and_all_black_baselines(monkeypatch):
-    monkeypatch.setattr("models.evaluate._latency_ms", lambda fn, repeats=30: 0.0)
+    monkeypatch.setattr("models.evaluation.protocol._latency_ms", lambda fn, repeats=30: 0.0)
     res = evaluate_next_frame(CopyLast(), manifest(), ramp_clips(), batch_size=4, horizon=10)
     base = res["baselines"]
     assert base["copy_last_frame"]["rollout"]["mse_per_frame"] == pytest.approx(394.24)

@@ -1,0 +1,72 @@
+"""`framecast evaluate` (models/evaluation/card.py) end to end on a tiny budget, for all four
+models: the card's JSON and Markdown, and a tampered checkpoint refused."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from models.repository import read_manifest, sha256_file
+from service.cli import main
+from tests.models.helpers import train_tiny
+
+
+@pytest.mark.parametrize("arch", ["convlstm2d", "conv2d_lstm"])
+@pytest.mark.parametrize("task", ["next_frame", "classify"])
+def test_train_then_evaluate_writes_full_card(tmp_path, synthetic_mnist_npz, arch, task):
+    out = tmp_path / f"{arch}_{task}"
+    assert train_tiny(out, arch, task, synthetic_mnist_npz) == 0
+    man = read_manifest(out)
+    assert (man.architecture, man.task, man.frames, man.height) == (arch, task, 10, 64)
+    assert man.sha256 == sha256_file(out / "model.keras")
+    assert man.training["clips_seen"] == 4 and man.training["seed"] == 3
+    assert "framecast train" in man.training["command"] and man.flops_per_clip > 0
+    model = keras.models.load_model(out / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 10, 64, 64, 1)
+
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out),
+                "--clips",
+                "4",
+                "--mnist-dir",
+                str(synthetic_mnist_npz),
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
+    card = json.loads((out / "card.json").read_text())
+    md = (out / "card.md").read_text()
+    assert card["params"] == man.params and card["flops_per_clip"] == man.flops_per_clip
+    assert card["training"]["command"] == man.training["command"]
+    m = card["metrics"]
+    if task == "next_frame":
+        for part in ("t_plus_1", "rollout"):
+            for key in ("mse_per_frame", "mae_per_frame", "psnr", "ssim"):
+                assert np.isfinite(m[part][key])
+        assert len(m["rollout"]["per_step"]["mse_per_frame"]) == 10
+        assert set(m["baselines"]) == {"copy_last_frame", "all_black"}
+        assert m["latency_ms"]["one_clip_next_frame"] > 0
+        assert "10→10 MSE" in md and "all black" in md
+    else:
+        assert 0 <= m["accuracy"] <= 1
+        counts = np.array(m["confusion_matrix"]["counts"])
+        assert counts.shape == (8, 8) and counts.sum() == 4
+        assert "Confusion matrix" in md
+    assert "Quality bar" in md
+
+
+def test_evaluate_rejects_tampered_checkpoint(tmp_path, synthetic_mnist_npz, capsys):
+    out = tmp_path / "run"
+    assert train_tiny(out, "conv2d_lstm", "classify", synthetic_mnist_npz) == 0
+    with open(out / "model.keras", "ab") as f:
+        f.write(b"tampered")
+    assert (
+        main(["evaluate", str(out), "--clips", "2", "--mnist-dir", str(synthetic_mnist_npz)]) == 2
+    )
+    assert "sha256" in capsys.readouterr().err
