@@ -13,20 +13,19 @@ it in safe mode and reads from the loaded model what a manifest would say (:func
 
 A manifest beside the checkpoint overrides or completes that (class names, the context of a free
 time axis, a display name, a description); framecast's own complete manifests must agree with it.
-Every refusal is one :class:`CheckpointError` line that says what and why.
+Every refusal is one :class:`CheckpointError` line that says what and why. What serving builds
+over a loaded model (a copy per clip length, a uint8 entry) is in ``models/adapters.py``.
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 from keras import layers
 
 from models.repository import (
@@ -344,79 +343,9 @@ def open_folder(folder: str | os.PathLike) -> tuple[Manifest, keras.Model]:
     return manifest, model
 
 
-class PerLength:
-    """``predict_on_batch`` for a free time axis: one compiled copy per clip length.
-
-    Under TensorFlow, calling a model's own ``predict_on_batch`` with a time length other than
-    the first it saw can give wrong values (its traced function relaxes the shape), so each length
-    gets its own function, made by ``make(length)`` and kept (at most ``keep``, least recently
-    used dropped). Lengths are read from the first input's axis 1.
-    """
-
-    def __init__(self, make: Callable[[int], Any], keep: int = 64):
-        self.make = make
-        self.keep = keep
-        self.copies: OrderedDict[int, Any] = OrderedDict()
-
-    def __call__(self, length: int) -> Any:
-        copy = self.copies.get(length)
-        if copy is None:
-            copy = self.copies[length] = self.make(length)
-            while len(self.copies) > self.keep:
-                self.copies.popitem(last=False)
-        else:
-            self.copies.move_to_end(length)
-        return copy
-
-    def predict_on_batch(self, batch: Any) -> Any:
-        first = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(int(np.shape(first)[1])).predict_on_batch(batch)
-
-
-def at_length(model: keras.Model) -> Callable[[int], keras.Model]:
-    """``length → a model over the same layers whose input has that fixed time length``."""
-
-    def make(length: int) -> keras.Model:
-        shape = (length,) + tuple(model.inputs[0].shape[2:])
-        inp = keras.Input(shape, dtype=model.inputs[0].dtype)
-        return keras.Model(inp, model(inp), name=f"{model.name}_t{length}")
-
-    return make
-
-
-class _FromBytes(layers.Layer):
-    """uint8 pixels → float32 in [0, 1]: ``x / 255`` in float32, the division numpy does. The
-    divisor is a (frozen) weight, not a constant: TensorFlow's graph optimizer turns a division
-    by a constant into a multiplication by its reciprocal, which is 1 ulp off for some pixels."""
-
-    def build(self, input_shape: Any) -> None:
-        self.divisor = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(255.0), trainable=False
-        )
-
-    def call(self, x: Any) -> Any:
-        return keras.ops.divide(keras.ops.cast(x, "float32"), self.divisor)
-
-
-def from_bytes(model: keras.Model) -> keras.Model:
-    """The same model (the same layers and weights) taking uint8 pixels, 0–255, which it scales
-    in its own graph: the caller hands over a clip's bytes and converts nothing. Only a model
-    with one input of a fixed shape (ValueError otherwise)."""
-    if len(model.inputs) != 1:
-        raise ValueError(f"{len(model.inputs)} inputs")
-    shape = tuple(model.inputs[0].shape[1:])
-    if None in shape:
-        raise ValueError(f"input shape {shape} is not fixed")
-    inp = keras.Input(shape, dtype="uint8")
-    return keras.Model(inp, model(_FromBytes()(inp)), name=f"{model.name}_from_bytes")
-
-
 __all__ = [
     "CheckpointError",
-    "PerLength",
-    "from_bytes",
     "architecture",
-    "at_length",
     "infer",
     "load",
     "manifest_for",

@@ -68,7 +68,7 @@ def _timed_call(model: object, manifest: object) -> tuple[float, float, tuple]:
     """Two calls on a zero clip (the first compiles): (first ms, second ms, output shape)."""
     import numpy as np
 
-    from models.checkpoint import PerLength, at_length
+    from models.adapters import PerLength, at_length
 
     t = manifest.frames or manifest.context or 10
     x = np.zeros((1, t, manifest.height, manifest.width, manifest.channels), np.float32)

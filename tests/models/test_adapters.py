@@ -1,6 +1,6 @@
-"""``from_bytes``: a classifier that takes a clip's uint8 pixels and scales them in its graph
-answers exactly (bit for bit) what it answers on the pixels scaled by numpy, under both
-backends; models it cannot wrap are refused with a reason."""
+"""``from_bytes`` (models/adapters.py): a classifier that takes a clip's uint8 pixels and scales
+them in its graph answers exactly (bit for bit) what it answers on the pixels scaled by numpy,
+under both backends; models it cannot wrap are refused with a reason."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from models.checkpoint import from_bytes, open_folder
+from models.adapters import from_bytes
+from models.checkpoint import open_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,8 @@ def test_models_it_cannot_wrap_are_refused_with_a_reason():
 _UNDER_JAX = """
 import sys, numpy as np
 sys.path.insert(0, sys.argv[1])
-from models.checkpoint import from_bytes, open_folder
+from models.adapters import from_bytes
+from models.checkpoint import open_folder
 _, model = open_folder(__import__("pathlib").Path(sys.argv[1]) / "models" / "conv2d_lstm_classify")
 raw = np.random.default_rng(4).integers(0, 256, (3, 10, 64, 64, 1), dtype=np.uint8)
 got = np.asarray(from_bytes(model).predict_on_batch(raw))
