@@ -36,7 +36,7 @@ class FramecastCheckpoint(ls.LitAPI):
         m = self.manifest
         self.shape = (m.frames, m.height, m.width, m.channels)
         if m.task == "next_frame" and m.rollout == "carried_state":
-            from models.rollout import stepper
+            from models.carried import stepper
 
             self.call = stepper(model).context  # one context pass: horizon=1
         else:

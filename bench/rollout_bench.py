@@ -10,7 +10,7 @@ Two measurements, both ways, in one run on one machine:
   ``framecast evaluate`` does (clips per second).
 
 The sliding window calls the fixed-window model ``horizon`` times on ``frames`` frames; the
-carried state reads the context once and then steps one frame at a time (``models/rollout.py``).
+carried state reads the context once and then steps one frame at a time (``models/carried.py``).
 Both use the checkpoint's own weights; their outputs differ unless the model was trained for the
 rollout it is given (the figures are about cost).
 """
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
+    from models.carried import stepper
     from models.env import describe
     from models.evaluation.protocol import carried_rollout, rollout
     from models.repository import read_manifest, verify_checkpoint
-    from models.rollout import stepper
     from service.runtime.devices import Placement
     from service.runtime.policies import CarriedState, SlidingWindow
     from service.runtime.runner import ModelRunner

@@ -64,7 +64,7 @@ class Manifest:
     builder_kwargs: dict = field(default_factory=dict)
     # next_frame only: how k frames are rolled out. "sliding_window": call the model on the last
     # `frames` frames, append its prediction, drop the oldest; "carried_state": read the context
-    # once, then one frame a step with every recurrent state carried (models/rollout.py);
+    # once, then one frame a step with every recurrent state carried (models/carried.py);
     # "growing" (free time axis): call the model on the context and every prediction so far
     rollout: str = "sliding_window"
     training: dict = field(default_factory=dict)  # data, command, seed, clips seen, versions...

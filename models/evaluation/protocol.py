@@ -3,7 +3,7 @@
 Next-frame models: the first 10 frames of each 20-frame test clip are the context; the model
 predicts frame 11 (t+1 error) and then rolls out 10 frames autoregressively (its own predictions
 fed back), compared with frames 11-20 (10->10 error): as its manifest says, with the recurrent
-state carried (`rollout: carried_state`, models/rollout.py) or with a sliding window of fixed
+state carried (`rollout: carried_state`, models/carried.py) or with a sliding window of fixed
 length. The metrics and the frames compared are the same either way; two baselines (copy the
 last frame, all black) are scored alike. Classifiers: accuracy, top-2 accuracy and the confusion
 matrix on the direction test clips. Both: the latency of one clip.
@@ -24,8 +24,8 @@ from models.repository import Manifest
 if TYPE_CHECKING:  # only for annotations: importing this module does not load Keras
     import keras
 
+    from models.carried import Stepper
     from models.progress import Progress
-    from models.rollout import Stepper
 
 # ``on_batch(n)``: told after each model call that ``n`` more clips (rollouts: frames) are done.
 OnBatch = Callable[[int], object] | None
@@ -77,7 +77,7 @@ def carried_rollout(
     batch_size: int = 32,
     on_batch: OnBatch = None,
 ) -> np.ndarray:
-    """The encoder–forecaster rollout (``models.rollout.Stepper``) over ``context`` in batches of
+    """The encoder–forecaster rollout (``models.carried.Stepper``) over ``context`` in batches of
     exactly ``batch_size`` (the last padded): read each clip's context once, then ``horizon - 1``
     single-frame steps with the states carried. Same layout as :func:`rollout`; ``on_batch(n)``
     after each batch, ``n`` the frames it predicted (``horizon`` per clip)."""
@@ -99,7 +99,7 @@ def rollout_for(model: keras.Model, manifest: Manifest) -> Callable[..., np.ndar
     """``fn(context, horizon, batch_size, on_batch=None)`` rolling out as the manifest says the
     model does."""
     if getattr(manifest, "rollout", "sliding_window") == "carried_state":
-        from models.rollout import stepper
+        from models.carried import stepper
 
         s = stepper(model)
         return lambda context, horizon, batch_size=32, on_batch=None: carried_rollout(

@@ -47,7 +47,7 @@ class TrainConfig:
         0  # next_frame only: 0 = teacher forcing; K = train on the model's own K-step rollout
     )
     init_from: Path | None = None  # a model folder whose weights start this run
-    # next_frame only: train the carried-state encoder–forecaster (models/rollout.py) with
+    # next_frame only: train the carried-state encoder–forecaster (models/carried.py) with
     # scheduled sampling, the truth fed back with a probability falling linearly from
     # ``sampling_start`` to 0 over the first ``sampling_clips`` clips of the run
     forecast: bool = False

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from models import data as D
 from models.architectures import build, closed_loop
-from models.rollout import Forecaster, l1l2, rollout_mse
+from models.carried import Forecaster
 from models.training.batches import ClipDataset, validation_data
 from models.training.checkpoints import (
     check_resumable,
@@ -35,6 +35,7 @@ from models.training.checkpoints import (
     read_state,
 )
 from models.training.config import TrainConfig, TrainingError
+from models.training.losses import l1l2, rollout_mse
 from models.training.manifest import write_final
 
 if TYPE_CHECKING:  # annotations only

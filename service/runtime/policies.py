@@ -12,7 +12,7 @@ the model call(s) through ``call`` (which times them), and returns each payload'
   the model on the last ``frames`` frames, append its next frame, drop the oldest frame.
 - :class:`Growing`: the rollout of a free time axis: call the model on the context and every frame
   predicted so far (as the Keras next-frame example does), one compiled length at a time.
-- :class:`CarriedState`: the encoder–forecaster rollout (``models/rollout.py``): one context pass,
+- :class:`CarriedState`: the encoder–forecaster rollout (``models/carried.py``): one context pass,
   then one single-frame step per frame, every recurrent state carried in the payload.
 
 A model's input shape is ``(frames, H, W, C)`` with ``frames`` None for a free time axis: then

@@ -65,7 +65,7 @@ def load_folder(
                 warm_frames=settings.warm_frames,
                 keep_lengths=settings.max_compiled_lengths,
             )
-    except ValueError as e:  # models.rollout.NotSteppable
+    except ValueError as e:  # models.carried.NotSteppable
         raise LoadError(
             f"{folder / manifest.checkpoint}: its manifest asks for rollout="
             f"{manifest.rollout!r}, but the model cannot carry its state: {e}"

@@ -120,7 +120,7 @@ def make_policy(
     auto = m.source == "checkpoint" and m.rollout in ("", "auto", "sliding_window")
     want = ("carried_state" if free and m.output == "sequence" else "") if auto else m.rollout
     if want == "carried_state":
-        from models.rollout import ContextPass, NotSteppable, stepper
+        from models.carried import ContextPass, NotSteppable, stepper
 
         try:
             s = stepper(model)  # NotSteppable (a ValueError) says why it cannot

@@ -125,7 +125,7 @@ def test_evaluate_runs_under_jax(tmp_path, synthetic_mnist_npz):
 _CARRIED = """
 import sys, numpy as np, keras
 from models.architectures import build
-from models.rollout import ContextPass, Step, stepper
+from models.carried import ContextPass, Step, stepper
 keras.utils.set_random_seed(0)
 out = {}
 for arch, kw in (("convlstm2d", {"filters": (4, 4)}),

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from models.carried import stepper
 from models.repository import read_manifest
-from models.rollout import stepper
 from service.app import create_app
 from service.config import load_settings
 from service.runtime.devices import Placement

@@ -1,4 +1,4 @@
-"""Carried-state rollouts (the encoder–forecaster of Shi et al. 2015 and Wang et al. 2017).
+"""The carried-state encoder–forecaster (Shi et al. 2015, Wang et al. 2017) in Keras.
 
 A next-frame model built as one chain of layers, whose recurrent layers return sequences, can be
 run one frame at a time with every recurrent layer's state carried between frames: read the
@@ -248,19 +248,3 @@ def stepper(model: keras.Model, *, check: bool = True, atol: float = 1e-4) -> St
                 "frame-by-frame outputs differ from the model's own (a layer mixes frames)"
             )
     return s
-
-
-@keras.saving.register_keras_serializable(package="framecast")
-def rollout_mse(y_true: Tensor, y_pred: Tensor) -> Tensor:
-    """Training metric of :class:`Forecaster`: the mean squared error per pixel of the frames
-    predicted after the 10 context frames (outputs 9.. of the 19), the served rollout's error."""
-    d = ops.cast(y_true[:, 9:], "float32") - ops.cast(y_pred[:, 9:], "float32")
-    return ops.mean(ops.square(d))
-
-
-@keras.saving.register_keras_serializable(package="framecast")
-def l1l2(y_true: Tensor, y_pred: Tensor) -> Tensor:
-    """Training loss ``--loss l1l2``: mean absolute plus mean squared error per pixel (L1 keeps
-    the edges that L2 alone blurs under uncertainty)."""
-    d = ops.cast(y_true, y_pred.dtype) - y_pred
-    return ops.mean(ops.abs(d), axis=-1) + ops.mean(ops.square(d), axis=-1)

@@ -1,10 +1,10 @@
-"""The carried-state rollout (models/rollout.py): same outputs as the model reading a sequence."""
+"""The carried-state rollout (models/carried.py): same outputs as the model reading a sequence."""
 
 import keras
 import numpy as np
 import pytest
 
-from models import rollout as R
+from models import carried as R
 from models.architectures import build
 from models.evaluation.protocol import carried_rollout, rollout
 
