@@ -1,5 +1,5 @@
 """Why the model's worker copies with bytes.join: a batch stacked by numpy against one stacked by
-``service.runtime.policies.stacked``, alone and beside a busy Python thread (the event loop under
+``models.rollout.stacked``, alone and beside a busy Python thread (the event loop under
 load).
 
     python3 bench/gil_copies.py        # ~10 s; writes docs/bench/gil_copies.json
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from harness import ROOT
 
-from service.runtime.policies import stacked
+from models.rollout import stacked
 
 
 def _ms_per_call(fn, seconds: float) -> float:

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.carried import stepper
     from models.env import describe
-    from models.evaluation.protocol import carried_rollout, rollout
     from models.repository import read_manifest, verify_checkpoint
+    from models.rollout import carried_rollout, rollout
     from service.runtime.devices import Placement
     from service.runtime.policies import CarriedState, SlidingWindow
     from service.runtime.runner import ModelRunner

@@ -24,6 +24,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from models.rollout import carried_rollout
+
 # A backend tensor (TensorFlow or JAX) inside ``call``, or a symbolic ``keras.KerasTensor``.
 Tensor = Any
 
@@ -194,7 +196,8 @@ class Forecaster(_Chain):
 
 
 class Stepper:
-    """The compiled context pass and step of one next-frame model (batch calls, numpy in/out)."""
+    """The compiled context pass and step of one next-frame model (``context`` and ``step``:
+    Keras models whose ``predict_on_batch`` takes and gives numpy arrays)."""
 
     def __init__(self, model: keras.Model):
         self.model = model
@@ -202,26 +205,10 @@ class Stepper:
         self.step = Step(model)
         self.state_shapes = self.context.state_shapes
 
-    def start(self, frames: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """``(batch, T, H, W, C)`` → (next frames ``(batch, H, W, C)``, states)."""
-        out = self.context.predict_on_batch(np.asarray(frames, np.float32))
-        return np.asarray(out[0])[:, 0], [np.asarray(s) for s in out[1:]]
-
-    def advance(
-        self, frame: np.ndarray, states: list[np.ndarray]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """``(batch, H, W, C)`` + states → (next frames ``(batch, H, W, C)``, states)."""
-        out = self.step.predict_on_batch([np.asarray(frame, np.float32)[:, None], *states])
-        return np.asarray(out[0])[:, 0], [np.asarray(s) for s in out[1:]]
-
     def rollout(self, frames: np.ndarray, horizon: int) -> np.ndarray:
-        """``(batch, T, H, W, C)`` → ``(batch, horizon, H, W, C)``, carrying the states."""
-        nxt, states = self.start(frames)
-        preds = [nxt]
-        for _ in range(horizon - 1):
-            nxt, states = self.advance(nxt, states)
-            preds.append(nxt)
-        return np.stack(preds, axis=1)
+        """``(batch, T, H, W, C)`` → ``(batch, horizon, H, W, C)``, carrying the states: the
+        rollout that serving and evaluation run (``models/rollout.py``), on one batch."""
+        return carried_rollout(self, frames, horizon, batch_size=len(frames))
 
 
 def stepper(model: keras.Model, *, check: bool = True, atol: float = 1e-4) -> Stepper:

@@ -3,10 +3,11 @@
 Next-frame models: the first 10 frames of each 20-frame test clip are the context; the model
 predicts frame 11 (t+1 error) and then rolls out 10 frames autoregressively (its own predictions
 fed back), compared with frames 11-20 (10->10 error): as its manifest says, with the recurrent
-state carried (`rollout: carried_state`, models/carried.py) or with a sliding window of fixed
-length. The metrics and the frames compared are the same either way; two baselines (copy the
-last frame, all black) are scored alike. Classifiers: accuracy, top-2 accuracy and the confusion
-matrix on the direction test clips. Both: the latency of one clip.
+state carried (`rollout: carried_state`) or with a sliding window of fixed length, by the
+rollout the server runs (models/rollout.py). The metrics and the frames compared are the same
+either way; two baselines (copy the last frame, all black) are scored alike. Classifiers:
+accuracy, top-2 accuracy and the confusion matrix on the direction test clips. Both: the latency
+of one clip.
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ import numpy as np
 from models import data as D
 from models import metrics as M
 from models.repository import Manifest
+from models.rollout import OnBatch, carried_rollout, rollout
 
 if TYPE_CHECKING:  # only for annotations: importing this module does not load Keras
     import keras
 
-    from models.carried import Stepper
     from models.progress import Progress
-
-# ``on_batch(n)``: told after each model call that ``n`` more clips (rollouts: frames) are done.
-OnBatch = Callable[[int], object] | None
 
 
 def batched_call(
@@ -49,55 +47,9 @@ def batched_call(
     return np.concatenate(outs)
 
 
-def rollout(
-    model: keras.Model,
-    context: np.ndarray,
-    horizon: int,
-    batch_size: int = 32,
-    on_batch: OnBatch = None,
-) -> np.ndarray:
-    """Autoregressive rollout: (clips, frames, H, W, C) -> (clips, horizon, H, W, C).
-
-    The window keeps the model's fixed number of frames: append the prediction, drop the oldest.
-    ``on_batch(n)`` after each call, ``n`` the frames it predicted (one per clip).
-    """
-    window = np.asarray(context, dtype=np.float32)
-    preds = []
-    for _ in range(horizon):
-        nxt = batched_call(model, window, batch_size, on_batch)[:, -1]  # (clips, H, W, C)
-        preds.append(nxt)
-        window = np.concatenate([window[:, 1:], nxt[:, None]], axis=1)
-    return np.stack(preds, axis=1)
-
-
-def carried_rollout(
-    stepper: Stepper,
-    context: np.ndarray,
-    horizon: int,
-    batch_size: int = 32,
-    on_batch: OnBatch = None,
-) -> np.ndarray:
-    """The encoder–forecaster rollout (``models.carried.Stepper``) over ``context`` in batches of
-    exactly ``batch_size`` (the last padded): read each clip's context once, then ``horizon - 1``
-    single-frame steps with the states carried. Same layout as :func:`rollout`; ``on_batch(n)``
-    after each batch, ``n`` the frames it predicted (``horizon`` per clip)."""
-    outs = []
-    for start in range(0, len(context), batch_size):
-        chunk = np.asarray(context[start : start + batch_size], np.float32)
-        n = len(chunk)
-        if n < batch_size:
-            chunk = np.concatenate(
-                [chunk, np.zeros((batch_size - n,) + chunk.shape[1:], np.float32)]
-            )
-        outs.append(stepper.rollout(chunk, horizon)[:n])
-        if on_batch is not None:
-            on_batch(n * horizon)
-    return np.concatenate(outs)
-
-
 def rollout_for(model: keras.Model, manifest: Manifest) -> Callable[..., np.ndarray]:
     """``fn(context, horizon, batch_size, on_batch=None)`` rolling out as the manifest says the
-    model does."""
+    model does, by the rollout the server runs (``models/rollout.py``)."""
     if getattr(manifest, "rollout", "sliding_window") == "carried_state":
         from models.carried import stepper
 
@@ -106,7 +58,7 @@ def rollout_for(model: keras.Model, manifest: Manifest) -> Callable[..., np.ndar
             s, context, horizon, batch_size, on_batch
         )
     return lambda context, horizon, batch_size=32, on_batch=None: rollout(
-        model, context, horizon, batch_size, on_batch
+        model, context, horizon, batch_size, on_batch, output=manifest.output
     )
 
 

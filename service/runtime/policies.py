@@ -15,6 +15,10 @@ the model call(s) through ``call`` (which times them), and returns each payload'
 - :class:`CarriedState`: the encoder–forecaster rollout (``models/carried.py``): one context pass,
   then one single-frame step per frame, every recurrent state carried in the payload.
 
+What one step of a rollout does to each clip (its window, its states, the frame it predicts) is
+``models/rollout.py``'s, which ``framecast evaluate`` runs too: a policy only groups the payloads
+into batches (one per length, one per phase) and pads them to the bucket.
+
 A model's input shape is ``(frames, H, W, C)`` with ``frames`` None for a free time axis: then
 payloads of different lengths are called in separate batches of their own length (``calls``
 dispatch on the length), and warm-up uses ``warm_frames``. A next-frame model's ``output`` is
@@ -24,11 +28,11 @@ dispatch on the length), and warm-up uses ``warm_frames``. A next-frame model's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from models.rollout import Rollout, context_step, stacked, state_step, window_step
 from service.errors import InvalidInput
 from service.media.frames import scaled
 
@@ -46,49 +50,6 @@ class Policy(Protocol):
     ) -> list[Any]: ...
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]: ...
-
-
-@dataclass
-class Rollout:
-    """One clip rolling out ``steps`` frames."""
-
-    window: np.ndarray  # (frames, H, W, C) float32: the context, then what it reads next
-    steps: int
-    outputs: list[np.ndarray] = field(default_factory=list)
-    states: list[np.ndarray] | None = None  # carried state (CarriedState only), per clip
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise InvalidInput(f"a rollout needs at least 1 step, got horizon={self.steps}")
-
-    def add(self, frame: np.ndarray) -> np.ndarray | None:
-        """Record a predicted frame; the stacked rollout once ``steps`` frames are out."""
-        self.outputs.append(frame)
-        return stacked(self.outputs) if len(self.outputs) == self.steps else None
-
-
-def stacked(
-    rows: list[np.ndarray], bucket: int | None = None, dtype: Any = np.float32
-) -> np.ndarray:
-    """``rows`` stacked on a new first axis as ``dtype``, zero rows up to ``bucket`` (read-only).
-
-    Every copy the model's worker thread makes goes through here or :func:`owned`: one
-    ``bytes.join``, which copies holding the GIL. numpy releases the GIL for every large copy
-    (``np.stack`` of 16 clips: 16 times), and while the event loop is busy the worker then waits
-    up to a switch interval (5 ms) to get it back each time: 9 ms of a 24 ms classify batch step
-    at 32 connections went there before."""
-    arrays = [np.ascontiguousarray(r, dtype) for r in rows]
-    parts: list = [a.data for a in arrays]
-    n = len(arrays) if bucket is None else bucket
-    if n > len(arrays):
-        parts.append(bytes((n - len(arrays)) * arrays[0].nbytes))
-    return np.frombuffer(b"".join(parts), dtype).reshape((n,) + arrays[0].shape)
-
-
-def owned(a: np.ndarray) -> np.ndarray:
-    """A float32 copy of ``a`` that keeps no batch output alive, made holding the GIL."""
-    a = np.ascontiguousarray(a, np.float32)
-    return np.frombuffer(a.tobytes(), np.float32).reshape(a.shape)
 
 
 def _by_length(payloads: list[Any], clip: Callable[[Any], np.ndarray]) -> dict[int, list[int]]:
@@ -124,6 +85,13 @@ class _Shaped:
 
     def warm_clip(self, bucket: int) -> np.ndarray:
         return np.zeros((bucket, self.warm_frames) + self.frame_shape, np.float32)
+
+    def rollout_of(self, context: np.ndarray, steps: int) -> Rollout:
+        """A request's payload for the next-frame policies: its clip rolling out ``steps``."""
+        clip, steps = self.clip(context), int(steps)
+        if steps < 1:
+            raise InvalidInput(f"a rollout needs at least 1 step, got horizon={steps}")
+        return Rollout(clip, steps)
 
 
 class Classify(_Shaped):
@@ -168,12 +136,6 @@ class Classify(_Shaped):
         return {"model": clip, "model_u8": np.zeros(clip.shape, np.uint8)}
 
 
-def _next_frame(out: np.ndarray, row: int, output: str) -> np.ndarray:
-    """The predicted next frame of ``row`` in a batch output: the last of a sequence output, or
-    the one frame of a many-to-one output."""
-    return owned(out[row, -1] if output == "sequence" else out[row])
-
-
 class SlidingWindow(_Shaped):
     """A fixed window: each step reads the last ``frames`` frames, appends the prediction and
     drops the oldest frame."""
@@ -188,21 +150,19 @@ class SlidingWindow(_Shaped):
         self.output = output
 
     def begin(self, context: np.ndarray, steps: int) -> Rollout:
-        return Rollout(self.clip(context), int(steps))
+        return self.rollout_of(context, steps)
 
     def step(
         self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
     ) -> list:
         results: list[Any] = [None] * len(payloads)
         for rows in _by_length(payloads, lambda r: r.window).values():  # one, for a fixed window
-            batch = self.batch([payloads[i].window for i in rows], bucket_for(len(rows)))
-            out = np.asarray(calls["model"](batch))
-            for j, i in enumerate(rows):
-                r = payloads[i]
-                nxt = _next_frame(out, j, self.output)
-                kept = r.window if self.grows else r.window[1:]
-                r.window = stacked([*kept, nxt])
-                results[i] = r.add(nxt)
+            group = [payloads[i] for i in rows]
+            done = window_step(
+                group, bucket_for(len(rows)), calls["model"], output=self.output, grows=self.grows
+            )
+            for i, result in zip(rows, done):
+                results[i] = result
         return results
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
@@ -233,7 +193,7 @@ class CarriedState(_Shaped):
         self.state_shapes = [tuple(s) for s in state_shapes]
 
     def begin(self, context: np.ndarray, steps: int) -> Rollout:
-        return Rollout(self.clip(context), int(steps))
+        return self.rollout_of(context, steps)
 
     def step(
         self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
@@ -244,24 +204,15 @@ class CarriedState(_Shaped):
         if fresh:  # each phase padded to its own bucket: a newcomer costs one small context call
             for rows in _by_length([payloads[i] for i in fresh], lambda r: r.window).values():
                 rows = [fresh[j] for j in rows]
-                batch = self.batch([payloads[i].window for i in rows], bucket_for(len(rows)))
-                self._take(calls["context"](batch), rows, payloads, results)
+                group = [payloads[i] for i in rows]
+                done = context_step(group, bucket_for(len(rows)), calls["context"])
+                for i, result in zip(rows, done):
+                    results[i] = result
         if going:
-            bucket = bucket_for(len(going))
-            inputs = [stacked([payloads[i].outputs[-1][None] for i in going], bucket)]
-            for k in range(len(self.state_shapes)):
-                inputs.append(stacked([payloads[i].states[k] for i in going], bucket))
-            self._take(calls["step"](inputs), going, payloads, results)
+            done = state_step([payloads[i] for i in going], bucket_for(len(going)), calls["step"])
+            for i, result in zip(going, done):
+                results[i] = result
         return results
-
-    @staticmethod
-    def _take(out: list, rows: list[int], payloads: list[Rollout], results: list) -> None:
-        frames, states = out[0], out[1:]  # (bucket, 1, H, W, C), each (bucket, ...)
-        for j, i in enumerate(rows):
-            r = payloads[i]
-            results[i] = r.add(owned(frames[j, 0]))
-            if results[i] is None:  # steps to go: keep its states (megabytes: only then)
-                r.states = [owned(s[j]) for s in states]
 
     def warm_inputs(self, bucket: int) -> dict[str, Any]:
         step = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]

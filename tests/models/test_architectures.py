@@ -81,7 +81,7 @@ def test_bad_arguments():
 def test_closed_loop_matches_the_served_rollout():
     """The training wrapper rolls out exactly as evaluation and serving do."""
     from models.architectures import build, closed_loop, step_model
-    from models.evaluation.protocol import rollout
+    from models.rollout import rollout
 
     step = build("convlstm2d", task="next_frame", time_steps=10, filters=[4], kernel_size=3)
     wrapped = closed_loop(step, 3)

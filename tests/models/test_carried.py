@@ -6,7 +6,7 @@ import pytest
 
 from models import carried as R
 from models.architectures import build
-from models.evaluation.protocol import carried_rollout, rollout
+from models.rollout import carried_rollout, rollout
 
 TINY = {
     "convlstm2d": {"filters": (4, 4), "kernel_size": 3, "patch": 4},
@@ -94,18 +94,3 @@ def test_models_that_cannot_carry_state_say_why():
     x = keras.layers.Conv1D(3, 3, padding="causal")(x)  # reads 3 frames at once
     with pytest.raises(R.NotSteppable):
         R.stepper(keras.Model(inp, x))
-
-
-def test_rollout_keeps_window_fixed():
-    calls = []
-
-    class Fake:
-        def predict_on_batch(self, x):
-            calls.append(x.shape)
-            return x + 0.1  # "prediction" of frame t+1 = frame t + 0.1
-
-    ctx = np.zeros((3, 4, 8, 8, 1), dtype=np.float32)
-    out = rollout(Fake(), ctx, horizon=5, batch_size=2)
-    assert out.shape == (3, 5, 8, 8, 1)
-    np.testing.assert_allclose(out[:, :, 0, 0, 0], [[0.1, 0.2, 0.3, 0.4, 0.5]] * 3, atol=1e-6)
-    assert set(calls) == {(2, 4, 8, 8, 1)}  # fixed batch (padded) and fixed window length

@@ -34,26 +34,6 @@ def test_batches_equal_np_stack_for_any_layout():
     assert out.dtype == np.float32 and out.flags.c_contiguous
 
 
-def test_owned_copies_keep_no_batch_output_alive():
-    from service.runtime.policies import owned, stacked
-
-    out = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
-    row = owned(out[1])
-    np.testing.assert_array_equal(row, out[1])
-    assert not np.shares_memory(row, out) and row.dtype == np.float32
-    window = stacked([*out[0][1:], row[0]])  # a sliding window: drop the oldest, add the newest
-    np.testing.assert_array_equal(window, np.concatenate([out[0][1:], row[:1]]))
-
-
-def test_rollouts_stack_their_frames_once_done():
-    from service.runtime.policies import Rollout
-
-    r = Rollout(np.zeros((2, 3, 3, 1), np.float32), steps=3)
-    frames = [np.full((3, 3, 1), v, np.float32) for v in (0.1, 0.2, 0.3)]
-    assert r.add(frames[0]) is None and r.add(frames[1]) is None
-    np.testing.assert_array_equal(r.add(frames[2]), np.stack(frames))
-
-
 def test_classify_sends_byte_clips_to_the_uint8_entry_and_floats_to_the_model():
     """One step with both kinds of clip: bytes go, as bytes, to ``model_u8``; floats to
     ``model``; each answer goes back to its own request. Without a ``model_u8`` the bytes are
@@ -87,3 +67,16 @@ def test_a_free_time_axis_scales_byte_clips_on_arrival():
     policy = Classify((None, 3, 3, 1))
     clip = policy.begin(np.full((4, 3, 3, 1), 51, np.uint8))
     assert clip.dtype == np.float32 and np.allclose(clip, 0.2)
+
+
+def test_a_rollout_of_no_step_is_invalid_input():
+    import pytest
+
+    from service.errors import InvalidInput
+    from service.runtime.policies import CarriedState, SlidingWindow
+
+    clip = np.zeros((2, 3, 3, 1), np.float32)
+    for policy in (SlidingWindow((2, 3, 3, 1)), CarriedState((2, 3, 3, 1), [(4,)])):
+        with pytest.raises(InvalidInput, match="at least 1 step, got horizon=0"):
+            policy.begin(clip, 0)
+        assert policy.begin(clip, 2).steps == 2
