@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             policy=policy,
             callables=callables,
         )
-        runner.submit(runner._warmup).result()
+        runner.submit(runner.warm).result()
         times = []
         for _ in range(args.repeats + 2):
             t0 = time.perf_counter()

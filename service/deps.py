@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.config import Settings
+from service.runtime.lifecycle import ModelState
 from service.runtime.server import Runtime
 
 
@@ -21,7 +22,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-__all__ = ["Runtime", "RuntimeDep", "Settings", "SettingsDep"]
+__all__ = ["ModelState", "Runtime", "RuntimeDep", "Settings", "SettingsDep"]
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

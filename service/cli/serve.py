@@ -66,9 +66,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"framecast serve: {e}", file=sys.stderr)
         return 2
     if getattr(args, "ray", False):
-        from service.runtime.ray.app import (
-            serve_on_ray,  # imports ray lazily; a clear error without it
-        )
+        from service.runtime.ray.launch import serve_on_ray  # imports ray lazily, or says why not
 
         return serve_on_ray(settings)
     from models.repository import ManifestError

@@ -262,7 +262,7 @@ class ModelRunner(ManifestView):
             t.inference_ms += spent[0] * 1000.0
         return results
 
-    def _warmup(self) -> float:
+    def warm(self) -> float:
         """Call every callable once on every bucket shape; returns the time taken (ms)."""
         t0 = time.perf_counter()
         for b in self.buckets:

@@ -1,7 +1,8 @@
 """The models of one server: load them (in the background or blocking), warm them, look them up.
 
 The pieces live beside this module, one job each: ``devices`` (placement), ``registry``
-(discover, load one folder, unload, queries), ``runner`` (the Runner protocol and the in-process
+(discover, load one folder), ``lifecycle`` (each model's state, the swap, the queries over what
+is served), ``runner`` (the Runner protocol and the in-process
 runner), ``batcher`` (queue, buckets, deadlines, cancellation) and ``policies`` (what one step
 of a request does). Keras is imported only once models load, never at import.
 
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from models.repository import ManifestError, is_model_folder
@@ -26,7 +28,8 @@ from service.config import Settings
 from service.errors import InvalidInput, ModelNotFound, NotReady
 from service.runtime.batcher import Ticket, Timing, bucket_sizes
 from service.runtime.devices import DeviceError, Placement, configure_devices, import_keras
-from service.runtime.registry import LoadError, Registry, discover_folders, load_folder, stamp
+from service.runtime.lifecycle import Lifecycle, ModelState, reasons
+from service.runtime.registry import LoadError, discover_folders, load_folder, stamp
 from service.runtime.runner import ManifestView, ModelRunner, Runner
 from service.telemetry import Metrics
 
@@ -35,6 +38,7 @@ log = logging.getLogger("framecast.runtime")
 __all__ = [
     "LoadError",
     "LoadStatus",
+    "Phase",
     "ManifestView",
     "ModelRunner",
     "Placement",
@@ -46,17 +50,31 @@ __all__ = [
 ]
 
 
+class Phase(StrEnum):
+    """Where start-up is: the server's state in ``/readyz`` (each model's is its own)."""
+
+    STARTING = "starting"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
 @dataclass
 class LoadStatus:
-    state: str = "starting"  # starting | loading | ready | failed
+    """Start-up's phase and, while loading or after a failure, why; ``models`` is each
+    model's state from the lifecycle, as text."""
+
+    state: Phase = Phase.STARTING
     detail: str = ""
-    models: dict[str, str] = field(
-        default_factory=dict
-    )  # name -> loading/warming/ready/failed: ...
+    models: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:
     """Every model under ``settings.models_dir``: loads them, warms them, hands out runners.
+
+    Each model's life (loading, warming, ready, failed, unloaded, a swap after warm-up) is kept
+    by one :class:`~service.runtime.lifecycle.Lifecycle`, ``models``; this class decides when
+    to move a model along (start-up, the repository routes, polling).
 
     ``gate``, when given, is waited on before warm-up begins (tests use it to observe /readyz
     answering 503 while models are not warm). ``on_fatal(detail)`` is called when start-up ends
@@ -77,9 +95,9 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.gate = gate
         self.on_fatal = on_fatal
-        self.registry = Registry()
-        self.status = LoadStatus()
-        self.status.models = self.registry.states
+        self.models = Lifecycle(self.metrics)
+        self.phase = Phase.STARTING
+        self._detail = ""  # why start-up is where it is (loading, failed)
         self.placement: Placement | None = None
         self.ready_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,19 +109,26 @@ class Runtime:
 
     @property
     def runners(self) -> dict[str, Runner]:
-        return self.registry.runners
+        """The runners loaded, by name (a copy)."""
+        return self.models.runners
+
+    @property
+    def status(self) -> LoadStatus:
+        """Start-up's phase with every model's state, read from the lifecycle as it is now."""
+        detail = self.models.summary() if self.phase is Phase.READY else self._detail
+        return LoadStatus(self.phase, detail, self.models.states())
 
     # -- loading ------------------------------------------------------------------------------
     def start(self) -> None:
         """Load in the background (``load_mode=background``) or now (``blocking``; raises).
         Starting twice (an app built twice over one runtime) loads once."""
-        if self.status.state != "starting":
+        if self.phase is not Phase.STARTING:
             return
-        self.status.state = "loading"
+        self.phase = Phase.LOADING
         if self.settings.load_mode == "blocking":
             self.load_all()
-            if self.status.state != "ready":
-                raise LoadError(self.status.detail)
+            if self.phase is not Phase.READY:
+                raise LoadError(self._detail)
             self._start_poller()
             return
         self._thread = threading.Thread(
@@ -117,7 +142,7 @@ class Runtime:
         except Exception as e:  # noqa: BLE001 - reported through /readyz and the log
             log.exception("loading models failed")
             self._fail(f"{type(e).__name__}: {e}")
-        if self.status.state == "ready":
+        if self.phase is Phase.READY:
             self._start_poller()
 
     def load_all(self) -> None:
@@ -126,23 +151,25 @@ class Runtime:
             return
         if self.gate is not None:
             self.gate.wait()
-        for runner in list(self.runners.values()):
+        for runner in self.models.runners.values():
             if self._closed:
                 return
             if runner.ready:  # warmed where it runs (a remote replica)
-                self._mark_ready(runner)
+                self.models.serve(runner)
                 continue
-            if not self._warm(runner) and self.settings.strict_load:
-                return
-        served = [r.name for r in self.runners.values() if r.ready]
-        failed = {n: s for n, s in self.status.models.items() if s.startswith("failed")}
-        if not served:
-            self._fail("no model could be served: " + _reasons(failed))
+            try:
+                self.models.warm(runner, enabled=self.settings.warmup)
+            except LoadError as e:
+                if self.settings.strict_load:
+                    self._fail(f"model {runner.name!r}: {e} (FRAMECAST_STRICT_LOAD)")
+                    return
+                continue
+            self._log_ready(runner)
+        if not self.models.serving():
+            failed = self.models.with_state(ModelState.FAILED)
+            self._fail("no model could be served: " + reasons(failed))
             return
-        detail = f"{len(served)} model(s) ready"
-        if failed:
-            detail += f"; {len(failed)} failed: " + _reasons(failed)
-        self.status.state, self.status.detail = "ready", detail
+        self.phase = Phase.READY
         import gc
 
         gc.collect()  # the garbage of loading goes first, then what is left is kept out of
@@ -150,8 +177,9 @@ class Runtime:
         self.ready_event.set()
 
     def load_runners(self) -> bool:
-        """Fill the registry from ``settings.models_dir``; False (and status failed) when start-up
-        cannot go on. Another source of runners (Ray deployments) overrides this alone."""
+        """Load every folder under ``settings.models_dir`` into the lifecycle; False (and
+        start-up failed) when it cannot go on. Another source of runners (Ray deployments)
+        overrides this alone."""
         try:
             import_keras(quiet=self.settings.log_level != "debug")
         except DeviceError as e:
@@ -189,53 +217,33 @@ class Runtime:
                 return False
             self._stamps[folder.name] = stamp(folder)
             try:
-                runner = self._load_one(folder)
+                self._load_one(folder)
             except LoadError as e:
-                self._failed(folder.name, str(e))
+                self.models.fail(folder.name, str(e))
                 if settings.strict_load:
                     self._fail(f"{e} (FRAMECAST_STRICT_LOAD)")
                     return False
-                continue
-            self.registry.add(runner)
-            self.metrics.set_ready(runner.name, False)
-        if not self.runners:
-            failed = {n: s for n, s in self.status.models.items() if s.startswith("failed")}
-            self._fail("no model could be loaded: " + _reasons(failed))
+        if not self.models.runners:
+            failed = self.models.with_state(ModelState.FAILED)
+            self._fail("no model could be loaded: " + reasons(failed))
             return False
         return not self._closed
 
     def _load_one(self, folder: Path) -> ModelRunner:
-        name = folder.name
-        if name in self.runners:
-            raise LoadError(
-                f"{folder}: model name {name!r} is already used by {self.runners[name].folder}"
-            )
-        self.status.models[name] = "loading"
-        return load_folder(
+        """Load one folder into the lifecycle (not yet warm); raises LoadError."""
+        self.models.loading(folder.name)
+        assert self.placement is not None  # configured before any folder loads
+        runner = load_folder(
             folder, settings=self.settings, placement=self.placement, metrics=self.metrics
         )
-
-    def _warm(self, runner: ModelRunner) -> bool:
-        """Warm one runner; on failure it is closed, taken out and listed as failed."""
-        self.status.models[runner.name] = "warming"
         try:
-            runner.warmup_ms = (
-                runner.submit(runner._warmup).result() if self.settings.warmup else 0.0
-            )
-        except Exception as e:  # noqa: BLE001 - a model that cannot run is a load failure
-            detail = (
-                f"warm-up calls on shapes (b,) + {runner.input_shape} for b in "
-                f"{runner.buckets} failed: {type(e).__name__}: {e}"
-            )
-            if self.registry.runners.get(runner.name) is runner:
-                self.registry.runners.pop(runner.name)
+            self.models.loaded(runner)
+        except LoadError:
             runner.close()
-            self._failed(runner.name, detail)
-            if self.settings.strict_load:
-                self._fail(f"model {runner.name!r}: {detail} (FRAMECAST_STRICT_LOAD)")
-            return False
-        runner.ready = True
-        self._mark_ready(runner)
+            raise
+        return runner
+
+    def _log_ready(self, runner: Runner) -> None:
         m = runner.manifest
         log.info(
             "model %s ready: architecture=%s task=%s input=%sx%dx%dx%d device=%s "
@@ -250,22 +258,12 @@ class Runtime:
             runner.placement.description,
             m.params,
             runner.rollout,
-            ",".join(map(str, runner.buckets)),
-            runner.warmup_ms,
+            ",".join(map(str, getattr(runner, "buckets", ()))),
+            runner.warmup_ms or 0.0,
         )
-        return True
-
-    def _mark_ready(self, runner: Runner) -> None:
-        self.status.models[runner.name] = "ready"
-        self.metrics.set_ready(runner.name, True)
-
-    def _failed(self, name: str, detail: str) -> None:
-        self.status.models[name] = f"failed: {detail}"
-        self.metrics.set_ready(name, False)
-        log.error("model %s not served: %s", name, detail)
 
     def _fail(self, detail: str) -> None:
-        self.status.state, self.status.detail = "failed", detail
+        self.phase, self._detail = Phase.FAILED, detail
         log.error("models not loaded: %s", detail)
         if self.on_fatal is not None:
             self.on_fatal(detail)
@@ -277,7 +275,7 @@ class Runtime:
         self._closed = True
         if self.gate is not None:
             self.gate.set()
-        self.registry.close()
+        self.models.close()
 
     # -- the live repository ------------------------------------------------------------------
     def _folder(self, name: str) -> Path:
@@ -301,27 +299,18 @@ class Runtime:
         with self._ops:
             folder = self._folder(name)
             self._stamps[name] = stamp(folder)
-            old = self.runners.get(name)
+            old_exists = name in self.models.serving()
+            self.models.loading(name)
             try:
-                runner = load_folder(
-                    folder, settings=self.settings, placement=self.placement, metrics=self.metrics
-                )
-                if self.settings.warmup:
-                    runner.warmup_ms = runner.submit(runner._warmup).result()
-            except Exception as e:  # noqa: BLE001 - LoadError, or a warm-up call that failed
+                runner = self._load_one(folder)
+            except Exception as e:  # noqa: BLE001 - LoadError, or anything a load raised
                 detail = str(e) if isinstance(e, LoadError) else f"{type(e).__name__}: {e}"
-                if "runner" in locals():
-                    runner.close()
-                if old is None:
-                    self._failed(name, detail)
-                else:
-                    log.error("reload of %s failed; the old copy keeps serving: %s", name, detail)
-                raise LoadError(
-                    detail + ("; the previous copy keeps serving" if old is not None else "")
-                ) from None
-            runner.ready = True
-            self.registry.runners[name] = runner  # one assignment: requests see old or new
-            self._mark_ready(runner)
+                if not old_exists:
+                    self.models.fail(name, detail)
+                    raise LoadError(detail) from None
+                log.error("reload of %s failed; the old copy keeps serving: %s", name, detail)
+                raise LoadError(f"{detail}; the previous copy keeps serving") from None
+            old = self.models.warm(runner, enabled=self.settings.warmup)  # raises LoadError
             log.info("model %s %s from %s", name, "reloaded" if old else "loaded", folder)
         if old is not None:
             self._retire(old)
@@ -331,12 +320,7 @@ class Runtime:
         once its folder changes."""
         self._require_live()
         with self._ops:
-            runner = self.runners.pop(name, None)
-            if runner is None and name not in self.status.models:
-                raise ModelNotFound(f"no model named {name!r} is loaded or known")
-            self.status.models[name] = "unloaded"
-            self.metrics.set_ready(name, False)
-            log.info("model %s unloaded", name)
+            runner = self.models.unload(name)
         if runner is not None:
             self._retire(runner)
 
@@ -357,19 +341,10 @@ class Runtime:
     def index(self) -> list[dict]:
         """Every model folder and known model: name, state (READY, LOADING, UNAVAILABLE), reason."""
         try:
-            names = {f.name for f in discover_folders(self.settings.models_dir)}
+            names = [f.name for f in discover_folders(self.settings.models_dir)]
         except ManifestError:
-            names = set()
-        names |= set(self.status.models) | set(self.runners)
-        out = []
-        for name in sorted(names):
-            state = self.status.models.get(name, "not loaded")
-            if name in self.runners and self.runners[name].ready:
-                out.append({"name": name, "version": "1", "state": "READY", "reason": ""})
-                continue
-            code = "LOADING" if state in ("loading", "warming") else "UNAVAILABLE"
-            out.append({"name": name, "version": "1", "state": code, "reason": state})
-        return out
+            names = []
+        return self.models.index(names)
 
     def poll_once(self) -> None:
         """One scan: load new folders, reload changed ones, unload removed ones. A folder is
@@ -388,13 +363,11 @@ class Runtime:
                 self.load_model(name)
             except Exception as e:  # noqa: BLE001 - logged; polling goes on
                 log.error("model poll: %s: %s", name, e)
-        for name in list(self.runners):
+        for name in self.models.serving():
             if name not in seen and self.live:
                 self.unload_model(name)
-                self._stamps.pop(name, None)
-                self.status.models.pop(name, None)
-        for name in [n for n in self.status.models if n not in seen and n not in self.runners]:
-            self.status.models.pop(name, None)
+        for name in set(self.models.table()) - set(seen):
+            self.models.forget(name)
             self._stamps.pop(name, None)
 
     def _start_poller(self) -> None:
@@ -413,33 +386,19 @@ class Runtime:
     # -- lookup -------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self.status.state == "ready"
+        return self.phase is Phase.READY
 
     def require_ready(self) -> None:
         if not self.ready:
-            if self.status.state == "failed":
-                raise NotReady(f"models failed to load: {self.status.detail}")
+            if self.phase is Phase.FAILED:
+                raise NotReady(f"models failed to load: {self._detail}")
             raise NotReady("models are still loading or warming up; poll GET /readyz")
 
     def get(self, name: str) -> Runner:
         self.require_ready()
-        runner = self.runners.get(name)
-        if runner is None:
-            state = self.status.models.get(name, "")
-            if state.startswith("failed") or state in ("loading", "warming"):
-                raise NotReady(f"model {name!r} is not available ({state})")
-            if state == "unloaded":
-                raise ModelNotFound(
-                    f"model {name!r} is unloaded; load it with POST /v2/repository/models/"
-                    f"{name}/load"
-                )
-        return self.registry.get(name)
+        return self.models.get(name)
 
     def pair(self, task: str, choices: dict[str, str | None]) -> dict[str, Runner]:
-        """One runner per architecture slot of a comparison (a registry query)."""
+        """One runner per architecture slot of a comparison (a lifecycle query)."""
         self.require_ready()
-        return self.registry.pair(task, choices, self.settings)
-
-
-def _reasons(failed: dict[str, str]) -> str:
-    return "; ".join(f"{n}: {s.removeprefix('failed: ')}" for n, s in sorted(failed.items()))
+        return self.models.pair(task, choices, self.settings)

@@ -7,7 +7,7 @@ import sys
 
 from service.cli.serve import add_serve_subcommand
 from service.config import Settings
-from service.runtime.ray.app import serve_on_ray
+from service.runtime.ray.launch import serve_on_ray
 
 
 def test_serve_has_the_ray_flag():

@@ -125,7 +125,7 @@ def make_runner(loaded):
         runner = ModelRunner(
             folder, manifest, model, None, Placement("cpu:0", "cpu:0", "x"), **opts
         )
-        runner.warmup_ms = runner.submit(runner._warmup).result(timeout=120)
+        runner.warmup_ms = runner.submit(runner.warm).result(timeout=120)
         made.append(runner)
         return runner
 

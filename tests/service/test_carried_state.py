@@ -59,7 +59,7 @@ def test_shared_steps_hold_each_requests_state(carried_dir, arch):
         max_batch_size=8,
     )
     try:
-        runner.submit(runner._warmup).result(timeout=120)
+        runner.submit(runner.warm).result(timeout=120)
         calls = []
         for which in ("context", "step"):
             real = runner.callables[which].predict_on_batch

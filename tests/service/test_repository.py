@@ -185,3 +185,34 @@ class _Near:
 
     def __contains__(self, s: float) -> bool:
         return abs(s - self.p) < 1e-4 or abs(s - (1 - self.p)) < 1e-4
+
+
+def test_readyz_models_and_index_agree_through_unload_and_load(repo):
+    """/readyz, /v1/models and the V2 index read one lifecycle: after an unload none of them
+    still counts the model as ready, and a load brings it back in all three."""
+    from fastapi.testclient import TestClient
+
+    root, *_ = repo
+    om.write_folder(root, "b", om.convlstm2d_softmax(2, 1))
+    settings = Settings(models_dir=root, load_mode="blocking")
+
+    def views(c: TestClient) -> tuple[dict, str, dict, dict]:
+        ready = c.get("/readyz").json()
+        listed = {m["name"]: m["state"] for m in c.get("/v1/models").json()["models"]}
+        index = {m["name"]: m["state"] for m in c.post("/v2/repository/index").json()}
+        return ready["models"], ready["detail"], listed, index
+
+    with TestClient(create_app(settings)) as c:
+        models, detail, listed, index = views(c)
+        assert models == listed == {"a": "ready", "b": "ready"}
+        assert detail == "2 model(s) ready" and index == {"a": "READY", "b": "READY"}
+        assert c.post("/v2/repository/models/b/unload").status_code == 200
+        models, detail, listed, index = views(c)
+        assert models == listed == {"a": "ready", "b": "unloaded"}
+        assert detail == "1 model(s) ready; 1 unloaded: b", detail
+        assert index == {"a": "READY", "b": "UNAVAILABLE"}
+        assert c.get("/v2/models/b/ready").status_code == 400
+        assert c.post("/v2/repository/models/b/load").status_code == 200
+        models, detail, listed, index = views(c)
+        assert models == listed == {"a": "ready", "b": "ready"} and detail == "2 model(s) ready"
+        assert c.get("/v2/models/b/ready").status_code == 200

@@ -80,7 +80,7 @@ def test_the_in_process_and_the_ray_runner_share_one_protocol(runtime):
     methods)."""
     import dataclasses
 
-    from service.runtime.ray.app import RemoteRunner
+    from service.runtime.ray.ingress import RemoteRunner
     from service.runtime.runner import ModelRunner, Runner
 
     local = runtime.runners["convlstm2d_next_frame"]
@@ -103,7 +103,7 @@ def test_the_in_process_and_the_ray_runner_share_one_protocol(runtime):
 
 
 def test_compare_pairing_is_a_registry_query(runtime):
-    reg = runtime.registry
+    reg = runtime.models
     names = [r.name for r in reg.find(task="next_frame")]
     assert names == ["conv2d_lstm_next_frame", "convlstm2d_next_frame"]
     assert [r.name for r in reg.find(architecture="convlstm2d", task="classify")] == [
@@ -116,32 +116,46 @@ def test_compare_pairing_is_a_registry_query(runtime):
     }
 
 
-def test_registry_unload_closes_the_runner_and_forgets_it(models_dir):
-    """Registry.unload: the model is gone from lookups and its worker refuses new work."""
+def test_lifecycle_unload_takes_the_runner_out_and_forget_drops_it(models_dir):
+    """Lifecycle.unload: the model is gone from lookups (and says it is unloaded); once its
+    runner is closed its worker refuses new work; forget drops it from the table."""
     from service.config import Settings
     from service.errors import ModelNotFound, NotReady
     from service.runtime.devices import Placement
-    from service.runtime.registry import Registry, discover_folders, load_folder
+    from service.runtime.lifecycle import Lifecycle, ModelState
+    from service.runtime.registry import discover_folders, load_folder
     from service.telemetry import Metrics
 
     folders = {f.name: f for f in discover_folders(models_dir)}
-    reg = Registry()
+    reg = Lifecycle(Metrics())
+    reg.loading("conv2d_lstm_classify")
+    assert reg.status("conv2d_lstm_classify").state is ModelState.LOADING
     runner = load_folder(
         folders["conv2d_lstm_classify"],
         settings=Settings(models_dir=models_dir),
         placement=Placement("cpu:0", "cpu:0", "x"),
         metrics=Metrics(),
     )
-    reg.add(runner)
-    reg.states[runner.name] = "ready"
+    reg.loaded(runner)
+    try:
+        reg.get("conv2d_lstm_classify")
+        raise AssertionError("a model not warm yet is served")
+    except NotReady:
+        pass
+    assert reg.serve(runner) is None and runner.ready
     assert reg.get("conv2d_lstm_classify") is runner
-    reg.unload("conv2d_lstm_classify")
-    assert reg.find(task="classify") == [] and "conv2d_lstm_classify" not in reg.states
+    assert reg.states() == {"conv2d_lstm_classify": "ready"}
+    assert reg.unload("conv2d_lstm_classify") is runner
+    runner.close()
+    assert reg.find(task="classify") == [] and reg.states()["conv2d_lstm_classify"] == "unloaded"
     try:
         reg.get("conv2d_lstm_classify")
         raise AssertionError("an unloaded model is still found")
-    except ModelNotFound:
-        pass
+    except ModelNotFound as e:
+        assert "unloaded" in str(e)
+    assert reg.summary() == "0 model(s) ready; 1 unloaded: conv2d_lstm_classify"
+    reg.forget("conv2d_lstm_classify")
+    assert "conv2d_lstm_classify" not in reg.states()
     try:
         runner.submit(lambda: None)
         raise AssertionError("a closed runner took work")
@@ -172,7 +186,7 @@ def test_a_warm_classifier_takes_a_clips_bytes_and_answers_as_on_floats(models_d
     runner = _classify_runner(models_dir)
     try:
         assert runner.accepts_u8 is False  # not before warm-up has checked it
-        runner.submit(runner._warmup).result(timeout=300)
+        runner.submit(runner.warm).result(timeout=300)
         assert runner.accepts_u8 is True and "model_u8" in runner.callables
         shape = tuple(runner.input_shape)
         raw = np.random.default_rng(9).integers(0, 256, shape, dtype=np.uint8)
@@ -200,7 +214,7 @@ def test_a_uint8_entry_that_answers_differently_is_dropped(models_dir, caplog):
 
         runner.callables["model_u8"] = Off()
         with caplog.at_level("WARNING", logger="framecast.runtime"):
-            runner.submit(runner._warmup).result(timeout=300)
+            runner.submit(runner.warm).result(timeout=300)
         assert runner.accepts_u8 is False and "model_u8" not in runner.callables
         assert "scaling frames in its graph changed its output" in caplog.text
     finally:

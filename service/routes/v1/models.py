@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
-from service.deps import RuntimeDep
+from service.deps import ModelState, RuntimeDep
 from service.inference import Runner
 from service.routes.openapi import error_responses
 from service.schemas import InputSpec, ModelInfo, ModelListResponse
@@ -14,11 +14,11 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 NAME_EXAMPLE = "convlstm2d_next_frame"
 
 
-def model_info(r: Runner) -> ModelInfo:
+def model_info(r: Runner, state: str = "ready") -> ModelInfo:
     m = r.manifest
     return ModelInfo(
         name=m.name,
-        state="ready" if r.ready else "warming",
+        state=state,
         display_name=getattr(m, "display_name", ""),
         description=getattr(m, "description", ""),
         architecture=m.architecture,
@@ -54,18 +54,16 @@ async def list_models(runtime: RuntimeDep) -> ModelListResponse:
     """Served models, and those that failed to load (``state: failed`` with the ``error``) or
     were unloaded."""
     runtime.require_ready()
-    runners = dict(runtime.runners)
-    out = [model_info(r) for _, r in sorted(runners.items())]
-    for name, state in sorted(runtime.status.models.items()):
-        if name in runners:
+    serving = runtime.models.serving()
+    out = []
+    for name, st in runtime.models.table().items():
+        if name in serving:
+            out.append(model_info(serving[name], st.state.value))
             continue
-        failed = state.startswith("failed")
+        failed = st.state is ModelState.FAILED
         out.append(
             ModelInfo(
-                name=name,
-                state="failed" if failed else state,
-                error=state.removeprefix("failed: ") if failed else None,
-                ready=False,
+                name=name, state=st.state.value, error=st.detail if failed else None, ready=False
             )
         )
     return ModelListResponse(models=sorted(out, key=lambda i: i.name))

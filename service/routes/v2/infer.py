@@ -42,7 +42,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from service import inference
-from service.deps import Runtime, RuntimeDep, SettingsDep
+from service.deps import ModelState, Runtime, RuntimeDep, SettingsDep
 from service.errors import FramecastError
 from service.http.limits import check_json
 from service.http.uploads import read_body
@@ -188,11 +188,11 @@ async def model_ready(
     runtime: RuntimeDep, name: str, version: str | None = None
 ) -> dict | JSONResponse:
     _check_version(version)
-    runner = runtime.runners.get(name)
-    if runner is None and name not in runtime.status.models:  # failed/unloaded: ready false
-        known = ", ".join(sorted(runtime.runners)) or "none"
+    st = runtime.models.status(name)
+    if st is None:  # known but failed, loading or unloaded: ready false
+        known = ", ".join(sorted(runtime.models.serving())) or "none"
         raise _NotFound(f"no model named {name!r}; loaded models: {known}")
-    if runner is not None and runner.ready:
+    if st.state is ModelState.READY:
         return {"name": name, "ready": True}
     return JSONResponse(
         {"name": name, "ready": False}, status_code=400, headers={"Retry-After": "5"}

@@ -14,7 +14,8 @@
 - Readiness: each ingress replica's :class:`RemoteRuntime` loads in the background, so ``/readyz``
   answers 503 at once; it turns 200 once Serve reports every replica of the application running.
 
-Ray is imported lazily (``import service.runtime.ray.app`` works without it). Model files: the same
+The ingress's runtime is in ``ingress.py``, ``framecast serve --ray`` in ``launch.py``. Ray is
+imported lazily (``import service.runtime.ray.app`` works without it). Model files: the same
 path on every node, or ``FRAMECAST_RAY_MODELS_URI`` (fetched and sha256-checked per node).
 """
 
@@ -22,175 +23,35 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
-import time
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.repository import Manifest, discover
+from models.repository import discover
 from service.config import Settings, SettingsError, load_settings
-from service.errors import FramecastError
-from service.runtime.batcher import Ticket, Timing
-from service.runtime.devices import Placement
+from service.runtime.lifecycle import Lifecycle, ModelState
+from service.runtime.ray.ingress import RayMissing, RemoteRunner, RemoteRuntime, ray_modules
 from service.runtime.ray.model_fetch import ModelFetchError, fetch, list_models
-from service.runtime.runner import ManifestView
-from service.runtime.server import Runtime
 
-if TYPE_CHECKING:  # Ray is optional and imported lazily (see _ray)
+if TYPE_CHECKING:  # Ray is optional and imported lazily (see ray_modules)
     from ray.serve import Application
-    from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-log = logging.getLogger("framecast.ray")
-
-INSTALL_HINT = (
-    "Ray Serve is not installed: pip install 'framecast[ray]' (or pip install 'ray[serve]')"
-)
-
-
-class RayMissing(RuntimeError):
-    pass
-
-
-def _ray():
-    try:
-        import ray
-        from ray import serve
-    except ModuleNotFoundError as e:
-        raise RayMissing(f"{INSTALL_HINT} ({e})") from None
-    return ray, serve
-
-
-# --------------------------------------------------------------------------- the ingress side
-
-
-class RemoteRunner(ManifestView):
-    """The :class:`~service.runtime.runner.Runner` of a model served by a deployment: each call is
-    forwarded to one of its replicas, whose own batcher queues it. The ingress holds no queue, so
-    its ``queue_depth`` is 0 and ``expect`` gives no ticket; Serve bounds each replica with
-    ``max_ongoing_requests``."""
-
-    queue_depth = 0
-
-    def __init__(self, handle: DeploymentHandle, info: dict):
-        self.handle = handle
-        self.manifest = Manifest(**info["manifest"])
-        self.placement = Placement(**info["placement"])
-        self.card = info["card"]
-        self.warmup_ms = info["warmup_ms"]
-        self.folder = Path(info["folder"])
-        self.ready = True
-
-    def expect(self) -> AbstractContextManager:
-        return nullcontext(None)
-
-    async def predict(
-        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
-    ) -> tuple[np.ndarray, Timing]:
-        return await _unwrap(
-            self.handle.predict.remote(np.asarray(context, np.float32), int(horizon))
-        )
-
-    async def classify(
-        self, context: np.ndarray, *, ticket: Ticket | None = None
-    ) -> tuple[np.ndarray, Timing]:
-        return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
-
-    def close(self) -> None:
-        pass
-
-
-async def _unwrap(response: DeploymentResponse) -> tuple[np.ndarray, Timing]:
-    """Await a deployment's answer; a domain error raised there is raised here as itself."""
-    try:
-        return await response
-    except Exception as e:
-        cause = getattr(e, "cause", None)  # ray.exceptions.RayTaskError keeps the original
-        if isinstance(cause, FramecastError):
-            raise cause from None
-        raise
-
-
-class RemoteRuntime(Runtime):
-    """A :class:`Runtime` whose runners are deployments (``handles``: name → handle).
-
-    Loading means waiting until Serve reports every replica of the application running (the
-    models' and the ingress's), then asking each deployment what it serves. It runs on the loader
-    thread (the replica's event loop never blocks on it), so ``/readyz`` answers 503 at once, with
-    each model's replica states, until then; a deployment that fails makes it ``failed``.
-    """
-
-    live = False  # deployments are fixed when the application is built
-    poll_s = 1.0
-
-    def __init__(self, settings: Settings, handles: dict, model_apps: dict | None = None, **kwargs):
-        super().__init__(settings.model_copy(update={"load_mode": "background"}), **kwargs)
-        self.handles = handles
-        self.model_apps = model_apps or {}  # name → application (`framecast serve --ray`)
-
-    def load_runners(self) -> bool:
-        _, serve = _ray()
-        apps = {serve.get_replica_context().app_name, *self.model_apps.values()}
-        keys = set(self.handles) | set(self.model_apps)
-        while not self._closed:
-            waiting, failed, deployments = [], [], {}
-            status = serve.status().applications
-            for app in sorted(apps):
-                if app in status:
-                    deployments.update(status[app].deployments)
-                else:
-                    waiting.append(f"application {app} is not deployed yet")
-            for key in keys - {d.removeprefix("model-") for d in deployments}:
-                self.status.models[key] = "loading: not deployed yet"
-            for dep_name, dep in sorted(deployments.items()):
-                text = _replica_text(dep)
-                key = dep_name.removeprefix("model-")
-                if key in keys:
-                    self.status.models[key] = text
-                if dep.status == "DEPLOY_FAILED":
-                    failed.append(f"{dep_name}: {dep.message}")
-                elif dep.status not in RUNNING_STATES:
-                    waiting.append(f"{dep_name} {text}")
-            if failed:
-                self._fail("deployment failed: " + "; ".join(failed))
-                return False
-            if not waiting:
-                break
-            self.status.detail = "waiting for replicas: " + "; ".join(waiting)
-            time.sleep(self.poll_s)
-        for key, app in self.model_apps.items():
-            self.handles[key] = serve.get_deployment_handle(f"model-{key}", app_name=app)
-        for _key, handle in sorted(self.handles.items()):
-            info = handle.info.remote().result(timeout_s=self.settings.inference_timeout_s)
-            runner = RemoteRunner(handle, info)
-            self.registry.add(runner)
-            self.placement = runner.placement
-        return not self._closed
-
-
-RUNNING_STATES = ("HEALTHY", "UPSCALING", "DOWNSCALING")  # every replica it was asked for ran
-
-
-def _replica_text(dep: object) -> str:
-    """'loading: 1/2 replicas running (STARTING 1)' from Serve's DeploymentStatusOverview."""
-    states = dict(getattr(dep, "replica_states", {}) or {})
-    running = states.pop("RUNNING", 0)
-    if dep.status in RUNNING_STATES:
-        return "ready" if not states else f"ready: {running} replicas running"
-    others = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
-    text = f"loading: {running}/{running + sum(states.values())} replicas running"
-    text += f" ({others})" if others else ""
-    message = getattr(dep, "message", "")
-    return f"{text}; {message}" if message else text
+__all__ = [
+    "RayMissing",
+    "RemoteRunner",
+    "RemoteRuntime",
+    "app_builder",
+    "build_app",
+    "build_apps",
+    "cpus_needed",
+    "model_app_name",
+    "model_options",
+]
 
 
 def _settings_payload(settings: Settings) -> dict:
     return settings.model_dump(mode="json")
-
-
-# --------------------------------------------------------------------------- the application
 
 
 MODEL_OPTION_KEYS = (
@@ -270,7 +131,7 @@ def build_apps(
     ``/readyz`` answers 503 at once (Serve holds requests to a deployment with no running replica)
     while the models start. Without ``split``: one application, the models bound to the ingress.
     """
-    _, serve = _ray()
+    _, serve = ray_modules()
     settings = settings or load_settings()
     if settings.ray_models_uri:  # each replica fetches its folder (ray/model_fetch.py)
         try:
@@ -318,14 +179,15 @@ def build_apps(
             )
             if settings.ray_models_uri:  # this node's sha256-checked copy
                 folder = str(fetch(settings.ray_models_uri, Path(folder).name))
-            # loads and warms; raises (and the replica fails) on error
+            # loads and warms (the same life as on the plain server); raises, and the replica
+            # fails, on error
+            self.models = Lifecycle()
+            self.models.loading(Path(folder).name)
             self.runner = load_folder(
                 Path(folder), settings=settings, placement=placement, metrics=Metrics()
             )
-            self.runner.warmup_ms = (
-                self.runner.submit(self.runner._warmup).result() if settings.warmup else 0.0
-            )
-            self.runner.ready = True
+            self.models.loaded(self.runner)
+            self.models.warm(self.runner, enabled=settings.warmup)
 
         def info(self) -> dict:
             r = self.runner
@@ -344,8 +206,9 @@ def build_apps(
             return await self.runner.classify(context)
 
         def check_health(self) -> None:
-            if not self.runner.ready:
-                raise RuntimeError(f"model {self.runner.name!r} is not ready")
+            st = self.models.status(self.runner.name)
+            if st is None or st.state is not ModelState.READY:
+                raise RuntimeError(f"model {self.runner.name!r} is not ready ({st})")
 
         def __del__(self):
             runner = getattr(self, "runner", None)
@@ -373,77 +236,3 @@ def app_builder(args: dict | None = None) -> Application:
     """For ``serve run service.runtime.ray.app:app_builder`` and Serve config files: ``args`` are
     setting names (``models_dir``, ``ray_replicas``, …) that override FRAMECAST_* variables."""
     return build_app(load_settings(**(args or {})))
-
-
-# ------------------------------------------------------------------------ `framecast serve --ray`
-
-
-def connect(settings: Settings) -> None:
-    """Join the cluster at FRAMECAST_RAY_ADDRESS, or start a new local Ray instance: never a
-    running cluster by accident (``address="local"`` ignores RAY_ADDRESS and ``ray start``)."""
-    ray, _ = _ray()
-    if ray.is_initialized():
-        return
-    if settings.ray_address:
-        ray.init(address=settings.ray_address)
-        log.info("joined the Ray cluster at %s (FRAMECAST_RAY_ADDRESS)", settings.ray_address)
-    else:
-        ray.init(address="local")
-        log.info("started a local Ray instance (set FRAMECAST_RAY_ADDRESS to join a cluster)")
-
-
-def serve_on_ray(settings: Settings) -> int:
-    """Start a local Ray (or join FRAMECAST_RAY_ADDRESS), deploy, and block until Ctrl-C."""
-    try:
-        ray, serve = _ray()
-    except RayMissing as e:
-        print(f"framecast serve --ray: {e}", file=sys.stderr)
-        return 2
-    from service.http.logs import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format)
-    ingress, models = build_apps(settings)  # bad settings fail here, before Ray starts
-    connect(settings)
-    names = list(models)
-    need, have = cpus_needed(settings, names), ray.cluster_resources()
-    if need > have.get("CPU", 0) + 1e-9:
-        log.warning(
-            "the application reserves %.2f CPUs and the cluster has %s: some replicas will wait "
-            "for resources (lower FRAMECAST_RAY_CPUS_PER_REPLICA / FRAMECAST_RAY_REPLICAS, or "
-            "add nodes)",
-            need,
-            have.get("CPU", 0),
-        )
-    serve.start(http_options={"host": settings.host, "port": settings.port})
-    log.info(
-        "deploying framecast on Ray Serve at http://%s:%d (%d models; %.2f CPUs reserved of "
-        "%s); /readyz answers 503 until every replica runs",
-        settings.host,
-        settings.port,
-        len(names),
-        need,
-        have.get("CPU", 0),
-    )
-    import signal
-
-    def on_term(signum: int, frame: object) -> None:  # docker stop, systemd: as Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        serve.run(ingress, name="framecast", route_prefix="/")  # returns once it runs
-        serve.run_many(
-            [
-                serve.RunTarget(app, name=model_app_name(n), route_prefix=None)
-                for n, app in models.items()
-            ],
-            wait_for_applications_running=False,
-        )
-        while True:  # until Ctrl-C; /readyz says when every replica runs
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        serve.shutdown()
-        ray.shutdown()  # a local instance stops with it; a joined cluster keeps running
-    return 0

@@ -1,0 +1,168 @@
+"""The ingress side of framecast on Ray Serve: the runtime whose runners are deployments.
+
+Each ingress replica runs the plain app (``create_app``) over a :class:`RemoteRuntime`: its
+models live in the lifecycle as on the plain server, but loading means waiting for Serve to
+report every replica running and asking each deployment what it serves, and a call is
+forwarded to a replica (:class:`RemoteRunner`). Ray is imported lazily (:func:`ray_modules`).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models.repository import Manifest
+from service.config import Settings
+from service.errors import FramecastError
+from service.runtime.batcher import Ticket, Timing
+from service.runtime.devices import Placement
+from service.runtime.runner import ManifestView
+from service.runtime.server import Runtime
+
+if TYPE_CHECKING:  # Ray is optional and imported lazily (see ray_modules)
+    from ray.serve.handle import DeploymentHandle, DeploymentResponse
+
+INSTALL_HINT = (
+    "Ray Serve is not installed: pip install 'framecast[ray]' (or pip install 'ray[serve]')"
+)
+
+
+class RayMissing(RuntimeError):
+    pass
+
+
+def ray_modules() -> tuple[Any, Any]:
+    try:
+        import ray
+        from ray import serve
+    except ModuleNotFoundError as e:
+        raise RayMissing(f"{INSTALL_HINT} ({e})") from None
+    return ray, serve
+
+
+class RemoteRunner(ManifestView):
+    """The :class:`~service.runtime.runner.Runner` of a model served by a deployment: each call is
+    forwarded to one of its replicas, whose own batcher queues it. The ingress holds no queue, so
+    its ``queue_depth`` is 0 and ``expect`` gives no ticket; Serve bounds each replica with
+    ``max_ongoing_requests``."""
+
+    queue_depth = 0
+
+    def __init__(self, handle: DeploymentHandle, info: dict):
+        self.handle = handle
+        self.manifest = Manifest(**info["manifest"])
+        self.placement = Placement(**info["placement"])
+        self.card = info["card"]
+        self.warmup_ms = info["warmup_ms"]
+        self.folder = Path(info["folder"])
+        self.ready = True
+
+    def expect(self) -> AbstractContextManager:
+        return nullcontext(None)
+
+    async def predict(
+        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
+    ) -> tuple[np.ndarray, Timing]:
+        return await _unwrap(
+            self.handle.predict.remote(np.asarray(context, np.float32), int(horizon))
+        )
+
+    async def classify(
+        self, context: np.ndarray, *, ticket: Ticket | None = None
+    ) -> tuple[np.ndarray, Timing]:
+        return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
+
+    def close(self) -> None:
+        pass
+
+
+async def _unwrap(response: DeploymentResponse) -> tuple[np.ndarray, Timing]:
+    """Await a deployment's answer; a domain error raised there is raised here as itself."""
+    try:
+        return await response
+    except Exception as e:
+        cause = getattr(e, "cause", None)  # ray.exceptions.RayTaskError keeps the original
+        if isinstance(cause, FramecastError):
+            raise cause from None
+        raise
+
+
+class RemoteRuntime(Runtime):
+    """A :class:`Runtime` whose runners are deployments (``handles``: name → handle).
+
+    Loading means waiting until Serve reports every replica of the application running (the
+    models' and the ingress's), then asking each deployment what it serves. It runs on the loader
+    thread (the replica's event loop never blocks on it), so ``/readyz`` answers 503 at once, with
+    each model's replica states, until then; a deployment that fails makes it ``failed``.
+    """
+
+    live = False  # deployments are fixed when the application is built
+    poll_s = 1.0
+
+    def __init__(self, settings: Settings, handles: dict, model_apps: dict | None = None, **kwargs):
+        super().__init__(settings.model_copy(update={"load_mode": "background"}), **kwargs)
+        self.handles = handles
+        self.model_apps = model_apps or {}  # name → application (`framecast serve --ray`)
+
+    def load_runners(self) -> bool:
+        _, serve = ray_modules()
+        apps = {serve.get_replica_context().app_name, *self.model_apps.values()}
+        keys = set(self.handles) | set(self.model_apps)
+        while not self._closed:
+            waiting, failed, deployments = [], [], {}
+            status = serve.status().applications
+            for app in sorted(apps):
+                if app in status:
+                    deployments.update(status[app].deployments)
+                else:
+                    waiting.append(f"application {app} is not deployed yet")
+            for key in keys - {d.removeprefix("model-") for d in deployments}:
+                self.models.loading(key, "not deployed yet")
+            for dep_name, dep in sorted(deployments.items()):
+                text = _replica_text(dep)
+                key = dep_name.removeprefix("model-")
+                if key in keys:
+                    self.models.loading(key, text)
+                if dep.status == "DEPLOY_FAILED":
+                    failed.append(f"{dep_name}: {dep.message}")
+                    if key in keys:
+                        self.models.fail(key, f"deployment failed: {dep.message}")
+                elif dep.status not in RUNNING_STATES:
+                    waiting.append(f"{dep_name} {text}")
+            if failed:
+                self._fail("deployment failed: " + "; ".join(failed))
+                return False
+            if not waiting:
+                break
+            self._detail = "waiting for replicas: " + "; ".join(waiting)
+            time.sleep(self.poll_s)
+        for key, app in self.model_apps.items():
+            self.handles[key] = serve.get_deployment_handle(f"model-{key}", app_name=app)
+        for _key, handle in sorted(self.handles.items()):
+            info = handle.info.remote().result(timeout_s=self.settings.inference_timeout_s)
+            runner = RemoteRunner(handle, info)
+            self.models.loaded(runner)
+            self.placement = runner.placement
+        return not self._closed
+
+
+RUNNING_STATES = ("HEALTHY", "UPSCALING", "DOWNSCALING")  # every replica it was asked for ran
+
+
+def _replica_text(dep: object) -> str:
+    """'1/2 replicas running (STARTING 1)' from Serve's DeploymentStatusOverview (the
+    model is LOADING, as the ingress sees it, until it has asked the deployment what it
+    serves)."""
+    states = dict(getattr(dep, "replica_states", {}) or {})
+    running = states.pop("RUNNING", 0)
+    if dep.status in RUNNING_STATES:
+        return "replicas running" if not states else f"{running} replicas running"
+    others = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+    text = f"{running}/{running + sum(states.values())} replicas running"
+    text += f" ({others})" if others else ""
+    message = getattr(dep, "message", "")
+    return f"{text}; {message}" if message else text
