@@ -1,14 +1,22 @@
-"""Domain errors and the one place that maps them to HTTP status codes.
+"""Domain errors and the one map from each failure to its HTTP answer.
 
-Routes, codecs and the runtime raise these; :func:`install` registers the handlers that turn them
-(and FastAPI's own validation errors) into ``{"error": kind, "message": ..., "status": code}``.
-Anything unexpected is logged and answered 500 with the same shape; no input should get there.
+Every failure kind is a :class:`FramecastError` subclass whose ``status`` and ``kind`` are the
+map. Routes, codecs, the runtime and the pure-ASGI layers (body limit, API keys, the hot path)
+raise them; FastAPI's own faults (validation, routing) become them (:func:`from_validation`,
+:func:`from_http`). The answer is rendered in one place, :func:`render`, in the protocol of the
+route: ``{"error": kind, "message": ..., "status": code}`` for framecast's own API, and for
+the ``/v2`` routes the Open Inference Protocol's ``{"error": "..."}`` (with 400 for a bad
+request, as the protocol asks). :func:`install` registers the app's handlers; :func:`send_error`
+answers from an ASGI layer. Anything unexpected is logged and answered 500; no input should get
+there.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +42,33 @@ class InvalidInput(FramecastError):
     """The upload or a parameter is malformed or inconsistent (names the frame and the fault)."""
 
     status, kind = 422, "invalid_input"
+
+
+class InvalidParameter(InvalidInput):
+    """A query, path or form parameter FastAPI's validation refused."""
+
+    kind = "invalid_parameter"
+
+
+class BadRequest(FramecastError):
+    """A request that does not follow its protocol (a V2 body, a repository request)."""
+
+    status, kind = 400, "bad_request"
+
+
+class LoadFailed(BadRequest):
+    """A repository load whose folder exists but whose model could not be loaded or warmed
+    (Triton answers 400)."""
+
+    kind = "load_failed"
+
+
+class HTTPError(FramecastError):
+    """A fault the router itself found (no such route, a method not allowed, ...)."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message, headers=headers)
+        self.status, self.kind = status, _HTTP_KINDS.get(status, "http_error")
 
 
 class FrameDecodeError(InvalidInput):
@@ -120,21 +155,6 @@ class LoadError(RuntimeError):
     or repository fault, not a request's: the repository route answers it 400 in V2's body)."""
 
 
-def error_body(status: int, kind: str, message: str) -> dict:
-    return {"error": kind, "message": message, "status": status}
-
-
-def _response(
-    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(error_body(status, kind, message), status_code=status, headers=headers)
-
-
-def error_response(exc: FramecastError) -> JSONResponse:
-    """The answer to a domain error (the full app's handler, and service/http/hotpath.py's)."""
-    return _response(exc.status, exc.kind, exc.message, exc.headers)
-
-
 _HTTP_KINDS = {
     400: "bad_request",
     404: "not_found",
@@ -144,37 +164,102 @@ _HTTP_KINDS = {
 }
 
 
+class Protocol(StrEnum):
+    """Whose error body an answer takes."""
+
+    FRAMECAST = "framecast"  # {"error": kind, "message": ..., "status": code}
+    V2 = "v2"  # the Open Inference Protocol: {"error": "..."}
+
+
+def protocol_of(request: Request) -> Protocol:
+    """The protocol of the route that ``request`` matched: V2 for the ``/v2`` routers' routes,
+    framecast's own for the rest (an unknown path, even under ``/v2``, and the pure-ASGI layers
+    in front of the router answer in framecast's form)."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", "")
+    return Protocol.V2 if path.startswith("/v2/") else Protocol.FRAMECAST
+
+
+def render(
+    exc: FramecastError, protocol: Protocol = Protocol.FRAMECAST
+) -> tuple[int, dict, Mapping[str, str] | None]:
+    """The status, body and headers that answer ``exc`` in ``protocol``."""
+    if protocol is Protocol.V2:
+        status = 400 if exc.status == 422 else exc.status  # V2 uses 400 for bad requests
+        return status, {"error": exc.message}, exc.headers
+    body = {"error": exc.kind, "message": exc.message, "status": exc.status}
+    return exc.status, body, exc.headers
+
+
+def error_response(exc: FramecastError, protocol: Protocol = Protocol.FRAMECAST) -> JSONResponse:
+    """The answer to a domain error (the app's handlers, and service/http/hotpath.py's)."""
+    status, body, headers = render(exc, protocol)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def send_error(
+    send: Callable[[dict], Awaitable[None]],
+    exc: FramecastError,
+    *,
+    close: bool = False,
+    more_body: bool = False,
+) -> None:
+    """Answer ``exc`` from a pure-ASGI layer in front of the router (framecast's form);
+    ``close`` asks the server to close the connection after it, ``more_body`` leaves the
+    response open for the caller to end."""
+    status, body, headers = render(exc)
+    raw = json.dumps(body).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    if close:
+        head.append((b"connection", b"close"))
+    head += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": raw, "more_body": more_body})
+
+
+def from_validation(exc: RequestValidationError) -> InvalidParameter:
+    """FastAPI's validation error as one message naming each parameter and its fault."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "path", "body")]
+        where = ".".join(loc) or "request"
+        value = err.get("input")
+        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
+    return InvalidParameter("; ".join(parts) or "invalid request")
+
+
+def from_http(exc: StarletteHTTPException, request: Request) -> HTTPError:
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.method} {request.url.path}; see /docs"
+    return HTTPError(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``: every fault rendered in the protocol of its path."""
+
+    def answer(request: Request, exc: FramecastError) -> JSONResponse:
+        return error_response(exc, protocol_of(request))
 
     @app.exception_handler(FramecastError)
     async def _domain(request: Request, exc: FramecastError):
-        return error_response(exc)
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        parts = []
-        for err in exc.errors():
-            loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "path", "body")]
-            where = ".".join(loc) or "request"
-            value = err.get("input")
-            shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
-            parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
-        return _response(422, "invalid_parameter", "; ".join(parts) or "invalid request")
+        return answer(request, from_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        kind = _HTTP_KINDS.get(exc.status_code, "http_error")
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"no route {request.method} {request.url.path}; see /docs"
-        return _response(exc.status_code, kind, message, getattr(exc, "headers", None))
+        return answer(request, from_http(exc, request))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _response(
-            500,
-            "internal_error",
-            f"internal error ({type(exc).__name__}); this is a bug, please report it",
+        return answer(
+            request,
+            FramecastError(
+                f"internal error ({type(exc).__name__}); this is a bug, please report it"
+            ),
         )

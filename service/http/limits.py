@@ -28,7 +28,7 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import InvalidInput, PayloadTooLarge, error_body
+from service.errors import InvalidInput, PayloadTooLarge, send_error
 
 _deadline: ContextVar[float | None] = ContextVar("framecast_deadline", default=None)
 
@@ -98,28 +98,15 @@ class BodyLimitMiddleware:
 
 
 async def _send_413(
-    send: Send, message: str, drain: tuple[Receive, int, float, float | None] | None = None
+    send: Send,
+    message: str,
+    drain: tuple[Receive, int, float, float | None] | None = None,
 ) -> None:
     """The 413 answer, then (``drain``) the body read and dropped before the response ends and
     the server closes the connection."""
-    import json
-
-    body = json.dumps(error_body(413, "payload_too_large", message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    await send_error(send, PayloadTooLarge(message), close=True, more_body=drain is not None)
     if drain is None:
-        await send({"type": "http.response.body", "body": body})
         return
-    await send({"type": "http.response.body", "body": body, "more_body": True})  # sent now
     try:
         await drain_body(*drain)
     finally:

@@ -11,12 +11,11 @@ default; preflight ``OPTIONS`` requests are answered by the CORS layer before an
 from __future__ import annotations
 
 import hmac
-import json
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import Forbidden, FramecastError, Unauthorized, error_body
+from service.errors import Forbidden, FramecastError, Unauthorized, send_error
 
 PROTECTED_PREFIXES = ("/v1", "/v2")
 
@@ -57,20 +56,7 @@ class AuthMiddleware:
         try:
             self.check(headers.get(b"authorization"))
         except FramecastError as e:
-            body = json.dumps(error_body(e.status, e.kind, e.message)).encode()
-            extra = [(k.lower().encode(), v.encode()) for k, v in (e.headers or {}).items()]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": e.status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ]
-                    + extra,
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, e)
             return
         await self.app(scope, receive, send)
 

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
 from service.config import Settings
-from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
+from service.errors import InvalidInput, TooFewFrames, UnsupportedMediaType
 from service.http.limits import check_json
 from service.media.decode import SUPPORTED, b64decode_item, decode_parts
 from service.media.frames import Frame, Limits
@@ -58,20 +58,11 @@ async def offload(small: bool, fn: Callable[[], T]) -> T:
 INLINE_FIT_BYTES = 1 << 20  # fitting frames whose float32 output is this small stays inline
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, read from ``request.stream()``; 413 when it is (or says it is) over
-    ``limit`` bytes (the read stops at the chunk that crosses it)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"the body is {int(declared)} bytes; at most {limit} (FRAMECAST_MAX_UPLOAD_BYTES)"
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds {limit} bytes (FRAMECAST_MAX_UPLOAD_BYTES)")
-        chunks.append(chunk)
+async def read_body(request: Request) -> bytes:
+    """The whole body, read from ``request.stream()``. Its size is bounded once, by
+    :class:`~service.http.limits.BodyLimitMiddleware` (FRAMECAST_MAX_UPLOAD_BYTES), whose
+    receive raises PayloadTooLarge at the chunk that crosses the limit."""
+    chunks = [chunk async for chunk in request.stream()]
     return b"".join(chunks)
 
 
@@ -234,7 +225,7 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
     """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     video = video_options(request, settings)  # before the body: a bad value costs no read
-    body = await read_body(request, settings.max_upload_bytes)
+    body = await read_body(request)
     limits = Limits(
         max_frames=settings.max_frames,
         max_frame_pixels=settings.max_frame_pixels,

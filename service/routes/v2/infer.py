@@ -31,19 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from service import inference
 from service.deps import ModelState, Runtime, RuntimeDep, SettingsDep
-from service.errors import FramecastError
+from service.errors import ModelNotFound
 from service.http.limits import check_json
 from service.http.uploads import read_body
 from service.inference import Runner
@@ -59,34 +56,6 @@ from service.routes.v2.tensors import (
     requested_outputs,
     split_body,
 )
-
-
-def _v2_status(exc: FramecastError) -> int:
-    return 400 if exc.status == 422 else exc.status  # the protocol uses 400 for bad requests
-
-
-class V2Route(APIRoute):
-    """Answers this router's errors in the protocol's form ``{"error": "..."}``."""
-
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except FramecastError as e:
-                return JSONResponse(
-                    {"error": e.message}, status_code=_v2_status(e), headers=e.headers
-                )
-            except RequestValidationError as e:
-                msg = "; ".join(
-                    f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
-                    for err in e.errors()
-                )
-                return JSONResponse({"error": msg or "invalid request"}, status_code=400)
-
-        return route
-
 
 _V2_ERROR = {
     "content": {
@@ -115,7 +84,6 @@ V2_RESPONSES = {
 router = APIRouter(
     prefix="/v2",
     tags=["open inference protocol (v2)"],
-    route_class=V2Route,
     responses=V2_RESPONSES,
 )
 # GET routes answer plain JSON: their return annotations are not response models (schemas)
@@ -136,13 +104,9 @@ def model_metadata(r: Runner) -> dict:
     }
 
 
-class _NotFound(FramecastError):
-    status, kind = 404, "model_not_found"
-
-
 def _check_version(version: str | None) -> None:
     if version is not None and version != VERSION:
-        raise _NotFound(
+        raise ModelNotFound(
             f"model version {version!r} is not served; every model has version {VERSION!r}"
         )
 
@@ -191,7 +155,7 @@ async def model_ready(
     st = runtime.models.status(name)
     if st is None:  # known but failed, loading or unloaded: ready false
         known = ", ".join(sorted(runtime.models.serving())) or "none"
-        raise _NotFound(f"no model named {name!r}; loaded models: {known}")
+        raise ModelNotFound(f"no model named {name!r}; loaded models: {known}")
     if st.state is ModelState.READY:
         return {"name": name, "ready": True}
     return JSONResponse(
@@ -213,7 +177,7 @@ async def infer(
 ) -> Response:
     t_start = time.perf_counter()
     runner = _runner(runtime, name, version)
-    body = await read_body(request, settings.max_upload_bytes)
+    body = await read_body(request)
     n = request.headers.get(HEADER_LENGTH)
     head = body[: int(n)] if n is not None and n.isdigit() else body
     check_json(head, max_depth=settings.max_json_depth, max_items=settings.max_json_items)

@@ -15,28 +15,21 @@ import json
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import RuntimeDep, SettingsDep
-from service.errors import FramecastError, LoadError
+from service.deps import RuntimeDep
+from service.errors import LoadError, LoadFailed
 from service.http.uploads import read_body
-from service.routes.v2.infer import V2_RESPONSES, V2Error, V2Route
+from service.routes.v2.infer import V2_RESPONSES, V2Error
 
 router = APIRouter(
     prefix="/v2/repository",
     tags=["open inference protocol (v2)"],
-    route_class=V2Route,
     responses=V2_RESPONSES,
 )
 
 
-class LoadFailed(FramecastError):
-    """The folder exists but its model could not be loaded or warmed (Triton answers 400)."""
-
-    status, kind = 400, "load_failed"
-
-
-async def _options(request: Request, limit: int) -> dict:
+async def _options(request: Request) -> dict:
     """The optional JSON body (``{"ready": bool}``, ``{"parameters": {...}}``)."""
-    body = await read_body(request, min(limit, 1 << 20))
+    body = await read_body(request)
     if not body.strip():
         return {}
     try:
@@ -57,8 +50,8 @@ async def _options(request: Request, limit: int) -> dict:
 
 
 @router.post("/index", summary="Every model folder and model, with its state", response_model=None)
-async def index(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> list[dict]:
-    opts = await _options(request, settings.max_upload_bytes)
+async def index(request: Request, runtime: RuntimeDep) -> list[dict]:
+    opts = await _options(request)
     ready_only = opts.get("ready") is True
     rows = await run_in_threadpool(runtime.index)
     return [r for r in rows if r["state"] == "READY"] if ready_only else rows
@@ -69,8 +62,8 @@ async def index(request: Request, runtime: RuntimeDep, settings: SettingsDep) ->
     summary="Load or reload a model folder; swapped in once warm",
     response_model=None,
 )
-async def load(request: Request, name: str, runtime: RuntimeDep, settings: SettingsDep) -> dict:
-    await _options(request, settings.max_upload_bytes)
+async def load(request: Request, name: str, runtime: RuntimeDep) -> dict:
+    await _options(request)
     try:
         await run_in_threadpool(runtime.load_model, name)
     except LoadError as e:
@@ -79,7 +72,7 @@ async def load(request: Request, name: str, runtime: RuntimeDep, settings: Setti
 
 
 @router.post("/models/{name}/unload", summary="Stop serving a model", response_model=None)
-async def unload(request: Request, name: str, runtime: RuntimeDep, settings: SettingsDep) -> dict:
-    await _options(request, settings.max_upload_bytes)
+async def unload(request: Request, name: str, runtime: RuntimeDep) -> dict:
+    await _options(request)
     await run_in_threadpool(runtime.unload_model, name)
     return {}

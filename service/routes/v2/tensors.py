@@ -11,7 +11,7 @@ import numpy as np
 from fastapi.responses import Response
 
 from service.checks import require_horizon, require_unit_range
-from service.errors import FramecastError
+from service.errors import BadRequest
 from service.inference import Runner
 
 VERSION = "1"
@@ -20,10 +20,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 
 
-class V2Error(FramecastError):
-    """A request that does not follow the protocol (400)."""
-
-    status, kind = 400, "bad_request"
+V2Error = BadRequest  # a request that does not follow the protocol (400)
 
 
 def input_specs(r: Runner) -> list[dict]:
