@@ -30,7 +30,8 @@ from service.errors import TooFewFrames
 from service.http.uploads import INLINE_FIT_BYTES, offload
 from service.media.fitting import Conversion, conform
 from service.media.frames import Frame
-from service.runtime.batcher import Ticket, Timing
+from service.runtime.batcher import Ticket
+from service.runtime.items import Timing
 from service.runtime.runner import Runner
 from service.telemetry import Metrics, server_timing
 

@@ -11,11 +11,13 @@ and under ``if TYPE_CHECKING:``), so that they hold themselves (issue #24):
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("service", "models")
 MAX_MODULES_PER_FOLDER = 12
+MAX_LINES = 400
 
 
 def modules() -> dict[str, Path]:
@@ -117,4 +119,76 @@ def test_routes_reach_models_through_the_inference_module():
         if m.startswith("service.routes")
     }
     bad = {m: ts for m, ts in bad.items() if ts}
+    assert not bad, bad
+
+
+def _classes_and_calls(path: Path) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    tree = ast.parse(path.read_text())
+    classes = [
+        (n.name, [ast.unparse(b) for b in n.bases])
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ClassDef)
+    ]
+    calls = [
+        ast.unparse(n.func)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))
+    ]
+    return classes, calls
+
+
+ERROR_BASES = {
+    "FramecastError",
+    "InvalidInput",
+    "BadRequest",
+    "NotReady",
+    "PayloadTooLarge",
+    "ModelNotFound",
+}
+
+
+def test_one_error_map():
+    """Every failure kind is declared once, in service/errors.py, and only that module turns one
+    into an HTTP answer (no JSONResponse built from an exception's status elsewhere, no
+    hand-made ASGI error start)."""
+    bad = {}
+    for path in (ROOT / "service").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "service/errors.py":
+            continue
+        classes, _ = _classes_and_calls(path)
+        kinds = [name for name, bases in classes if set(bases) & ERROR_BASES]
+        text = path.read_text()
+        answers = re.findall(r"\b(?:e|exc|err)\.status\b|\"error\": (?:e|exc)\.", text)
+        if '"type": "http.response.start"' in text and "status_code" not in text:
+            answers += [m for m in re.findall(r'"status": (\d+)', text) if m.startswith("4")]
+        if kinds or answers:
+            bad[rel] = kinds + answers
+    assert not bad, bad
+
+
+def test_no_module_over_400_lines():
+    long = {}
+    for top in ("service", "models"):
+        for path in (ROOT / top).rglob("*.py"):
+            n = len(path.read_text().splitlines())
+            if n > MAX_LINES:
+                long[path.relative_to(ROOT).as_posix()] = n
+    assert not long, long
+
+
+def test_only_the_lifecycle_changes_which_runner_serves():
+    """Model states are one enum and the serving table is private to the lifecycle: nothing
+    else assigns into a runners dict or parses a state out of a string."""
+    bad = {}
+    for path in (ROOT / "service").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        text = path.read_text()
+        found = [
+            needle
+            for needle in ('startswith("failed', ".runners[", ".runners.pop", "status.models[")
+            if needle in text
+        ]
+        if found and rel != "service/runtime/lifecycle.py":
+            bad[rel] = found
     assert not bad, bad

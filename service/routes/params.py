@@ -29,11 +29,13 @@ class Param:
     high: int | None = None
     choices: tuple[str, ...] | None = None  # strings: the values allowed
     example: Any = None
+    aliased: bool = False  # the route's argument has another name than the query key
 
     def query(self) -> Any:
         """The FastAPI declaration (``name: type = PARAM.query()``)."""
         return Query(
             self.default,
+            alias=self.name if self.aliased else None,
             ge=self.low,
             le=self.high,
             description=self.description,
@@ -75,6 +77,58 @@ FIT = Param(
     "cut the overflow); the answer says which was applied in `fit` and `resized_from`",
     choices=FITS,
 )
+
+# compare (POST /v1/compare/next_frame, /v1/compare/classify)
+COMPARE_HORIZON = Param(
+    "horizon",
+    None,
+    "frames to predict; defaults to the number of truth frames, else 1",
+    low=1,
+    example=2,
+)
+HOLDOUT = Param("holdout", 0, "keep the last k uploaded frames back as truth", low=0, example=2)
+COMPARE_OUTPUT = Param("output", "json", choices=("json", "png", "gif"), example="json")
+CONV2D_LSTM = Param(
+    "conv2d_lstm",
+    None,
+    "which conv2d_lstm model, when several of the task are loaded",
+    example="conv2d_lstm_next_frame",
+)
+CONVLSTM2D = Param(
+    "convlstm2d",
+    None,
+    "which convlstm2d model, when several of the task are loaded",
+    example="convlstm2d_next_frame",
+)
+MODELS = Param(
+    "models",
+    None,
+    "two or more models of the task, comma-separated (any architecture, any input); results "
+    "are then keyed by model name. Without it: the Conv2D+LSTM and the ConvLSTM2D model",
+    example="conv2d_lstm_next_frame,convlstm2d_next_frame",
+)
+WITH_FRAMES = Param(
+    "frames",
+    False,
+    "json only: also return each model's predicted frames as base64 PNGs (left out by "
+    "default: the answer leads with metrics, winners and timings)",
+    aliased=True,
+)
+INPUTS = Param(
+    "inputs",
+    False,
+    "json only: also return the context (and truth) frames the models saw as base64 PNGs "
+    "(`context_png`, `truth_png`), e.g. to show them beside the predictions",
+)
+COMPARE_TOP_K = Param(
+    "top_k",
+    3,
+    "classes listed per model (best first; capped at the number of classes)",
+    low=1,
+    high=1000,
+    example=3,
+)
+LABEL = Param("label", None, "the true class, when known", example="NE")
 
 # the hot routes (POST /v1/models/{name}/ACTION) and their query parameters
 ROUTES: dict[str, tuple[Param, ...]] = {

@@ -26,11 +26,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from service.errors import DeadlineExceeded, InferenceError, NotReady, Overloaded
 from service.http.limits import current_deadline, remaining
+from service.runtime.items import Item, Job, Timing, answer
 
 log = logging.getLogger("framecast.batcher")
 
@@ -48,73 +48,6 @@ def bucket_sizes(max_batch_size: int) -> tuple[int, ...]:
         b = b * 3 // 2 if b & (b - 1) == 0 else b * 4 // 3  # 8 → 12 → 16 → 24 → 32 → 48 → ...
         sizes.append(b)
     return tuple([s for s in sizes if s < max_batch_size] + [max_batch_size])
-
-
-@dataclass
-class Timing:
-    """Where one request's time went on the model side (all in milliseconds)."""
-
-    queued_ms: float = 0.0  # submitted → admitted into a batch by the worker
-    inference_ms: float = 0.0  # inside the model calls this request took part in
-    calls: int = 0  # model calls (rollout steps) it took part in
-    batch: int = 0  # items in the first call it shared (before padding)
-    bucket: int = 0  # the padded (compiled) batch size of that call
-
-
-class Item:
-    """One request in the batcher: its owner's ``payload`` and how it is answered.
-
-    The answer goes to an asyncio future of the caller's event loop. The worker never touches
-    that future from its thread: :meth:`Batcher._finish` hands every answer of one step to each
-    loop in one ``call_soon_threadsafe`` (one wake-up per batch, not one per request)."""
-
-    __slots__ = ("payload", "future", "loop", "timing", "enqueued", "deadline", "gone", "answered")
-
-    def __init__(self, payload: Any, deadline: float | None, loop: asyncio.AbstractEventLoop):
-        self.payload = payload
-        self.loop = loop
-        self.future: asyncio.Future = loop.create_future()
-        self.timing = Timing()
-        self.enqueued = time.perf_counter()
-        self.deadline = deadline  # time.monotonic() by which it must be answered, or None
-        self.gone = False  # its caller stopped waiting: drop it, compute nothing more for it
-        self.answered = False  # the worker has handed its answer (or error) to its loop
-
-    def expired(self, now: float) -> bool:
-        return self.gone or (self.deadline is not None and now >= self.deadline)
-
-
-def _settle(answers: list[tuple[Item, Any, BaseException | None]]) -> None:
-    """On the caller's loop: give each waiting future its result or error."""
-    for item, result, error in answers:
-        fut = item.future
-        if fut.done():  # its caller stopped waiting (cancelled, timed out)
-            continue
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
-
-
-def _answer(answers: list[tuple[Item, Any, BaseException | None]]) -> None:
-    """Hand ``answers`` to their loops: one call per loop (a closed loop's callers are gone)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-    for a in answers:
-        a[0].answered = True
-        by_loop.setdefault(a[0].loop, []).append(a)
-    for loop, group in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, group)
-        except RuntimeError:  # the loop was closed: nobody waits for these any more
-            pass
-
-
-class _Job:
-    __slots__ = ("fn", "args", "future", "enqueued")
-
-    def __init__(self, fn: Callable, args: tuple):
-        self.fn, self.args, self.future = fn, args, Future()
-        self.enqueued = time.perf_counter()
 
 
 class Ticket:
@@ -177,7 +110,7 @@ class Batcher:
         self.buckets = bucket_sizes(max_batch_size)
         self.on_queue = on_queue or (lambda depth: None)
         self._cv = threading.Condition()
-        self._queue: deque[_Job | Item] = deque()
+        self._queue: deque[Job | Item] = deque()
         self._pending = 0  # queued + active: what max_queue bounds
         self._incoming = 0  # live tickets
         self._closed = False
@@ -234,7 +167,7 @@ class Batcher:
                     self._cv.wait()
             if self._closed:
                 return _STOP, []
-            if not active and isinstance(self._queue[0], _Job):
+            if not active and isinstance(self._queue[0], Job):
                 return self._queue.popleft(), []
             room = self.max_batch_size - len(active)
             admitted = self._admit_locked(room)
@@ -242,7 +175,7 @@ class Batcher:
                 deadline = admitted[0].enqueued + self.max_batch_delay_s
                 while len(admitted) < room and self._incoming > 0 and not self._closed:
                     left = deadline - time.perf_counter()
-                    if left <= 0 or (self._queue and isinstance(self._queue[0], _Job)):
+                    if left <= 0 or (self._queue and isinstance(self._queue[0], Job)):
                         break
                     self._cv.wait(left)
                     admitted += self._admit_locked(room - len(admitted))
@@ -257,7 +190,7 @@ class Batcher:
                 self._finished_locked()
                 continue
             if item.expired(time.monotonic()):  # past its deadline: never computed
-                _answer([(item, None, self._late())])
+                answer([(item, None, self._late())])
                 self._finished_locked()
                 continue
             item.timing.queued_ms = (now - item.enqueued) * 1000.0
@@ -265,7 +198,7 @@ class Batcher:
             room -= 1
         return out
 
-    def _run_job(self, job: _Job) -> None:
+    def _run_job(self, job: Job) -> None:
         # The queue count drops before the caller can see the answer, so a caller that got its
         # answer never observes its own request still counted.
         if job.future.set_running_or_notify_cancel():
@@ -307,7 +240,7 @@ class Batcher:
         with self._cv:
             for _ in items:
                 self._finished_locked()
-        _answer(
+        answer(
             [
                 (item, None if error is not None else results[i], error)
                 for i, item in enumerate(items)
@@ -358,11 +291,11 @@ class Batcher:
         with self._cv:
             items = list(active) + list(self._queue)
             self._queue.clear()
-        _answer(
+        answer(
             [(item, None, err) for item in items if isinstance(item, Item) and not item.answered]
         )
         for job in items:
-            if isinstance(job, _Job) and job.future.set_running_or_notify_cancel():
+            if isinstance(job, Job) and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(err)
 
     # -- caller side ------------------------------------------------------------------------
@@ -382,7 +315,7 @@ class Batcher:
             self._incoming += 1
         return Ticket(self)
 
-    def _enqueue(self, entry: _Job | Item, ticket: Ticket | None = None) -> None:
+    def _enqueue(self, entry: Job | Item, ticket: Ticket | None = None) -> None:
         with self._cv:
             if ticket is not None:
                 ticket._release_locked()
@@ -394,7 +327,7 @@ class Batcher:
 
     def submit(self, fn: Callable, *args: Any) -> Future:
         """Queue ``fn(*args)`` to run on the worker between batches; 503 when the queue is full."""
-        job = _Job(fn, args)
+        job = Job(fn, args)
         self._enqueue(job)
         return job.future
 

@@ -115,6 +115,7 @@ class Lifecycle:
                     raise LoadError(detail + "; the previous copy keeps serving") from None
             self.fail(name, detail)
             raise LoadError(detail) from None
+        _log_ready(runner)
         return self.serve(runner)
 
     def serve(self, runner: Runner) -> Runner | None:
@@ -296,6 +297,27 @@ class Lifecycle:
                 code = "LOADING" if loading else "UNAVAILABLE"
                 out.append({"name": name, "version": "1", "state": code, "reason": str(st)})
         return out
+
+
+def _log_ready(runner: ModelRunner) -> None:
+    """The one line a model logs when it is warm and about to serve."""
+    m = runner.manifest
+    log.info(
+        "model %s ready: architecture=%s task=%s input=%sx%dx%dx%d device=%s "
+        "params=%d rollout=%s buckets=%s warm-up=%.1f ms",
+        m.name,
+        m.architecture,
+        m.task,
+        m.frames or "any",
+        m.height,
+        m.width,
+        m.channels,
+        runner.placement.description,
+        m.params,
+        runner.rollout,
+        ",".join(map(str, runner.buckets)),
+        runner.warmup_ms or 0.0,
+    )
 
 
 def reasons(failed: Mapping[str, str]) -> str:

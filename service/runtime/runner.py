@@ -23,8 +23,9 @@ import numpy as np
 from models.repository import Manifest
 from service.checks import require_task
 from service.media.frames import scaled
-from service.runtime.batcher import Batcher, Item, Ticket, Timing
+from service.runtime.batcher import Batcher, Ticket
 from service.runtime.devices import Placement
+from service.runtime.items import Item, Timing
 from service.runtime.policies import CarriedState, Classify, Growing, Policy, SlidingWindow
 from service.telemetry import Metrics
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from models.repository import ManifestError, is_model_folder
 from service.config import Settings
 from service.errors import InvalidInput, ModelNotFound, NotReady
-from service.runtime.batcher import Ticket, Timing, bucket_sizes
+from service.runtime.batcher import Ticket, bucket_sizes
 from service.runtime.devices import DeviceError, Placement, configure_devices, import_keras
+from service.runtime.items import Timing
 from service.runtime.lifecycle import Lifecycle, ModelState, reasons
 from service.runtime.registry import LoadError, discover_folders, load_folder, stamp
 from service.runtime.runner import ManifestView, ModelRunner, Runner
@@ -164,7 +165,6 @@ class Runtime:
                     self._fail(f"model {runner.name!r}: {e} (FRAMECAST_STRICT_LOAD)")
                     return
                 continue
-            self._log_ready(runner)
         if not self.models.serving():
             failed = self.models.with_state(ModelState.FAILED)
             self._fail("no model could be served: " + reasons(failed))
@@ -242,25 +242,6 @@ class Runtime:
             runner.close()
             raise
         return runner
-
-    def _log_ready(self, runner: Runner) -> None:
-        m = runner.manifest
-        log.info(
-            "model %s ready: architecture=%s task=%s input=%sx%dx%dx%d device=%s "
-            "params=%d rollout=%s buckets=%s warm-up=%.1f ms",
-            m.name,
-            m.architecture,
-            m.task,
-            m.frames or "any",
-            m.height,
-            m.width,
-            m.channels,
-            runner.placement.description,
-            m.params,
-            runner.rollout,
-            ",".join(map(str, getattr(runner, "buckets", ()))),
-            runner.warmup_ms or 0.0,
-        )
 
     def _fail(self, detail: str) -> None:
         self.phase, self._detail = Phase.FAILED, detail

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.runtime.batcher import Timing
+from service.runtime.items import Timing
 from tests.service.helpers import FRAMES, H, W, npy
 
 A, B = "conv2d_lstm_next_frame", "convlstm2d_next_frame"

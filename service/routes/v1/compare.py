@@ -12,11 +12,10 @@ import time
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from models.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 from service import inference
 from service.checks import require_horizon
 from service.deps import Runtime, RuntimeDep, SettingsDep
@@ -26,69 +25,17 @@ from service.inference import Fit, Runner, Ticket, Timing
 from service.media import encode as codecs
 from service.media.fitting import FitMode, resize_frame, to_channels
 from service.media.montages import montage_gif, montage_png
+from service.routes import params
 from service.routes.openapi import error_responses, upload_openapi
 from service.routes.v1.predict import FitQuery, ResizeQuery, predicted_frames, ranked
-from service.schemas import CompareModelResult, CompareResponse, Converted, FrameMetrics
+from service.routes.v1.scores import LOWER_IS_BETTER, frame_metrics, pick
+from service.schemas import CompareModelResult, CompareResponse, Converted
 from service.telemetry import server_timing
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
 
 ARCHS = ("conv2d_lstm", "convlstm2d")
 ROW_LABELS = {"conv2d_lstm": "Conv2D+LSTM", "convlstm2d": "ConvLSTM2D"}
-LOWER_IS_BETTER = {"mse_per_frame": True, "mae_per_frame": True, "psnr": False, "ssim": False}
-
-Conv2DLSTMQuery = Query(
-    None,
-    description="which conv2d_lstm model, when several of the task are loaded",
-    examples=["conv2d_lstm_next_frame"],
-)
-ConvLSTM2DQuery = Query(
-    None,
-    description="which convlstm2d model, when several of the task are loaded",
-    examples=["convlstm2d_next_frame"],
-)
-ModelsQuery = Query(
-    None,
-    description="two or more models of the task, comma-separated (any architecture, any "
-    "input); results are then keyed by model name. Without it: the Conv2D+LSTM and the "
-    "ConvLSTM2D model",
-    examples=["conv2d_lstm_next_frame,convlstm2d_next_frame"],
-)
-InputsQuery = Query(
-    False,
-    description="json only: also return the context (and truth) frames "
-    "the models saw as base64 PNGs (`context_png`, "
-    "`truth_png`), e.g. to show them beside the predictions",
-)
-
-
-def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> FrameMetrics:
-    """pred, truth (k, H, W, C) → the OpenSTL-convention metrics (models.metrics)."""
-    mse, mae, ps = mse_per_frame(pred, truth), mae_per_frame(pred, truth), psnr(pred, truth)
-    ss = ssim(pred, truth) if min(pred.shape[1:3]) >= 7 else None
-    per_step = {
-        "mse_per_frame": mse.tolist(),
-        "mae_per_frame": mae.tolist(),
-        "psnr": ps.tolist(),
-        "ssim": ss.tolist() if ss is not None else [None] * len(mse),
-    }
-    return FrameMetrics(
-        mse_per_frame=float(mse.mean()),
-        mae_per_frame=float(mae.mean()),
-        psnr=float(ps.mean()),
-        ssim=float(ss.mean()) if ss is not None else None,
-        per_step=per_step,
-    )
-
-
-def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
-    """The key with the best value; "tie" when the best is shared; None when any is unknown."""
-    if not values or any(v is None for v in values.values()):
-        return None
-    sign = 1.0 if lower_is_better else -1.0
-    best = min(sign * v for v in values.values())
-    top = [k for k, v in values.items() if abs(sign * v - best) <= 1e-12 * max(1.0, abs(best))]
-    return top[0] if len(top) == 1 else "tie"
 
 
 def choose(
@@ -186,28 +133,16 @@ async def compare_next_frame(
     response: Response,
     runtime: RuntimeDep,
     settings: SettingsDep,
-    horizon: int | None = Query(
-        None,
-        ge=1,
-        description="frames to predict; defaults to the number of truth frames, else 1",
-        examples=[2],
-    ),
-    holdout: int = Query(
-        0, ge=0, description="keep the last k uploaded frames back as truth", examples=[2]
-    ),
-    output: Literal["json", "png", "gif"] = Query("json", examples=["json"]),
+    horizon: int | None = params.COMPARE_HORIZON.query(),
+    holdout: int = params.HOLDOUT.query(),
+    output: Literal["json", "png", "gif"] = params.COMPARE_OUTPUT.query(),
     resize: bool = ResizeQuery,
     fit: FitMode = FitQuery,
-    conv2d_lstm: str | None = Conv2DLSTMQuery,
-    convlstm2d: str | None = ConvLSTM2DQuery,
-    models: str | None = ModelsQuery,
-    with_frames: bool = Query(
-        False,
-        alias="frames",
-        description="json only: also return each model's predicted frames as base64 PNGs "
-        "(left out by default: the answer leads with metrics, winners and timings)",
-    ),
-    inputs: bool = InputsQuery,
+    conv2d_lstm: str | None = params.CONV2D_LSTM.query(),
+    convlstm2d: str | None = params.CONVLSTM2D.query(),
+    models: str | None = params.MODELS.query(),
+    with_frames: bool = params.WITH_FRAMES.query(),
+    inputs: bool = params.INPUTS.query(),
 ) -> CompareResponse | Response:
     t_start = time.perf_counter()
     slots = {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d}
@@ -339,20 +274,14 @@ async def compare_classify(
     response: Response,
     runtime: RuntimeDep,
     settings: SettingsDep,
-    top_k: int = Query(
-        3,
-        ge=1,
-        le=1000,
-        description="classes listed per model (best first; capped at the number of classes)",
-        examples=[3],
-    ),
-    label: str | None = Query(None, description="the true class, when known", examples=["NE"]),
+    top_k: int = params.COMPARE_TOP_K.query(),
+    label: str | None = params.LABEL.query(),
     resize: bool = ResizeQuery,
     fit: FitMode = FitQuery,
-    conv2d_lstm: str | None = Query(None, description="which conv2d_lstm classify model"),
-    convlstm2d: str | None = Query(None, description="which convlstm2d classify model"),
-    models: str | None = ModelsQuery,
-    inputs: bool = InputsQuery,
+    conv2d_lstm: str | None = params.CONV2D_LSTM.query(),
+    convlstm2d: str | None = params.CONVLSTM2D.query(),
+    models: str | None = params.MODELS.query(),
+    inputs: bool = params.INPUTS.query(),
 ) -> CompareResponse:
     slots = {"conv2d_lstm": conv2d_lstm, "convlstm2d": convlstm2d}
     runners = choose(runtime, "classify", models, slots)

@@ -18,8 +18,9 @@ import numpy as np
 from models.repository import Manifest
 from service.config import Settings
 from service.errors import FramecastError
-from service.runtime.batcher import Ticket, Timing
+from service.runtime.batcher import Ticket
 from service.runtime.devices import Placement
+from service.runtime.items import Timing
 from service.runtime.runner import ManifestView
 from service.runtime.server import Runtime
 
