@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         description="compiled clip lengths kept per free-time-axis model (least recently "
         "used dropped)",
     )
+    keras_backend: str = Field(
+        "tensorflow",
+        validation_alias=AliasChoices("keras_backend", "KERAS_BACKEND"),
+        description="Keras' own KERAS_BACKEND variable (no FRAMECAST_ prefix), read here so "
+        "start-up can say what is missing: tensorflow (the extras [cpu], [gpu]) or jax",
+    )
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: the first GPU the backend sees, else the CPU"
     )
@@ -81,6 +87,11 @@ class Settings(BaseSettings):
     worker_index: int = Field(0, ge=0, description="set by `framecast serve --workers` itself")
     worker_count: int = Field(
         1, ge=1, description="set by `framecast serve --workers` itself: workers on this host"
+    )
+    reuse_port: bool = Field(
+        False,
+        description="set by `framecast serve --workers` itself: listen on a SO_REUSEPORT socket "
+        "that every worker shares",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
@@ -265,6 +276,11 @@ class Settings(BaseSettings):
         "to a local cache and checks every file against the folder's SHA256SUMS "
         "(service/runtime/ray/model_fetch.py); unset: FRAMECAST_MODELS_DIR at the same path "
         "on every node",
+    )
+    model_cache: Path = Field(
+        Path.home() / ".cache" / "framecast" / "models",
+        description="where each Ray node keeps its sha256-checked copy of the model folders "
+        "fetched from FRAMECAST_RAY_MODELS_URI",
     )
     ray_address: str | None = Field(
         None,

@@ -192,3 +192,19 @@ def test_only_the_lifecycle_changes_which_runner_serves():
         if found and rel != "service/runtime/lifecycle.py":
             bad[rel] = found
     assert not bad, bad
+
+
+def test_settings_are_read_only_by_settings():
+    """service/ reads the environment in one place, service/config.py (Settings); elsewhere it
+    only passes the environment on (to workers) or sets a library's default. models/ reads its
+    one variable (FRAMECAST_MNIST_DIR) in models/data.py."""
+    allowed = {"service/config.py", "models/data.py"}
+    pattern = re.compile(r"os\.environ\.get\(|os\.getenv\(|os\.environ\[|environ\.get\(")
+    bad = {}
+    for top in ("service", "models"):
+        for path in (ROOT / top).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            found = pattern.findall(path.read_text())
+            if found and rel not in allowed:
+                bad[rel] = found
+    assert not bad, bad

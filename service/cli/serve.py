@@ -85,7 +85,6 @@ def serve_command(args: argparse.Namespace) -> int:
         from service.cli.workers import run_workers
 
         return run_workers(settings)
-    import os
     import signal
 
     import uvicorn
@@ -121,7 +120,7 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     )
     sockets = None
-    if os.environ.get("FRAMECAST_REUSE_PORT") == "1":  # one of `--workers N`
+    if settings.reuse_port:  # one of `--workers N`
         from service.cli.workers import listening_socket
 
         sockets = [listening_socket(settings.host, settings.port)]

@@ -37,13 +37,12 @@ IMPORT_NOISE = (
 )
 
 
-def import_keras(quiet: bool) -> None:
-    """Import Keras (and its backend) with the backend's load-time notices filtered out of
-    stderr when ``quiet``; every other line it prints is passed on."""
+def import_keras(quiet: bool, backend: str = "tensorflow") -> None:
+    """Import Keras (and its ``backend``, Settings.keras_backend) with the backend's load-time
+    notices filtered out of stderr when ``quiet``; every other line it prints is passed on."""
     import importlib.util
     import sys
 
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
         raise DeviceError(
             "TensorFlow is not installed: install framecast with one of its extras, "

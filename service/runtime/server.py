@@ -181,7 +181,9 @@ class Runtime:
         start-up failed) when it cannot go on. Another source of runners (Ray deployments)
         overrides this alone."""
         try:
-            import_keras(quiet=self.settings.log_level != "debug")
+            import_keras(
+                quiet=self.settings.log_level != "debug", backend=self.settings.keras_backend
+            )
         except DeviceError as e:
             self._fail(str(e))
             return False

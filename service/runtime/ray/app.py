@@ -178,7 +178,9 @@ def build_apps(
                 "replica of %s serving on %s", Path(folder).name, placement.description
             )
             if settings.ray_models_uri:  # this node's sha256-checked copy
-                folder = str(fetch(settings.ray_models_uri, Path(folder).name))
+                folder = str(
+                    fetch(settings.ray_models_uri, Path(folder).name, settings.model_cache)
+                )
             # loads and warms (the same life as on the plain server); raises, and the replica
             # fails, on error
             self.models = Lifecycle()

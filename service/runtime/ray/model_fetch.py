@@ -79,12 +79,7 @@ def list_models(uri: str) -> list[str]:
     return sorted(names)
 
 
-def cache_root() -> Path:
-    default = Path.home() / ".cache" / "framecast" / "models"
-    return Path(os.environ.get("FRAMECAST_MODEL_CACHE", default))
-
-
-def fetch(uri: str, name: str, cache: Path | None = None) -> Path:
+def fetch(uri: str, name: str, cache: Path) -> Path:
     """``uri/name`` as a local folder, every file checked against its SHA256SUMS here."""
     fs, root = _fs(uri)
     base = f"{root.rstrip('/')}/{name}"
@@ -93,7 +88,7 @@ def fetch(uri: str, name: str, cache: Path | None = None) -> Path:
     except (FileNotFoundError, OSError) as e:
         raise ModelFetchError(f"{uri}/{name}/{SUMS}: {e}") from None
     sums = parse_sums(sums_text.decode("utf-8", "replace"), f"{uri}/{name}/{SUMS}")
-    dest = (cache or cache_root()) / _digest(sums_text) / name
+    dest = cache / _digest(sums_text) / name
     if dest.is_dir() and all(_file_ok(dest / f, d) for f, d in sums.items()):
         return dest  # fetched before, and still intact
     dest.parent.mkdir(parents=True, exist_ok=True)
