@@ -208,3 +208,21 @@ def test_settings_are_read_only_by_settings():
             if found and rel not in allowed:
                 bad[rel] = found
     assert not bad, bad
+
+
+def test_tests_in_a_subfolder_mirror_a_module():
+    """tests/service/media/test_decode.py tests service/media/decode.py: every test file in a
+    subfolder of tests/service or tests/models is named after a module of the same folder
+    (test_<module>.py, or test_<module>_<aspect>.py). The top folders also hold the
+    end-to-end tests that cross modules (reliability, own checkpoints, backends, ...)."""
+    bad = []
+    for top in ("service", "models"):
+        for test in (ROOT / "tests" / top).rglob("test_*.py"):
+            folder = test.parent.relative_to(ROOT / "tests" / top)
+            if folder == Path("."):
+                continue
+            name = test.stem.removeprefix("test_")
+            modules = [p.stem for p in (ROOT / top / folder).glob("*.py")]
+            if not any(name == m or name.startswith(m + "_") for m in modules):
+                bad.append(test.relative_to(ROOT).as_posix())
+    assert not bad, f"test files that mirror no module: {bad}"

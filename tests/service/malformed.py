@@ -2,7 +2,7 @@
 
 ``corpus()`` returns :class:`Case` objects: a request (method, path, body, headers, params) and
 the 4xx it must get. The server the cases run against uses the limits in ``CORPUS_SETTINGS``
-(tests/service/test_malformed_corpus.py). Run ``python -m tests.service.malformed`` to list them.
+(tests/service/http/test_uploads.py). Run ``python -m tests.service.malformed`` to list them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from service.runtime.runner import ModelRunner
 from service.telemetry import Metrics
 from tests.service.conftest import save_tiny
 from tests.service.helpers import H, W, clip, files
-from tests.service.test_batcher import Held
+from tests.service.runtime.test_batcher import Held
 
 ATOL = 1e-5
 

@@ -33,7 +33,7 @@ def test_cpu_threads_set_tensorflows_pools(threads, expected):
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
         env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": ""},
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,0 +1,65 @@
+"""The lifecycle (service/runtime/lifecycle.py): each model's state, the swap, unload and forget,
+and the queries over what is served."""
+
+from __future__ import annotations
+
+
+def test_compare_pairing_is_a_registry_query(runtime):
+    reg = runtime.models
+    names = [r.name for r in reg.find(task="next_frame")]
+    assert names == ["conv2d_lstm_next_frame", "convlstm2d_next_frame"]
+    assert [r.name for r in reg.find(architecture="convlstm2d", task="classify")] == [
+        "convlstm2d_classify"
+    ]
+    pair = reg.pair("classify", {"conv2d_lstm": None, "convlstm2d": None})
+    assert {k: v.name for k, v in pair.items()} == {
+        "conv2d_lstm": "conv2d_lstm_classify",
+        "convlstm2d": "convlstm2d_classify",
+    }
+
+
+def test_lifecycle_unload_takes_the_runner_out_and_forget_drops_it(models_dir):
+    """Lifecycle.unload: the model is gone from lookups (and says it is unloaded); once its
+    runner is closed its worker refuses new work; forget drops it from the table."""
+    from service.config import Settings
+    from service.errors import ModelNotFound, NotReady
+    from service.runtime.devices import Placement
+    from service.runtime.lifecycle import Lifecycle, ModelState
+    from service.runtime.registry import discover_folders, load_folder
+    from service.telemetry import Metrics
+
+    folders = {f.name: f for f in discover_folders(models_dir)}
+    reg = Lifecycle(Metrics())
+    reg.loading("conv2d_lstm_classify")
+    assert reg.status("conv2d_lstm_classify").state is ModelState.LOADING
+    runner = load_folder(
+        folders["conv2d_lstm_classify"],
+        settings=Settings(models_dir=models_dir),
+        placement=Placement("cpu:0", "cpu:0", "x"),
+        metrics=Metrics(),
+    )
+    reg.loaded(runner)
+    try:
+        reg.get("conv2d_lstm_classify")
+        raise AssertionError("a model not warm yet is served")
+    except NotReady:
+        pass
+    assert reg.serve(runner) is None and runner.ready
+    assert reg.get("conv2d_lstm_classify") is runner
+    assert reg.states() == {"conv2d_lstm_classify": "ready"}
+    assert reg.unload("conv2d_lstm_classify") is runner
+    runner.close()
+    assert reg.find(task="classify") == [] and reg.states()["conv2d_lstm_classify"] == "unloaded"
+    try:
+        reg.get("conv2d_lstm_classify")
+        raise AssertionError("an unloaded model is still found")
+    except ModelNotFound as e:
+        assert "unloaded" in str(e)
+    assert reg.summary() == "0 model(s) ready; 1 unloaded: conv2d_lstm_classify"
+    reg.forget("conv2d_lstm_classify")
+    assert "conv2d_lstm_classify" not in reg.states()
+    try:
+        runner.submit(lambda: None)
+        raise AssertionError("a closed runner took work")
+    except NotReady as e:
+        assert "shutting down" in str(e)
