@@ -14,6 +14,8 @@ Only ``keras`` is imported (no ``tf.*``): the same models run under the TensorFl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 from keras import layers
 
@@ -154,7 +156,10 @@ def build_conv2d_lstm(
     return keras.Model(inputs, outputs, name=name or f"conv2d_lstm_{task}")
 
 
-BUILDERS = {"conv2d_lstm": build_conv2d_lstm, "convlstm2d": build_convlstm2d}
+BUILDERS: dict[str, Callable[..., keras.Model]] = {
+    "conv2d_lstm": build_conv2d_lstm,
+    "convlstm2d": build_convlstm2d,
+}
 
 
 def closed_loop(step: keras.Model, horizon: int, name: str = "closed_loop") -> keras.Model:

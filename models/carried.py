@@ -171,7 +171,7 @@ class Forecaster(_Chain):
     def call(self, inputs: list[Tensor]) -> Tensor:
         clips, truth = inputs
         states = _zeros(clips, self.state_shapes, clips.dtype)
-        outs = []
+        outs: list[Tensor] = []
         for t in range(clips.shape[1] - 1):
             x = clips[:, t : t + 1]
             if t >= self.context:

@@ -126,7 +126,7 @@ def _legacy_layers(keras2: bool) -> dict[str, type]:
     """Layer classes, by name, that read a legacy HDF5 config as it was written: Keras 2's
     obsolete keyword arguments dropped and (``keras2``) its ``hard_sigmoid`` kept."""
 
-    def tolerant(base: type) -> type:
+    def tolerant(base: type[Any]) -> type:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
             for key in LEGACY_KWARGS:
                 kwargs.pop(key, None)

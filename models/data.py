@@ -20,6 +20,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 
@@ -254,6 +255,16 @@ def direction_clips(
     return (clips.astype(np.float32) / 255.0)[..., None], labels.astype(np.int64)
 
 
+@overload
+def test_set(mnist: MNIST, task: Literal["next_frame"], n: int = ...) -> np.ndarray: ...
+@overload
+def test_set(
+    mnist: MNIST, task: Literal["classify"], n: int = ...
+) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def test_set(
+    mnist: MNIST, task: str, n: int = ...
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 def test_set(
     mnist: MNIST, task: str, n: int = TEST_CLIPS
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -266,6 +277,16 @@ def test_set(
     raise ValueError(f"unknown task {task!r}")
 
 
+@overload
+def validation_set(mnist: MNIST, task: Literal["next_frame"], n: int = ...) -> np.ndarray: ...
+@overload
+def validation_set(
+    mnist: MNIST, task: Literal["classify"], n: int = ...
+) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def validation_set(
+    mnist: MNIST, task: str, n: int = ...
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 def validation_set(
     mnist: MNIST, task: str, n: int = 256
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

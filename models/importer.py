@@ -17,8 +17,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from models.repository import MANIFEST, write_manifest
+
+if TYPE_CHECKING:  # annotations only
+    import keras
+
+    from models.repository import Manifest
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -64,7 +70,7 @@ def add_import_subcommand(
     return p
 
 
-def _timed_call(model: object, manifest: object) -> tuple[float, float, tuple]:
+def _timed_call(model: keras.Model, manifest: Manifest) -> tuple[float, float, tuple]:
     """Two calls on a zero clip (the first compiles): (first ms, second ms, output shape)."""
     import numpy as np
 
@@ -91,7 +97,7 @@ def import_checkpoint(
     display_name: str = "",
     description: str = "",
     force: bool = False,
-    say: object = print,
+    say: Callable[[str], object] = print,
     quiet: bool = False,
 ) -> Path:
     """Import one checkpoint; returns the written folder. Raises ImportRefused / CheckpointError.
@@ -123,7 +129,11 @@ def import_checkpoint(
         shown.stage(f"loading {src.name}…")
         model = load(src)
         shown.stage("reading shapes…")
-        fields = {"context": context, "display_name": display_name, "description": description}
+        fields: dict[str, Any] = {
+            "context": context,
+            "display_name": display_name,
+            "description": description,
+        }
         if labels:
             fields["class_names"] = labels
         manifest = manifest_for(dest, model, fields, Path(f"model{src.suffix}"))

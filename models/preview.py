@@ -46,13 +46,13 @@ def write_preview(
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"{task}_clips.png"
     g = Image.fromarray(grid(clips))
-    g.resize((g.width * scale, g.height * scale), Image.NEAREST).save(png)
+    g.resize((g.width * scale, g.height * scale), Image.Resampling.NEAREST).save(png)
     # GIF: every clip side by side, one GIF frame per time step
     frames = []
     for t in range(clips.shape[1]):
         row = np.concatenate([clips[i, t, ..., 0] for i in range(n)], axis=1)
         im = Image.fromarray(np.clip(row * 255 + 0.5, 0, 255).astype(np.uint8))
-        frames.append(im.resize((im.width * scale, im.height * scale), Image.NEAREST))
+        frames.append(im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST))
     gif = out / f"{task}_clips.gif"
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=150, loop=0)
     paths = [png, gif]
@@ -79,7 +79,7 @@ def write_rollout_figure(
     import keras
     from PIL import Image, ImageDraw
 
-    from models.evaluation.protocol import rollout_for
+    from models.evaluation.protocol import fixed_frames, rollout_for
     from models.repository import read_manifest, verify_checkpoint
 
     mnist = D.load_mnist(mnist_dir)
@@ -92,10 +92,10 @@ def write_rollout_figure(
             raise ValueError(f"{folder} is a {man.task} model; the figure needs next_frame models")
         model = keras.models.load_model(verify_checkpoint(folder, man), safe_mode=True)
         roll = rollout_for(model, man)
-        rows.append(roll(context[:, -man.frames :], truth.shape[1], batch_size=1))
+        rows.append(roll(context[:, -fixed_frames(man) :], truth.shape[1], batch_size=1))
         labels.append(man.architecture)
     img = Image.fromarray(grid(np.concatenate(rows)))
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     margin = 110
     canvas = Image.new("L", (img.width + margin, img.height), 255)
     canvas.paste(img, (margin, 0))

@@ -46,7 +46,7 @@ def is_terminal(stream: object) -> bool:
         return False
 
 
-def _terminal_columns(stream: object) -> int:
+def _terminal_columns(stream: IO[str]) -> int:
     """The terminal's width, 0 when it does not say (a pseudo-terminal of size 0x0)."""
     try:
         return os.get_terminal_size(stream.fileno()).columns

@@ -22,7 +22,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: the service reads manifests without Keras
     import keras
@@ -174,7 +174,7 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
 
 
 # What a user's own (partial) manifest may say; the rest is read from the checkpoint.
-USER_FIELDS = {  # the model's name is its folder's
+USER_FIELDS: dict[str, type[Any]] = {  # the model's name is its folder's
     "class_names": list,
     "labels": list,  # the same as class_names
     "context": int,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def rollout(
             done = window_step(rollouts, batch_size, model.predict_on_batch, output=output)
             if on_batch is not None:
                 on_batch(len(rollouts))
-        outs.append(np.stack(done))
+        outs.append(np.stack(cast(list[np.ndarray], done)))  # after `horizon` steps: all done
     return np.concatenate(outs)
 
 
@@ -176,7 +176,7 @@ def carried_rollout(
         done = context_step(rollouts, batch_size, stepper.context.predict_on_batch)
         for _ in range(horizon - 1):
             done = state_step(rollouts, batch_size, stepper.step.predict_on_batch)
-        outs.append(np.stack(done))
+        outs.append(np.stack(cast(list[np.ndarray], done)))  # after `horizon` steps: all done
         if on_batch is not None:
             on_batch(len(rollouts) * horizon)
     return np.concatenate(outs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,13 @@ _PNG_B64 = (
 
 def _example(example: dict) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]}, protected_namespaces=())
+
+
+def example_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The example :func:`_example` gave ``model`` (its JSON schema's ``examples[0]``)."""
+    extra = model.model_config["json_schema_extra"]
+    assert isinstance(extra, dict), "set by _example"
+    return cast("list[dict[str, Any]]", extra["examples"])[0]
 
 
 class ErrorResponse(BaseModel):
@@ -123,9 +130,7 @@ class ModelInfo(BaseModel):
 
 
 class ModelListResponse(BaseModel):
-    model_config = _example(
-        {"models": [ModelInfo.model_config["json_schema_extra"]["examples"][0]]}
-    )
+    model_config = _example({"models": [example_of(ModelInfo)]})
     models: list[ModelInfo]
 
 

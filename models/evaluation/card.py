@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from models import data as D
 from models.env import describe
@@ -28,7 +29,7 @@ from models.repository import (
 )
 
 # Published Moving MNIST figures, 10 -> 10, MSE per frame (see REFERENCES in the docs).
-PUBLISHED = [
+PUBLISHED: list[dict[str, Any]] = [
     {
         "source": "PredRNN paper (Wang et al. 2017)",
         "model": "ConvLSTM",
@@ -77,7 +78,7 @@ def run(
     print(f"[framecast] MNIST source: {mnist.source}", flush=True)
     t0 = time.perf_counter()
     env = describe()
-    card = {
+    card: dict[str, Any] = {
         "name": manifest.name,
         "rollout": manifest.rollout,
         "architecture": manifest.architecture,

@@ -73,6 +73,17 @@ def _latency_ms(fn: Callable[[], object], repeats: int = 30) -> float:
     return float(np.median(times) * 1000)
 
 
+def fixed_frames(manifest: Manifest) -> int:
+    """The model's fixed time axis: the frames of context the evaluation protocol (and the
+    rollout figure) gives it. A free time axis is refused."""
+    if manifest.frames is None:
+        raise ValueError(
+            f"model {manifest.name!r} has a free time axis (frames: null); evaluation runs "
+            "models whose manifest fixes the frames they read"
+        )
+    return manifest.frames
+
+
 def evaluate_next_frame(
     model: keras.Model,
     manifest: Manifest,
@@ -86,7 +97,7 @@ def evaluate_next_frame(
     from models.progress import Progress
 
     progress = progress if progress is not None else Progress()
-    frames = manifest.frames
+    frames = fixed_frames(manifest)
     n_context = D.CONTEXT_FRAMES
     if frames > n_context:
         raise ValueError(f"model takes {frames} frames of context; test clips give {n_context}")
@@ -137,11 +148,12 @@ def evaluate_classify(
     from models.progress import Progress
 
     progress = progress if progress is not None else Progress()
-    frames = manifest.frames
+    frames = fixed_frames(manifest)
     x = clips[:, -frames:]
     scores = batched_call(model, x, batch_size, on_batch=progress.update)
     progress.stage("scoring")
     names = manifest.class_names
+    assert names, "a classify manifest has class_names (Manifest.validate)"
     cm = M.confusion_matrix(labels, scores.argmax(-1), len(names))
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     x1 = x[:1]

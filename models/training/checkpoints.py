@@ -110,6 +110,7 @@ def epoch_checkpoint(
 
 def parent(cfg: TrainConfig) -> dict:
     """Weights and training record of the ``--init-from`` model folder (same arch and task)."""
+    assert cfg.init_from is not None, "parent() is called for --init-from only"
     folder = Path(cfg.init_from)
     manifest = read_manifest(folder)  # raises ManifestError with the reason
     verify_checkpoint(folder, manifest)

@@ -116,7 +116,8 @@ def serve_command(args: argparse.Namespace) -> int:
             port=settings.port,
             log_level=settings.log_level,
             access_log=False,
-            timeout_graceful_shutdown=settings.shutdown_grace_s,
+            # uvicorn annotates an int; it hands the value to asyncio.wait_for, which takes a float
+            timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
         )
     )
     sockets = None

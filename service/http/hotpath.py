@@ -56,13 +56,17 @@ def route_table() -> dict[str, tuple[Any, Callable]]:
     """action → (its APIRoute: the log and metrics read its path template; its endpoint)."""
     import inspect
 
+    from fastapi.routing import APIRoute
+
     from service.routes.params import ROUTES
     from service.routes.v1 import predict
 
     table = {}
     for route in predict.router.routes:
+        if not isinstance(route, APIRoute):  # every route of the router is one (router.post)
+            continue
         for action in ROUTES:
-            if route.path == PREFIX + "{name}/" + action and "POST" in route.methods:
+            if route.path == PREFIX + "{name}/" + action and "POST" in (route.methods or ()):
                 table[action] = (route, route.endpoint)
     if set(table) != set(ROUTES):  # a renamed route must not silently lose its hot path
         raise RuntimeError(

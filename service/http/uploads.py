@@ -175,9 +175,9 @@ def split_multipart(
         files += 1
         if files > settings.max_files:
             return None
-        key = _decoded(options[b"name"])
-        item = (_decoded(options[b"filename"]) or key, data)
-        if key == "truth":
+        name = _decoded(options[b"name"])
+        item = (_decoded(options[b"filename"]) or name, data)
+        if name == "truth":
             truth = (truth or []) + [item]
         else:
             parts.append(item)

@@ -63,7 +63,7 @@ def _bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
     chans = [
         np.asarray(
             Image.fromarray(np.ascontiguousarray(x[..., k]), mode="F").resize(
-                (width, height), Image.BILINEAR
+                (width, height), Image.Resampling.BILINEAR
             )
         )
         for k in range(x.shape[-1])

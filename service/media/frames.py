@@ -37,12 +37,15 @@ class Frame:
     @property
     def data(self) -> np.ndarray:
         if self._data is None:
+            assert self.u8 is not None, "a Frame holds data, or u8 to make it from"
             self._data = self.u8.astype(np.float32) / 255.0
         return self._data
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (self.u8 if self._data is None else self._data).shape
+        held = self.u8 if self._data is None else self._data
+        assert held is not None, "a Frame holds data, or u8 to make it from"
+        return held.shape
 
 
 def check_total(limits: Limits, pixels: int, name: str) -> None:

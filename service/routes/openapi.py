@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.schemas import ErrorResponse, FramesRequest
+from service.schemas import ErrorResponse, FramesRequest, example_of
 
 _ERROR_TEXTS = {
     404: "unknown model",
@@ -58,7 +58,7 @@ def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
     json_schema = FramesRequest.model_json_schema()
     if not with_truth:
         json_schema["properties"].pop("truth", None)
-    example = dict(FramesRequest.model_config["json_schema_extra"]["examples"][0])
+    example = dict(example_of(FramesRequest))
     if not with_truth:
         example.pop("truth", None)
     binary = {"schema": {"type": "string", "format": "binary"}}
@@ -81,6 +81,6 @@ def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
     }
 
 
-def error_responses(*codes: int) -> dict[int, dict[str, Any]]:
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for the error codes a route can answer, with the error schema."""
     return {c: {"model": ErrorResponse, "description": _ERROR_TEXTS.get(c, "error")} for c in codes}

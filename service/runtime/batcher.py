@@ -184,8 +184,11 @@ class Batcher:
     def _admit_locked(self, room: int) -> list[Item]:
         out: list[Item] = []
         now = time.perf_counter()
-        while room > 0 and self._queue and isinstance(self._queue[0], Item):
-            item = self._queue.popleft()
+        while room > 0 and self._queue:
+            item = self._queue[0]
+            if not isinstance(item, Item):  # a Job: run between batches
+                break
+            self._queue.popleft()
             if item.gone:  # its caller gave up
                 self._finished_locked()
                 continue
@@ -242,7 +245,7 @@ class Batcher:
                 self._finished_locked()
         answer(
             [
-                (item, None if error is not None else results[i], error)
+                (item, None if error is not None or results is None else results[i], error)
                 for i, item in enumerate(items)
                 if not item.answered
             ]

@@ -76,5 +76,6 @@ class Job:
     __slots__ = ("fn", "args", "future", "enqueued")
 
     def __init__(self, fn: Callable, args: tuple):
-        self.fn, self.args, self.future = fn, args, Future()
+        self.fn, self.args = fn, args
+        self.future: Future[Any] = Future()
         self.enqueued = time.perf_counter()

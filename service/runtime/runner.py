@@ -55,6 +55,9 @@ class Runner(Protocol):
     @property
     def queue_depth(self) -> int: ...
 
+    @property
+    def idle(self) -> bool: ...
+
     def expect(self) -> AbstractContextManager: ...
 
     async def predict(
@@ -284,7 +287,9 @@ class ModelRunner(ManifestView):
         """Whether the uint8 entry answers exactly as the float32 one on frames scaled by numpy
         (a random clip at each of two batch sizes); if not, it is dropped and frames are scaled
         before the call, as before."""
-        shape = tuple(self.input_shape)
+        frames, height, width, channels = self.input_shape
+        assert frames is not None, "a uint8 entry is made for a fixed time axis only"
+        shape = (frames, height, width, channels)
         for b in self.buckets[:2]:
             raw = np.random.default_rng(b).integers(0, 256, (b,) + shape, dtype=np.uint8)
             got, _ = self._call(raw, "model_u8")

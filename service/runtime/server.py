@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import cast
 
 from models.repository import ManifestError, is_model_folder
 from service.config import Settings
@@ -158,8 +159,8 @@ class Runtime:
             if runner.ready:  # warmed where it runs (a remote replica)
                 self.models.serve(runner)
                 continue
-            try:
-                self.models.warm(runner, enabled=self.settings.warmup)
+            try:  # not ready: a runner of this process (a ModelRunner) to warm here
+                self.models.warm(cast(ModelRunner, runner), enabled=self.settings.warmup)
             except LoadError as e:
                 if self.settings.strict_load:
                     self._fail(f"model {runner.name!r}: {e} (FRAMECAST_STRICT_LOAD)")

@@ -149,6 +149,7 @@ async def compare_next_frame(
     runners = choose(runtime, "next_frame", models, slots)
     with inference.reserve(*runners.values()) as tickets:  # 503 at once when one is full
         upload = await read_upload(request, settings, allow_truth=True)
+        source: Literal["holdout", "upload"] | None  # where the truth came from
         frames, truth_frames, source = upload.frames, None, None
         if holdout and upload.truth is not None:
             raise InvalidInput("send either holdout=k or truth files, not both")
@@ -213,9 +214,9 @@ async def compare_next_frame(
     winner, winners = None, {}
     if truth_frames is not None:
         for metric, lower in LOWER_IS_BETTER.items():
-            w = pick({k: getattr(results[k].metrics, metric) for k in keys}, lower)
-            if w is not None:
-                winners[metric] = w
+            best = pick({k: getattr(results[k].metrics, metric) for k in keys}, lower)
+            if best is not None:
+                winners[metric] = best
         winner = winners.get("mse_per_frame")
 
     shown = _shown(runners)
@@ -312,8 +313,11 @@ async def compare_classify(
     for key, (scores, timing, latency_ms) in zip(keys, outs):
         r = runners[key]
         names = r.manifest.class_names
+        assert names is not None, "a classify model has class_names (Manifest.validate)"
         ordered = ranked(scores, names)
-        true_score = float(scores[names.index(label)]) if label in names else None
+        # the label's class index (None: no label, or not a class of this model)
+        at = names.index(label) if label is not None and label in names else None
+        true_score = float(scores[at]) if at is not None else None
         true_scores[key] = true_score
         results[key] = CompareModelResult(
             model=r.name,
@@ -324,15 +328,17 @@ async def compare_classify(
             class_names=list(names),
             latency_ms=round(latency_ms, 3),
             inference_ms=round(timing.inference_ms, 3),
-            scores=ordered[: min(top_k, len(ordered))],
+            # ClassScore fields as plain dicts, which pydantic validates (see ranked)
+            scores=ordered[: min(top_k, len(ordered))],  # type: ignore[arg-type]
             label=ordered[0]["class_name"],
-            correct=(ordered[0]["class_name"] == label) if label in names else None,
+            correct=(ordered[0]["class_name"] == label) if at is not None else None,
             true_class_score=true_score,
         )
     winner, winners = None, {}
     if label is not None:
         winner = pick({k: v for k, v in true_scores.items() if v is not None}, False)
-        winners = {"true_class_score": winner}
+        if winner is not None:  # always: label is a class of at least one model (checked above)
+            winners["true_class_score"] = winner
     n_ctx = _reads(runners, len(upload.frames))
     context_png = (
         await run_in_threadpool(

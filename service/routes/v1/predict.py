@@ -78,6 +78,7 @@ async def predict(
             ticket=ticket, t_start=t_start,
         )  # fmt: skip
     pred, prepared, timing = answer.output, answer.prepared, answer.timing
+    assert prepared is not None, "inference.run fits the upload"
     context = prepared.context
     headers = answer.headers()
 
@@ -144,6 +145,7 @@ async def classify(
             runner, upload.frames, "classify", Fit(resize, fit), ticket=ticket, t_start=t_start
         )
     scores, prepared = answer.output, answer.prepared
+    assert prepared is not None, "inference.run fits the upload"
     names = m.class_names or [str(i) for i in range(scores.shape[-1])]
     ordered = ranked(scores, names)
     k = min(top_k, len(ordered))
@@ -151,8 +153,9 @@ async def classify(
         model=name,
         label=ordered[0]["class_name"],
         top_k=k,
-        top=ordered[:k],
-        scores=ordered,
+        # ClassScore fields as plain dicts, which pydantic validates (see ranked)
+        top=ordered[:k],  # type: ignore[arg-type]
+        scores=ordered,  # type: ignore[arg-type]
         context_frames=len(prepared.context),
         frames_received=prepared.received,
         **prepared.report(),

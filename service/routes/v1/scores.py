@@ -31,9 +31,10 @@ def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> FrameMetrics:
 
 def pick(values: dict[str, float | None], lower_is_better: bool) -> str | None:
     """The key with the best value; "tie" when the best is shared; None when any is unknown."""
-    if not values or any(v is None for v in values.values()):
+    known = {k: v for k, v in values.items() if v is not None}
+    if not known or len(known) < len(values):
         return None
     sign = 1.0 if lower_is_better else -1.0
-    best = min(sign * v for v in values.values())
-    top = [k for k, v in values.items() if abs(sign * v - best) <= 1e-12 * max(1.0, abs(best))]
+    best = min(sign * v for v in known.values())
+    top = [k for k, v in known.items() if abs(sign * v - best) <= 1e-12 * max(1.0, abs(best))]
     return top[0] if len(top) == 1 else "tie"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from functools import partial
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -68,7 +69,7 @@ _V2_ERROR = {
         }
     }
 }
-V2_RESPONSES = {
+V2_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {
         **_V2_ERROR,
         "description": "a malformed request or tensor (or not ready, for readiness)",

@@ -17,7 +17,7 @@ from service.inference import Runner
 VERSION = "1"
 INPUT = "frames"
 HEADER_LENGTH = "Inference-Header-Content-Length"
-DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 
 
 V2Error = BadRequest  # a request that does not follow the protocol (400)
@@ -153,6 +153,7 @@ def parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
         if t.get("name") != INPUT:
             raise V2Error(f"{label}: model {m.name!r} has one input, {INPUT!r}")
         found = x
+    assert found is not None, "inputs is a non-empty list: each one decoded, or raised"
     reads = m.reads or 1  # a free time axis without a context reads every frame sent
     want = f"[batch, ≥{reads}, {m.height}, {m.width}, {m.channels}]"
     if found.ndim != 5:
@@ -193,10 +194,10 @@ def requested_outputs(req: dict, runner: Runner, horizon: int | None) -> list[tu
         return [(n, binary_default) for n in chosen]
     if not isinstance(outputs, list):
         raise V2Error("'outputs' must be a list of {\"name\": ...}")
-    out = []
+    out: list[tuple[str, bool]] = []
     for i, o in enumerate(outputs):
         name = o.get("name") if isinstance(o, dict) else None
-        if name not in names:
+        if not isinstance(name, str) or name not in names:
             raise V2Error(
                 f"outputs[{i}]: unknown output {name!r}; model {runner.name!r} has "
                 f"{', '.join(names)}"
@@ -216,7 +217,7 @@ def encode_response(
     chunks: list[bytes] = []
     for name, binary in wanted:
         a = np.ascontiguousarray(arrays[name], dtype="<f4")
-        out = {"name": name, "datatype": "FP32", "shape": list(a.shape)}
+        out: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(a.shape)}
         if binary:
             raw = a.tobytes()
             out["parameters"] = {"binary_data_size": len(raw)}

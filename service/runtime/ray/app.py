@@ -217,21 +217,23 @@ def build_apps(
             if runner is not None:
                 runner.close()
 
-    models = {}
+    # (mypy keeps a class's own type under a class decorator: @serve.deployment made these
+    # Deployments, hence the two ignores below)
+    deployments: dict[str, Application] = {}  # model name -> its bound deployment
     for folder in folders:
         name = folder.name
-        models[name] = FramecastModel.options(
+        deployments[name] = FramecastModel.options(  # type: ignore[attr-defined]
             name=f"model-{name}", max_ongoing_requests=max_ongoing, **model_options(settings, name)
         ).bind(str(folder), payload)
-    ingress = FramecastIngress.options(
+    ingress = FramecastIngress.options(  # type: ignore[attr-defined]
         name="framecast",
         num_replicas=settings.ray_ingress_replicas,
         ray_actor_options={"num_cpus": settings.ray_ingress_cpus},
     )
     if not split:
-        return ingress.bind(payload, **models), {}
-    names = {name: model_app_name(name) for name in models}
-    return ingress.bind(payload, model_apps=names), models
+        return ingress.bind(payload, **deployments), {}
+    names = {name: model_app_name(name) for name in deployments}
+    return ingress.bind(payload, model_apps=names), deployments
 
 
 def app_builder(args: dict | None = None) -> Application:

@@ -25,7 +25,7 @@ from service.runtime.runner import ManifestView
 from service.runtime.server import Runtime
 
 if TYPE_CHECKING:  # Ray is optional and imported lazily (see ray_modules)
-    from ray.serve.handle import DeploymentHandle, DeploymentResponse
+    from ray.serve.handle import DeploymentHandle
 
 INSTALL_HINT = (
     "Ray Serve is not installed: pip install 'framecast[ray]' (or pip install 'ray[serve]')"
@@ -52,6 +52,7 @@ class RemoteRunner(ManifestView):
     ``max_ongoing_requests``."""
 
     queue_depth = 0
+    idle = True  # nothing queued here (the Runner protocol's idle)
 
     def __init__(self, handle: DeploymentHandle, info: dict):
         self.handle = handle
@@ -81,8 +82,10 @@ class RemoteRunner(ManifestView):
         pass
 
 
-async def _unwrap(response: DeploymentResponse) -> tuple[np.ndarray, Timing]:
-    """Await a deployment's answer; a domain error raised there is raised here as itself."""
+async def _unwrap(response: Any) -> tuple[np.ndarray, Timing]:
+    """Await a deployment's answer; a domain error raised there is raised here as itself.
+    ``response``: a DeploymentResponse (Ray types ``.remote()`` as that or, for a streaming
+    handle, a DeploymentResponseGenerator; these handles do not stream)."""
     try:
         return await response
     except Exception as e:
@@ -154,7 +157,7 @@ class RemoteRuntime(Runtime):
 RUNNING_STATES = ("HEALTHY", "UPSCALING", "DOWNSCALING")  # every replica it was asked for ran
 
 
-def _replica_text(dep: object) -> str:
+def _replica_text(dep: Any) -> str:
     """'1/2 replicas running (STARTING 1)' from Serve's DeploymentStatusOverview (the
     model is LOADING, as the ingress sees it, until it has asked the deployment what it
     serves)."""

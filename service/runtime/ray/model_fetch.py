@@ -71,9 +71,9 @@ def list_models(uri: str) -> list[str]:
     except (FileNotFoundError, OSError) as e:
         raise ModelFetchError(f"cannot list {uri}: {e}") from None
     names = []
-    for e in entries:
-        if e.get("type") == "directory" and fs.exists(f"{e['name'].rstrip('/')}/{SUMS}"):
-            names.append(e["name"].rstrip("/").rsplit("/", 1)[-1])
+    for entry in entries:  # (not `e`: the name of the caught exception above)
+        if entry.get("type") == "directory" and fs.exists(f"{entry['name'].rstrip('/')}/{SUMS}"):
+            names.append(entry["name"].rstrip("/").rsplit("/", 1)[-1])
     if not names:
         raise ModelFetchError(f"no model folder (one holding {SUMS}) under {uri}")
     return sorted(names)
