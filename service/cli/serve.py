@@ -81,6 +81,18 @@ def serve_command(args: argparse.Namespace) -> int:
     except ManifestError as e:
         print(f"framecast serve: {e} (--models-dir / FRAMECAST_MODELS_DIR)", file=sys.stderr)
         return 1
+    from service.cli.sockets import ListenError, check_free, listening_socket
+
+    try:  # before anything loads: a port in use or a bad host is said at once
+        if settings.workers > 1:  # the supervisor; each worker binds with SO_REUSEPORT
+            check_free(settings.host, settings.port)
+            sockets = None
+        else:
+            sock = listening_socket(settings.host, settings.port, reuse_port=settings.reuse_port)
+            sockets = [sock]
+    except ListenError as e:
+        print(f"framecast serve: {e}", file=sys.stderr)
+        return 1
     if settings.workers > 1:
         from service.cli.workers import run_workers
 
@@ -120,11 +132,6 @@ def serve_command(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
         )
     )
-    sockets = None
-    if settings.reuse_port:  # one of `--workers N`
-        from service.cli.workers import listening_socket
-
-        sockets = [listening_socket(settings.host, settings.port)]
     try:
         server.run(sockets=sockets)
     except LoadError as e:  # load_mode=blocking: start-up raised

@@ -1,5 +1,6 @@
-"""Graceful shutdown: `framecast serve` in a subprocess gets SIGTERM while a request is in flight;
-the request completes, new connections are refused, and the process exits 0."""
+"""`framecast serve` in a subprocess: graceful shutdown (SIGTERM while a request is in flight: the
+request completes, new connections are refused, exit 0), start-up that says why it cannot listen
+(a port in use, a host that does not resolve), and two workers sharing the port."""
 
 from __future__ import annotations
 
@@ -115,3 +116,74 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(models_dir, tmp_pat
         text = log.read()
         log.close()
     assert "request_id=in-flight" in text  # its access line was written before the exit
+
+
+def _serve(args: list[str], models: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", models, *args]
+    env = {**os.environ, "FRAMECAST_LOAD_MODE": "blocking", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_stops_start_up_at_once_with_one_line_naming_it(models_dir, workers):
+    """A port held by another server: one line naming the port, exit 1, before any model
+    loads (uvicorn alone logged the bind error only at debug and exited 3)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _serve(["--port", str(port), "--workers", workers], str(models_dir))
+    assert r.returncode == 1, r.stderr
+    assert f"port {port} is already in use" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "loading" not in r.stderr, r.stderr
+
+
+def test_a_host_that_does_not_resolve_stops_start_up_with_one_line(models_dir):
+    r = _serve(["--host", "no-such-host.invalid", "--port", str(free_port())], str(models_dir))
+    assert r.returncode == 1, r.stderr
+    assert "no-such-host.invalid" in r.stderr and "does not resolve" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] not in ("Z", "X"):
+                out.append(int(entry))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, SO_REUSEPORT")
+def test_two_workers_share_the_port_then_stop_on_sigterm(models_dir, tmp_path):
+    """--workers 2: both workers bind the port (SO_REUSEPORT; a worker that cannot would exit
+    and stop the supervisor) and serve; SIGTERM to the supervisor stops both, exit 0."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(models_dir)]
+    cmd += ["--port", str(port), "--workers", "2", "--log-level", "warning"]
+    env = {**os.environ, "FRAMECAST_LOAD_MODE": "blocking", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log = open(tmp_path / "server.log", "w+")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, ready = time.monotonic() + 240, 0
+        while ready < 10:  # ten answers on ten new connections, spread by the kernel
+            assert proc.poll() is None, open(tmp_path / "server.log").read()
+            assert time.monotonic() < deadline, open(tmp_path / "server.log").read()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                ready = ready + 1 if r.status_code == 200 else 0
+            except httpx.TransportError:
+                time.sleep(0.5)
+        workers = _children(proc.pid)
+        assert len(workers) == 2 and proc.poll() is None, open(tmp_path / "server.log").read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, open(tmp_path / "server.log").read()
+        assert not [w for w in workers if os.path.exists(f"/proc/{w}")], "a worker lives on"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
