@@ -282,6 +282,12 @@ class Settings(BaseSettings):
         description="where each Ray node keeps its sha256-checked copy of the model folders "
         "fetched from FRAMECAST_RAY_MODELS_URI",
     )
+    ray_start_retries: int = Field(
+        8,
+        ge=0,
+        description="times the Ray ingress retries a start-up step that Serve answered with an "
+        "error (a deployment handle asked for before it exists), backing off from 1 s to 10 s",
+    )
     ray_address: str | None = Field(
         None,
         description="Ray cluster to join (ray.init's address: auto, head:6379, "

@@ -8,6 +8,7 @@ forwarded to a replica (:class:`RemoteRunner`). Ray is imported lazily (:func:`r
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -26,6 +27,8 @@ from service.runtime.server import Runtime
 
 if TYPE_CHECKING:  # Ray is optional and imported lazily (see ray_modules)
     from ray.serve.handle import DeploymentHandle
+
+log = logging.getLogger("framecast.ray")
 
 INSTALL_HINT = (
     "Ray Serve is not installed: pip install 'framecast[ray]' (or pip install 'ray[serve]')"
@@ -113,7 +116,40 @@ class RemoteRuntime(Runtime):
         self.model_apps = model_apps or {}  # name → application (`framecast serve --ray`)
 
     def load_runners(self) -> bool:
+        """Wait until every model deployment exists and runs (or one fails), then ask each what
+        it serves. Serve's view settles in steps (an application listed before its
+        deployments, a handle asked for a moment before it exists): a step that raises is
+        retried after a back-off doubling from ``poll_s`` up to 10 s, at most
+        FRAMECAST_RAY_START_RETRIES times, and only then is start-up failed."""
         _, serve = ray_modules()
+        for attempt in range(self.settings.ray_start_retries + 1):
+            try:
+                if not self._wait_for_deployments(serve):
+                    return False
+                self._connect(serve)
+                return not self._closed
+            except Exception as e:  # noqa: BLE001 - retried, then reported through /readyz
+                if attempt == self.settings.ray_start_retries or self._closed:
+                    self._fail(
+                        f"Ray Serve start failed after {attempt + 1} attempt(s): "
+                        f"{type(e).__name__}: {e}"
+                    )
+                    return False
+                delay = min(self.poll_s * 2**attempt, 10.0)
+                log.warning(
+                    "Ray Serve not settled yet (%s: %s); retrying in %.1f s (%d/%d)",
+                    type(e).__name__,
+                    e,
+                    delay,
+                    attempt + 1,
+                    self.settings.ray_start_retries,
+                )
+                time.sleep(delay)
+        return False
+
+    def _wait_for_deployments(self, serve: Any) -> bool:
+        """Poll Serve until every model's deployment is listed and running; False once one
+        failed (start-up is then failed) or the runtime closed."""
         apps = {serve.get_replica_context().app_name, *self.model_apps.values()}
         keys = set(self.handles) | set(self.model_apps)
         while not self._closed:
@@ -124,8 +160,9 @@ class RemoteRuntime(Runtime):
                     deployments.update(status[app].deployments)
                 else:
                     waiting.append(f"application {app} is not deployed yet")
-            for key in keys - {d.removeprefix("model-") for d in deployments}:
-                self.models.loading(key, "not deployed yet")
+            for key in sorted(keys - {d.removeprefix("model-") for d in deployments}):
+                self.models.loading(key, "not deployed yet")  # listed app, no deployment yet
+                waiting.append(f"model-{key} is not deployed yet")
             for dep_name, dep in sorted(deployments.items()):
                 text = _replica_text(dep)
                 key = dep_name.removeprefix("model-")
@@ -141,9 +178,13 @@ class RemoteRuntime(Runtime):
                 self._fail("deployment failed: " + "; ".join(failed))
                 return False
             if not waiting:
-                break
+                return True
             self._detail = "waiting for replicas: " + "; ".join(waiting)
             time.sleep(self.poll_s)
+        return False
+
+    def _connect(self, serve: Any) -> None:
+        """A handle per model deployment, and what each serves, into the lifecycle."""
         for key, app in self.model_apps.items():
             self.handles[key] = serve.get_deployment_handle(f"model-{key}", app_name=app)
         for _key, handle in sorted(self.handles.items()):
@@ -151,7 +192,6 @@ class RemoteRuntime(Runtime):
             runner = RemoteRunner(handle, info)
             self.models.loaded(runner)
             self.placement = runner.placement
-        return not self._closed
 
 
 RUNNING_STATES = ("HEALTHY", "UPSCALING", "DOWNSCALING")  # every replica it was asked for ran
