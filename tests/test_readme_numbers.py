@@ -123,3 +123,21 @@ def test_gil_copies_figures_in_the_prose():
         f"{busy['np.stack']:.1f} ms against {busy['bytes.join (stacked)']:.3f} ms beside one busy"
     )
     assert " ".join(quoted.split()) in " ".join(README.split())
+
+
+def test_ray_start_figures_in_the_ray_docs():
+    """docs/ray.md's start-up times come from docs/bench/ray_start.json (bench/ray_start.py)."""
+    report = json.loads((BENCH / "ray_start.json").read_text())
+    runs = report["runs"]
+
+    def span(key: str) -> str:
+        values = [r[key] for r in runs]
+        return f"{min(values):.1f}–{max(values):.1f} s"
+
+    quoted = (
+        f"the port opened after {span('port_open_s')} and `/readyz` answered 200 after "
+        f"{span('ready_s')}, in {report['ready_within_180_s']} of {report['of']} runs; SIGTERM "
+        f"then stopped it (Serve and the local Ray) in {span('stop_s')}"
+    )
+    docs = (BENCH.parent / "ray.md").read_text()
+    assert " ".join(quoted.split()) in " ".join(docs.split())
