@@ -145,5 +145,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         document_security(app)
     add_cors(app, settings.cors_origins)
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)
-    app.add_middleware(RequestLogMiddleware, models=lambda: runtime.runners)
+    app.add_middleware(
+        RequestLogMiddleware, models=lambda: runtime.runners, log_probes=settings.log_probes
+    )
     return app

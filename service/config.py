@@ -211,6 +211,11 @@ class Settings(BaseSettings):
         "list ('*' for any); empty: CORS off",
     )
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
+    log_probes: bool = Field(
+        False,
+        description="access lines for /healthz, /readyz, /metrics and /v2/health/* at INFO like "
+        "every other request; off: at DEBUG (a poller every few seconds would flood the log)",
+    )
     shutdown_grace_s: float = Field(
         30.0,
         ge=0,

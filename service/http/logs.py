@@ -86,12 +86,24 @@ def request_id(headers: dict[bytes, bytes]) -> str:
     return given if _SANE_ID.fullmatch(given) else new_request_id()
 
 
-class RequestLogMiddleware:
-    """Request id in and out, and one access-log line when the response is done (pure ASGI)."""
+# health probes and metric scrapes: a poller's every few seconds, logged at DEBUG unless
+# FRAMECAST_LOG_PROBES is set
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 
-    def __init__(self, app: ASGIApp, models: Callable[[], Container[str]] | None = None):
+
+class RequestLogMiddleware:
+    """Request id in and out, and one access-log line when the response is done (pure ASGI).
+    Probe paths (:data:`PROBE_PATHS`) are logged at DEBUG unless ``log_probes``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        models: Callable[[], Container[str]] | None = None,
+        log_probes: bool = False,
+    ):
         self.app = app
         self.models = models  # () -> names of the loaded models (anything else logs "unknown")
+        self.log_probes = log_probes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,7 +131,9 @@ class RequestLogMiddleware:
             known = self.models() if self.models is not None else ()
             model = "" if name is None else (name if name in known else "unknown")
             ms = (time.perf_counter() - start) * 1000.0
-            access_log.info(
+            probe = not self.log_probes and scope.get("path") in PROBE_PATHS
+            access_log.log(
+                logging.DEBUG if probe else logging.INFO,
                 "%s %s model=%s status=%d duration_ms=%.1f request_id=%s",
                 scope.get("method"),
                 route,

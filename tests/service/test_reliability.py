@@ -326,3 +326,25 @@ def test_pillow_guard_is_at_least_our_frame_limit(client, settings):
     from PIL import Image
 
     assert Image.MAX_IMAGE_PIXELS >= settings.max_frame_pixels
+
+
+def test_probes_log_at_debug_unless_asked(one_model_dir, caplog):
+    """/healthz, /readyz and /metrics (a poller's every few seconds) leave no INFO access line by
+    default, and do with FRAMECAST_LOG_PROBES; other requests always do."""
+    for log_probes, level in ((False, logging.DEBUG), (True, logging.INFO)):
+        caplog.clear()
+        caplog.set_level(logging.DEBUG, logger="framecast.access")
+        with app_client(one_model_dir, log_probes=log_probes) as c:
+            for path in ("/healthz", "/readyz", "/metrics", "/v1/models"):
+                assert c.get(path).status_code == 200
+        lines = {
+            r.getMessage().split()[1]: r.levelno
+            for r in caplog.records
+            if r.name == "framecast.access"
+        }
+        assert lines == {
+            "/healthz": level,
+            "/readyz": level,
+            "/metrics": level,
+            "/v1/models": logging.INFO,
+        }, lines
