@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.request_timeout_s,
         drain_bytes=settings.oversize_drain_bytes,
+        body_idle_s=settings.body_idle_timeout_s,
     )
     keys = settings.api_key_list()
     if keys:

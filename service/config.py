@@ -186,6 +186,12 @@ class Settings(BaseSettings):
         description="deadline of one request from its arrival: past it the answer is "
         "504 and the request's queued or unfinished model work is dropped",
     )
+    body_idle_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a request body that sends no bytes for this long is answered 408 and its "
+        "connection closed (the whole body must also arrive within FRAMECAST_REQUEST_TIMEOUT_S)",
+    )
     max_json_depth: int = Field(
         32, ge=2, le=1000, description="deepest nesting of arrays/objects in a JSON body"
     )

@@ -101,6 +101,28 @@ class PayloadTooLarge(FramecastError):
     status, kind = 413, "payload_too_large"
 
 
+class BodyTimeout(FramecastError):
+    """The request body stalled or was not complete within the request deadline; the
+    connection is closed after the answer."""
+
+    status, kind = 408, "request_timeout"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Connection": "close"})
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was complete: nothing to answer.
+    :class:`~service.http.limits.BodyLimitMiddleware` logs it as one INFO line and records
+    status 499 (nginx's 'client closed request') for the access log and metrics, never a 500."""
+
+    status = 499
+
+    def __init__(self, received: int):
+        super().__init__(f"client disconnected after {received} bytes of the body")
+        self.received = received
+
+
 class ModelNotFound(FramecastError):
     status, kind = 404, "model_not_found"
 

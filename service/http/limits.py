@@ -22,13 +22,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import InvalidInput, PayloadTooLarge, send_error
+from service.errors import BodyTimeout, ClientGone, InvalidInput, PayloadTooLarge, send_error
+
+log = logging.getLogger("framecast.http")
 
 _deadline: ContextVar[float | None] = ContextVar("framecast_deadline", default=None)
 
@@ -46,7 +49,12 @@ def remaining(deadline: float | None) -> float | None:
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over ``max_bytes`` (declared or streamed) and the per-request deadline."""
+    """413 for bodies over ``max_bytes`` (declared or streamed) and the per-request deadline.
+
+    The deadline covers reading the body too: a body that sends nothing for ``body_idle_s``, or
+    is not complete by the deadline, is answered 408 and its connection closed
+    (:class:`~service.errors.BodyTimeout`); a client that leaves mid-body raises
+    :class:`~service.errors.ClientGone`, logged as one line (no answer: nobody reads it)."""
 
     def __init__(
         self,
@@ -55,9 +63,23 @@ class BodyLimitMiddleware:
         timeout_s: float | None = None,
         drain_bytes: int = 0,
         drain_idle_s: float = DRAIN_IDLE_S,
+        body_idle_s: float | None = None,
     ) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
         self.drain_bytes, self.drain_idle_s = drain_bytes, drain_idle_s
+        self.body_idle_s = body_idle_s
+
+    def _stall(self, seen: int, deadline: float | None) -> str:
+        """Why a body that stopped coming is answered 408."""
+        if deadline is not None and time.monotonic() >= deadline - 1e-3:
+            return (
+                f"the request body was not complete within the request deadline "
+                f"({self.timeout_s:g} s, FRAMECAST_REQUEST_TIMEOUT_S) after {seen} bytes"
+            )
+        return (
+            f"the request body stalled: no bytes for {self.body_idle_s:g} s after {seen} bytes "
+            "(FRAMECAST_BODY_IDLE_TIMEOUT_S)"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,22 +99,43 @@ class BodyLimitMiddleware:
                 f"the body is {size} bytes; at most {limit} (FRAMECAST_MAX_UPLOAD_BYTES)",
                 drain=(receive, size, self.drain_idle_s, deadline) if drain else None,
             )
-        seen = 0
+        seen, body_done = 0, False
+        t0 = time.monotonic()
+        deadline = t0 + self.timeout_s if self.timeout_s else None
 
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
+        async def limited_receive() -> Message:
+            nonlocal seen, body_done
+            if body_done:  # after the body: waiting for a disconnect is the caller's business
+                return await receive()
+            waits = [self.body_idle_s] if self.body_idle_s else []
+            if deadline is not None:
+                waits.append(deadline - time.monotonic())
+            try:
+                async with asyncio.timeout(max(min(waits), 0.0) if waits else None):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self._stall(seen, deadline)) from None
+            if message["type"] == "http.disconnect":
+                raise ClientGone(seen)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise PayloadTooLarge(
                         f"the body exceeds {limit} bytes (FRAMECAST_MAX_UPLOAD_BYTES)"
                     )
+                body_done = not message.get("more_body", False)
             return message
 
-        token = _deadline.set(time.monotonic() + self.timeout_s if self.timeout_s else None)
+        token = _deadline.set(deadline)
         try:
             await self.app(scope, limited_receive, send)
+        except ClientGone as gone:  # from a route or the hot path: nobody to answer
+            log.info("%s %s: %s", scope.get("method"), scope.get("path"), gone)
+            try:  # recorded as 499 by the log and metrics layers outside; the client never reads it
+                await send({"type": "http.response.start", "status": ClientGone.status})
+                await send({"type": "http.response.body", "body": b""})
+            except Exception:  # noqa: BLE001 - the server may refuse sends after a disconnect
+                pass
         finally:
             _deadline.reset(token)
 
