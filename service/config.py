@@ -192,6 +192,31 @@ class Settings(BaseSettings):
         description="a request body that sends no bytes for this long is answered 408 and its "
         "connection closed (the whole body must also arrive within FRAMECAST_REQUEST_TIMEOUT_S)",
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a connection whose request line and headers are not complete this long "
+        "after their first byte (or after it opened) is answered 408 and closed, however slowly "
+        "it trickles bytes",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open connections one server process holds; a new one beyond it is "
+        "answered 503 with Retry-After at once and closed",
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="an idle keep-alive connection is closed after this long (uvicorn's "
+        "timeout_keep_alive)",
+    )
+    keep_alive_max_requests: int = Field(
+        1000,
+        ge=1,
+        description="requests one keep-alive connection may carry; the last is answered with "
+        "Connection: close (nginx's keepalive_requests)",
+    )
     max_json_depth: int = Field(
         32, ge=2, le=1000, description="deepest nesting of arrays/objects in a JSON body"
     )

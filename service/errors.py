@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -109,6 +110,23 @@ class BodyTimeout(FramecastError):
 
     def __init__(self, message: str):
         super().__init__(message, headers={"Connection": "close"})
+
+
+class HeaderTimeout(BodyTimeout):
+    """The request line and headers were not complete within FRAMECAST_HEADER_TIMEOUT_S (a client
+    trickling them, e.g. slowloris); answered below ASGI (:func:`raw_answer`), then closed."""
+
+
+class TooManyConnections(FramecastError):
+    """The process holds FRAMECAST_MAX_CONNECTIONS open connections: a new one is answered at
+    once and closed."""
+
+    status, kind = 503, "too_many_connections"
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(
+            message, headers={"Retry-After": str(retry_after_s), "Connection": "close"}
+        )
 
 
 class ClientGone(Exception):
@@ -237,6 +255,18 @@ async def send_error(
     head += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": raw, "more_body": more_body})
+
+
+def raw_answer(exc: FramecastError) -> bytes:
+    """``exc`` as a whole HTTP/1.1 response in framecast's form, for the connection layer below
+    ASGI (service/http/connections.py), where no request was parsed to answer through."""
+    status, body, headers = render(exc)
+    raw = json.dumps(body).encode()
+    phrase = HTTPStatus(status).phrase
+    lines = [f"HTTP/1.1 {status} {phrase}", "content-type: application/json"]
+    lines += [f"content-length: {len(raw)}", "connection: close"]
+    lines += [f"{k.lower()}: {v}" for k, v in (headers or {}).items() if k.lower() != "connection"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + raw
 
 
 def from_validation(exc: RequestValidationError) -> InvalidParameter:

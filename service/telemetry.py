@@ -166,6 +166,19 @@ class Metrics:
         self.ready = _Gauge(
             "framecast_model_ready", "gauge", "1 when the model is loaded and warm", ("model",)
         )
+        self.connections_closed = _Counter(
+            "framecast_connections_closed_total",
+            "counter",
+            "connections the server closed on its own: header_timeout (request headers not "
+            "complete in time), max_connections (refused at the cap)",
+            ("reason",),
+        )
+        self.open_connections = _Gauge(
+            "framecast_open_connections",
+            "gauge",
+            "open HTTP connections of this process (as of the last connection sweep)",
+            (),
+        )
         self._families = (
             self.requests,
             self.latency,
@@ -175,6 +188,8 @@ class Metrics:
             self.phases,
             self.queue,
             self.ready,
+            self.connections_closed,
+            self.open_connections,
         )
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
@@ -202,6 +217,14 @@ class Metrics:
     def set_ready(self, model: str, ready: bool) -> None:
         with self._lock:
             self.ready.values[(model,)] = 1 if ready else 0
+
+    def connection_closed(self, reason: str) -> None:
+        with self._lock:
+            self.connections_closed.values[(reason,)] += 1
+
+    def set_open_connections(self, n: int) -> None:
+        with self._lock:
+            self.open_connections.values[()] = n
 
     def render(self) -> str:
         with self._lock:

@@ -141,3 +141,24 @@ def test_ray_start_figures_in_the_ray_docs():
     )
     docs = (BENCH.parent / "ray.md").read_text()
     assert " ".join(quoted.split()) in " ".join(docs.split())
+
+
+def slow_clients_sentence(report: dict) -> str:
+    """docs/reliability.md's sentence on bench/slow_clients.py, from its JSON."""
+    a, b = report["normal_alone"], report["normal_during_slow"]
+    s, logged = report["slow_connections"], report["server_log"]
+    return (
+        f"alone, {a['p50_ms']:.2f} ms median and {a['p99_ms']:.2f} ms p99 over {a['requests']} "
+        f"requests; beside the slow connections, {b['p50_ms']:.2f} ms and {b['p99_ms']:.2f} ms "
+        f"over {b['requests']}, {b['error_count']} failed. The server answered "
+        f"{s['answered_408']} slow connections 408 after {s['held_s_median']:.1f} s (median; at "
+        f"most {s['held_s_max']:.1f} s), {s['open_at_end']} replacements were open at the end, "
+        f"and the log held {logged['tracebacks']} tracebacks."
+    )
+
+
+def test_slow_client_figures_in_the_reliability_docs():
+    report = json.loads((BENCH / "slow_clients.json").read_text())
+    assert report["passed"]
+    docs = (BENCH.parent / "reliability.md").read_text()
+    assert " ".join(slow_clients_sentence(report).split()) in " ".join(docs.split())

@@ -102,6 +102,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.http.connections import server_config
     from service.runtime.server import Runtime
 
     fatal: list[str] = []
@@ -120,18 +121,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
     # uvicorn on SIGTERM: stop accepting, let in-flight requests finish (at most
-    # shutdown_grace_s), then run the lifespan's shutdown. Our middleware logs each request.
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=False,
-            # uvicorn annotates an int; it hands the value to asyncio.wait_for, which takes a float
-            timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
-        )
-    )
+    # shutdown_grace_s), then run the lifespan's shutdown. Connections are guarded below ASGI
+    # (header timeout, connection cap, keep-alive limits: service/http/connections.py).
+    server = uvicorn.Server(server_config(app, settings, runtime.metrics))
     try:
         server.run(sockets=sockets)
     except LoadError as e:  # load_mode=blocking: start-up raised

@@ -256,9 +256,15 @@ class Runtime:
         return self.ready_event.wait(timeout)
 
     def close(self) -> None:
+        """Stop: a background load in progress ends its current model first (at most
+        FRAMECAST_SHUTDOWN_GRACE_S): TensorFlow work left running in a thread when the
+        interpreter exits aborts the process (exit 134) instead of a clean exit."""
         self._closed = True
         if self.gate is not None:
             self.gate.set()
+        loader = self._thread
+        if loader is not None and loader.is_alive() and loader is not threading.current_thread():
+            loader.join(self.settings.shutdown_grace_s)
         self.models.close()
 
     # -- the live repository ------------------------------------------------------------------

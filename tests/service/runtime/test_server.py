@@ -158,3 +158,17 @@ def test_a_uint8_entry_that_answers_differently_is_dropped(models_dir, caplog):
         assert "scaling frames in its graph changed its output" in caplog.text
     finally:
         runner.close()
+
+
+def test_closing_during_a_background_load_waits_for_the_loader(models_dir):
+    """A server stopped while it still loads (SIGTERM at start-up) must not leave TensorFlow
+    work in a thread at interpreter exit, which aborts the process (exit 134)."""
+    from service.config import Settings
+    from service.runtime.server import Runtime
+
+    rt = Runtime(Settings(models_dir=models_dir, load_mode="background"))
+    rt.start()
+    assert rt._thread is not None and rt._thread.is_alive()
+    rt.close()
+    assert not rt._thread.is_alive()
+    assert not rt.ready
