@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     ui.mount_static(app)
     docs.mount_assets(app)
     # pure-ASGI layers, innermost first: the hot path (classify, predict), body limit +
-    # deadline, API keys, CORS, metrics, log
+    # deadline, API keys, CORS, metrics, drain, log
     from service.http.limits import BodyLimitMiddleware
     from service.http.logs import RequestLogMiddleware
     from service.http.security import AuthMiddleware, add_cors, document_security
@@ -146,6 +146,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         document_security(app)
     add_cors(app, settings.cors_origins)
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)
+    from service.http.drain import Drain, DrainMiddleware
+
+    app.state.drain = Drain()  # started by service.http.drain.DrainingServer on SIGTERM
+    app.add_middleware(DrainMiddleware, drain=app.state.drain, grace_s=settings.shutdown_grace_s)
     app.add_middleware(
         RequestLogMiddleware, models=lambda: runtime.runners, log_probes=settings.log_probes
     )

@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     worker_count: int = Field(
         1, ge=1, description="set by `framecast serve --workers` itself: workers on this host"
     )
+    worker_restarts: int = Field(
+        5,
+        ge=0,
+        description="`framecast serve --workers`: a worker that dies by a signal (SIGKILL, a "
+        "crash, the OOM killer) is started again, at most this many times a minute; past it, "
+        "or when a worker exits with an error of its own (exit 1: nothing to serve), the "
+        "supervisor stops them all",
+    )
     reuse_port: bool = Field(
         False,
         description="set by `framecast serve --workers` itself: listen on a SO_REUSEPORT socket "

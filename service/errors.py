@@ -129,6 +129,16 @@ class TooManyConnections(FramecastError):
         )
 
 
+class ShuttingDown(FramecastError):
+    """The server is draining after SIGTERM: requests in flight finish, new ones are refused so
+    that the client retries elsewhere (another worker, another replica)."""
+
+    status, kind = 503, "shutting_down"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Retry-After": "1", "Connection": "close"})
+
+
 class ClientGone(Exception):
     """The client disconnected before its body was complete: nothing to answer.
     :class:`~service.http.limits.BodyLimitMiddleware` logs it as one INFO line and records
@@ -250,9 +260,10 @@ async def send_error(
     status, body, headers = render(exc)
     raw = json.dumps(body).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    extra = {k.lower(): v for k, v in (headers or {}).items()}
     if close:
-        head.append((b"connection", b"close"))
-    head += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        extra["connection"] = "close"
+    head += [(k.encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": raw, "more_body": more_body})
 

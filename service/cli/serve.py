@@ -99,14 +99,13 @@ def serve_command(args: argparse.Namespace) -> int:
         return run_workers(settings)
     import signal
 
-    import uvicorn
-
     from service.app import create_app
     from service.http.connections import server_config
+    from service.http.drain import DrainingServer
     from service.runtime.server import Runtime
 
     fatal: list[str] = []
-    server: uvicorn.Server | None = None
+    server: DrainingServer | None = None
 
     def on_fatal(detail: str) -> None:  # start-up ended with no model served: stop, exit 1
         fatal.append(detail)
@@ -120,10 +119,13 @@ def serve_command(args: argparse.Namespace) -> int:
         log.info("stopped after signal %d", signum)  # graceful shutdown...
 
     signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
-    # uvicorn on SIGTERM: stop accepting, let in-flight requests finish (at most
-    # shutdown_grace_s), then run the lifespan's shutdown. Connections are guarded below ASGI
-    # (header timeout, connection cap, keep-alive limits: service/http/connections.py).
-    server = uvicorn.Server(server_config(app, settings, runtime.metrics))
+    # SIGTERM drains first (new requests 503 until those in flight are answered, at most
+    # shutdown_grace_s: service/http/drain.py), then uvicorn stops: socket, connections,
+    # lifespan. Connections are guarded below ASGI (header timeout, connection cap, keep-alive
+    # limits: service/http/connections.py).
+    server = DrainingServer(
+        server_config(app, settings, runtime.metrics), app.state.drain, settings.shutdown_grace_s
+    )
     try:
         server.run(sockets=sockets)
     except LoadError as e:  # load_mode=blocking: start-up raised

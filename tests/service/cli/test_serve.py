@@ -1,6 +1,7 @@
 """`framecast serve` in a subprocess: graceful shutdown (SIGTERM while a request is in flight: the
-request completes, new connections are refused, exit 0), start-up that says why it cannot listen
-(a port in use, a host that does not resolve), and two workers sharing the port."""
+request completes, new requests get 503 meanwhile, then new connections are refused, exit 0),
+start-up that says why it cannot listen (a port in use, a host that does not resolve), and two
+workers sharing the port."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def free_port() -> int:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_finishes_the_request_in_flight_then_exits_0(models_dir, tmp_path):
+def test_sigterm_drains_the_request_in_flight_answering_new_ones_503_then_exits_0(
+    models_dir, tmp_path
+):
     root = tmp_path / "models"
     shutil.copytree(models_dir / NF, root / NF)
     port = free_port()
@@ -92,14 +95,28 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(models_dir, tmp_pat
         assert sending.wait(10)
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
-        refused = False  # no longer accepting: poll (bounded) until a new connection is refused
-        stop_polling = time.monotonic() + 20
+        # draining: the upload in flight goes on; a new request is answered 503 at once, while
+        # liveness still answers
+        drained, stop_polling = None, time.monotonic() + 10
+        while drained is None and time.monotonic() < stop_polling:
+            r = httpx.get(url + "/v1/models", timeout=2)
+            if r.status_code == 503:
+                drained = r
+            time.sleep(0.05)
+        assert drained is not None, "no 503 for a new request while draining"
+        assert drained.json()["error"] == "shutting_down" and drained.headers["retry-after"] == "1"
+        assert drained.headers["connection"] == "close"
+        assert httpx.get(url + "/healthz", timeout=2).status_code == 200
+        assert t.is_alive(), "the request in flight ended before the drain was seen"
+        refused = False  # once it is answered: poll (bounded) until a new connection is refused
+        stop_polling = time.monotonic() + 40
         while not refused and time.monotonic() < stop_polling:
             try:
                 httpx.get(url + "/healthz", timeout=2)
+                time.sleep(0.05)
             except httpx.TransportError:
                 refused = True
-        assert refused, "the server kept accepting new connections after SIGTERM"
+        assert refused, "the server kept accepting new connections after the drain"
         t.join(timeout=60)
         assert "error" not in result, result.get("error")
         r = result["r"]

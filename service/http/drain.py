@@ -1,0 +1,133 @@
+"""Draining on SIGTERM: the requests in flight are answered, new ones get 503 until they are.
+
+uvicorn alone, on SIGTERM, closes its listening socket at once: a connection that arrives while
+the last requests finish is refused by the kernel, and a load balancer that has not noticed yet
+sends its clients into that. framecast drains first instead (:class:`DrainingServer`):
+
+1. the first SIGTERM (or SIGINT) starts the drain: the socket stays open; every new request but
+   ``/healthz`` and ``/metrics`` is answered 503 ``shutting_down`` with ``Retry-After: 1`` and
+   ``Connection: close`` (:class:`DrainMiddleware`), ``/readyz`` among them, so probes see it;
+2. once no accepted request is in flight (or FRAMECAST_SHUTDOWN_GRACE_S has passed: those left
+   are logged), the socket closes; connections accepted just before get
+   :attr:`DrainingServer.LINGER_S` to send their request (answered 503), then uvicorn's own
+   shutdown runs: connections close, the lifespan ends (models closed), and ``framecast serve``
+   exits 0. A connection still in the kernel's accept queue when the socket closes is reset
+   (the kernel's doing: nothing accepted it);
+3. a second signal skips the drain (uvicorn's way: SIGINT twice forces the exit).
+
+One INFO line when the drain starts (requests in flight) and one when it ends (how long).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from types import FrameType
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import ShuttingDown, send_error
+
+log = logging.getLogger("framecast")
+
+EXEMPT = frozenset({"/healthz", "/metrics"})  # liveness and scrapes answer while draining
+
+
+class Drain:
+    """Whether the server drains, since when, and how many accepted requests are in flight
+    (touched on the event loop only)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.inflight = 0
+
+    @property
+    def draining(self) -> bool:
+        return self.since is not None
+
+    def start(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+
+class DrainMiddleware:
+    """Counts the requests in flight; while draining, answers new ones 503 (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, drain: Drain, grace_s: float):
+        self.app, self.drain, self.grace_s = app, drain, grace_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        drain = self.drain
+        if drain.since is not None and scope["path"] not in EXEMPT:
+            message = (
+                "the server is shutting down: requests in flight finish, new ones are refused; "
+                "retry (another worker or replica answers)"
+            )
+            await send_error(send, ShuttingDown(message), close=True)
+            return
+        drain.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            drain.inflight -= 1
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with the drain of this module before its shutdown."""
+
+    # after a drain: the listening sockets are closed first, and connections accepted just
+    # before get this long to send their request (answered 503) before uvicorn closes every
+    # connection without a request in progress (which a client sees as a broken connection)
+    LINGER_S = 0.5
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, grace_s: float):
+        super().__init__(config)
+        self.drain, self.grace_s = drain, grace_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain.draining or not self.started or self.should_exit:
+            super().handle_exit(sig, frame)  # a second signal, or not serving yet
+            return
+        captured = getattr(self, "_captured_signals", None)
+        if captured is not None:
+            captured.append(sig)  # uvicorn re-raises it after its shutdown, as without a drain
+        self.drain.start()
+        log.info(
+            "draining after signal %d: %d request(s) in flight, new ones answered 503 "
+            "(at most %g s, FRAMECAST_SHUTDOWN_GRACE_S)",
+            sig,
+            self.drain.inflight,
+            self.grace_s,
+        )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.drain.draining and not self.force_exit:
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            await asyncio.sleep(self.LINGER_S)
+        await super().shutdown(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        drain = self.drain
+        if drain.since is not None and not self.should_exit:
+            waited = time.monotonic() - drain.since
+            if drain.inflight == 0:
+                log.info("drained in %.1f s: no request in flight; stopping", waited)
+                self.should_exit = True
+            elif waited >= self.grace_s:
+                log.warning(
+                    "%d request(s) still in flight after %g s (FRAMECAST_SHUTDOWN_GRACE_S): "
+                    "stopping without them",
+                    drain.inflight,
+                    self.grace_s,
+                )
+                self.config.timeout_graceful_shutdown = 1
+                self.should_exit = True
+        return await super().on_tick(counter)
