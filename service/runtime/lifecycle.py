@@ -115,7 +115,6 @@ class Lifecycle:
                     raise LoadError(detail + "; the previous copy keeps serving") from None
             self.fail(name, detail)
             raise LoadError(detail) from None
-        _log_ready(runner)
         return self.serve(runner)
 
     def serve(self, runner: Runner) -> Runner | None:
@@ -128,15 +127,22 @@ class Lifecycle:
             runner.ready = True
             old = self._serving.get(name)
             self._serving[name] = runner
-            self._set(name, ModelState.READY)
+            self._set(name, ModelState.READY, quiet=True)  # its own line, below
             self.metrics.set_ready(name, True)
-        return old if old is not runner else None
+        swapped = old is not None and old is not runner
+        from service.runtime.runner import ModelRunner  # (a cycle at import time)
+
+        if isinstance(runner, ModelRunner):  # a runner of this process
+            _log_ready(runner, swapped)
+        else:  # a remote runner (a Ray deployment), warmed where it runs
+            log.info("model %s ready%s", name, " (swapped in)" if swapped else "")
+        return old if swapped else None
 
     def fail(self, name: str, detail: str) -> None:
         """``name`` cannot be served (its pending copy, if any, is closed)."""
         with self._lock:
             pending = self._pending.pop(name, None)
-            self._set(name, ModelState.FAILED, detail)
+            self._set(name, ModelState.FAILED, detail, quiet=True)
             self.metrics.set_ready(name, False)
         if pending is not None:
             pending.close()
@@ -149,7 +155,7 @@ class Lifecycle:
             if name not in self._status and name not in self._serving:
                 raise ModelNotFound(f"no model named {name!r} is loaded or known")
             runner = self._serving.pop(name, None)
-            self._set(name, ModelState.UNLOADED)
+            self._set(name, ModelState.UNLOADED, quiet=True)
             self.metrics.set_ready(name, False)
         log.info("model %s unloaded", name)
         return runner
@@ -166,8 +172,15 @@ class Lifecycle:
         for r in runners:
             r.close()
 
-    def _set(self, name: str, state: ModelState, detail: str = "") -> None:
+    def _set(self, name: str, state: ModelState, detail: str = "", quiet: bool = False) -> None:
+        """The one place a state changes, and one INFO line when it does (``quiet``: the caller
+        writes a fuller one: ready, failed, unloaded); a new detail alone (Ray's replica counts
+        while it deploys) is no line."""
+        previous = self._status.get(name)
         self._status[name] = Status(state, detail)
+        if not quiet and (previous is None or previous.state is not state):
+            was = f" (was {previous.state})" if previous is not None else ""
+            log.info("model %s %s%s%s", name, state, was, f": {detail}" if detail else "")
 
     # -- what is where ------------------------------------------------------------------------
     @property
@@ -299,12 +312,13 @@ class Lifecycle:
         return out
 
 
-def _log_ready(runner: ModelRunner) -> None:
-    """The one line a model logs when it is warm and about to serve."""
+def _log_ready(runner: ModelRunner, swapped: bool = False) -> None:
+    """The one line a model logs when it is warm and serves (``swapped``: in place of a copy
+    that finishes its requests in flight)."""
     m = runner.manifest
     log.info(
         "model %s ready: architecture=%s task=%s input=%sx%dx%dx%d device=%s "
-        "params=%d rollout=%s buckets=%s warm-up=%.1f ms",
+        "params=%d rollout=%s buckets=%s warm-up=%.1f ms%s",
         m.name,
         m.architecture,
         m.task,
@@ -317,6 +331,7 @@ def _log_ready(runner: ModelRunner) -> None:
         runner.rollout,
         ",".join(map(str, runner.buckets)),
         runner.warmup_ms or 0.0,
+        "; swapped in for the previous copy" if swapped else "",
     )
 
 

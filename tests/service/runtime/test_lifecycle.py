@@ -63,3 +63,53 @@ def test_lifecycle_unload_takes_the_runner_out_and_forget_drops_it(models_dir):
         raise AssertionError("a closed runner took work")
     except NotReady as e:
         assert "shutting down" in str(e)
+
+
+def test_every_state_change_is_one_line_and_a_new_detail_alone_is_none(models_dir, caplog):
+    """loading → warming → ready (the ready line with its figures), a reload swapped in, an
+    unload: one INFO line each; a detail that changes while the state stays (Ray's replica
+    counts during a deployment) writes no line."""
+    import logging
+
+    from service.config import Settings
+    from service.runtime.devices import Placement
+    from service.runtime.lifecycle import Lifecycle
+    from service.runtime.registry import discover_folders, load_folder
+    from service.telemetry import Metrics
+
+    folder = {f.name: f for f in discover_folders(models_dir)}["convlstm2d_classify"]
+    name = folder.name
+
+    def load():
+        return load_folder(
+            folder,
+            settings=Settings(models_dir=models_dir),
+            placement=Placement("cpu:0", "cpu:0", "x"),
+            metrics=Metrics(),
+        )
+
+    reg = Lifecycle(Metrics())
+    with caplog.at_level(logging.INFO, logger="framecast"):
+        reg.loading(name, "replicas 0/2")
+        reg.loading(name, "replicas 1/2")  # same state: no line
+        first = load()
+        reg.loaded(first)
+        reg.warm(first)
+        second = load()
+        reg.loading(name)  # a reload while the first copy serves: still READY, no line
+        reg.loaded(second)
+        old = reg.warm(second)
+        reg.unload(name)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"model {name}")]
+    assert len(lines) == 5, lines
+    assert lines[0] == f"model {name} loading: replicas 0/2"
+    assert lines[1] == f"model {name} warming (was loading)"
+    assert lines[2].startswith(f"model {name} ready: architecture=convlstm2d")
+    assert "swapped in" not in lines[2]
+    assert lines[3].startswith(f"model {name} ready: ") and lines[3].endswith(
+        "swapped in for the previous copy"
+    )
+    assert lines[4] == f"model {name} unloaded"
+    assert old is first
+    for r in (first, second):
+        r.close()
