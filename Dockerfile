@@ -1,6 +1,9 @@
-# syntax=docker/dockerfile:1
-#
 # framecast: the HTTP service with its bundled checkpoints.
+#
+# Needs Docker >= 17.05 (multi-stage builds), nothing more: no BuildKit-only instruction and no
+# `# syntax=` line (which makes BuildKit fetch a frontend image from Docker Hub on every build,
+# and an offline or mirrored builder fail at once). BuildKit, where it is on, builds the
+# independent stages side by side; the classic builder builds them in order.
 #
 #   docker build -t framecast:gpu .                          # default: GPU-capable (CUDA via pip)
 #   docker build -t framecast:cpu --build-arg VARIANT=cpu .  # CPU only (tensorflow-cpu), ~3 GB smaller
@@ -60,10 +63,11 @@ LABEL org.opencontainers.image.title="framecast" \
       org.opencontainers.image.licenses="Apache-2.0" \
       ai.framecast.variant="${VARIANT}"
 
-# The wheel is bind-mounted, not copied: it costs no layer of its own.
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-deps /wheels/framecast-*.whl \
- && rm -rf /build \
+# The wheel (~10 MB with the bundled checkpoints) is copied from its stage, then installed: a
+# bind mount (RUN --mount) would save that layer but needs BuildKit.
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-cache-dir --no-deps /wheels/framecast-*.whl \
+ && rm -rf /build /wheels \
  && python -c "from models.repository import BUNDLED_DIR, discover; print('bundled models:', [p.name for p in discover(BUNDLED_DIR)])"
 
 # Unprivileged user with a writable home (Keras writes ~/.keras).

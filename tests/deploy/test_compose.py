@@ -22,7 +22,8 @@ except ModuleNotFoundError as e:  # skipped on a bare machine, a failure in CI
 
 
 class ComposeLoader(yaml.SafeLoader):
-    """Safe YAML plus Compose's merge tags: `!reset` (drop the value) and `!override` (replace)."""
+    """Safe YAML plus Compose's merge tags: `!reset` (drop the value) and `!override` (replace),
+    so that a file using them still loads here and the test that forbids them says why."""
 
 
 ComposeLoader.add_constructor("!reset", lambda loader, node: None)
@@ -69,9 +70,28 @@ def test_the_schema_rejects_a_broken_file(compose_schema):
     assert list(validator_class(compose_schema).iter_errors(broken))
 
 
+def resolved(name: str) -> dict:
+    """The framecast service of ``name`` with its ``extends`` applied (mappings merged, the
+    extending file's values winning), as Compose does."""
+    service = load(name)["services"]["framecast"]
+    base = service.pop("extends", None)
+    if base is None:
+        return service
+    assert (ROOT / base["file"]).parent == ROOT
+    parent = resolved(base["file"])
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    return merge(parent, service)
+
+
 def test_gpu_reservation_healthcheck_port_and_settings():
-    service = load("docker-compose.yml")["services"]["framecast"]
-    assert service["build"]["args"]["VARIANT"] == "gpu"
+    service = resolved("docker-compose.yml")
+    assert service["build"]["args"]["VARIANT"] == "gpu" and service["image"] == "framecast:gpu"
     devices = service["deploy"]["resources"]["reservations"]["devices"]
     assert {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]} in devices
     assert "http://127.0.0.1:8000/readyz" in " ".join(service["healthcheck"]["test"])
@@ -79,16 +99,59 @@ def test_gpu_reservation_healthcheck_port_and_settings():
     assert service["environment"] and all(
         k.startswith("FRAMECAST_") for k in service["environment"]
     )
+    assert service["environment"]["FRAMECAST_DEVICE"].endswith(":-auto}")
     # the default serves the bundled models: no models dir, no volume
     assert "FRAMECAST_MODELS_DIR" not in service["environment"]
     assert not service.get("volumes")
 
 
-def test_cpu_override_builds_the_cpu_image_without_a_gpu():
-    service = load("docker-compose.cpu.yml")["services"]["framecast"]
-    assert service["build"]["args"]["VARIANT"] == "cpu"
-    assert "deploy" in service and service["deploy"] is None  # `!reset` drops the reservation
-    assert "!reset" in (ROOT / "docker-compose.cpu.yml").read_text()
+def test_the_cpu_file_stands_alone_without_a_gpu():
+    service = resolved("docker-compose.cpu.yml")
+    assert service["build"]["args"]["VARIANT"] == "cpu" and service["image"] == "framecast:cpu"
+    assert "deploy" not in service
+    assert "http://127.0.0.1:8000/readyz" in " ".join(service["healthcheck"]["test"])
+    assert service["environment"]["FRAMECAST_DEVICE"].endswith(":-cpu}")
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_every_file_reads_in_old_compose_versions(name):
+    """Nothing that Debian's docker-compose 1.29 (or Compose before 2.24.4) cannot read: no
+    `!reset`/`!override` tag, no top-level `name:`."""
+    code = [ln.split("#", 1)[0] for ln in (ROOT / name).read_text().splitlines()]
+    assert not [ln for ln in code if "!reset" in ln or "!override" in ln]
+    assert "name" not in load(name)
+
+
+COMBINATIONS = [
+    ["docker-compose.yml"],
+    ["docker-compose.cpu.yml"],
+    ["docker-compose.yml", "docker-compose.models.yml"],
+    ["docker-compose.cpu.yml", "docker-compose.models.yml"],
+]
+
+
+@pytest.mark.parametrize("files", COMBINATIONS, ids=lambda f: "+".join(f))
+def test_docker_compose_1_29_resolves_every_documented_combination(files):
+    """Debian's docker-compose (1.29, the Python one) reads the files as the README combines
+    them (`config` needs no Docker engine)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        missing_tool("docker-compose", "Debian's docker-compose package (apt)")
+    args = [a for f in files for a in ("-f", f)]
+    proc = subprocess.run(
+        [exe, *args, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = yaml.safe_load(proc.stdout)["services"]["framecast"]
+    gpu = files[0] == "docker-compose.yml"
+    assert config["image"] == ("framecast:gpu" if gpu else "framecast:cpu")
+    assert ("deploy" in config) == gpu
+    assert ("FRAMECAST_MODELS_DIR" in config["environment"]) == (
+        "docker-compose.models.yml" in files
+    )
 
 
 def test_models_override_mounts_checkpoints_read_only():
