@@ -147,13 +147,13 @@ class Slowloris:
         still_open = self.open
         self._stop.set()
         self._thread.join(30)
-        held = np.array(self.held_s) if self.held_s else np.array([float("nan")])
+        held = np.array(self.held_s)
         return {
             **self.stats,
             "refused_at_connect": self.refused,
             "open_at_end": still_open,
-            "held_s_median": round(float(np.median(held)), 2),
-            "held_s_max": round(float(held.max()), 2),
+            "held_s_median": round(float(np.median(held)), 2) if held.size else None,
+            "held_s_max": round(float(held.max()), 2) if held.size else None,
         }
 
 

@@ -3,6 +3,7 @@
     python3 bench/soak.py                               # 5,000 requests, bundled models
     python3 bench/soak.py --requests 500 --tiny         # a quick check on tiny untrained models
     python3 bench/soak.py --models-dir /path/to/models --out runs/soak.json
+    python3 bench/soak.py --faults --minutes 10 --concurrency 8  # the fault run (soak_faults.py)
 
 It starts the server as a child process (127.0.0.1 only, a free port, ``FRAMECAST_MAX_QUEUE`` =
 ``--max-queue``), records reference answers one request at a time, then sends ``--requests``
@@ -76,9 +77,37 @@ def parse_args(argv=None):
     p.add_argument("--atol", type=float, default=1e-4, help="tolerance against the references")
     p.add_argument("--rss-growth-mb", type=float, default=64.0)
     p.add_argument("--max-seconds", type=float, default=1800.0, help="hard stop of the run")
-    p.add_argument("--out", default="runs/soak.json", help="JSON figures (default runs/soak.json)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON figures (default runs/soak.json; with --faults docs/bench/soak_faults.json)",
+    )
+    p.add_argument(
+        "--faults",
+        action="store_true",
+        help="the fault run instead (bench/soak_faults.py): "
+        "--workers 2 under load for --minutes with a worker killed, a model reloaded, slow "
+        "and vanishing clients",
+    )
+    p.add_argument("--minutes", type=float, default=10.0, help="length of the fault run")
+    p.add_argument(
+        "--kill-window-s",
+        type=float,
+        default=3.0,
+        help="fault run: broken connections ending this soon after the kill are the kill's",
+    )
+    p.add_argument(
+        "--pause-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="a background job to SIGSTOP during the run (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = "docs/bench/soak_faults.json" if args.faults else "runs/soak.json"
+    return args
 
 
 # --------------------------------------------------------------------------- the server
@@ -317,6 +346,10 @@ def summarize(args, results, marks, rss, timed_out, alive, exit_code, seconds) -
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.faults:
+        from soak_faults import main_faults
+
+        return main_faults(args)
     figures = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(figures, indent=2))
     f = figures

@@ -162,3 +162,29 @@ def test_slow_client_figures_in_the_reliability_docs():
     assert report["passed"]
     docs = (BENCH.parent / "reliability.md").read_text()
     assert " ".join(slow_clients_sentence(report).split()) in " ".join(docs.split())
+
+
+def soak_faults_sentence(f: dict) -> str:
+    """The README's sentence on the fault run, from docs/bench/soak_faults.json."""
+    e = f["events"]
+    slow, causes = e["slow_clients"], f["failed_by_cause"]
+    return (
+        f"{f['requests_sent']:,} requests, {f['answered_as_expected']:,} answered as expected "
+        f"(the right answer, or a 4xx for the malformed ones), {f['told_to_retry_503']} told to "
+        f"retry, {causes['killed_worker_in_flight']} failed in flight on the killed worker "
+        f"(back after {e['kill']['back_after_s']:.1f} s), {causes['lost']} lost; p99 "
+        f"{f['p99_ms']:.1f} ms, {f['p99_ms_steady_before_faults']:.1f} ms before the faults and "
+        f"{f['p99_ms_during_reload_other_models']:.1f} ms for the other models while "
+        f"`{e['reload']['model']}` reloaded ({e['reload']['until_s'] - e['reload']['at_s']:.1f} "
+        f"s); {e['vanished_clients']} clients that vanished mid-body each one INFO line, "
+        f"{slow['answered_408']} slow connections answered 408; RSS of the supervisor and its "
+        f"workers {f['rss_mb']['start']:,.1f} MB at the start, {f['rss_mb']['end']:,.1f} MB at "
+        f"the end; {f['server_log']['tracebacks']} tracebacks; exit code "
+        f"{f['server_exit_code']} after SIGTERM"
+    )
+
+
+def test_fault_run_figures_in_the_readme():
+    f = json.loads((BENCH / "soak_faults.json").read_text())
+    assert f["passed"]
+    assert " ".join(soak_faults_sentence(f).split()) in " ".join(README.split())
