@@ -115,9 +115,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.metrics = metrics
     errors.install(app)
     from service.routes.v2 import infer as v2  # Open Inference Protocol (KServe V2) under /v2
-    from service.routes.v2 import repository
+    from service.routes.v2 import model_config, repository
 
     app.include_router(repository.router)
+    app.include_router(model_config.router)  # before /v2/models/{name}: /v2/models/stats
     app.include_router(v2.router)
     for module in (health, models, predict, compare, metrics_routes, ui, docs):
         app.include_router(module.router)

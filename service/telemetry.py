@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
@@ -114,6 +115,64 @@ class _Histogram(_Family):
         return out
 
 
+# routes whose requests are a model's inferences (the statistics extension counts them)
+INFERENCE_ROUTES = ("/infer", "/predict", "/classify")
+# a request's phases (observe_phases) as the statistics extension names them
+STAT_PHASES = {
+    "decode": "compute_input",
+    "queue": "queue",
+    "model": "compute_infer",
+    "encode": "compute_output",
+}
+
+
+class ModelStats:
+    """One model's counts and cumulative nanoseconds in the shape of Triton's statistics
+    extension (``GET /v2/models/{m}/stats``): requests by outcome, time by phase, model calls by
+    batch size."""
+
+    def __init__(self) -> None:
+        self.durations = {
+            k: [0, 0] for k in ("success", "fail", "queue", *STAT_PHASES.values())
+        }  # name -> [count, ns]
+        self.batches: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        self.inference_count = 0  # clips run through the model
+        self.execution_count = 0  # model calls
+        self.last_inference_ms = 0
+
+    def add(self, what: str, seconds: float) -> None:
+        d = self.durations[what]
+        d[0] += 1
+        d[1] += int(seconds * 1e9)
+
+    def as_v2(self, name: str, version: str) -> dict:
+        def stat(count_ns: list[int]) -> dict:
+            return {"count": count_ns[0], "ns": count_ns[1]}
+
+        zero = {"count": 0, "ns": 0}
+        return {
+            "name": name,
+            "version": version,
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {
+                **{k: stat(v) for k, v in self.durations.items()},
+                "cache_hit": zero,
+                "cache_miss": zero,
+            },
+            "batch_stats": [
+                {
+                    "batch_size": b,
+                    "compute_input": zero,
+                    "compute_infer": stat(v),
+                    "compute_output": zero,
+                }
+                for b, v in sorted(self.batches.items())
+            ],
+        }
+
+
 class Metrics:
     """The service's metrics; methods are safe to call from any thread."""
 
@@ -179,6 +238,7 @@ class Metrics:
             "open HTTP connections of this process (as of the last connection sweep)",
             (),
         )
+        self.stats: dict[str, ModelStats] = defaultdict(ModelStats)
         self._families = (
             self.requests,
             self.latency,
@@ -198,17 +258,30 @@ class Metrics:
             self.latency.observe((route, model), seconds)
             if status >= 400:
                 self.errors.values[(route, str(status))] += 1
+            if model and model != "unknown" and route.endswith(INFERENCE_ROUTES):
+                stats = self.stats[model]
+                stats.add("success" if status < 400 else "fail", seconds)
+                if status < 400:
+                    stats.last_inference_ms = int(time.time() * 1000)
 
     def observe_inference(self, model: str, seconds: float, batch: int) -> None:
         with self._lock:
             self.inference.observe((model,), seconds)
             self.batch.observe((model,), float(batch))
+            stats = self.stats[model]
+            stats.execution_count += 1
+            stats.inference_count += batch
+            b = stats.batches[batch]
+            b[0] += 1
+            b[1] += int(seconds * 1e9)
 
     def observe_phases(self, model: str, phases_ms: dict[str, float]) -> None:
         """One request's phases (milliseconds), e.g. ``{"decode": 1.2, "queue": 0.4, ...}``."""
         with self._lock:
             for phase, ms in phases_ms.items():
                 self.phases.observe((model, phase), ms / 1000.0)
+                if phase in STAT_PHASES:
+                    self.stats[model].add(STAT_PHASES[phase], ms / 1000.0)
 
     def set_queue(self, model: str, depth: int) -> None:
         with self._lock:
@@ -225,6 +298,12 @@ class Metrics:
     def set_open_connections(self, n: int) -> None:
         with self._lock:
             self.open_connections.values[()] = n
+
+    def model_stats(self, name: str, version: str) -> dict:
+        """``name``'s statistics in the V2 statistics extension's shape (zeros before any)."""
+        with self._lock:
+            stats = self.stats.get(name) or ModelStats()
+            return stats.as_v2(name, version)
 
     def render(self) -> str:
         with self._lock:

@@ -87,6 +87,8 @@ router = APIRouter(
     tags=["open inference protocol (v2)"],
     responses=V2_RESPONSES,
 )
+# the protocol's extensions served (the repository, config and statistics in their own modules)
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 # GET routes answer plain JSON: their return annotations are not response models (schemas)
 _get = partial(router.get, response_model=None)
 
@@ -125,7 +127,7 @@ async def server_metadata(request: Request) -> dict:
     return {
         "name": "framecast",
         "version": request.app.version,
-        "extensions": ["binary_tensor_data"],
+        "extensions": EXTENSIONS,
     }
 
 

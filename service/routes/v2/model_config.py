@@ -1,0 +1,121 @@
+"""Triton's model configuration and statistics extensions over V2 (what tritonclient's
+``get_model_config`` and ``get_inference_statistics``, and perf_analyzer, read).
+
+- ``GET /v2/models/{name}/config`` (and ``/versions/{v}/config``): the model in Triton's JSON
+  model configuration: ``max_batch_size`` (FRAMECAST_MAX_BATCH_SIZE), ``input`` / ``output``
+  with ``data_type`` and ``dims`` (no batch axis; -1 for a free one), ``dynamic_batching`` with
+  the batcher's real settings (the warmed bucket sizes as ``preferred_batch_size``,
+  FRAMECAST_MAX_BATCH_DELAY_MS as ``max_queue_delay_microseconds``) and the instance (CPU or GPU).
+- ``GET /v2/models/stats``, ``/v2/models/{name}/stats``, ``/v2/models/{name}/versions/{v}/stats``:
+  per model, requests by outcome (``success``, ``fail``) and the time of their phases (``queue``;
+  ``compute_input``: reading and decoding the upload; ``compute_infer``: the model calls;
+  ``compute_output``: building the answer), each a count and cumulative nanoseconds, with the
+  model calls by batch size (``batch_stats``), the clips inferred (``inference_count``) and the
+  calls (``execution_count``). ``success`` and ``fail`` count requests; the phases count clips
+  (each clip of a V2 batch goes through the model's queue on its own, and the batcher merges
+  them again). They count every inference route of the model (``/v1`` predict
+  and classify, and V2 infer) since the process started: with ``--workers N``, the worker that
+  answered.
+
+Registered before ``/v2/models/{name}`` so that ``/v2/models/stats`` is not read as a model name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from service.deps import RuntimeDep, SettingsDep
+from service.inference import Runner
+from service.routes.v2.infer import V2_RESPONSES, _runner, model_metadata
+from service.routes.v2.tensors import INPUT, VERSION, input_specs, output_specs
+from service.telemetry import Metrics
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], responses=V2_RESPONSES)
+
+
+def model_config(r: Runner, max_batch_size: int, max_delay_ms: float) -> dict[str, Any]:
+    """``r`` in Triton's JSON model configuration."""
+    gpu = r.placement.device.startswith("gpu")
+    (inp,) = input_specs(r)
+    buckets = getattr(r, "buckets", None) or (max_batch_size,)
+    return {
+        "name": r.name,
+        "platform": model_metadata(r)["platform"],
+        "backend": "framecast",
+        "version_policy": {"specific": {"versions": [int(VERSION)]}},
+        "max_batch_size": max_batch_size,
+        "input": [
+            {
+                "name": INPUT,
+                "data_type": "TYPE_FP32",
+                "format": "FORMAT_NONE",
+                "dims": inp["shape"][1:],
+                "allow_ragged_batch": False,
+            }
+        ],
+        "output": [
+            {"name": o["name"], "data_type": "TYPE_FP32", "dims": o["shape"][1:]}
+            for o in output_specs(r)
+        ],
+        "dynamic_batching": {
+            "preferred_batch_size": [b for b in buckets if b <= max_batch_size],
+            "max_queue_delay_microseconds": int(max_delay_ms * 1000),
+        },
+        "instance_group": [
+            {
+                "name": r.name,
+                "kind": "KIND_GPU" if gpu else "KIND_CPU",
+                "count": 1,
+                "gpus": [int(r.placement.device.split(":")[1])] if gpu else [],
+            }
+        ],
+        "parameters": {
+            "task": {"string_value": r.manifest.task},
+            "architecture": {"string_value": r.manifest.architecture},
+        },
+    }
+
+
+def _metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+@router.get(
+    "/models/stats",
+    summary="Inference statistics of every model (the statistics extension)",
+    response_model=None,
+)
+async def all_stats(request: Request, runtime: RuntimeDep) -> dict:
+    metrics = _metrics(request)
+    names = sorted(runtime.models.serving())
+    return {"model_stats": [metrics.model_stats(n, VERSION) for n in names]}
+
+
+@router.get(
+    "/models/{name}/stats",
+    summary="Inference statistics of one model: counts and cumulative ns by phase, batch sizes",
+    response_model=None,
+)
+@router.get("/models/{name}/versions/{version}/stats", include_in_schema=False, response_model=None)
+async def stats(
+    request: Request, runtime: RuntimeDep, name: str, version: str | None = None
+) -> dict:
+    r = _runner(runtime, name, version)
+    return {"model_stats": [_metrics(request).model_stats(r.name, VERSION)]}
+
+
+@router.get(
+    "/models/{name}/config",
+    summary="Model configuration in Triton's JSON shape (tensors, batching, instance)",
+    response_model=None,
+)
+@router.get(
+    "/models/{name}/versions/{version}/config", include_in_schema=False, response_model=None
+)
+async def config(
+    runtime: RuntimeDep, settings: SettingsDep, name: str, version: str | None = None
+) -> dict:
+    r = _runner(runtime, name, version)
+    return model_config(r, settings.max_batch_size, settings.max_batch_delay_ms)

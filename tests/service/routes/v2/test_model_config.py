@@ -1,0 +1,109 @@
+"""Triton's model configuration and statistics extensions (service/routes/v2/model_config.py),
+read by the real ``tritonclient[http]``: the config says the tensors and the batcher's settings,
+and the statistics count what was sent."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from tests.service.helpers import FRAMES, H, W
+from tests.service.live import live_server
+
+try:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+except ModuleNotFoundError as e:  # skipped on a bare machine; a failure in CI, where it must be
+    message = f"{e.name} is not installed: pip install -e '.[dev]' (tritonclient[http])"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+NF, CL = "convlstm2d_next_frame", "convlstm2d_classify"
+
+
+@pytest.fixture(scope="module")
+def tc(models_dir):
+    settings = Settings(
+        models_dir=models_dir, load_mode="blocking", max_batch_size=6, max_batch_delay_ms=3.5
+    )
+    with live_server(create_app(settings)) as url:
+        c = triton.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=120.0)
+        yield c
+        c.close()
+
+
+def _infer(tc, name: str, batch: int) -> None:
+    x = np.random.default_rng(0).random((batch, FRAMES, H, W, 1), dtype=np.float32)
+    t = triton.InferInput("frames", list(x.shape), "FP32")
+    t.set_data_from_numpy(x)
+    tc.infer(name, [t])
+
+
+def test_the_config_says_the_tensors_and_the_batchers_settings(tc):
+    cfg = tc.get_model_config(NF)
+    assert cfg["name"] == NF and cfg["max_batch_size"] == 6
+    assert cfg["input"] == [
+        {
+            "name": "frames",
+            "data_type": "TYPE_FP32",
+            "format": "FORMAT_NONE",
+            "dims": [FRAMES, H, W, 1],
+            "allow_ragged_batch": False,
+        }
+    ]
+    assert {o["name"]: o["dims"] for o in cfg["output"]} == {
+        "next_frame": [H, W, 1],
+        "rollout": [-1, H, W, 1],
+    }
+    batching = cfg["dynamic_batching"]
+    assert batching["max_queue_delay_microseconds"] == 3500
+    assert batching["preferred_batch_size"][-1] == 6 and batching["preferred_batch_size"][0] == 1
+    assert cfg["instance_group"][0]["kind"] == "KIND_CPU"
+    classify = tc.get_model_config(CL, model_version="1")
+    assert [o["name"] for o in classify["output"]] == ["scores"]
+    with pytest.raises(InferenceServerException, match="version '2' is not served"):
+        tc.get_model_config(NF, model_version="2")
+    with pytest.raises(InferenceServerException, match="no model named"):
+        tc.get_model_config("nope")
+
+
+def test_statistics_count_what_was_sent(tc):
+    def stat(name):
+        (s,) = tc.get_inference_statistics(name)["model_stats"]
+        return s
+
+    before = stat(CL)
+    _infer(tc, CL, 3)
+    _infer(tc, CL, 1)
+    with pytest.raises(InferenceServerException):  # a bad tensor: a failed request
+        t = triton.InferInput("frames", [1, FRAMES, H + 1, W, 1], "FP32")
+        t.set_data_from_numpy(np.zeros((1, FRAMES, H + 1, W, 1), np.float32))
+        tc.infer(CL, [t])
+    after = stat(CL)
+    inf, was = after["inference_stats"], before["inference_stats"]
+    assert inf["success"]["count"] - was["success"]["count"] == 2
+    assert inf["fail"]["count"] - was["fail"]["count"] == 1
+    assert inf["success"]["ns"] > was["success"]["ns"]
+    for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
+        assert inf[phase]["count"] - was[phase]["count"] == 4, phase  # per clip: 3 + 1
+    assert inf["compute_infer"]["ns"] > was["compute_infer"]["ns"]
+    assert after["inference_count"] - before["inference_count"] == 4  # clips
+    assert after["execution_count"] - before["execution_count"] >= 2  # model calls
+    sizes = {b["batch_size"]: b["compute_infer"]["count"] for b in after["batch_stats"]}
+    assert sizes.get(3, 0) + sizes.get(4, 0) >= 1  # the batch of 3 (padded to a bucket or not)
+    assert after["last_inference"] > 0 and after["version"] == "1"
+    # every model at once, and a model nothing was sent to: zeros
+    every = {s["name"]: s for s in tc.get_inference_statistics()["model_stats"]}
+    assert set(every) >= {NF, CL} and every[CL]["inference_count"] == after["inference_count"]
+    untouched = every["conv2d_lstm_classify"]["inference_stats"]["success"]
+    assert untouched == {"count": 0, "ns": 0}
+
+
+def test_the_server_metadata_lists_the_extensions(tc):
+    extensions = tc.get_server_metadata()["extensions"]
+    assert {"model_configuration", "statistics", "model_repository"} <= set(extensions)
