@@ -12,9 +12,11 @@ Tensors, per model (``T, H, W, C`` from its manifest):
 - next-frame models: output ``next_frame`` ``[-1, H, W, C]`` FP32 (the default), and ``rollout``
   ``[-1, horizon, H, W, C]`` FP32: the request parameter ``horizon`` (1 ≤ k ≤
   FRAMECAST_MAX_HORIZON, default 1) rolls the model out k frames (its ``rollout`` in
-  ``/v1/models``). No ``outputs`` listed: ``next_frame``, and ``rollout`` if ``horizon`` was given.
+  ``/v1/models``). No ``outputs`` listed: every output (``next_frame`` and ``rollout``).
 - classify models: output ``scores`` ``[-1, num_classes]`` FP32 (in the order of the model's
-  ``class_names``, which the metadata lists under ``parameters.class_names``).
+  ``class_names``, which the metadata lists under ``parameters.class_names``). The
+  classification extension: ``parameters.classification = k`` on the requested ``scores``
+  (tritonclient's ``class_count``) answers ``[-1, k]`` BYTES ``"score:index:label"``, best first.
 
 Every clip of a batch goes through the model's runner, the same path and queue as ``/v1``.
 
@@ -88,7 +90,13 @@ router = APIRouter(
     responses=V2_RESPONSES,
 )
 # the protocol's extensions served (the repository, config and statistics in their own modules)
-EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration", "statistics"]
+EXTENSIONS = [
+    "binary_tensor_data",
+    "classification",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+]
 # GET routes answer plain JSON: their return annotations are not response models (schemas)
 _get = partial(router.get, response_model=None)
 

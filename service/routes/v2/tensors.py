@@ -181,20 +181,22 @@ def horizon_of(req: dict, max_horizon: int) -> int | None:
     return require_horizon(k, max_horizon, label="parameter horizon", error=V2Error)
 
 
-def requested_outputs(req: dict, runner: Runner, horizon: int | None) -> list[tuple[str, bool]]:
-    """[(output name, binary?)] in the order asked (default: the model's default outputs)."""
+def requested_outputs(
+    req: dict, runner: Runner, horizon: int | None
+) -> list[tuple[str, bool, int | None]]:
+    """[(output name, binary?, class count or None)] in the order asked; with no ``outputs``
+    listed, every output of the model, as the protocol says. A ``classification`` parameter on
+    an output (the classification extension: tritonclient's ``class_count``) asks for its top-k
+    classes as ``"score:index:label"`` strings."""
     params = req.get("parameters") or {}
     binary_default = bool(params.get("binary_data_output", False))
     names = [o["name"] for o in output_specs(runner)]
     outputs = req.get("outputs")
     if outputs is None:
-        if runner.manifest.task == "classify":
-            return [("scores", binary_default)]
-        chosen = ["next_frame"] + (["rollout"] if horizon is not None else [])
-        return [(n, binary_default) for n in chosen]
+        return [(n, binary_default, None) for n in names]
     if not isinstance(outputs, list):
         raise V2Error("'outputs' must be a list of {\"name\": ...}")
-    out: list[tuple[str, bool]] = []
+    out: list[tuple[str, bool, int | None]] = []
     for i, o in enumerate(outputs):
         name = o.get("name") if isinstance(o, dict) else None
         if not isinstance(name, str) or name not in names:
@@ -203,27 +205,72 @@ def requested_outputs(req: dict, runner: Runner, horizon: int | None) -> list[tu
                 f"{', '.join(names)}"
             )
         p = o.get("parameters") or {}
-        out.append((name, bool(p.get("binary_data", binary_default))))
+        if not isinstance(p, dict):
+            raise V2Error(f"outputs[{i}].parameters must be an object")
+        k = p.get("classification")
+        if k is not None:
+            if name != "scores":
+                raise V2Error(
+                    f"outputs[{i}]: classification applies to a classifier's 'scores' output, "
+                    f"not {name!r}"
+                )
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise V2Error(f"outputs[{i}]: classification must be an integer >= 1, got {k!r}")
+            k = min(k, len(runner.manifest.class_names or []) or k)
+        out.append((name, bool(p.get("binary_data", binary_default)), k))
     return out
+
+
+def top_classes(scores: np.ndarray, k: int, labels: list[str]) -> np.ndarray:
+    """(batch, k) ``"score:index:label"`` strings, best first (the classification extension)."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.array(
+        [
+            [f"{row[i]:f}:{i}:{labels[i] if i < len(labels) else i}" for i in idx]
+            for row, idx in zip(scores, order, strict=True)
+        ],
+        dtype=object,
+    )
+
+
+def _bytes_tensor(strings: np.ndarray) -> bytes:
+    """BYTES elements as the binary extension sends them: 4-byte little-endian length, bytes."""
+    parts = []
+    for s in strings.reshape(-1):
+        b = str(s).encode()
+        parts.append(len(b).to_bytes(4, "little") + b)
+    return b"".join(parts)
 
 
 # --------------------------------------------------------------------------- infer
 
 
 def encode_response(
-    req: dict, runner: Runner, wanted: list[tuple[str, bool]], arrays: dict[str, np.ndarray]
+    req: dict,
+    runner: Runner,
+    wanted: list[tuple[str, bool, int | None]],
+    arrays: dict[str, np.ndarray],
 ) -> Response:
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    for name, binary in wanted:
-        a = np.ascontiguousarray(arrays[name], dtype="<f4")
-        out: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(a.shape)}
+    for name, binary, k in wanted:
+        out: dict[str, Any] = {"name": name}
+        if k is not None:
+            labels = list(runner.manifest.class_names or [])
+            strings = top_classes(np.asarray(arrays[name]), k, labels)
+            out.update(datatype="BYTES", shape=list(strings.shape))
+            raw = _bytes_tensor(strings) if binary else b""
+            data: Any = strings.reshape(-1).tolist()
+        else:
+            a = np.ascontiguousarray(arrays[name], dtype="<f4")
+            out.update(datatype="FP32", shape=list(a.shape))
+            raw = a.tobytes() if binary else b""
+            data = None if binary else a.reshape(-1).tolist()
         if binary:
-            raw = a.tobytes()
             out["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            out["data"] = a.reshape(-1).tolist()
+            out["data"] = data
         outputs.append(out)
     body: dict[str, Any] = {"model_name": runner.name, "model_version": VERSION, "outputs": outputs}
     if "id" in req:

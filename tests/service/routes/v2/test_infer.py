@@ -137,13 +137,16 @@ def test_next_frame_equals_v1(tc, http, name, datatype, binary):
 
 
 def test_next_frame_defaults_and_horizon(tc, http):
-    """tritonclient's defaults (binary in and out, no outputs named); horizon rolls out."""
+    """tritonclient's defaults (binary in and out, no outputs named: every output, as the
+    protocol says); horizon rolls out."""
     c = clip(seed=5)
     res = tc.infer(NF, [frames_input(c[None], "UINT8", True)])
-    assert [o["name"] for o in res.get_response()["outputs"]] == ["next_frame"]
+    assert [o["name"] for o in res.get_response()["outputs"]] == ["next_frame", "rollout"]
     np.testing.assert_allclose(
         res.as_numpy("next_frame"), v1_predict(http, NF, c), rtol=1e-5, atol=1e-6
     )
+    assert res.as_numpy("rollout").shape == (1, 1, H, W, 1)  # horizon 1 by default
+    np.testing.assert_allclose(res.as_numpy("rollout")[:, 0], res.as_numpy("next_frame"))
     res = tc.infer(NF, [frames_input(c[None], "FP32", False)], parameters={"horizon": 3})
     rollout = res.as_numpy("rollout")  # (1, 3, H, W, 1)
     assert rollout.shape == (1, 3, H, W, 1)
@@ -197,7 +200,8 @@ def test_nested_json_data(http):
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["id"] == "r1" and out["model_version"] == "1"
-    (o,) = out["outputs"]
+    o, rollout = out["outputs"]  # no outputs named: every output
+    assert rollout["name"] == "rollout" and rollout["shape"] == [1, 1, H, W, 1]
     assert o["name"] == "next_frame" and o["datatype"] == "FP32" and o["shape"] == [1, H, W, 1]
     got = np.array(o["data"], np.float32).reshape(o["shape"])
     np.testing.assert_allclose(got, v1_predict(http, NF, c), rtol=1e-5, atol=1e-6)
@@ -270,3 +274,40 @@ def test_error_statuses(http, tc):
         t = triton.InferInput("frames", [1, FRAMES, H, W, 1], "INT32")
         t.set_data_from_numpy(np.zeros((1, FRAMES, H, W, 1), np.int32), binary_data=False)
         tc.infer(NF, [t])
+
+
+@pytest.mark.parametrize("binary", (True, False))
+def test_classification_extension_answers_the_top_k_as_strings(tc, http, binary):
+    """InferRequestedOutput(class_count=3): the 3 best classes as "score:index:label", best
+    first, equal to /v1's top 3."""
+    c = clip(seed=7)
+    res = tc.infer(
+        CL,
+        [frames_input(c[None], "UINT8", True)],
+        outputs=[triton.InferRequestedOutput("scores", binary_data=binary, class_count=3)],
+    )
+    (out,) = res.get_response()["outputs"]
+    assert out["datatype"] == "BYTES" and out["shape"] == [1, 3]
+    got = [s.decode() if isinstance(s, bytes) else s for s in res.as_numpy("scores")[0]]
+    r = http.post(f"/v1/models/{CL}/classify", files=files(c))
+    want = sorted(r.json()["scores"], key=lambda w: -w["score"])[:3]
+    assert [g.split(":", 2)[2] for g in got] == [w["class_name"] for w in want]
+    for g, w in zip(got, want, strict=True):
+        score, index, label = g.split(":", 2)
+        assert abs(float(score) - w["score"]) < 1e-5 and int(index) >= 0
+
+
+def test_classification_on_a_next_frame_output_is_a_clear_400(http):
+    c = clip(seed=7)
+    body = {
+        "inputs": [
+            {"name": "frames", "shape": [1, FRAMES, H, W, 1], "datatype": "UINT8",
+             "data": c[None, ..., None].reshape(-1).tolist()}
+        ],
+        "outputs": [{"name": "next_frame", "parameters": {"classification": 2}}],
+    }  # fmt: skip
+    r = http.post(f"/v2/models/{NF}/infer", json=body)
+    assert r.status_code == 400 and "classification applies" in r.json()["error"]
+    body["outputs"] = [{"name": "next_frame", "parameters": {"classification": 0}}]
+    r = http.post(f"/v2/models/{NF}/infer", json=body)
+    assert r.status_code == 400
