@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     ui.mount_static(app)
     docs.mount_assets(app)
     # pure-ASGI layers, innermost first: the hot path (classify, predict), body limit +
-    # deadline, API keys, CORS, metrics, drain, log
+    # deadline, compression, API keys, CORS, metrics, drain, log
     from service.http.limits import BodyLimitMiddleware
     from service.http.logs import RequestLogMiddleware
     from service.http.security import AuthMiddleware, add_cors, document_security
@@ -141,6 +141,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         drain_bytes=settings.oversize_drain_bytes,
         body_idle_s=settings.body_idle_timeout_s,
     )
+    from service.http.compression import CompressionMiddleware
+
+    # outside the body limit: the limit counts the inflated bytes of a compressed body
+    app.add_middleware(CompressionMiddleware, min_bytes=settings.compress_min_bytes)
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(AuthMiddleware, keys=keys, protect_metrics=settings.protect_metrics)

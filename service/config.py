@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         description="requests one keep-alive connection may carry; the last is answered with "
         "Connection: close (nginx's keepalive_requests)",
     )
+    compress_min_bytes: int = Field(
+        1024,
+        ge=0,
+        description="JSON and text answers of at least this many bytes are compressed for a "
+        "client that accepts gzip or deflate (images, videos, .npy and binary tensors never)",
+    )
     max_json_depth: int = Field(
         32, ge=2, le=1000, description="deepest nesting of arrays/objects in a JSON body"
     )
