@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 
 from starlette.datastructures import Headers
-from starlette.middleware.gzip import GZipResponder, IdentityResponder
+from starlette.middleware.gzip import GZipResponder
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BadRequest, UnsupportedMediaType, send_error
@@ -140,6 +140,6 @@ class CompressionMiddleware:
                 self.app, self.min_bytes, compresslevel=self.level,
                 exclude_content_types=NOT_COMPRESSED,
             )  # fmt: skip
-        else:
-            responder = IdentityResponder(self.app, self.min_bytes)
+        else:  # nothing to compress: no responder in the way (the hot path's usual case)
+            return await self.app(scope, receive, send)
         await responder(scope, receive, send)
