@@ -177,7 +177,85 @@ async def model_ready(
 # --------------------------------------------------------------------------- infer: parsing
 
 
-@router.post("/models/{name}/infer", summary="Run the model on a batch of clips (V2 JSON tensors)")
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string", "enum": ["frames"], "description": "the one input"},
+        "shape": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0},
+            "description": "[batch, frames, height, width, channels]",
+            "minItems": 5,
+            "maxItems": 5,
+        },
+        "datatype": {"type": "string", "enum": ["FP32", "UINT8"]},
+        "data": {
+            "type": "array",
+            "description": "row-major values, flat or nested (FP32 in [0, 1], UINT8 0-255); "
+            "absent with parameters.binary_data_size (the binary tensor data extension)",
+            "items": {},
+        },
+        "parameters": {
+            "type": "object",
+            "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+        },
+    },
+}
+INFER_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string", "description": "echoed in the answer"},
+                        "inputs": {"type": "array", "items": _TENSOR, "minItems": 1},
+                        "outputs": {
+                            "type": "array",
+                            "description": "outputs to return (default: every output)",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "parameters": {
+                                        "type": "object",
+                                        "properties": {
+                                            "binary_data": {"type": "boolean"},
+                                            "classification": {"type": "integer", "minimum": 1},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "horizon": {"type": "integer", "minimum": 1},
+                                "binary_data_output": {"type": "boolean"},
+                            },
+                        },
+                    },
+                },
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "the binary tensor data extension: the JSON header, then the "
+                "raw tensors; Inference-Header-Content-Length says where the JSON ends",
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/models/{name}/infer",
+    summary="Run the model on a batch of clips (V2 JSON tensors)",
+    openapi_extra=INFER_OPENAPI,
+)
 @router.post("/models/{name}/versions/{version}/infer", include_in_schema=False)
 async def infer(
     request: Request,

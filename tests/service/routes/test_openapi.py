@@ -50,3 +50,20 @@ def _refs(obj):
     elif isinstance(obj, list):
         for v in obj:
             yield from _refs(v)
+
+
+def test_the_v2_infer_body_is_described(client):
+    """API tools generate a valid request from the document: inputs with name, shape, datatype
+    and data, the requested outputs (binary_data, classification), the parameters."""
+    op = client.get("/openapi.json").json()["paths"]["/v2/models/{name}/infer"]["post"]
+    body = op["requestBody"]
+    assert body["required"] is True
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["required"] == ["inputs"]
+    tensor = schema["properties"]["inputs"]["items"]
+    assert set(tensor["required"]) == {"name", "shape", "datatype"}
+    assert tensor["properties"]["datatype"]["enum"] == ["FP32", "UINT8"]
+    output = schema["properties"]["outputs"]["items"]["properties"]["parameters"]["properties"]
+    assert {"binary_data", "classification"} <= set(output)
+    assert "horizon" in schema["properties"]["parameters"]["properties"]
+    assert "application/octet-stream" in body["content"]
