@@ -91,6 +91,39 @@ def command(args: argparse.Namespace, name: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", "train", *flags]
 
 
+def portable(cmd: list[str]) -> str:
+    """The command as anyone can rerun it: ``python3 -m service.cli train ...`` with the run
+    folder relative to the project and the digits as ``$FRAMECAST_MNIST_DIR`` (not this
+    machine's paths)."""
+    out, args = [], list(cmd[4:])  # after: python -m service.cli train
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--out" and i + 1 < len(args):
+            path = Path(args[i + 1])
+            try:
+                path = path.resolve().relative_to(ROOT.resolve())
+            except ValueError:
+                pass
+            out += [a, str(path)]
+            i += 2
+        elif a == "--mnist-dir" and i + 1 < len(args):
+            out += [a, "$FRAMECAST_MNIST_DIR"]
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return " ".join(
+        [
+            "python3",
+            "-m",
+            "service.cli",
+            "train",
+            *(shlex.quote(x) if not x.startswith("$") else x for x in out),
+        ]
+    )
+
+
 def run_candidate(args: argparse.Namespace, name: str, record: dict, save) -> None:
     cmd = command(args, name)
     prefix = ["nice", "-n", str(args.nice)]
@@ -103,7 +136,7 @@ def run_candidate(args: argparse.Namespace, name: str, record: dict, save) -> No
     if record["points"] and not state_file.is_file():  # e.g. a new machine: runs/ is not in git
         print(f"[recipes] {name}: no run state in {args.runs / name}; starting it over", flush=True)
         record["points"] = []
-    record["command"] = shlex.join(["python3", "-m", "service.cli", "train", *cmd[4:]])
+    record["command"] = portable(cmd)
     offset = record["points"][-1]["cpu_s"] if record["points"] else 0.0
     wall_offset = record["points"][-1]["wall_s"] if record["points"] else 0.0
     log = (args.runs / f"{name}.log").open("a")
@@ -191,6 +224,42 @@ def summarise(record: dict) -> None:
     }
 
 
+def _val_at(points: list[dict], clips: int) -> str:
+    hit = [p["val_mse_per_frame"] for p in points if p["clips"] == clips]
+    return f"{hit[0]:.1f}" if hit else ""
+
+
+def table(doc: dict, check: dict | None = None) -> str:
+    """models/TRAINING.md's table of the candidates (and, with ``check``, the same-session speed
+    check of ``base``), from the JSON."""
+    rows = [
+        "| candidate | clips | CPU s | clips / CPU s | val at 5,760 | at 10,880 | at 15,360 "
+        "| best (at clips) | status |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    budget = doc.get("budget_cpu_s", 3600.0)
+    entries = [(n, r, "") for n, r in doc["candidates"].items()]
+    if check:
+        entries += [(n, r, " (speed check)") for n, r in check["candidates"].items()]
+    for name, rec, note in entries:
+        pts = rec.get("points") or []
+        if not pts:
+            continue
+        summarise(rec)  # from the points as they are (a partial run's stored one may be older)
+        s = rec["summary"]
+        status = (
+            "hour done" if rec.get("done") and not note else
+            f"{s['cpu_s'] / budget:.0%} of an hour" if not rec.get("done") else
+            f"{s['cpu_s']:,.0f} CPU s, as planned"
+        )  # fmt: skip
+        rows.append(
+            f"| `{name}`{note} | {s['clips']:,} | {s['cpu_s']:,.0f} | {s['clips_per_cpu_s']:.1f} "
+            f"| {_val_at(pts, 5760)} | {_val_at(pts, 10880)} | {_val_at(pts, 15360)} "
+            f"| {s['best_val_mse_per_frame']:.1f} ({s['best_at_clips']:,}) | {status} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mnist-dir", type=Path, default=None)
@@ -208,7 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-clips", type=int, default=128)
     p.add_argument("--plan-clips", type=int, default=192000, help="the cosine schedule's length")
     p.add_argument("--poll-s", type=float, default=2.0)
+    p.add_argument(
+        "--table", action="store_true",
+        help="print models/TRAINING.md's table from --out (and the speed check's JSON)",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.table:
+        check_file = ROOT / "docs" / "bench" / "recipes-speed-check.json"
+        check = json.loads(check_file.read_text()) if check_file.is_file() else None
+        print(table(json.loads(args.out.read_text()), check))
+        return 0
     if args.core is not None and args.core < 0:
         args.core = None
     names = args.only.split(",") if args.only else list(CANDIDATES)
