@@ -109,6 +109,17 @@ def _find(directory: Path, stems: tuple[str, ...]) -> Path | None:
     return None
 
 
+def portable_path(path: Path) -> str:
+    """``path`` as a card may name it: relative to the project when it is inside the project or
+    beside it (``../shared/data/mnist``), else as the setting that names it
+    (``$FRAMECAST_MNIST_DIR``), never this machine's absolute path."""
+    project = Path(__file__).resolve().parent.parent
+    rel = Path(os.path.relpath(path.resolve(), project))
+    if rel.parts[:1] != ("..",) or rel.parts[1:2] != ("..",):  # inside, or one level up
+        return rel.as_posix()
+    return f"${MNIST_DIR_ENV}" + (f" ({path.name})" if path.suffix else "")
+
+
 def load_mnist(path: str | os.PathLike | None = None) -> MNIST:
     """Load the MNIST test split (10,000 digits).
 
@@ -152,7 +163,7 @@ def load_mnist(path: str | os.PathLike | None = None) -> MNIST:
         raise MNISTError(f"{images_file} holds shape {images.shape}, expected (N, 28, 28)")
     if labels.shape != (images.shape[0],):
         raise MNISTError(f"{labels_file} holds {labels.shape} labels for {images.shape[0]} images")
-    return MNIST(images, labels, f"IDX files in {p.resolve()} (MNIST test split)")
+    return MNIST(images, labels, f"IDX files in {portable_path(p)} (MNIST test split)")
 
 
 def _load_npz(path: Path) -> MNIST:
@@ -165,7 +176,7 @@ def _load_npz(path: Path) -> MNIST:
         raise MNISTError(f"{path} is not a readable .npz file ({e})") from None
     if x.ndim != 3 or x.shape[1:] != (DIGIT, DIGIT) or y.shape != (x.shape[0],):
         raise MNISTError(f"{path} x_test has shape {x.shape}, expected (N, 28, 28)")
-    return MNIST(x.astype(np.uint8), y.astype(np.uint8), f"{path.resolve()} (x_test split)")
+    return MNIST(x.astype(np.uint8), y.astype(np.uint8), f"{portable_path(path)} (x_test split)")
 
 
 # --------------------------------------------------------------------------- clip generation

@@ -161,3 +161,19 @@ def test_training_seeds_never_hit_fixed_seeds():
     assert len(seeds) == 300
     assert D.TEST_SEED_NEXT_FRAME not in seeds and D.VALIDATION_SEED not in seeds
     assert min(seeds) >= 1_000_000_000
+
+
+def test_the_data_source_a_card_names_is_never_this_machines_absolute_path(tmp_path):
+    """Relative to the project when it is inside or beside it, else the setting's name."""
+    from pathlib import Path
+
+    project = Path(D.__file__).resolve().parent.parent
+    assert D.portable_path(project / "models") == "models"
+    assert D.portable_path(project.parent / "shared" / "data" / "mnist") == "../shared/data/mnist"
+    far = tmp_path / "elsewhere" / "mnist"
+    assert D.portable_path(far) == "$FRAMECAST_MNIST_DIR"
+    assert D.portable_path(far / "mnist.npz") == "$FRAMECAST_MNIST_DIR (mnist.npz)"
+    imgs = np.zeros((10_000, 28, 28), np.uint8)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", imgs)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(10_000) % 10)
+    assert str(tmp_path) not in D.load_mnist(tmp_path).source
