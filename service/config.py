@@ -91,10 +91,8 @@ class Settings(BaseSettings):
     worker_restarts: int = Field(
         5,
         ge=0,
-        description="`framecast serve --workers`: a worker that dies by a signal (SIGKILL, a "
-        "crash, the OOM killer) is started again, at most this many times a minute; past it, "
-        "or when a worker exits with an error of its own (exit 1: nothing to serve), the "
-        "supervisor stops them all",
+        description="--workers: a worker killed by a signal (SIGKILL, a crash, OOM) is started "
+        "again, at most this many times a minute; past it the supervisor stops them all",
     )
     reuse_port: bool = Field(
         False,
@@ -226,11 +224,9 @@ class Settings(BaseSettings):
         "Connection: close (nginx's keepalive_requests)",
     )
     compress_min_bytes: int = Field(
-        1024,
-        ge=0,
-        description="JSON and text answers of at least this many bytes are compressed for a "
-        "client that accepts gzip or deflate (images, videos, .npy and binary tensors never)",
-    )
+        1024, ge=0, description="JSON and text answers of at least this many bytes are "
+        "compressed for a client that accepts gzip or deflate (never images, .npy, tensors)",
+    )  # fmt: skip
     max_json_depth: int = Field(
         32, ge=2, le=1000, description="deepest nesting of arrays/objects in a JSON body"
     )
