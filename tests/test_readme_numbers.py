@@ -188,3 +188,28 @@ def test_fault_run_figures_in_the_readme():
     f = json.loads((BENCH / "soak_faults.json").read_text())
     assert f["passed"]
     assert " ".join(soak_faults_sentence(f).split()) in " ".join(README.split())
+
+
+def perf_analyzer_table(report: dict) -> str:
+    """The README's perf_analyzer table, from docs/bench/perf_analyzer.json."""
+    lines = [
+        "| model | protocol | concurrency | infer/s | p50 | p99 | server queue | compute input "
+        "| compute infer | compute output |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for model, by_protocol in report["models"].items():
+        for protocol, rows in by_protocol.items():
+            for r in rows:
+                ms = [
+                    f"{r[k]:.2f} ms"
+                    for k in ("p50_ms", "p99_ms", "server_queue_ms", "server_compute_input_ms",
+                              "server_compute_infer_ms", "server_compute_output_ms")
+                ]  # fmt: skip
+                cells = [model, protocol, str(r["concurrency"]), f"{r['infer_per_s']:.1f}", *ms]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def test_perf_analyzer_table_in_the_readme():
+    report = json.loads((BENCH / "perf_analyzer.json").read_text())
+    assert perf_analyzer_table(report) in README
