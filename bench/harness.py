@@ -68,6 +68,15 @@ def paused(pid: int | None) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
+@contextlib.contextmanager
+def paused_all(pids: list[int] | None) -> Iterator[None]:
+    """:func:`paused` for every pid in ``pids`` (``--pause-pid`` given several times)."""
+    with contextlib.ExitStack() as stack:
+        for pid in pids or []:
+            stack.enter_context(paused(pid))
+        yield
+
+
 class Server:
     """A server as a child process, its output in a log (a temporary file, or ``log``), ready
     when ``GET http://127.0.0.1:{port}{ready_path}`` answers 200. With ``group`` it leads its own

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import HOST, ROOT, Server, free_port, paused
+from harness import HOST, ROOT, Server, free_port, paused_all
 
 from models.repository import atomic_write_text
 
@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "service.cli", "serve", "--host", HOST, "--port", str(port)]
     cmd += ["--log-level", "warning"]
     results: dict[str, dict] = {}
-    pauses = [paused(pid) for pid in args.pause_pid]
-    for ctx in pauses:
-        ctx.__enter__()
-    try:
+    with paused_all(args.pause_pid):
         server = Server(cmd, port, "/readyz", env=env, cwd=ROOT)
         try:
             server.wait_ready()
@@ -110,9 +107,6 @@ def main(argv: list[str] | None = None) -> int:
                 results[model] = {"http": rows}
         finally:
             server.stop()
-    finally:
-        for ctx in reversed(pauses):
-            ctx.__exit__(None, None, None)
     version = subprocess.run([*pa, "--version"], capture_output=True, text=True).stdout.strip()
     report = {
         "what": "perf_analyzer (Triton's load tool) against framecast serve, unchanged, over HTTP",

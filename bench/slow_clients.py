@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import HOST, ROOT, Server, free_port, paused, rss_mb
+from harness import HOST, ROOT, Server, free_port, paused_all, rss_mb
 
 from models.repository import atomic_write_text
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "service.cli", "serve", "--host", HOST, "--port", str(port)]
     cmd += ["--models-dir", args.models_dir]
     body = clip_npy()
-    with _paused_all(args.pause_pid):
+    with paused_all(args.pause_pid):
         log = Path(os.environ.get("TMPDIR", "/tmp")) / f"framecast-slow-clients-{port}.log"
         server = Server(cmd, port, "/readyz", env=env, cwd=ROOT, log=log)
         try:
@@ -238,19 +238,6 @@ def _defaults() -> dict:
     s = Settings()
     keys = ("header_timeout_s", "max_connections", "keep_alive_timeout_s")
     return {k: getattr(s, k) for k in (*keys, "keep_alive_max_requests", "body_idle_timeout_s")}
-
-
-class _paused_all:
-    def __init__(self, pids: list[int]):
-        self.ctx = [paused(pid) for pid in pids]
-
-    def __enter__(self):
-        for c in self.ctx:
-            c.__enter__()
-
-    def __exit__(self, *exc):
-        for c in reversed(self.ctx):
-            c.__exit__(*exc)
 
 
 if __name__ == "__main__":

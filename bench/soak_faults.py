@@ -38,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from harness import HOST, ROOT, Server, free_port, paused
+from harness import HOST, ROOT, Server, free_port, paused_all
 from slow_clients import Slowloris
 from soak_requests import Load, check
 
@@ -281,16 +281,3 @@ def main_faults(args) -> int:
         print("  lost:", line)
     print(f"{'PASS' if figures['passed'] else 'FAIL'}; figures in {args.out}")
     return 0 if figures["passed"] else 1
-
-
-class paused_all:
-    def __init__(self, pids: list[int]):
-        self.ctx = [paused(pid) for pid in pids or []]
-
-    def __enter__(self):
-        for c in self.ctx:
-            c.__enter__()
-
-    def __exit__(self, *exc):
-        for c in reversed(self.ctx):
-            c.__exit__(*exc)

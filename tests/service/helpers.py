@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+import os
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -52,3 +55,17 @@ def files(frames: np.ndarray, name="files"):
 
 def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def require(module: str, package: str) -> ModuleType:
+    """Import ``module`` (a test tool of the dev extra): skipped on a bare machine, a failure in
+    CI (``CI`` set), where it must be."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        import pytest
+
+        message = f"{e.name} is not installed: pip install -e '.[dev]' ({package})"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)

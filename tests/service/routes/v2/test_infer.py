@@ -4,24 +4,19 @@ against a running server (uvicorn on 127.0.0.1), with results checked against ``
 from __future__ import annotations
 
 import io
-import os
 
 import httpx
 import numpy as np
 import pytest
 
 from service.app import create_app
-from tests.service.helpers import FRAMES, H, W, clip, files
+from tests.service.helpers import FRAMES, H, W, clip, files, require
 from tests.service.live import live_server
 
-try:
-    import tritonclient.http as triton
-    from tritonclient.utils import InferenceServerException
-except ModuleNotFoundError as e:  # skipped on a bare machine; a failure in CI, where it must be
-    message = f"{e.name} is not installed: pip install -e '.[dev]' (tritonclient[http])"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message, allow_module_level=True)
+triton = require("tritonclient.http", "tritonclient[http]")
+InferenceServerException = require(
+    "tritonclient.utils", "tritonclient[http]"
+).InferenceServerException
 
 NF, NF2, CL, CL2 = (
     "convlstm2d_next_frame",

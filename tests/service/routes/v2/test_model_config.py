@@ -4,24 +4,18 @@ and the statistics count what was sent."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from service.app import create_app
 from service.config import Settings
-from tests.service.helpers import FRAMES, H, W
+from tests.service.helpers import FRAMES, H, W, require
 from tests.service.live import live_server
 
-try:
-    import tritonclient.http as triton
-    from tritonclient.utils import InferenceServerException
-except ModuleNotFoundError as e:  # skipped on a bare machine; a failure in CI, where it must be
-    message = f"{e.name} is not installed: pip install -e '.[dev]' (tritonclient[http])"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message, allow_module_level=True)
+triton = require("tritonclient.http", "tritonclient[http]")
+InferenceServerException = require(
+    "tritonclient.utils", "tritonclient[http]"
+).InferenceServerException
 
 NF, CL = "convlstm2d_next_frame", "convlstm2d_classify"
 

@@ -17,17 +17,13 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from tests.service import own_models as om
-from tests.service.helpers import npy
+from tests.service.helpers import npy, require
 from tests.service.live import live_server
 
-try:
-    import tritonclient.http as triton
-    from tritonclient.utils import InferenceServerException
-except ModuleNotFoundError as e:  # skipped on a bare machine; a failure in CI, where it must be
-    message = f"{e.name} is not installed: pip install -e '.[dev]' (tritonclient[http])"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message, allow_module_level=True)
+triton = require("tritonclient.http", "tritonclient[http]")
+InferenceServerException = require(
+    "tritonclient.utils", "tritonclient[http]"
+).InferenceServerException
 
 S, T = om.S, om.T
 X = np.random.default_rng(0).random((T, S, S, 1), dtype=np.float32)
