@@ -156,16 +156,33 @@ async def send(client, spec: Spec):
     )
 
 
+def models_dir_for(args, tmp: Path) -> Path:
+    """The folder to serve: tiny fixture models built in ``tmp`` (``--tiny``), ``--models-dir``,
+    or the bundled models."""
+    if args.tiny:
+        return make_tiny(tmp / "models")
+    from models.repository import BUNDLED_DIR
+
+    return Path(args.models_dir) if args.models_dir else BUNDLED_DIR
+
+
+async def take_references(client, load: Load) -> None:
+    """The reference answers, one request at a time (unbatched), into ``load.refs``."""
+    for key, spec in load.reference_specs():
+        r = await send(client, spec)
+        r.raise_for_status()
+        load.refs[key] = (
+            np.load(io.BytesIO(r.content))
+            if key[2] != "scores"
+            else {s["class_name"]: s["score"] for s in r.json()["scores"]}
+        )
+
+
 async def run(args) -> dict:
     import httpx
 
     tmp = tempfile.TemporaryDirectory(prefix="framecast-soak-")
-    if args.tiny:
-        models_dir = make_tiny(Path(tmp.name) / "models")
-    else:
-        from models.repository import BUNDLED_DIR
-
-        models_dir = Path(args.models_dir) if args.models_dir else BUNDLED_DIR
+    models_dir = models_dir_for(args, Path(tmp.name))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -189,14 +206,7 @@ async def run(args) -> dict:
         ) as client:
             models = (await client.get("/v1/models")).json()["models"]
             load = Load(models, args.seed, args.overload_horizon)
-            for key, spec in load.reference_specs():  # one at a time: unbatched references
-                r = await send(client, spec)
-                r.raise_for_status()
-                load.refs[key] = (
-                    np.load(io.BytesIO(r.content))
-                    if key[2] != "scores"
-                    else {s["class_name"]: s["score"] for s in r.json()["scores"]}
-                )
+            await take_references(client, load)
 
             async def sample_rss():
                 while True:

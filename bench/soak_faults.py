@@ -26,7 +26,6 @@ killed worker came back, the server's log has no traceback, and SIGTERM ended it
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import socket
@@ -76,16 +75,10 @@ def pct(values: list[float], q: float) -> float | None:
 
 async def fault_run(args) -> dict:
     import httpx
+    from soak import models_dir_for, take_references
 
     tmp = tempfile.TemporaryDirectory(prefix="framecast-faults-")
-    if args.tiny:
-        from soak import make_tiny
-
-        models_dir = make_tiny(Path(tmp.name) / "models")
-    else:
-        from models.repository import BUNDLED_DIR
-
-        models_dir = Path(args.models_dir) if args.models_dir else BUNDLED_DIR
+    models_dir = models_dir_for(args, Path(tmp.name))
     out = Path(args.out)
     log_path = Path(tmp.name) / "server.log"
     port = free_port()
@@ -110,17 +103,7 @@ async def fault_run(args) -> dict:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
             models = (await client.get("/v1/models")).json()["models"]
             load = Load(models, args.seed, 10)
-            for key, spec in load.reference_specs():
-                r = await client.request(
-                    spec.method, spec.path, content=spec.content, files=spec.files,
-                    headers=spec.headers, params=spec.params,
-                )  # fmt: skip
-                r.raise_for_status()
-                load.refs[key] = (
-                    np.load(io.BytesIO(r.content))
-                    if key[2] != "scores"
-                    else {s["class_name"]: s["score"] for s in r.json()["scores"]}
-                )
+            await take_references(client, load)
             reload_model = load.next_frame[-1]["name"]
             t0 = time.monotonic()
             end = t0 + duration
