@@ -16,7 +16,7 @@ import pytest
 
 from service.app import create_app
 from service.config import Settings
-from tests.service.live import live_server
+from tests.service.live import connect, live_server, read_answer
 
 HEADER_TIMEOUT_S = 1.0
 
@@ -35,25 +35,6 @@ def url(models_dir):
         keep_alive_max_requests=3,
     ) as u:
         yield u
-
-
-def _connect(url: str) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10)
-
-
-def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before an answer: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in lines[1:])}
-    while len(body) < int(headers["content-length"]):
-        body += sock.recv(65536)
-    return int(lines[0].split()[1]), headers, body
 
 
 def _closed(sock: socket.socket, within: float) -> bool:
@@ -81,11 +62,11 @@ def _trickle(sock: socket.socket, stop: threading.Event, every: float = 0.2) -> 
 def test_headers_that_trickle_get_408_and_the_connection_closed(url, caplog):
     caplog.set_level(logging.INFO, logger="framecast")
     stop = threading.Event()
-    with _connect(url) as s:
+    with connect(url) as s:
         t0 = time.monotonic()
         sender = threading.Thread(target=_trickle, args=(s, stop), daemon=True)
         sender.start()
-        status, headers, body = _read_answer(s)
+        status, headers, body = read_answer(s)
         waited = time.monotonic() - t0
         closed = _closed(s, 5)
         stop.set()
@@ -105,37 +86,37 @@ def test_headers_that_trickle_get_408_and_the_connection_closed(url, caplog):
 
 
 def test_a_connection_that_sends_nothing_is_closed_quietly(url):
-    with _connect(url) as s:
+    with connect(url) as s:
         t0 = time.monotonic()
         assert _closed(s, HEADER_TIMEOUT_S + 2.0)
         assert time.monotonic() - t0 >= HEADER_TIMEOUT_S * 0.9
 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(url):
-    with _connect(url) as s:
+    with connect(url) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _read_answer(s)[0] == 200
+        assert read_answer(s)[0] == 200
         t0 = time.monotonic()
         assert _closed(s, 3.0)
         assert 0.4 <= time.monotonic() - t0 < 2.0  # keep_alive_timeout_s=0.5
 
 
 def test_a_later_request_on_a_kept_alive_connection_has_its_own_header_timeout(url):
-    with _connect(url) as s:
+    with connect(url) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _read_answer(s)[0] == 200
+        assert read_answer(s)[0] == 200
         s.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request starts, its head never ends
         t0 = time.monotonic()
-        status, _, _ = _read_answer(s)
+        status, _, _ = read_answer(s)
         assert status == 408 and HEADER_TIMEOUT_S * 0.9 <= time.monotonic() - t0 < 3.0
 
 
 def test_a_keep_alive_connection_carries_at_most_the_limit(url):
-    with _connect(url) as s:
+    with connect(url) as s:
         answers = []
         for _ in range(3):
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            status, headers, _ = _read_answer(s)
+            status, headers, _ = read_answer(s)
             answers.append((status, headers.get("connection")))
         assert answers == [(200, None), (200, None), (200, "close")]
         assert _closed(s, 3.0)
@@ -143,7 +124,7 @@ def test_a_keep_alive_connection_carries_at_most_the_limit(url):
 
 def test_a_normal_client_is_served_while_slow_connections_are_held(url):
     stop = threading.Event()
-    slow = [_connect(url) for _ in range(40)]
+    slow = [connect(url) for _ in range(40)]
     senders = [threading.Thread(target=_trickle, args=(s, stop, 0.3), daemon=True) for s in slow]
     for t in senders:
         t.start()
@@ -178,11 +159,11 @@ def test_a_normal_client_is_served_while_slow_connections_are_held(url):
 def test_a_connection_past_the_cap_is_answered_503_at_once(models_dir, caplog):
     caplog.set_level(logging.INFO, logger="framecast")
     with _server(models_dir, max_connections=4, header_timeout_s=30.0) as url:
-        held = [_connect(url) for _ in range(4)]
+        held = [connect(url) for _ in range(4)]
         time.sleep(0.2)  # the server has accepted them
-        with _connect(url) as extra:
+        with connect(url) as extra:
             t0 = time.monotonic()
-            status, headers, body = _read_answer(extra)
+            status, headers, body = read_answer(extra)
             assert time.monotonic() - t0 < 0.5
             assert _closed(extra, 3.0)
         assert status == 503 and headers["retry-after"] == "1"
@@ -193,9 +174,9 @@ def test_a_connection_past_the_cap_is_answered_503_at_once(models_dir, caplog):
         )
         held.pop().close()
         time.sleep(0.2)  # the server has seen it go
-        with _connect(url) as s:
+        with connect(url) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _read_answer(s)[0] == 200
+            assert read_answer(s)[0] == 200
         for s in held:
             s.close()
     refusals = [r for r in caplog.records if "refused 1 connection" in r.getMessage()]

@@ -15,7 +15,7 @@ import pytest
 
 from service.app import create_app
 from service.config import Settings
-from tests.service.live import live_server
+from tests.service.live import connect, live_server, read_answer
 
 NF = "convlstm2d_next_frame"
 ROUTES = [f"/v1/models/{NF}/predict", f"/v2/models/{NF}/infer"]  # the hot path, and a route
@@ -30,11 +30,6 @@ def url(models_dir):
         yield u
 
 
-def _connect(url: str) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10)
-
-
 def _head(path: str, extra: str) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n{extra}\r\n"
@@ -43,22 +38,10 @@ def _head(path: str, extra: str) -> bytes:
 
 def _answer(sock: socket.socket) -> tuple[int, dict, bool]:
     """Status, JSON body, and whether the server then closed the connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before an answer: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(
-        next(
-            h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")
-        )
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
+    status, _, body = read_answer(sock)
     sock.settimeout(5)
     closed = sock.recv(1) == b""
-    return int(head.split()[1]), json.loads(body[:length]), closed
+    return status, json.loads(body), closed
 
 
 def _healthy(url: str) -> None:
@@ -67,7 +50,7 @@ def _healthy(url: str) -> None:
 
 @pytest.mark.parametrize("path", ROUTES)
 def test_a_body_shorter_than_declared_gets_408_and_the_connection_closed(url, path):
-    with _connect(url) as s:
+    with connect(url) as s:
         t0 = time.monotonic()
         s.sendall(_head(path, "Content-Length: 1000\r\n") + b"x" * 10)
         status, body, closed = _answer(s)
@@ -80,7 +63,7 @@ def test_a_body_shorter_than_declared_gets_408_and_the_connection_closed(url, pa
 
 
 def test_a_body_that_trickles_past_the_deadline_gets_408(url):
-    with _connect(url) as s:
+    with connect(url) as s:
         t0 = time.monotonic()
         s.sendall(_head(ROUTES[0], "Content-Length: 1000\r\n"))
         answer = None
@@ -106,7 +89,7 @@ def test_a_body_that_trickles_past_the_deadline_gets_408(url):
 
 
 def test_a_chunk_that_declares_70_mib_and_sends_1_kib_gets_408(url):
-    with _connect(url) as s:
+    with connect(url) as s:
         s.sendall(_head(ROUTES[0], "Transfer-Encoding: chunked\r\n") + b"4600000\r\n" + b"x" * 1024)
         status, body, closed = _answer(s)
     assert status == 408 and closed and "after 1024 bytes" in body["message"]
@@ -115,7 +98,7 @@ def test_a_chunk_that_declares_70_mib_and_sends_1_kib_gets_408(url):
 @pytest.mark.parametrize("path", ROUTES)
 def test_a_client_that_leaves_mid_body_is_one_info_line_never_a_500(url, path, caplog):
     caplog.set_level(logging.DEBUG)
-    with _connect(url) as s:
+    with connect(url) as s:
         s.sendall(_head(path, "Content-Length: 1000\r\n") + b"x" * 10)
         time.sleep(0.1)
     deadline = time.monotonic() + 5
