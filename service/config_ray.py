@@ -1,0 +1,88 @@
+"""The Ray Serve group of framecast's settings (``FRAMECAST_RAY_*``, ``FRAMECAST_MODEL_CACHE``).
+
+A part of :class:`service.config.Settings`, which inherits these fields and reads them from the
+environment with the others; declared here only to keep config.py one screenful per group. Never
+instantiated on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+MIB = 1 << 20
+
+
+class RaySettings(BaseSettings):
+    # Ray Serve (`framecast serve --ray`, service/runtime/ray/app.py): one deployment per model
+    ray_replicas: int = Field(
+        1, ge=1, description="replicas of each model's deployment (autoscaling: the initial count)"
+    )
+    ray_min_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="autoscaling: fewest replicas of each model; unset: FRAMECAST_RAY_REPLICAS",
+    )
+    ray_max_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="autoscaling: most replicas of each model; unset: no autoscaling "
+        "(FRAMECAST_RAY_REPLICAS replicas, fixed)",
+    )
+    ray_target_ongoing_requests: float = Field(
+        4.0,
+        gt=0,
+        description="autoscaling: requests in flight per replica that Serve aims at (more: "
+        "it adds replicas, fewer: it removes them)",
+    )
+    ray_cpus_per_replica: float = Field(
+        0.2,
+        ge=0,
+        description="CPUs each model replica reserves (Ray's num_cpus, a scheduling slot, "
+        "not a limit; fractions allowed): 4 models x 2 replicas fit on 2 cores",
+    )
+    ray_gpus_per_replica: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs each model replica reserves (Ray's num_gpus; a fraction shares one "
+        "GPU; Ray then sets CUDA_VISIBLE_DEVICES); unset: none reserved, and each replica "
+        "serves on a GPU of its node when it sees one (FRAMECAST_DEVICE=auto), else the CPU",
+    )
+    ray_ingress_replicas: int = Field(
+        1, ge=1, description="replicas of the HTTP ingress (decoding, encoding, routing)"
+    )
+    ray_ingress_cpus: float = Field(
+        0.2, ge=0, description="CPUs each ingress replica reserves (Ray's num_cpus)"
+    )
+    ray_model_options: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per-model overrides, a JSON object: model name -> any of replicas, "
+        "min_replicas, max_replicas, target_ongoing_requests, cpus, gpus",
+    )
+    ray_models_uri: str | None = Field(
+        None,
+        description="a folder of model folders every Ray node reads (fsspec URI: "
+        "file:///shared/models, s3://bucket/models, gs://...); each replica copies its folder "
+        "to a local cache and checks every file against the folder's SHA256SUMS "
+        "(service/runtime/ray/model_fetch.py); unset: FRAMECAST_MODELS_DIR at the same path "
+        "on every node",
+    )
+    model_cache: Path = Field(
+        Path.home() / ".cache" / "framecast" / "models",
+        description="where each Ray node keeps its sha256-checked copy of the model folders "
+        "fetched from FRAMECAST_RAY_MODELS_URI",
+    )
+    ray_start_retries: int = Field(
+        8,
+        ge=0,
+        description="times the Ray ingress retries a start-up step that Serve answered with an "
+        "error (a deployment handle asked for before it exists), backing off from 1 s to 10 s",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join (ray.init's address: auto, head:6379, "
+        "ray://head:10001); unset: start a new local Ray instance, never joining a running "
+        "one (RAY_ADDRESS is not read)",
+    )
