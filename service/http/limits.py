@@ -25,6 +25,8 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +44,18 @@ DRAIN_IDLE_S = 1.0
 def current_deadline() -> float | None:
     """When the current request must be answered (``time.monotonic()``), or None."""
     return _deadline.get()
+
+
+@contextmanager
+def deadline_scope(seconds: float | None) -> Iterator[float | None]:
+    """The deadline of work begun in the block, ``seconds`` from now (None: none), for callers
+    outside the HTTP layers (the gRPC service)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    token = _deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _deadline.reset(token)
 
 
 def remaining(deadline: float | None) -> float | None:

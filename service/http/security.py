@@ -24,6 +24,22 @@ def _protected(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
+def check_key(keys: list[bytes], authorization: bytes | None) -> None:
+    """Raise 401/403 unless ``authorization`` is ``Bearer KEY`` with one of ``keys`` (the HTTP
+    header, or the gRPC ``authorization`` metadata)."""
+    if not authorization:
+        raise Unauthorized("this route needs an API key: send 'Authorization: Bearer KEY'")
+    scheme, _, token = authorization.partition(b" ")
+    token = token.strip()
+    if scheme.lower() != b"bearer" or not token:
+        raise Unauthorized("the Authorization header must be 'Bearer KEY'")
+    ok = False
+    for key in keys:  # every key is compared: the time does not say which one matched
+        ok |= hmac.compare_digest(token, key)
+    if not ok:
+        raise Forbidden("the API key is not valid for this server")
+
+
 class AuthMiddleware:
     """Bearer API keys on ``/v1``, ``/v2`` (and ``/metrics`` when asked); pure ASGI."""
 
@@ -33,17 +49,7 @@ class AuthMiddleware:
         self.prefixes = PROTECTED_PREFIXES + (("/metrics",) if protect_metrics else ())
 
     def check(self, authorization: bytes | None) -> None:
-        if not authorization:
-            raise Unauthorized("this route needs an API key: send 'Authorization: Bearer KEY'")
-        scheme, _, token = authorization.partition(b" ")
-        token = token.strip()
-        if scheme.lower() != b"bearer" or not token:
-            raise Unauthorized("the Authorization header must be 'Bearer KEY'")
-        ok = False
-        for key in self.keys:  # every key is compared: the time does not say which one matched
-            ok |= hmac.compare_digest(token, key)
-        if not ok:
-            raise Forbidden("the API key is not valid for this server")
+        check_key(self.keys, authorization)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

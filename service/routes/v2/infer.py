@@ -271,13 +271,26 @@ async def infer(
     head = body[: int(n)] if n is not None and n.isdigit() else body
     check_json(head, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
     req, binary = split_body(body, n)
+    wanted, arrays, answers = await run(runner, req, binary, settings.max_horizon, t_start)
+    response = encode_response(req, runner, wanted, arrays)
+    for answer in answers:  # each clip's phases into /metrics, as /v1 records them
+        answer.finish(runtime.metrics, {})
+    return response
+
+
+async def run(
+    runner: Runner, req: dict, binary: bytes, max_horizon: int, t_start: float
+) -> tuple[list[tuple[str, bool, int | None]], dict[str, np.ndarray], list[inference.Answer]]:
+    """One V2 inference request, parsed (``req`` as the JSON header, ``binary`` the tensor bytes
+    after it): the outputs asked for, the arrays and each clip's answer. HTTP (above) and gRPC
+    (grpc_service.py) both call it."""
     clips = await run_in_threadpool(parse_inputs, req, binary, runner)  # (batch, T, H, W, C)
-    horizon = horizon_of(req, settings.max_horizon)
+    horizon = horizon_of(req, max_horizon)
     wanted = requested_outputs(req, runner, horizon)
     if runner.manifest.task == "classify":
         if horizon is not None:
             raise V2Error(
-                f"model {name!r} classifies; the parameter horizon is for next-frame models"
+                f"model {runner.name!r} classifies; the parameter horizon is for next-frame models"
             )
         answers = await asyncio.gather(*(inference.call(runner, c, t_start=t_start) for c in clips))
         arrays = {"scores": np.stack([a.output for a in answers])}  # (batch, num_classes)
@@ -287,7 +300,4 @@ async def infer(
         )
         rollout = np.stack([a.output for a in answers])  # (batch, horizon, H, W, C)
         arrays = {"rollout": rollout, "next_frame": rollout[:, 0]}  # (batch, H, W, C)
-    response = encode_response(req, runner, wanted, arrays)
-    for answer in answers:  # each clip's phases into /metrics, as /v1 records them
-        answer.finish(runtime.metrics, {})
-    return response
+    return wanted, arrays, list(answers)

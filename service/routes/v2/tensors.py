@@ -245,6 +245,18 @@ def _bytes_tensor(strings: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------- infer
 
 
+def output_bytes(
+    runner: Runner, name: str, k: int | None, arrays: dict[str, np.ndarray]
+) -> tuple[str, list[int], bytes]:
+    """One output as the binary extension and gRPC's raw contents carry it: datatype, shape and
+    bytes (FP32 little-endian; BYTES for the top ``k`` classes, each length-prefixed)."""
+    if k is not None:
+        strings = top_classes(np.asarray(arrays[name]), k, list(runner.manifest.class_names or []))
+        return "BYTES", list(strings.shape), _bytes_tensor(strings)
+    a = np.ascontiguousarray(arrays[name], dtype="<f4")
+    return "FP32", list(a.shape), a.tobytes()
+
+
 def encode_response(
     req: dict,
     runner: Runner,
@@ -255,22 +267,20 @@ def encode_response(
     chunks: list[bytes] = []
     for name, binary, k in wanted:
         out: dict[str, Any] = {"name": name}
-        if k is not None:
-            labels = list(runner.manifest.class_names or [])
-            strings = top_classes(np.asarray(arrays[name]), k, labels)
-            out.update(datatype="BYTES", shape=list(strings.shape))
-            raw = _bytes_tensor(strings) if binary else b""
-            data: Any = strings.reshape(-1).tolist()
-        else:
-            a = np.ascontiguousarray(arrays[name], dtype="<f4")
-            out.update(datatype="FP32", shape=list(a.shape))
-            raw = a.tobytes() if binary else b""
-            data = None if binary else a.reshape(-1).tolist()
         if binary:
-            out["parameters"] = {"binary_data_size": len(raw)}
+            datatype, shape, raw = output_bytes(runner, name, k, arrays)
+            out.update(datatype=datatype, shape=shape, parameters={"binary_data_size": len(raw)})
             chunks.append(raw)
+        elif k is not None:
+            strings = top_classes(
+                np.asarray(arrays[name]), k, list(runner.manifest.class_names or [])
+            )
+            out.update(
+                datatype="BYTES", shape=list(strings.shape), data=strings.reshape(-1).tolist()
+            )
         else:
-            out["data"] = data
+            a = np.asarray(arrays[name], dtype="<f4")
+            out.update(datatype="FP32", shape=list(a.shape), data=a.reshape(-1).tolist())
         outputs.append(out)
     body: dict[str, Any] = {"model_name": runner.name, "model_version": VERSION, "outputs": outputs}
     if "id" in req:
