@@ -82,9 +82,12 @@ WORKDIR /home/framecast
 ENV KERAS_BACKEND=tensorflow \
     TF_CPP_MIN_LOG_LEVEL=2 \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    FRAMECAST_LOG_LEVEL=info
+    FRAMECAST_LOG_LEVEL=info \
+    FRAMECAST_GRPC_PORT=8001
 
-EXPOSE 8000
+# HTTP (REST and V2) on 8000, V2 over gRPC on 8001 (Triton's ports); -e FRAMECAST_GRPC_PORT=off
+# serves HTTP alone
+EXPOSE 8000 8001
 
 # /readyz is 200 once every model is loaded and warmed up, 503 before; urllib raises on 503 and
 # on a refused connection, so the exit status is 1 then. No curl in the image.

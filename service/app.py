@@ -92,10 +92,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        grpc_server = None
+        if settings.grpc_port is not None:  # V2 over gRPC beside HTTP, on this event loop
+            from service.routes.v2.grpc_service import start_server
+
+            grpc_server = await start_server(app)
         runtime.start()  # background thread, or blocking (raises and aborts start-up)
         try:
             yield
         finally:
+            if grpc_server is not None:  # HTTP has drained (its in-flight count holds gRPC's)
+                await grpc_server.stop(settings.shutdown_grace_s)
             runtime.close()
 
     from service.routes import docs, health, ui

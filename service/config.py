@@ -79,6 +79,14 @@ class Settings(RaySettings, BaseSettings):
     # HTTP server (used by `framecast serve`; uvicorn's own flags win when started by uvicorn)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="also serve the V2 protocol over gRPC (inference.GRPCInferenceService) on "
+        "this port of FRAMECAST_HOST, in the same process (Triton's convention: 8001); "
+        "unset (or off): no gRPC",
+    )
     workers: int = Field(
         1,
         ge=1,
@@ -276,6 +284,11 @@ class Settings(RaySettings, BaseSettings):
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
+
+    @field_validator("grpc_port", mode="before")
+    @classmethod
+    def _off(cls, v: object) -> object:
+        return None if isinstance(v, str) and v.strip().lower() in ("", "off", "none") else v
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -116,7 +116,7 @@ class _Histogram(_Family):
 
 
 # routes whose requests are a model's inferences (the statistics extension counts them)
-INFERENCE_ROUTES = ("/infer", "/predict", "/classify")
+INFERENCE_ROUTES = ("/infer", "/predict", "/classify", "grpc:ModelInfer", "grpc:ModelStreamInfer")
 # a request's phases (observe_phases) as the statistics extension names them
 STAT_PHASES = {
     "decode": "compute_input",

@@ -212,4 +212,5 @@ def perf_analyzer_table(report: dict) -> str:
 
 def test_perf_analyzer_table_in_the_readme():
     report = json.loads((BENCH / "perf_analyzer.json").read_text())
+    assert all(set(by) == {"http", "grpc"} for by in report["models"].values()), "both protocols"
     assert perf_analyzer_table(report) in README

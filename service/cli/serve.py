@@ -23,6 +23,12 @@ def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--host", help="interface to bind (FRAMECAST_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (FRAMECAST_PORT, default 8000)")
     p.add_argument(
+        "--grpc-port",
+        type=int,
+        help="also serve the V2 protocol over gRPC on this port (FRAMECAST_GRPC_PORT; Triton's "
+        "convention 8001; default: no gRPC)",
+    )
+    p.add_argument(
         "--models-dir",
         help="folder of model folders (FRAMECAST_MODELS_DIR, default: the bundled models/)",
     )
@@ -58,6 +64,7 @@ def serve_command(args: argparse.Namespace) -> int:
         settings = load_settings(
             host=args.host,
             port=args.port,
+            grpc_port=getattr(args, "grpc_port", None),
             models_dir=args.models_dir,
             log_level=args.log_level,
             workers=getattr(args, "workers", None),
@@ -84,6 +91,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from service.cli.sockets import ListenError, check_free, listening_socket
 
     try:  # before anything loads: a port in use or a bad host is said at once
+        if settings.grpc_port is not None:
+            check_free(settings.host, settings.grpc_port)
         if settings.workers > 1:  # the supervisor; each worker binds with SO_REUSEPORT
             check_free(settings.host, settings.port)
             sockets = None

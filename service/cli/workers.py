@@ -54,15 +54,19 @@ def _describe(code: int) -> str:
 class Supervisor:
     def __init__(self, settings: Settings):
         self.settings = settings
+        grpc = (
+            {} if settings.grpc_port is None else {"FRAMECAST_GRPC_PORT": str(settings.grpc_port)}
+        )
         self.env = {
             **os.environ,
+            **grpc,
             "FRAMECAST_HOST": settings.host,
             "FRAMECAST_PORT": str(settings.port),
             "FRAMECAST_MODELS_DIR": str(settings.models_dir),
             "FRAMECAST_LOG_LEVEL": settings.log_level,
             "FRAMECAST_WORKERS": "1",
             "FRAMECAST_WORKER_COUNT": str(settings.workers),  # FRAMECAST_CPU_THREADS=auto's share
-            "FRAMECAST_REUSE_PORT": "1",
+            "FRAMECAST_REUSE_PORT": "1",  # HTTP's port, and gRPC's (--grpc-port) when set
         }
         self.procs: list[subprocess.Popen] = []
         self.restarts: deque[float] = deque()

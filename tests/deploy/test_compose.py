@@ -96,6 +96,7 @@ def test_gpu_reservation_healthcheck_port_and_settings():
     assert {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]} in devices
     assert "http://127.0.0.1:8000/readyz" in " ".join(service["healthcheck"]["test"])
     assert any(str(p).endswith(":8000") for p in service["ports"])
+    assert any(str(p).endswith(":8001") for p in service["ports"])  # gRPC
     assert service["environment"] and all(
         k.startswith("FRAMECAST_") for k in service["environment"]
     )

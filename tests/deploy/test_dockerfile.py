@@ -70,6 +70,20 @@ def test_runtime_stage_is_nonroot_healthchecked_and_stops_on_sigterm():
     assert keys.get("STOPSIGNAL") == "SIGTERM"
 
 
+def test_the_image_serves_grpc_on_8001():
+    """Triton's ports: HTTP 8000, gRPC 8001 (FRAMECAST_GRPC_PORT, which the settings read)."""
+    from service.config import Settings
+
+    keys = dict(final_stage(dockerfile_instructions()))
+    assert "8001" in keys.get("EXPOSE", "").split()
+    env = dict(
+        part.split("=", 1) for part in keys.get("ENV", "").replace("\\", " ").split() if "=" in part
+    )
+    assert env.get("FRAMECAST_GRPC_PORT") == "8001"
+    assert Settings(grpc_port=env["FRAMECAST_GRPC_PORT"]).grpc_port == 8001
+    assert Settings(grpc_port="off").grpc_port is None
+
+
 def test_gpu_by_default_and_cpu_by_build_arg():
     instructions = dockerfile_instructions()
     args = [a for k, a in instructions if k == "ARG" and a.startswith("VARIANT")]

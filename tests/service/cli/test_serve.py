@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.helpers import clip, npy
+from tests.service.helpers import clip, npy, require
 
 NF = "convlstm2d_next_frame"
 
@@ -155,6 +155,19 @@ def test_a_port_in_use_stops_start_up_at_once_with_one_line_naming_it(models_dir
     assert "Traceback" not in r.stderr and "loading" not in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_grpc_port_in_use_stops_start_up_at_once_too(models_dir, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--port", str(free_port()), "--grpc-port", str(port), "--workers", workers]
+        r = _serve(args, str(models_dir))
+    assert r.returncode == 1, r.stderr
+    assert f"port {port} is already in use" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "loading" not in r.stderr, r.stderr
+
+
 def test_a_host_that_does_not_resolve_stops_start_up_with_one_line(models_dir):
     r = _serve(["--host", "no-such-host.invalid", "--port", str(free_port())], str(models_dir))
     assert r.returncode == 1, r.stderr
@@ -177,11 +190,13 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, SO_REUSEPORT")
 def test_two_workers_share_the_port_then_stop_on_sigterm(models_dir, tmp_path):
-    """--workers 2: both workers bind the port (SO_REUSEPORT; a worker that cannot would exit
-    and stop the supervisor) and serve; SIGTERM to the supervisor stops both, exit 0."""
-    port = free_port()
+    """--workers 2: both workers bind the port and the gRPC port (SO_REUSEPORT; a worker that
+    cannot would exit and stop the supervisor) and serve; SIGTERM to the supervisor stops both,
+    exit 0."""
+    port, grpc_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(models_dir)]
-    cmd += ["--port", str(port), "--workers", "2", "--log-level", "warning"]
+    cmd += ["--port", str(port), "--grpc-port", str(grpc_port)]
+    cmd += ["--workers", "2", "--log-level", "warning"]
     env = {**os.environ, "FRAMECAST_LOAD_MODE": "blocking", "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = open(tmp_path / "server.log", "w+")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -197,6 +212,11 @@ def test_two_workers_share_the_port_then_stop_on_sigterm(models_dir, tmp_path):
                 time.sleep(0.5)
         workers = _children(proc.pid)
         assert len(workers) == 2 and proc.poll() is None, open(tmp_path / "server.log").read()
+        grpcclient = require("tritonclient.grpc", "tritonclient[grpc]")
+        for _ in range(6):  # new channels, spread over the workers by the kernel
+            c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            assert c.is_server_ready() and c.is_model_ready("convlstm2d_classify")
+            c.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, open(tmp_path / "server.log").read()
         assert not [w for w in workers if os.path.exists(f"/proc/{w}")], "a worker lives on"
