@@ -141,11 +141,14 @@ def run(
     card["evaluation_wall_time_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
     atomic_write_text(folder / CARD_MD, render_card(card))
+    refresh_counterparts(folder)  # their cards quote this one's budget
     return card
 
 
 def _counterparts(folder: Path, manifest: Manifest) -> list[dict]:
-    """The other architecture's models of the same task beside this one, with their budgets."""
+    """The other architecture's models of the same task beside this one, with their budgets,
+    read from each one's card as written (its manifest only when it has no card yet), so that a
+    card never quotes an older run of its counterpart than the counterpart's own card does."""
     from models.repository import ManifestError, discover
 
     out = []
@@ -156,18 +159,49 @@ def _counterparts(folder: Path, manifest: Manifest) -> list[dict]:
             m = read_manifest(other)
         except ManifestError:
             continue
-        if m.task == manifest.task and m.architecture != manifest.architecture:
-            out.append(
-                {
-                    "name": m.name,
-                    "architecture": m.architecture,
-                    "params": m.params,
-                    "clips_seen": m.training.get("clips_seen"),
-                    "seed": m.training.get("seed"),
-                    "learning_rate": m.training.get("learning_rate"),
-                }
-            )
+        if m.task != manifest.task or m.architecture == manifest.architecture:
+            continue
+        try:
+            card = json.loads((other / CARD_JSON).read_text())
+            training, params, source = card["training"], card["params"], CARD_JSON
+        except (OSError, ValueError, KeyError):
+            training, params, source = m.training, m.params, "manifest.json"
+        out.append(
+            {
+                "name": m.name,
+                "architecture": m.architecture,
+                "params": params,
+                "clips_seen": training.get("clips_seen"),
+                "seed": training.get("seed"),
+                "learning_rate": training.get("learning_rate"),
+                "read_from": f"{m.name}/{source}",
+            }
+        )
     return out
+
+
+def refresh_counterparts(folder: Path) -> list[Path]:
+    """After ``folder``'s card changed: rewrite the counterpart section of every other card of
+    the same task beside it (card.json and card.md; nothing else in them changes). Returns the
+    folders rewritten."""
+    from models.repository import ManifestError, discover
+
+    done = []
+    for other in discover(folder.parent):
+        path = other / CARD_JSON
+        if other.resolve() == folder.resolve() or not path.is_file():
+            continue
+        try:
+            card, m = json.loads(path.read_text()), read_manifest(other)
+        except (OSError, ValueError, ManifestError):
+            continue
+        fresh = _counterparts(other, m)
+        if card.get("fair_comparison") != fresh:
+            card["fair_comparison"] = fresh
+            atomic_write_text(path, json.dumps(card, indent=2) + "\n")
+            atomic_write_text(other / CARD_MD, render_card(card))
+            done.append(other)
+    return done
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -70,3 +70,45 @@ def test_evaluate_rejects_tampered_checkpoint(tmp_path, synthetic_mnist_npz, cap
         main(["evaluate", str(out), "--clips", "2", "--mnist-dir", str(synthetic_mnist_npz)]) == 2
     )
     assert "sha256" in capsys.readouterr().err
+
+
+def _evaluate(folder, npz) -> None:
+    args = ["evaluate", str(folder), "--clips", "2", "--batch-size", "2"]
+    assert main([*args, "--mnist-dir", str(npz)]) == 0
+
+
+def test_a_card_quotes_its_counterparts_card_and_evaluating_refreshes_the_other(
+    tmp_path, synthetic_mnist_npz
+):
+    """The counterpart's budget comes from its card as written (not its manifest, which may be
+    newer or older), and evaluating one model rewrites the other's counterpart section."""
+    a, b = tmp_path / "convlstm2d_classify", tmp_path / "conv2d_lstm_classify"
+    for folder, arch in ((a, "convlstm2d"), (b, "conv2d_lstm")):
+        assert train_tiny(folder, arch, "classify", synthetic_mnist_npz) == 0
+    _evaluate(b, synthetic_mnist_npz)
+    card_b = json.loads((b / "card.json").read_text())
+    card_b["training"]["clips_seen"] = 999  # what b's card says, unlike its manifest (4)
+    (b / "card.json").write_text(json.dumps(card_b))
+    _evaluate(a, synthetic_mnist_npz)
+    (other,) = json.loads((a / "card.json").read_text())["fair_comparison"]
+    assert other["name"] == "conv2d_lstm_classify" and other["clips_seen"] == 999
+    assert other["read_from"] == "conv2d_lstm_classify/card.json"
+    refreshed = json.loads((b / "card.json").read_text())["fair_comparison"]
+    assert refreshed[0]["name"] == "convlstm2d_classify" and refreshed[0]["clips_seen"] == 4
+    assert "4 clips seen" in (b / "card.md").read_text()
+
+
+def test_the_committed_cards_agree_about_each_other():
+    """Every committed card's counterpart figures are the counterpart's own card's."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3] / "models"
+    cards = {p.parent.name: json.loads(p.read_text()) for p in root.glob("*/card.json")}
+    checked = 0
+    for name, card in cards.items():
+        for other in card.get("fair_comparison", []):
+            theirs = cards[other["name"]]
+            assert other["clips_seen"] == theirs["training"]["clips_seen"], (name, other)
+            assert other["params"] == theirs["params"], (name, other)
+            checked += 1
+    assert checked >= 4
