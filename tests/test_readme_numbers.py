@@ -214,3 +214,13 @@ def test_perf_analyzer_table_in_the_readme():
     report = json.loads((BENCH / "perf_analyzer.json").read_text())
     assert all(set(by) == {"http", "grpc"} for by in report["models"].values()), "both protocols"
     assert perf_analyzer_table(report) in README
+
+
+def test_the_equal_budget_conv2d_lstm_figure_is_its_cards():
+    """The README's figure for the finished equal-budget Conv2D+LSTM run (not served) is the
+    held-out evaluation committed beside its resume state."""
+    card = json.loads((ROOT / "models" / "resume" / "conv2d_lstm_bf16" / "card.json").read_text())
+    mse = card["metrics"]["rollout"]["mse_per_frame"]
+    clips = card["training"]["clips_seen"]
+    text = " ".join(README.split())
+    assert f"has finished its {clips:,} clips at **{mse:.1f}**" in text
