@@ -2,7 +2,8 @@
 
 Routes: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/{name}``,
 ``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer`` (each model route also answers
-under ``/v2/models/{name}/versions/1/…``); the repository extension is in ``repository.py``.
+under ``/v2/models/{name}/versions/1/…``); the repository extension is in ``repository.py``, the
+same protocol over gRPC in ``grpc_service.py`` (it calls :func:`run` too).
 
 Tensors, per model (``T, H, W, C`` from its manifest):
 
