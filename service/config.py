@@ -12,7 +12,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
@@ -302,6 +309,15 @@ class Settings(RaySettings, BaseSettings):
             return None  # an empty value means no keys
         return v
 
+    @model_validator(mode="after")
+    def _two_ports(self) -> Settings:
+        if self.grpc_port is not None and self.grpc_port == self.port:
+            raise ValueError(
+                f"FRAMECAST_GRPC_PORT={self.grpc_port} is the HTTP port (FRAMECAST_PORT): "
+                "the gRPC port must be another one"
+            )
+        return self
+
     def api_key_list(self) -> list[str]:
         """The API keys (empty: authentication is off)."""
         return [] if self.api_keys is None else _str_list(self.api_keys.get_secret_value(), "keys")
@@ -336,7 +352,10 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as e:
         problems = []
         for err in e.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a rule across settings (model_validator): its message
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
             value = "<hidden>" if field == "api_keys" else err.get("input")
             problems.append(f"{env_name(field)}={value!r}: {err['msg']}")
         raise SettingsError("bad setting: " + "; ".join(problems)) from None

@@ -95,3 +95,12 @@ def test_defaults_quoted_in_the_docs_match_the_settings():
             assert float(value) == float(fields[key].default), f"docs/reliability.md: {name}"
             checked += 1
     assert checked >= 5
+
+
+def test_the_grpc_port_must_not_be_the_http_port():
+    from service.config import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="FRAMECAST_GRPC_PORT=8005 is the HTTP port"):
+        load_settings(port=8005, grpc_port=8005)
+    assert load_settings(port=8005, grpc_port=8006).grpc_port == 8006
+    assert load_settings(grpc_port="off").grpc_port is None
