@@ -211,6 +211,14 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
                 _, message, _, status = render_grpc(e)
                 failed = pb.ModelInferResponse(model_name=r.model_name, id=r.id)
                 yield pb.ModelStreamInferResponse(error_message=message, infer_response=failed)
+            except Exception:  # a bug: logged, answered on the stream, the stream goes on
+                status = 500
+                log.exception("grpc ModelStreamInfer failed")
+                failed = pb.ModelInferResponse(model_name=r.model_name, id=r.id)
+                yield pb.ModelStreamInferResponse(
+                    error_message="ModelStreamInfer failed (the server logged why)",
+                    infer_response=failed,
+                )
             finally:
                 self.drain.inflight -= 1
                 self.observe("ModelStreamInfer", r.model_name, status, time.perf_counter() - start)
