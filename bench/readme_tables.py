@@ -83,9 +83,27 @@ def frontend_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def past_context_table(report: dict) -> str:
+    """bench/stream_past_context.py: a stream past the context, the state carried or a window."""
+    rows = [
+        "| model | way | MSE/frame, frames 11–30 | frame 11 → frame 30 | model time / frame |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in report["results"]:
+        for way in ("carry", "window"):
+            curve = r["per_frame"][way]
+            rows.append(
+                f"| {LABELS.get(r['model'], r['model'])} | {way} | "
+                f"{r['mse_per_frame'][way]:.1f} | {curve[0]:.1f} → {curve[-1]:.1f} | "
+                f"{r['ms_per_frame'][way]:.1f} ms |"
+            )
+    return "\n".join(rows)
+
+
 TABLES = {
     "serve": ("serve_bench.json", serve_table),
     "frontend": ("frontend.json", frontend_table),
+    "past_context": ("stream_past_context.json", past_context_table),
 }
 
 

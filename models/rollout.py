@@ -9,7 +9,8 @@ and moves each of them on by one frame:
   append the prediction, drop the oldest) or a growing one (``growing``: keep every frame);
 - :func:`context_step`, then :func:`state_step`: the carried state (``carried_state``): read the
   context once (``models.carried.ContextPass``), then one frame a step with every recurrent state
-  carried (``models.carried.Step``).
+  carried (``models.carried.Step``). A stream's frames (:class:`Feed`) go through the same
+  single-frame steps, each read once as it arrives, beside the clips rolling out.
 
 The server's policies (``service/runtime/policies.py``) call these steps for the requests of one
 batcher step; evaluation calls the same steps through :func:`rollout` and
@@ -72,6 +73,17 @@ class Rollout:
         self.outputs.append(frame)
         return stacked(self.outputs) if len(self.outputs) == self.steps else None
 
+    def step_input(self) -> np.ndarray:
+        """What a carried-state step reads next: the last prediction."""
+        return self.outputs[-1]
+
+    def took(self, frame: np.ndarray, states: list, row: int) -> np.ndarray | None:
+        """The output of one step (``states``: the batch's, row ``row``)."""
+        result = self.add(frame)
+        if result is None:  # steps to go: keep its states (megabytes: only then)
+            self.states = [owned(s[row]) for s in states]
+        return result
+
 
 def next_frame(out: np.ndarray, row: int, output: str = "sequence") -> np.ndarray:
     """The predicted next frame of ``row`` in a batch output: the last of a sequence output, or
@@ -107,25 +119,60 @@ def context_step(rollouts: list[Rollout], bucket: int, call: Call) -> list[np.nd
     return _take(call(stacked([r.window for r in rollouts], bucket)), rollouts)
 
 
-def state_step(rollouts: list[Rollout], bucket: int, call: Call) -> list[np.ndarray | None]:
-    """The carried state's next steps: one single-frame step (``call``: ``[last frames
-    (bucket, 1, H, W, C), *states]`` → the same) for clips past their context pass."""
+def state_step(rollouts: list[Any], bucket: int, call: Call) -> list[Any]:
+    """The carried state's next steps: one single-frame step (``call``: ``[frames
+    (bucket, 1, H, W, C), *states]`` → the same) for clips past their context pass
+    (:class:`Rollout`: its last prediction goes in) and streams (:class:`Feed`: its next frame
+    received, then its own predictions), in one call."""
     states = [r.states for r in rollouts if r.states is not None]
     if len(states) != len(rollouts):
         raise ValueError("a state step needs clips past their context pass")
-    inputs = [stacked([r.outputs[-1][None] for r in rollouts], bucket)]
+    inputs = [stacked([r.step_input()[None] for r in rollouts], bucket)]
     inputs += [stacked([s[k] for s in states], bucket) for k in range(len(states[0]))]
     return _take(call(inputs), rollouts)
 
 
-def _take(out: list, rollouts: list[Rollout]) -> list[np.ndarray | None]:
+def _take(out: list, rollouts: list[Any]) -> list[Any]:
     frames, states = out[0], out[1:]  # (bucket, 1, H, W, C), each (bucket, ...)
-    results = []
-    for j, r in enumerate(rollouts):
-        results.append(r.add(owned(frames[j, 0])))
-        if results[-1] is None:  # steps to go: keep its states (megabytes: only then)
-            r.states = [owned(s[j]) for s in states]
-    return results
+    return [r.took(owned(frames[j, 0]), states, j) for j, r in enumerate(rollouts)]
+
+
+@dataclass
+class Feed:
+    """A stream's new frames, read one at a time with its carried state (one single-frame step
+    each, never a re-read of what came before), then ``steps`` frames predicted by feeding each
+    prediction back. Done, it holds the prediction made after each frame it read (``after``:
+    what the next frame was expected to be), the states after the last frame it read
+    (``kept``: the stream's state from then on) and the rollout (``outputs``)."""
+
+    frames: list[np.ndarray]  # (H, W, C) float32 each: received, not read yet
+    steps: int  # frames to predict after the last one (0: read only)
+    states: list[np.ndarray]  # the states before the next frame (zeros: a new stream)
+    after: list[np.ndarray] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)
+    kept: list[np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.frames or self.steps < 0:
+            raise ValueError("a feed reads at least one frame and predicts 0 or more")
+
+    def step_input(self) -> np.ndarray:
+        return self.frames[0] if self.frames else self.outputs[-1]
+
+    def took(self, frame: np.ndarray, states: list, row: int) -> Feed | None:
+        """The output of one step (``states``: the batch's, row ``row``): this feed once done."""
+        mine = [owned(s[row]) for s in states]
+        if self.frames:  # that step read a received frame
+            self.frames.pop(0)
+            self.after.append(frame)
+            if not self.frames:
+                self.kept = mine
+                if self.steps:
+                    self.outputs.append(frame)
+        else:
+            self.outputs.append(frame)
+        self.states = mine
+        return self if not self.frames and len(self.outputs) == self.steps else None
 
 
 def _chunks(context: np.ndarray, batch_size: int, horizon: int) -> list[list[Rollout]]:

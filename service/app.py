@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     from service.routes import docs, health, ui
     from service.routes import metrics as metrics_routes
-    from service.routes.v1 import compare, models, predict
+    from service.routes.v1 import compare, models, predict, streams
 
     app = FastAPI(
         title="framecast",
@@ -120,6 +120,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = metrics
+    from service.streams.store import StreamStore
+
+    app.state.streams = StreamStore(settings, lambda: runtime.runners)
     errors.install(app)
     from service.routes.v2 import infer as v2  # Open Inference Protocol (KServe V2) under /v2
     from service.routes.v2 import model_config, repository
@@ -127,7 +130,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(repository.router)
     app.include_router(model_config.router)  # before /v2/models/{name}: /v2/models/stats
     app.include_router(v2.router)
-    for module in (health, models, predict, compare, metrics_routes, ui, docs):
+    for module in (health, models, predict, streams, compare, metrics_routes, ui, docs):
         app.include_router(module.router)
     ui.mount_static(app)
     docs.mount_assets(app)

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
 from service.config_ray import MIB, RaySettings
+from service.config_streams import StreamSettings
 
 ENV_PREFIX = "FRAMECAST_"
 
@@ -32,8 +33,9 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 
-class Settings(RaySettings, BaseSettings):
-    """Every setting; the Ray Serve group is declared in service/config_ray.py."""
+class Settings(RaySettings, StreamSettings, BaseSettings):
+    """Every setting; the Ray Serve and stream groups are declared in service/config_ray.py
+    and service/config_streams.py."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True

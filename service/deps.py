@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from service.config import Settings
 from service.runtime.lifecycle import ModelState
 from service.runtime.server import Runtime
+from service.streams.store import StreamStore
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -22,7 +23,13 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-__all__ = ["ModelState", "Runtime", "RuntimeDep", "Settings", "SettingsDep"]
+async def get_streams(request: Request) -> StreamStore:
+    """The app's :class:`~service.streams.store.StreamStore` (its open live streams)."""
+    return request.app.state.streams
+
+
+__all__ = ["ModelState", "Runtime", "RuntimeDep", "Settings", "SettingsDep", "StreamsDep"]
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+StreamsDep = Annotated[StreamStore, Depends(get_streams)]

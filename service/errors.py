@@ -194,6 +194,33 @@ class Forbidden(FramecastError):
     status, kind = 403, "forbidden"
 
 
+class StreamNotFound(FramecastError):
+    """No stream has this id in this server (never opened, or forgotten long ago)."""
+
+    status, kind = 404, "stream_not_found"
+
+
+class StreamGone(FramecastError):
+    """The stream expired, was deleted, or its model was unloaded or swapped."""
+
+    status, kind = 410, "stream_gone"
+
+
+class StreamConflict(FramecastError):
+    """``step=`` says the client is at another step than the stream: a frame was lost."""
+
+    status, kind = 409, "step_mismatch"
+
+
+class TooManyStreams(FramecastError):
+    """The server (or one model) holds as many open streams as its settings allow."""
+
+    status, kind = 503, "too_many_streams"
+
+    def __init__(self, message: str, retry_after_s: int = 5):
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
 class InferenceError(FramecastError):
     """The model call for a batch failed; only the requests of that batch get this error."""
 
@@ -239,6 +266,21 @@ def render(
         return status, {"error": exc.message}, exc.headers
     body = {"error": exc.kind, "message": exc.message, "status": exc.status}
     return exc.status, body, exc.headers
+
+
+def render_websocket(exc: FramecastError) -> tuple[str, int | None]:
+    """How a WebSocket answers ``exc``: the error's JSON text (as the HTTP routes answer), and
+    the close code (4000 + the status: 4404 no such stream, 4410 it ended) when the socket
+    cannot go on, else None (the socket stays open for the next message)."""
+    import json
+
+    _, body, _ = render(exc)
+    return json.dumps(body), (4000 + exc.status if exc.status in (404, 410) else None)
+
+
+def websocket_close_code(exc: FramecastError) -> int:
+    """The close code refusing a WebSocket before it opens: 4000 + the HTTP status."""
+    return 4000 + exc.status
 
 
 # the gRPC status (grpc.StatusCode's name) of each HTTP status, as the V2 gRPC service answers

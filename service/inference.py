@@ -4,6 +4,9 @@ infer and the hot path (which calls the ``/v1`` route functions).
 A route parses HTTP and shapes the answer; between the two, this module does what every model call
 needs, once:
 
+Streams (``service/streams/``) take the same road one frame at a time: reserve, fit every frame
+(:func:`prepare_all`), call (one carried-state step per frame, or a window), measure.
+
 1. **the queue reservation** (:func:`reserve`): a place in each model's queue is taken before the
    upload is read, so a full queue answers 503 at once instead of after decoding the body;
 2. **fitting** (:func:`prepare`): the model's context from the uploaded frames (the last frames it
@@ -129,6 +132,12 @@ async def prepare(runner: Runner, frames: list[Frame], fit: Fit, *, held_back: i
         frames, runner, fit.resize, held_back, fit.how, raw=takes_bytes(runner)
     )
     return Prepared(context, conv, dropped, len(frames))
+
+
+async def prepare_all(runner: Runner, frames: list[Frame], fit: Fit) -> Prepared:
+    """Every uploaded frame fitted to the model, float32 (a stream reads them all, in order)."""
+    arr, conv = await _conform(frames, runner, fit.resize, 0, fit.how)
+    return Prepared(arr, conv, 0, len(frames))
 
 
 async def call(

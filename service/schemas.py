@@ -127,6 +127,12 @@ class ModelInfo(BaseModel):
         "every prediction so far), or `none` (classifiers)",
     )
     metrics: dict | None = Field(None, description="the model card's JSON; null when not evaluated")
+    stream: dict | None = Field(
+        None,
+        description="how a live stream on it works (next-frame models): `mode` carry (one step "
+        "of the cells a frame, the state carried) or window (the last `window` frames re-read "
+        "each frame), `modes` the ones it can take, `context` frames before its first prediction",
+    )
 
 
 class ModelListResponse(BaseModel):

@@ -224,3 +224,18 @@ def test_the_equal_budget_conv2d_lstm_figure_is_its_cards():
     clips = card["training"]["clips_seen"]
     text = " ".join(README.split())
     assert f"has finished its {clips:,} clips at **{mse:.1f}**" in text
+
+
+def test_stream_past_context_figures_in_the_prose():
+    """The ratios and the drift quoted under the past-context table come from its JSON."""
+    report = json.loads((BENCH / "stream_past_context.json").read_text())
+    by = {r["model"]: r for r in report["results"]}
+    for name, label in (
+        ("convlstm2d_next_frame", "ConvLSTM2D"),
+        ("conv2d_lstm_next_frame", "Conv2D+LSTM"),
+    ):
+        ms = by[name]["ms_per_frame"]
+        assert f"{ms['window'] / ms['carry']:.1f}× " in README, label
+    curve = by["convlstm2d_next_frame"]["per_frame"]["carry"]
+    assert f"({curve[0]:.0f} → {curve[-1]:.0f})" in README
+    assert f"on {report['results'][0]['streams']} held-out 30-frame streams" in README

@@ -11,11 +11,14 @@ default; preflight ``OPTIONS`` requests are answered by the CORS layer before an
 from __future__ import annotations
 
 import hmac
+import logging
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import Forbidden, FramecastError, Unauthorized, send_error
+
+log = logging.getLogger("framecast.security")
 
 PROTECTED_PREFIXES = ("/v1", "/v2")
 
@@ -52,6 +55,8 @@ class AuthMiddleware:
         check_key(self.keys, authorization)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _protected(scope.get("path", ""), self.prefixes):
+            return await self._websocket(scope, receive, send)
         if (
             scope["type"] != "http"
             or scope.get("method") == "OPTIONS"
@@ -63,6 +68,25 @@ class AuthMiddleware:
             self.check(headers.get(b"authorization"))
         except FramecastError as e:
             await send_error(send, e)
+            return
+        await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket sends its key as ``Authorization: Bearer KEY`` or, from a browser (which
+        cannot set headers on one), ``?api_key=KEY``; a missing or wrong key is refused before
+        the handshake (HTTP 403 to the client)."""
+        from urllib.parse import parse_qs
+
+        auth = dict(scope.get("headers") or ()).get(b"authorization")
+        if auth is None:
+            query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+            key = (query.get("api_key") or [None])[0]
+            auth = None if key is None else b"Bearer " + key.encode("latin-1")
+        try:
+            self.check(auth)
+        except FramecastError as e:
+            log.info("websocket %s refused: %s", scope.get("path"), e.message)
+            await send({"type": "websocket.close", "code": 1008, "reason": e.message[:120]})
             return
         await self.app(scope, receive, send)
 

@@ -221,6 +221,39 @@ def _decoded(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def json_parts(
+    body: bytes, settings: Settings
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]] | None]:
+    """The files of a JSON upload (``{"frames": [base64, ...], "truth": [...]}``), checked
+    against the JSON limits: (frames' parts, truth's parts or None)."""
+    check_json(body, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
+    try:
+        req = FramesRequest.model_validate_json(body)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']}"
+            for err in e.errors()[:5]
+        )
+        raise InvalidInput(
+            f'JSON body does not match {{"frames": [base64, ...], "truth": [...]}}: {problems}'
+        ) from None
+    n_items = len(req.frames) + len(req.truth or ())
+    if n_items > settings.max_files:
+        raise InvalidInput(
+            f"the JSON body holds {n_items} base64 files; at most "
+            f"{settings.max_files} (FRAMECAST_MAX_FILES)"
+        )
+    parts = [
+        (f"frames[{i}]", b64decode_item(s, f"JSON frames[{i}]")) for i, s in enumerate(req.frames)
+    ]
+    truth_parts = None
+    if req.truth is not None:
+        truth_parts = [
+            (f"truth[{i}]", b64decode_item(s, f"JSON truth[{i}]")) for i, s in enumerate(req.truth)
+        ]
+    return parts, truth_parts
+
+
 async def read_upload(request: Request, settings: Settings, *, allow_truth: bool) -> Upload:
     """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -240,32 +273,7 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
             plain if plain is not None else await form_parts(request, body, settings)
         )
     elif ctype == "application/json":
-        check_json(body, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
-        try:
-            req = FramesRequest.model_validate_json(body)
-        except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']}"
-                for err in e.errors()[:5]
-            )
-            raise InvalidInput(
-                f'JSON body does not match {{"frames": [base64, ...], "truth": [...]}}: {problems}'
-            ) from None
-        n_items = len(req.frames) + len(req.truth or ())
-        if n_items > settings.max_files:
-            raise InvalidInput(
-                f"the JSON body holds {n_items} base64 files; at most "
-                f"{settings.max_files} (FRAMECAST_MAX_FILES)"
-            )
-        parts = [
-            (f"frames[{i}]", b64decode_item(s, f"JSON frames[{i}]"))
-            for i, s in enumerate(req.frames)
-        ]
-        if req.truth is not None:
-            truth_parts = [
-                (f"truth[{i}]", b64decode_item(s, f"JSON truth[{i}]"))
-                for i, s in enumerate(req.truth)
-            ]
+        parts, truth_parts = json_parts(body, settings)
     elif ctype.startswith(RAW_TYPES):
         parts = [("body", body)]
     else:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.rollout import Rollout, context_step, stacked, state_step, window_step
+from models.rollout import Feed, Rollout, context_step, stacked, state_step, window_step
 from service.errors import InvalidInput
 from service.media.frames import scaled
 
@@ -195,9 +195,21 @@ class CarriedState(_Shaped):
     def begin(self, context: np.ndarray, steps: int) -> Rollout:
         return self.rollout_of(context, steps)
 
+    def feed(self, frames: np.ndarray, steps: int, states: list[np.ndarray] | None) -> Feed:
+        """A stream's payload: ``frames`` (T, H, W, C) read one step each from ``states`` (None:
+        a new stream, zeros), then ``steps`` frames predicted."""
+        x = np.asarray(frames, np.float32)
+        if x.ndim != 4 or x.shape[1:] != self.frame_shape or len(x) < 1:
+            raise InvalidInput(f"frames of shape {x.shape} do not fit (T, {self.frame_shape})")
+        if states is None:
+            states = [np.zeros(s, np.float32) for s in self.state_shapes]
+        return Feed(list(x), int(steps), list(states))
+
     def step(
-        self, payloads: list[Rollout], bucket_for: Callable[[int], int], calls: dict[str, Call]
+        self, payloads: list[Any], bucket_for: Callable[[int], int], calls: dict[str, Call]
     ) -> list:
+        """Rollouts that have not read their context share a context call; rollouts past it and
+        stream feeds (:class:`~models.rollout.Feed`) share one single-frame step call."""
         results: list[Any] = [None] * len(payloads)
         fresh = [i for i, r in enumerate(payloads) if r.states is None]
         going = [i for i, r in enumerate(payloads) if r.states is not None]

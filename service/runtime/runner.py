@@ -21,7 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from models.repository import Manifest
+from models.rollout import Feed
 from service.checks import require_task
+from service.errors import WrongTask
 from service.media.frames import scaled
 from service.runtime.batcher import Batcher, Ticket
 from service.runtime.devices import Placement
@@ -326,6 +328,34 @@ class ModelRunner(ManifestView):
     ) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((num_classes,), timing); classify models only."""
         return await self._submit("classify", context, 1, ticket)
+
+    @property
+    def carries(self) -> bool:
+        """Whether a stream's frames can each be read in one step with the state carried."""
+        return isinstance(self.policy, CarriedState)
+
+    async def feed(
+        self,
+        frames: np.ndarray,
+        steps: int,
+        states: list[np.ndarray] | None,
+        *,
+        ticket: Ticket | None = None,
+    ) -> tuple[Feed, Timing]:
+        """A stream's new frames (T, H, W, C), read one single-frame step each from ``states``
+        (None: a new stream), then ``steps`` frames predicted; batched with every other call
+        of the step (:class:`~models.rollout.Feed`). Carried-state models only."""
+        try:
+            if not isinstance(self.policy, CarriedState):
+                raise WrongTask(
+                    f"model {self.name!r} rolls out by {self.rollout}: it has no state to carry"
+                )
+            payload = self.policy.feed(frames, steps, states)
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            raise
+        return await self.batcher.run(payload, ticket)
 
     async def _submit(
         self, task: str, context: np.ndarray, steps: int, ticket: Ticket | None

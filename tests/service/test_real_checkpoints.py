@@ -134,3 +134,34 @@ def test_committed_next_frame_models_beat_an_empty_frame(real_client):
             model_mse[arch] += res["metrics"]["mse_per_frame"]
     for arch, mse in model_mse.items():
         assert 0 < mse < black_mse, (arch, mse, black_mse)
+
+
+@pytest.mark.parametrize("name", ["convlstm2d_next_frame", "conv2d_lstm_next_frame"])
+def test_a_jumping_digit_is_where_the_stream_is_surprised(real_client, real_mnist_dir, name):
+    """What surprise is for: a held-out Moving MNIST clip streamed frame by frame, in which the
+    digits jump 20 pixels at one frame; that frame's surprise is the stream's highest."""
+    from models.data import load_mnist, next_frame_clips
+
+    if name not in real_client.app.state.runtime.runners:
+        pytest.skip(f"{name} is not committed")
+    digits = load_mnist(real_mnist_dir).digits("test")
+    clip = next_frame_clips(digits, 1, seed=2026)[0]  # (20, 64, 64, 1) float32
+    jump = 14
+    clip[jump:] = np.roll(clip[jump:], (20, 20), axis=(1, 2))
+    r = real_client.post(f"/v1/models/{name}/streams")
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    surprise = {}
+    for t, frame in enumerate((clip * 255).round().astype(np.uint8)):
+        r = real_client.post(
+            f"/v1/streams/{sid}/frames",
+            params={"step": t},
+            content=encode(frame[None, ..., 0], "PNG"),
+            headers={"content-type": "image/png"},
+        )
+        assert r.status_code == 200, r.text
+        for s in r.json()["surprise"] or []:
+            surprise[s["step"]] = s["mse_per_frame"]
+    assert sorted(surprise) == list(range(11, 21))  # frames 11-20 had been predicted
+    assert max(surprise, key=surprise.get) == jump + 1, surprise
+    real_client.delete(f"/v1/streams/{sid}")

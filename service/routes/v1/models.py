@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
-from service.deps import ModelState, RuntimeDep
+from service.deps import ModelState, RuntimeDep, Settings, SettingsDep
 from service.inference import Runner
 from service.routes.openapi import error_responses
 from service.schemas import InputSpec, ModelInfo, ModelListResponse
+from service.streams.stepping import stream_plan
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 NAME_EXAMPLE = "convlstm2d_next_frame"
 
 
-def model_info(r: Runner, state: str = "ready") -> ModelInfo:
+def model_info(r: Runner, state: str = "ready", settings: Settings | None = None) -> ModelInfo:
     m = r.manifest
     return ModelInfo(
+        stream=stream_plan(r, settings) if settings is not None else None,
         name=m.name,
         state=state,
         display_name=getattr(m, "display_name", ""),
@@ -50,7 +52,7 @@ def model_info(r: Runner, state: str = "ready") -> ModelInfo:
     summary="Every model: those served, and those that failed to load (with why)",
     responses=error_responses(503),
 )
-async def list_models(runtime: RuntimeDep) -> ModelListResponse:
+async def list_models(runtime: RuntimeDep, settings: SettingsDep) -> ModelListResponse:
     """Served models, and those that failed to load (``state: failed`` with the ``error``) or
     were unloaded."""
     runtime.require_ready()
@@ -58,7 +60,7 @@ async def list_models(runtime: RuntimeDep) -> ModelListResponse:
     out = []
     for name, st in runtime.models.table().items():
         if name in serving:
-            out.append(model_info(serving[name], st.state.value))
+            out.append(model_info(serving[name], st.state.value, settings))
             continue
         failed = st.state is ModelState.FAILED
         out.append(
@@ -73,6 +75,8 @@ async def list_models(runtime: RuntimeDep) -> ModelListResponse:
     "/{name}", response_model=ModelInfo, summary="One model", responses=error_responses(404, 503)
 )
 async def get_model(
-    runtime: RuntimeDep, name: str = Path(description="model name", examples=[NAME_EXAMPLE])
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    name: str = Path(description="model name", examples=[NAME_EXAMPLE]),
 ) -> ModelInfo:
-    return model_info(runtime.get(name))
+    return model_info(runtime.get(name), settings=settings)

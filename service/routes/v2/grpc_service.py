@@ -133,8 +133,10 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
         t_start = time.perf_counter()
         runner = _runner(self.runtime, r.model_name, r.model_version or None)
         req, binary = codec.request_dict(r)
-        wanted, arrays, answers = await run(runner, req, binary, self.settings.max_horizon, t_start)
-        resp = codec.infer_response(req, runner, wanted, arrays)
+        wanted, arrays, answers, params = await run(
+            runner, req, binary, self.settings.max_horizon, t_start, self.app.state.streams
+        )
+        resp = codec.infer_response(req, runner, wanted, arrays, params)
         for answer in answers:
             answer.finish(self.metrics, {})
         return resp

@@ -69,11 +69,23 @@ def infer_response(
     runner: Runner,
     wanted: list[tuple[str, bool, int | None]],
     arrays: dict[str, np.ndarray],
+    parameters: dict[str, Any] | None = None,
 ) -> pb.ModelInferResponse:
-    """The outputs asked for, as raw contents (what tritonclient's ``as_numpy`` reads)."""
+    """The outputs asked for, as raw contents (what tritonclient's ``as_numpy`` reads), and the
+    response's parameters (a sequence's step)."""
     resp = pb.ModelInferResponse(
         model_name=runner.name, model_version=VERSION, id=str(req.get("id", ""))
     )
+    for key, value in (parameters or {}).items():
+        p = resp.parameters[key]
+        if isinstance(value, bool):
+            p.bool_param = value
+        elif isinstance(value, int):
+            p.int64_param = value
+        elif isinstance(value, float):
+            p.double_param = value
+        else:
+            p.string_param = str(value)
     for name, _binary, k in wanted:
         datatype, shape, raw = output_bytes(runner, name, k, arrays)
         resp.outputs.add(name=name, datatype=datatype, shape=shape)

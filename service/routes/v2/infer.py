@@ -60,6 +60,8 @@ from service.routes.v2.tensors import (
     requested_outputs,
     split_body,
 )
+from service.streams.sequences import infer_sequence, sequence_of
+from service.streams.store import StreamStore
 
 _V2_ERROR = {
     "content": {
@@ -97,6 +99,7 @@ EXTENSIONS = [
     "model_repository",
     "model_configuration",
     "statistics",
+    "sequence",  # parameters.sequence_id, sequence_start, sequence_end: streams/sequences.py
 ]
 # GET routes answer plain JSON: their return annotations are not response models (schemas)
 _get = partial(router.get, response_model=None)
@@ -272,19 +275,35 @@ async def infer(
     head = body[: int(n)] if n is not None and n.isdigit() else body
     check_json(head, max_depth=settings.max_json_depth, max_items=settings.max_json_items)
     req, binary = split_body(body, n)
-    wanted, arrays, answers = await run(runner, req, binary, settings.max_horizon, t_start)
-    response = encode_response(req, runner, wanted, arrays)
+    streams = request.app.state.streams
+    wanted, arrays, answers, params = await run(
+        runner, req, binary, settings.max_horizon, t_start, streams
+    )
+    response = encode_response(req, runner, wanted, arrays, params)
     for answer in answers:  # each clip's phases into /metrics, as /v1 records them
         answer.finish(runtime.metrics, {})
     return response
 
 
 async def run(
-    runner: Runner, req: dict, binary: bytes, max_horizon: int, t_start: float
-) -> tuple[list[tuple[str, bool, int | None]], dict[str, np.ndarray], list[inference.Answer]]:
+    runner: Runner,
+    req: dict,
+    binary: bytes,
+    max_horizon: int,
+    t_start: float,
+    streams: StreamStore | None = None,
+) -> tuple[list[tuple[str, bool, int | None]], dict[str, np.ndarray], list[inference.Answer], dict]:
     """One V2 inference request, parsed (``req`` as the JSON header, ``binary`` the tensor bytes
-    after it): the outputs asked for, the arrays and each clip's answer. HTTP (above) and gRPC
-    (grpc_service.py) both call it."""
+    after it): the outputs asked for, the arrays, each clip's answer and the response's
+    parameters. A request with a ``sequence_id`` is one step of a stream in ``streams``
+    (``service/streams/sequences.py``). HTTP (above) and gRPC (grpc_service.py) both call it."""
+    seq = sequence_of(req)
+    if seq is not None and streams is not None:
+        clips = await run_in_threadpool(partial(parse_inputs, whole=True), req, binary, runner)
+        steps = horizon_of(req, max_horizon) or 1
+        wanted = requested_outputs(req, runner, steps)
+        arrays, params = await infer_sequence(streams, runner, seq, clips, steps)
+        return wanted, arrays, [], params
     clips = await run_in_threadpool(parse_inputs, req, binary, runner)  # (batch, T, H, W, C)
     horizon = horizon_of(req, max_horizon)
     wanted = requested_outputs(req, runner, horizon)
@@ -301,4 +320,4 @@ async def run(
         )
         rollout = np.stack([a.output for a in answers])  # (batch, horizon, H, W, C)
         arrays = {"rollout": rollout, "next_frame": rollout[:, 0]}  # (batch, H, W, C)
-    return wanted, arrays, list(answers)
+    return wanted, arrays, list(answers), {}

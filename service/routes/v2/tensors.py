@@ -138,8 +138,9 @@ def _decode_tensor(t: dict, binary: bytes, offset: int, label: str) -> tuple[np.
     return x, offset
 
 
-def parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
-    """The request's clips as (batch, T, H, W, C) float32 in [0, 1] (the last T frames)."""
+def parse_inputs(req: dict, binary: bytes, runner: Runner, *, whole: bool = False) -> np.ndarray:
+    """The request's clips as (batch, T, H, W, C) float32 in [0, 1] (the last T frames; with
+    ``whole``, for a sequence's request, every frame sent, one or more)."""
     m = runner.manifest
     inputs = req.get("inputs")
     if not isinstance(inputs, list) or not inputs:
@@ -154,7 +155,7 @@ def parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
             raise V2Error(f"{label}: model {m.name!r} has one input, {INPUT!r}")
         found = x
     assert found is not None, "inputs is a non-empty list: each one decoded, or raised"
-    reads = m.reads or 1  # a free time axis without a context reads every frame sent
+    reads = 1 if whole else (m.reads or 1)  # a free axis without a context reads every frame
     want = f"[batch, ≥{reads}, {m.height}, {m.width}, {m.channels}]"
     if found.ndim != 5:
         raise V2Error(
@@ -168,7 +169,7 @@ def parse_inputs(req: dict, binary: bytes, runner: Runner) -> np.ndarray:
             f"input {INPUT!r} has shape {list(found.shape)}; model {m.name!r} takes "
             f"{want} (frames are not resized here; /v1 resizes)"
         )
-    return found[:, -(m.reads or t) :]
+    return found if whole else found[:, -(m.reads or t) :]
 
 
 def horizon_of(req: dict, max_horizon: int) -> int | None:
@@ -262,6 +263,7 @@ def encode_response(
     runner: Runner,
     wanted: list[tuple[str, bool, int | None]],
     arrays: dict[str, np.ndarray],
+    parameters: dict[str, Any] | None = None,
 ) -> Response:
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
@@ -285,6 +287,8 @@ def encode_response(
     body: dict[str, Any] = {"model_name": runner.name, "model_version": VERSION, "outputs": outputs}
     if "id" in req:
         body["id"] = req["id"]
+    if parameters:
+        body["parameters"] = parameters
     head = json.dumps(body, separators=(",", ":")).encode()
     if not chunks:
         return Response(head, media_type="application/json")
