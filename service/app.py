@@ -120,9 +120,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = metrics
-    from service.streams.store import StreamStore
+    if settings.stream_dir is not None:  # shared by the workers of `serve --workers N`
+        from service.streams.shared import SharedStreamStore
 
-    app.state.streams = StreamStore(settings, lambda: runtime.runners)
+        app.state.streams = SharedStreamStore(
+            settings, lambda: runtime.runners, settings.stream_dir
+        )
+    else:
+        from service.streams.store import StreamStore
+
+        app.state.streams = StreamStore(settings, lambda: runtime.runners)
     errors.install(app)
     from service.routes.v2 import infer as v2  # Open Inference Protocol (KServe V2) under /v2
     from service.routes.v2 import model_config, repository

@@ -7,6 +7,7 @@ instantiated on its own.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -60,6 +61,12 @@ class StreamSettings(BaseSettings):
         "from the first frame) or window (read its last context-length frames again for "
         "every frame: a context pass each). Per stream: ?past_context= when opening. "
         "README, 'Live streams', has both ways' held-out error on 30-frame streams",
+    )
+    stream_dir: Path | None = Field(
+        None,
+        description="a folder the stream table lives in, shared by every process given the "
+        "same one (service/streams/shared.py); unset: in this process's memory. "
+        "`framecast serve --workers N` makes one for its workers (under /dev/shm) when unset",
     )
     stream_ended_kept: int = Field(
         10000,

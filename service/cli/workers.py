@@ -17,6 +17,9 @@ The supervisor:
   would loop for ever).
 - **stops everything when a worker exits with an error of its own** (exit 1: it could not serve
   any model; 2: bad settings): every worker would meet the same cause.
+- **shares one stream table** among the workers (``FRAMECAST_STREAM_DIR``, a folder it makes
+  under /dev/shm when unset and removes at the end: ``service/streams/shared.py``), so a live
+  stream goes on whichever worker a new connection reaches, and across a worker's restart.
 - **forwards SIGTERM/SIGINT**: each worker drains (new requests 503, those in flight answered,
   at most FRAMECAST_SHUTDOWN_GRACE_S: service/http/drain.py) and exits; a worker still there
   after the grace and 10 s more is killed.
@@ -28,9 +31,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 
@@ -68,6 +73,11 @@ class Supervisor:
             "FRAMECAST_WORKER_COUNT": str(settings.workers),  # FRAMECAST_CPU_THREADS=auto's share
             "FRAMECAST_REUSE_PORT": "1",  # HTTP's port, and gRPC's (--grpc-port) when set
         }
+        self.stream_dir: str | None = None  # made here (and removed at the end) when unset
+        if settings.stream_dir is None:
+            shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self.stream_dir = tempfile.mkdtemp(prefix="framecast-streams-", dir=shm)
+        self.env["FRAMECAST_STREAM_DIR"] = str(settings.stream_dir or self.stream_dir)
         self.procs: list[subprocess.Popen] = []
         self.restarts: deque[float] = deque()
         self.stopping_since: float | None = None
@@ -141,4 +151,9 @@ def run_workers(settings: Settings) -> int:
     from service.http.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    return Supervisor(settings).run()
+    sup = Supervisor(settings)
+    try:
+        return sup.run()
+    finally:
+        if sup.stream_dir is not None:  # the live streams end with the server
+            shutil.rmtree(sup.stream_dir, ignore_errors=True)

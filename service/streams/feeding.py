@@ -47,7 +47,10 @@ def open_stream(
     how = plan(runner, store.settings, past_context)
     now = store.clock()
     sid = store.new_id()
-    return Stream(sid, runner.name, runner, created=now, touched=now, group=group, **how)
+    sha = getattr(runner.manifest, "sha256", None)
+    return Stream(
+        sid, runner.name, runner, created=now, touched=now, group=group, model_sha=sha, **how
+    )
 
 
 def open_group(store: StreamStore, runners: list[Any], past_context: str | None) -> Group:
@@ -156,9 +159,7 @@ async def feed(
             f"{len(frames)} frames in one request; a stream takes at most {s.stream_max_frames} "
             "at a time (FRAMECAST_STREAM_MAX_FRAMES): send them in several requests"
         )
-    entry = store.get(stream_id)
-    async with entry.lock:  # posts to one stream are applied one after the other
-        entry = store.get(stream_id)  # still open once our turn came
+    async with store.hold(stream_id) as entry:  # posts to one stream: one after the other
         _check_step(entry, opts)
         store.touch(entry)
         members = [entry] if isinstance(entry, Stream) else list(entry.members.values())

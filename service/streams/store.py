@@ -21,7 +21,8 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class Stream:
     created: float
     touched: float
     group: str | None = None  # the compare stream it belongs to
+    model_sha: str | None = None  # the checkpoint it was opened on (a process sharing the
+    # store that serves another checkpoint under the name ends it)
     step: int = 0  # frames received so far
     window: list[np.ndarray] = field(default_factory=list)
     states: list[np.ndarray] | None = None
@@ -114,7 +117,10 @@ class StreamStore:
     """The open streams of this process, within the limits of ``settings``.
 
     ``served()`` gives the runners served now (name → runner): a stream whose model is no longer
-    served by the runner it was opened on has ended (unloaded or swapped)."""
+    served by the runner it was opened on has ended (unloaded or swapped). Storage is a dict
+    here; :class:`service.streams.shared.SharedStreamStore` keeps the same table in a folder
+    that several processes share (``--workers``), through the same primitives (``_load``,
+    ``_save``, ``_remove``, ``_ids``, ``_why``, ``_mark``, ``_locked``, ``_hold_lock``)."""
 
     def __init__(
         self,
@@ -128,19 +134,59 @@ class StreamStore:
         self._open: dict[str, Stream | Group] = {}
         self._ended: OrderedDict[str, str] = OrderedDict()  # id → why it ended
 
+    # -- storage (in this process) ----------------------------------------------------------
+    def _load(self, stream_id: str) -> Stream | Group | None:
+        return self._open.get(stream_id)
+
+    def _save(self, entry: Stream | Group) -> None:
+        self._open[entry.id] = entry
+
+    def _remove(self, stream_id: str) -> bool:
+        return self._open.pop(stream_id, None) is not None
+
+    def _ids(self) -> list[str]:
+        return list(self._open)
+
+    def _why(self, stream_id: str) -> str | None:
+        return self._ended.get(stream_id)
+
+    def _mark(self, stream_id: str, why: str) -> None:
+        self._ended[stream_id] = why
+        self._ended.move_to_end(stream_id)
+        while len(self._ended) > self.settings.stream_ended_kept:
+            self._ended.popitem(last=False)
+
+    def _locked(self, entry: Stream | Group) -> bool:
+        members = entry.members.values() if isinstance(entry, Group) else (entry,)
+        return entry.lock.locked() or any(s.lock.locked() for s in members)
+
+    def _serves(self, s: Stream, served: dict[str, Any]) -> bool:
+        return served.get(s.model) is s.runner
+
+    @asynccontextmanager
+    async def _hold_lock(self, stream_id: str, entry: Stream | Group) -> AsyncIterator[None]:
+        async with entry.lock:
+            yield
+
     # -- reading ---------------------------------------------------------------------------
+    def entries(self) -> Iterator[Stream | Group]:
+        for sid in self._ids():
+            entry = self._load(sid)
+            if entry is not None:
+                yield entry
+
     def streams(self) -> Iterator[Stream]:
-        for s in self._open.values():
+        for s in self.entries():
             yield from (s.members.values() if isinstance(s, Group) else (s,))
 
     def get(self, stream_id: str) -> Stream | Group:
         """The open stream (or compare stream) ``stream_id``: 410 when it ended, 404 when
         unknown."""
         self.sweep()
-        found = self._open.get(stream_id)
+        found = self._load(stream_id)
         if found is not None:
             return found
-        why = self._ended.get(stream_id)
+        why = self._why(stream_id)
         if why is not None:
             raise StreamGone(f"stream {stream_id!r} {why}")
         raise StreamNotFound(
@@ -148,10 +194,23 @@ class StreamStore:
             "POST /v1/models/{name}/streams (GET /v1/streams lists the open ones)"
         )
 
+    @asynccontextmanager
+    async def hold(self, stream_id: str) -> AsyncIterator[Stream | Group]:
+        """The stream, held: posts to one stream wait here for each other, in every process
+        sharing the store; what the holder changed is kept when it leaves (unless it ended)."""
+        entry = self.get(stream_id)
+        async with self._hold_lock(stream_id, entry):
+            entry = self.get(stream_id)  # still open once our turn came, as stored now
+            try:
+                yield entry
+            finally:
+                if stream_id in self._ids():
+                    self._save(entry)
+
     def listing(self) -> list[dict]:
         self.sweep()
         now, idle = self.clock(), self.settings.stream_idle_timeout_s
-        return [s.info(now, idle) for s in self._open.values()]
+        return [s.info(now, idle) for s in self.entries()]
 
     # -- opening and ending ----------------------------------------------------------------
     def new_id(self) -> str:
@@ -182,18 +241,14 @@ class StreamStore:
                     wait,
                 )
 
-    def add(self, entry: Stream | Group, stream_id: str | None = None) -> None:
-        self._open[stream_id or entry.id] = entry
+    def add(self, entry: Stream | Group) -> None:
+        self._save(entry)
 
     def end(self, stream_id: str, why: str) -> bool:
         """End an open stream (``why`` completes "stream X …" in its later 410s)."""
-        entry = self._open.pop(stream_id, None)
-        if entry is None:
+        if not self._remove(stream_id):
             return False
-        self._ended[stream_id] = why
-        self._ended.move_to_end(stream_id)
-        while len(self._ended) > self.settings.stream_ended_kept:
-            self._ended.popitem(last=False)
+        self._mark(stream_id, why)
         return True
 
     def touch(self, entry: Stream | Group) -> None:
@@ -207,30 +262,26 @@ class StreamStore:
         swapped (a stream being stepped is never expired under it: it was just touched)."""
         now, idle = self.clock(), self.settings.stream_idle_timeout_s
         served = self.served()
-        for sid, entry in list(self._open.items()):
-            members = entry.members.values() if isinstance(entry, Group) else (entry,)
+        for entry in list(self.entries()):
+            members = list(entry.members.values()) if isinstance(entry, Group) else [entry]
             hint = (
-                HOW_TO_OPEN
+                HOW_TO_OPEN.format(model=members[0].model)
                 if isinstance(entry, Stream)
                 else "open a new one with POST /v1/compare/streams"
             )
-            if any(s.lock.locked() for s in members) or (
-                isinstance(entry, Group) and entry.lock.locked()
-            ):
+            if self._locked(entry):
                 continue
             if now - entry.touched > idle:
                 self.end(
-                    sid,
-                    f"expired after {idle:g} s without a frame (FRAMECAST_STREAM_IDLE_TIMEOUT_S); "
-                    + hint.format(model=next(iter(members)).model),
+                    entry.id,
+                    f"expired after {idle:g} s without a frame "
+                    f"(FRAMECAST_STREAM_IDLE_TIMEOUT_S); {hint}",
                 )
                 continue
             for s in members:
-                if served.get(s.model) is not s.runner:
+                if not self._serves(s, served):
                     what = "unloaded" if s.model not in served else "swapped for a new checkpoint"
                     self.end(
-                        sid,
-                        f"ended: model {s.model!r} was {what} after it opened; "
-                        + hint.format(model=s.model),
+                        entry.id, f"ended: model {s.model!r} was {what} after it opened; {hint}"
                     )
                     break

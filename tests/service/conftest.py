@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from models.architectures import build
 from models.data import DIRECTIONS
-from models.repository import Manifest, save_model_folder
+from models.repository import Manifest, read_manifest, save_model_folder, write_manifest
 from service.app import create_app
 from service.config import Settings
 from tests.service.helpers import FRAMES, H, W
@@ -91,3 +91,35 @@ def direct(runtime):
         return np.asarray(runtime.runners[name].model.predict_on_batch(batch.astype(np.float32)))
 
     return call
+
+
+# the models of stream_models (live streams' tests)
+CARRY = "carry_nf"  # framecast's ConvLSTM2D, carried state, fixed 4-frame axis
+CARRY2 = "carry_c2l"  # framecast's Conv2D+LSTM, carried state
+WINDOW = "window_nf"  # the same kind of model, sliding window
+FREE = "user_free"  # a user's free-axis causal model (carried, predicts from frame 1)
+GROWING = "user_growing"  # a user's free-axis model with a Conv3D head (no state: a window)
+MANY = "user_many_to_one"  # a user's fixed 6-frame many-to-one model (a sliding window)
+CL = "tiny_classify"
+
+
+@pytest.fixture(scope="session")
+def stream_models(tmp_path_factory):
+    """Next-frame models of every kind a stream meets, and a classifier."""
+    from tests.service import own_models as om
+
+    root = tmp_path_factory.mktemp("stream_models")
+    for name, arch, rollout in (
+        (CARRY, "convlstm2d", "carried_state"),
+        (CARRY2, "conv2d_lstm", "carried_state"),
+        (WINDOW, "convlstm2d", "sliding_window"),
+    ):
+        folder = save_tiny(root, name, arch, "next_frame")
+        m = read_manifest(folder)
+        m.rollout = rollout
+        write_manifest(folder, m)
+    save_tiny(root, CL, "convlstm2d", "classify")
+    om.write_folder(root, FREE, om.free_sequence_next_frame())
+    om.write_folder(root, GROWING, om.keras_example_next_frame())
+    om.write_folder(root, MANY, om.many_to_one_next_frame())
+    return root

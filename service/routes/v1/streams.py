@@ -189,9 +189,13 @@ async def get_stream(streams: StreamsDep, stream_id: str) -> dict:
     responses=error_responses(404, 410),
 )
 async def delete_stream(streams: StreamsDep, stream_id: str) -> dict:
-    entry = streams.get(stream_id)
-    async with entry.lock:  # a post under way finishes first
-        streams.end(stream_id, "was deleted; open a new one with POST /v1/models/{name}/streams")
+    async with streams.hold(stream_id) as entry:  # a post under way finishes first
+        again = (
+            "POST /v1/compare/streams"
+            if isinstance(entry, Group)
+            else "POST /v1/models/{name}/streams"
+        )
+        streams.end(stream_id, f"was deleted; open a new one with {again}")
     return {"id": stream_id, "deleted": True, "step": entry.step}
 
 

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from service.streams.shared import _key
 from tests.service.helpers import clip, npy, require
 
 NF = "convlstm2d_next_frame"
@@ -191,8 +193,8 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, SO_REUSEPORT")
 def test_two_workers_share_the_port_then_stop_on_sigterm(models_dir, tmp_path):
     """--workers 2: both workers bind the port and the gRPC port (SO_REUSEPORT; a worker that
-    cannot would exit and stop the supervisor) and serve; SIGTERM to the supervisor stops both,
-    exit 0."""
+    cannot would exit and stop the supervisor) and serve, a live stream among them; SIGTERM to
+    the supervisor stops both, exit 0, and removes the stream folder it made."""
     port, grpc_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(models_dir)]
     cmd += ["--port", str(port), "--grpc-port", str(grpc_port)]
@@ -212,6 +214,23 @@ def test_two_workers_share_the_port_then_stop_on_sigterm(models_dir, tmp_path):
                 time.sleep(0.5)
         workers = _children(proc.pid)
         assert len(workers) == 2 and proc.poll() is None, open(tmp_path / "server.log").read()
+        # a live stream goes on whichever worker each new connection reaches (a shared table)
+        url = f"http://127.0.0.1:{port}"
+        sid = httpx.post(f"{url}/v1/models/{NF}/streams", timeout=30).json()["id"]
+        answered_by = set()
+        frames = clip(16)
+        for i in range(16):  # a new connection each time
+            r = httpx.post(
+                f"{url}/v1/streams/{sid}/frames",
+                params={"step": i},
+                content=npy(frames[i : i + 1]),
+                headers={"content-type": "application/x-npy", "connection": "close"},
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["step"] == i + 1
+            answered_by.add(r.headers["x-request-id"][:16])  # a per-process prefix
+        assert len(answered_by) == 2, "16 new connections all reached one worker"
         grpcclient = require("tritonclient.grpc", "tritonclient[grpc]")
         for _ in range(6):  # new channels, spread over the workers by the kernel
             c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
@@ -220,6 +239,7 @@ def test_two_workers_share_the_port_then_stop_on_sigterm(models_dir, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, open(tmp_path / "server.log").read()
         assert not [w for w in workers if os.path.exists(f"/proc/{w}")], "a worker lives on"
+        assert not list(Path("/dev/shm").glob(f"framecast-streams-*/{_key(sid)}.json"))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -14,39 +14,11 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from models.metrics import mse_per_frame, psnr, ssim
-from models.repository import read_manifest, write_manifest
 from service.app import create_app
 from service.config import Settings
 from tests.service import own_models as om
-from tests.service.conftest import save_tiny
+from tests.service.conftest import CARRY, CARRY2, CL, FREE, GROWING, MANY, WINDOW
 from tests.service.helpers import FRAMES, H, clip, png
-
-CARRY = "carry_nf"  # framecast's ConvLSTM2D, carried state, fixed 4-frame axis
-CARRY2 = "carry_c2l"  # framecast's Conv2D+LSTM, carried state
-WINDOW = "window_nf"  # the same kind of model, sliding window
-FREE = "user_free"  # a user's free-axis causal model (carried, predicts from frame 1)
-GROWING = "user_growing"  # a user's free-axis model with a Conv3D head (no state: a window)
-MANY = "user_many_to_one"  # a user's fixed 6-frame many-to-one model (a sliding window)
-CL = "tiny_classify"
-
-
-@pytest.fixture(scope="module")
-def stream_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stream_models")
-    for name, arch, rollout in (
-        (CARRY, "convlstm2d", "carried_state"),
-        (CARRY2, "conv2d_lstm", "carried_state"),
-        (WINDOW, "convlstm2d", "sliding_window"),
-    ):
-        folder = save_tiny(root, name, arch, "next_frame")
-        m = read_manifest(folder)
-        m.rollout = rollout
-        write_manifest(folder, m)
-    save_tiny(root, CL, "convlstm2d", "classify")
-    om.write_folder(root, FREE, om.free_sequence_next_frame())
-    om.write_folder(root, GROWING, om.keras_example_next_frame())
-    om.write_folder(root, MANY, om.many_to_one_next_frame())
-    return root
 
 
 def _settings(root, **kw):

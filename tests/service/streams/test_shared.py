@@ -1,0 +1,116 @@
+"""The stream table in a shared folder (service/streams/shared.py): two apps on one folder act as
+two workers; a stream goes on whichever one a request reaches, in order, and after a restart."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.streams.shared import SharedStreamStore
+from tests.service.conftest import CARRY, CARRY2, WINDOW
+from tests.service.helpers import FRAMES
+from tests.service.routes.v1.test_streams import (
+    NPY,
+    _settings,
+    frames_of,
+    npy,
+    open_stream,
+    post,
+    values,
+)
+
+
+@pytest.fixture(scope="module")
+def pair(stream_models, tmp_path_factory):
+    s = _settings(stream_models, stream_dir=tmp_path_factory.mktemp("shared") / "streams")
+    with TestClient(create_app(s)) as a, TestClient(create_app(s)) as b:
+        assert isinstance(a.app.state.streams, SharedStreamStore)
+        yield a, b, s
+
+
+@pytest.mark.parametrize("name,mode", [(CARRY, "carry"), (WINDOW, "window"), (CARRY, "window")])
+def test_a_stream_alternating_between_workers_equals_one_in_one_process(
+    pair, sc_single, name, mode
+):
+    a, b, _ = pair
+    frames = frames_of(FRAMES + 3, seed=21)
+    sid = open_stream(a, name, past_context=mode)
+    ref = open_stream(sc_single, name, past_context=mode)
+    for i in range(len(frames)):
+        got = post((a, b)[i % 2], sid, frames[i : i + 1], step=i)
+        want = post(sc_single, ref, frames[i : i + 1])
+        assert got["step"] == want["step"] == i + 1
+        if want["frames"]:
+            np.testing.assert_allclose(values(got), values(want), atol=1e-6)
+        assert (got["surprise"] is None) == (want["surprise"] is None)
+    info = b.get(f"/v1/streams/{sid}").json()
+    assert info["step"] == len(frames) and info["memory_bytes"] > 0
+
+
+@pytest.fixture(scope="module")
+def sc_single(stream_models):
+    with TestClient(create_app(_settings(stream_models))) as c:
+        yield c
+
+
+def test_posts_from_both_workers_are_applied_in_turn(pair):
+    a, b, _ = pair
+    sid = open_stream(a, CARRY)
+    steps, errors = [], []
+
+    def one(i):
+        try:
+            steps.append(post((a, b)[i % 2], sid, frames_of(1, seed=i))["step"])
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sorted(steps) == list(range(1, 9))
+
+
+def test_delete_limits_and_compare_streams_are_shared(pair):
+    a, b, s = pair
+    sid = open_stream(a, CARRY)
+    assert b.delete(f"/v1/streams/{sid}").status_code == 200
+    r = a.post(f"/v1/streams/{sid}/frames", content=npy(frames_of(1)), headers=NPY)
+    assert r.status_code == 410 and "deleted" in r.json()["message"]
+    gid = a.post("/v1/compare/streams", params={"models": f"{CARRY},{CARRY2}"}).json()["id"]
+    x = post(b, gid, frames_of(FRAMES, seed=3))
+    assert set(x["models"]) == {CARRY, CARRY2} and x["step"] == FRAMES
+    assert post(a, gid, frames_of(1, seed=4))["step"] == FRAMES + 1
+    stores = [c.app.state.streams for c in (a, b)]
+    try:
+        for st in stores:  # a limit of however many are open now, plus one
+            st.settings = s.model_copy(update={"stream_max_total": len(list(st.streams())) + 1})
+        open_stream(b, WINDOW)
+        r = a.post(f"/v1/models/{CARRY}/streams")
+        assert r.status_code == 503 and "FRAMECAST_STREAM_MAX_TOTAL" in r.json()["message"]
+    finally:
+        for st in stores:
+            st.settings = s
+
+
+def test_a_stream_survives_a_worker_restart(pair):
+    a, _, s = pair
+    frames = frames_of(FRAMES + 1, seed=5)
+    sid = open_stream(a, CARRY)
+    post(a, sid, frames[:FRAMES])
+    with TestClient(create_app(s)) as again:  # a new worker on the same folder
+        got = post(again, sid, frames[FRAMES:], step=FRAMES)
+        assert got["step"] == FRAMES + 1 and got["surprise"] is not None
+
+
+def test_ids_never_name_a_path(pair):
+    a, _, s = pair
+    r = a.post("/v1/streams/..%2F..%2Fetc/frames", content=npy(frames_of(1)), headers=NPY)
+    assert r.status_code == 404
+    files = {p.name for p in s.stream_dir.iterdir()}
+    assert all(f == "ended" or len(f.split(".")[0]) == 40 for f in files)
