@@ -1,4 +1,6 @@
-"""``framecast predict|classify|compare``: send files to a running server and save what comes back.
+"""``framecast predict|classify|compare`` (and ``stream``, service/cli/stream.py): send files to a
+running server and save what comes back. ``--json`` prints the JSON answer to stdout in every
+command, and writes a file only when ``--out`` asks for one.
 
 Each command takes an optional ``http`` client (an ``httpx.Client`` with ``base_url`` set) so
 tests can pass FastAPI's ``TestClient``; from the command line one is made from ``--url``.
@@ -17,6 +19,7 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8000"
 _EXT = {"png": ".png", "gif": ".gif", "npy": ".npy", "json": ".json"}
 _Files = list[tuple[str, tuple[str, bytes, str]]]  # httpx's multipart ``files=``
+JSON_HELP = "print the JSON answer to stdout (scripts); a file is written only with --out"
 
 
 def _files(paths: list[str], field: str = "files") -> _Files:
@@ -85,6 +88,13 @@ def predict_command(args: argparse.Namespace, http: httpx.Client | None = None) 
     files = _read_inputs(args)
     if isinstance(files, int):
         return files
+    if args.json:
+        if args.output not in (None, "json"):
+            print("framecast: --json prints the JSON answer; it cannot go with --output "
+                  f"{args.output}", file=sys.stderr)  # fmt: skip
+            return 2
+        args.output = "json"
+    args.output = args.output or "png"
     resp = _post(
         args,
         http,
@@ -99,6 +109,11 @@ def predict_command(args: argparse.Namespace, http: httpx.Client | None = None) 
     )
     if isinstance(resp, int):
         return resp
+    if args.json:  # JSON on stdout; a file only when asked
+        print(json.dumps(resp.json(), indent=2))
+        if args.out:
+            _save(resp, args.out, "", "json")
+        return 0
     path = _save(resp, args.out, f"{args.model}_prediction", args.output)
     latency = resp.headers.get("x-latency-ms", "?")
     print(f"{args.model}: {args.horizon} frame(s) predicted in {latency} ms -> {path}")
@@ -119,8 +134,11 @@ def classify_command(args: argparse.Namespace, http: httpx.Client | None = None)
     if isinstance(resp, int):
         return resp
     body = resp.json()
-    for s in body["top"]:
-        print(f"{s['class_name']:>6}  {s['score']:.4f}")
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        for s in body["top"]:
+            print(f"{s['class_name']:>6}  {s['score']:.4f}")
     if args.out:
         _save(resp, args.out, "", "json")
     return 0
@@ -132,7 +150,10 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
         return files
     task = args.task
     if args.json and args.output in ("png", "gif"):
-        print("framecast: --json prints the JSON answer; it cannot go with --output png/gif")
+        print(
+            "framecast: --json prints the JSON answer; it cannot go with --output png/gif",
+            file=sys.stderr,
+        )
         return 2
     if args.output is None:
         args.output = "png" if task == "next-frame" and not args.json else "json"
@@ -165,13 +186,14 @@ def compare_command(args: argparse.Namespace, http: httpx.Client | None = None) 
         resp = _post(args, http, "/v1/compare/classify", params, files)
     if isinstance(resp, int):
         return resp
+    if args.json:  # JSON on stdout; a file only when asked
+        print(json.dumps(resp.json(), indent=2))
+        if args.out:
+            _save(resp, args.out, "", "json")
+        return 0
     path = _save(resp, args.out, f"compare_{task.replace('-', '_')}", args.output)
     if args.output == "json":
-        body = resp.json()
-        if args.json:
-            print(json.dumps(body, indent=2))
-            return 0
-        print(compare_table(body))
+        print(compare_table(resp.json()))
     else:
         print(f"winner: {resp.headers.get('x-winner', 'unknown')}")
     print(f"saved {path}")
@@ -238,11 +260,12 @@ def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output",
         choices=["png", "gif", "npy", "json"],
-        default="png",
+        default=None,
         help="png: strip of predicted frames; gif: context + prediction (default png)",
     )
     p.add_argument("--raw", action="store_true", help="json: include raw float values")
     p.add_argument("--out", help="file to write (default <model>_prediction.<ext>)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     common(p)
     p.set_defaults(func=predict_command)
 
@@ -251,6 +274,7 @@ def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--out", help="also save the JSON answer here")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     common(p)
     p.set_defaults(func=classify_command)
 
@@ -284,8 +308,9 @@ def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
         help="png/gif montage (next-frame default png) or json (classify)",
     )
     p.add_argument("--out", help="file to write (default compare_<task>.<ext>)")
-    p.add_argument(
-        "--json", action="store_true", help="print the JSON answer instead of a table (scripts)"
-    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     common(p)
     p.set_defaults(func=compare_command)
+    from service.cli.stream import add_stream_subcommand
+
+    add_stream_subcommand(subparsers, common)

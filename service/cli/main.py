@@ -165,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `framecast compare … --json | head`: the reader left; so do we
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except Exception as e:  # domain errors print one clear line, not a traceback
         from models.data import MNISTError
         from models.repository import ManifestError
