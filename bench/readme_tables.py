@@ -100,10 +100,28 @@ def past_context_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def stream_table(report: dict) -> str:
+    """bench/stream_bench.py: streamed frames against 10-frame window requests, same run."""
+    rows = [
+        "| clients | way | frames/s | p50 | p99 | server CPU / frame | stream / window CPU |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c, level in report["levels"].items():
+        for way in ("stream", "window"):
+            r = level[way]
+            ratio = f"{level['stream_over_window_cpu']:.2f}" if way == "stream" else ""
+            rows.append(
+                f"| {c} | {way} | {r['frames_s']:.1f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} "
+                f"| {r['server_cpu_ms_per_frame']:.1f} ms | {ratio} |"
+            )
+    return "\n".join(rows)
+
+
 TABLES = {
     "serve": ("serve_bench.json", serve_table),
     "frontend": ("frontend.json", frontend_table),
     "past_context": ("stream_past_context.json", past_context_table),
+    "streams": ("stream_bench.json", stream_table),
 }
 
 
