@@ -113,13 +113,14 @@ def serve(settings):
 
 
 @contextlib.contextmanager
-def chromium():
-    """A headless Debian Chromium driven by Playwright."""
+def chromium(extra_args: tuple[str, ...] = ()):
+    """A headless Debian Chromium driven by Playwright (``extra_args``: more switches, e.g. a
+    fake camera)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args], headless=True
         )
         try:
             yield browser
