@@ -310,7 +310,7 @@ class CompareResponse(BaseModel):
         None,
         description="the key of `results` that won on the main metric "
         "(MSE per frame / true-class score); "
-        "'tie' when equal; null without truth",
+        "'tie' when equal; null without truth or with one model",
     )
     winners: dict[str, str] = Field(default_factory=dict, description="metric -> key of `results`")
     results: dict[str, CompareModelResult] = Field(

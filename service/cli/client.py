@@ -297,8 +297,8 @@ def add_client_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label", help="classify: the true class")
     p.add_argument(
         "--models",
-        help="two or more models of the task, comma-separated (default: the Conv2D+LSTM and "
-        "the ConvLSTM2D model)",
+        help="models of the task, comma-separated; one gives that model's output and errors "
+        "alone (default: the Conv2D+LSTM and the ConvLSTM2D model)",
     )
     p.add_argument("--top-k", type=int, default=3, help="classify: classes per model")
     p.add_argument(

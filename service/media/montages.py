@@ -30,14 +30,33 @@ def _label_image(rows: list[str], cell_h: int, gap: int) -> Image.Image:
     draw = ImageDraw.Draw(col)
     font = ImageFont.load_default()
     for r, text in enumerate(rows):
-        draw.text(
-            (4, r * (cell_h + gap) + max(0, cell_h // 2 - 6)), text, fill=(0, 0, 0), font=font
+        lines = text.count("\n") + 1
+        draw.multiline_text(
+            (4, r * (cell_h + gap) + max(0, cell_h // 2 - 6 * lines)),
+            text,
+            fill=(0, 0, 0),
+            font=font,
+            spacing=2,
         )
     return col
 
 
+def _span(first: str, last: str) -> str:
+    return first if first == last else f"{first} to {last}"  # the default font has no en dash
+
+
+def _times(label: str, n: int, future: bool) -> str:
+    """A row's label over the time of its frames: "context\n1 to 10", "truth\nt+1 to t+3"."""
+    if n == 0:
+        return label
+    return f"{label}\n" + (_span("t+1", f"t+{n}") if future else _span("1", str(n)))
+
+
 def montage_png(rows: list[tuple[str, np.ndarray | None]], gap: int = 2) -> bytes:
     """Rows of frames (label, (T, H, W, C) or None) → one labelled PNG; missing cells stay grey.
+
+    The first row is the context (labelled with its frame numbers, 1 to T); every other row holds
+    future frames and is labelled t+1 to t+k.
 
     All frames must share (H, W); colour and grey rows mix (grey is shown as RGB).
     """
@@ -53,7 +72,14 @@ def montage_png(rows: list[tuple[str, np.ndarray | None]], gap: int = 2) -> byte
         for t in range(frames.shape[0]):
             y, x = r * (ch + gap), t * (cw + gap)
             grid[y : y + ch, x : x + cw] = _upscale(_rgb(frames[t]), s)
-    labels = _label_image([label for label, _ in rows], ch, gap)
+    labels = _label_image(
+        [
+            _times(label, 0 if f is None else f.shape[0], future=r > 0)
+            for r, (label, f) in enumerate(rows)
+        ],
+        ch,
+        gap,
+    )
     out = Image.new("RGB", (labels.width + grid.shape[1], grid.shape[0]), (255, 255, 255))
     out.paste(labels, (0, 0))
     out.paste(Image.fromarray(to_uint8(grid), mode="RGB"), (labels.width, 0))
@@ -71,17 +97,30 @@ def montage_gif(
     """An animated montage: every row plays the context, then its own future frames.
 
     ``rows`` are (label, (k, H, W, C) or None) for the future part; the first row is "context",
-    which holds its last frame while the others play their futures.
+    which holds its last frame while the others play their futures. Every row's label says the
+    time of the frame it shows ("frame 3" in the context, "t+2" in a future).
     """
     t_ctx = context.shape[0]
     k = max((f.shape[0] for _, f in rows if f is not None), default=0)
     h, w = context.shape[1:3]
     s = _cell_scale(h)
     ch, cw = h * s, w * s
-    labels = _label_image(["context"] + [label for label, _ in rows], ch, gap)
     n_rows = 1 + len(rows)
     images = []
     for step in range(t_ctx + k):
+        # each animation frame says when it is: "frame i" while the context plays, "t+j" after
+        now = f"frame {step + 1}" if step < t_ctx else f"t+{step - t_ctx + 1}"
+        labels = _label_image(
+            [f"context\nframe {min(step, t_ctx - 1) + 1}"]
+            + [
+                f"{label}\n{now}"
+                if step < t_ctx or (fut is not None and step - t_ctx < fut.shape[0])
+                else label
+                for label, fut in rows
+            ],
+            ch,
+            gap,
+        )
         grid = np.full((n_rows * (ch + gap), cw, 3), 0.5, np.float32)
         for r in range(n_rows):
             if r == 0:

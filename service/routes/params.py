@@ -103,8 +103,9 @@ CONVLSTM2D = Param(
 MODELS = Param(
     "models",
     None,
-    "two or more models of the task, comma-separated (any architecture, any input); results "
-    "are then keyed by model name. Without it: the Conv2D+LSTM and the ConvLSTM2D model",
+    "models of the task, comma-separated (any architecture, any input; one model gives its "
+    "output and errors alone, with no winner); results are then keyed by model name. "
+    "Without it: the Conv2D+LSTM and the ConvLSTM2D model",
     example="conv2d_lstm_next_frame,convlstm2d_next_frame",
 )
 WITH_FRAMES = Param(

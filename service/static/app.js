@@ -234,12 +234,13 @@ function onPick(t, byUser = true) {
   if (byUser) state.picked[t] = names;
   const msg = document.getElementById(`picker-${t}-msg`);
   const choosable = taskModels(t).length;
-  msg.classList.toggle("warn", choosable > 0 && names.length < 2);
+  msg.classList.toggle("warn", choosable > 0 && names.length < 1);
   if (!choosable) msg.textContent = "";
-  else if (names.length < 2) {
+  else if (names.length < 1) msg.textContent = "Pick at least one model.";
+  else if (names.length === 1) {
     msg.textContent = choosable < 2
-      ? "Only one model of this task is loaded; a comparison needs two."
-      : "Pick at least two models to compare.";
+      ? "1 model selected (the only one of this task): its output alone."
+      : "1 model selected: its output alone. Tick another to compare.";
   } else msg.textContent = `${names.length} models selected.`;
   if (t === "classify") refreshLabels();
 }
@@ -259,12 +260,12 @@ function refreshLabels() {
 }
 
 // The names to send as ?models=: null for the server's default pair (results keyed by
-// architecture, as before); throws when fewer than two are picked.
+// architecture, as before); throws when none is picked. One name: that model's output alone.
 function modelsParam(t) {
   if (!state.models.length) return null;  // no model list (yet): the server's default pair
   const names = pickedNames(t);
-  if (names.length < 2) {
-    const err = new Error("Pick at least two models to compare (under “Models to compare”).");
+  if (names.length < 1) {
+    const err = new Error("Pick at least one model (under “Models to compare”).");
     err.inline = true;
     throw err;
   }
@@ -412,21 +413,51 @@ async function onSubmit(event) {
 
 // ------------------------------------------------------------------ drawing
 
+// Frames in a row, each labelled: "t+1", "t+2", … for predictions (opts.ahead), the frame's
+// number otherwise.
 function strip(container, frames, what, opts = {}) {
   container.replaceChildren();
   frames.forEach((b64, i) => {
+    const label = opts.ahead ? `t+${i + 1}` : String(i + 1);
     const img = el("img", { src: png(b64), width: 64, height: 64, class: "pixelated",
-                            alt: `${what}, frame ${i + 1} of ${frames.length}`,
-                            title: `${what} ${i + 1}` });
+                            alt: `${what}, frame ${label} (${i + 1} of ${frames.length})`,
+                            title: `${what} ${label}` });
     if (opts.markFirst && i === 0) img.classList.add("first-pred");
-    container.append(img);
+    const fig = el("figure", { class: "frame" });
+    fig.append(img, el("figcaption", {}, label));
+    container.append(fig);
   });
 }
 
-function animate(img, frames, what) {
+// What fitting the upload to a model changed, in words ("" when nothing).
+function conversionText(c) {
+  if (!c) return "";
+  const out = [];
+  if (c.resized_from) out.push(`resized from ${c.resized_from[0]}×${c.resized_from[1]} (${c.fit || "stretch"})`);
+  if (c.channels_from) out.push(c.channels_from === 3 ? "colour turned to grey" : "grey repeated into RGB");
+  if (c.frames_dropped) out.push(`${c.frames_dropped} earlier frame(s) not read`);
+  return out.join("; ");
+}
+
+// When an animation frame is: "frame i" while the context plays, "t+j" for what follows it.
+function timeLabel(i, nCtx) {
+  return i < nCtx ? `frame ${i + 1}` : `t+${i - nCtx + 1}`;
+}
+
+// A looping animation of context frames then nCtx.. onward (predicted or true); a caption
+// under it says which frame is showing.
+function animate(img, frames, what, nCtx = frames.length) {
+  let fig = img.parentElement;
+  if (!fig.classList.contains("anim-frame")) {
+    fig = el("figure", { class: "anim-frame" });
+    img.replaceWith(fig);
+    fig.append(img, el("figcaption", { class: "anim-time" }));
+  }
+  const cap = fig.querySelector("figcaption");
   img.alt = `${what}: looping animation of ${frames.length} frames`;
   img.src = frames.length ? png(frames[0]) : "";
-  state.anims.push({ img, frames, i: 0 });
+  cap.textContent = frames.length ? timeLabel(0, nCtx) : "";
+  state.anims.push({ img, cap, frames, nCtx, i: 0 });
 }
 
 function tick() {
@@ -434,6 +465,7 @@ function tick() {
     if (!a.frames.length) continue;
     a.i = (a.i + 1) % a.frames.length;
     a.img.src = png(a.frames[a.i]);
+    a.cap.textContent = timeLabel(a.i, a.nCtx);
   }
 }
 
@@ -570,15 +602,20 @@ function render(data) {
       `context (the models see the last ${ctx.length})`
     : `Direction of motion${data.true_label ? ` (true: ${data.true_label})` : ""}`;
   if (n > 2) summary = `${n} models. ` + summary;
-  if (data.winner === "tie") summary += ". A tie.";
+  if (n === 1) {
+    summary += `. One model, ${nameOf(keys[0])}: ` + (next && truth.length
+      ? "its errors against the held-back truth, nothing to compare with."
+      : data.true_label ? "its score for the true class." : "its output alone.");
+  } else if (data.winner === "tie") summary += ". A tie.";
   else if (data.winner) summary += `. ${n > 2 ? "Best" : "Better"} here: ${nameOf(data.winner)}.`;
   else if (next) summary += ". No truth was held back, so there are no scores.";
   $("#summary").textContent = summary;
 
   strip($("#context-strip"), ctx, "Context");
   $("#truth-block").hidden = !truth.length;
-  strip($("#truth-strip"), truth, "Truth");
-  animate($("#input-anim"), ctx.concat(truth), truth.length ? "Context then truth" : "Context");
+  strip($("#truth-strip"), truth, "Truth", { ahead: true });
+  animate($("#input-anim"), ctx.concat(truth), truth.length ? "Context then truth" : "Context",
+          ctx.length);
 
   const grid = $("#model-panels");
   grid.replaceChildren();
@@ -596,6 +633,8 @@ function render(data) {
     stat(dl, "params", fmtParams(r.params));
     stat(dl, "latency", `${fmt(r.latency_ms, 4)} ms`);
     stat(dl, "inference", `${fmt(r.inference_ms, 4)} ms`);
+    const changed = conversionText(r.conversion);
+    if (changed) stat(dl, "input changed", changed);
     if (r.metrics) {
       stat(dl, "MSE / frame", fmt(r.metrics.mse_per_frame, 4), winners.mse_per_frame === key, n);
       stat(dl, "SSIM", fmt(r.metrics.ssim, 3), winners.ssim === key, n);
@@ -615,8 +654,9 @@ function render(data) {
     const media = panel.querySelector(".media");
     media.hidden = !next;
     if (next) {
-      strip(panel.querySelector(".strip"), preds, `${title} prediction`);
-      animate(panel.querySelector(".anim"), ctx.concat(preds), `Context then ${title} prediction`);
+      strip(panel.querySelector(".strip"), preds, `${title} prediction`, { ahead: true });
+      animate(panel.querySelector(".anim"), ctx.concat(preds), `Context then ${title} prediction`,
+              ctx.length);
     }
     const classCount = (r.class_names || (info && info.class_names) || []).length;
     bars(panel.querySelector(".bars"), next ? [] : r.scores, data.true_label, classCount);

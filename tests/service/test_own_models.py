@@ -59,7 +59,7 @@ def eager(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model(x[None], training=False))[0]
 
 
-def post(client, path: str, frames: np.ndarray, **params):
+def post(client, path: str, frames: np.ndarray, /, **params):
     return client.post(
         path,
         params=params,
@@ -227,12 +227,35 @@ def test_compare_any_next_frame_models_with_truth(client, own):
         assert body["results"][name]["metrics"]["mse_per_frame"] >= 0
 
 
+def test_compare_one_model_gives_its_output_and_errors_alone(client, own):
+    """models=<one name>: that model's frames and errors against the truth, equal to what it
+    scores beside another model, and no winner (nothing to win against)."""
+    x = clip(T + 2, 1, seed=8)
+    path = "/v1/compare/next-frame"
+    one = post(client, path, x, models="example_nf", holdout=2, frames=True)
+    two = post(client, path, x, models="example_nf,steppable_nf", holdout=2, frames=True)
+    assert one.status_code == 200 and two.status_code == 200, one.text
+    a, b = one.json(), two.json()
+    assert set(a["results"]) == {"example_nf"} and a["winner"] is None and a["winners"] == {}
+    assert a["truth"] == "holdout" and len(a["results"]["example_nf"]["frames"]) == 2
+    assert a["results"]["example_nf"]["metrics"]["mse_per_frame"] == pytest.approx(
+        b["results"]["example_nf"]["metrics"]["mse_per_frame"], rel=1e-5
+    )
+    r = post(client, "/v1/compare/classify", x[:T], models="c2l_rgb", label="positive")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body["results"]) == {"c2l_rgb"} and body["winner"] is None
+    assert body["results"]["c2l_rgb"]["true_class_score"] is not None
+
+
 def test_compare_models_must_share_the_task(client):
     x = clip(T, 1)
     r = post(client, "/v1/compare/classify", x, models="c2l_rgb,example_nf")
     assert r.status_code == 422 and "next_frame" in r.json()["message"]
-    r = post(client, "/v1/compare/classify", x, models="c2l_rgb")
-    assert r.status_code == 422 and "two or more" in r.json()["message"]
+    r = post(client, "/v1/compare/classify", x, models="c2l_rgb,c2l_rgb")
+    assert r.status_code == 422 and "one or more different" in r.json()["message"]
+    r = post(client, "/v1/compare/classify", x, models=" , ")
+    assert r.status_code == 422 and "one or more different" in r.json()["message"]
     r = post(client, "/v1/compare/classify", x, models="c2l_rgb,nope")
     assert r.status_code == 404
 

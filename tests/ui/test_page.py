@@ -172,6 +172,43 @@ def test_uploaded_gif_through_the_compare_view(page, artifacts):
     page.screenshot(path=str(artifacts / "upload_gif.png"), full_page=True)
 
 
+def test_predicted_frames_are_labelled_and_conversions_stated(page, artifacts):
+    """Strips label predicted (and true) frames t+1, t+2, …; a 32x32 colour upload is fitted
+    to the 64x64 grey models and each panel says so; the chooser takes video files."""
+    accept = page.get_attribute("#file", "accept")
+    assert "video/*" in accept and ".mp4" in accept
+    colour = np.zeros((12, 32, 32, 3), np.uint8)
+    for i in range(12):
+        colour[i, 8:16, 2 + i : 10 + i] = (255, 0, 0)
+    page.check("#source-upload")
+    page.set_input_files(
+        "#file", files=[{"name": "red.gif", "mimeType": "image/gif", "buffer": _gif(colour)}]
+    )
+    page.fill("#holdout", "2")
+    _compare(page)
+    for arch in ("conv2d_lstm", "convlstm2d"):
+        labels = page.eval_on_selector_all(
+            f"#panel-{arch} .strip figcaption", "els => els.map(e => e.textContent)"
+        )
+        assert labels == ["t+1", "t+2"]
+        stats = page.inner_text(f"#panel-{arch} .stats")
+        assert "input changed" in stats and "resized from 32×32" in stats, stats
+        assert "colour turned to grey" in stats, stats
+    truth = page.eval_on_selector_all(
+        "#truth-strip figcaption", "els => els.map(e => e.textContent)"
+    )
+    assert truth == ["t+1", "t+2"]
+    # the animations say which frame is showing: the context's numbers, then t+1, t+2
+    seen: set[str] = set()
+    now = "document.querySelector('#panel-convlstm2d .anim-time').textContent"
+    for _ in range(3):
+        page.wait_for_function(f"{now}.startsWith('t+')", timeout=10_000)
+        seen.add(page.inner_text("#panel-convlstm2d .anim-time"))
+        page.wait_for_function(f"{now}.startsWith('frame')", timeout=10_000)
+    assert seen <= {"t+1", "t+2"} and seen
+    page.screenshot(path=str(artifacts / "conversions.png"), full_page=True)
+
+
 def test_a_bad_upload_shows_the_error_message(page, artifacts):
     page.check("#source-upload")
     page.set_input_files(
@@ -255,7 +292,7 @@ def _png_of(page, selector: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
 
 
-def test_the_picker_starts_with_the_default_pair_and_needs_two(page, artifacts):
+def test_the_picker_starts_with_the_default_pair_and_needs_one(page, artifacts):
     assert _checked(page, PICK_NEXT) == ["conv2d_lstm_next_frame", "convlstm2d_next_frame"]
     labels = page.inner_text("#picker-next_frame")
     for text in ("Conv2D+LSTM", "ConvLSTM2D", "64×64 grey, 10 frames"):
@@ -266,13 +303,32 @@ def test_the_picker_starts_with_the_default_pair_and_needs_two(page, artifacts):
     assert _checked(page, PICK_CLASSIFY) == ["conv2d_lstm_classify", "convlstm2d_classify"]
     page.check("#task-next")
 
+    # one model ticked: its output alone, with its errors against the held-back truth
     page.uncheck(f"{PICK_NEXT}[value=convlstm2d_next_frame]")
-    assert "at least two" in page.inner_text("#picker-next_frame-msg")
+    assert "its output alone" in page.inner_text("#picker-next_frame-msg")
+    page.fill("#holdout", "2")
+    url = _compare(page)
+    assert "models=conv2d_lstm_next_frame" in url and "convlstm2d" not in url
+    panels = page.eval_on_selector_all("#model-panels > article", "els => els.map(e => e.id)")
+    assert panels == ["panel-conv2d_lstm_next_frame"]
+    one = "#panel-conv2d_lstm_next_frame"
+    labels = page.eval_on_selector_all(
+        f"{one} .strip figcaption", "els => els.map(e => e.textContent)"
+    )
+    assert labels == ["t+1", "t+2"]
+    assert NUMBER.search(page.inner_text(f"{one} .stats dt:text-is('MSE / frame') + dd"))
+    summary = page.inner_text("#summary")
+    assert "One model" in summary and "Better" not in summary, summary
+    page.screenshot(path=str(artifacts / "picker_one.png"), full_page=True)
+
+    # none ticked: nothing is asked of the server
+    page.uncheck(f"{PICK_NEXT}[value=conv2d_lstm_next_frame]")
+    assert "at least one" in page.inner_text("#picker-next_frame-msg")
     sent: list[str] = []
     page.on("request", lambda r: sent.append(r.url) if _is_compare(r) else None)
     page.click("#run")
     page.wait_for_selector("#error", state="visible")
-    assert "at least two" in page.inner_text("#error")
+    assert "at least one" in page.inner_text("#error")
     assert page.is_hidden("#output")
     page.wait_for_timeout(300)
     assert sent == []  # nothing was asked of the server

@@ -1,8 +1,9 @@
 """Side by side: models of one task on the same clip.
 
 By default the Conv2D+LSTM and the ConvLSTM2D model of the task (results keyed by architecture);
-with ``?models=a,b[,c…]`` any two or more models of the task (results keyed by model name), each
-fed the upload fitted to its own input (frames, size, channels).
+with ``?models=a[,b…]`` any models of the task (results keyed by model name), each fed the upload
+fitted to its own input (frames, size, channels). One model is one model's output with its errors
+against the truth, and no winner.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ def choose(
     if any(slots.values()):
         raise InvalidInput("send either models=a,b or conv2d_lstm=/convlstm2d=, not both")
     names = [n.strip() for n in models.split(",") if n.strip()]
-    if len(names) < 2 or len(set(names)) != len(names):
+    if not names or len(set(names)) != len(names):
         raise InvalidInput(
-            f"models={models!r}: name two or more different models of the {task} task, "
+            f"models={models!r}: name one or more different models of the {task} task, "
             "comma-separated"
         )
     runners = {n: runtime.get(n) for n in names}
@@ -218,6 +219,8 @@ async def compare_next_frame(
             if best is not None:
                 winners[metric] = best
         winner = winners.get("mse_per_frame")
+    if len(keys) < 2:  # one model: its errors, nothing to win against
+        winner, winners = None, {}
 
     shown = _shown(runners)
     shown_key = next(k for k, r in runners.items() if r is shown)
@@ -339,6 +342,8 @@ async def compare_classify(
         winner = pick({k: v for k, v in true_scores.items() if v is not None}, False)
         if winner is not None:  # always: label is a class of at least one model (checked above)
             winners["true_class_score"] = winner
+    if len(runners) < 2:  # one model: its score, nothing to win against
+        winner, winners = None, {}
     n_ctx = _reads(runners, len(upload.frames))
     context_png = (
         await run_in_threadpool(
