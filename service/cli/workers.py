@@ -35,11 +35,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 
 from service.config import Settings
+from service.streams.shared import make_stream_dir
 
 log = logging.getLogger("framecast")
 
@@ -75,8 +75,7 @@ class Supervisor:
         }
         self.stream_dir: str | None = None  # made here (and removed at the end) when unset
         if settings.stream_dir is None:
-            shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-            self.stream_dir = tempfile.mkdtemp(prefix="framecast-streams-", dir=shm)
+            self.stream_dir = make_stream_dir()
         self.env["FRAMECAST_STREAM_DIR"] = str(settings.stream_dir or self.stream_dir)
         self.procs: list[subprocess.Popen] = []
         self.restarts: deque[float] = deque()

@@ -130,6 +130,8 @@ class RequestLogMiddleware:
             name = (scope.get("path_params") or {}).get("name")
             known = self.models() if self.models is not None else ()
             model = "" if name is None else (name if name in known else "unknown")
+            if not model:  # a route named by something else (a stream's id) may say its model
+                model = str((scope.get("state") or {}).get("model") or "")
             ms = (time.perf_counter() - start) * 1000.0
             probe = not self.log_probes and scope.get("path") in PROBE_PATHS
             access_log.log(

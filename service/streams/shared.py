@@ -43,6 +43,13 @@ FIELDS = (
 SWEEP_EVERY_S = 1.0  # a full scan of the folder at most this often (stat calls only)
 
 
+def make_stream_dir() -> str:
+    """A new, private folder for the stream table of the processes about to start (in memory,
+    /dev/shm, where there is one); whoever makes it removes it when they stop."""
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    return tempfile.mkdtemp(prefix="framecast-streams-", dir=shm)
+
+
 def _key(stream_id: str) -> str:
     return hashlib.sha256(stream_id.encode()).hexdigest()[:40]
 

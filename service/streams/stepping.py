@@ -43,9 +43,15 @@ def plan(runner: Any, settings: Any, past_context: str | None) -> dict[str, Any]
         raise InvalidInput(f"past_context={mode!r}: choose one of {', '.join(MODES)}")
     if not carries:
         if past_context == "carry":
+            why = (
+                "is served by Ray replicas, whose recurrent state does not travel to the "
+                "ingress that keeps the stream"
+                if runner.rollout == "carried_state"
+                else f"rolls out by {runner.rollout} and has no recurrent state to carry frame "
+                "by frame"
+            )
             raise InvalidInput(
-                f"model {m.name!r} rolls out by {runner.rollout} and has no recurrent state to "
-                "carry frame by frame; its streams keep a window (past_context=window)"
+                f"model {m.name!r} {why}; its streams keep a window (past_context=window)"
             )
         mode = "window"
     needs = m.reads or 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from service.config import Settings, SettingsError
@@ -58,3 +60,27 @@ def test_model_options_from_the_environment(monkeypatch):
     s = Settings()
     assert model_options(s, "a")["autoscaling_config"]["max_replicas"] == 3
     assert model_options(s, "b")["ray_actor_options"]["num_cpus"] == 0.25
+
+
+def test_two_ingress_replicas_share_one_stream_table(tmp_path, caplog):
+    """serve --ray with several ingress replicas: on a local Ray a folder in memory is made for
+    the live streams (and handed to every replica in the settings); a folder named in
+    FRAMECAST_STREAM_DIR is kept; joining a cluster without one is said in the log."""
+    import shutil
+
+    from service.runtime.ray.launch import share_streams
+
+    one = Settings()
+    assert share_streams(one) == (one, None)
+    named = Settings(ray_ingress_replicas=2, stream_dir=tmp_path)
+    assert share_streams(named) == (named, None)
+    shared, made = share_streams(Settings(ray_ingress_replicas=2))
+    try:
+        assert made is not None and shared.stream_dir is not None
+        assert str(shared.stream_dir) == made and os.path.isdir(made)
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+    joining = Settings(ray_ingress_replicas=3, ray_address="ray://head:10001")
+    with caplog.at_level("WARNING", logger="framecast.ray"):
+        assert share_streams(joining) == (joining, None)
+    assert "FRAMECAST_STREAM_DIR" in caplog.text and "404" in caplog.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import shutil
 import socket
 import time
 
@@ -50,6 +51,7 @@ def settings(tmp_path_factory):
         device="cpu",
         max_horizon=5,
         ray_replicas=2,
+        ray_ingress_replicas=2,  # the live streams must work through either
         ray_gpus_per_replica=0,
         log_level="warning",
     )
@@ -93,6 +95,10 @@ def ray_url(settings):
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         url = f"http://127.0.0.1:{port}"
+    from service.runtime.ray.launch import share_streams
+
+    settings, made_dir = share_streams(settings)  # as serve --ray: one stream table for both
+    assert made_dir is not None
     ingress, models = build_apps(settings)
     try:
         serve.run(ingress, name="framecast", route_prefix="/")
@@ -123,6 +129,7 @@ def ray_url(settings):
         else:
             serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(made_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +203,37 @@ def test_predictions_match_the_plain_server(ray_url, plain):
         r = ray_http.post(f"/v1/models/{CL}/predict", files=files(clip()))
         assert r.status_code == 422 and r.json()["error"] == "wrong_task"
         assert ray_http.get("/v1/models/nope").status_code == 404
+
+
+def test_a_stream_through_two_ingress_replicas_equals_predict(ray_url, plain):
+    """A live stream on Ray keeps its window in the ingress (the stream table both ingress
+    replicas share): fed frame by frame, each step equals predict on the same frames, within the
+    context and past it; /v1/models says the mode."""
+    frames = clip(t=FRAMES + 3, seed=31)
+    with httpx.Client(base_url=ray_url, timeout=120) as ray_http:
+        info = {m["name"]: m for m in ray_http.get("/v1/models").json()["models"]}
+        how = info[NF]["stream"]
+        assert how["mode"] == "window" and how["modes"] == ["window"]
+        context, window = how["context"], how["window"]
+        r = ray_http.post(f"/v1/models/{NF}/streams")
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        for k in range(1, len(frames) + 1):
+            with httpx.Client(base_url=ray_url, timeout=120) as fresh:  # a new connection
+                r = fresh.post(
+                    f"/v1/streams/{sid}/frames",
+                    params={"raw": True, "step": k - 1},
+                    files=files(frames[k - 1 : k]),
+                )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["step"] == k
+            if k < context:
+                assert body["frames"] == [] and body["needs"] == context - k, body
+                continue
+            got = np.array([f["values"] for f in body["frames"]], np.float32)
+            want = _predict(plain, NF, frames[max(0, k - window) : k], 1)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert ray_http.get(f"/v1/streams/{sid}").json()["step"] == len(frames)
+        assert ray_http.delete(f"/v1/streams/{sid}").status_code in (200, 204)
+        assert ray_http.get(f"/v1/streams/{sid}").status_code in (404, 410)

@@ -55,6 +55,11 @@ StepQuery = Query(
 )
 
 
+def _log_model(request: Request, entry: Any) -> None:
+    """The access log's model= for a route named by stream id: the stream's model(s)."""
+    request.state.model = ",".join(entry.members) if isinstance(entry, Group) else entry.model
+
+
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
     return bool(request.headers.get("content-type")) and (length is None or int(length) > 0)
@@ -124,6 +129,7 @@ async def open_one(
     responses=error_responses(404, 422, 503),
 )
 async def open_compare(
+    request: Request,
     runtime: RuntimeDep,
     streams: StreamsDep,
     models: str | None = Query(None, description="comma-separated next-frame models"),
@@ -133,6 +139,7 @@ async def open_compare(
     group = open_group(streams, runners, past_context)
     streams.check_room([r.name for r in runners])
     streams.add(group)
+    _log_model(request, group)
     return _opened(group, streams, None)
 
 
@@ -160,7 +167,7 @@ async def post_frames(
     step: int | None = StepQuery,
 ) -> Response:
     opts = _opts(settings, horizon, raw, resize, fit, step)
-    streams.get(stream_id)  # 404 / 410 before the upload is read
+    _log_model(request, streams.get(stream_id))  # 404 / 410 before the upload is read
     frames = (await read_upload(request, settings, allow_truth=False)).frames
     headers: dict[str, str] = {}
     body = await feed(streams, stream_id, frames, opts, runtime.metrics, headers)
@@ -178,8 +185,9 @@ async def list_streams(streams: StreamsDep) -> dict:
     summary="One stream: model, step, idle time, expiry, memory held",
     responses=error_responses(404, 410),
 )
-async def get_stream(streams: StreamsDep, stream_id: str) -> dict:
+async def get_stream(request: Request, streams: StreamsDep, stream_id: str) -> dict:
     entry = streams.get(stream_id)
+    _log_model(request, entry)
     return entry.info(streams.clock(), streams.settings.stream_idle_timeout_s)
 
 
@@ -188,8 +196,9 @@ async def get_stream(streams: StreamsDep, stream_id: str) -> dict:
     summary="Close a stream and free its state",
     responses=error_responses(404, 410),
 )
-async def delete_stream(streams: StreamsDep, stream_id: str) -> dict:
+async def delete_stream(request: Request, streams: StreamsDep, stream_id: str) -> dict:
     async with streams.hold(stream_id) as entry:  # a post under way finishes first
+        _log_model(request, entry)
         again = (
             "POST /v1/compare/streams"
             if isinstance(entry, Group)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from service.config import Settings
 from service.runtime.ray.app import build_apps, cpus_needed, model_app_name
 from service.runtime.ray.ingress import RayMissing, ray_modules
+from service.streams.shared import make_stream_dir
 
 log = logging.getLogger("framecast.ray")
 
@@ -27,6 +30,28 @@ def connect(settings: Settings) -> None:
         log.info("started a local Ray instance (set FRAMECAST_RAY_ADDRESS to join a cluster)")
 
 
+def share_streams(settings: Settings) -> tuple[Settings, str | None]:
+    """With more than one ingress replica the live streams must live where every replica reads
+    them: FRAMECAST_STREAM_DIR when set; on a local Ray, a new folder in memory (returned, to
+    remove at the end). Joining a cluster without one, a replica's streams are its own: said in
+    the log, since a frame sent through another replica then answers 404."""
+    if settings.ray_ingress_replicas < 2 or settings.stream_dir is not None:
+        return settings, None
+    if settings.ray_address:
+        log.warning(
+            "%d ingress replicas and no FRAMECAST_STREAM_DIR: each replica keeps its own live "
+            "streams, and a stream's frames that reach another replica answer 404; set "
+            "FRAMECAST_STREAM_DIR to a folder every ingress node shares (or one ingress replica)",
+            settings.ray_ingress_replicas,
+        )
+        return settings, None
+    made = make_stream_dir()
+    log.info(
+        "live streams shared by the %d ingress replicas in %s", settings.ray_ingress_replicas, made
+    )
+    return settings.model_copy(update={"stream_dir": Path(made)}), made
+
+
 def serve_on_ray(settings: Settings) -> int:
     """Start a local Ray (or join FRAMECAST_RAY_ADDRESS), deploy, and block until Ctrl-C."""
     try:
@@ -37,6 +62,7 @@ def serve_on_ray(settings: Settings) -> int:
     from service.http.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
+    settings, made_dir = share_streams(settings)
     ingress, models = build_apps(settings)  # bad settings fail here, before Ray starts
     connect(settings)
     names = list(models)
@@ -81,4 +107,6 @@ def serve_on_ray(settings: Settings) -> int:
     finally:
         serve.shutdown()
         ray.shutdown()  # a local instance stops with it; a joined cluster keeps running
+        if made_dir is not None:  # the live streams end with the server
+            shutil.rmtree(made_dir, ignore_errors=True)
     return 0

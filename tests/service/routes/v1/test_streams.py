@@ -407,3 +407,23 @@ def test_compare_stream_puts_models_side_by_side(sc):
     assert info["models"] == [CARRY, CARRY2] and info["step"] == len(frames)
     r = sc.post("/v1/compare/streams", params={"models": f"{CARRY},{CL}"})
     assert r.status_code == 422
+
+
+def test_access_log_names_the_streams_model(sc, caplog):
+    """Routes named by a stream's id log the stream's model (a compare stream: its models)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="framecast.access")
+    sid = open_stream(sc, CARRY)
+    post(sc, sid, frames_of(1))
+    sc.get(f"/v1/streams/{sid}")
+    sc.delete(f"/v1/streams/{sid}")
+    r = sc.post("/v1/compare/streams", params={"models": f"{CARRY},{WINDOW}"})
+    assert r.status_code == 201, r.text
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "framecast.access"]
+    mine = [line for line in lines if "/streams" in line]
+    assert len(mine) == 5, lines
+    for line in mine[:4]:
+        assert f"model={CARRY} " in line, line
+    assert f"model={CARRY},{WINDOW} " in mine[4], mine[4]
+    sc.delete(f"/v1/streams/{r.json()['id']}")
