@@ -311,9 +311,17 @@ def _agree(folder: Path, manifest: Manifest, model: keras.Model, path: Path) -> 
     manifest.output = spec["output"]
 
 
-def open_folder(folder: str | os.PathLike) -> tuple[Manifest, keras.Model]:
-    """``(manifest, model)`` of one model folder; CheckpointError or ManifestError say why not."""
+def open_folder(folder: str | os.PathLike, name: str | None = None) -> tuple[Manifest, keras.Model]:
+    """``(manifest, model)`` of one model folder (``name``: the model's name when it is not the
+    folder's, as for a numbered version folder); CheckpointError or ManifestError say why not."""
     folder = Path(folder)
+    manifest, model = _open(folder)
+    if name:
+        manifest.name = name
+    return manifest, model
+
+
+def _open(folder: Path) -> tuple[Manifest, keras.Model]:
     fields = read_manifest_fields(folder)
     complete = fields is not None and {"architecture", "task", "frames"} <= set(fields)
     manifest = read_manifest(folder) if complete else None

@@ -237,11 +237,17 @@ def read_card(folder: str | os.PathLike) -> dict | None:
 
 
 def is_model_folder(path: Path) -> bool:
-    """A folder holding a manifest.json, a model.keras or a model.h5 (hidden ones are not)."""
-    return (
-        path.is_dir()
-        and not path.name.startswith(".")
-        and any((path / f).is_file() for f in (MANIFEST,) + CHECKPOINTS)
+    """A folder holding a manifest.json, a model.keras or a model.h5, or numbered version
+    folders that do (``models/versions.py``); hidden ones are not."""
+    if not path.is_dir() or path.name.startswith("."):
+        return False
+    if any((path / f).is_file() for f in (MANIFEST,) + CHECKPOINTS):
+        return True
+    return any(
+        v.is_dir()
+        and v.name.isdigit()
+        and any((v / f).is_file() for f in (MANIFEST,) + CHECKPOINTS)
+        for v in path.iterdir()
     )
 
 

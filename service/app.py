@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import errors
 from service.config import Settings, load_settings
+from service.errors import FramecastError
 from service.runtime.server import Runtime
 from service.telemetry import Metrics
 
@@ -76,9 +77,33 @@ class _MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            name = (scope.get("path_params") or {}).get("name")
+            params = scope.get("path_params") or {}
+            name = params.get("name")
             model = "" if name is None else (name if name in self.runtime.runners else "unknown")
-            self.metrics.observe_request(path, model, status["code"], time.perf_counter() - start)
+            version = _version(self.runtime, model, params.get("version") or _query(scope))
+            self.metrics.observe_request(
+                path, model, status["code"], time.perf_counter() - start, version
+            )
+
+
+def _query(scope: Scope) -> str | None:
+    """The ``version`` query parameter of a request (``/v1/…?version=``), if any."""
+    from urllib.parse import parse_qs
+
+    raw = scope.get("query_string") or b""
+    if b"version=" not in raw:
+        return None
+    return (parse_qs(raw.decode("latin-1")).get("version") or [None])[0]
+
+
+def _version(runtime: Runtime, model: str, asked: str | None) -> str:
+    """The version a request to ``model`` reached ("1" when none is known)."""
+    if not model or model == "unknown":
+        return "1"
+    try:
+        return str(runtime.models.get(model, asked).version)
+    except FramecastError:  # a version not served: the request was answered 404
+        return "1"
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

@@ -60,6 +60,12 @@ class Settings(RaySettings, StreamSettings, BaseSettings):
         description="scan the models folder every this many seconds and load new, reload "
         "changed and unload removed model folders (as TF Serving polls); 0: off",
     )
+    version_policy: str = Field(
+        "latest:1",
+        description="which numbered versions (DIR/<name>/<n>/) of a model are served when its "
+        "manifest.json says no version_policy: latest:N (the N highest), all, or "
+        "specific:1,3; a request without a version reaches the highest served",
+    )
     warm_frames: int = Field(
         10,
         ge=1,
@@ -293,6 +299,16 @@ class Settings(RaySettings, StreamSettings, BaseSettings):
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
+
+    @field_validator("version_policy")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        from models.versions import parse_policy
+
+        try:
+            return str(parse_policy(v, "FRAMECAST_VERSION_POLICY"))
+        except ValueError as e:  # ManifestError
+            raise ValueError(str(e)) from None
 
     @field_validator("grpc_port", mode="before")
     @classmethod

@@ -105,7 +105,7 @@ class Answer:
             "model": self.timing.inference_ms,
             "encode": (now - self.t_answered) * 1000.0,
         }
-        metrics.observe_phases(self.runner.name, phases)
+        metrics.observe_phases(self.runner.name, phases, str(self.runner.version))
         phases["total"] = (now - self.t_start) * 1000.0
         headers["Server-Timing"] = server_timing(phases)
         return phases

@@ -97,6 +97,17 @@ class ModelInfo(BaseModel):
         "name are null for a model that is not loaded)",
     )
     error: str | None = Field(None, description="why a failed model is not served")
+    version: int | None = Field(
+        None, description="the numbered version described (a flat model folder's is 1)"
+    )
+    versions: list[int] = Field(
+        default_factory=list,
+        description="every version of this model served (its version policy's choice); a "
+        "request without ?version= reaches the highest",
+    )
+    labels: dict[str, int] = Field(
+        default_factory=dict, description="labels (stable, canary…) → the version each names"
+    )
     display_name: str = ""
     description: str = ""
     architecture: str | None = Field(None, description="conv2d_lstm, convlstm2d or other")

@@ -238,7 +238,8 @@ class Metrics:
             "open HTTP connections of this process (as of the last connection sweep)",
             (),
         )
-        self.stats: dict[str, ModelStats] = defaultdict(ModelStats)
+        # (model, version) → its statistics (the V2 statistics extension is per version)
+        self.stats: dict[tuple[str, str], ModelStats] = defaultdict(ModelStats)
         self._families = (
             self.requests,
             self.latency,
@@ -252,36 +253,38 @@ class Metrics:
             self.open_connections,
         )
 
-    def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
+    def observe_request(
+        self, route: str, model: str, status: int, seconds: float, version: str = "1"
+    ) -> None:
         with self._lock:
             self.requests.values[(route, model, str(status))] += 1
             self.latency.observe((route, model), seconds)
             if status >= 400:
                 self.errors.values[(route, str(status))] += 1
             if model and model != "unknown" and route.endswith(INFERENCE_ROUTES):
-                stats = self.stats[model]
+                stats = self.stats[(model, version)]
                 stats.add("success" if status < 400 else "fail", seconds)
                 if status < 400:
                     stats.last_inference_ms = int(time.time() * 1000)
 
-    def observe_inference(self, model: str, seconds: float, batch: int) -> None:
+    def observe_inference(self, model: str, seconds: float, batch: int, version: str = "1") -> None:
         with self._lock:
             self.inference.observe((model,), seconds)
             self.batch.observe((model,), float(batch))
-            stats = self.stats[model]
+            stats = self.stats[(model, version)]
             stats.execution_count += 1
             stats.inference_count += batch
             b = stats.batches[batch]
             b[0] += 1
             b[1] += int(seconds * 1e9)
 
-    def observe_phases(self, model: str, phases_ms: dict[str, float]) -> None:
+    def observe_phases(self, model: str, phases_ms: dict[str, float], version: str = "1") -> None:
         """One request's phases (milliseconds), e.g. ``{"decode": 1.2, "queue": 0.4, ...}``."""
         with self._lock:
             for phase, ms in phases_ms.items():
                 self.phases.observe((model, phase), ms / 1000.0)
                 if phase in STAT_PHASES:
-                    self.stats[model].add(STAT_PHASES[phase], ms / 1000.0)
+                    self.stats[(model, version)].add(STAT_PHASES[phase], ms / 1000.0)
 
     def set_queue(self, model: str, depth: int) -> None:
         with self._lock:
@@ -300,9 +303,10 @@ class Metrics:
             self.open_connections.values[()] = n
 
     def model_stats(self, name: str, version: str) -> dict:
-        """``name``'s statistics in the V2 statistics extension's shape (zeros before any)."""
+        """``name``'s ``version``'s statistics in the V2 statistics extension's shape (zeros
+        before any)."""
         with self._lock:
-            stats = self.stats.get(name) or ModelStats()
+            stats = self.stats.get((name, version)) or ModelStats()
             return stats.as_v2(name, version)
 
     def render(self) -> str:

@@ -55,6 +55,8 @@ class Param:
             return n if ok else None
         if self.choices is not None:
             return raw if raw in self.choices else None
+        if self.default is None:  # free text (a version or label): as given
+            return raw if 0 < len(raw) <= 64 and raw.isprintable() else None
         return None  # no other kind is read by the hot path
 
 
@@ -130,9 +132,16 @@ COMPARE_TOP_K = Param(
     example=3,
 )
 LABEL = Param("label", None, "the true class, when known", example="NE")
+VERSION = Param(
+    "version",
+    None,
+    "the model's numbered version or a label (stable, canary) pointing at one; "
+    "none: the highest version served",
+    example="1",
+)
 
 # the hot routes (POST /v1/models/{name}/ACTION) and their query parameters
 ROUTES: dict[str, tuple[Param, ...]] = {
-    "classify": (TOP_K, RESIZE, FIT),
-    "predict": (HORIZON, PREDICT_OUTPUT, RAW, RESIZE, FIT),
+    "classify": (TOP_K, RESIZE, FIT, VERSION),
+    "predict": (HORIZON, PREDICT_OUTPUT, RAW, RESIZE, FIT, VERSION),
 }

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from service.errors import InvalidInput, LoadError, ModelNotFound, NotReady, WrongTask
+from service.errors import InvalidInput, LoadError, ModelNotFound, NotReady
+from service.runtime.queries import ServedQueries
 from service.telemetry import Metrics
 
 if TYPE_CHECKING:
-    from service.config import Settings
     from service.runtime.runner import ModelRunner, Runner
 
 log = logging.getLogger("framecast.runtime")
@@ -59,7 +59,7 @@ class Status:
         return f"{self.state.value}: {self.detail}" if self.detail else self.state.value
 
 
-class Lifecycle:
+class Lifecycle(ServedQueries):
     """Every model's state and the runner serving each ready one. Thread-safe: the loader, the
     poller and the repository routes change it while requests read it."""
 
@@ -67,8 +67,10 @@ class Lifecycle:
         self.metrics = metrics or Metrics()
         self._lock = threading.RLock()
         self._status: dict[str, Status] = {}
-        self._serving: dict[str, Runner] = {}
-        self._pending: dict[str, Runner] = {}  # loaded at start-up, not warm yet
+        self._serving: dict[str, Runner] = {}  # name → its default (highest) version's runner
+        self._versions: dict[str, dict[int, Runner]] = {}  # name → every version it serves
+        self._labels: dict[str, dict[str, int]] = {}  # name → label → version
+        self._pending: dict[tuple[str, int], Runner] = {}  # loaded, not warm yet
 
     # -- transitions --------------------------------------------------------------------------
     def loading(self, name: str, detail: str = "") -> None:
@@ -81,14 +83,22 @@ class Lifecycle:
         """A runner is loaded and waits for warm-up (a copy serving its name goes on serving);
         LoadError when its name is taken by a model from another folder."""
         with self._lock:
-            other = self._serving.get(runner.name) or self._pending.get(runner.name)
-            if other is not None and other is not runner and other.folder != runner.folder:
-                raise LoadError(
-                    f"{runner.folder}: model name {runner.name!r} is already used by {other.folder}"
-                )
-            self._pending[runner.name] = runner
+            others = [*self._versions.get(runner.name, {}).values()]
+            others += [r for (n, _), r in self._pending.items() if n == runner.name]
+            for other in others:
+                if other is not runner and _home(other) != _home(runner):
+                    raise LoadError(
+                        f"{runner.folder}: model name {runner.name!r} is already used by "
+                        f"{other.folder}"
+                    )
+            self._pending[(runner.name, runner.version)] = runner
             if runner.name not in self._serving:
                 self.metrics.set_ready(runner.name, False)
+
+    def pending(self) -> list[Runner]:
+        """The runners loaded and not yet serving (to warm), by name and version."""
+        with self._lock:
+            return [r for _, r in sorted(self._pending.items())]
 
     def warm(self, runner: ModelRunner, *, enabled: bool = True) -> Runner | None:
         """Warm ``runner`` (every callable on every bucket shape, on its worker), then swap it
@@ -108,25 +118,31 @@ class Lifecycle:
             )
             runner.close()
             with self._lock:
-                if self._pending.get(name) is runner:
-                    del self._pending[name]
+                if self._pending.get((name, runner.version)) is runner:
+                    del self._pending[(name, runner.version)]
                 if name in self._serving:
                     log.error("reload of %s failed; the old copy keeps serving: %s", name, detail)
                     raise LoadError(detail + "; the previous copy keeps serving") from None
+                if any(n == name for n, _ in self._pending):  # other versions still to warm
+                    log.error("model %s version %d not served: %s", name, runner.version, detail)
+                    raise LoadError(detail) from None
             self.fail(name, detail)
             raise LoadError(detail) from None
         return self.serve(runner)
 
     def serve(self, runner: Runner) -> Runner | None:
-        """Swap ``runner`` in as the one serving its name (one assignment: a request sees the
-        old copy or the new one); returns the copy it replaced, if any."""
+        """Swap ``runner`` in as the one serving its name and version (one assignment: a
+        request sees the old copy or the new one; the highest version serves requests that
+        name none); returns the copy of that version it replaced, if any."""
         with self._lock:
             name = runner.name
-            if self._pending.get(name) is runner:
-                del self._pending[name]
+            if self._pending.get((name, runner.version)) is runner:
+                del self._pending[(name, runner.version)]
             runner.ready = True
-            old = self._serving.get(name)
-            self._serving[name] = runner
+            versions = self._versions.setdefault(name, {})
+            old = versions.get(runner.version)
+            versions[runner.version] = runner
+            self._serving[name] = versions[max(versions)]
             self._set(name, ModelState.READY, quiet=True)  # its own line, below
             self.metrics.set_ready(name, True)
         swapped = old is not None and old is not runner
@@ -141,34 +157,51 @@ class Lifecycle:
     def fail(self, name: str, detail: str) -> None:
         """``name`` cannot be served (its pending copy, if any, is closed)."""
         with self._lock:
-            pending = self._pending.pop(name, None)
+            pending = [self._pending.pop(k) for k in list(self._pending) if k[0] == name]
             self._set(name, ModelState.FAILED, detail, quiet=True)
             self.metrics.set_ready(name, False)
-        if pending is not None:
-            pending.close()
+        for r in pending:
+            r.close()
         log.error("model %s not served: %s", name, detail)
 
-    def unload(self, name: str) -> Runner | None:
-        """Stop serving ``name``; returns the runner that served it (to retire: requests in
-        flight finish on it). ModelNotFound when the name is not known at all."""
+    def unload(self, name: str) -> list[Runner]:
+        """Stop serving ``name`` (every version); returns the runners that served it (to
+        retire: requests in flight finish on them). ModelNotFound when it is not known at all."""
         with self._lock:
             if name not in self._status and name not in self._serving:
                 raise ModelNotFound(f"no model named {name!r} is loaded or known")
-            runner = self._serving.pop(name, None)
+            self._serving.pop(name, None)
+            runners = list(self._versions.pop(name, {}).values())
             self._set(name, ModelState.UNLOADED, quiet=True)
             self.metrics.set_ready(name, False)
         log.info("model %s unloaded", name)
+        return runners
+
+    def drop(self, name: str, version: int) -> Runner | None:
+        """Stop serving one version of ``name`` (its policy no longer serves it; the highest
+        left serves requests that name none); returns its runner to retire."""
+        with self._lock:
+            versions = self._versions.get(name, {})
+            if version not in versions or len(versions) == 1:
+                return None  # the last version goes by unload
+            runner = versions.pop(version)
+            self._serving[name] = versions[max(versions)]
+        log.info("model %s version %d unloaded (not in its version policy)", name, version)
         return runner
 
-    def forget(self, name: str) -> Runner | None:
-        """Drop ``name`` from the table (its folder is gone); returns a runner still serving it."""
+    def forget(self, name: str) -> list[Runner]:
+        """Drop ``name`` from the table (its folder is gone); returns runners still serving it."""
         with self._lock:
             self._status.pop(name, None)
-            return self._serving.pop(name, None) or self._pending.pop(name, None)
+            self._serving.pop(name, None)
+            self._labels.pop(name, None)
+            out = list(self._versions.pop(name, {}).values())
+            return out + [self._pending.pop(k) for k in list(self._pending) if k[0] == name]
 
     def close(self) -> None:
         with self._lock:
-            runners = [*self._serving.values(), *self._pending.values()]
+            runners = [*self._pending.values()]
+            runners += [r for vs in self._versions.values() for r in vs.values()]
         for r in runners:
             r.close()
 
@@ -187,12 +220,58 @@ class Lifecycle:
     def runners(self) -> dict[str, Runner]:
         """The runners loaded (serving, and at start-up those warming) by name: a copy."""
         with self._lock:
-            return {**self._pending, **self._serving}
+            return {**{n: r for (n, _), r in sorted(self._pending.items())}, **self._serving}
 
     def serving(self) -> dict[str, Runner]:
         """The runners serving, by name: a copy."""
         with self._lock:
             return dict(self._serving)
+
+    def versions(self, name: str) -> dict[int, Runner]:
+        """The versions of ``name`` served → their runners, ascending ({} when none)."""
+        with self._lock:
+            return dict(sorted(self._versions.get(name, {}).items()))
+
+    def labels(self, name: str) -> dict[str, int]:
+        """``name``'s labels → the versions they point at."""
+        with self._lock:
+            return dict(sorted(self._labels.get(name, {}).items()))
+
+    def set_labels(self, name: str, labels: Mapping[str, int]) -> None:
+        """Point ``name``'s labels at versions (all at once: the labels file was read); a
+        label at a version not served is an InvalidInput (TF Serving's rule: a label names a
+        version that can answer)."""
+        served = self.versions(name)
+        missing = {k: v for k, v in labels.items() if v not in served}
+        if missing:
+            raise InvalidInput(
+                f"model {name!r} does not serve version(s) "
+                + ", ".join(f"{v} (label {k!r})" for k, v in sorted(missing.items()))
+                + f"; it serves {', '.join(map(str, served)) or 'none'}"
+            )
+        with self._lock:
+            self._labels[name] = dict(labels)
+        log.info("model %s labels: %s", name, _labels_text(labels))
+
+    def _version(self, name: str, version: str | int) -> Runner:
+        """The runner of ``name``'s ``version`` (a number or a label); ModelNotFound if none."""
+        with self._lock:
+            versions = dict(self._versions.get(name, {}))
+            labels = dict(self._labels.get(name, {}))
+        text = str(version)
+        number = int(text) if text.isdigit() else labels.get(text)
+        if number is None:
+            raise ModelNotFound(
+                f"model {name!r} has no version or label {text!r} (versions: "
+                f"{', '.join(map(str, versions))}; labels: {_labels_text(labels)})"
+            )
+        if number not in versions:
+            via = f" (label {text!r})" if not text.isdigit() else ""
+            raise ModelNotFound(
+                f"model {name!r} does not serve version {number}{via}; it serves "
+                f"{', '.join(map(str, versions))}"
+            )
+        return versions[number]
 
     def status(self, name: str) -> Status | None:
         with self._lock:
@@ -224,15 +303,16 @@ class Lifecycle:
             text += f"; {len(unloaded)} unloaded: " + ", ".join(unloaded)
         return text
 
-    def get(self, name: str) -> Runner:
-        """The runner serving ``name``; NotReady while it loads or after it failed,
-        ModelNotFound when it is unloaded or unknown."""
+    def get(self, name: str, version: str | int | None = None) -> Runner:
+        """The runner serving ``name`` (``version``: a number or a label; None: the highest
+        served); NotReady while it loads or after it failed, ModelNotFound when it is
+        unloaded or unknown, or does not serve that version."""
         with self._lock:
             runner = self._serving.get(name)
             st = self._status.get(name)
             known = ", ".join(sorted(self._serving)) or "none"
         if runner is not None:
-            return runner
+            return runner if version in (None, "") else self._version(name, version)
         if st is not None and st.state in NOT_YET:
             raise NotReady(f"model {name!r} is not available ({st})")
         if st is not None and st.state is ModelState.UNLOADED:
@@ -241,85 +321,16 @@ class Lifecycle:
             )
         raise ModelNotFound(f"no model named {name!r}; loaded models: {known}")
 
-    def find(self, *, task: str | None = None, architecture: str | None = None) -> list[Runner]:
-        """The runners serving ``task`` with ``architecture`` (either None: any), by name."""
-        return [
-            r
-            for _, r in sorted(self.serving().items())
-            if (task is None or r.manifest.task == task)
-            and (architecture is None or r.manifest.architecture == architecture)
-        ]
-
-    def pair(
-        self, task: str, choices: Mapping[str, str | None], settings: Settings | None = None
-    ) -> dict[str, Runner]:
-        """One runner per architecture slot in ``choices`` (slot → chosen name or None): the
-        chosen model, else the setting's choice, else the only ``task`` model of that slot's
-        architecture."""
-        serving = self.serving()
-        out = {}
-        for arch, chosen in choices.items():
-            chosen = chosen or (settings.compare_choice(arch, task) if settings else None)
-            if chosen:
-                runner = serving.get(chosen)
-                if runner is None:
-                    raise ModelNotFound(
-                        f"no model named {chosen!r} (chosen as the {arch} model "
-                        f"for {task}); loaded: {', '.join(sorted(serving))}"
-                    )
-                m = runner.manifest
-                if (m.architecture, m.task) != (arch, task):
-                    raise WrongTask(
-                        f"model {chosen!r} is a {m.architecture} {m.task} model; the "
-                        f"{arch} slot of this comparison needs a {arch} {task} model"
-                    )
-                out[arch] = runner
-                continue
-            found = self.find(task=task, architecture=arch)
-            if not found:
-                raise ModelNotFound(
-                    f"no {arch} model for the {task} task is loaded; the "
-                    f"comparison needs one of each architecture"
-                )
-            if len(found) > 1:
-                names = ", ".join(r.name for r in found)
-                raise InvalidInput(
-                    f"several {arch} {task} models are loaded ({names}); choose "
-                    f"one with the query parameter {arch}=NAME or "
-                    f"FRAMECAST_COMPARE_{arch.upper()}_{task.upper()}"
-                )
-            out[arch] = found[0]
-        return out
-
-    def index(self, folders: list[str]) -> list[dict]:
-        """The V2 repository index: every model folder and known model with its state
-        (READY, LOADING, UNAVAILABLE) and reason."""
-        table = self.table()
-        serving = self.serving()
-        out = []
-        for name in sorted(set(folders) | set(table) | set(serving)):
-            st = table.get(name)
-            if name in serving:
-                out.append({"name": name, "version": "1", "state": "READY", "reason": ""})
-            elif st is None:
-                out.append(
-                    {"name": name, "version": "1", "state": "UNAVAILABLE", "reason": "not loaded"}
-                )
-            else:
-                loading = st.state in (ModelState.LOADING, ModelState.WARMING)
-                code = "LOADING" if loading else "UNAVAILABLE"
-                out.append({"name": name, "version": "1", "state": code, "reason": str(st)})
-        return out
-
 
 def _log_ready(runner: ModelRunner, swapped: bool = False) -> None:
     """The one line a model logs when it is warm and serves (``swapped``: in place of a copy
     that finishes its requests in flight)."""
     m = runner.manifest
     log.info(
-        "model %s ready: architecture=%s task=%s input=%sx%dx%dx%d device=%s "
+        "model %s%s ready: architecture=%s task=%s input=%sx%dx%dx%d device=%s "
         "params=%d rollout=%s buckets=%s warm-up=%.1f ms%s",
         m.name,
+        f" version {runner.version}" if runner.home != runner.folder else "",
         m.architecture,
         m.task,
         m.frames or "any",
@@ -333,6 +344,15 @@ def _log_ready(runner: ModelRunner, swapped: bool = False) -> None:
         runner.warmup_ms or 0.0,
         "; swapped in for the previous copy" if swapped else "",
     )
+
+
+def _home(runner: Runner) -> object:
+    """The model folder a runner's checkpoint belongs to (of all its versions)."""
+    return getattr(runner, "home", None) or getattr(runner, "folder", None)
+
+
+def _labels_text(labels: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}→{v}" for k, v in sorted(labels.items())) or "none"
 
 
 def reasons(failed: Mapping[str, str]) -> str:

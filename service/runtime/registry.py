@@ -13,6 +13,14 @@ import os
 from pathlib import Path
 
 from models.repository import ManifestError, discover, read_card
+from models.versions import (
+    FLAT,
+    LABELS,
+    VersionPolicy,
+    parse_policy,
+    read_policy,
+    versions_of,
+)
 from service.config import Settings
 from service.errors import LoadError
 from service.runtime.devices import Placement
@@ -29,13 +37,46 @@ def discover_folders(root: str | Path) -> list[Path]:
 
 
 def stamp(folder: Path) -> tuple:
-    """What changes when a model folder's files change: (name, size, mtime) of each file."""
+    """What changes when a model folder's files change: (name, size, mtime) of each file, and
+    of each file of its numbered version folders (``"2/model.keras"``). Its labels are not in
+    it: a label that moves changes no model."""
     out = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file() and not entry.name.startswith("."):
+        if entry.name.startswith(".") or entry.name == LABELS:
+            continue
+        if entry.is_file():
             st = entry.stat()
             out.append((entry.name, st.st_size, st.st_mtime_ns))
+        elif entry.is_dir() and entry.name.isdigit():
+            out.extend((f"{entry.name}/{n}", *rest) for n, *rest in stamp(Path(entry.path)))
     return tuple(out)
+
+
+def policy_of(folder: Path, settings: Settings) -> VersionPolicy:
+    """The version policy of a model folder: its manifest's, else the setting's."""
+    try:
+        return read_policy(folder, parse_policy(settings.version_policy))
+    except ManifestError as e:
+        raise LoadError(str(e)) from None
+
+
+def served_versions(folder: Path, settings: Settings) -> dict[int, Path]:
+    """The versions of a model folder its policy serves → their folders (a flat folder: {1:
+    itself}); LoadError when the folder is inconsistent or the policy selects none."""
+    try:
+        found = versions_of(folder)
+    except ManifestError as e:
+        raise LoadError(str(e)) from None
+    if found == {FLAT: folder}:  # flat: one version, whatever the policy
+        return found
+    policy = policy_of(folder, settings)
+    chosen = policy.select(list(found))
+    if not chosen:
+        raise LoadError(
+            f"{folder}: version policy {policy} selects none of its versions "
+            f"({', '.join(map(str, found))})"
+        )
+    return {v: found[v] for v in chosen}
 
 
 def load_folder(
@@ -44,17 +85,25 @@ def load_folder(
     settings: Settings,
     placement: Placement,
     metrics: Metrics,
+    version: int | None = None,
 ) -> ModelRunner:
     """Load one model folder (checkpoint, manifest if any, sha256, safe mode, shapes) into a
-    runner (not yet warm: ``runner.submit(runner.warm)``). Raises LoadError."""
+    runner (not yet warm: ``runner.submit(runner.warm)``): of a folder of numbered versions,
+    ``version`` (by default the highest its policy serves). Raises LoadError."""
     import keras
 
     from models.checkpoint import CheckpointError, open_folder
     from service.runtime.runner import make_policy
 
+    versions = served_versions(folder, settings)
+    if version is None:
+        version = max(versions)
+    elif version not in versions:
+        raise LoadError(f"{folder}: version {version} is not one its policy serves")
+    home, where = folder, versions[version]
     try:
         with keras.device(placement.device):
-            manifest, model = open_folder(folder)
+            manifest, model = open_folder(where, name=home.name if where != home else None)
     except (CheckpointError, ManifestError) as e:
         raise LoadError(str(e)) from None
     try:
@@ -67,14 +116,14 @@ def load_folder(
             )
     except ValueError as e:  # models.carried.NotSteppable
         raise LoadError(
-            f"{folder / manifest.checkpoint}: its manifest asks for rollout="
+            f"{where / manifest.checkpoint}: its manifest asks for rollout="
             f"{manifest.rollout!r}, but the model cannot carry its state: {e}"
         ) from None
     return ModelRunner(
-        folder,
+        where,
         manifest,
         model,
-        read_card(folder),
+        read_card(where),
         placement,
         metrics=metrics,
         max_queue=settings.max_queue,
@@ -85,7 +134,17 @@ def load_folder(
         callables=callables,
         pad_batches=settings.pad_batches == "always"
         or (settings.pad_batches == "auto" and placement.backend != "tensorflow"),
+        version=version,
+        home=home,
     )
 
 
-__all__ = ["LoadError", "ManifestError", "discover_folders", "load_folder", "stamp"]
+__all__ = [
+    "LoadError",
+    "ManifestError",
+    "discover_folders",
+    "load_folder",
+    "policy_of",
+    "served_versions",
+    "stamp",
+]

@@ -42,6 +42,7 @@ class Runner(Protocol):
     placement: Placement
     card: dict | None
     folder: Path
+    version: int  # its numbered version (a flat model folder's is 1)
     ready: bool
     warmup_ms: float | None
 
@@ -77,6 +78,7 @@ class ManifestView:
     """``name``, the served ``input_shape`` and ``rollout`` of anything holding a ``manifest``."""
 
     manifest: Manifest
+    version: int = 1  # the model's numbered version (a flat folder's is 1)
 
     @property
     def name(self) -> str:
@@ -183,8 +185,12 @@ class ModelRunner(ManifestView):
         policy: Policy | None = None,
         callables: dict[str, Any] | None = None,
         pad_batches: bool = True,
+        version: int = 1,
+        home: Path | None = None,
     ):
-        self.folder = folder
+        self.folder = folder  # where the checkpoint is (a version's own folder)
+        self.home = home or folder  # the model folder (of every version)
+        self.version = version
         self.manifest = manifest
         self.model = model
         self.card = card
@@ -259,7 +265,7 @@ class ModelRunner(ManifestView):
         rows = self.batcher.bucket_for if self.pad_batches else _exact
         results = self.policy.step([it.payload for it in items], rows, calls)
         n = len(items)
-        self.metrics.observe_inference(self.name, spent[0], n)
+        self.metrics.observe_inference(self.name, spent[0], n, str(self.version))
         for it in items:
             t = it.timing
             if t.calls == 0:

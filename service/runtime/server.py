@@ -17,21 +17,27 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import cast
 
-from models.repository import ManifestError, is_model_folder
+from models.repository import ManifestError
 from service.config import Settings
-from service.errors import InvalidInput, ModelNotFound, NotReady
+from service.errors import NotReady
 from service.runtime.batcher import Ticket, bucket_sizes
 from service.runtime.devices import DeviceError, Placement, configure_devices, import_keras
 from service.runtime.items import Timing
 from service.runtime.lifecycle import Lifecycle, ModelState, reasons
-from service.runtime.registry import LoadError, discover_folders, load_folder, stamp
+from service.runtime.live import LiveRepository
+from service.runtime.registry import (
+    LoadError,
+    discover_folders,
+    load_folder,
+    served_versions,
+    stamp,
+)
 from service.runtime.runner import ManifestView, ModelRunner, Runner
 from service.telemetry import Metrics
 
@@ -71,7 +77,7 @@ class LoadStatus:
     models: dict[str, str] = field(default_factory=dict)
 
 
-class Runtime:
+class Runtime(LiveRepository):
     """Every model under ``settings.models_dir``: loads them, warms them, hands out runners.
 
     Each model's life (loading, warming, ready, failed, unloaded, a swap after warm-up) is kept
@@ -108,6 +114,8 @@ class Runtime:
         self._ops = threading.RLock()  # one repository change at a time
         self._stamps: dict[str, tuple] = {}  # folder name → its files when last (un)loaded
         self._last_scan: dict[str, tuple] = {}  # the poller's previous scan
+        self._version_stamps: dict[tuple[str, int], tuple] = {}
+        self._label_stamps: dict[str, float] = {}
 
     @property
     def runners(self) -> dict[str, Runner]:
@@ -153,7 +161,7 @@ class Runtime:
             return
         if self.gate is not None:
             self.gate.wait()
-        for runner in self.models.runners.values():
+        for runner in self.models.pending():
             if self._closed:
                 return
             if runner.ready:  # warmed where it runs (a remote replica)
@@ -170,6 +178,8 @@ class Runtime:
             failed = self.models.with_state(ModelState.FAILED)
             self._fail("no model could be served: " + reasons(failed))
             return
+        if self.live:
+            self.read_all_labels()
         self.phase = Phase.READY
         import gc
 
@@ -220,7 +230,9 @@ class Runtime:
                 return False
             self._stamps[folder.name] = stamp(folder)
             try:
-                self._load_one(folder)
+                for v, where in served_versions(folder, settings).items():
+                    self._version_stamps[(folder.name, v)] = stamp(where)
+                    self._load_one(folder, v)
             except LoadError as e:
                 self.models.fail(folder.name, str(e))
                 if settings.strict_load:
@@ -232,12 +244,17 @@ class Runtime:
             return False
         return not self._closed
 
-    def _load_one(self, folder: Path) -> ModelRunner:
-        """Load one folder into the lifecycle (not yet warm); raises LoadError."""
+    def _load_one(self, folder: Path, version: int | None = None) -> ModelRunner:
+        """Load one folder (one of its versions) into the lifecycle (not yet warm); raises
+        LoadError."""
         self.models.loading(folder.name)
         assert self.placement is not None  # configured before any folder loads
         runner = load_folder(
-            folder, settings=self.settings, placement=self.placement, metrics=self.metrics
+            folder,
+            settings=self.settings,
+            placement=self.placement,
+            metrics=self.metrics,
+            version=version,
         )
         try:
             self.models.loaded(runner)
@@ -267,112 +284,6 @@ class Runtime:
             loader.join(self.settings.shutdown_grace_s)
         self.models.close()
 
-    # -- the live repository ------------------------------------------------------------------
-    def _folder(self, name: str) -> Path:
-        folder = Path(self.settings.models_dir) / name
-        if "/" in name or name.startswith(".") or not is_model_folder(folder):
-            raise ModelNotFound(
-                f"no model folder {name!r} under {self.settings.models_dir} "
-                "(a folder holding model.keras, model.h5 or manifest.json)"
-            )
-        return folder
-
-    def _require_live(self) -> None:
-        if not self.live:
-            raise InvalidInput("loading and unloading models is not supported on Ray Serve")
-        self.require_ready()
-
-    def load_model(self, name: str) -> None:
-        """Load (or reload) ``name`` from its folder, warm it, then swap it in; on failure an
-        old copy keeps serving and LoadError says why. Blocking: call from a thread."""
-        self._require_live()
-        with self._ops:
-            folder = self._folder(name)
-            self._stamps[name] = stamp(folder)
-            old_exists = name in self.models.serving()
-            self.models.loading(name)
-            try:
-                runner = self._load_one(folder)
-            except Exception as e:  # noqa: BLE001 - LoadError, or anything a load raised
-                detail = str(e) if isinstance(e, LoadError) else f"{type(e).__name__}: {e}"
-                if not old_exists:
-                    self.models.fail(name, detail)
-                    raise LoadError(detail) from None
-                log.error("reload of %s failed; the old copy keeps serving: %s", name, detail)
-                raise LoadError(f"{detail}; the previous copy keeps serving") from None
-            old = self.models.warm(runner, enabled=self.settings.warmup)  # raises LoadError
-            log.info("model %s %s from %s", name, "reloaded" if old else "loaded", folder)
-        if old is not None:
-            self._retire(old)
-
-    def unload_model(self, name: str) -> None:
-        """Stop serving ``name``; requests in flight finish first. Polling loads it again only
-        once its folder changes."""
-        self._require_live()
-        with self._ops:
-            runner = self.models.unload(name)
-        if runner is not None:
-            self._retire(runner)
-
-    def _retire(self, runner: Runner) -> None:
-        """Close ``runner`` once nothing is queued, in decoding or running on it (bounded by the
-        request deadline), in a thread of its own."""
-        limit = self.settings.request_timeout_s + self.settings.inference_timeout_s
-
-        def wait_then_close() -> None:
-            end, quiet = time.monotonic() + limit, 0
-            while time.monotonic() < end and quiet < 5:
-                quiet = quiet + 1 if runner.idle else 0
-                time.sleep(0.1)
-            runner.close()
-
-        threading.Thread(target=wait_then_close, name="framecast-retire", daemon=True).start()
-
-    def index(self) -> list[dict]:
-        """Every model folder and known model: name, state (READY, LOADING, UNAVAILABLE), reason."""
-        try:
-            names = [f.name for f in discover_folders(self.settings.models_dir)]
-        except ManifestError:
-            names = []
-        return self.models.index(names)
-
-    def poll_once(self) -> None:
-        """One scan: load new folders, reload changed ones, unload removed ones. A folder is
-        acted on once its files are the same on two scans in a row (not mid-copy)."""
-        try:
-            folders = {f.name: f for f in discover_folders(self.settings.models_dir)}
-        except ManifestError as e:
-            log.error("model poll: %s", e)
-            return
-        seen = {name: stamp(f) for name, f in folders.items()}
-        settled, self._last_scan = self._last_scan, seen
-        for name, st in seen.items():
-            if settled.get(name) != st or self._stamps.get(name) == st:
-                continue  # still changing, or (un)loaded as it is
-            try:
-                self.load_model(name)
-            except Exception as e:  # noqa: BLE001 - logged; polling goes on
-                log.error("model poll: %s: %s", name, e)
-        for name in self.models.serving():
-            if name not in seen and self.live:
-                self.unload_model(name)
-        for name in set(self.models.table()) - set(seen):
-            self.models.forget(name)
-            self._stamps.pop(name, None)
-
-    def _start_poller(self) -> None:
-        if self.settings.model_poll_s <= 0 or not self.live or self._poller is not None:
-            return
-
-        def loop() -> None:
-            while not self._closed:
-                time.sleep(self.settings.model_poll_s)
-                if not self._closed:
-                    self.poll_once()
-
-        self._poller = threading.Thread(target=loop, name="framecast-poll", daemon=True)
-        self._poller.start()
-
     # -- lookup -------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
@@ -384,9 +295,10 @@ class Runtime:
                 raise NotReady(f"models failed to load: {self._detail}")
             raise NotReady("models are still loading or warming up; poll GET /readyz")
 
-    def get(self, name: str) -> Runner:
+    def get(self, name: str, version: str | int | None = None) -> Runner:
+        """The runner serving ``name`` (``version``: a number or a label; None: the highest)."""
         self.require_ready()
-        return self.models.get(name)
+        return self.models.get(name, version)
 
     def pair(self, task: str, choices: dict[str, str | None]) -> dict[str, Runner]:
         """One runner per architecture slot of a comparison (a lifecycle query)."""

@@ -189,6 +189,17 @@ function defaultPick(t) {
   return out;
 }
 
+// "version 2 of 1, 2 · stable → 1": which numbered version answers (the highest served), the
+// others served beside it and the labels; nothing for a flat folder (one version, 1)
+function versionText(m) {
+  const vs = m.versions || [];
+  const labels = Object.entries(m.labels || {}).map(([k, v]) => `${k} → ${v}`);
+  if (vs.length <= 1 && (m.version || 1) === 1 && !labels.length) return null;
+  let text = `version ${m.version}`;
+  if (vs.length > 1) text += ` of ${vs.join(", ")}`;
+  return [text, ...labels].join(" · ");
+}
+
 function buildPicker(t) {
   const box = document.querySelector(`#picker-${t} .picks`);
   const ready = new Set(taskModels(t).map((m) => m.name));
@@ -209,7 +220,8 @@ function buildPicker(t) {
     label.append(el("span", { class: "pick-name" }, m.display_name || m.name));
     if (usable) {
       const arch = NAMES[m.architecture] || m.architecture || "";
-      const detail = [m.display_name ? m.name : null, arch, inputText(m.input)].filter(Boolean);
+      const detail = [m.display_name ? m.name : null, arch, inputText(m.input), versionText(m)]
+        .filter(Boolean);
       label.append(el("span", { class: "pick-meta" }, detail.join(" · ")));
       if (m.description) label.title = m.description;
     } else {

@@ -177,7 +177,7 @@ async def feed(
             store.touch(entry)
     if metrics is not None:
         for m, (_, phases) in zip(members, done):
-            metrics.observe_phases(m.model, phases)
+            metrics.observe_phases(m.model, phases, str(getattr(m.runner, "version", 1)))
     phases = {k: max(p[k] for _, p in done) for k in done[0][1]}
     if isinstance(entry, Stream):
         body = done[0][0]

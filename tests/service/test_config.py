@@ -42,6 +42,7 @@ def test_environment_variables_with_the_prefix(monkeypatch, tmp_path):
         ("FRAMECAST_LOAD_MODE", "lazy", "background"),
         ("FRAMECAST_DEVICE", "tpu", "gpu"),
         ("FRAMECAST_INFERENCE_TIMEOUT_S", "-1", "greater than 0"),
+        ("FRAMECAST_VERSION_POLICY", "newest", "latest:N, all or specific:1,3"),
     ],
 )
 def test_a_bad_value_fails_at_start_naming_the_variable(monkeypatch, var, value, fragment):

@@ -364,6 +364,14 @@ def picker_url(page_models_dir, tmp_path_factory):
     )
     (root / "broken").mkdir()
     (root / "broken" / "model.keras").write_bytes(b"PK\x03\x04 this is not a keras file")
+    # the colour next-frame model as two numbered versions, both served, one labelled
+    versions = root / "rgb_next_frame"
+    shutil.move(str(versions), str(root / "rgb_v1"))
+    versions.mkdir()
+    shutil.move(str(root / "rgb_v1"), str(versions / "1"))
+    shutil.copytree(versions / "1", versions / "2")
+    (versions / "manifest.json").write_text('{"version_policy": "all"}')
+    (versions / "labels.json").write_text('{"stable": 1}')
     settings = Settings(
         models_dir=root,
         load_mode="blocking",
@@ -409,6 +417,11 @@ def test_picked_models_are_compared_by_name_in_colour(picker_page, artifacts):
     )
     for text in ("Colour ConvLSTM2D", "ConvLSTM2D", "64×64 RGB, 10 frames"):
         assert text in rgb_label
+    assert "version 2 of 1, 2 · stable → 1" in rgb_label  # the versions served, the label
+    other = page.inner_text(
+        "label[for=" + page.get_attribute(f"{PICK_NEXT}[value=convlstm2d_next_frame]", "id") + "]"
+    )
+    assert "version" not in other  # a flat folder: one version, nothing to say
     page.check(f"{PICK_NEXT}[value=rgb_next_frame]")
     chosen = ["conv2d_lstm_next_frame", "convlstm2d_next_frame", "rgb_next_frame"]
     assert "3 models" in page.inner_text("#picker-next_frame-msg")

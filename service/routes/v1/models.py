@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
-from service.deps import ModelState, RuntimeDep, Settings, SettingsDep
+from service.deps import ModelState, Runtime, RuntimeDep, Settings, SettingsDep
 from service.inference import Runner
+from service.routes import params
 from service.routes.openapi import error_responses
 from service.schemas import InputSpec, ModelInfo, ModelListResponse
 from service.streams.stepping import stream_plan
@@ -15,9 +16,18 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 NAME_EXAMPLE = "convlstm2d_next_frame"
 
 
-def model_info(r: Runner, state: str = "ready", settings: Settings | None = None) -> ModelInfo:
+def model_info(
+    r: Runner,
+    state: str = "ready",
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+) -> ModelInfo:
+    """``r`` described (``runtime``: with every version of its name served and its labels)."""
     m = r.manifest
     return ModelInfo(
+        version=r.version,
+        versions=list(runtime.models.versions(m.name)) if runtime else [r.version],
+        labels=runtime.models.labels(m.name) if runtime else {},
         stream=stream_plan(r, settings) if settings is not None else None,
         name=m.name,
         state=state,
@@ -60,7 +70,7 @@ async def list_models(runtime: RuntimeDep, settings: SettingsDep) -> ModelListRe
     out = []
     for name, st in runtime.models.table().items():
         if name in serving:
-            out.append(model_info(serving[name], st.state.value, settings))
+            out.append(model_info(serving[name], st.state.value, settings, runtime))
             continue
         failed = st.state is ModelState.FAILED
         out.append(
@@ -78,5 +88,6 @@ async def get_model(
     runtime: RuntimeDep,
     settings: SettingsDep,
     name: str = Path(description="model name", examples=[NAME_EXAMPLE]),
+    version: str | None = params.VERSION.query(),
 ) -> ModelInfo:
-    return model_info(runtime.get(name), settings=settings)
+    return model_info(runtime.get(name, version), settings=settings, runtime=runtime)

@@ -66,9 +66,10 @@ async def predict(
     raw: bool = params.RAW.query(),
     resize: bool = ResizeQuery,
     fit: FitMode = FitQuery,
+    version: str | None = params.VERSION.query(),
 ) -> Response:
     t_start = time.perf_counter()
-    runner = runtime.get(name)
+    runner = runtime.get(name, version)
     require_task(name, runner.manifest.task, "next_frame")
     require_horizon(horizon, settings.max_horizon)
     with inference.reserve(runner) as (ticket,):  # 503 at once when the queue is full
@@ -134,9 +135,10 @@ async def classify(
     top_k: int = params.TOP_K.query(),
     resize: bool = ResizeQuery,
     fit: FitMode = FitQuery,
+    version: str | None = params.VERSION.query(),
 ) -> Response:
     t_start = time.perf_counter()
-    runner = runtime.get(name)
+    runner = runtime.get(name, version)
     m = runner.manifest
     require_task(name, m.task, "classify")
     with inference.reserve(runner) as (ticket,):

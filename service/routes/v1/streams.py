@@ -98,8 +98,9 @@ async def open_one(
     raw: bool = params.RAW.query(),
     resize: bool = ResizeQuery,
     fit: FitMode = FitQuery,
+    version: str | None = params.VERSION.query(),
 ) -> JSONResponse:
-    runner = runtime.get(name)
+    runner = runtime.get(name, version)
     opts = _opts(settings, horizon, raw, resize, fit, None)
     stream = open_stream(streams, runner, past_context)
     streams.check_room([name])

@@ -49,9 +49,16 @@ from service.errors import (
 from service.http.limits import deadline_scope
 from service.http.security import check_key
 from service.routes.v2 import grpc_tensors as codec
-from service.routes.v2.infer import EXTENSIONS, _check_version, _runner, model_metadata, run
-from service.routes.v2.model_config import model_config
-from service.routes.v2.tensors import VERSION, V2Error
+from service.routes.v2.infer import (
+    EXTENSIONS,
+    _check_version,
+    _runner,
+    model_metadata,
+    run,
+    versions_of,
+)
+from service.routes.v2.model_config import model_config, stats_rows
+from service.routes.v2.tensors import V2Error
 
 log = logging.getLogger("framecast.grpc")
 
@@ -153,7 +160,7 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
 
     @_guarded
     async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:  # noqa: N802
-        _check_version(request.version or None)
+        _check_version(self.runtime, request.name, request.version or None)
         models = self.runtime.models
         if models.status(request.name) is None:  # as GET /v2/models/{name}/ready: 404
             known = ", ".join(sorted(models.serving())) or "none"
@@ -169,22 +176,19 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
     @_guarded
     async def ModelMetadata(self, request: Any, context: Any) -> pb.ModelMetadataResponse:  # noqa: N802
         runner = _runner(self.runtime, request.name, request.version or None)
-        return codec.metadata_response(model_metadata(runner))
+        return codec.metadata_response(model_metadata(runner, versions_of(self.runtime, runner)))
 
     @_guarded
     async def ModelConfig(self, request: Any, context: Any) -> pb.ModelConfigResponse:  # noqa: N802
         runner = _runner(self.runtime, request.name, request.version or None)
         s = self.settings
-        config = model_config(runner, s.max_batch_size, s.max_batch_delay_ms)
+        config = model_config(runner, s.max_batch_size, s.max_batch_delay_ms, s.version_policy)
         return pb.ModelConfigResponse(config=codec.config_message(config))
 
     @_guarded
     async def ModelStatistics(self, request: Any, context: Any) -> pb.ModelStatisticsResponse:  # noqa: N802
-        if request.name:
-            names = [_runner(self.runtime, request.name, request.version or None).name]
-        else:
-            names = sorted(self.runtime.models.serving())
-        stats = [codec.stats_message(self.metrics.model_stats(n, VERSION)) for n in names]
+        rows = stats_rows(self.runtime, self.metrics, request.name, request.version or None)
+        stats = [codec.stats_message(row) for row in rows]
         return pb.ModelStatisticsResponse(model_stats=stats)
 
     # ------------------------------------------------------------------ inference

@@ -17,7 +17,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
 
 from service.inference import Runner
-from service.routes.v2.tensors import VERSION, V2Error, output_bytes
+from service.routes.v2.tensors import V2Error, output_bytes
 
 # where InferTensorContents keeps each datatype the models take (when raw contents are not used)
 _CONTENTS = {"FP32": "fp32_contents", "UINT8": "uint_contents"}
@@ -74,7 +74,7 @@ def infer_response(
     """The outputs asked for, as raw contents (what tritonclient's ``as_numpy`` reads), and the
     response's parameters (a sequence's step)."""
     resp = pb.ModelInferResponse(
-        model_name=runner.name, model_version=VERSION, id=str(req.get("id", ""))
+        model_name=runner.name, model_version=str(runner.version), id=str(req.get("id", ""))
     )
     for key, value in (parameters or {}).items():
         p = resp.parameters[key]

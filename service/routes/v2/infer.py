@@ -50,7 +50,6 @@ from service.http.uploads import read_body
 from service.inference import Runner
 from service.routes.v2.tensors import (
     HEADER_LENGTH,
-    VERSION,
     V2Error,
     encode_response,
     horizon_of,
@@ -108,10 +107,11 @@ _get = partial(router.get, response_model=None)
 # --------------------------------------------------------------------------- tensor specs
 
 
-def model_metadata(r: Runner) -> dict:
+def model_metadata(r: Runner, versions: list[int] | None = None) -> dict:
+    """``r``'s V2 metadata; ``versions``: every version of its name served (default: its own)."""
     return {
         "name": r.name,
-        "versions": [VERSION],
+        "versions": [str(v) for v in versions or [r.version]],
         "platform": f"keras_{r.placement.backend}",
         "inputs": input_specs(r),
         "outputs": output_specs(r),
@@ -119,16 +119,21 @@ def model_metadata(r: Runner) -> dict:
     }
 
 
-def _check_version(version: str | None) -> None:
-    if version is not None and version != VERSION:
-        raise ModelNotFound(
-            f"model version {version!r} is not served; every model has version {VERSION!r}"
-        )
+def _check_version(runtime: Runtime, name: str, version: str | None) -> None:
+    """ModelNotFound when ``name`` serves but not ``version`` (a number or a label)."""
+    if version not in (None, "") and name in runtime.models.serving():
+        runtime.models.get(name, version)
 
 
 def _runner(runtime: Runtime, name: str, version: str | None = None) -> Runner:
-    _check_version(version)
-    return runtime.get(name)  # 503 while loading, 404 for an unknown name
+    """The runner of ``name`` (``version``: a number or a label; none: the highest served):
+    503 while loading, 404 for an unknown name or version."""
+    return runtime.get(name, version or None)
+
+
+def versions_of(runtime: Runtime, r: Runner) -> list[int]:
+    """The versions of ``r``'s model served, ascending."""
+    return list(runtime.models.versions(r.name)) or [r.version]
 
 
 # --------------------------------------------------------------------------- health, metadata
@@ -158,7 +163,8 @@ async def ready(runtime: RuntimeDep) -> dict | JSONResponse:
 @_get("/models/{name}", summary="Model metadata: versions, platform, input/output tensors")
 @_get("/models/{name}/versions/{version}", include_in_schema=False)
 async def metadata(runtime: RuntimeDep, name: str, version: str | None = None) -> dict:
-    return model_metadata(_runner(runtime, name, version))
+    r = _runner(runtime, name, version)
+    return model_metadata(r, versions_of(runtime, r))
 
 
 @_get("/models/{name}/ready", summary="Model readiness: 200 when ready, else 400")
@@ -166,7 +172,7 @@ async def metadata(runtime: RuntimeDep, name: str, version: str | None = None) -
 async def model_ready(
     runtime: RuntimeDep, name: str, version: str | None = None
 ) -> dict | JSONResponse:
-    _check_version(version)
+    _check_version(runtime, name, version)
     st = runtime.models.status(name)
     if st is None:  # known but failed, loading or unloaded: ready false
         known = ", ".join(sorted(runtime.models.serving())) or "none"

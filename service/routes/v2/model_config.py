@@ -22,21 +22,37 @@ Registered before ``/v2/models/{name}`` so that ``/v2/models/stats`` is not read
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.deps import RuntimeDep, SettingsDep
+from models.versions import parse_policy, read_policy
+from service.deps import Runtime, RuntimeDep, SettingsDep
 from service.inference import Runner
 from service.routes.v2.infer import V2_RESPONSES, _runner, model_metadata
-from service.routes.v2.tensors import INPUT, VERSION, input_specs, output_specs
+from service.routes.v2.tensors import INPUT, input_specs, output_specs
 from service.telemetry import Metrics
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], responses=V2_RESPONSES)
 
 
-def model_config(r: Runner, max_batch_size: int, max_delay_ms: float) -> dict[str, Any]:
-    """``r`` in Triton's JSON model configuration."""
+def version_policy(r: Runner, default: str) -> dict:
+    """The version policy of ``r``'s model folder in Triton's shape (a flat folder: its one
+    version)."""
+    home = Path(getattr(r, "home", r.folder))
+    if home == r.folder:
+        return {"specific": {"versions": [r.version]}}
+    try:
+        return read_policy(home, parse_policy(default)).as_config()
+    except ValueError:  # the manifest changed since the load: what was loaded by
+        return parse_policy(default).as_config()
+
+
+def model_config(
+    r: Runner, max_batch_size: int, max_delay_ms: float, policy: str = "latest:1"
+) -> dict[str, Any]:
+    """``r`` in Triton's JSON model configuration (``policy``: the default version policy)."""
     gpu = r.placement.device.startswith("gpu")
     (inp,) = input_specs(r)
     buckets = getattr(r, "buckets", None) or (max_batch_size,)
@@ -44,7 +60,7 @@ def model_config(r: Runner, max_batch_size: int, max_delay_ms: float) -> dict[st
         "name": r.name,
         "platform": model_metadata(r)["platform"],
         "backend": "framecast",
-        "version_policy": {"specific": {"versions": [int(VERSION)]}},
+        "version_policy": version_policy(r, policy),
         "max_batch_size": max_batch_size,
         "input": [
             {
@@ -88,9 +104,24 @@ def _metrics(request: Request) -> Metrics:
     response_model=None,
 )
 async def all_stats(request: Request, runtime: RuntimeDep) -> dict:
-    metrics = _metrics(request)
-    names = sorted(runtime.models.serving())
-    return {"model_stats": [metrics.model_stats(n, VERSION) for n in names]}
+    return {"model_stats": stats_rows(runtime, _metrics(request))}
+
+
+def stats_rows(
+    runtime: Runtime, metrics: Metrics, name: str = "", version: str | None = None
+) -> list[dict]:
+    """The statistics of ``name``'s ``version`` (a number or a label), else of every version
+    of ``name``, else of every version of every model served (as Triton answers)."""
+    if name and version:
+        r = _runner(runtime, name, version)
+        return [metrics.model_stats(r.name, str(r.version))]
+    if name:
+        names = [_runner(runtime, name).name]
+    else:
+        names = sorted(runtime.models.serving())
+    return [
+        metrics.model_stats(n, str(v)) for n in names for v in runtime.models.versions(n) or [1]
+    ]
 
 
 @router.get(
@@ -102,8 +133,7 @@ async def all_stats(request: Request, runtime: RuntimeDep) -> dict:
 async def stats(
     request: Request, runtime: RuntimeDep, name: str, version: str | None = None
 ) -> dict:
-    r = _runner(runtime, name, version)
-    return {"model_stats": [_metrics(request).model_stats(r.name, VERSION)]}
+    return {"model_stats": stats_rows(runtime, _metrics(request), name, version)}
 
 
 @router.get(
@@ -118,4 +148,6 @@ async def config(
     runtime: RuntimeDep, settings: SettingsDep, name: str, version: str | None = None
 ) -> dict:
     r = _runner(runtime, name, version)
-    return model_config(r, settings.max_batch_size, settings.max_batch_delay_ms)
+    return model_config(
+        r, settings.max_batch_size, settings.max_batch_delay_ms, settings.version_policy
+    )

@@ -4,8 +4,10 @@
 (``READY``, ``LOADING``, ``UNAVAILABLE`` and why); ``POST /v2/repository/models/{name}/load``
 loads or reloads a folder (the new copy is swapped in once warm; requests in flight finish on the
 old one; a failed reload leaves the old one serving and answers why); ``…/unload`` stops serving
-one. ``tritonclient``'s ``get_model_repository_index``, ``load_model`` and ``unload_model`` call
-these. Like every ``/v2`` route they need an API key when FRAMECAST_API_KEYS is set.
+one; ``GET …/labels`` and ``PUT …/labels/{label}`` (``{"version": n}``) read and move a
+model's version labels (kept in its folder's labels.json). ``tritonclient``'s
+``get_model_repository_index``, ``load_model`` and ``unload_model`` call these. Like every
+``/v2`` route they need an API key when FRAMECAST_API_KEYS is set.
 """
 
 from __future__ import annotations
@@ -76,3 +78,29 @@ async def unload(request: Request, name: str, runtime: RuntimeDep) -> dict:
     await _options(request)
     await run_in_threadpool(runtime.unload_model, name)
     return {}
+
+
+@router.get(
+    "/models/{name}/labels",
+    summary="A model's version labels (stable, canary…) and the versions they name",
+    response_model=None,
+)
+async def labels(name: str, runtime: RuntimeDep) -> dict:
+    runtime.get(name)  # 404 for a model not served
+    return {"name": name, "labels": runtime.models.labels(name)}
+
+
+@router.put(
+    "/models/{name}/labels/{label}",
+    summary='Point a label at a served version (body {"version": 2}); written to labels.json',
+    response_model=None,
+)
+async def move_label(request: Request, name: str, label: str, runtime: RuntimeDep) -> dict:
+    opts = await _options(request)
+    version = opts.get("version")
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise V2Error(f'the body must be {{"version": N}} with N a served version, got {version!r}')
+    persisted = await run_in_threadpool(runtime.set_label, name, label, version)
+    return {"name": name, "labels": runtime.models.labels(name), "persisted": persisted}

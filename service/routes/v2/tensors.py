@@ -14,7 +14,6 @@ from service.checks import require_horizon, require_unit_range
 from service.errors import BadRequest
 from service.inference import Runner
 
-VERSION = "1"
 INPUT = "frames"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
@@ -284,7 +283,11 @@ def encode_response(
             a = np.asarray(arrays[name], dtype="<f4")
             out.update(datatype="FP32", shape=list(a.shape), data=a.reshape(-1).tolist())
         outputs.append(out)
-    body: dict[str, Any] = {"model_name": runner.name, "model_version": VERSION, "outputs": outputs}
+    body: dict[str, Any] = {
+        "model_name": runner.name,
+        "model_version": str(runner.version),
+        "outputs": outputs,
+    }
     if "id" in req:
         body["id"] = req["id"]
     if parameters:

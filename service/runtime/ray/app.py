@@ -199,6 +199,7 @@ def build_apps(
                 "card": r.card,
                 "warmup_ms": r.warmup_ms,
                 "folder": str(r.folder),
+                "version": r.version,  # a versioned folder: the highest its policy serves
             }
 
         async def predict(self, context: np.ndarray, horizon: int):

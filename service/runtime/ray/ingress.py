@@ -64,6 +64,7 @@ class RemoteRunner(ManifestView):
         self.card = info["card"]
         self.warmup_ms = info["warmup_ms"]
         self.folder = Path(info["folder"])
+        self.version = int(info.get("version", 1))
         self.ready = True
 
     def expect(self) -> AbstractContextManager:

@@ -129,9 +129,14 @@ def test_other_methods_and_routes_are_untouched(pair):
 @pytest.mark.parametrize(
     "query,expected",
     [
-        (b"", {"top_k": 3, "resize": True, "fit": "stretch"}),
-        (b"top_k=7&fit=crop&resize=Off", {"top_k": 7, "resize": False, "fit": "crop"}),
-        (b"start=3&stride=2", {"top_k": 3, "resize": True, "fit": "stretch"}),
+        (b"", {"top_k": 3, "resize": True, "fit": "stretch", "version": None}),
+        (
+            b"top_k=7&fit=crop&resize=Off",
+            {"top_k": 7, "resize": False, "fit": "crop", "version": None},
+        ),
+        (b"start=3&stride=2", {"top_k": 3, "resize": True, "fit": "stretch", "version": None}),
+        (b"version=canary", {"top_k": 3, "resize": True, "fit": "stretch", "version": "canary"}),
+        (b"version=", None),  # empty: the full app reads it
         (b"top_k=1&top_k=2", None),
         (b"top_k=+2", None),
         (b"top_k=", None),

@@ -47,7 +47,7 @@ def test_lifecycle_unload_takes_the_runner_out_and_forget_drops_it(models_dir):
     assert reg.serve(runner) is None and runner.ready
     assert reg.get("conv2d_lstm_classify") is runner
     assert reg.states() == {"conv2d_lstm_classify": "ready"}
-    assert reg.unload("conv2d_lstm_classify") is runner
+    assert reg.unload("conv2d_lstm_classify") == [runner]  # every version it served
     runner.close()
     assert reg.find(task="classify") == [] and reg.states()["conv2d_lstm_classify"] == "unloaded"
     try:

@@ -60,7 +60,7 @@ def test_the_config_says_the_tensors_and_the_batchers_settings(tc):
     assert cfg["instance_group"][0]["kind"] == "KIND_CPU"
     classify = tc.get_model_config(CL, model_version="1")
     assert [o["name"] for o in classify["output"]] == ["scores"]
-    with pytest.raises(InferenceServerException, match="version '2' is not served"):
+    with pytest.raises(InferenceServerException, match="does not serve version 2; it serves 1"):
         tc.get_model_config(NF, model_version="2")
     with pytest.raises(InferenceServerException, match="no model named"):
         tc.get_model_config("nope")
