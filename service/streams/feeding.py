@@ -120,13 +120,15 @@ async def _advance(
 
         async def one(k: int) -> tuple[dict, dict]:
             adv = await advance(streams[k], prepared[k].context, opts.horizon, [tickets[k]])
-            spent = (time.perf_counter() - t1) * 1000.0
-            phases = {
+            t2 = time.perf_counter()
+            answer = _answer(streams[k], adv, prepared[k], opts, (t2 - t1) * 1000.0)
+            phases = {  # every phase of the statistics extension, each once a post
                 "decode": (t1 - t0) * 1000.0,
                 "queue": adv.timing.queued_ms,
                 "model": adv.timing.inference_ms,
+                "encode": (time.perf_counter() - t2) * 1000.0,
             }
-            return _answer(streams[k], adv, prepared[k], opts, spent), phases
+            return answer, phases
 
         return list(await asyncio.gather(*(one(k) for k in range(len(streams)))))
 

@@ -141,7 +141,13 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
         runner = _runner(self.runtime, r.model_name, r.model_version or None)
         req, binary = codec.request_dict(r)
         wanted, arrays, answers, params = await run(
-            runner, req, binary, self.settings.max_horizon, t_start, self.app.state.streams
+            runner,
+            req,
+            binary,
+            self.settings.max_horizon,
+            t_start,
+            self.app.state.streams,
+            self.metrics,
         )
         resp = codec.infer_response(req, runner, wanted, arrays, params)
         for answer in answers:
@@ -182,7 +188,14 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
     async def ModelConfig(self, request: Any, context: Any) -> pb.ModelConfigResponse:  # noqa: N802
         runner = _runner(self.runtime, request.name, request.version or None)
         s = self.settings
-        config = model_config(runner, s.max_batch_size, s.max_batch_delay_ms, s.version_policy)
+        config = model_config(
+            runner,
+            s.max_batch_size,
+            s.max_batch_delay_ms,
+            s.version_policy,
+            s.stream_idle_timeout_s,
+            s.stream_max_per_model,
+        )
         return pb.ModelConfigResponse(config=codec.config_message(config))
 
     @_guarded

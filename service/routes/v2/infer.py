@@ -61,6 +61,7 @@ from service.routes.v2.tensors import (
 )
 from service.streams.sequences import infer_sequence, sequence_of
 from service.streams.store import StreamStore
+from service.telemetry import Metrics
 
 _V2_ERROR = {
     "content": {
@@ -283,7 +284,7 @@ async def infer(
     req, binary = split_body(body, n)
     streams = request.app.state.streams
     wanted, arrays, answers, params = await run(
-        runner, req, binary, settings.max_horizon, t_start, streams
+        runner, req, binary, settings.max_horizon, t_start, streams, runtime.metrics
     )
     response = encode_response(req, runner, wanted, arrays, params)
     for answer in answers:  # each clip's phases into /metrics, as /v1 records them
@@ -298,17 +299,19 @@ async def run(
     max_horizon: int,
     t_start: float,
     streams: StreamStore | None = None,
+    metrics: Metrics | None = None,
 ) -> tuple[list[tuple[str, bool, int | None]], dict[str, np.ndarray], list[inference.Answer], dict]:
     """One V2 inference request, parsed (``req`` as the JSON header, ``binary`` the tensor bytes
     after it): the outputs asked for, the arrays, each clip's answer and the response's
     parameters. A request with a ``sequence_id`` is one step of a stream in ``streams``
-    (``service/streams/sequences.py``). HTTP (above) and gRPC (grpc_service.py) both call it."""
+    (``service/streams/sequences.py``; its phases into ``metrics``, as a stream's). HTTP
+    (above) and gRPC (grpc_service.py) both call it."""
     seq = sequence_of(req)
     if seq is not None and streams is not None:
         clips = await run_in_threadpool(partial(parse_inputs, whole=True), req, binary, runner)
         steps = horizon_of(req, max_horizon) or 1
         wanted = requested_outputs(req, runner, steps)
-        arrays, params = await infer_sequence(streams, runner, seq, clips, steps)
+        arrays, params = await infer_sequence(streams, runner, seq, clips, steps, metrics)
         return wanted, arrays, [], params
     clips = await run_in_threadpool(parse_inputs, req, binary, runner)  # (batch, T, H, W, C)
     horizon = horizon_of(req, max_horizon)

@@ -50,9 +50,32 @@ def version_policy(r: Runner, default: str) -> dict:
 
 
 def model_config(
-    r: Runner, max_batch_size: int, max_delay_ms: float, policy: str = "latest:1"
+    r: Runner,
+    max_batch_size: int,
+    max_delay_ms: float,
+    policy: str = "latest:1",
+    idle_s: float | None = None,
+    max_sequences: int | None = None,
 ) -> dict[str, Any]:
-    """``r`` in Triton's JSON model configuration (``policy``: the default version policy)."""
+    """``r`` in Triton's JSON model configuration (``policy``: the default version policy).
+
+    A next-frame model takes sequences (the sequence extension: ``parameters.sequence_id``,
+    ``sequence_start``, ``sequence_end``; each is one of framecast's streams, ``idle_s`` its
+    idle timeout, ``max_sequences`` how many may be open), so its scheduling is Triton's
+    ``sequence_batching`` with the ``oldest`` strategy: the steps of different sequences are
+    batched by the same batcher as other requests, whose settings it carries. Triton's config
+    holds one scheduler (a oneof in the protobuf), so a classifier's is ``dynamic_batching``."""
+    out = _config(r, max_batch_size, max_delay_ms, policy)
+    if r.manifest.task == "next_frame" and idle_s is not None:
+        batching = out.pop("dynamic_batching")
+        out["sequence_batching"] = {
+            "max_sequence_idle_microseconds": int(idle_s * 1e6),
+            "oldest": {"max_candidate_sequences": max_sequences or 1, **batching},
+        }
+    return out
+
+
+def _config(r: Runner, max_batch_size: int, max_delay_ms: float, policy: str) -> dict[str, Any]:
     gpu = r.placement.device.startswith("gpu")
     (inp,) = input_specs(r)
     buckets = getattr(r, "buckets", None) or (max_batch_size,)
@@ -149,5 +172,10 @@ async def config(
 ) -> dict:
     r = _runner(runtime, name, version)
     return model_config(
-        r, settings.max_batch_size, settings.max_batch_delay_ms, settings.version_policy
+        r,
+        settings.max_batch_size,
+        settings.max_batch_delay_ms,
+        settings.version_policy,
+        settings.stream_idle_timeout_s,
+        settings.stream_max_per_model,
     )

@@ -200,6 +200,14 @@ def test_config_is_the_http_config(served):
     assert {o["name"]: [int(d) for d in o["dims"]] for o in g["output"]} == {
         o["name"]: o["dims"] for o in h["output"]
     }
+    g_oldest, h_oldest = g["sequence_batching"]["oldest"], h["sequence_batching"]["oldest"]
+    assert [int(b) for b in g_oldest["preferred_batch_size"]] == h_oldest["preferred_batch_size"]
+    assert (
+        int(g["sequence_batching"]["max_sequence_idle_microseconds"])
+        == (h["sequence_batching"]["max_sequence_idle_microseconds"])
+    )
+    g = served.grpc.get_model_config(CL, as_json=True)["config"]
+    h = served.http.get_model_config(CL)
     assert [int(b) for b in g["dynamic_batching"]["preferred_batch_size"]] == h["dynamic_batching"][
         "preferred_batch_size"
     ]

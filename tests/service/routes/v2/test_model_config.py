@@ -54,12 +54,23 @@ def test_the_config_says_the_tensors_and_the_batchers_settings(tc):
         "next_frame": [H, W, 1],
         "rollout": [-1, H, W, 1],
     }
-    batching = cfg["dynamic_batching"]
+    # a next-frame model takes sequences (its streams): sequence_batching, the "oldest"
+    # strategy carrying the batcher's settings (Triton's config holds one scheduler)
+    assert "dynamic_batching" not in cfg
+    sequences = cfg["sequence_batching"]
+    idle = Settings().stream_idle_timeout_s
+    assert sequences["max_sequence_idle_microseconds"] == int(idle * 1e6)
+    batching = sequences["oldest"]
+    assert batching["max_candidate_sequences"] == Settings().stream_max_per_model
     assert batching["max_queue_delay_microseconds"] == 3500
     assert batching["preferred_batch_size"][-1] == 6 and batching["preferred_batch_size"][0] == 1
     assert cfg["instance_group"][0]["kind"] == "KIND_CPU"
     classify = tc.get_model_config(CL, model_version="1")
     assert [o["name"] for o in classify["output"]] == ["scores"]
+    assert "sequence_batching" not in classify  # a classifier: the dynamic batcher alone
+    batching = classify["dynamic_batching"]
+    assert batching["max_queue_delay_microseconds"] == 3500
+    assert batching["preferred_batch_size"][-1] == 6 and batching["preferred_batch_size"][0] == 1
     with pytest.raises(InferenceServerException, match="does not serve version 2; it serves 1"):
         tc.get_model_config(NF, model_version="2")
     with pytest.raises(InferenceServerException, match="no model named"):
