@@ -4,6 +4,7 @@
     python3 bench/perf_analyzer.py [--dir runs/perf_analyzer] [--concurrency 1,2,4,8]
         [--models conv2d_lstm_classify,convlstm2d_classify] [--interval-ms 5000]
         [--protocols http,grpc] [--out docs/bench/perf_analyzer.json] [--pause-pid PID]
+        [--models-dir DIR]                                    # a models folder of your own
 
 It starts ``framecast serve`` with the bundled models on a free loopback port (and gRPC on
 another, ``--grpc-port``) and runs perf_analyzer over HTTP and over gRPC (``-i grpc``) for each
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stability", type=int, default=15, help="perf_analyzer's stability %%")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "perf_analyzer.json")
     p.add_argument("--protocols", default="http,grpc")
+    p.add_argument(
+        "--models-dir", type=Path, default=None, help="serve this models folder (default: bundled)"
+    )
     p.add_argument("--pause-pid", type=int, action="append", default=[])
     args = p.parse_args(argv)
     protocols = args.protocols.split(",")
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ports = {"http": port, "grpc": grpc_port}
     env = {**os.environ, "FRAMECAST_LOAD_MODE": "blocking", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("FRAMECAST_API_KEYS", None)
+    if args.models_dir is not None:
+        env["FRAMECAST_MODELS_DIR"] = str(args.models_dir)
     cmd = [sys.executable, "-m", "service.cli", "serve", "--host", HOST, "--port", str(port)]
     cmd += ["--grpc-port", str(grpc_port), "--log-level", "warning"]
     results: dict[str, dict] = {}
@@ -126,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "options": f"-i {'|'.join(protocols)} --input-data zero "
         f"--measurement-interval {args.interval_ms} "
         f"--stability-percentage {args.stability} --max-trials 20, batch 1",
-        "machine": f"{os.cpu_count()} CPUs, bundled models",
+        "machine": f"{os.cpu_count()} CPUs, "
+        + (f"models from {args.models_dir}" if args.models_dir else "bundled models"),
         "models": results,
     }
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
