@@ -1,6 +1,7 @@
 """The README's model table, rendered from the committed model cards (never typed by hand).
 
-python3 -m models.report            # Markdown table of every model under models/
+python3 -m models.report            # Markdown table of every model under models/, and of the
+                                    # evaluated runs under models/resume/ (not served)
 python3 -m models.report DIR ...    # of the given model folders
 """
 
@@ -17,8 +18,29 @@ def _f(v: float | None, nd: int = 1) -> str:
     return "—" if v is None else f"{v:,.{nd}f}"
 
 
+RESUME = BUNDLED_DIR / "resume"  # resume states of runs; one with a card was evaluated
+
+
+def default_folders() -> list[Path]:
+    """The served models, then the evaluated runs kept as resume states (models/resume/*)."""
+    runs = sorted(p for p in RESUME.iterdir() if (p / "card.json").is_file())
+    return discover(BUNDLED_DIR) + runs
+
+
+def _label(folder: Path, card: dict) -> str:
+    label = card["name"]
+    label += " (carried state)" if card.get("rollout") == "carried_state" else ""
+    if folder.resolve().parent == RESUME.resolve():
+        label += f", run `{folder.name}`, not served"
+    return label
+
+
 def table(folders: list[Path]) -> str:
-    cards = [c for c in (read_card(f) for f in folders) if c]
+    cards = []
+    for f in folders:
+        c = read_card(f)
+        if c:
+            cards.append({**c, "label": _label(f, c)})
     nf = [c for c in cards if c["task"] == "next_frame"]
     cl = [c for c in cards if c["task"] == "classify"]
     out = []
@@ -31,8 +53,7 @@ def table(folders: list[Path]) -> str:
         for c in nf:
             m = c["metrics"]
             out.append(
-                f"| {c['name']}{' (carried state)' if c.get('rollout') == 'carried_state' else ''}"
-                f" | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G | "
+                f"| {c['label']} | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G | "
                 f"{_f(m['latency_ms']['one_clip_next_frame'])} | "
                 f"**{_f(m['rollout']['mse_per_frame'])}** | "
                 f"{_f(m['rollout']['mae_per_frame'])} | {_f(m['rollout']['ssim'], 3)} | "
@@ -61,7 +82,7 @@ def table(folders: list[Path]) -> str:
         for c in cl:
             m = c["metrics"]
             out.append(
-                f"| {c['name']} | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G "
+                f"| {c['label']} | {c['params'] / 1e6:.2f} M | {c['flops_per_clip'] / 1e9:.2f} G "
                 f"| {_f(m['latency_ms']['one_clip_classify'])} | **{m['accuracy'] * 100:.2f}%** | "
                 f"{m['top_2_accuracy'] * 100:.2f}% | {c['training'].get('clips_seen', 0):,} |"
             )
@@ -73,7 +94,7 @@ def table(folders: list[Path]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    folders = [Path(a) for a in argv] if argv else discover(BUNDLED_DIR)
+    folders = [Path(a) for a in argv] if argv else default_folders()
     print(table(folders))
     return 0
 

@@ -216,14 +216,51 @@ def test_perf_analyzer_table_in_the_readme():
     assert perf_analyzer_table(report) in README
 
 
-def test_the_equal_budget_conv2d_lstm_figure_is_its_cards():
-    """The README's figure for the finished equal-budget Conv2D+LSTM run (not served) is the
-    held-out evaluation committed beside its resume state."""
-    card = json.loads((ROOT / "models" / "resume" / "conv2d_lstm_bf16" / "card.json").read_text())
-    mse = card["metrics"]["rollout"]["mse_per_frame"]
-    clips = card["training"]["clips_seen"]
+def _card(*parts: str) -> dict:
+    return json.loads((ROOT / "models" / Path(*parts) / "card.json").read_text())
+
+
+def test_the_equal_budget_comparison_in_the_prose_is_the_cards():
+    """The README's equal-budget comparison (per-step curves, the 10→10 figures, the clips and
+    the parameters) is read from the served ConvLSTM2D's card and the card of the finished
+    Conv2D+LSTM run committed beside its resume state; the budgets are equal within 5 % and
+    the parameters within 10 %."""
+    conv = _card("convlstm2d_next_frame")
+    dense = _card("resume", "conv2d_lstm_bf16")
     text = " ".join(README.split())
-    assert f"has finished its {clips:,} clips at **{mse:.1f}**" in text
+    for card in (conv, dense):
+        steps = card["metrics"]["rollout"]["per_step"]["mse_per_frame"]
+        assert ", ".join(f"{v:.1f}" for v in steps) in text, card["name"]
+    a, b = (c["metrics"]["rollout"]["mse_per_frame"] for c in (conv, dense))
+    assert f"**{a:.1f} against {b:.1f}**" in text
+    clips = {c["training"]["clips_seen"] for c in (conv, dense)}
+    assert len(clips) == 1 and f"**{clips.pop():,} clips each**" in text
+    pa, pb = conv["params"], dense["params"]
+    assert abs(pa - pb) / max(pa, pb) < 0.10
+    assert f"{abs(pa - pb) / max(pa, pb) * 100:.1f} % apart" in text
+
+
+def test_rollout_cost_figures_in_the_prose():
+    """horizon=10 against horizon=1 and against the sliding window, from the rollout bench."""
+    text = " ".join(README.split())
+    conv = json.loads((BENCH / "rollout_bench.json").read_text())
+    sv = conv["serving"]
+    carried = sv["carried_state"]
+    assert (
+        f"{carried['median_ms']:.1f} ms against {sv['sliding_window']['median_ms']:.1f} ms" in text
+    )
+    assert (
+        f"{carried['horizon_cost']:.2f}× its `horizon=1` ({carried['horizon_1_median_ms']:.1f} ms)"
+        in text
+    )
+    assert f"{conv['speedup']['evaluation']:.2f}× the clips/s" in text
+    dense = json.loads((BENCH / "rollout_bench_conv2d_lstm.json").read_text())
+    c = dense["serving"]["carried_state"]
+    assert (
+        f"`horizon=10` is {c['median_ms']:.1f} ms, {c['horizon_cost']:.2f}× its `horizon=1` "
+        in text
+    )
+    assert f"({c['horizon_1_median_ms']:.1f} ms)" in text
 
 
 def test_stream_past_context_figures_in_the_prose():
