@@ -263,6 +263,23 @@ def test_rollout_cost_figures_in_the_prose():
     assert f"({c['horizon_1_median_ms']:.1f} ms)" in text
 
 
+def test_horizon_cost_through_the_service_in_the_prose():
+    report = json.loads((BENCH / "horizon_cost.json").read_text())
+    text = " ".join(README.split())
+    k = report["horizon"]
+    for name, label in (
+        ("conv2d_lstm_next_frame", "Conv2D+LSTM"),
+        ("convlstm2d_next_frame", "ConvLSTM2D"),
+    ):
+        r = report["models"][name]
+        one, many = r["horizon_1_median_ms"], r[f"horizon_{k}_median_ms"]
+        assert (
+            f"{r['cost']:.2f}× `horizon=1` on the {label} ({many:.1f} ms against {one:.1f} ms)"
+            in text
+            or (f"{r['cost']:.2f}× on the {label} ({many:.1f} ms against {one:.1f} ms)" in text)
+        ), label
+
+
 def test_stream_past_context_figures_in_the_prose():
     """The ratios and the drift quoted under the past-context table come from its JSON."""
     report = json.loads((BENCH / "stream_past_context.json").read_text())
