@@ -109,14 +109,27 @@ def _find(directory: Path, stems: tuple[str, ...]) -> Path | None:
     return None
 
 
-def portable_path(path: Path) -> str:
+def portable_path(path: str | os.PathLike, *, project: str | os.PathLike | None = None) -> str:
     """``path`` as a card may name it: relative to the project when it is inside the project or
     beside it (``../shared/data/mnist``), else as the setting that names it
-    (``$FRAMECAST_MNIST_DIR``), never this machine's absolute path."""
-    project = Path(__file__).resolve().parent.parent
-    rel = Path(os.path.relpath(path.resolve(), project))
-    if rel.parts[:1] != ("..",) or rel.parts[1:2] != ("..",):  # inside, or one level up
-        return rel.as_posix()
+    (``$FRAMECAST_MNIST_DIR``), never this machine's absolute path.
+
+    The path is named as given first (``os.path.abspath``: ``..`` folded, links not followed), so
+    a data folder reached through a link beside the project (``../shared`` -> elsewhere) keeps
+    the name it was reached by; only when that is neither inside nor beside the project are the
+    resolved forms (links followed) tried. ``project`` is the project root (default: this
+    checkout)."""
+    path = Path(path)
+    if project is None:
+        given_root = Path(os.path.abspath(__file__)).parent.parent
+    else:
+        given_root = Path(os.path.abspath(project))
+    real_root = given_root.resolve()
+    given, real = os.path.abspath(path), path.resolve()
+    for p, root in ((given, given_root), (given, real_root), (real, real_root)):
+        rel = Path(os.path.relpath(p, root))
+        if rel.parts[:1] != ("..",) or rel.parts[1:2] != ("..",):  # inside, or one level up
+            return rel.as_posix()
     return f"${MNIST_DIR_ENV}" + (f" ({path.name})" if path.suffix else "")
 
 

@@ -178,3 +178,27 @@ def test_the_data_source_a_card_names_is_never_this_machines_absolute_path(tmp_p
     _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", imgs)
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(10_000) % 10)
     assert str(tmp_path) not in D.load_mnist(tmp_path).source
+
+
+def test_a_data_folder_linked_beside_the_project_is_named_by_the_link(tmp_path):
+    """``../shared`` as a link to a folder elsewhere: named as reached, not as its far target."""
+    project = tmp_path / "checkout" / "framecast"
+    (project / "models").mkdir(parents=True)
+    target = tmp_path / "disks" / "big" / "shared"
+    (target / "data" / "mnist").mkdir(parents=True)
+    (project.parent / "shared").symlink_to(target, target_is_directory=True)
+    linked = project.parent / "shared" / "data" / "mnist"
+    assert linked.resolve() == (target / "data" / "mnist").resolve()  # the link is followed
+    assert D.portable_path(linked, project=project) == "../shared/data/mnist"
+    assert (
+        D.portable_path(linked / "mnist.npz", project=project) == "../shared/data/mnist/mnist.npz"
+    )
+    assert D.portable_path(project / "models", project=project) == "models"
+    # The far target itself, named directly, is two levels out: the setting's name, not its path.
+    far = target / "data" / "mnist"
+    assert D.portable_path(far, project=project) == "$FRAMECAST_MNIST_DIR"
+    # A link elsewhere that leads into the project falls back to the resolved form.
+    (tmp_path / "into").symlink_to(project / "models", target_is_directory=True)
+    assert D.portable_path(tmp_path / "into", project=project) == "models"
+    for p in (linked, far, tmp_path / "into"):
+        assert str(tmp_path) not in D.portable_path(p, project=project)

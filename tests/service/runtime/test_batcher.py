@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -328,6 +329,45 @@ def test_server_timing_header_and_phase_metrics(client):
     text = client.get("/metrics").text
     for phase in ("decode", "queue", "model", "encode"):
         assert f'framecast_request_phase_seconds_count{{model="{NF}",phase="{phase}"}}' in text
+
+
+def test_server_timing_keeps_queue_time_out_of_the_model_phase(client, runtime, monkeypatch):
+    """A request that waits in the queue: ``model`` is the model calls' time alone (the
+    ``X-Inference-Ms`` header's figure), ``queue`` is the wait, on its own, and the phases fit
+    in ``total``. The worker is held until the request is queued (told by the queue-depth
+    callback, not by sleeping) and released once at least ``wait_s`` has passed since then, so the
+    queue phase is at least ``wait_s`` by construction."""
+    wait_s = 0.002
+    runner = runtime.runners[NF]
+    queued, at = threading.Event(), []
+    told = runner.batcher.on_queue
+
+    def on_queue(depth: int) -> None:
+        told(depth)
+        if depth == 2 and not queued.is_set():  # the holding job + this request
+            at.append(time.perf_counter())  # after the request's enqueue time was taken
+            queued.set()
+
+    monkeypatch.setattr(runner.batcher, "on_queue", on_queue)
+    with ThreadPoolExecutor(1) as pool, Held(runner) as held:
+        future = pool.submit(client.post, f"/v1/models/{NF}/predict", files=files(clip()))
+        assert queued.wait(30), "the request never reached the queue"
+        while (left := at[0] + wait_s - time.perf_counter()) > 0:
+            held.release.wait(left)  # nobody sets it yet: a bounded wait of `left` seconds
+        assert not future.done()  # still waiting behind the held worker
+        held.release.set()
+        r = future.result(timeout=60)
+    assert r.status_code == 200, r.text
+    timing = {
+        k: float(v) for k, v in (p.split(";dur=") for p in r.headers["server-timing"].split(", "))
+    }
+    assert set(timing) == {"decode", "queue", "model", "encode", "total"}
+    # the header and X-Inference-Ms both print the same figure to 2 decimals
+    assert r.headers["x-inference-ms"] == f"{timing['model']:.2f}"
+    assert timing["model"] > 0
+    assert timing["queue"] >= wait_s * 1000 - 0.005  # the wait, rounded to 2 decimals
+    phases = timing["decode"] + timing["queue"] + timing["model"] + timing["encode"]
+    assert phases <= timing["total"] + 0.025  # 5 figures, each rounded by at most 0.005
 
 
 def test_a_timed_out_request_leaves_the_queue_and_is_never_run(make_runner, monkeypatch):

@@ -80,3 +80,71 @@ def test_a_rollout_of_no_step_is_invalid_input():
         with pytest.raises(InvalidInput, match="at least 1 step, got horizon=0"):
             policy.begin(clip, 0)
         assert policy.begin(clip, 2).steps == 2
+
+
+def test_a_free_time_axis_gives_each_clip_its_own_answer_when_lengths_interleave():
+    """Clips of two lengths in one step of a free-time-axis model: one call per length, and each
+    payload gets the frames its own clip led to (row ``j`` of its length's batch), not another
+    length's or another row's."""
+    from service.runtime.policies import Growing
+
+    policy = Growing((None, 3, 3, 1))
+    lengths, fills = (2, 4, 2, 4), (10.0, 20.0, 30.0, 40.0)
+    payloads = [
+        policy.begin(np.full((n, 3, 3, 1), v, np.float32), 2) for n, v in zip(lengths, fills)
+    ]
+    seen: list[tuple[int, ...]] = []
+
+    def model(batch):  # a sequence output: frame t is input frame t plus the clip's length
+        seen.append(batch.shape)
+        return batch + batch.shape[1]
+
+    first = policy.step(payloads, lambda n: n + 1, {"model": model})  # a zero row pads each
+    assert first == [None] * 4
+    assert sorted(seen) == [(3, 2, 3, 3, 1), (3, 4, 3, 3, 1)]
+    assert [len(p.window) for p in payloads] == [3, 5, 3, 5]  # growing: every frame kept
+    seen.clear()
+    done = policy.step(payloads, lambda n: n + 1, {"model": model})
+    assert sorted(seen) == [(3, 3, 3, 3, 1), (3, 5, 3, 3, 1)]
+    for n, v, got in zip(lengths, fills, done):
+        # step 1: v + n; step 2 reads that last frame from a window of n + 1 frames
+        want = np.stack([np.full((3, 3, 1), v + n), np.full((3, 3, 1), v + n + n + 1)])
+        assert got is not None, (n, v)
+        np.testing.assert_array_equal(got, want.astype(np.float32), err_msg=f"{n=} {v=}")
+
+
+def test_carried_state_gives_each_fresh_clip_its_own_answer_when_lengths_interleave():
+    """Fresh clips of two lengths (one context call per length) beside a clip past its context
+    (the step call), in one step: each payload gets its own frame and states."""
+    from models.rollout import Rollout
+    from service.runtime.policies import CarriedState
+
+    policy = CarriedState((None, 3, 3, 1), [(2,)])
+    lengths, fills = (2, 4, 2, 4), (10.0, 20.0, 30.0, 40.0)
+    fresh = [policy.begin(np.full((n, 3, 3, 1), v, np.float32), 1) for n, v in zip(lengths, fills)]
+    going = Rollout(np.zeros((2, 3, 3, 1), np.float32), 2)
+    going.outputs = [np.full((3, 3, 1), 5.0, np.float32)]
+    going.states = [np.array([7.0, 8.0], np.float32)]
+    seen: dict[str, list] = {"context": [], "step": []}
+
+    def context(batch):  # → [next frames (bucket, 1, H, W, C), states (bucket, 2)]
+        seen["context"].append(batch.shape)
+        frames = batch[:, -1:] + batch.shape[1]
+        return [frames, np.repeat(frames.reshape(len(batch), -1)[:, :1], 2, axis=1)]
+
+    def step(inputs):  # [frames (bucket, 1, H, W, C), states] → the same
+        seen["step"].append(inputs[0].shape)
+        frames, states = inputs
+        return [frames + states[:, :1, None, None, None], states + 1]
+
+    payloads = [fresh[0], fresh[1], going, fresh[2], fresh[3]]
+    calls = {"context": context, "step": step}
+    done = policy.step(payloads, lambda n: n + 1, calls)  # a zero row pads each
+    assert sorted(seen["context"]) == [(3, 2, 3, 3, 1), (3, 4, 3, 3, 1)]
+    assert seen["step"] == [(2, 1, 3, 3, 1)]
+    wants = [v + n for n, v in zip(lengths, fills)]  # the context's next frame: last + length
+    for got, want in zip([done[0], done[1], done[3], done[4]], wants):
+        assert got is not None, want
+        np.testing.assert_array_equal(got, np.full((1, 3, 3, 1), want, np.float32))
+    assert done[2] is not None
+    np.testing.assert_array_equal(done[2][1], np.full((3, 3, 1), 5.0 + 7.0, np.float32))

@@ -5,6 +5,7 @@ metadata, the stream, the repository calls and the drain."""
 
 from __future__ import annotations
 
+import io
 import queue
 import socket
 
@@ -14,7 +15,7 @@ import pytest
 
 from service.app import create_app
 from service.config import Settings
-from tests.service.helpers import FRAMES, H, W, require
+from tests.service.helpers import FRAMES, H, W, npy, require
 from tests.service.live import live_server
 
 grpcclient = require("tritonclient.grpc", "tritonclient[grpc]")
@@ -95,6 +96,57 @@ def test_next_frame_answers_as_over_http(served):
     assert g.as_numpy("rollout").shape == (3, 3, H, W, 1)
     np.testing.assert_allclose(g.as_numpy("rollout"), h.as_numpy("rollout"), atol=1e-6)
     np.testing.assert_array_equal(g.as_numpy("next_frame"), g.as_numpy("rollout")[:, 0])
+
+
+def _v1(served, path: str, clip: np.ndarray, **params) -> httpx.Response:
+    """One clip to a ``/v1`` route as a raw ``.npy`` body (float32, as over gRPC)."""
+    r = httpx.post(
+        f"{served.url}/v1/models/{path}",
+        params=params,
+        content=npy(clip),
+        headers={"content-type": "application/x-npy"},
+        timeout=120.0,
+    )
+    assert r.status_code == 200, r.text
+    return r
+
+
+@pytest.mark.parametrize("name", [NF, "conv2d_lstm_next_frame"])
+def test_next_frame_and_rollout_answer_as_the_v1_route(served, name):
+    """gRPC's raw outputs against ``/v1``'s ``.npy`` answer (its own encoding, which names its
+    byte order), clip by clip: a byte-order or layout slip shared by gRPC and the V2 HTTP binary
+    extension shows here."""
+    x, k = _clips(3, seed=7), 3
+    g = served.grpc.infer(
+        name,
+        [_input(grpcclient, x)],
+        outputs=[grpcclient.InferRequestedOutput(n) for n in ("next_frame", "rollout")],
+        parameters={"horizon": k},
+    )
+    rollout, nxt = g.as_numpy("rollout"), g.as_numpy("next_frame")
+    assert rollout.shape == (3, k, H, W, 1) and nxt.shape == (3, H, W, 1)
+    for i, clip in enumerate(x):
+        r = _v1(served, f"{name}/predict", clip, horizon=k, output="npy")
+        assert r.headers["content-type"] == "application/x-npy"
+        want = np.load(io.BytesIO(r.content), allow_pickle=False)
+        assert want.shape == (k, H, W, 1)
+        np.testing.assert_allclose(rollout[i], want, atol=1e-5, err_msg=f"clip {i}")
+        np.testing.assert_allclose(nxt[i], want[0], atol=1e-5, err_msg=f"clip {i}")
+
+
+@pytest.mark.parametrize("name", [CL, "convlstm2d_classify"])
+def test_classifier_scores_answer_as_the_v1_route(served, name):
+    """gRPC's score vector (class order) against ``/v1``'s JSON scores (by class name)."""
+    x = _clips(3, seed=8)
+    scores = served.grpc.infer(name, [_input(grpcclient, x)]).as_numpy("scores")
+    names = served.app.state.runtime.runners[name].manifest.class_names
+    assert names and scores.shape == (3, len(names))
+    for i, clip in enumerate(x):
+        body = _v1(served, f"{name}/classify", clip).json()
+        by_name = {s["class_name"]: s["score"] for s in body["scores"]}
+        assert set(by_name) == set(names)
+        want = np.array([by_name[n] for n in names], np.float32)
+        np.testing.assert_allclose(scores[i], want, atol=1e-5, err_msg=f"clip {i}")
 
 
 def test_every_output_when_none_is_asked_for(served):
