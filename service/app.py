@@ -117,12 +117,21 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        blocking = settings.load_mode == "blocking"
+        if blocking:  # every model loaded and warm (else it raises and aborts start-up) before
+            runtime.start()  # the gRPC port below and the HTTP socket (after this) listen
         grpc_server = None
         if settings.grpc_port is not None:  # V2 over gRPC beside HTTP, on this event loop
             from service.routes.v2.grpc_service import start_server
 
-            grpc_server = await start_server(app)
-        runtime.start()  # background thread, or blocking (raises and aborts start-up)
+            try:
+                grpc_server = await start_server(app)
+            except BaseException:
+                if blocking:  # its models are loaded: close them with the failed start-up
+                    runtime.close()
+                raise
+        if not blocking:
+            runtime.start()  # a background thread: both ports answer (503) while it loads
         try:
             yield
         finally:

@@ -46,7 +46,14 @@ class Settings(RaySettings, StreamSettings, BaseSettings):
     load_mode: Literal["background", "blocking"] = Field(
         "background",
         description="background: serve /healthz at once and load in a thread (/readyz says 503 "
-        "until done); blocking: load before accepting requests, a failure stops start-up",
+        "until done); blocking: load before accepting requests, a failure stops start-up (exit "
+        "1); a worker that `serve --workers` restarts always loads blocking",
+    )
+    load_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="wait this long before loading the models at start-up (tests: a loading "
+        "window long enough to observe, as real checkpoints make it); 0: none",
     )
     warmup: bool = Field(True, description="call every model once on its serving shape at load")
     strict_load: bool = Field(
@@ -123,6 +130,12 @@ class Settings(RaySettings, StreamSettings, BaseSettings):
         False,
         description="set by `framecast serve --workers` itself: listen on a SO_REUSEPORT socket "
         "that every worker shares",
+    )
+    ready_fd: int | None = Field(
+        None,
+        ge=0,
+        description="set by `framecast serve --workers` itself: a pipe the worker writes one "
+        "byte to once it takes connections (the supervisor's word that a restart is back)",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 log = logging.getLogger("framecast")
@@ -91,8 +92,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from service.cli.sockets import ListenError, check_free, listening_socket
 
     try:  # before anything loads: a port in use or a bad host is said at once
-        if settings.grpc_port is not None:
-            check_free(settings.host, settings.grpc_port)
+        if settings.grpc_port is not None and not settings.reuse_port:
+            check_free(settings.host, settings.grpc_port)  # a worker's: the supervisor's check
         if settings.workers > 1:  # the supervisor; each worker binds with SO_REUSEPORT
             check_free(settings.host, settings.port)
             sockets = None
@@ -133,13 +134,31 @@ def serve_command(args: argparse.Namespace) -> int:
     # lifespan. Connections are guarded below ASGI (header timeout, connection cap, keep-alive
     # limits: service/http/connections.py).
     server = DrainingServer(
-        server_config(app, settings, runtime.metrics), app.state.drain, settings.shutdown_grace_s
+        server_config(app, settings, runtime.metrics),
+        app.state.drain,
+        settings.shutdown_grace_s,
+        on_serving=lambda: _tell_ready(settings.ready_fd),  # --workers: the supervisor hears
     )
     try:
         server.run(sockets=sockets)
     except LoadError as e:  # load_mode=blocking: start-up raised
         fatal.append(str(e))
+    except SystemExit:  # uvicorn's exit 3 after a failed lifespan start-up (load_mode=blocking)
+        if not fatal:  # one that did not come from loading: uvicorn's word stands
+            raise
     if fatal or (settings.load_mode == "blocking" and not runtime.ready):
         print(f"framecast serve: {fatal[0] if fatal else 'start-up failed'}", file=sys.stderr)
         return 1
     return 0
+
+
+def _tell_ready(fd: int | None) -> None:
+    """Tell the supervisor of ``--workers`` that this worker takes connections now (one byte on
+    its pipe, FRAMECAST_READY_FD); a supervisor gone meanwhile is no error of ours."""
+    if fd is None:
+        return
+    try:
+        os.write(fd, b"1")
+        os.close(fd)
+    except OSError:
+        pass

@@ -15,8 +15,24 @@ The supervisor:
   the dead worker's requests in flight are lost. At most FRAMECAST_WORKER_RESTARTS restarts in
   any minute; past that it stops everything and exits 1 (a worker that dies at once every time
   would loop for ever).
+- **lets a restarted worker take connections only once its models are ready**: it is started
+  with ``FRAMECAST_LOAD_MODE=blocking``, so its socket is bound at once but listens only after
+  the lifespan has loaded and warmed every model (and its gRPC port, with ``--grpc-port``, is
+  opened only then too: service/app.py). Linux hands a ``SO_REUSEPORT`` connection only to a
+  socket that listens, so meanwhile every new connection reaches the other workers: no client
+  sees the restart loading (no 503 ``not_ready``, nothing refused). The first start keeps
+  ``FRAMECAST_LOAD_MODE`` as set (background by default: the port answers at once and
+  ``/readyz`` says 503 while loading, so a probe can watch the start). Every worker writes
+  one byte on a pipe (``FRAMECAST_READY_FD``) once it listens; for a restart the supervisor
+  logs ``worker i (pid p) ready after X s, taking connections``.
 - **stops everything when a worker exits with an error of its own** (exit 1: it could not serve
-  any model; 2: bad settings): every worker would meet the same cause.
+  any model; 2: bad settings): at the first start every worker would meet the same cause. A
+  *restarted* worker that exits so before it took connections (it could not load: memory
+  short, a checkpoint being replaced) while another worker serves is the exception: the
+  server goes on with the others, and it is started again after RETRY_FIRST_S, the wait
+  doubling after each failed try up to RETRY_MAX_S (not counted against
+  FRAMECAST_WORKER_RESTARTS: it cannot loop fast). With no other worker serving, it stops
+  everything as at the first start.
 - **shares one stream table** among the workers (``FRAMECAST_STREAM_DIR``, a folder it makes
   under /dev/shm when unset and removes at the end: ``service/streams/shared.py``), so a live
   stream goes on whichever worker a new connection reaches, and across a worker's restart.
@@ -37,6 +53,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from service.config import Settings
 from service.streams.shared import make_stream_dir
@@ -45,6 +62,8 @@ log = logging.getLogger("framecast")
 
 RESTART_WINDOW_S = 60.0
 KILL_AFTER_GRACE_S = 10.0
+RETRY_FIRST_S = 5.0  # a restart that could not load is tried again after this, doubling...
+RETRY_MAX_S = 300.0  # ...up to this
 
 
 def _describe(code: int) -> str:
@@ -54,6 +73,23 @@ def _describe(code: int) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with status {code}"
+
+
+@dataclass
+class Worker:
+    """One worker's process now, and what the supervisor knows of it."""
+
+    proc: subprocess.Popen
+    started: float  # time.monotonic() when it was spawned
+    restarted: bool  # started again after a death: load_mode=blocking, listens once ready
+    ready_fd: int | None  # the read end of its ready pipe, until it says or exits
+    retry_s: float = RETRY_FIRST_S  # if this restart cannot load: the wait before the next
+    taking: bool = False  # it said it takes connections (its socket listens)
+    retry_at: float | None = None  # a restart that could not load: started again at this time
+
+    @property
+    def serving(self) -> bool:
+        return self.taking and self.retry_at is None and self.proc.poll() is None
 
 
 class Supervisor:
@@ -77,16 +113,35 @@ class Supervisor:
         if settings.stream_dir is None:
             self.stream_dir = make_stream_dir()
         self.env["FRAMECAST_STREAM_DIR"] = str(settings.stream_dir or self.stream_dir)
-        self.procs: list[subprocess.Popen] = []
+        self.workers: list[Worker] = []
         self.restarts: deque[float] = deque()
         self.stopping_since: float | None = None
         self.status = 0
 
-    def spawn(self, i: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"],
-            env={**self.env, "FRAMECAST_WORKER_INDEX": str(i)},
-        )
+    @property
+    def procs(self) -> list[subprocess.Popen]:
+        return [w.proc for w in self.workers]
+
+    def spawn(self, i: int, *, restart: bool = False, retry_s: float = RETRY_FIRST_S) -> Worker:
+        """Start worker ``i``; a restart loads in blocking mode, so that its socket listens (and
+        the kernel hands it connections) only once every model is warm: the other workers
+        answer meanwhile. The worker writes one byte on a pipe once it listens
+        (FRAMECAST_READY_FD)."""
+        read, write = os.pipe()
+        env = {**self.env, "FRAMECAST_WORKER_INDEX": str(i), "FRAMECAST_READY_FD": str(write)}
+        if restart:
+            env["FRAMECAST_LOAD_MODE"] = "blocking"
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve"], env=env, pass_fds=(write,)
+            )
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)  # the worker's copy alone: its exit is the pipe's end
+        os.set_blocking(read, False)
+        return Worker(proc, time.monotonic(), restart, read, retry_s=retry_s)
 
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         if self.stopping_since is None:
@@ -95,18 +150,67 @@ class Supervisor:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
 
-    def check(self, i: int, p: subprocess.Popen) -> None:
-        code = p.poll()
-        if code is None or self.stopping_since is not None:
+    def hear(self, i: int) -> None:
+        """Read worker ``i``'s ready pipe: one byte once it takes connections, end of file
+        when it exited without."""
+        w = self.workers[i]
+        if w.ready_fd is None:
             return
-        if code > 0:  # its own decision (nothing to serve, bad settings): all would meet it
+        try:
+            said = os.read(w.ready_fd, 1)
+        except BlockingIOError:
+            return
+        os.close(w.ready_fd)
+        w.ready_fd = None
+        if said:
+            w.taking = True
+            if w.restarted:
+                log.info(
+                    "worker %d (pid %d) ready after %.1f s, taking connections",
+                    i, w.proc.pid, time.monotonic() - w.started,
+                )  # fmt: skip
+
+    def check(self, i: int) -> None:
+        w = self.workers[i]
+        if self.stopping_since is not None:
+            return
+        now = time.monotonic()
+        if w.retry_at is not None:
+            if now >= w.retry_at:
+                self.workers[i] = self.spawn(
+                    i, restart=True, retry_s=min(2 * w.retry_s, RETRY_MAX_S)
+                )
+                log.warning(
+                    "worker %d: starting it again as pid %d (the last try could not load); it "
+                    "takes connections once its models are ready",
+                    i, self.workers[i].proc.pid,
+                )  # fmt: skip
+            return
+        code = w.proc.poll()
+        if code is None:
+            return
+        self.hear(i)  # a byte written just before it exited
+        p = w.proc
+        if code > 0:  # its own decision (nothing to serve, bad settings)
+            serving = sum(o.serving for j, o in enumerate(self.workers) if j != i)
+            if w.restarted and not w.taking and serving:
+                # a restart that could not load while the others serve: their first start
+                # loaded, so the cause is likely this moment's (memory, a folder being
+                # changed); the port stays served, and it is tried again later
+                w.retry_at = now + w.retry_s
+                log.error(
+                    "worker %d (pid %d) %s before it took connections; the other %d worker(s) "
+                    "go on serving; starting it again in %.0f s",
+                    i, p.pid, _describe(code), serving, w.retry_s,
+                )  # fmt: skip
+                return
+            # at the first start (or with no other worker serving): all would meet the cause
             log.error(
                 "worker %d (pid %d) %s: stopping the other workers", i, p.pid, _describe(code)
             )
             self.status = code or 1
             self.stop()
             return
-        now = time.monotonic()
         while self.restarts and now - self.restarts[0] > RESTART_WINDOW_S:
             self.restarts.popleft()
         limit = self.settings.worker_restarts
@@ -120,28 +224,39 @@ class Supervisor:
             self.stop()
             return
         self.restarts.append(now)
-        self.procs[i] = self.spawn(i)
+        self.workers[i] = self.spawn(i, restart=True)
         log.warning(
             "worker %d (pid %d) %s; started it again as pid %d (restart %d of at most %d a "
-            "minute); the other workers go on serving",
-            i, p.pid, _describe(code), self.procs[i].pid, len(self.restarts), limit,
+            "minute); the other workers go on serving, and it takes connections once its "
+            "models are ready",
+            i, p.pid, _describe(code), self.workers[i].proc.pid, len(self.restarts), limit,
         )  # fmt: skip
 
     def run(self) -> int:
-        self.procs = [self.spawn(i) for i in range(self.settings.workers)]
+        self.workers = [self.spawn(i) for i in range(self.settings.workers)]
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         kill_at = self.settings.shutdown_grace_s + KILL_AFTER_GRACE_S
-        while self.stopping_since is None or any(p.poll() is None for p in self.procs):
-            for i, p in enumerate(self.procs):
-                self.check(i, p)
-            if self.stopping_since is not None and time.monotonic() - self.stopping_since > kill_at:
-                for p in self.procs:
-                    if p.poll() is None:
-                        log.error("worker pid %d still running %.0f s after SIGTERM: killed",
-                                  p.pid, kill_at)  # fmt: skip
-                        p.kill()
-            time.sleep(0.2)
+        try:
+            while self.stopping_since is None or any(p.poll() is None for p in self.procs):
+                for i in range(len(self.workers)):
+                    self.hear(i)
+                    self.check(i)
+                if (
+                    self.stopping_since is not None
+                    and time.monotonic() - self.stopping_since > kill_at
+                ):
+                    for p in self.procs:
+                        if p.poll() is None:
+                            log.error("worker pid %d still running %.0f s after SIGTERM: killed",
+                                      p.pid, kill_at)  # fmt: skip
+                            p.kill()
+                time.sleep(0.2)
+        finally:
+            for w in self.workers:
+                if w.ready_fd is not None:
+                    os.close(w.ready_fd)
+                    w.ready_fd = None
         return self.status
 
 

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -85,9 +86,21 @@ class DrainingServer(uvicorn.Server):
     # connection without a request in progress (which a client sees as a broken connection)
     LINGER_S = 0.5
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, grace_s: float):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        grace_s: float,
+        on_serving: Callable[[], None] | None = None,
+    ):
         super().__init__(config)
         self.drain, self.grace_s = drain, grace_s
+        self.on_serving = on_serving  # called once the sockets listen (after the lifespan)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)  # the lifespan's start-up, then listen on the sockets
+        if self.on_serving is not None and not self.should_exit:
+            self.on_serving()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain.draining or not self.started or self.should_exit:

@@ -111,6 +111,7 @@ class Runtime(LiveRepository):
         self._thread: threading.Thread | None = None
         self._poller: threading.Thread | None = None
         self._closed = False
+        self._closing = threading.Event()  # set by close(): ends FRAMECAST_LOAD_DELAY_S's wait
         self._ops = threading.RLock()  # one repository change at a time
         self._stamps: dict[str, tuple] = {}  # folder name → its files when last (un)loaded
         self._last_scan: dict[str, tuple] = {}  # the poller's previous scan
@@ -157,6 +158,11 @@ class Runtime(LiveRepository):
 
     def load_all(self) -> None:
         """Load every runner (:meth:`load_runners`), then warm those not warm yet."""
+        delay = self.settings.load_delay_s
+        if delay > 0:
+            log.info("loading in %g s (FRAMECAST_LOAD_DELAY_S)", delay)
+            if self._closing.wait(delay):
+                return
         if not self.load_runners():
             return
         if self.gate is not None:
@@ -277,6 +283,7 @@ class Runtime(LiveRepository):
         FRAMECAST_SHUTDOWN_GRACE_S): TensorFlow work left running in a thread when the
         interpreter exits aborts the process (exit 134) instead of a clean exit."""
         self._closed = True
+        self._closing.set()
         if self.gate is not None:
             self.gate.set()
         loader = self._thread
