@@ -137,11 +137,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             if grpc_server is not None:  # HTTP has drained (its in-flight count holds gRPC's)
                 await grpc_server.stop(settings.shutdown_grace_s)
+            await app.state.streams.close()  # the store's connections (Redis), if any
             runtime.close()
 
     from service.routes import docs, health, ui
     from service.routes import metrics as metrics_routes
-    from service.routes.v1 import compare, models, predict, streams
+    from service.routes.v1 import compare, models, predict, stream_socket, streams
 
     app = FastAPI(
         title="framecast",
@@ -154,16 +155,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = metrics
-    if settings.stream_dir is not None:  # shared by the workers of `serve --workers N`
-        from service.streams.shared import SharedStreamStore
+    from service.streams.stores import open_store
 
-        app.state.streams = SharedStreamStore(
-            settings, lambda: runtime.runners, settings.stream_dir
-        )
-    else:
-        from service.streams.store import StreamStore
-
-        app.state.streams = StreamStore(settings, lambda: runtime.runners)
+    # the stream table: this process's memory, a folder (--workers), or Redis (many machines)
+    app.state.streams = open_store(settings)
     errors.install(app)
     from service.routes.v2 import infer as v2  # Open Inference Protocol (KServe V2) under /v2
     from service.routes.v2 import model_config, repository
@@ -171,7 +166,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(repository.router)
     app.include_router(model_config.router)  # before /v2/models/{name}: /v2/models/stats
     app.include_router(v2.router)
-    for module in (health, models, predict, streams, compare, metrics_routes, ui, docs):
+    routes = (health, models, predict, streams, stream_socket, compare, metrics_routes, ui, docs)
+    for module in routes:
         app.include_router(module.router)
     ui.mount_static(app)
     docs.mount_assets(app)

@@ -56,6 +56,13 @@ class RaySettings(BaseSettings):
     ray_ingress_cpus: float = Field(
         0.2, ge=0, description="CPUs each ingress replica reserves (Ray's num_cpus)"
     )
+    ray_ingress_per_node: int | None = Field(
+        None,
+        ge=1,
+        description="at most this many ingress replicas on one Ray node (Serve's "
+        "max_replicas_per_node; 1 spreads them over nodes, so a node lost takes one); their "
+        "live streams then need a store every node reaches (FRAMECAST_STREAM_STORE=redis://...)",
+    )
     ray_model_options: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="per-model overrides, a JSON object: model name -> any of replicas, "

@@ -58,8 +58,7 @@ class BadRequest(FramecastError):
 
 
 class LoadFailed(BadRequest):
-    """A repository load whose folder exists but whose model could not be loaded or warmed
-    (Triton answers 400)."""
+    """A repository load whose model could not be loaded or warmed (Triton answers 400)."""
 
     kind = "load_failed"
 
@@ -155,22 +154,26 @@ class ModelNotFound(FramecastError):
     status, kind = 404, "model_not_found"
 
 
-class NotReady(FramecastError):
+class _RetryLater(FramecastError):  # 503 with Retry-After
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 5):
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
+class NotReady(_RetryLater):
     """Models are still loading or warming up (or failed to load)."""
 
-    status, kind = 503, "not_ready"
-
-    def __init__(self, message: str):
-        super().__init__(message, headers={"Retry-After": "5"})
+    kind = "not_ready"
 
 
-class Overloaded(FramecastError):
+class Overloaded(_RetryLater):
     """A model's queue is full or its call took longer than the configured timeout."""
 
-    status, kind = 503, "overloaded"
+    kind = "overloaded"
 
     def __init__(self, message: str):
-        super().__init__(message, headers={"Retry-After": "1"})
+        super().__init__(message, 1)
 
 
 class DeadlineExceeded(FramecastError):
@@ -207,18 +210,18 @@ class StreamGone(FramecastError):
 
 
 class StreamConflict(FramecastError):
-    """``step=`` says the client is at another step than the stream: a frame was lost."""
+    """``step=`` says the client is at another step than the stream (a frame was lost), or the
+    stream was ended or started again while a request was applied to it."""
 
     status, kind = 409, "step_mismatch"
 
 
-class TooManyStreams(FramecastError):
-    """The server (or one model) holds as many open streams as its settings allow."""
+class TooManyStreams(_RetryLater):  # the server (or a model) holds all the streams it may
+    kind = "too_many_streams"
 
-    status, kind = 503, "too_many_streams"
 
-    def __init__(self, message: str, retry_after_s: int = 5):
-        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+class StoreUnavailable(_RetryLater):  # the stream store did not answer: the stream stays
+    kind = "store_unavailable"
 
 
 class InferenceError(FramecastError):
@@ -270,16 +273,14 @@ def render(
 
 def render_websocket(exc: FramecastError) -> tuple[str, int | None]:
     """How a WebSocket answers ``exc``: the error's JSON text (as the HTTP routes answer), and
-    the close code (4000 + the status: 4404 no such stream, 4410 it ended) when the socket
-    cannot go on, else None (the socket stays open for the next message)."""
-    import json
-
+    the close code (:func:`websocket_close_code`) when the socket cannot go on (no such stream,
+    it ended), else None (the socket stays open for the next message)."""
     _, body, _ = render(exc)
-    return json.dumps(body), (4000 + exc.status if exc.status in (404, 410) else None)
+    return json.dumps(body), (websocket_close_code(exc) if exc.status in (404, 410) else None)
 
 
 def websocket_close_code(exc: FramecastError) -> int:
-    """The close code refusing a WebSocket before it opens: 4000 + the HTTP status."""
+    """A WebSocket's close code for ``exc``: 4000 + the HTTP status (4404, 4410, 4422, …)."""
     return 4000 + exc.status
 
 

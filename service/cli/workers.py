@@ -34,7 +34,7 @@ The supervisor:
   FRAMECAST_WORKER_RESTARTS: it cannot loop fast). With no other worker serving, it stops
   everything as at the first start.
 - **shares one stream table** among the workers (``FRAMECAST_STREAM_DIR``, a folder it makes
-  under /dev/shm when unset and removes at the end: ``service/streams/shared.py``), so a live
+  under /dev/shm when unset and removes at the end: ``service/streams/folder.py``), so a live
   stream goes on whichever worker a new connection reaches, and across a worker's restart.
 - **forwards SIGTERM/SIGINT**: each worker drains (new requests 503, those in flight answered,
   at most FRAMECAST_SHUTDOWN_GRACE_S: service/http/drain.py) and exits; a worker still there
@@ -56,7 +56,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from service.config import Settings
-from service.streams.shared import make_stream_dir
+from service.streams.folder import make_stream_dir
 
 log = logging.getLogger("framecast")
 
@@ -110,9 +110,10 @@ class Supervisor:
             "FRAMECAST_REUSE_PORT": "1",  # HTTP's port, and gRPC's (--grpc-port) when set
         }
         self.stream_dir: str | None = None  # made here (and removed at the end) when unset
-        if settings.stream_dir is None:
-            self.stream_dir = make_stream_dir()
-        self.env["FRAMECAST_STREAM_DIR"] = str(settings.stream_dir or self.stream_dir)
+        if settings.stream_store in (None, "memory"):  # else the workers share that store
+            if settings.stream_dir is None:
+                self.stream_dir = make_stream_dir()
+            self.env["FRAMECAST_STREAM_DIR"] = str(settings.stream_dir or self.stream_dir)
         self.workers: list[Worker] = []
         self.restarts: deque[float] = deque()
         self.stopping_since: float | None = None

@@ -47,6 +47,10 @@ RAW_TYPES = (
 class Upload:
     frames: list[Frame]
     truth: list[Frame] | None  # None: no truth part was sent
+    snapshot: bytes | None = None  # a stream's snapshot (the form field ``snapshot``)
+
+
+SNAPSHOT = "snapshot"  # the form field that carries a stream's snapshot (opening a stream)
 
 
 async def offload(small: bool, fn: Callable[[], T]) -> T:
@@ -113,7 +117,7 @@ _DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(?:; filename="([^"\\]*)
 
 
 def split_multipart(
-    request: Request, body: bytes, settings: Settings
+    request: Request, body: bytes, settings: Settings, snapshots: list[bytes] | None = None
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]] | None] | None:
     """A plain multipart body's file parts (and ``truth`` parts), as Starlette's ``form()``
     gives them, cut from the bytes at each delimiter (``bytes.split``, no copy per byte, no
@@ -135,6 +139,7 @@ def split_multipart(
         return None
     parts: list[tuple[str, bytes]] = []
     truth: list[tuple[str, bytes]] | None = None
+    snapshots = [] if snapshots is None else snapshots  # file parts named "snapshot"
     files = fields = 0
     for piece in pieces[1:-1]:
         head, sep, data = piece.partition(b"\r\n\r\n")
@@ -179,13 +184,15 @@ def split_multipart(
         item = (_decoded(options[b"filename"]) or name, data)
         if name == "truth":
             truth = (truth or []) + [item]
+        elif name == SNAPSHOT:
+            snapshots.append(data)
         else:
             parts.append(item)
     return parts, truth
 
 
 async def form_parts(
-    request: Request, body: bytes, settings: Settings
+    request: Request, body: bytes, settings: Settings, snapshots: list[bytes] | None = None
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]] | None]:
     """The file parts (and ``truth`` parts) of any multipart body, through Starlette's
     ``form()``, which words every fault (422)."""
@@ -206,6 +213,8 @@ async def form_parts(
             item = (value.filename or key, await value.read())
             if key == "truth":
                 truth = (truth or []) + [item]
+            elif key == SNAPSHOT and snapshots is not None:
+                snapshots.append(item[1])
             else:
                 parts.append(item)
     finally:
@@ -254,8 +263,12 @@ def json_parts(
     return parts, truth_parts
 
 
-async def read_upload(request: Request, settings: Settings, *, allow_truth: bool) -> Upload:
-    """The request's frames (and truth frames), decoded; raises 413/415/422 with a message."""
+async def read_upload(
+    request: Request, settings: Settings, *, allow_truth: bool, allow_snapshot: bool = False
+) -> Upload:
+    """The request's frames (and truth frames), decoded; raises 413/415/422 with a message.
+    ``allow_snapshot``: a multipart file part named ``snapshot`` is a stream's snapshot, kept as
+    bytes (opening a stream), and no frames need come with it."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     video = video_options(request, settings)  # before the body: a bad value costs no read
     body = await read_body(request)
@@ -266,12 +279,14 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
     )
     parts: list[tuple[str, bytes]] = []
     truth_parts: list[tuple[str, bytes]] | None = None
+    snapshots: list[bytes] = []
 
     if ctype == "multipart/form-data":
-        plain = split_multipart(request, body, settings)
-        parts, truth_parts = (
-            plain if plain is not None else await form_parts(request, body, settings)
-        )
+        plain = split_multipart(request, body, settings, snapshots)
+        if plain is None:
+            snapshots.clear()
+            plain = await form_parts(request, body, settings, snapshots)
+        parts, truth_parts = plain
     elif ctype == "application/json":
         parts, truth_parts = json_parts(body, settings)
     elif ctype.startswith(RAW_TYPES):
@@ -284,6 +299,14 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
             f"(image/*, video/*, application/octet-stream). File formats: {SUPPORTED}"
         )
 
+    if snapshots and not allow_snapshot:
+        raise InvalidInput(
+            "a snapshot is taken only when opening a stream: POST /v1/models/{name}/streams"
+        )
+    if len(snapshots) > 1:
+        raise InvalidInput(f"{len(snapshots)} snapshot parts were sent; send one")
+    if snapshots and not parts:
+        return Upload([], None, snapshots[0])
     if not parts:
         raise TooFewFrames(
             "no frames were uploaded; send image files, one multi-frame file, a video, "
@@ -305,4 +328,4 @@ async def read_upload(request: Request, settings: Settings, *, allow_truth: bool
             truth = await offload(small, lambda: decode_parts(truth_parts, left, video=video))
         except InvalidInput as e:
             raise type(e)(f"truth: {e.message}") from None
-    return Upload(frames, truth)
+    return Upload(frames, truth, snapshots[0] if snapshots else None)

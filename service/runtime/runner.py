@@ -340,6 +340,11 @@ class ModelRunner(ManifestView):
         """Whether a stream's frames can each be read in one step with the state carried."""
         return isinstance(self.policy, CarriedState)
 
+    @property
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        """Per-clip shapes of the recurrent states a stream carries ([] when it cannot)."""
+        return list(self.policy.state_shapes) if isinstance(self.policy, CarriedState) else []
+
     async def feed(
         self,
         frames: np.ndarray,

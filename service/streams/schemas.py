@@ -19,6 +19,7 @@ class Surprise(BaseModel):
 class StreamInfo(BaseModel):
     id: str
     model: str
+    version: int = Field(1, description="the model version its last frame was read by")
     mode: str = Field(
         description="carry: one step of the recurrent cells per frame, the state carried on; "
         "window: the last `window` frames kept and read again for every frame"
@@ -28,10 +29,20 @@ class StreamInfo(BaseModel):
     context: int = Field(description="frames the model reads before it predicts")
     window: int | None = Field(None, description="frames kept (window mode)")
     idle_s: float
+    idle_timeout_s: float = Field(description="it expires after this long without a frame")
     expires_in_s: float = Field(description="seconds left before it expires without a frame")
     memory_bytes: int = Field(description="bytes the stream holds on the server now")
     max_memory_bytes: int = Field(description="the most it can hold")
     group: str | None = Field(None, description="the compare stream it belongs to")
+
+
+class Replayed(BaseModel):
+    """The stream moved to a new model version since its last frame: its state was rebuilt on
+    it from its last frames, so this answer is what predict on the new version answers for them."""
+
+    from_version: int
+    version: int
+    frames: int = Field(description="frames read again (the stream's last context frames)")
 
 
 class StreamAnswer(Converted):
@@ -40,6 +51,7 @@ class StreamAnswer(Converted):
 
     id: str
     model: str
+    version: int = Field(1, description="the model version that read these frames")
     mode: str
     step: int = Field(description="frames received so far, these included")
     received: int = Field(description="frames in this request")
@@ -55,6 +67,9 @@ class StreamAnswer(Converted):
         description="for each frame just received that had been predicted, that prediction's "
         "error; null when none had been",
     )
+    replayed: Replayed | None = Field(
+        None, description="set when the stream moved to a new model version with this post"
+    )
     latency_ms: float
     inference_ms: float
 
@@ -62,6 +77,7 @@ class StreamAnswer(Converted):
 class StreamOpened(StreamInfo):
     location: str = Field(description="where to post its frames")
     answer: StreamAnswer | None = Field(None, description="the answer to the frames sent at open")
+    restored: bool = Field(False, description="opened from a snapshot")
 
 
 class StreamList(BaseModel):

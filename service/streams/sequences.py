@@ -10,11 +10,14 @@ T ≥ 1) in order and answers ``next_frame`` / ``rollout`` for what comes next, 
 Until the model's context is full the outputs are zeros and the response's ``parameters`` say so
 (``sequence_needs``: frames still needed); they also carry ``sequence_step`` (frames received) and
 ``surprise_mse_per_frame`` (the error of the prediction made for the last frame received). The
-stream is the one ``/v1/streams`` lists, under the id ``v2:<model>:<sequence_id>``.
+stream is the one ``/v1/streams`` lists, under the id ``v2:<model>:<n>`` (an integer id) or
+``v2:<model>:s:<id>`` (a string id). A ``sequence_start`` on a sequence that has a request in
+flight waits for it, then starts the sequence again: the restart wins.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,7 @@ import numpy as np
 from service.errors import BadRequest, StreamGone, StreamNotFound
 from service.inference import Fit
 from service.media.frames import Frame
-from service.streams.feeding import Options, feed, open_stream
+from service.streams.feeding import Options, feed, new_stream
 from service.streams.store import StreamStore
 
 
@@ -34,9 +37,15 @@ class Sequence:
     end: bool
 
 
-def sequence_of(req: dict) -> Sequence | None:
+MAX_ID = (1 << 64) - 1  # a uint64 correlation id, as Triton's
+ID_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def sequence_of(req: dict, max_chars: int = 128) -> Sequence | None:
     """The request's sequence parameters, or None when it is not part of one (no id, or 0 as
-    Triton reads it)."""
+    Triton reads it). An id is an unsigned 64-bit integer (1 … 2^64-1) or a string of 1 to
+    ``max_chars`` letters, digits and ``. _ ~ -`` (so its stream is reachable under
+    ``/v1/streams/{id}``); ``7`` and ``"7"`` are two sequences."""
     params = req.get("parameters") or {}
     if not isinstance(params, dict):
         return None  # horizon_of reports a malformed "parameters"
@@ -46,29 +55,40 @@ def sequence_of(req: dict) -> Sequence | None:
         if start or end:
             raise BadRequest("sequence_start and sequence_end need a sequence_id")
         return None
-    if (
-        isinstance(sid, bool)
-        or not isinstance(sid, (int, str))
-        or (isinstance(sid, int) and sid < 0)
-    ):
-        raise BadRequest(f"sequence_id must be an unsigned integer or a string, got {sid!r}")
-    for key, value in (("sequence_start", start), ("sequence_end", end)):
+    rule = (
+        f"sequence_id must be an unsigned integer from 1 to {MAX_ID} or a string of 1 to "
+        f'{max_chars} letters, digits and . _ ~ - (not "0")'
+    )
+    if isinstance(sid, bool) or not isinstance(sid, (int, str)):
+        raise BadRequest(f"{rule}; got a {type(sid).__name__}")
+    if isinstance(sid, int):
+        if not 0 < sid <= MAX_ID:
+            raise BadRequest(f"{rule}; got {sid}")
+        key = str(sid)
+    else:
+        if len(sid) > max_chars or not ID_CHARS.fullmatch(sid) or sid == "0":
+            shown = sid[:40] + ("…" if len(sid) > 40 else "")
+            raise BadRequest(f"{rule}; got {shown!r} ({len(sid)} characters)")
+        key = f"s:{sid}"
+    for key_name, value in (("sequence_start", start), ("sequence_end", end)):
         if not isinstance(value, bool):
-            raise BadRequest(f"{key} must be true or false, got {value!r}")
-    return Sequence(str(sid), start, end)
+            raise BadRequest(f"{key_name} must be true or false, got {value!r}")
+    return Sequence(key, start, end)
 
 
 def stream_id(model: str, seq: Sequence) -> str:
+    """The stream of a sequence: ``v2:<model>:<n>`` for an integer id, ``v2:<model>:s:<id>`` for
+    a string one."""
     return f"v2:{model}:{seq.id}"
 
 
 async def infer_sequence(
+    runtime: Any,
     store: StreamStore,
     runner: Any,
     seq: Sequence,
     clips: np.ndarray,
     horizon: int,
-    metrics: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One request of a sequence: ``clips`` (1, T, H, W, C) float32 → the outputs' arrays and
     the response parameters."""
@@ -79,14 +99,13 @@ async def infer_sequence(
         )
     sid = stream_id(runner.name, seq)
     if seq.start:
-        store.end(sid, "was started again by sequence_start")
-        stream = open_stream(store, runner, None)
-        store.check_room([runner.name])
-        stream.id = sid
-        store.add(stream)
+        stream = new_stream(store, runner, None, stream_id=sid)
+        async with store.exclusive(sid):  # a request of the old sequence in flight ends first
+            await store.end(sid, "was started again by sequence_start")
+            await store.create(stream)  # the restart wins: the next request continues it
     else:
         try:
-            store.get(sid)
+            await store.get(sid)
         except (StreamNotFound, StreamGone) as e:
             why = e.message if isinstance(e, StreamGone) else f"sequence {seq.id} is not open"
             raise BadRequest(
@@ -96,10 +115,10 @@ async def infer_sequence(
     frames = [Frame(f, f"sequence {seq.id} frame {i}") for i, f in enumerate(clips[0])]
     opts = Options(horizon, fit=Fit(resize=False), tensors=True)
     try:
-        body = await feed(store, sid, frames, opts, metrics)
+        body = await feed(runtime, store, sid, frames, opts)
     finally:
         if seq.end:
-            store.end(sid, "was ended by sequence_end")
+            await store.end(sid, "was ended by sequence_end")
     m = runner.manifest
     pred = body["tensor"]
     if pred is None:  # the context is not full yet: zeros, and sequence_needs says so

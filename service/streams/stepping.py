@@ -1,13 +1,19 @@
 """How a stream takes its frames: one step of the model per frame, and the surprise of each.
 
 - **carry** (a carried-state model, ``models/carried.py``): every frame is read once, by one
-  single-frame step from the recurrent states the stream keeps (:meth:`ModelRunner.feed`, batched
-  with every other stream's step and every rollout of the model: the batcher never holds two
-  frames of one stream, since a stream's frames are applied in order under its lock). Past the
-  model's context the state is carried on.
+  single-frame step from the recurrent states the stream keeps. The state travels with the step:
+  :meth:`ModelRunner.feed` (or a Ray replica's) takes the frames and the states and gives back
+  the predictions and the new states, batched with every other stream's step and every rollout
+  of the model (the batcher never holds two frames of one stream, since a stream's frames are
+  applied in order while it is held); no runner keeps a stream's state. Past the model's context
+  the state is carried on.
 - **window** (any next-frame model; the only way for a sliding-window or free-axis one): the stream
   keeps its last ``keeps`` frames and each frame past the context is one ``predict`` on that
   window.
+
+Either way the stream keeps its last context frames: on a new model version (a swap, a reload of
+another checkpoint) it rebuilds its state by reading them again (``replay``), so its first answer
+there is what ``predict`` on the new version answers for them.
 
 While a stream holds no more frames than the model's context, both give what ``predict`` answers
 for the same frames sent as one clip: the same layers, the same order (tests check it).
@@ -26,14 +32,15 @@ import numpy as np
 from models.metrics import mse_per_frame, psnr, ssim
 from service.errors import InvalidInput, WrongTask
 from service.runtime.items import Timing
-from service.streams.store import Stream
+from service.streams.records import Stream, most_bytes
 
 MODES = ("carry", "window")
 
 
 def plan(runner: Any, settings: Any, past_context: str | None) -> dict[str, Any]:
     """How a stream on ``runner`` works: its mode, the frames it needs before predicting, the
-    frames it keeps and the bytes it may hold; 422 when a setting or the model forbids it."""
+    frames it keeps (its window, or the context it replays on a new model version) and the
+    bytes it may hold; 422 when a setting or the model forbids it."""
     m = runner.manifest
     if m.task != "next_frame":
         raise WrongTask(f"model {m.name!r} is a {m.task} model; streams need a next-frame model")
@@ -43,23 +50,17 @@ def plan(runner: Any, settings: Any, past_context: str | None) -> dict[str, Any]
         raise InvalidInput(f"past_context={mode!r}: choose one of {', '.join(MODES)}")
     if not carries:
         if past_context == "carry":
-            why = (
-                "is served by Ray replicas, whose recurrent state does not travel to the "
-                "ingress that keeps the stream"
-                if runner.rollout == "carried_state"
-                else f"rolls out by {runner.rollout} and has no recurrent state to carry frame "
-                "by frame"
-            )
             raise InvalidInput(
-                f"model {m.name!r} {why}; its streams keep a window (past_context=window)"
+                f"model {m.name!r} rolls out by {runner.rollout} and has no recurrent state to "
+                "carry frame by frame; its streams keep a window (past_context=window)"
             )
         mode = "window"
     needs = m.reads or 1
-    keeps = 0 if mode == "carry" else (m.reads or settings.stream_window)
+    keeps = m.reads or settings.stream_window
     frame_bytes = m.height * m.width * m.channels * 4
-    shapes = getattr(getattr(runner, "policy", None), "state_shapes", []) if mode == "carry" else []
+    shapes = [tuple(s) for s in getattr(runner, "state_shapes", [])] if mode == "carry" else []
     state_bytes = sum(int(np.prod(s)) * 4 for s in shapes)
-    most = keeps * frame_bytes + state_bytes + frame_bytes
+    most = most_bytes(keeps, frame_bytes, state_bytes)
     if most > settings.stream_max_bytes:
         raise InvalidInput(
             f"a stream on model {m.name!r} holds up to {most} bytes ({mode}), more than "
@@ -71,6 +72,8 @@ def plan(runner: Any, settings: Any, past_context: str | None) -> dict[str, Any]
         "keeps": keeps,
         "frame_bytes": frame_bytes,
         "state_bytes": state_bytes,
+        "frame_shape": (m.height, m.width, m.channels),
+        "state_shapes": shapes,
     }
 
 
@@ -87,10 +90,8 @@ def stream_plan(runner: Any, settings: Any) -> dict | None:
         "mode": how["mode"],
         "modes": list(MODES) if carries else ["window"],
         "context": how["needs"],
-        "window": how["keeps"] or None,
-        "max_memory_bytes": how["keeps"] * how["frame_bytes"]
-        + how["state_bytes"]
-        + how["frame_bytes"],
+        "window": how["keeps"] if how["mode"] == "window" else None,
+        "max_memory_bytes": most_bytes(how["keeps"], how["frame_bytes"], how["state_bytes"]),
     }
 
 
@@ -102,6 +103,7 @@ class Advanced:
     predicted: np.ndarray | None  # (horizon, H, W, C), None before the context is full
     surprise: list[dict] | None  # one entry per received frame that had been predicted
     timing: Timing
+    replayed: int = 0  # frames read again to rebuild the state on a new model version
 
 
 def surprise_of(step: int, expected: np.ndarray, frame: np.ndarray) -> dict:
@@ -124,29 +126,47 @@ def _add(total: Timing, t: Timing) -> None:
     total.bucket = max(total.bucket, t.bucket)
 
 
-async def advance(stream: Stream, frames: np.ndarray, horizon: int, tickets: list) -> Advanced:
-    """Apply ``frames`` (T, H, W, C) float32, fitted to the model, to ``stream`` (held under its
-    lock by the caller) and predict ``horizon`` frames once the context is full. ``tickets``:
-    a queue reservation to use for the first model call (or empty). All or nothing: a failed
-    call leaves the stream as it was, and the same frames can be sent again."""
-    runner, n = stream.runner, len(frames)
-    before = stream.step
+async def advance(
+    stream: Stream,
+    runner: Any,
+    frames: np.ndarray,
+    horizon: int,
+    tickets: list,
+    replay: bool = False,
+) -> Advanced:
+    """Apply ``frames`` (T, H, W, C) float32, fitted to the model, to ``stream`` (a copy the
+    caller holds) on ``runner``, and predict ``horizon`` frames once the context is full.
+    ``tickets``: a queue reservation for the first model call (or empty). ``replay``: the stream
+    moved to a new model version: its state is rebuilt from its last ``keeps`` frames, these
+    included, so the answer is what ``predict`` on the new version answers for them. All or
+    nothing: a failed call leaves the stream as it was."""
+    n, before = len(frames), stream.step
+    if (replay or stream.mode == "window") and not stream.window_loaded:
+        raise RuntimeError("the stream's window was not read (StreamStore.load_window)")
+    history = [*stream.window, *frames]
     after: list[np.ndarray | None] = [None] * n  # the prediction made after each frame
     predicted: np.ndarray | None = None
     timing = Timing()
     ticket = tickets[0] if tickets else None
-    states, window = stream.states, list(stream.window)  # committed below, once all went well
+    states = stream.states
+    replayed = 0
     if stream.mode == "carry":
+        fed_frames, offset = frames, 0
+        if replay:  # read again from zeros: the stream's last context frames, these included
+            ctx = history[-stream.keeps :]
+            fed_frames, offset, states = np.stack(ctx), len(ctx) - n, None
+            replayed = len(ctx)
         steps = horizon if before + n >= stream.needs else 0
-        fed, t = await runner.feed(frames, steps, states, ticket=ticket)
+        fed, t = await runner.feed(fed_frames, steps, states, ticket=ticket)
         _add(timing, t)
-        for i, f in enumerate(fed.after):
-            if before + i + 1 >= stream.needs:
-                after[i] = f
+        for i in range(n):
+            if offset + i >= 0 and before + i + 1 >= stream.needs:
+                after[i] = fed.after[offset + i]
         states = fed.kept
         if steps:
             predicted = np.stack(fed.outputs)
     else:
+        window = list(stream.window)
         for i, frame in enumerate(frames):
             window.append(frame)
             del window[: max(0, len(window) - stream.keeps)]
@@ -154,6 +174,8 @@ async def advance(stream: Stream, frames: np.ndarray, horizon: int, tickets: lis
                 continue
             last = i == n - 1
             out, t = await runner.predict(np.stack(window), horizon if last else 1, ticket=ticket)
+            if replay and not replayed:  # the first call on the new version reads this
+                replayed = len(window)
             ticket = None  # used
             _add(timing, t)
             after[i] = out[0]
@@ -165,6 +187,9 @@ async def advance(stream: Stream, frames: np.ndarray, horizon: int, tickets: lis
     surprise = [
         surprise_of(before + i + 1, e, frames[i]) for i, e in enumerate(expected) if e is not None
     ]
-    stream.states, stream.window = states, window
+    stream.states = states
+    stream.window = [np.asarray(f) for f in history[-stream.keeps :]]
     stream.step, stream.expected = before + n, after[-1]
-    return Advanced(n, predicted, surprise or None, timing)
+    if replay:
+        stream.version, stream.sha256 = runner.version, runner.manifest.sha256 or None
+    return Advanced(n, predicted, surprise or None, timing, replayed)

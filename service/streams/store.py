@@ -1,18 +1,19 @@
-"""The stream table of one process: open streams, their limits and lifetimes.
+"""The stream table: one interface, three stores.
 
-A :class:`Stream` is one model's view of a video that keeps arriving: how many frames it has
-received (``step``), what it keeps between frames (the recurrent ``states`` of a carried-state
-model, or the ``window`` of its last frames) and the prediction of the frame it expects next (for
-the *surprise* of that frame when it comes). A :class:`Group` is a compare stream: one stream per
-model, fed the same frames.
+:class:`StreamStore` is what the routes and ``service/streams/feeding.py`` use: open a stream
+within the limits (:meth:`~StreamStore.create`, atomic: two opens at once never both take the
+last place), read one (:meth:`~StreamStore.get`), hold one to step it (:meth:`~StreamStore.hold`:
+one writer at a time, and what it wrote lands whole or not at all), end one, list them. Behind it:
 
-:class:`StreamStore` holds them in this process (the embedded default), enforces the settings
-(open streams per model and in all, idle timeout, memory per stream), and remembers why an ended
-stream ended (expired, deleted, model unloaded or swapped) so that it answers 410 with that reason.
-Every operation first sweeps: an idle stream past its timeout, or one whose model is no longer the
-one it was opened on, ends there, so neither counts against a limit.
+- :class:`MemoryStore` (this module): this process's memory, the embedded default;
+- ``FolderStore`` (``service/streams/folder.py``): a folder the processes of one machine share
+  (``--workers N``), one ``flock`` per stream;
+- ``RedisStore`` (``service/streams/redis_store.py``): Redis, for many machines, a
+  compare-and-set on each write.
 
-No model is called here; ``service/streams/stepping.py`` advances a stream.
+Each store owns atomicity, idle expiry (a stream's own ``idle_timeout_s``), the limits (open
+streams per model and in all, ``FRAMECAST_STREAM_MAX_*``) and why an ended stream ended (so that
+it answers 410 with the reason rather than 404). No model is called here.
 """
 
 from __future__ import annotations
@@ -21,172 +22,146 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from service.errors import StreamGone, StreamNotFound, TooManyStreams
+from service.errors import StreamConflict, StreamGone, StreamNotFound, TooManyStreams
+from service.streams.records import Entry, Group, Stream
 
 HOW_TO_OPEN = "open a new one with POST /v1/models/{model}/streams"
+HOW_TO_COMPARE = "open a new one with POST /v1/compare/streams"
 
 
-@dataclass
-class Stream:
-    """One model's stream (``mode``: "carry" the recurrent state, or keep a "window")."""
+class Contended(Exception):
+    """Another process wrote the stream while this one stepped it: step it again from what is
+    stored now (a compare-and-set lost; nothing was written)."""
 
-    id: str
-    model: str
-    runner: Any  # the runner it was opened on: once another serves the name, the stream ends
-    mode: str  # "carry" | "window"
-    needs: int  # frames received before the first prediction (the model's context)
-    keeps: int  # frames kept in the window ("window" mode; 0 when carrying)
-    frame_bytes: int  # one float32 frame at the model's size
-    state_bytes: int  # the recurrent states ("carry" mode; 0 in a window)
-    created: float
-    touched: float
-    group: str | None = None  # the compare stream it belongs to
-    model_sha: str | None = None  # the checkpoint it was opened on (a process sharing the
-    # store that serves another checkpoint under the name ends it)
-    step: int = 0  # frames received so far
-    window: list[np.ndarray] = field(default_factory=list)
-    states: list[np.ndarray] | None = None
-    expected: np.ndarray | None = None  # the prediction of the next frame, (H, W, C)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
-    @property
-    def held_bytes(self) -> int:
-        held = sum(f.nbytes for f in self.window) + (
-            0 if self.expected is None else self.expected.nbytes
+def how_to_reopen(entry: Entry | None = None, model: str = "{name}", group: bool = False) -> str:
+    if isinstance(entry, Group) or group:
+        return HOW_TO_COMPARE
+    return HOW_TO_OPEN.format(model=entry.model if isinstance(entry, Stream) else model)
+
+
+def expired_why(idle_s: float, hint: str) -> str:
+    return f"expired after {idle_s:g} s without a frame (its idle timeout); {hint}"
+
+
+def check_room(
+    counts: dict[str, int], models: Iterable[str], settings: Any, held_total: int | None = None
+) -> None:
+    """503 with Retry-After when one more stream on each of ``models`` goes past a limit
+    (``counts``: open streams per model now; a compare stream counts once per model)."""
+    total = sum(counts.values()) if held_total is None else held_total
+    models = list(models)
+    wait = int(min(settings.stream_idle_timeout_s, 30))
+    if total + len(models) > settings.stream_max_total:
+        raise TooManyStreams(
+            f"the server holds {total} open streams, at most {settings.stream_max_total} "
+            "(FRAMECAST_STREAM_MAX_TOTAL); close one (DELETE /v1/streams/{id}) or retry "
+            "when an idle one expires",
+            wait,
         )
-        return held + sum(s.nbytes for s in self.states or ())
-
-    @property
-    def most_bytes(self) -> int:
-        """The most this stream can hold: a full window or its states, and one prediction."""
-        return self.keeps * self.frame_bytes + self.state_bytes + self.frame_bytes
-
-    def info(self, now: float, idle_timeout_s: float) -> dict:
-        idle = now - self.touched
-        return {
-            "id": self.id,
-            "model": self.model,
-            "mode": self.mode,
-            "step": self.step,
-            "needs": max(0, self.needs - self.step),
-            "context": self.needs,
-            "window": self.keeps or None,
-            "idle_s": round(idle, 3),
-            "expires_in_s": round(max(0.0, idle_timeout_s - idle), 3),
-            "memory_bytes": self.held_bytes,
-            "max_memory_bytes": self.most_bytes,
-            "group": self.group,
-        }
-
-
-@dataclass
-class Group:
-    """A compare stream: the same frames to every member, answered side by side."""
-
-    id: str
-    members: dict[str, Stream]  # model name → its stream
-    created: float
-    touched: float
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-
-    @property
-    def step(self) -> int:
-        return min(s.step for s in self.members.values())
-
-    def info(self, now: float, idle_timeout_s: float) -> dict:
-        idle = now - self.touched
-        return {
-            "id": self.id,
-            "models": list(self.members),
-            "step": self.step,
-            "idle_s": round(idle, 3),
-            "expires_in_s": round(max(0.0, idle_timeout_s - idle), 3),
-            "memory_bytes": sum(s.held_bytes for s in self.members.values()),
-            "streams": [s.info(now, idle_timeout_s) for s in self.members.values()],
-        }
+    for m in models:
+        if counts.get(m, 0) + 1 > settings.stream_max_per_model:
+            raise TooManyStreams(
+                f"model {m!r} holds {counts[m]} open streams, at most "
+                f"{settings.stream_max_per_model} (FRAMECAST_STREAM_MAX_PER_MODEL); close one "
+                "or retry when an idle one expires",
+                wait,
+            )
 
 
 class StreamStore:
-    """The open streams of this process, within the limits of ``settings``.
+    """The interface (and the parts every store shares). A store's ``kind`` is "memory",
+    "folder" or "redis"; ``shared`` says whether other processes see its streams."""
 
-    ``served()`` gives the runners served now (name → runner): a stream whose model is no longer
-    served by the runner it was opened on has ended (unloaded or swapped). Storage is a dict
-    here; :class:`service.streams.shared.SharedStreamStore` keeps the same table in a folder
-    that several processes share (``--workers``), through the same primitives (``_load``,
-    ``_save``, ``_remove``, ``_ids``, ``_why``, ``_mark``, ``_locked``, ``_hold_lock``)."""
+    kind = "abstract"
+    shared = False
 
-    def __init__(
-        self,
-        settings: Any,
-        served: Callable[[], dict[str, Any]],
-        clock: Callable[[], float] = time.monotonic,
-    ):
+    def __init__(self, settings: Any, clock: Callable[[], float] = time.time):
         self.settings = settings
-        self.served = served
         self.clock = clock
-        self._open: dict[str, Stream | Group] = {}
-        self._ended: OrderedDict[str, str] = OrderedDict()  # id → why it ended
+        # this process's holders of one stream: its lock, and how many hold or wait for it
+        self._local: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
-    # -- storage (in this process) ----------------------------------------------------------
-    def _load(self, stream_id: str) -> Stream | Group | None:
-        return self._open.get(stream_id)
+    # -- what each store provides -------------------------------------------------------------
+    async def create(self, entry: Entry) -> None:
+        """Add ``entry`` (a new stream or compare stream) unless a limit says no: the count
+        and the insert are one step for every process sharing the store."""
+        raise NotImplementedError
 
-    def _save(self, entry: Stream | Group) -> None:
-        self._open[entry.id] = entry
+    async def _load(self, stream_id: str) -> Entry | None:
+        """The entry as stored now (expired ones ended first), or None."""
+        raise NotImplementedError
 
-    def _remove(self, stream_id: str) -> bool:
-        return self._open.pop(stream_id, None) is not None
+    async def _load_held(self, stream_id: str) -> Entry | None:
+        """What a step reads (a store may leave the window out: :meth:`load_window`)."""
+        return await self._load(stream_id)
 
-    def _ids(self) -> list[str]:
-        return list(self._open)
+    async def load_window(self, s: Stream, entry: Entry) -> None:
+        """Read ``s``'s window frames when :meth:`_load_held` left them out."""
+        return None
 
-    def _why(self, stream_id: str) -> str | None:
-        return self._ended.get(stream_id)
+    async def peek(self, stream_id: str) -> Any:
+        """Whether the stream is open (404 or 410 as :meth:`get`), cheaply, and its models
+        (``.members``): for the checks and the log line before an upload is read."""
+        return await self.get(stream_id)
 
-    def _mark(self, stream_id: str, why: str) -> None:
-        self._ended[stream_id] = why
-        self._ended.move_to_end(stream_id)
-        while len(self._ended) > self.settings.stream_ended_kept:
-            self._ended.popitem(last=False)
+    async def _why(self, stream_id: str) -> str | None:
+        """Why an ended stream ended, while that is remembered."""
+        raise NotImplementedError
 
-    def _locked(self, entry: Stream | Group) -> bool:
-        members = entry.members.values() if isinstance(entry, Group) else (entry,)
-        return entry.lock.locked() or any(s.lock.locked() for s in members)
-
-    def _serves(self, s: Stream, served: dict[str, Any]) -> bool:
-        return served.get(s.model) is s.runner
+    async def _commit(self, held: Entry, new: Entry) -> None:
+        """Store ``new`` in place of ``held`` if ``held`` is still what is stored (same
+        incarnation, same ``rev``); StreamGone when it ended meanwhile, :class:`Contended` when
+        another process wrote it first."""
+        raise NotImplementedError
 
     @asynccontextmanager
-    async def _hold_lock(self, stream_id: str, entry: Stream | Group) -> AsyncIterator[None]:
-        async with entry.lock:
-            yield
+    async def exclusive(self, stream_id: str) -> AsyncIterator[None]:
+        """Held while one request steps a stream (this process's lock; a store shared by
+        several adds its own, or relies on the compare-and-set of :meth:`_commit`)."""
+        lock, users = self._local.setdefault(stream_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                self._local.pop(stream_id, None)
 
-    # -- reading ---------------------------------------------------------------------------
-    def entries(self) -> Iterator[Stream | Group]:
-        for sid in self._ids():
-            entry = self._load(sid)
-            if entry is not None:
-                yield entry
+    def busy(self, stream_id: str) -> bool:
+        """Whether a request of this process holds (or waits for) the stream."""
+        return stream_id in self._local
 
-    def streams(self) -> Iterator[Stream]:
-        for s in self.entries():
-            yield from (s.members.values() if isinstance(s, Group) else (s,))
+    async def end(self, stream_id: str, why: str) -> bool:
+        """End an open stream (``why`` completes "stream X …" in its later 410s)."""
+        raise NotImplementedError
 
-    def get(self, stream_id: str) -> Stream | Group:
+    async def entries(self) -> list[Entry]:
+        """Every open entry (arrays may be left out: :meth:`listing` needs their sizes only)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+    def describe_store(self) -> str:
+        return self.kind
+
+    # -- shared by every store ----------------------------------------------------------------
+    def new_id(self) -> str:
+        return secrets.token_urlsafe(12)
+
+    async def get(self, stream_id: str, *, held: bool = False) -> Entry:
         """The open stream (or compare stream) ``stream_id``: 410 when it ended, 404 when
-        unknown."""
-        self.sweep()
-        found = self._load(stream_id)
+        unknown (``held``: as a step reads it)."""
+        found = await (self._load_held(stream_id) if held else self._load(stream_id))
         if found is not None:
             return found
-        why = self._why(stream_id)
+        why = await self._why(stream_id)
         if why is not None:
             raise StreamGone(f"stream {stream_id!r} {why}")
         raise StreamNotFound(
@@ -195,93 +170,99 @@ class StreamStore:
         )
 
     @asynccontextmanager
-    async def hold(self, stream_id: str) -> AsyncIterator[Stream | Group]:
-        """The stream, held: posts to one stream wait here for each other, in every process
-        sharing the store; what the holder changed is kept when it leaves (unless it ended)."""
-        entry = self.get(stream_id)
-        async with self._hold_lock(stream_id, entry):
-            entry = self.get(stream_id)  # still open once our turn came, as stored now
-            try:
-                yield entry
-            finally:
-                if stream_id in self._ids():
-                    self._save(entry)
+    async def hold(self, stream_id: str) -> AsyncIterator[Entry]:
+        """The stream, held: posts to one stream wait here for each other (in every process
+        sharing the store). The holder changes the copy it is given; when it leaves without
+        an error that copy is stored, whole, as the stream's next revision (a holder that
+        raised leaves the stream as it was)."""
+        async with self.exclusive(stream_id):
+            held = await self.get(stream_id, held=True)
+            if self.clock() - held.touched > held.idle_timeout_s:  # nobody steps it: ours
+                why = expired_why(held.idle_timeout_s, how_to_reopen(held))
+                await self.end(stream_id, why)
+                raise StreamGone(f"stream {stream_id!r} {why}")
+            work = held.copy()
+            yield work
+            work.rev = held.rev + 1
+            await self._commit(held, work)
 
-    def listing(self) -> list[dict]:
-        self.sweep()
-        now, idle = self.clock(), self.settings.stream_idle_timeout_s
-        return [s.info(now, idle) for s in self.entries()]
+    async def listing(self) -> list[dict]:
+        now = self.clock()
+        return [e.info(now) for e in await self.entries()]
 
-    # -- opening and ending ----------------------------------------------------------------
-    def new_id(self) -> str:
-        return secrets.token_urlsafe(12)
-
-    def check_room(self, models: list[str]) -> None:
-        """503 with Retry-After when opening one stream on each of ``models`` goes past a limit."""
-        self.sweep()
-        s = self.settings
+    async def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for st in self.streams():
-            counts[st.model] = counts.get(st.model, 0) + 1
-        total = sum(counts.values())
-        wait = int(min(s.stream_idle_timeout_s, 30))
-        if total + len(models) > s.stream_max_total:
-            raise TooManyStreams(
-                f"the server holds {total} open streams, at most {s.stream_max_total} "
-                "(FRAMECAST_STREAM_MAX_TOTAL); close one (DELETE /v1/streams/{id}) or retry "
-                "when an idle one expires",
-                wait,
-            )
-        for m in models:
-            if counts.get(m, 0) + 1 > s.stream_max_per_model:
-                raise TooManyStreams(
-                    f"model {m!r} holds {counts[m]} open streams, at most "
-                    f"{s.stream_max_per_model} (FRAMECAST_STREAM_MAX_PER_MODEL); close one "
-                    "or retry when an idle one expires",
-                    wait,
-                )
+        for e in await self.entries():
+            for m in e.members:
+                counts[m] = counts.get(m, 0) + 1
+        return counts
 
-    def add(self, entry: Stream | Group) -> None:
-        self._save(entry)
 
-    def end(self, stream_id: str, why: str) -> bool:
-        """End an open stream (``why`` completes "stream X …" in its later 410s)."""
-        if not self._remove(stream_id):
+def restarted(stream_id: str) -> StreamConflict:
+    return StreamConflict(
+        f"stream {stream_id!r} was ended or started again while this request was applied to "
+        "it; nothing of this request was kept (GET the stream for where it stands)"
+    )
+
+
+class MemoryStore(StreamStore):
+    """The stream table in this process's memory (the embedded default: nothing to start).
+    Idle streams are swept on every operation (a stream being stepped is never expired under
+    it); ended ids are remembered, up to FRAMECAST_STREAM_ENDED_KEPT of them."""
+
+    kind = "memory"
+
+    def __init__(self, settings: Any, clock: Callable[[], float] = time.time):
+        super().__init__(settings, clock)
+        self._open: dict[str, Entry] = {}
+        self._ended: OrderedDict[str, str] = OrderedDict()  # id → why it ended
+
+    def _mark(self, stream_id: str, why: str) -> None:
+        self._ended[stream_id] = why
+        self._ended.move_to_end(stream_id)
+        while len(self._ended) > self.settings.stream_ended_kept:
+            self._ended.popitem(last=False)
+
+    def _end_now(self, stream_id: str, why: str) -> bool:
+        if self._open.pop(stream_id, None) is None:
             return False
         self._mark(stream_id, why)
         return True
 
-    def touch(self, entry: Stream | Group) -> None:
-        entry.touched = self.clock()
-        if isinstance(entry, Group):
-            for s in entry.members.values():
-                s.touched = entry.touched
-
     def sweep(self) -> None:
-        """End the streams past their idle timeout and those whose model was unloaded or
-        swapped (a stream being stepped is never expired under it: it was just touched)."""
-        now, idle = self.clock(), self.settings.stream_idle_timeout_s
-        served = self.served()
-        for entry in list(self.entries()):
-            members = list(entry.members.values()) if isinstance(entry, Group) else [entry]
-            hint = (
-                HOW_TO_OPEN.format(model=members[0].model)
-                if isinstance(entry, Stream)
-                else "open a new one with POST /v1/compare/streams"
-            )
-            if self._locked(entry):
+        now = self.clock()
+        for sid, e in list(self._open.items()):
+            if self.busy(sid):
                 continue
-            if now - entry.touched > idle:
-                self.end(
-                    entry.id,
-                    f"expired after {idle:g} s without a frame "
-                    f"(FRAMECAST_STREAM_IDLE_TIMEOUT_S); {hint}",
-                )
-                continue
-            for s in members:
-                if not self._serves(s, served):
-                    what = "unloaded" if s.model not in served else "swapped for a new checkpoint"
-                    self.end(
-                        entry.id, f"ended: model {s.model!r} was {what} after it opened; {hint}"
-                    )
-                    break
+            if now - e.touched > e.idle_timeout_s:
+                self._end_now(sid, expired_why(e.idle_timeout_s, how_to_reopen(e)))
+
+    async def create(self, entry: Entry) -> None:
+        self.sweep()
+        if entry.id in self._open:
+            raise StreamConflict(f"a stream {entry.id!r} is open already")
+        check_room(await self.counts(), entry.members, self.settings)
+        self._open[entry.id] = entry  # no await between the count and this: one step
+        self._ended.pop(entry.id, None)
+
+    async def _load(self, stream_id: str) -> Entry | None:
+        self.sweep()
+        return self._open.get(stream_id)
+
+    async def _why(self, stream_id: str) -> str | None:
+        return self._ended.get(stream_id)
+
+    async def _commit(self, held: Entry, new: Entry) -> None:
+        now = self._open.get(held.id)
+        if now is None or now.incarnation != held.incarnation:
+            raise restarted(held.id)
+        if now.rev != held.rev:
+            raise Contended(held.id)
+        self._open[held.id] = new
+
+    async def end(self, stream_id: str, why: str) -> bool:
+        return self._end_now(stream_id, why)
+
+    async def entries(self) -> list[Entry]:
+        self.sweep()
+        return list(self._open.values())

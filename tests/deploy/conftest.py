@@ -13,7 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 README = ROOT / "README.md"
-COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cpu.yml", "docker-compose.models.yml")
+COMPOSE_FILES = (
+    "docker-compose.yml",
+    "docker-compose.cpu.yml",
+    "docker-compose.models.yml",
+    "docker-compose.redis.yml",
+)
 
 # The one serving command: the image's CMD, and what the README tells people to run in a container.
 SERVE_COMMAND = "framecast serve --host 0.0.0.0 --port 8000"

@@ -128,6 +128,8 @@ COMBINATIONS = [
     ["docker-compose.cpu.yml"],
     ["docker-compose.yml", "docker-compose.models.yml"],
     ["docker-compose.cpu.yml", "docker-compose.models.yml"],
+    ["docker-compose.cpu.yml", "docker-compose.redis.yml"],
+    ["docker-compose.yml", "docker-compose.redis.yml"],
 ]
 
 
@@ -153,6 +155,10 @@ def test_docker_compose_1_29_resolves_every_documented_combination(files):
     assert ("FRAMECAST_MODELS_DIR" in config["environment"]) == (
         "docker-compose.models.yml" in files
     )
+    redis = "docker-compose.redis.yml" in files
+    assert (config["environment"].get("FRAMECAST_STREAM_STORE") == "redis://redis:6379/0") == redis
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert ("redis" in services) == redis
 
 
 def test_models_override_mounts_checkpoints_read_only():
@@ -160,3 +166,14 @@ def test_models_override_mounts_checkpoints_read_only():
     (volume,) = service["volumes"]
     assert volume["target"] == service["environment"]["FRAMECAST_MODELS_DIR"] == "/models"
     assert volume["read_only"] is True
+
+
+def test_the_redis_override_puts_a_redis_beside_framecast():
+    doc = load("docker-compose.redis.yml")
+    assert doc["services"]["framecast"]["environment"]["FRAMECAST_STREAM_STORE"] == (
+        "redis://redis:6379/0"
+    )
+    assert "redis" in doc["services"]["framecast"]["depends_on"]
+    redis = doc["services"]["redis"]
+    assert redis["image"].startswith("redis:") and "--appendonly" in redis["command"]
+    assert any(v.endswith(":/data") for v in redis["volumes"])

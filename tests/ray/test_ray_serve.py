@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from models.repository import read_manifest, write_manifest
 from service.app import create_app
 from service.config import Settings
 from tests.service.conftest import save_tiny
@@ -43,7 +44,10 @@ def _opt_in(request):
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray_models")
-    save_tiny(root, NF, "convlstm2d", "next_frame")
+    folder = save_tiny(root, NF, "convlstm2d", "next_frame")
+    m = read_manifest(folder)
+    m.rollout = "carried_state"  # the encoder-forecaster: its streams carry their state
+    write_manifest(folder, m)
     save_tiny(root, CL, "convlstm2d", "classify")
     return Settings(
         models_dir=root,
@@ -205,19 +209,24 @@ def test_predictions_match_the_plain_server(ray_url, plain):
         assert ray_http.get("/v1/models/nope").status_code == 404
 
 
-def test_a_stream_through_two_ingress_replicas_equals_predict(ray_url, plain):
-    """A live stream on Ray keeps its window in the ingress (the stream table both ingress
-    replicas share): fed frame by frame, each step equals predict on the same frames, within the
-    context and past it; /v1/models says the mode."""
+@pytest.mark.parametrize("mode", ["carry", "window"])
+def test_a_stream_through_two_ingress_replicas_equals_the_plain_server(ray_url, plain, mode):
+    """A live stream on Ray: its state lives in the stream table both ingress replicas share,
+    and a carried-state model's stream takes one step per frame on a model replica, the state
+    travelling with the step (no replica keeps it); fed frame by frame on new connections, each
+    answer equals the plain server's stream, within the context and past it; /v1/models says
+    the modes."""
     frames = clip(t=FRAMES + 3, seed=31)
     with httpx.Client(base_url=ray_url, timeout=120) as ray_http:
         info = {m["name"]: m for m in ray_http.get("/v1/models").json()["models"]}
         how = info[NF]["stream"]
-        assert how["mode"] == "window" and how["modes"] == ["window"]
-        context, window = how["context"], how["window"]
-        r = ray_http.post(f"/v1/models/{NF}/streams")
+        assert how["mode"] == "carry" and how["modes"] == ["carry", "window"]
+        context = how["context"]
+        r = ray_http.post(f"/v1/models/{NF}/streams", params={"past_context": mode})
         assert r.status_code == 201, r.text
+        assert r.json()["mode"] == mode
         sid = r.json()["id"]
+        ref = plain.post(f"/v1/models/{NF}/streams", params={"past_context": mode}).json()["id"]
         for k in range(1, len(frames) + 1):
             with httpx.Client(base_url=ray_url, timeout=120) as fresh:  # a new connection
                 r = fresh.post(
@@ -227,13 +236,15 @@ def test_a_stream_through_two_ingress_replicas_equals_predict(ray_url, plain):
                 )
             assert r.status_code == 200, r.text
             body = r.json()
-            assert body["step"] == k
+            want = plain.post(
+                f"/v1/streams/{ref}/frames", params={"raw": True}, files=files(frames[k - 1 : k])
+            ).json()
+            assert body["step"] == want["step"] == k and body["mode"] == mode
             if k < context:
                 assert body["frames"] == [] and body["needs"] == context - k, body
                 continue
             got = np.array([f["values"] for f in body["frames"]], np.float32)
-            want = _predict(plain, NF, frames[max(0, k - window) : k], 1)
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got, [f["values"] for f in want["frames"]], atol=1e-5)
         assert ray_http.get(f"/v1/streams/{sid}").json()["step"] == len(frames)
         assert ray_http.delete(f"/v1/streams/{sid}").status_code in (200, 204)
         assert ray_http.get(f"/v1/streams/{sid}").status_code in (404, 410)

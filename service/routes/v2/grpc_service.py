@@ -147,7 +147,7 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
             self.settings.max_horizon,
             t_start,
             self.app.state.streams,
-            self.metrics,
+            self.runtime,
         )
         resp = codec.infer_response(req, runner, wanted, arrays, params)
         for answer in answers:

@@ -61,7 +61,6 @@ from service.routes.v2.tensors import (
 )
 from service.streams.sequences import infer_sequence, sequence_of
 from service.streams.store import StreamStore
-from service.telemetry import Metrics
 
 _V2_ERROR = {
     "content": {
@@ -284,7 +283,7 @@ async def infer(
     req, binary = split_body(body, n)
     streams = request.app.state.streams
     wanted, arrays, answers, params = await run(
-        runner, req, binary, settings.max_horizon, t_start, streams, runtime.metrics
+        runner, req, binary, settings.max_horizon, t_start, streams, runtime
     )
     response = encode_response(req, runner, wanted, arrays, params)
     for answer in answers:  # each clip's phases into /metrics, as /v1 records them
@@ -299,19 +298,20 @@ async def run(
     max_horizon: int,
     t_start: float,
     streams: StreamStore | None = None,
-    metrics: Metrics | None = None,
+    runtime: Any = None,
 ) -> tuple[list[tuple[str, bool, int | None]], dict[str, np.ndarray], list[inference.Answer], dict]:
     """One V2 inference request, parsed (``req`` as the JSON header, ``binary`` the tensor bytes
     after it): the outputs asked for, the arrays, each clip's answer and the response's
     parameters. A request with a ``sequence_id`` is one step of a stream in ``streams``
-    (``service/streams/sequences.py``; its phases into ``metrics``, as a stream's). HTTP
+    (``service/streams/sequences.py``; its phases into ``runtime.metrics``, as a stream's). HTTP
     (above) and gRPC (grpc_service.py) both call it."""
-    seq = sequence_of(req)
+    chars = streams.settings.stream_max_id_chars if streams is not None else 128
+    seq = sequence_of(req, chars)
     if seq is not None and streams is not None:
         clips = await run_in_threadpool(partial(parse_inputs, whole=True), req, binary, runner)
         steps = horizon_of(req, max_horizon) or 1
         wanted = requested_outputs(req, runner, steps)
-        arrays, params = await infer_sequence(streams, runner, seq, clips, steps, metrics)
+        arrays, params = await infer_sequence(runtime, streams, runner, seq, clips, steps)
         return wanted, arrays, [], params
     clips = await run_in_threadpool(parse_inputs, req, binary, runner)  # (batch, T, H, W, C)
     horizon = horizon_of(req, max_horizon)

@@ -31,7 +31,7 @@ import numpy as np
 from models.repository import discover
 from service.config import Settings, SettingsError, load_settings
 from service.runtime.lifecycle import Lifecycle, ModelState
-from service.runtime.ray.ingress import RayMissing, RemoteRunner, RemoteRuntime, ray_modules
+from service.runtime.ray.ingress import Fed, RayMissing, RemoteRunner, RemoteRuntime, ray_modules
 from service.runtime.ray.model_fetch import ModelFetchError, fetch, list_models
 
 if TYPE_CHECKING:  # Ray is optional and imported lazily (see ray_modules)
@@ -200,6 +200,7 @@ def build_apps(
                 "warmup_ms": r.warmup_ms,
                 "folder": str(r.folder),
                 "version": r.version,  # a versioned folder: the highest its policy serves
+                "state_shapes": [list(x) for x in r.state_shapes],  # carried-state streams
             }
 
         async def predict(self, context: np.ndarray, horizon: int):
@@ -207,6 +208,12 @@ def build_apps(
 
         async def classify(self, context: np.ndarray):
             return await self.runner.classify(context)
+
+        async def feed(self, frames: np.ndarray, steps: int, states: list | None):
+            """A stream's step, its state carried in and out (the replica keeps none): the
+            predictions made after each frame, the states after the last, the rollout."""
+            fed, timing = await self.runner.feed(frames, steps, states)
+            return Fed(fed.after, fed.kept, fed.outputs), timing
 
         def check_health(self) -> None:
             st = self.models.status(self.runner.name)
@@ -226,10 +233,14 @@ def build_apps(
         deployments[name] = FramecastModel.options(  # type: ignore[attr-defined]
             name=f"model-{name}", max_ongoing_requests=max_ongoing, **model_options(settings, name)
         ).bind(str(folder), payload)
+    spread = {}
+    if settings.ray_ingress_per_node is not None:
+        spread["max_replicas_per_node"] = settings.ray_ingress_per_node
     ingress = FramecastIngress.options(  # type: ignore[attr-defined]
         name="framecast",
         num_replicas=settings.ray_ingress_replicas,
         ray_actor_options={"num_cpus": settings.ray_ingress_cpus},
+        **spread,
     )
     if not split:
         return ingress.bind(payload, **deployments), {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +49,22 @@ def ray_modules() -> tuple[Any, Any]:
     return ray, serve
 
 
+@dataclass
+class Fed:
+    """What a replica's stream step gives back (a :class:`~models.rollout.Feed`'s results): the
+    prediction made after each frame read, the states after the last, the rollout."""
+
+    after: list[np.ndarray]
+    kept: list[np.ndarray] | None
+    outputs: list[np.ndarray]
+
+
 class RemoteRunner(ManifestView):
     """The :class:`~service.runtime.runner.Runner` of a model served by a deployment: each call is
     forwarded to one of its replicas, whose own batcher queues it. The ingress holds no queue, so
     its ``queue_depth`` is 0 and ``expect`` gives no ticket; Serve bounds each replica with
-    ``max_ongoing_requests``."""
+    ``max_ongoing_requests``. A carried-state model's stream steps travel with their state
+    (:meth:`feed`): any replica takes any stream's next frame, and none keeps a stream."""
 
     queue_depth = 0
     idle = True  # nothing queued here (the Runner protocol's idle)
@@ -65,7 +77,12 @@ class RemoteRunner(ManifestView):
         self.warmup_ms = info["warmup_ms"]
         self.folder = Path(info["folder"])
         self.version = int(info.get("version", 1))
+        self.state_shapes = [tuple(x) for x in info.get("state_shapes") or []]
         self.ready = True
+
+    @property
+    def carries(self) -> bool:
+        return self.rollout == "carried_state" and bool(self.state_shapes)
 
     def expect(self) -> AbstractContextManager:
         return nullcontext(None)
@@ -82,11 +99,24 @@ class RemoteRunner(ManifestView):
     ) -> tuple[np.ndarray, Timing]:
         return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
 
+    async def feed(
+        self,
+        frames: np.ndarray,
+        steps: int,
+        states: list[np.ndarray] | None,
+        *,
+        ticket: Ticket | None = None,
+    ) -> tuple[Fed, Timing]:
+        """A stream's frames and its states to a replica, the predictions and new states back
+        (:meth:`ModelRunner.feed <service.runtime.runner.ModelRunner.feed>` there)."""
+        frames = np.asarray(frames, np.float32)
+        return await _unwrap(self.handle.feed.remote(frames, int(steps), states))
+
     def close(self) -> None:
         pass
 
 
-async def _unwrap(response: Any) -> tuple[np.ndarray, Timing]:
+async def _unwrap(response: Any) -> Any:
     """Await a deployment's answer; a domain error raised there is raised here as itself.
     ``response``: a DeploymentResponse (Ray types ``.remote()`` as that or, for a streaming
     handle, a DeploymentResponseGenerator; these handles do not stream)."""

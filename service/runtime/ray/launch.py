@@ -11,7 +11,7 @@ from pathlib import Path
 from service.config import Settings
 from service.runtime.ray.app import build_apps, cpus_needed, model_app_name
 from service.runtime.ray.ingress import RayMissing, ray_modules
-from service.streams.shared import make_stream_dir
+from service.streams.folder import make_stream_dir
 
 log = logging.getLogger("framecast.ray")
 
@@ -32,16 +32,19 @@ def connect(settings: Settings) -> None:
 
 def share_streams(settings: Settings) -> tuple[Settings, str | None]:
     """With more than one ingress replica the live streams must live where every replica reads
-    them: FRAMECAST_STREAM_DIR when set; on a local Ray, a new folder in memory (returned, to
-    remove at the end). Joining a cluster without one, a replica's streams are its own: said in
-    the log, since a frame sent through another replica then answers 404."""
-    if settings.ray_ingress_replicas < 2 or settings.stream_dir is not None:
+    them: FRAMECAST_STREAM_STORE (Redis, for replicas on several nodes) or FRAMECAST_STREAM_DIR
+    when set; on a local Ray, a new folder in memory (returned, to remove at the end). Joining a
+    cluster without one, a replica's streams are its own: said in the log, since a frame sent
+    through another replica then answers 404."""
+    shared = settings.stream_dir is not None or settings.stream_store not in (None, "memory")
+    if settings.ray_ingress_replicas < 2 or shared:
         return settings, None
     if settings.ray_address:
         log.warning(
-            "%d ingress replicas and no FRAMECAST_STREAM_DIR: each replica keeps its own live "
+            "%d ingress replicas and no FRAMECAST_STREAM_STORE: each replica keeps its own live "
             "streams, and a stream's frames that reach another replica answer 404; set "
-            "FRAMECAST_STREAM_DIR to a folder every ingress node shares (or one ingress replica)",
+            "FRAMECAST_STREAM_STORE=redis://HOST:PORT/DB (a Redis every ingress node reaches) "
+            "or use one ingress replica",
             settings.ray_ingress_replicas,
         )
         return settings, None

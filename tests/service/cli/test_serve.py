@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.streams.shared import _key
+from service.streams.folder import _key
 from tests.service.helpers import clip, npy, require
 
 NF = "convlstm2d_next_frame"

@@ -367,6 +367,8 @@ def test_websocket_on_an_ended_stream_closes_with_why(sc):
     sc.delete(f"/v1/streams/{sid}")
     with pytest.raises(WebSocketDisconnect) as e:
         with sc.websocket_connect(f"/v1/streams/{sid}/ws") as ws:
+            why = json.loads(ws.receive_text())  # the reason, readable by a browser
+            assert why["status"] == 410 and "was deleted" in why["message"]
             ws.receive_text()
     assert e.value.code == 4410
 

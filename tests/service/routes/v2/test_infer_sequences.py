@@ -4,6 +4,8 @@ as /v1, with the same predictions."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import numpy as np
 import pytest
@@ -38,7 +40,8 @@ def served(tmp_path_factory):
         h = httpclient.InferenceServerClient(url.removeprefix("http://"), network_timeout=60.0)
         g = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
         with httpx.Client(base_url=url, timeout=60.0) as v1:
-            yield {"http": h, "grpc": g, "lib": {"http": httpclient, "grpc": grpcclient}, "v1": v1}
+            libs = {"http": httpclient, "grpc": grpcclient}
+            yield {"http": h, "grpc": g, "lib": libs, "v1": v1, "app": app}
         h.close()
         g.close()
 
@@ -130,3 +133,85 @@ def test_the_extension_is_listed_and_flags_need_an_id(served):
         },
     )  # fmt: skip
     assert r.status_code == 400 and "sequence_id" in r.json()["error"]
+
+
+def _json_step(served, sid, frames, **flags) -> httpx.Response:
+    """One sequence request as JSON (any sequence_id, even one tritonclient would not send)."""
+    return served["v1"].post(
+        f"/v2/models/{CARRY}/infer",
+        json={
+            "inputs": [
+                {"name": "frames", "shape": [1, *frames.shape], "datatype": "FP32",
+                 "data": frames.ravel().tolist()}
+            ],
+            "parameters": {"sequence_id": sid, **flags},
+        },
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sid,words",
+    [
+        (2**64, "from 1 to 18446744073709551615"),
+        (-3, "got -3"),
+        ("0", 'not "0"'),
+        ("../../x", "letters, digits and . _ ~ -"),
+        ("x" * 129, "(129 characters)"),
+        ("a b", "letters, digits"),
+        (1.5, "got a float"),
+    ],
+)
+def test_what_a_sequence_id_may_be(served, sid, words):
+    r = _json_step(served, sid, _frames(1), sequence_start=True)
+    assert r.status_code == 400 and words in r.json()["error"], r.text
+
+
+def test_an_integer_id_and_its_string_are_two_sequences_both_reachable(served):
+    a = _json_step(served, 77, _frames(2, seed=5), sequence_start=True)
+    b = _json_step(served, "77", _frames(1, seed=6), sequence_start=True)
+    assert a.status_code == b.status_code == 200
+    assert a.json()["parameters"]["sequence_step"] == 2
+    assert b.json()["parameters"]["sequence_step"] == 1
+    for sid, step in ((f"v2:{CARRY}:77", 2), (f"v2:{CARRY}:s:77", 1)):
+        assert served["v1"].get(f"/v1/streams/{sid}").json()["step"] == step
+        assert served["v1"].delete(f"/v1/streams/{sid}").status_code == 200
+    c = _json_step(served, "cam.A-1_~", _frames(1), sequence_start=True, sequence_end=True)
+    assert c.status_code == 200
+    r = served["v1"].get(f"/v1/streams/v2:{CARRY}:s:cam.A-1_~")
+    assert r.status_code == 410 and "sequence_end" in r.json()["message"]
+
+
+def _until(cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+def test_a_restart_while_a_request_is_in_flight_wins(served):
+    """sequence_start on an id whose 32-frame request is being applied: that request finishes
+    first, then the sequence starts again, and the next request continues the new one."""
+    import threading
+
+    from tests.service.runtime.test_batcher import Held
+
+    big = _frames(32, seed=7)
+    assert _json_step(served, 55, big[:1], sequence_start=True).status_code == 200
+    app, sid, got = served["app"], f"v2:{CARRY}:55", {}
+    store = app.state.streams
+    with Held(app.state.runtime.get(CARRY)):  # the model's worker is busy: the request waits
+        old = threading.Thread(target=lambda: got.update(old=_json_step(served, 55, big)))
+        old.start()
+        _until(lambda: store.busy(sid))  # it holds the stream
+        again = threading.Thread(
+            target=lambda: got.update(new=_json_step(served, 55, big[:1], sequence_start=True))
+        )
+        again.start()
+        _until(lambda: store._local[sid][1][0] == 2)  # the restart waits for it
+    old.join()
+    again.join()
+    assert got["old"].json()["parameters"]["sequence_step"] == 33
+    assert got["new"].json()["parameters"]["sequence_step"] == 1
+    nxt = _json_step(served, 55, big[1:2])
+    assert nxt.json()["parameters"]["sequence_step"] == 2  # the restart's, not 34
+    served["v1"].delete(f"/v1/streams/{sid}")

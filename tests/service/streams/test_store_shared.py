@@ -1,8 +1,10 @@
-"""The stream table in a shared folder (service/streams/shared.py): two apps on one folder act as
-two workers; a stream goes on whichever one a request reaches, in order, and after a restart."""
+"""The stream table shared by processes: in a folder (service/streams/folder.py, --workers) and
+in Redis (service/streams/redis_store.py, many machines). Two apps on one store act as two
+servers; a stream goes on whichever one a request reaches, in order, and after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import numpy as np
@@ -10,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.streams.shared import SharedStreamStore
+from service.streams.folder import FolderStore
+from service.streams.redis_store import RedisStore
 from tests.service.conftest import CARRY, CARRY2, WINDOW
 from tests.service.helpers import FRAMES
 from tests.service.routes.v1.test_streams import (
@@ -25,10 +28,23 @@ from tests.service.routes.v1.test_streams import (
 
 
 @pytest.fixture(scope="module")
-def pair(stream_models, tmp_path_factory):
-    s = _settings(stream_models, stream_dir=tmp_path_factory.mktemp("shared") / "streams")
+def redis(request):
+    from tests.redis_server import redis_server
+
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["folder", "redis"])
+def pair(request, stream_models, tmp_path_factory):
+    if request.param == "folder":
+        s = _settings(stream_models, stream_dir=tmp_path_factory.mktemp("shared") / "streams")
+        kind = FolderStore
+    else:
+        s = _settings(stream_models, stream_store=request.getfixturevalue("redis").url())
+        kind = RedisStore
     with TestClient(create_app(s)) as a, TestClient(create_app(s)) as b:
-        assert isinstance(a.app.state.streams, SharedStreamStore)
+        assert isinstance(a.app.state.streams, kind)
         yield a, b, s
 
 
@@ -88,8 +104,9 @@ def test_delete_limits_and_compare_streams_are_shared(pair):
     assert post(a, gid, frames_of(1, seed=4))["step"] == FRAMES + 1
     stores = [c.app.state.streams for c in (a, b)]
     try:
+        now = sum(asyncio.run(stores[0].counts()).values())
         for st in stores:  # a limit of however many are open now, plus one
-            st.settings = s.model_copy(update={"stream_max_total": len(list(st.streams())) + 1})
+            st.settings = s.model_copy(update={"stream_max_total": now + 1})
         open_stream(b, WINDOW)
         r = a.post(f"/v1/models/{CARRY}/streams")
         assert r.status_code == 503 and "FRAMECAST_STREAM_MAX_TOTAL" in r.json()["message"]
@@ -112,5 +129,20 @@ def test_ids_never_name_a_path(pair):
     a, _, s = pair
     r = a.post("/v1/streams/..%2F..%2Fetc/frames", content=npy(frames_of(1)), headers=NPY)
     assert r.status_code == 404
-    files = {p.name for p in s.stream_dir.iterdir()}
-    assert all(f == "ended" or len(f.split(".")[0]) == 40 for f in files)
+    if s.stream_dir is not None:
+        files = {p.name for p in s.stream_dir.iterdir()}
+        assert all(f in ("ended", ".table.lock") or len(f.split(".")[0]) == 40 for f in files)
+
+
+def test_a_model_unloaded_on_one_server_keeps_its_streams_for_the_others(pair):
+    a, b, _ = pair
+    sid = open_stream(a, WINDOW)
+    post(a, sid, frames_of(2, seed=8))
+    assert a.post(f"/v2/repository/models/{WINDOW}/unload").status_code == 200
+    try:
+        r = a.post(f"/v1/streams/{sid}/frames", content=npy(frames_of(1)), headers=NPY)
+        assert r.status_code == 404 and "the stream is kept" in r.json()["message"]
+        assert post(b, sid, frames_of(1, seed=9))["step"] == 3  # another server goes on
+    finally:
+        assert a.post(f"/v2/repository/models/{WINDOW}/load").status_code == 200
+    assert post(a, sid, frames_of(1, seed=10))["step"] == 4

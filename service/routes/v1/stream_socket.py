@@ -1,0 +1,167 @@
+"""A live stream over a WebSocket: ``/v1/streams/{id}/ws``, frames in, one answer out each.
+
+Messages are binary PNG (or any file predict takes), raw uint8 bytes of whole frames at the
+model's size, or text JSON ``{"frames": [base64]}``; each is answered as ``POST
+/v1/streams/{id}/frames`` answers. The socket is accepted first, so that a browser (which cannot
+read a refused handshake) learns why it is closed: the error as a message, then the close code
+4000 + the HTTP status (4404 no such stream, 4410 it ended, 4422 a bad parameter).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from service.errors import FramecastError, InvalidInput, render_websocket, websocket_close_code
+from service.media.decode import decode_parts, sniff
+from service.media.fitting import FITS
+from service.media.frames import Frame, Limits
+from service.routes.v1.streams import _opts
+from service.streams.feeding import Options, feed
+from service.streams.store import how_to_reopen
+
+log = logging.getLogger("framecast.streams")
+router = APIRouter(tags=["streams"])
+
+
+def ws_frames(
+    data: bytes | None, text: str | None, shape: tuple[int, int, int], settings: Any
+) -> list:
+    """One WebSocket message's frames: binary PNG (or any file predict takes), raw uint8 bytes of
+    whole frames at the model's size (H x W x C each), or text JSON ``{"frames": [base64]}``."""
+    limits = Limits(settings.max_frames, settings.max_frame_pixels, settings.max_total_pixels)
+    if text is not None:
+        from service.http.uploads import json_parts
+
+        return decode_parts(json_parts(text.encode(), settings)[0], limits)
+    assert data is not None
+    if sniff(data) is not None:
+        return decode_parts([("message", data)], limits)
+    size = int(np.prod(shape))
+    if not data or len(data) % size:
+        raise InvalidInput(
+            f"a binary message of {len(data)} bytes is neither an image nor whole raw frames of "
+            f"{shape[0]}x{shape[1]}x{shape[2]} uint8 ({size} bytes each)"
+        )
+    raw = np.frombuffer(data, np.uint8).reshape((-1, *shape))
+    return [Frame(None, f"message frame {i}", u8=f) for i, f in enumerate(raw)]
+
+
+async def _refuse(websocket: WebSocket, e: FramecastError) -> None:
+    """Answer a socket that cannot go on: the error as a message, then the close code (4000 +
+    the HTTP status: 4404 no such stream, 4410 it ended, 4422 a bad parameter, …)."""
+    text, _ = render_websocket(e)
+    try:
+        await websocket.send_text(text)
+        await websocket.close(code=websocket_close_code(e), reason=e.message[:120])
+    except (WebSocketDisconnect, RuntimeError):  # the client left first
+        pass
+
+
+@router.websocket("/v1/streams/{stream_id}/ws")
+async def stream_ws(
+    websocket: WebSocket,
+    stream_id: str,
+    horizon: str = "1",
+    raw: str = "false",
+    resize: str = "true",
+    fit: str = "stretch",
+    on_close: str = "keep",
+) -> None:
+    """Frames in (binary PNG or raw uint8, or JSON text), one answer out per message, as the
+    HTTP route answers; an error answers that message and the socket stays open, except for a
+    stream that ended (closed with code 4410) or one that does not exist (4404). A bad
+    parameter is closed with 4422 once open (browsers cannot read a refused handshake).
+    ``on_close``: ``keep`` the stream when the socket closes (for a reconnect; the default) or
+    ``end`` it."""
+    app = websocket.app
+    store, settings, runtime = app.state.streams, app.state.settings, app.state.runtime
+    await websocket.accept()
+    try:
+        opts = _opts(
+            settings,
+            _ws_int("horizon", horizon),
+            _ws_bool("raw", raw),
+            _ws_bool("resize", resize),
+            _ws_choice("fit", fit, FITS),
+            None,
+        )
+        ending = _ws_choice("on_close", on_close, ("keep", "end")) == "end"
+        entry = await store.get(stream_id)
+    except FramecastError as e:
+        await _refuse(websocket, e)
+        return
+    first = next(iter(entry.members.values()))
+    shape = tuple(first.frame_shape)
+    try:
+        await _serve_ws(websocket, store, runtime, settings, stream_id, shape, opts)
+    finally:
+        if ending:
+            why = "was ended when its WebSocket closed (on_close=end); " + how_to_reopen(entry)
+            try:
+                if await store.end(stream_id, why):
+                    log.info("stream %s ended with its websocket (on_close=end)", stream_id)
+            except FramecastError as e:  # the store is away: it expires by itself
+                log.warning("stream %s: not ended with its websocket: %s", stream_id, e.message)
+
+
+def _ws_int(name: str, raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        raise InvalidInput(f"{name}={raw[:20]!r}: give a whole number")
+    return int(raw)
+
+
+def _ws_bool(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise InvalidInput(f"{name}={raw[:20]!r}: give true or false")
+
+
+def _ws_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise InvalidInput(f"{name}={raw[:20]!r}: choose one of {', '.join(choices)}")
+    return raw
+
+
+async def _serve_ws(
+    websocket: WebSocket,
+    store: Any,
+    runtime: Any,
+    settings: Any,
+    stream_id: str,
+    shape: tuple,
+    opts: Options,
+) -> None:
+    while True:
+        try:
+            msg = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if msg["type"] == "websocket.disconnect":
+            return
+        try:
+            frames = ws_frames(msg.get("bytes"), msg.get("text"), shape, settings)
+            body = await feed(runtime, store, stream_id, frames, opts)
+        except FramecastError as e:
+            text, close = render_websocket(e)
+            try:
+                await websocket.send_text(text)
+                if close is not None:
+                    await websocket.close(code=close, reason=e.message[:120])
+                    return
+            except (WebSocketDisconnect, RuntimeError):
+                log.info("stream %s: websocket client left before its answer", stream_id)
+                return
+            continue
+        try:
+            await websocket.send_text(json.dumps(body))
+        except (WebSocketDisconnect, RuntimeError):  # the client left mid-answer
+            log.info("stream %s: websocket client left before its answer", stream_id)
+            return
