@@ -117,11 +117,54 @@ def stream_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+SCALE_WAYS = {
+    "memory": "one process, memory",
+    "redis-one": "one process, Redis",
+    "folder": "two processes, one folder",
+    "redis": "two processes, one Redis",
+    "ray-carry": "Ray, 2 ingress, carry",
+    "ray-window": "Ray, 2 ingress, window",
+}
+
+
+def stream_scale_table(report: dict) -> str:
+    """bench/stream_scale.py: a streamed frame's cost on each store, same run."""
+    rows = [
+        "| streams | where | frames/s | p50 | p99 | server CPU / frame | against | Redis "
+        "round trips / frame | Redis KB / frame |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ways = report["ways"]
+    for i, n in enumerate(m["streams"] for m in ways["memory"]):
+        for way, label in SCALE_WAYS.items():
+            if way not in ways:
+                continue
+            r = ways[way][i]
+            base = "ray-window" if way == "ray-carry" else "memory"
+            against = ""
+            if way not in ("memory", "ray-window"):
+                ratio = r["server_cpu_ms_per_frame"] / ways[base][i]["server_cpu_ms_per_frame"]
+                against = f"{ratio:.2f}× {'window' if base == 'ray-window' else 'memory'}"
+            redis = "store_cpu_ms_per_frame" in r
+            trips = f"{r['store_round_trips_per_frame']:.1f}" if redis else ""
+            kb = (
+                f"{(r['store_bytes_in_per_frame'] + r['store_bytes_out_per_frame']) / 1024:.0f}"
+                if trips
+                else ""
+            )
+            rows.append(
+                f"| {n} | {label} | {r['frames_s']:.1f} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} "
+                f"| {r['server_cpu_ms_per_frame']:.1f} ms | {against} | {trips} | {kb} |"
+            )
+    return "\n".join(rows)
+
+
 TABLES = {
     "serve": ("serve_bench.json", serve_table),
     "frontend": ("frontend.json", frontend_table),
     "past_context": ("stream_past_context.json", past_context_table),
     "streams": ("stream_bench.json", stream_table),
+    "stream_scale": ("stream_scale.json", stream_scale_table),
 }
 
 

@@ -293,3 +293,30 @@ def test_stream_past_context_figures_in_the_prose():
     curve = by["convlstm2d_next_frame"]["per_frame"]["carry"]
     assert f"({curve[0]:.0f} → {curve[-1]:.0f})" in README
     assert f"on {report['results'][0]['streams']} held-out 30-frame streams" in README
+
+
+def test_stream_scale_ratios_in_the_prose():
+    report = json.loads((BENCH / "stream_scale.json").read_text())
+
+    def span(name: str) -> str:
+        values = report["ratios"][name]
+        return f"{min(values):.2f}–{max(values):.2f}×"
+
+    cpu = {w: [r["server_cpu_ms_per_frame"] for r in rows] for w, rows in report["ways"].items()}
+    folder = [f / m for f, m in zip(cpu["folder"], cpu["memory"])]
+    quoted = [
+        f"costs a process {span('redis_one_over_memory')} the server CPU",
+        f"one Redis on this one 2-core machine cost {span('redis_over_memory')} one process",
+        f"on the same machine cost {min(folder):.2f}–{max(folder):.2f}×",
+        f"a carried stream costs {span('ray_carry_over_window')}",
+    ]
+    flat = " ".join(README.split())
+    missing = [q for q in quoted if " ".join(q.split()) not in flat]
+    assert not missing, f"README figures that match no JSON value: {missing}"
+    met = report["targets_met"]
+    assert ("just over the issue's bar of 1.5× at every level" in flat) == (
+        all(v > 1.5 for v in report["ratios"]["redis_over_memory"])
+    )
+    assert met["redis_one_over_memory"] == all(
+        v <= 1.5 for v in report["ratios"]["redis_one_over_memory"]
+    )

@@ -188,10 +188,12 @@ async def post_frames(
     step: int | None = StepQuery,
 ) -> Response:
     opts = _opts(settings, horizon, raw, resize, fit, step)
-    _log_model(request, await streams.peek(stream_id))  # 404 / 410 before the upload is read
+    if not streams.shared:  # 404 / 410 before the upload is read (a shared store: a round trip
+        _log_model(request, await streams.peek(stream_id))  # saved; the step says it anyway)
     frames = (await read_upload(request, settings, allow_truth=False)).frames
     headers: dict[str, str] = {}
     body = await feed(runtime, streams, stream_id, frames, opts, headers)
+    request.state.model = ",".join(body["models"]) if "models" in body else body["model"]
     return Response(json.dumps(body), media_type="application/json", headers=headers)
 
 
