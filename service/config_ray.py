@@ -56,6 +56,15 @@ class RaySettings(BaseSettings):
     ray_ingress_cpus: float = Field(
         0.2, ge=0, description="CPUs each ingress replica reserves (Ray's num_cpus)"
     )
+    ray_inline_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=0,
+        description="a local Ray started by `serve --ray`: objects up to this size are passed "
+        "inline between replicas (Ray's max_direct_call_object_size, 100 KB by default) rather "
+        "than through the shared-memory object store; a carried stream's states (256 KB for "
+        "the bundled ConvLSTM2D) travel with each step. On a cluster, set "
+        "RAY_max_direct_call_object_size at `ray start` on every node (docs/ray.md)",
+    )
     ray_ingress_per_node: int | None = Field(
         None,
         ge=1,

@@ -65,7 +65,8 @@ def test_model_options_from_the_environment(monkeypatch):
 def test_two_ingress_replicas_share_one_stream_table(tmp_path, caplog):
     """serve --ray with several ingress replicas: on a local Ray a folder in memory is made for
     the live streams (and handed to every replica in the settings); a folder named in
-    FRAMECAST_STREAM_DIR is kept; joining a cluster without one is said in the log."""
+    FRAMECAST_STREAM_DIR, or a store in FRAMECAST_STREAM_STORE, is kept; joining a cluster
+    without one is said in the log, naming the store that works across nodes (Redis)."""
     import shutil
 
     from service.runtime.ray.launch import share_streams
@@ -80,7 +81,9 @@ def test_two_ingress_replicas_share_one_stream_table(tmp_path, caplog):
         assert str(shared.stream_dir) == made and os.path.isdir(made)
     finally:
         shutil.rmtree(made, ignore_errors=True)
+    redis = Settings(ray_ingress_replicas=2, stream_store="redis://127.0.0.1:6379/0")
+    assert share_streams(redis) == (redis, None)
     joining = Settings(ray_ingress_replicas=3, ray_address="ray://head:10001")
     with caplog.at_level("WARNING", logger="framecast.ray"):
         assert share_streams(joining) == (joining, None)
-    assert "FRAMECAST_STREAM_DIR" in caplog.text and "404" in caplog.text
+    assert "FRAMECAST_STREAM_STORE=redis://" in caplog.text and "404" in caplog.text

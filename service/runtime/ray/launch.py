@@ -25,8 +25,9 @@ def connect(settings: Settings) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address)
         log.info("joined the Ray cluster at %s (FRAMECAST_RAY_ADDRESS)", settings.ray_address)
-    else:
-        ray.init(address="local")
+    else:  # a stream's states travel with each step: passed inline, not via the object store
+        config = {"max_direct_call_object_size": settings.ray_inline_bytes}
+        ray.init(address="local", _system_config=config)
         log.info("started a local Ray instance (set FRAMECAST_RAY_ADDRESS to join a cluster)")
 
 
