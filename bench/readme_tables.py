@@ -1,10 +1,12 @@
-"""The README's benchmark tables, rendered from the committed JSON (never typed by hand).
+"""The benchmark tables of the guides (docs/*.md), rendered from the committed JSON (never typed
+by hand).
 
     python3 bench/readme_tables.py            # print every table
     python3 bench/readme_tables.py serve      # only docs/bench/serve_bench.json's
 
-``tests/test_readme_numbers.py`` checks that each table printed here is in the README verbatim,
-so a figure in the README always comes from a committed JSON written by a committed script.
+``tests/test_readme_numbers.py`` checks that each table printed here is in its page (PAGES)
+verbatim, so a figure in the docs always comes from a committed JSON written by a committed
+script.
 """
 
 from __future__ import annotations
@@ -159,12 +161,65 @@ def stream_scale_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def _card(*parts: str) -> dict:
+    return json.loads((ROOT / "models" / Path(*parts) / "card.json").read_text())
+
+
+def headline_table(_: dict) -> str:
+    """The README's headline figures, each from its committed JSON (linked)."""
+    conv, dense = _card("convlstm2d_next_frame"), _card("resume", "conv2d_lstm_bf16")
+    a, b = (c["metrics"]["rollout"]["mse_per_frame"] for c in (conv, dense))
+    accs = [
+        _card(n)["metrics"]["accuracy"] for n in ("conv2d_lstm_classify", "convlstm2d_classify")
+    ]
+    serve = json.loads((BENCH / "serve_bench.json").read_text())["models"]["convlstm2d_next_frame"]
+    fc = {lv["concurrency"]: lv["rps"] for lv in serve["framecast"]["levels"]}
+    base = {lv["concurrency"]: lv["rps"] for lv in serve["baseline"]["levels"]}
+    front = json.loads((BENCH / "frontend.json").read_text())["cases"]["classify"]
+    lead = front["framecast_w1"]["req_s"] / front["litserve"]["req_s"]
+    streams = json.loads((BENCH / "stream_bench.json").read_text())["levels"]
+    ratio = [lv["stream_over_window_cpu"] for lv in streams.values()]
+    scale = json.loads((BENCH / "stream_scale.json").read_text())["ratios"]["redis_one_over_memory"]
+    rows = [
+        "| what | figure | from |",
+        "| --- | --- | --- |",
+        "| held-out 10→10 MSE/frame at equal training budgets, ConvLSTM2D against Conv2D+LSTM "
+        f"(lower is better) | **{a:.1f}** against {b:.1f} | [card](models/convlstm2d_next_frame/"
+        "card.json), [card](models/resume/conv2d_lstm_bf16/card.json) |",
+        f"| direction-of-motion accuracy, both classifiers | {min(accs):.2%} and {max(accs):.2%} "
+        "| [cards](models/convlstm2d_classify/card.json) |",
+        "| ConvLSTM2D requests/s against FastAPI with `model.predict` per request, 32 clients "
+        f"| {fc[32] / base[32]:.1f}× | [serve_bench.json](docs/bench/serve_bench.json) |",
+        "| classify requests/s against LitServe, same model, same load "
+        f"| {lead:.2f}× | [frontend.json](docs/bench/frontend.json) |",
+        "| server CPU of a streamed frame against a 10-frame window request "
+        f"| {min(ratio):.2f}–{max(ratio):.2f}× "
+        "| [stream_bench.json](docs/bench/stream_bench.json) |",
+        "| server CPU per frame with the streams in Redis against in memory "
+        f"| {min(scale):.2f}–{max(scale):.2f}× "
+        "| [stream_scale.json](docs/bench/stream_scale.json) |",
+    ]
+    return "\n".join(rows)
+
+
+# the page of the docs each table is in (docs/<page>.md; "README" the README)
+PAGES = {
+    "serve": "performance",
+    "frontend": "performance",
+    "past_context": "streams",
+    "streams": "streams",
+    "stream_scale": "streams",
+    "headline": "README",
+}
+
+
 TABLES = {
     "serve": ("serve_bench.json", serve_table),
     "frontend": ("frontend.json", frontend_table),
     "past_context": ("stream_past_context.json", past_context_table),
     "streams": ("stream_bench.json", stream_table),
     "stream_scale": ("stream_scale.json", stream_scale_table),
+    "headline": ("stream_scale.json", headline_table),  # reads its JSON files itself
 }
 
 

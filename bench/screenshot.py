@@ -1,4 +1,5 @@
-"""Screenshot of the web page showing a compare result (the README's docs/screenshot.png).
+"""Screenshot of the web page showing a compare result (docs/screenshot.png, on the getting
+started page).
 
     python3 bench/screenshot.py                          # the bundled models/ (trained ones)
     python3 bench/screenshot.py --tiny                   # tiny untrained models (no checkpoints)

@@ -1,4 +1,4 @@
-"""The README's model table, rendered from the committed model cards (never typed by hand).
+"""The model table of docs/models.md, rendered from the committed model cards (never typed by hand).
 
 python3 -m models.report            # Markdown table of every model under models/, and of the
                                     # evaluated runs under models/resume/ (not served)

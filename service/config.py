@@ -179,8 +179,8 @@ class Settings(RaySettings, StreamSettings, BaseSettings):
         "intra-op pool gets this worker's share of the cores less one (at least 1), the core "
         "left to the event loop that parses, decodes and answers; the inter-op pool and GPU "
         "hosts keep TensorFlow's defaults. N: both pools N (1 with --workers = cores: "
-        "process-parallel). 0: TensorFlow's defaults (every core in both pools). README, "
-        "'The front end'. TensorFlow backend only",
+        "process-parallel). 0: TensorFlow's defaults (every core in both pools). docs/"
+        "performance.md, 'The front end'. TensorFlow backend only",
     )
     hot_path: bool = Field(
         True,

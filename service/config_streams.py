@@ -68,7 +68,7 @@ class StreamSettings(BaseSettings):
         "frames than the model's context: carry (one step per frame, the state carried on "
         "from the first frame) or window (read its last context-length frames again for "
         "every frame: a context pass each). Per stream: ?past_context= when opening. "
-        "README, 'Live streams', has both ways' held-out error on 30-frame streams",
+        "docs/streams.md, 'Carry or window', has both ways' held-out error on 30-frame streams",
     )
     stream_store: str | None = Field(
         None,

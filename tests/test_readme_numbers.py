@@ -1,5 +1,6 @@
-"""The README's benchmark figures come from the committed JSON (docs/bench/), through
-bench/readme_tables.py for the tables and the checks below for the figures quoted in prose."""
+"""The benchmark figures of the README and the guides (docs/*.md) come from the committed JSON
+(docs/bench/), through bench/readme_tables.py for the tables and the checks below for the figures
+quoted in prose; each figure is checked on the page that holds it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,22 @@ sys.path.insert(0, str(ROOT / "bench"))
 import readme_tables  # noqa: E402
 
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
+
+
+def page(name: str) -> str:
+    """A guide's text (docs/<name>.md), or the README's."""
+    return README if name == "README" else (DOCS / f"{name}.md").read_text()
+
+
 BENCH = ROOT / "docs" / "bench"
 
 
 @pytest.mark.parametrize("which", sorted(readme_tables.TABLES))
 def test_each_table_is_rendered_from_its_json(which):
-    assert readme_tables.render(which) in README, (
-        f"the README's {which} table differs from `python3 bench/readme_tables.py {which}`"
+    where = readme_tables.PAGES[which]
+    assert readme_tables.render(which) in page(where), (
+        f"{where}'s {which} table differs from `python3 bench/readme_tables.py {which}`"
     )
 
 
@@ -36,6 +46,7 @@ def _bare(model: str) -> dict:
 
 
 def test_serve_bench_figures_in_the_prose():
+    TEXT = page("performance")
     c = _bare("convlstm2d_next_frame")
     l2 = _bare("conv2d_lstm_next_frame")
     ceiling = max(v["clips_per_s"] for v in c.values())
@@ -52,12 +63,13 @@ def test_serve_bench_figures_in_the_prose():
     quoted[f"ConvLSTM2D decode {p['decode']:.1f} ms and encode {p['encode']:.1f} ms"] = True
     p = _levels("conv2d_lstm_next_frame")[32]["phases_ms"]
     quoted[f"Conv2D+LSTM {p['decode']:.1f} ms and {p['encode']:.1f} ms"] = True
-    flat = " ".join(README.split())
+    flat = " ".join(TEXT.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
-    assert not missing, f"README figures that match no JSON value: {missing}"
+    assert not missing, f"TEXT figures that match no JSON value: {missing}"
 
 
 def test_frontend_figures_in_the_prose():
+    TEXT = page("performance")
     report = json.loads((BENCH / "frontend.json").read_text())
     c, p = report["cases"]["classify"], report["cases"]["predict"]
     lit = c["litserve"]["req_s"]
@@ -109,12 +121,13 @@ def test_frontend_figures_in_the_prose():
         f"CPU per request was {cpu(one) / cpu(c['litserve']):.2f} of LitServe's in this run and "
         f"{cpu(p1) / cpu(pc['litserve']):.2f} in the run before",
     ]
-    flat = " ".join(README.split())
+    flat = " ".join(TEXT.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
-    assert not missing, f"README figures that match no JSON value: {missing}"
+    assert not missing, f"TEXT figures that match no JSON value: {missing}"
 
 
 def test_gil_copies_figures_in_the_prose():
+    TEXT = page("performance")
     g = json.loads((BENCH / "gil_copies.json").read_text())
     alone, busy = g["alone_ms"], g["beside_busy_thread_ms"]
     quoted = (
@@ -122,7 +135,7 @@ def test_gil_copies_figures_in_the_prose():
         f"{alone['bytes.join (stacked)']:.3f} ms by `stacked` alone, and "
         f"{busy['np.stack']:.1f} ms against {busy['bytes.join (stacked)']:.3f} ms beside one busy"
     )
-    assert " ".join(quoted.split()) in " ".join(README.split())
+    assert " ".join(quoted.split()) in " ".join(TEXT.split())
 
 
 def test_ray_start_figures_in_the_ray_docs():
@@ -165,7 +178,7 @@ def test_slow_client_figures_in_the_reliability_docs():
 
 
 def soak_faults_sentence(f: dict) -> str:
-    """The README's sentence on the fault run, from docs/bench/soak_faults.json."""
+    """The reliability guide's sentence on the fault run, from docs/bench/soak_faults.json."""
     e = f["events"]
     slow, causes = e["slow_clients"], f["failed_by_cause"]
     return (
@@ -184,14 +197,15 @@ def soak_faults_sentence(f: dict) -> str:
     )
 
 
-def test_fault_run_figures_in_the_readme():
+def test_fault_run_figures_in_the_reliability_guide():
+    TEXT = page("reliability")
     f = json.loads((BENCH / "soak_faults.json").read_text())
     assert f["passed"]
-    assert " ".join(soak_faults_sentence(f).split()) in " ".join(README.split())
+    assert " ".join(soak_faults_sentence(f).split()) in " ".join(TEXT.split())
 
 
 def perf_analyzer_table(report: dict) -> str:
-    """The README's perf_analyzer table, from docs/bench/perf_analyzer.json."""
+    """The clients guide's perf_analyzer table, from docs/bench/perf_analyzer.json."""
     lines = [
         "| model | protocol | concurrency | infer/s | p50 | p99 | server queue | compute input "
         "| compute infer | compute output |",
@@ -210,10 +224,11 @@ def perf_analyzer_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def test_perf_analyzer_table_in_the_readme():
+def test_perf_analyzer_table_in_the_clients_guide():
+    TEXT = page("clients")
     report = json.loads((BENCH / "perf_analyzer.json").read_text())
     assert all(set(by) == {"http", "grpc"} for by in report["models"].values()), "both protocols"
-    assert perf_analyzer_table(report) in README
+    assert perf_analyzer_table(report) in TEXT
 
 
 def _card(*parts: str) -> dict:
@@ -221,13 +236,14 @@ def _card(*parts: str) -> dict:
 
 
 def test_the_equal_budget_comparison_in_the_prose_is_the_cards():
-    """The README's equal-budget comparison (per-step curves, the 10→10 figures, the clips and
+    """The models guide's equal-budget comparison (per-step curves, the 10→10 figures, the clips and
     the parameters) is read from the served ConvLSTM2D's card and the card of the finished
     Conv2D+LSTM run committed beside its resume state; the budgets are equal within 5 % and
     the parameters within 10 %."""
+    TEXT = page("models")
     conv = _card("convlstm2d_next_frame")
     dense = _card("resume", "conv2d_lstm_bf16")
-    text = " ".join(README.split())
+    text = " ".join(TEXT.split())
     for card in (conv, dense):
         steps = card["metrics"]["rollout"]["per_step"]["mse_per_frame"]
         assert ", ".join(f"{v:.1f}" for v in steps) in text, card["name"]
@@ -242,7 +258,8 @@ def test_the_equal_budget_comparison_in_the_prose_is_the_cards():
 
 def test_rollout_cost_figures_in_the_prose():
     """horizon=10 against horizon=1 and against the sliding window, from the rollout bench."""
-    text = " ".join(README.split())
+    TEXT = page("performance")
+    text = " ".join(TEXT.split())
     conv = json.loads((BENCH / "rollout_bench.json").read_text())
     sv = conv["serving"]
     carried = sv["carried_state"]
@@ -264,8 +281,9 @@ def test_rollout_cost_figures_in_the_prose():
 
 
 def test_horizon_cost_through_the_service_in_the_prose():
+    TEXT = page("performance")
     report = json.loads((BENCH / "horizon_cost.json").read_text())
-    text = " ".join(README.split())
+    text = " ".join(TEXT.split())
     k = report["horizon"]
     for name, label in (
         ("conv2d_lstm_next_frame", "Conv2D+LSTM"),
@@ -282,6 +300,7 @@ def test_horizon_cost_through_the_service_in_the_prose():
 
 def test_stream_past_context_figures_in_the_prose():
     """The ratios and the drift quoted under the past-context table come from its JSON."""
+    TEXT = page("streams")
     report = json.loads((BENCH / "stream_past_context.json").read_text())
     by = {r["model"]: r for r in report["results"]}
     for name, label in (
@@ -289,13 +308,14 @@ def test_stream_past_context_figures_in_the_prose():
         ("conv2d_lstm_next_frame", "Conv2D+LSTM"),
     ):
         ms = by[name]["ms_per_frame"]
-        assert f"{ms['window'] / ms['carry']:.1f}× " in README, label
+        assert f"{ms['window'] / ms['carry']:.1f}× " in TEXT, label
     curve = by["convlstm2d_next_frame"]["per_frame"]["carry"]
-    assert f"({curve[0]:.0f} → {curve[-1]:.0f})" in README
-    assert f"on {report['results'][0]['streams']} held-out 30-frame streams" in README
+    assert f"({curve[0]:.0f} → {curve[-1]:.0f})" in TEXT
+    assert f"on {report['results'][0]['streams']} held-out 30-frame streams" in TEXT
 
 
 def test_stream_scale_ratios_in_the_prose():
+    TEXT = page("streams")
     report = json.loads((BENCH / "stream_scale.json").read_text())
 
     def span(name: str) -> str:
@@ -310,9 +330,9 @@ def test_stream_scale_ratios_in_the_prose():
         f"on the same machine cost {min(folder):.2f}–{max(folder):.2f}×",
         f"a carried stream costs {span('ray_carry_over_window')}",
     ]
-    flat = " ".join(README.split())
+    flat = " ".join(TEXT.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
-    assert not missing, f"README figures that match no JSON value: {missing}"
+    assert not missing, f"TEXT figures that match no JSON value: {missing}"
     met = report["targets_met"]
     assert ("just over the issue's bar of 1.5× at every level" in flat) == (
         all(v > 1.5 for v in report["ratios"]["redis_over_memory"])

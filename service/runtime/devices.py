@@ -82,8 +82,8 @@ def cores() -> int:
 def cpu_pool_sizes(setting: int | str, workers: int, on_gpu: bool) -> tuple[int, int]:
     """TensorFlow's (intra-op, inter-op) pool sizes for ``FRAMECAST_CPU_THREADS``; 0 leaves a
     pool at TensorFlow's default (every core). ``auto`` on the CPU: this worker's share of the
-    cores less one for its event loop, at least 1, in the intra-op pool (README 'The front
-    end' has the measurements against TensorFlow's defaults)."""
+    cores less one for its event loop, at least 1, in the intra-op pool (docs/performance.md,
+    'The front end', has the measurements against TensorFlow's defaults)."""
     if setting == "auto":
         return (0, 0) if on_gpu else (max(1, cores() // max(1, workers) - 1), 0)
     return int(setting), int(setting)

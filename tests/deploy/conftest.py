@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "deploy.md"  # the deploy guide documents the container
 COMPOSE_FILES = (
     "docker-compose.yml",
     "docker-compose.cpu.yml",
@@ -20,7 +20,7 @@ COMPOSE_FILES = (
     "docker-compose.redis.yml",
 )
 
-# The one serving command: the image's CMD, and what the README tells people to run in a container.
+# The one serving command: the image's CMD, and what the deploy guide says runs in a container.
 SERVE_COMMAND = "framecast serve --host 0.0.0.0 --port 8000"
 
 

@@ -49,7 +49,7 @@ def test_cmd_is_the_serve_command_the_readme_documents():
     )
     assert README.is_file(), f"{README} is missing; it must document `{SERVE_COMMAND}`"
     assert SERVE_COMMAND in README.read_text(), (
-        f"README.md does not document the image's command `{SERVE_COMMAND}`"
+        f"docs/deploy.md does not document the image's command `{SERVE_COMMAND}`"
     )
 
 

@@ -72,7 +72,8 @@ def test_settings_are_immutable():
 
 
 def test_defaults_quoted_in_the_docs_match_the_settings():
-    """README and docs/reliability.md quote setting defaults; a changed default must change them."""
+    """The README and the guides (docs/*.md) quote setting defaults; a changed default must
+    change them."""
     import re
     from pathlib import Path
 
@@ -81,14 +82,14 @@ def test_defaults_quoted_in_the_docs_match_the_settings():
     root = Path(__file__).resolve().parents[2]
     fields = Settings.model_fields
     checked = 0
-    readme = (root / "README.md").read_text()
-    for name, value in re.findall(
-        r"`FRAMECAST_([A-Z_]+)`,? \(?(?:default )?(\d+(?:\.\d+)?)", readme
-    ):
-        key = name.lower()
-        if key in fields and not name.endswith("_BYTES"):
-            assert float(value) == float(fields[key].default), f"README: FRAMECAST_{name}"
-            checked += 1
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for name, value in re.findall(
+            r"`FRAMECAST_([A-Z_]+)`,? \(?(?:default )?(\d+(?:\.\d+)?)", page.read_text()
+        ):
+            key = name.lower()
+            if key in fields and not name.endswith("_BYTES"):
+                assert float(value) == float(fields[key].default), f"{page.name}: {name}"
+                checked += 1
     table = (root / "docs" / "reliability.md").read_text()
     for name, value in re.findall(r"^\| `([A-Z_]+)` \| (\d+(?:\.\d+)?) \|", table, re.M):
         key = name.lower()
