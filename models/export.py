@@ -28,6 +28,7 @@ from models.repository import (
     MANIFEST,
     ManifestError,
     discover,
+    ordinary_mode,
     read_manifest,
     verify_checkpoint,
 )
@@ -88,6 +89,7 @@ def export_saved_model(
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".export.tmp"))
     old = None
     try:
+        ordinary_mode(tmp, folder=True)  # TF Serving may run as another user (a container)
         model.export(str(tmp), format="tf_saved_model", verbose=False)
         (tmp / MANIFEST_COPY).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / MANIFEST, tmp / MANIFEST_COPY)

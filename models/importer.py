@@ -2,9 +2,11 @@
 
 It loads the file in safe mode, reads what it is (``models/checkpoint.py``: shapes, task,
 architecture, labels), makes one timed call, and writes ``DIR/NAME/`` with the checkpoint and a
-manifest carrying its sha256. What it cannot serve (several inputs, a wrong rank, a Lambda layer
-in safe mode, a corrupt file) is refused with one line, and nothing is written: the folder is
-assembled under a hidden temporary name and renamed into place.
+manifest carrying its sha256, readable by every user as a plain copy would be (0644 files in a
+0755 folder under the usual umask), so a server running as another user (a container) reads
+it. What it cannot serve (several inputs, a wrong rank, a Lambda layer in safe mode, a corrupt
+file) is refused with one line, and nothing is written: the folder is assembled under a hidden
+temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.repository import MANIFEST, write_manifest
+from models.repository import MANIFEST, ordinary_mode, write_manifest
 
 if TYPE_CHECKING:  # annotations only
     import keras
@@ -156,6 +158,7 @@ def import_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.import-"))
     try:
+        ordinary_mode(tmp, folder=True)  # readable by a server running as another user
         shutil.copyfile(src, tmp / m.checkpoint)
         from models.repository import sha256_file
 

@@ -135,8 +135,30 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def umask() -> int:
+    """This process's umask: read from /proc on Linux (changing it to read it races other
+    threads), else set and put back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode(path: str | os.PathLike, folder: bool = False) -> None:
+    """Give a file or folder made by ``mkstemp`` / ``mkdtemp`` (0600 / 0700: private) the mode
+    ``open`` / ``mkdir`` would have given it (0644 / 0755 under the usual umask 022), so that a
+    server running as another user (a container) can read what framecast wrote."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask())
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one;
+    the file gets the mode a plain ``open`` would give it (:func:`ordinary_mode`)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -144,6 +166,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        ordinary_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from service import errors
 from service.config import Settings, load_settings
 from service.errors import FramecastError
 from service.runtime.server import Runtime
-from service.telemetry import Metrics
+from service.telemetry import REACHED, Metrics
 
 log = logging.getLogger("framecast")
 
@@ -26,7 +26,9 @@ Serves Conv2D+LSTM and ConvLSTM2D video models: next-frame prediction and direct
 classification on Moving MNIST clips, one model at a time or both side by side.
 
 Upload frames as multipart files (in order), one multi-frame file (GIF, APNG, WebP, TIFF),
-one `.npy` array, or JSON with base64 files. Errors answer `{"error", "message", "status"}`.
+one `.npy` array, or JSON with base64 files. Frames are fitted to each model's input; what that
+changed is in every answer (JSON fields, and the `X-Conversion` header: PNG, GIF and .npy answers
+too). Errors answer `{"error", "message", "status"}`.
 """
 
 
@@ -72,9 +74,12 @@ class _MetricsMiddleware:
                 status["code"] = message["status"]
             await send(message)
 
+        token = REACHED.set(set())  # the models this request reaches (Metrics.observe_phases)
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            reached = REACHED.get() or set()
+            REACHED.reset(token)
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             params = scope.get("path_params") or {}
@@ -82,7 +87,7 @@ class _MetricsMiddleware:
             model = "" if name is None else (name if name in self.runtime.runners else "unknown")
             version = _version(self.runtime, model, params.get("version") or _query(scope))
             self.metrics.observe_request(
-                path, model, status["code"], time.perf_counter() - start, version
+                path, model, status["code"], time.perf_counter() - start, version, reached
             )
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
+from service.config_client import ClientSettings
 from service.config_ray import MIB, RaySettings
 from service.config_streams import StreamSettings
 
@@ -33,9 +34,9 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 
-class Settings(RaySettings, StreamSettings, BaseSettings):
-    """Every setting; the Ray Serve and stream groups are declared in service/config_ray.py
-    and service/config_streams.py."""
+class Settings(RaySettings, StreamSettings, ClientSettings, BaseSettings):
+    """Every setting; the Ray Serve, stream and client groups are declared in
+    service/config_ray.py, service/config_streams.py and service/config_client.py."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True

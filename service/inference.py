@@ -15,11 +15,13 @@ Streams (``service/streams/``) take the same road one frame at a time: reserve, 
    ``accepts_u8``: checked bit for bit against the float entry at warm-up);
 3. **the call** (:func:`call`): predict or classify by the model's task, timed;
 4. **metrics and timings** (:meth:`Answer.finish`): decode, queue, model and encode phases into
-   ``/metrics`` and the ``Server-Timing`` header, and the ``X-`` headers every answer carries.
+   ``/metrics`` and the ``Server-Timing`` header, and the ``X-`` headers every answer carries
+   (``X-Conversion``: the conversion report, in PNG, GIF and .npy answers too).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -70,6 +72,10 @@ class Prepared:
             "frames_dropped": self.dropped,
         }
 
+    def header(self) -> str:
+        """The report as the ``X-Conversion`` header: the same fields, compact JSON."""
+        return json.dumps(self.report(), separators=(",", ":"))
+
 
 @dataclass
 class Answer:
@@ -89,12 +95,15 @@ class Answer:
         return (self.t_answered - self.t_called) * 1000.0
 
     def headers(self) -> dict[str, str]:
-        return {
+        out = {
             "X-Model": self.runner.name,
             "X-Latency-Ms": f"{self.latency_ms:.2f}",
             "X-Inference-Ms": f"{self.timing.inference_ms:.2f}",
             "X-Batch-Size": str(self.timing.batch),
         }
+        if self.prepared is not None:  # an upload was fitted: what fitting changed
+            out["X-Conversion"] = self.prepared.header()
+        return out
 
     def finish(self, metrics: Metrics, headers: dict[str, str]) -> dict[str, float]:
         """Once the answer is encoded: the phases (ms) into /metrics and ``Server-Timing``."""
@@ -109,6 +118,27 @@ class Answer:
         phases["total"] = (now - self.t_start) * 1000.0
         headers["Server-Timing"] = server_timing(phases)
         return phases
+
+
+def observe_compared(
+    metrics: Metrics,
+    done: list[tuple[Runner, Timing]],
+    t_start: float,
+    t_decoded: float,
+    t_models: float,
+) -> None:
+    """The phases of every model one request ran side by side (compare) into /metrics and the
+    V2 statistics, as :meth:`Answer.finish` does for one: the decode and the encode shared, the
+    queue and the model call each its own."""
+    now = time.perf_counter()
+    for runner, timing in done:
+        phases = {
+            "decode": (t_decoded - t_start) * 1000.0,
+            "queue": timing.queued_ms,
+            "model": timing.inference_ms,
+            "encode": (now - t_models) * 1000.0,
+        }
+        metrics.observe_phases(runner.name, phases, str(runner.version))
 
 
 @contextmanager

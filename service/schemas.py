@@ -234,8 +234,14 @@ class ClassifyResponse(Converted):
     model: str
     label: str = Field(description="the class with the highest score")
     top_k: int
-    top: list[ClassScore] = Field(description="the top_k classes, best first")
-    scores: list[ClassScore] = Field(description="every class, best first")
+    top: list[ClassScore] = Field(
+        description="the top_k best classes, best first: the same list as `scores` (kept for "
+        "clients written when `scores` held every class)"
+    )
+    scores: list[ClassScore] = Field(
+        description="the top_k best classes with their scores, best first (top_k ≥ the number "
+        "of classes: every class)"
+    )
     context_frames: int
     frames_received: int
     latency_ms: float

@@ -2,6 +2,10 @@
 
 One :class:`Metrics` object per app (kept on ``app.state``), so tests that build several apps do not
 share counters. All updates take one lock; rendering copies under it.
+
+The V2 statistics (:class:`ModelStats`) count a request in every model it reached: the model its
+path names (predict, classify, V2 infer, gRPC) and every model whose phases it observed while it
+ran (:data:`REACHED`: compare's models, a stream's), each once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
+from contextvars import ContextVar
 from itertools import accumulate
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -117,6 +122,9 @@ class _Histogram(_Family):
 
 # routes whose requests are a model's inferences (the statistics extension counts them)
 INFERENCE_ROUTES = ("/infer", "/predict", "/classify", "grpc:ModelInfer", "grpc:ModelStreamInfer")
+# the (model, version) pairs an HTTP request reached, gathered while it runs (set by the metrics
+# middleware, service/app.py; added to by Metrics.observe_phases): its statistics count in each
+REACHED: ContextVar[set[tuple[str, str]] | None] = ContextVar("framecast_reached", default=None)
 # a request's phases (observe_phases) as the statistics extension names them
 STAT_PHASES = {
     "decode": "compute_input",
@@ -254,15 +262,26 @@ class Metrics:
         )
 
     def observe_request(
-        self, route: str, model: str, status: int, seconds: float, version: str = "1"
+        self,
+        route: str,
+        model: str,
+        status: int,
+        seconds: float,
+        version: str = "1",
+        reached: Iterable[tuple[str, str]] = (),
     ) -> None:
+        """One answered request; its V2 statistics count in the model of an inference route's
+        path and in every model it ``reached`` (compare's, a stream's), once each."""
         with self._lock:
             self.requests.values[(route, model, str(status))] += 1
             self.latency.observe((route, model), seconds)
             if status >= 400:
                 self.errors.values[(route, str(status))] += 1
+            counted = set(reached)
             if model and model != "unknown" and route.endswith(INFERENCE_ROUTES):
-                stats = self.stats[(model, version)]
+                counted.add((model, version))
+            for key in counted:
+                stats = self.stats[key]
                 stats.add("success" if status < 400 else "fail", seconds)
                 if status < 400:
                     stats.last_inference_ms = int(time.time() * 1000)
@@ -279,7 +298,11 @@ class Metrics:
             b[1] += int(seconds * 1e9)
 
     def observe_phases(self, model: str, phases_ms: dict[str, float], version: str = "1") -> None:
-        """One request's phases (milliseconds), e.g. ``{"decode": 1.2, "queue": 0.4, ...}``."""
+        """One request's phases (milliseconds), e.g. ``{"decode": 1.2, "queue": 0.4, ...}``; the
+        request (if an HTTP one) reached ``model`` (:data:`REACHED`)."""
+        reached = REACHED.get()
+        if reached is not None:
+            reached.add((model, version))
         with self._lock:
             for phase, ms in phases_ms.items():
                 self.phases.observe((model, phase), ms / 1000.0)

@@ -42,7 +42,7 @@ def test_the_site_builds_with_warnings_as_errors(site):
 def test_the_cli_reference_has_every_command(site):
     from service.cli.main import build_parser
 
-    page = (site / "cli" / "index.html").read_text()
+    page = (site / "reference" / "cli" / "index.html").read_text()
     parser = build_parser()
     (subs,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
     for name in subs.choices:
@@ -55,7 +55,7 @@ def test_the_api_reference_has_every_route(site):
     from service.app import create_app
     from service.config import Settings
 
-    page = html.unescape((site / "api" / "index.html").read_text())
+    page = html.unescape((site / "reference" / "api" / "index.html").read_text())
     for path, methods in create_app(Settings()).openapi()["paths"].items():
         for method in methods:
             assert f"{method.upper()} {path}" in page, (method, path)

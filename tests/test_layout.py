@@ -5,7 +5,9 @@ and under ``if TYPE_CHECKING:``), so that they hold themselves (issue #24):
 - ``models/`` imports nothing from ``service/``;
 - no folder of ``service/`` holds more than 12 modules;
 - route modules reach models through ``service.inference``: they import no batcher, runner or
-  registry module.
+  registry module;
+- the page's script is plain ES modules (``service/static/js/``) of at most 400 lines each, with
+  no circle either.
 """
 
 from __future__ import annotations
@@ -226,3 +228,41 @@ def test_tests_in_a_subfolder_mirror_a_module():
             if not any(name == m or name.startswith(m + "_") for m in modules):
                 bad.append(test.relative_to(ROOT).as_posix())
     assert not bad, f"test files that mirror no module: {bad}"
+
+
+# ---------------------------------------------------------------- the page's script
+
+STATIC = ROOT / "service" / "static"
+JS_IMPORT = re.compile(r'^import\s+(?:[^"\']*?\s+from\s+)?["\'](\./[\w./-]+\.js)["\'];?\s*$', re.M)
+
+
+def page_modules() -> dict[str, set[str]]:
+    """Every script of the page (service/static/**.js) → the page modules it imports."""
+    out = {}
+    for path in sorted(STATIC.rglob("*.js")):
+        name = path.relative_to(STATIC).as_posix()
+        deps = {(path.parent / dep).resolve().relative_to(STATIC).as_posix()
+                for dep in JS_IMPORT.findall(path.read_text())}  # fmt: skip
+        out[name] = deps
+    return out
+
+
+def test_the_page_script_is_es_modules_of_at_most_400_lines_without_a_circle():
+    """The page loads one entry module (no classic scripts sharing globals); every script is an
+    ES module of at most 400 lines that imports only page modules that exist, with no circle;
+    plain files the browser runs as they are (no build step: no bundler's config)."""
+    page = (STATIC / "index.html").read_text()
+    scripts = re.findall(r"<script\b([^>]*)>", page)
+    assert scripts == [' type="module" src="/static/js/app.js"'], scripts
+    mods = page_modules()
+    assert len(mods) >= 4, mods  # split by role, not one file
+    long = {m: n for m in mods if (n := len((STATIC / m).read_text().splitlines())) > MAX_LINES}
+    assert not long, long
+    for name, deps in mods.items():
+        text = (STATIC / name).read_text()
+        assert re.search(r"^(import|export) ", text, re.M), f"{name} is not an ES module"
+        assert '"use strict"' not in text, f"{name}: modules are strict already"
+        assert deps <= set(mods), f"{name} imports {sorted(deps - set(mods))}"
+    cycle = find_cycle(mods)
+    assert cycle is None, " -> ".join(cycle or [])
+    assert not [p for p in ROOT.glob("*") if p.name in ("package.json", "webpack.config.js")]

@@ -155,3 +155,15 @@ def test_this_environment_has_one_tensorflow():
         f"several wheels of one package installed: {dupes}; pip uninstall them all, then "
         "pip install -e '.[cpu]' (or '.[gpu]')"
     )
+
+
+def test_the_package_data_takes_every_file_of_the_page():
+    """An installed framecast serves the page from the wheel: every file under service/static
+    (the scripts in js/ too) must match a package-data pattern (a pattern's "*" does not cross a
+    folder, as setuptools globs it)."""
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["*"]
+    service = ROOT / "service"
+    taken = {p for pattern in patterns for p in service.glob(pattern) if p.is_file()}
+    files = {p for p in (service / "static").rglob("*") if p.is_file()}
+    missing = sorted(p.relative_to(service).as_posix() for p in files - taken)
+    assert not missing, f"not in the wheel: {missing}"

@@ -1,7 +1,8 @@
 """MkDocs hook: the CLI and API reference pages, generated from the code at every build.
 
-- ``cli.md``: every ``framecast`` subcommand's ``--help`` (argparse, as the command prints it);
-- ``api.md``: every route of the OpenAPI document ``create_app`` serves at ``/openapi.json``
+- ``reference/cli.md``: every ``framecast`` subcommand's ``--help`` (argparse, as the command
+  prints it);
+- ``reference/api.md``: every route of the OpenAPI document ``create_app`` serves at ``/openapi.json``
   (method, path, summary, parameters, request body, answers), so the page cannot drift from the
   routes.
 
@@ -126,6 +127,6 @@ def _api() -> str:
 def on_files(files, config):  # noqa: ANN001, ANN201 - MkDocs' hook signature
     from mkdocs.structure.files import File
 
-    files.append(File.generated(config, "cli.md", content=_cli()))
-    files.append(File.generated(config, "api.md", content=_api()))
+    files.append(File.generated(config, "reference/cli.md", content=_cli()))
+    files.append(File.generated(config, "reference/api.md", content=_api()))
     return files

@@ -18,7 +18,7 @@ from typing import Any
 from models import data as D
 from models.env import describe
 from models.evaluation.markdown import render_card
-from models.evaluation.protocol import evaluate_classify, evaluate_next_frame
+from models.evaluation.protocol import check_evaluable, evaluate_classify, evaluate_next_frame
 from models.repository import (
     CARD_JSON,
     CARD_MD,
@@ -72,6 +72,7 @@ def run(
 
     folder = Path(folder)
     manifest = read_manifest(folder)
+    check_evaluable(manifest)  # before anything loads: one line on why not
     path = verify_checkpoint(folder, manifest)
     model = keras.models.load_model(path, safe_mode=True)
     mnist = D.load_mnist(mnist_dir)
@@ -122,7 +123,7 @@ def run(
     if manifest.task == "next_frame":
         card["test_set"]["protocol"] = f"{D.CONTEXT_FRAMES} context frames -> {horizon} rolled out"
         card["metrics"] = res
-        label, bar = QUALITY_BARS[manifest.architecture]
+        label, bar = QUALITY_BARS.get(manifest.architecture, QUALITY_BARS["conv2d_lstm"])
         bar = bar if bar is not None else res["baselines"]["all_black"]["rollout"]["mse_per_frame"]
         card["quality_bar"] = {
             "rule": label,
@@ -217,7 +218,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=D.TEST_CLIPS,
         help=f"test clips (default {D.TEST_CLIPS}; fewer only for quick checks)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="clips per model call")
     p.add_argument("--horizon", type=int, default=10, help="frames rolled out (next_frame)")
     p.add_argument(
         "--quiet", action="store_true", help="no progress display (the result lines only)"

@@ -73,6 +73,38 @@ def _latency_ms(fn: Callable[[], object], repeats: int = 30) -> float:
     return float(np.median(times) * 1000)
 
 
+class NotEvaluable(ValueError):
+    """The model is not one the test protocol measures; the message says why, in one line."""
+
+
+PROTOCOL = (
+    f"framecast evaluate measures models on Moving MNIST ({D.CANVAS}x{D.CANVAS} grey clips; next "
+    f"frame: {D.CONTEXT_FRAMES} frames of context rolled out; classify: {D.DIRECTION_LENGTH} "
+    f"frames, the {len(D.DIRECTIONS)} directions {', '.join(D.DIRECTIONS)} in that order)"
+)
+
+
+def check_evaluable(m: Manifest) -> None:
+    """Raise :class:`NotEvaluable` unless the test clips fit the model as they are: 64x64 grey
+    frames, no more frames than the clips give, a fixed time axis, and for a classifier the
+    directions as its classes (an imported model of another input or other classes)."""
+    why = []
+    if (m.height, m.width, m.channels) != (D.CANVAS, D.CANVAS, 1):
+        colour = {1: "grey", 3: "RGB"}.get(m.channels, f"{m.channels}-channel")
+        why.append(f"takes {m.width}x{m.height} {colour} frames")
+    given = D.CONTEXT_FRAMES if m.task == "next_frame" else D.DIRECTION_LENGTH
+    if m.frames is None:
+        why.append("has a free time axis (frames: null)")
+    elif m.frames > given:
+        why.append(f"reads {m.frames} frames")
+    if m.task == "classify" and list(m.class_names or []) != list(D.DIRECTIONS):
+        why.append(f"classifies {', '.join(m.class_names or []) or 'unnamed classes'}")
+    if why:
+        raise NotEvaluable(
+            f"model {m.name!r} {' and '.join(why)}: {PROTOCOL}, so it cannot be evaluated here"
+        )
+
+
 def fixed_frames(manifest: Manifest) -> int:
     """The model's fixed time axis: the frames of context the evaluation protocol (and the
     rollout figure) gives it. A free time axis is refused."""

@@ -11,13 +11,13 @@ from models.repository import ARCHITECTURES, TASKS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", required=True, choices=ARCHITECTURES)
-    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--arch", required=True, choices=ARCHITECTURES, help="the architecture")
+    p.add_argument("--task", required=True, choices=TASKS, help="what the model learns")
     p.add_argument("--out", required=True, type=Path, help="model folder to write (and resume)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="epochs to train")
     p.add_argument("--steps", type=int, default=100, help="batches per epoch")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16, help="clips per batch")
+    p.add_argument("--seed", type=int, default=0, help="random seed (weights, clips)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay)")
     p.add_argument(
         "--loss",
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="JSON of builder keyword arguments overriding the defaults, "
         "e.g. '{\"filters\": [32, 32]}'",
     )
-    p.add_argument("--val-clips", type=int, default=128)
+    p.add_argument("--val-clips", type=int, default=128, help="validation clips per epoch")
     p.add_argument(
         "--rollout",
         type=int,

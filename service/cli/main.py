@@ -48,10 +48,23 @@ def _evaluate_main(args: argparse.Namespace) -> int:
     return main(args)
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter that adds "(default: …)" to each option's help, except where the
+    help already says its default or there is none to say (unset, a flag that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        d = action.default
+        if "default" in text or d is None or d is False or d is argparse.SUPPRESS or d in ([], ""):
+            return text
+        return super()._get_help_string(action)
+
+
 class LazyParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that may add its arguments when it is first used: ``add_arguments``
     (a keyword of ``add_parser``) runs before it parses or prints help. `framecast train` takes
-    its flags from ``models.training.args``, not from its loop, which imports Keras."""
+    its flags from ``models.training.args``, not from its loop, which imports Keras. Its help
+    shows every option's default (:class:`DefaultsFormatter`)."""
 
     def __init__(
         self,
@@ -59,6 +72,7 @@ class LazyParser(argparse.ArgumentParser):
         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
         self.add_arguments_later = add_arguments
 
@@ -99,40 +113,81 @@ def _default_models_dir() -> Path:
     return Path(load_settings().models_dir)
 
 
+def version() -> str:
+    """framecast's installed version (the package metadata), with Python's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        mine = installed("framecast")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        mine = "unknown (not installed)"
+    return f"framecast {mine} (Python {sys.version.split()[0]})"
+
+
+MNIST_HELP = "MNIST IDX files or mnist.npz (default: $FRAMECAST_MNIST_DIR, else download)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = LazyParser(
         prog="framecast",
-        description="Serve, train and evaluate Conv2D+LSTM and ConvLSTM2D video models.",
+        description="Serve, train and evaluate Conv2D+LSTM and ConvLSTM2D video models "
+        "(`framecast serve`, then the client commands predict, classify, compare and stream).",
     )
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=LazyParser)
 
-    data = sub.add_parser("data", help="look at the Moving MNIST data")
+    data = sub.add_parser(
+        "data",
+        help="look at the Moving MNIST data",
+        description="Look at the Moving MNIST clips the bundled models were trained and tested "
+        "on: a preview of a few clips, or a figure of a test clip with models' rollouts.",
+    )
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    preview = data_sub.add_parser("preview", help="write a PNG grid and a GIF of a few clips")
-    preview.add_argument("--task", choices=("next_frame", "classify"), default="next_frame")
-    preview.add_argument("--clips", type=int, default=4)
-    preview.add_argument("--seed", type=int, default=0)
-    preview.add_argument("--split", choices=("train", "test"), default="train")
-    preview.add_argument("--mnist-dir", default=None)
-    preview.add_argument("--out", default="preview", help="output folder")
+    preview = data_sub.add_parser(
+        "preview",
+        help="write a PNG grid and a GIF of a few clips",
+        description="Make a few Moving MNIST clips and write them as a PNG grid and a GIF.",
+    )
+    preview.add_argument(
+        "--task", choices=("next_frame", "classify"), default="next_frame", help="which clips"
+    )
+    preview.add_argument("--clips", type=int, default=4, help="how many clips")
+    preview.add_argument("--seed", type=int, default=0, help="random seed of the clips")
+    preview.add_argument(
+        "--split", choices=("train", "test"), default="train", help="which MNIST digits"
+    )
+    preview.add_argument("--mnist-dir", default=None, help=MNIST_HELP)
+    preview.add_argument("--out", default="out/preview", help="output folder")
     preview.set_defaults(func=_data_main)
     figure = data_sub.add_parser(
-        "figure", help="PNG of a held-out test clip, its truth and next-frame models' rollouts"
+        "figure",
+        help="PNG of a held-out test clip, its truth and next-frame models' rollouts",
+        description="Write one PNG: a held-out test clip's context and truth, and each "
+        "next-frame model's 10-frame rollout below them (the figure in the docs).",
     )
     figure.add_argument("models", nargs="+", help="next-frame model folders, one row each")
     figure.add_argument("--index", type=int, default=0, help="which test clip")
-    figure.add_argument("--mnist-dir", default=None)
-    figure.add_argument("--out", default="docs/rollout.png")
+    figure.add_argument("--mnist-dir", default=None, help=MNIST_HELP)
+    figure.add_argument("--out", default="docs/rollout.png", help="the PNG to write")
     figure.set_defaults(func=_figure_main)
 
     train = sub.add_parser(
-        "train", help="train a model (resumable)", add_arguments=_add_train_arguments
+        "train",
+        help="train a model (resumable)",
+        description="Train a Conv2D+LSTM or ConvLSTM2D model on Moving MNIST into a model "
+        "folder (checkpoint and manifest); run it again to resume.",
+        add_arguments=_add_train_arguments,
     )
     train.set_defaults(func=_train_main)
 
     evaluate = sub.add_parser(
         "evaluate",
         help="evaluate a model folder and write its model card",
+        description="Evaluate a model folder on the fixed Moving MNIST test clips (64x64 grey; "
+        "next frame: 10 frames of context rolled out; classify: the 8 directions) and write "
+        "its card (card.json, card.md). A model of another input or other classes cannot be "
+        "evaluated here, and is refused with the reason.",
         add_arguments=_add_evaluate_arguments,
     )
     evaluate.set_defaults(func=_evaluate_main)

@@ -1,7 +1,10 @@
 """`framecast serve`: the command that starts the HTTP service (the app is in service/app.py).
 
 ``service.cli`` registers it with :func:`add_serve_subcommand`. The app and the Ray deployment are
-imported when the command runs, so building the CLI parser stays light.
+imported when the command runs, so building the CLI parser stays light. Once it answers, it logs
+the addresses it serves (``service.cli.sockets.served_urls``): the page, the API docs, the REST
+API and, when on, gRPC; while the models load in the background it says so first, and the
+addresses follow once they are ready. The command blocks until it is stopped (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -10,6 +13,12 @@ import argparse
 import logging
 import os
 import sys
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only
+    from service.config import Settings
+    from service.runtime.server import Runtime
 
 log = logging.getLogger("framecast")
 
@@ -19,7 +28,9 @@ def add_serve_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p = subparsers.add_parser(
         "serve",
         help="start the HTTP service",
-        description="Start the framecast HTTP service. Flags override FRAMECAST_* settings.",
+        description="Start the framecast HTTP service (the web page, the REST API, its docs and, "
+        "with --grpc-port, gRPC) and serve until stopped; it logs its addresses once ready. "
+        "Flags override FRAMECAST_* settings.",
     )
     p.add_argument("--host", help="interface to bind (FRAMECAST_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (FRAMECAST_PORT, default 8000)")
@@ -137,7 +148,7 @@ def serve_command(args: argparse.Namespace) -> int:
         server_config(app, settings, runtime.metrics),
         app.state.drain,
         settings.shutdown_grace_s,
-        on_serving=lambda: _tell_ready(settings.ready_fd),  # --workers: the supervisor hears
+        on_serving=lambda: _on_serving(settings, runtime),
     )
     try:
         server.run(sockets=sockets)
@@ -150,6 +161,29 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"framecast serve: {fatal[0] if fatal else 'start-up failed'}", file=sys.stderr)
         return 1
     return 0
+
+
+def _on_serving(settings: Settings, runtime: Runtime) -> None:
+    """The sockets listen: a worker of ``--workers`` tells its supervisor (which logs the
+    addresses); a server on its own logs them now, or once its models are ready."""
+    from service.cli.sockets import served_urls
+
+    if settings.ready_fd is not None:  # a worker of --workers: the supervisor says where
+        _tell_ready(settings.ready_fd)
+        return
+    if runtime.ready:
+        log.info("serving at %s", served_urls(settings))
+        return
+    log.info(
+        "listening on %s; loading the models (GET /readyz answers 200 once they are ready)",
+        served_urls(settings).split(" ", 1)[0],
+    )
+
+    def when_ready() -> None:
+        if runtime.wait_ready():
+            log.info("serving at %s", served_urls(settings))
+
+    threading.Thread(target=when_ready, name="framecast-ready-log", daemon=True).start()
 
 
 def _tell_ready(fd: int | None) -> None:

@@ -1,10 +1,15 @@
 """The listening socket of ``framecast serve``, bound before anything loads, and what to say
-when it cannot be: a port in use, a host that does not resolve or is not this machine's."""
+when it cannot be: a port in use, a host that does not resolve or is not this machine's; and the
+URLs at which this machine reaches a server listening on a host and port."""
 
 from __future__ import annotations
 
 import errno
 import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only
+    from service.config import Settings
 
 
 class ListenError(OSError):
@@ -57,3 +62,28 @@ def bind_problem(host: str, port: int, e: OSError) -> str:
     if e.errno == errno.EACCES:
         return f"{where}: permission denied (ports below 1024 need privileges; use --port)"
     return f"{where}: {e.strerror or e}"
+
+
+WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+def url_for(host: str, port: int, scheme: str = "http") -> str:
+    """The URL a client on this machine reaches ``host:port`` at: a wildcard host (every
+    interface) is reached at the loopback address, an IPv6 address is bracketed."""
+    if host in WILDCARDS:
+        host = "[::1]" if ":" in host else "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def served_urls(settings: Settings) -> str:
+    """Where a browser and clients on this machine reach the server, in one line."""
+    base = url_for(settings.host, settings.port)
+    said = f"{base} (the page {base}/, API docs {base}/docs, REST API {base}/v1/models"
+    if settings.grpc_port is not None:
+        said += f", V2 gRPC {url_for(settings.host, settings.grpc_port).removeprefix('http://')}"
+    said += ")"
+    if settings.host in WILDCARDS:
+        said += f"; bound to every interface ({settings.host or '0.0.0.0'})"
+    return said

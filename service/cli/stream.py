@@ -4,7 +4,10 @@ write each frame's surprise as CSV.
 The file (a video, a GIF, an .npy, …: whatever predict takes) is decoded here with the server's
 own decoders, then each frame goes to ``POST /v1/streams/{id}/frames`` as a PNG with ``step=``, in
 order, on one connection; ``--models a,b`` streams to MODEL and those models side by side
-(``POST /v1/compare/streams``). Progress goes to stderr; the stream is closed at the end.
+(``POST /v1/compare/streams``). Progress goes to stderr, each number named (the frame sent, each
+model's surprise, the time of the step); the stream is closed at the end. The CSV goes to
+``--out`` (``-``: stdout), else to ``out/<video>_surprise.csv``; ``--json`` prints the surprise
+as JSON instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from service.cli.connect import OUT_DIR, resolve_server, unreachable
 
 FIELDS = ["step", "model", "mse_per_frame", "psnr", "ssim", "latency_ms", "inference_ms"]
 
@@ -82,6 +87,8 @@ def stream_command(args: argparse.Namespace, http: httpx.Client | None = None) -
     except Exception as e:  # noqa: BLE001 - a decoder's own error (FramecastError): one line
         print(f"framecast stream: {path}: {getattr(e, 'message', e)}", file=sys.stderr)
         return 2
+    if http is None and (bad := resolve_server(args)) is not None:
+        return bad
     client = http or httpx.Client(base_url=args.url, timeout=args.timeout)
     params = {"past_context": args.past_context} if args.past_context else {}
     try:
@@ -104,21 +111,19 @@ def stream_command(args: argparse.Namespace, http: httpx.Client | None = None) -
                 )
                 if r.status_code != 200:
                     return _fail(r)
-                got = _rows(r.json())
+                answer = r.json()
+                got = _rows(answer)
                 rows += got
                 if not args.quiet:
-                    worst = max((g["mse_per_frame"] for g in got), default=None)
-                    shown = "-" if worst is None else f"{worst:.1f}"
                     print(
-                        f"\rframe {i + 1}/{len(frames)}  surprise (MSE/frame) {shown:>8}",
+                        "\r" + progress_line(i + 1, len(frames), answer, got),
                         end="" if sys.stderr.isatty() else "\n",
                         file=sys.stderr,
                     )
         finally:
             client.delete(f"/v1/streams/{sid}")
     except httpx.HTTPError as e:
-        print(f"framecast stream: cannot reach {args.url}: {e}", file=sys.stderr)
-        return 2
+        return unreachable(args, e, "framecast stream")
     finally:
         if http is None:
             client.close()
@@ -126,10 +131,11 @@ def stream_command(args: argparse.Namespace, http: httpx.Client | None = None) -
         print(file=sys.stderr)
     if args.json:  # JSON on stdout; the CSV only when asked
         print(json.dumps({"frames": len(frames), "surprise": rows}, indent=2))
-    csv_path = args.csv or (None if args.json else f"{path.stem}_surprise.csv")
+    csv_path = args.out or (None if args.json else str(OUT_DIR / f"{path.stem}_surprise.csv"))
     if csv_path == "-":
         _write_csv(sys.stdout, rows)
     elif csv_path:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         with open(csv_path, "w", newline="") as f:
             _write_csv(f, rows)
         if not args.quiet:
@@ -137,6 +143,25 @@ def stream_command(args: argparse.Namespace, http: httpx.Client | None = None) -
                 f"{len(frames)} frames streamed; surprise per frame -> {csv_path}", file=sys.stderr
             )
     return 0
+
+
+def progress_line(done: int, total: int, answer: dict, rows: list[dict]) -> str:
+    """One step's progress, every number named: "frame 12/40  surprise (MSE per frame): a 31.2,
+    b 40.5  step 18 ms"; before a model has predicted, how many frames it still needs."""
+    per_model = answer["models"] if "models" in answer else {answer["model"]: answer}
+    said = {r["model"]: f"{r['mse_per_frame']:.1f}" for r in rows}
+    parts = []
+    for name, a in per_model.items():
+        if name in said:
+            parts.append(f"{name} {said[name]}")
+        elif a.get("needs"):
+            parts.append(f"{name} needs {a['needs']} more frame(s)")
+        else:  # its first prediction is for the next frame
+            parts.append(f"{name} none yet")
+    step_ms = max((float(a.get("latency_ms") or 0.0) for a in per_model.values()), default=0.0)
+    return (
+        f"frame {done}/{total}  surprise (MSE per frame): {', '.join(parts)}  step {step_ms:.0f} ms"
+    )
 
 
 def _write_csv(f, rows: list[dict]) -> None:  # noqa: ANN001 - a text file
@@ -156,10 +181,19 @@ def add_stream_subcommand(subparsers: argparse._SubParsersAction, common) -> Non
     p.add_argument("model", help="a next-frame model (see GET /v1/models)")
     p.add_argument("video", help="a video, GIF, multi-page TIFF or .npy")
     p.add_argument("--models", help="more models to stream to side by side, comma-separated")
-    p.add_argument("--horizon", type=int, default=1, help="frames predicted each step (default 1)")
-    p.add_argument("--past-context", choices=["carry", "window"], help="see the README")
+    p.add_argument("--horizon", type=int, default=1, help="frames predicted each step")
     p.add_argument(
-        "--csv", help="where to write the CSV ('-': stdout; default <video>_surprise.csv)"
+        "--past-context",
+        choices=["carry", "window"],
+        help="how the stream keeps its past: carry the recurrent state, or re-read a window "
+        "(default: the server's FRAMECAST_STREAM_PAST_CONTEXT; docs/streams.md)",
+    )
+    p.add_argument(
+        "--out",
+        "--csv",
+        dest="out",
+        help=f"where to write the CSV ('-': stdout; default: {OUT_DIR}/<video>_surprise.csv, "
+        "none with --json)",
     )
     p.add_argument("--json", action="store_true", help="print the surprise as JSON to stdout")
     p.add_argument("--max-frames", type=int, default=10_000, help="frames read at most")

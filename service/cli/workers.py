@@ -118,6 +118,7 @@ class Supervisor:
         self.restarts: deque[float] = deque()
         self.stopping_since: float | None = None
         self.status = 0
+        self.announced = False  # the addresses were logged (once every worker first listened)
 
     @property
     def procs(self) -> list[subprocess.Popen]:
@@ -165,6 +166,15 @@ class Supervisor:
         w.ready_fd = None
         if said:
             w.taking = True
+            if not self.announced and all(o.taking for o in self.workers):
+                from service.cli.sockets import served_urls
+
+                self.announced = True
+                log.info(
+                    "%d workers listening: %s; each loads its own models (GET /readyz answers "
+                    "200 once the worker that answers is ready)",
+                    len(self.workers), served_urls(self.settings),
+                )  # fmt: skip
             if w.restarted:
                 log.info(
                     "worker %d (pid %d) ready after %.1f s, taking connections",

@@ -3,6 +3,8 @@
 :func:`conform` turns decoded frames into the model's ``(T, H, W, C)`` and says what it changed
 (:class:`Conversion`): the original size when it resized, the original channels when it converted
 colour (ITU-R 601 luminance for a grey model, as Pillow's ``L``; grey repeated for an RGB model).
+Colour frames that hold greys only (a GIF of a grey clip decodes so) lose nothing when turned to
+grey: that is not reported as a conversion.
 Sizes are fitted one of three ways (``fit``):
 
 - ``stretch``: resize to H×W whatever the aspect ratio (a circle may become an ellipse);
@@ -36,7 +38,7 @@ class Conversion:
     """What fitting changed, for the answer: each field None when nothing of the kind changed."""
 
     resized_from: list[int] | None = None  # [height, width] of the first resized frame
-    channels_from: int | None = None  # the upload's channels when converted
+    channels_from: int | None = None  # the upload's channels when converted (not grey RGB → grey)
     fit: str | None = None  # how sizes were fitted, when any frame was resized
 
     def merge(self, other: Conversion) -> Conversion:
@@ -45,6 +47,14 @@ class Conversion:
             self.channels_from or other.channels_from,
             self.fit or other.fit,
         )
+
+
+def grey(x: np.ndarray) -> bool:
+    """Whether colour frames ``(..., 3)`` hold greys only (R = G = B everywhere, as a GIF of a
+    grey clip decodes): turned to grey they lose nothing, so that is no conversion to report."""
+    return x.shape[-1] == 3 and bool(
+        np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 1], x[..., 2])
+    )
 
 
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
@@ -141,7 +151,7 @@ def conform(
         h, w, c = f.data.shape
         if (h, w) != (height, width) and conv.resized_from is None:
             conv.resized_from, conv.fit = [h, w], fit
-        if c != channels and conv.channels_from is None:
+        if c != channels and conv.channels_from is None and not (channels == 1 and grey(f.data)):
             conv.channels_from = c
         out[i] = to_channels(resize_frame(f.data, height, width, fit), channels)
     return out, conv

@@ -84,3 +84,25 @@ def upload_openapi(*, with_truth: bool) -> dict[str, Any]:
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for the error codes a route can answer, with the error schema."""
     return {c: {"model": ErrorResponse, "description": _ERROR_TEXTS.get(c, "error")} for c in codes}
+
+
+CONVERSION = (
+    "What fitting the upload to the model changed, as compact JSON with the fields of the JSON "
+    "answer: `resized`, `resized_from` ([height, width] before resizing), `fit`, "
+    "`channels_from` (the upload's channels when they were converted: 1 grey, 3 colour) and "
+    "`frames_dropped` (uploaded frames before those the model read). Every answer carries it, "
+    "PNG, GIF and .npy included"
+)
+
+
+def conversion_header(per_model: bool = False) -> dict[str, Any]:
+    """``headers`` of a 200 answer: ``X-Conversion`` (``per_model``: one report per result key,
+    as compare answers)."""
+    text = CONVERSION + (
+        "; compare: one report per key of `results`, e.g. "
+        '{"conv2d_lstm": {...}, "convlstm2d": {...}}'
+        if per_model
+        else ', e.g. {"resized":true,"resized_from":[32,48],"fit":"stretch",'
+        '"channels_from":3,"frames_dropped":0}'
+    )
+    return {"X-Conversion": {"description": text, "schema": {"type": "string"}}}

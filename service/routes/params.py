@@ -65,7 +65,15 @@ HORIZON = Param(
 )  # fmt: skip
 PREDICT_OUTPUT = Param("output", "json", choices=("json", "png", "gif", "npy"), example="json")
 RAW = Param("raw", False, "json only: include raw float values")
-TOP_K = Param("top_k", 3, "how many best classes to list in `top`", low=1, high=1000, example=3)
+TOP_K = Param(
+    "top_k",
+    3,
+    "how many best classes the answer lists (in `scores`, best first; capped at the number of "
+    "classes)",
+    low=1,
+    high=1000,
+    example=3,
+)
 RESIZE = Param(
     "resize",
     True,

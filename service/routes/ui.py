@@ -1,4 +1,6 @@
-"""The web page: ``GET /`` and the files under ``/static`` (plain HTML/CSS/JS, no build step).
+"""The web page: ``GET /`` and the files under ``/static`` (plain HTML/CSS and JavaScript ES
+modules under ``static/js/``, no build step), and the site's icon at ``/favicon.ico`` (which
+browsers ask for on every page, the API docs' too).
 
 The page only calls the public ``/v1`` routes, so everything it shows a client can also get.
 """
@@ -20,6 +22,16 @@ router = APIRouter(tags=["ui"])
 async def index() -> FileResponse:
     return FileResponse(
         STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    """framecast's icon (an SVG, which browsers take at this address too)."""
+    return FileResponse(
+        STATIC_DIR / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
     )
 
 

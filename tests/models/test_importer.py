@@ -108,3 +108,22 @@ def test_wrong_label_count_is_refused(tmp_path):
     om.convlstm2d_softmax(3).save(src)
     with pytest.raises(CheckpointError, match="3 scores"):
         import_checkpoint(src, tmp_path / "served", labels=["a", "b"], say=quiet)
+
+
+def test_what_import_writes_is_readable_by_another_user(tmp_path):
+    """A server in a container runs as another user: the folder 0755, the checkpoint and the
+    manifest 0644 (under the usual umask 022), as a plain copy would be."""
+    import os
+    import stat
+
+    src = tmp_path / "clf.keras"
+    om.convlstm2d_binary(1).save(src)
+    old = os.umask(0o022)
+    try:
+        dest = import_checkpoint(src, tmp_path / "served", say=quiet)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [dest, *dest.iterdir()]}
+    assert modes == {"clf": 0o755, "model.keras": 0o644, "manifest.json": 0o644}, {
+        k: oct(v) for k, v in modes.items()
+    }

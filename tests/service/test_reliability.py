@@ -72,7 +72,7 @@ def test_a_keyed_predict_works_and_an_unkeyed_one_is_refused_before_its_body(key
 
 
 @pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/docs", "/openapi.json"]
+    "path", ["/healthz", "/readyz", "/metrics", "/", "/static/js/app.js", "/docs", "/openapi.json"]
 )
 def test_health_metrics_page_and_docs_stay_open(keyed, path):
     assert keyed.get(path).status_code == 200

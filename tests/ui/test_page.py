@@ -147,6 +147,9 @@ def test_sample_clip_through_the_compare_view(page, artifacts):
     assert _loaded_images(page, "#truth-strip img") == 4
     _assert_model_panels(page, horizon=4)
     assert "Next frame: 4 step(s)" in page.inner_text("#summary")
+    for arch in ("conv2d_lstm", "convlstm2d"):  # a grey clip (a GIF, RGB on the wire) as it is
+        stats = page.inner_text(f"#panel-{arch} .stats")
+        assert "6 earlier frame(s) not read" in stats and "colour" not in stats, stats
     shot = page.screenshot(path=str(artifacts / "sample_next_frame.png"), full_page=True)
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     no_alt = page.eval_on_selector_all("img", "els => els.filter(e => !e.alt).length")
@@ -489,3 +492,66 @@ def test_picked_classifiers_each_show_their_own_classes(picker_page, artifacts):
     assert "not one of its classes" in page.inner_text(f"{rgb} .stats")
     assert page.is_hidden("#charts")
     page.screenshot(path=str(artifacts / "picker_classify.png"), full_page=True)
+
+
+# ---------------------------------------------------------------- only a user's classifiers
+
+LEFT_RIGHT = ["left", "right"]
+
+
+@pytest.fixture(scope="module")
+def own_classifier_url(browser_ready, tmp_path_factory):
+    """A server with one model: a user's classifier of its own classes (32x32 colour, 6
+    frames), none of the bundled kinds."""
+    root = tmp_path_factory.mktemp("ui-own-classifier")
+    save_page_model(
+        root, "leftright", "conv2d_lstm", "classify", frames=6, size=32, channels=3,
+        class_names=LEFT_RIGHT, display_name="Left or right",
+    )  # fmt: skip
+    settings = Settings(models_dir=root, load_mode="blocking", max_horizon=12)
+    with serve(settings) as url:
+        yield url
+
+
+def test_a_users_classifiers_alone_open_on_classification(browser, own_classifier_url, artifacts):
+    """The page opens on the task its models serve, reading a sample of it, says the classes of
+    the classifier (not "direction"), and loads without one console error or failed request
+    (the icon included)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    console: list[str] = []
+    failed: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.append(str(e)))
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("requestfailed", lambda r: failed.append(f"failed {r.url}"))
+    try:
+        page.goto(own_classifier_url + "/")
+        page.wait_for_function(
+            "document.querySelector('#models-status').textContent.startsWith('Loaded')"
+        )
+        page.wait_for_function("document.querySelector('#task-classify').checked")
+        assert page.input_value("#sample").startswith("classify_")  # a sample of that task
+        assert page.is_visible("#picker-classify") and page.is_hidden("#picker-next_frame")
+        assert _checked(page, PICK_CLASSIFY) == ["leftright"]
+        assert page.inner_text("label[for=task-classify]") == "Classify (left, right)"
+        assert page.inner_text("label[for=label]") == "True class (optional)"
+        options = page.eval_on_selector_all("#label option", "els => els.map(e => e.value)")
+        assert options == ["", *LEFT_RIGHT]
+        assert page.eval_on_selector("#label", "s => s.selectedOptions[0].text") == "unknown"
+        _compare(page)
+        summary = page.inner_text("#summary")
+        assert summary.startswith("Classes: left, right") and "irection" not in summary, summary
+        shown = page.eval_on_selector_all(
+            "#model-panels .bars .bar-label", "els => els.map(e => e.textContent)"
+        )
+        assert sorted(shown) == LEFT_RIGHT
+        stats = page.inner_text("#model-panels .stats")
+        assert "resized from 64×64" in stats and "colour" not in stats  # a grey GIF, as RGB
+        page.screenshot(path=str(artifacts / "own_classifier.png"), full_page=True)
+        page.goto(own_classifier_url + "/docs")  # the API docs ask for the icon too
+        page.wait_for_selector(".swagger-ui .opblock", timeout=60_000)
+    finally:
+        context.close()
+    assert not console, console
+    assert not failed, failed

@@ -9,6 +9,7 @@ against the truth, and no winner.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Literal
 
@@ -27,7 +28,7 @@ from service.media import encode as codecs
 from service.media.fitting import FitMode, resize_frame, to_channels
 from service.media.montages import montage_gif, montage_png
 from service.routes import params
-from service.routes.openapi import error_responses, upload_openapi
+from service.routes.openapi import conversion_header, error_responses, upload_openapi
 from service.routes.v1.predict import FitQuery, ResizeQuery, predicted_frames, ranked
 from service.routes.v1.scores import LOWER_IS_BETTER, frame_metrics, pick
 from service.schemas import CompareModelResult, CompareResponse, Converted
@@ -76,17 +77,31 @@ def _reads(runners: dict[str, Runner], uploaded: int) -> int:
     return max(min(r.manifest.reads or uploaded, uploaded) for r in runners.values())
 
 
-def _phases(t_start: float, t_decoded: float, t_models: float) -> str:
-    """``Server-Timing`` of a compare request: decode, both models (concurrently), the rest."""
+def _finish(
+    runtime: Runtime,
+    runners: dict[str, Runner],
+    timings: list[Timing],
+    convs: dict[str, Converted],
+    t: tuple[float, float, float],
+) -> dict[str, str]:
+    """Each model's phases into /metrics and the V2 statistics; the answer's headers:
+    ``Server-Timing`` (decode, the models (concurrently), the rest) and ``X-Conversion`` (what
+    fitting changed, per result key). ``t``: the request began, its upload was fitted, the
+    models answered (perf_counter seconds)."""
+    t_start, t_decoded, t_models = t
+    inference.observe_compared(runtime.metrics, list(zip(runners.values(), timings)), *t)
     now = time.perf_counter()
-    return server_timing(
-        {
-            "decode": (t_decoded - t_start) * 1000.0,
-            "models": (t_models - t_decoded) * 1000.0,
-            "metrics_encode": (now - t_models) * 1000.0,
-            "total": (now - t_start) * 1000.0,
-        }
-    )
+    timing = {
+        "decode": (t_decoded - t_start) * 1000.0,
+        "models": (t_models - t_decoded) * 1000.0,
+        "metrics_encode": (now - t_models) * 1000.0,
+        "total": (now - t_start) * 1000.0,
+    }
+    conversion = {k: c.model_dump() for k, c in convs.items()}
+    return {
+        "Server-Timing": server_timing(timing),
+        "X-Conversion": json.dumps(conversion, separators=(",", ":")),
+    }
 
 
 def _pngs(frames: np.ndarray) -> list[str]:
@@ -117,14 +132,17 @@ def _display(frames: np.ndarray | None, h: int, w: int, c: int) -> np.ndarray | 
     "or upload `truth` files. With truth, each model gets MSE/MAE per frame (sums over "
     "a frame's pixels, OpenSTL convention), PSNR and SSIM, and `winner` names the "
     "architecture with the lower MSE. `output=png|gif` returns one montage with rows "
-    "context, truth, Conv2D+LSTM, ConvLSTM2D.",
+    "context, truth, Conv2D+LSTM, ConvLSTM2D. What fitting the clip to each model changed is in "
+    "each result's `conversion` and, for every answer (montages too), in the `X-Conversion` "
+    "header.",
     openapi_extra=upload_openapi(with_truth=True),
     responses={
         200: {
             "content": {
                 "image/png": {"schema": {"type": "string", "format": "binary"}},
                 "image/gif": {"schema": {"type": "string", "format": "binary"}},
-            }
+            },
+            "headers": conversion_header(per_model=True),
         },
         **error_responses(404, 413, 415, 422, 503, 504),
     },
@@ -188,6 +206,7 @@ async def compare_next_frame(
             *(_timed(runners[k], contexts[k], horizon, ticket) for k, ticket in zip(keys, tickets))
         )
     t_models = time.perf_counter()
+    t, timings = (t_start, t_decoded, t_models), [timing for _, timing, _ in outs]
 
     results: dict[str, CompareModelResult] = {}
     preds = {}
@@ -233,14 +252,12 @@ async def compare_next_frame(
         rows = [("truth", truth_display)] + [
             (_label(k, runners[k]), _display(preds[k], h, w, c)) for k in keys
         ]
-        headers = {"X-Winner": winner or "unknown"}
         if output == "png":
-            png = await run_in_threadpool(montage_png, [("context", ctx_display)] + rows)
-            headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
-            return Response(png, media_type="image/png", headers=headers)
-        gif = await run_in_threadpool(montage_gif, ctx_display, rows)
-        headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
-        return Response(gif, media_type="image/gif", headers=headers)
+            image = await run_in_threadpool(montage_png, [("context", ctx_display)] + rows)
+        else:
+            image = await run_in_threadpool(montage_gif, ctx_display, rows)
+        headers = {"X-Winner": winner or "unknown", **_finish(runtime, runners, timings, convs, t)}
+        return Response(image, media_type=f"image/{output}", headers=headers)
 
     context_png = truth_png = None
     if inputs:
@@ -249,7 +266,7 @@ async def compare_next_frame(
         )
         if truth_frames is not None:
             truth_png = await run_in_threadpool(_pngs, truths[shown_key])
-    response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
+    response.headers.update(_finish(runtime, runners, timings, convs, t))
     return CompareResponse(
         task="next_frame",
         horizon=horizon,
@@ -271,7 +288,10 @@ async def compare_next_frame(
     "`label=<true class>` each result says whether it was right and its score for the "
     "true class, and `winner` names the architecture with the higher true-class score.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses=error_responses(404, 413, 415, 422, 503, 504),
+    responses={
+        200: {"headers": conversion_header(per_model=True)},
+        **error_responses(404, 413, 415, 422, 503, 504),
+    },
 )
 async def compare_classify(
     request: Request,
@@ -312,6 +332,7 @@ async def compare_classify(
             *(_timed(runners[k], contexts[k], 1, ticket) for k, ticket in zip(keys, tickets))
         )
     t_models = time.perf_counter()
+    t, timings = (t_start, t_decoded, t_models), [timing for _, timing, _ in outs]
     results, true_scores = {}, {}
     for key, (scores, timing, latency_ms) in zip(keys, outs):
         r = runners[key]
@@ -352,7 +373,7 @@ async def compare_classify(
         if inputs
         else None
     )
-    response.headers["Server-Timing"] = _phases(t_start, t_decoded, t_models)
+    response.headers.update(_finish(runtime, runners, timings, convs, t))
     return CompareResponse(
         task="classify",
         truth="label" if label else None,

@@ -17,7 +17,7 @@ from service.inference import Fit
 from service.media import encode as codecs
 from service.media.fitting import FitMode
 from service.routes import params
-from service.routes.openapi import error_responses, upload_openapi
+from service.routes.openapi import conversion_header, error_responses, upload_openapi
 from service.schemas import ClassifyResponse, PredictedFrame, PredictResponse
 
 router = APIRouter(prefix="/v1/models", tags=["inference"])
@@ -52,9 +52,15 @@ def predicted_frames(frames: np.ndarray, raw: bool) -> list[PredictedFrame]:
     "(the model's `rollout` in /v1/models). `output` picks "
     "JSON (base64 PNG frames, raw floats with `raw=true`), a PNG strip of the "
     "predicted frames, an animated GIF of context + prediction, or an .npy "
-    "(horizon, H, W, C) float32 array.",
+    "(horizon, H, W, C) float32 array. Every answer says what fitting the frames to the model "
+    "changed: the JSON fields `resized_from`, `fit`, `channels_from` and `frames_dropped`, and "
+    "the same report in the `X-Conversion` header (JSON), which PNG, GIF and .npy answers carry "
+    "too.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses={200: {"content": _BINARY}, **error_responses(404, 413, 415, 422, 503, 504)},
+    responses={
+        200: {"content": _BINARY, "headers": conversion_header()},
+        **error_responses(404, 413, 415, 422, 503, 504),
+    },
 )
 async def predict(
     request: Request,
@@ -122,10 +128,14 @@ def ranked(scores: np.ndarray, class_names: list[str]) -> list[dict]:
     "/{name}/classify",
     response_model=ClassifyResponse,
     summary="Classify a clip (classification models)",
-    description="Upload the frames as for predict; returns every class's score, best first, and "
-    "the `top_k` best.",
+    description="Upload the frames as for predict; returns the `top_k` best classes with their "
+    "scores, best first, in `scores` (and in `top`, the same list, kept for older clients); "
+    "`label` is the best class. Ask `top_k` ≥ the number of classes for every class's score.",
     openapi_extra=upload_openapi(with_truth=False),
-    responses=error_responses(404, 413, 415, 422, 503, 504),
+    responses={
+        200: {"headers": conversion_header()},
+        **error_responses(404, 413, 415, 422, 503, 504),
+    },
 )
 async def classify(
     request: Request,
@@ -157,7 +167,7 @@ async def classify(
         top_k=k,
         # ClassScore fields as plain dicts, which pydantic validates (see ranked)
         top=ordered[:k],  # type: ignore[arg-type]
-        scores=ordered,  # type: ignore[arg-type]
+        scores=ordered[:k],  # type: ignore[arg-type]
         context_frames=len(prepared.context),
         frames_received=prepared.received,
         **prepared.report(),

@@ -13,9 +13,9 @@
   model calls by batch size (``batch_stats``), the clips inferred (``inference_count``) and the
   calls (``execution_count``). ``success`` and ``fail`` count requests; the phases count clips
   (each clip of a V2 batch goes through the model's queue on its own, and the batcher merges
-  them again). They count every inference route of the model (``/v1`` predict
-  and classify, and V2 infer) since the process started: with ``--workers N``, the worker that
-  answered.
+  them again). They count every request that reached the model since the process started
+  (``/v1`` predict and classify, compare (once per model it ran), a stream's HTTP posts, V2 infer
+  over HTTP and gRPC): with ``--workers N``, the worker that answered.
 
 Registered before ``/v2/models/{name}`` so that ``/v2/models/stats`` is not read as a model name.
 """

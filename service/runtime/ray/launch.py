@@ -104,6 +104,12 @@ def serve_on_ray(settings: Settings) -> int:
             ],
             wait_for_applications_running=False,
         )
+        from service.cli.sockets import served_urls
+
+        log.info(
+            "serving at %s; the models deploy (GET /readyz answers 200 once every replica runs)",
+            served_urls(settings),
+        )
         while True:  # until Ctrl-C; /readyz says when every replica runs
             time.sleep(3600)
     except KeyboardInterrupt:

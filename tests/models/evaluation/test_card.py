@@ -112,3 +112,25 @@ def test_the_committed_cards_agree_about_each_other():
             assert other["params"] == theirs["params"], (name, other)
             checked += 1
     assert checked >= 4
+
+
+def test_a_model_evaluate_cannot_measure_is_refused_in_one_line(tmp_path, capsys):
+    """An imported model of another input or other classes: exit 2 and one line saying what it
+    takes and what evaluate measures, nothing loaded, no card written."""
+    from models.importer import import_checkpoint
+    from tests.service import own_models as om
+
+    src = tmp_path / "leftright.keras"
+    om.conv2d_lstm_binary(3).save(src)
+    folder = import_checkpoint(
+        src, tmp_path / "served", labels=["left", "right"], say=lambda _: None, quiet=True
+    )
+    missing = tmp_path / "no-mnist-here"  # never read: refused before the data
+    rc = main(["evaluate", str(folder), "--clips", "2", "--mnist-dir", str(missing), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "framecast evaluate: error: model 'leftright'" in err
+    assert "RGB frames" in err and "classifies left, right" in err
+    assert "64x64 grey clips" in err and "cannot be evaluated here" in err
+    assert not (folder / "card.json").exists()

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,19 @@ def test_a_closed_output_pipe_ends_quietly(stream_models, gif):
         )  # fmt: skip
     assert p.returncode == 0 and len(p.stdout) == 20
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+def test_the_progress_line_names_every_number(sc, gif, tmp_path, capsys):
+    """Each step's line says which frame, each model's surprise by name (or how many frames it
+    still needs), and the step's time; the CSV goes to --out (else under out/)."""
+    out = tmp_path / "s.csv"
+    assert run(sc, ["stream", CARRY, str(gif), "--models", CARRY2, "--out", str(out)]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("frame ")]
+    assert len(lines) == FRAMES + 4
+    first, last = lines[0], lines[-1]
+    assert first.startswith(f"frame 1/{FRAMES + 4}  surprise (MSE per frame): ")
+    assert f"{CARRY} needs" in first and "more frame(s)" in first
+    assert f"frame {FRAMES + 4}/{FRAMES + 4}" in last and last.endswith(" ms")
+    for name in (CARRY, CARRY2):  # each model's number after its name
+        assert re.search(rf"{name} \d+\.\d", last), last
+    assert {r["model"] for r in csv.DictReader(out.open())} == {CARRY, CARRY2}

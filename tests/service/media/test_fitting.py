@@ -4,6 +4,7 @@ frames not read."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -69,3 +70,25 @@ def test_pad_keeps_the_aspect_ratio_and_crop_fills():
     assert stretched.min() == 1.0
     ramp = np.tile(np.linspace(0, 1, 20, dtype=np.float32), (10, 1))[..., None]
     assert resize_frame(ramp, 10, 10, "crop")[0, 0, 0] > 0.2  # the left quarter was cut
+
+
+def _gif(frames: np.ndarray) -> bytes:
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0)
+    return buf.getvalue()
+
+
+def test_a_gif_of_a_grey_clip_is_no_colour_conversion(client):
+    """A GIF of grey frames decodes as RGB (R = G = B): a grey model loses nothing, so nothing is
+    reported; one coloured pixel in one frame is a real conversion, reported."""
+    grey = (np.random.default_rng(3).random((FRAMES, H, W)) * 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    gif = [("files", ("grey.gif", _gif(rgb), "image/gif"))]
+    body = client.post(f"/v1/models/{CL}/classify", files=gif).json()
+    assert body["channels_from"] is None and body["resized"] is False, body
+    r = client.post(f"/v1/models/{NF}/predict", params={"output": "png"}, files=gif)
+    assert r.status_code == 200 and json.loads(r.headers["x-conversion"])["channels_from"] is None
+    rgb[FRAMES - 1, 3, 3] = (255, 0, 0)  # the last frame has colour
+    gif = [("files", ("red.gif", _gif(rgb), "image/gif"))]
+    assert client.post(f"/v1/models/{CL}/classify", files=gif).json()["channels_from"] == 3

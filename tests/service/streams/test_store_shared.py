@@ -146,3 +146,42 @@ def test_a_model_unloaded_on_one_server_keeps_its_streams_for_the_others(pair):
     finally:
         assert a.post(f"/v2/repository/models/{WINDOW}/load").status_code == 200
     assert post(a, sid, frames_of(1, seed=10))["step"] == 4
+
+
+def test_a_new_version_polled_in_is_replayed_in_a_shared_store(tmp_path, request):
+    """A carried stream in the folder and in Redis: the new version's first answer is predict's
+    on the stream's last context frames (the window is read back from the store to replay)."""
+    import os
+    import time
+
+    from tests.service import own_models as om
+    from tests.service.routes.v1.test_streams import predict
+
+    root = tmp_path / "models"
+    first = om.free_sequence_next_frame()
+    om.write_folder(root / "nf", "1", first)
+    second = om.free_sequence_next_frame()
+    second.set_weights([w * 0.7 + 0.01 for w in first.get_weights()])
+    om.write_folder(tmp_path / "aside", "2", second)
+    frames = frames_of(7, om.S, seed=44)
+    for kind in ("folder", "redis"):
+        where = (
+            {"stream_dir": tmp_path / f"streams-{kind}"}
+            if kind == "folder"
+            else {"stream_store": request.getfixturevalue("redis").url(5)}
+        )
+        s = _settings(root, model_poll_s=0.2, stream_window=4, **where)
+        with TestClient(create_app(s)) as c:
+            sid = open_stream(c, "nf", past_context="carry")
+            for i in range(5):
+                assert post(c, sid, frames[i : i + 1], step=i)["version"] == 1
+            os.replace(tmp_path / "aside" / "2", root / "nf" / "2")  # appears whole
+            deadline = time.monotonic() + 60
+            while list(c.app.state.runtime.models.versions("nf")) != [2]:
+                assert time.monotonic() < deadline, "version 2 was never served"
+                time.sleep(0.05)
+            got = post(c, sid, frames[5:6], step=5)
+            assert got["replayed"] == {"from_version": 1, "version": 2, "frames": 4}, kind
+            np.testing.assert_allclose(values(got), predict(c, "nf", frames[2:6]), atol=2e-5)
+            assert post(c, sid, frames[6:7], step=6)["replayed"] is None
+        os.replace(root / "nf" / "2", tmp_path / "aside" / "2")  # for the next store

@@ -237,3 +237,17 @@ def test_compare_classify_has_server_timing(client):
     r = client.post("/v1/compare/classify", files=files(clip(FRAMES)))
     assert r.status_code == 200, r.text
     assert "models;dur=" in r.headers["server-timing"]
+
+
+@pytest.mark.parametrize("output", ["png", "gif", "json"])
+def test_compare_answers_carry_each_models_conversion_report(client, output):
+    c = clip(t=FRAMES + 3, h=32, w=32, seed=27)  # another size than the models': resized
+    r = client.post(NEXT, params={"holdout": 2, "output": output}, files=files(c))
+    assert r.status_code == 200, r.text
+    reports = json.loads(r.headers["x-conversion"])
+    assert set(reports) == set(ARCHS)
+    for report in reports.values():
+        assert report["resized"] is True and report["resized_from"] == [32, 32]
+        assert report["frames_dropped"] == 1 and report["channels_from"] is None
+    if output == "json":
+        assert {k: v["conversion"] for k, v in r.json()["results"].items()} == reports

@@ -250,28 +250,27 @@ def test_gif_output_animates_context_then_prediction(client):
     np.testing.assert_array_equal(np.asarray(img.convert("L")), c[0])
 
 
-def test_classify_returns_every_class_sorted_with_top_k(client, direct):
+def test_classify_lists_the_top_k_best_classes_in_scores(client, direct):
+    """top_k limits `scores` (and `top`, the same list): top_k=2 gives the two best classes, a
+    top_k above the number of classes every class, each score the model's own."""
     c = clip(seed=13)
+    want = direct(CL, as_context(c)[None])[0]
+    names = ["E", "NE", "N", "NW", "W", "SW", "S", "SE"]
+    best = [names[i] for i in np.argsort(-want, kind="stable")]
     r = client.post(f"/v1/models/{CL}/classify", params={"top_k": 2}, files=files(c))
     assert r.status_code == 200, r.text
     body = r.json()
-    want = direct(CL, as_context(c)[None])[0]
-    names = ["E", "NE", "N", "NW", "W", "SW", "S", "SE"]
-    scores = {s["class_name"]: s["score"] for s in body["scores"]}
-    assert set(scores) == set(names)
+    assert [s["class_name"] for s in body["scores"]] == best[:2]
+    assert body["top_k"] == 2 and body["top"] == body["scores"]
+    assert body["label"] == best[0]
+    every = client.post(f"/v1/models/{CL}/classify", params={"top_k": 50}, files=files(c)).json()
+    assert every["top_k"] == 8  # capped at the number of classes
+    scores = {s["class_name"]: s["score"] for s in every["scores"]}
+    assert list(scores) == best
     for i, n in enumerate(names):
         assert scores[n] == pytest.approx(float(want[i]), abs=1e-6)
-    ordered = [s["score"] for s in body["scores"]]
-    assert ordered == sorted(ordered, reverse=True)
-    assert body["top_k"] == 2 and body["top"] == body["scores"][:2]
-    assert body["label"] == names[int(np.argmax(want))]
-    # top_k larger than the classes is capped
-    assert (
-        client.post(f"/v1/models/{CL}/classify", params={"top_k": 50}, files=files(c)).json()[
-            "top_k"
-        ]
-        == 8
-    )
+    default = client.post(f"/v1/models/{CL}/classify", files=files(c)).json()
+    assert len(default["scores"]) == 3  # top_k's default
 
 
 def test_classify_takes_json_and_npy_too(client):
@@ -285,3 +284,26 @@ def test_classify_takes_json_and_npy_too(client):
     ).json()
     assert a["scores"] == b["scores"]
     assert json.dumps(a)  # plain JSON
+
+
+@pytest.mark.parametrize("output", ["png", "gif", "npy", "json"])
+def test_every_answer_carries_the_conversion_report_in_a_header(client, output):
+    """X-Conversion: the JSON answer's conversion fields, in image and array answers too."""
+    c = clip(t=FRAMES + 2, h=2 * H, w=W, seed=15)  # taller than the model's frames: resized
+    r = client.post(
+        f"/v1/models/{NF}/predict", params={"output": output, "fit": "pad"}, files=files(c)
+    )
+    assert r.status_code == 200, r.text
+    report = json.loads(r.headers["x-conversion"])
+    assert report == {
+        "resized": True,
+        "resized_from": [2 * H, W],
+        "fit": "pad",
+        "channels_from": None,
+        "frames_dropped": 2,
+    }
+    if output == "json":
+        body = r.json()
+        assert {k: body[k] for k in report} == report  # the same report as the body's
+    same = client.post(f"/v1/models/{CL}/classify", files=files(clip(seed=16)))
+    assert json.loads(same.headers["x-conversion"])["resized"] is False

@@ -58,7 +58,9 @@ def v1_predict(http, name, frames_u8, horizon=1) -> np.ndarray:
 
 
 def v1_scores(http, name, frames_u8, class_names) -> np.ndarray:
-    r = http.post(f"/v1/models/{name}/classify", files=files(frames_u8))
+    r = http.post(  # top_k: every class's score
+        f"/v1/models/{name}/classify", params={"top_k": 1000}, files=files(frames_u8)
+    )
     assert r.status_code == 200, r.text
     by_name = {s["class_name"]: s["score"] for s in r.json()["scores"]}
     return np.array([by_name[c] for c in class_names], np.float32)

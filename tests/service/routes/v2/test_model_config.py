@@ -21,14 +21,19 @@ NF, CL = "convlstm2d_next_frame", "convlstm2d_classify"
 
 
 @pytest.fixture(scope="module")
-def tc(models_dir):
+def url(models_dir):
     settings = Settings(
         models_dir=models_dir, load_mode="blocking", max_batch_size=6, max_batch_delay_ms=3.5
     )
-    with live_server(create_app(settings)) as url:
-        c = triton.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=120.0)
-        yield c
-        c.close()
+    with live_server(create_app(settings)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def tc(url):
+    c = triton.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=120.0)
+    yield c
+    c.close()
 
 
 def _infer(tc, name: str, batch: int) -> None:
@@ -107,6 +112,35 @@ def test_statistics_count_what_was_sent(tc):
     assert set(every) >= {NF, CL} and every[CL]["inference_count"] == after["inference_count"]
     untouched = every["conv2d_lstm_classify"]["inference_stats"]["success"]
     assert untouched == {"count": 0, "ns": 0}
+
+
+def test_statistics_count_every_request_that_reached_the_model(tc, url):
+    """Two predicts and three compares of the model: five successes, each with its phases
+    (compare counted once in each model it ran, the other model of the pair too)."""
+    import httpx
+
+    from tests.service.helpers import clip, files
+
+    (before,) = tc.get_inference_statistics(NF)["model_stats"]
+    (pair_before,) = tc.get_inference_statistics("conv2d_lstm_next_frame")["model_stats"]
+    c = clip(t=FRAMES + 2, seed=40)
+    with httpx.Client(base_url=url, timeout=120.0) as http:
+        for _ in range(2):
+            r = http.post(f"/v1/models/{NF}/predict", files=files(c[:FRAMES]))
+            assert r.status_code == 200, r.text
+        for output in ("json", "png", "json"):
+            r = http.post(
+                "/v1/compare/next-frame", params={"holdout": 2, "output": output}, files=files(c)
+            )
+            assert r.status_code == 200, r.text
+    (after,) = tc.get_inference_statistics(NF)["model_stats"]
+    (pair_after,) = tc.get_inference_statistics("conv2d_lstm_next_frame")["model_stats"]
+    inf, was = after["inference_stats"], before["inference_stats"]
+    assert inf["success"]["count"] - was["success"]["count"] == 5
+    for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
+        assert inf[phase]["count"] - was[phase]["count"] == 5, phase
+    pair = pair_after["inference_stats"]["success"]["count"]
+    assert pair - pair_before["inference_stats"]["success"]["count"] == 3
 
 
 def test_the_server_metadata_lists_the_extensions(tc):

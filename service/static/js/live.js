@@ -1,9 +1,12 @@
 // The "Live" view: frames streamed one at a time over a WebSocket (/v1/streams/{id}/ws), each
 // chosen model's predicted next frame and a rolling plot of its surprise (the error of the
-// prediction made for each frame received). Frames come from the sample clip chosen above (its
-// frames looped), a video or GIF file, or the webcam. Uses app.js's helpers ($, el, png,
-// authHeaders, apiError, currentSample, taskModels) and only public routes.
-"use strict";
+// prediction made for each frame received). Frames come from a next-frame sample clip (the one
+// chosen above, else the first; its frames looped), a video or GIF file, or the webcam. Uses
+// only public routes.
+
+import { $, apiError, authHeaders, el, png, seriesClass, svgEl } from "./dom.js";
+import { modelInfo, taskModels } from "./models.js";
+import { nextFrameSample } from "./form.js";
 
 const live = { ws: null, id: null, source: null, timer: null, series: {}, frames: 0,
                busy: false, stopped: true };
@@ -63,8 +66,8 @@ async function decodeFrames(blobOrResp, type, w, h) {
 async function openSource(kind, w, h) {
   // an object with next() → a canvas of w×h (the model's size), and close()
   if (kind === "sample") {
-    const s = currentSample();
-    if (!s || s.task !== "next_frame") throw new Error("choose a next-frame sample clip above first");
+    const s = nextFrameSample();
+    if (!s) throw new Error("no next-frame sample clip is available; choose a file instead");
     const frames = await decodeFrames(await fetch("/static/samples/" + s.file), "image/gif", w, h);
     let i = 0;
     return { next: () => frames[i++ % frames.length], close() {}, label: s.title + " (looped)" };
@@ -214,16 +217,12 @@ async function liveStop() {
   }
 }
 
-function initLive() {
+export function initLive() {
   $("#live-source").addEventListener("change", () => {
     $("#live-file-box").hidden = $("#live-source").value !== "file";
   });
   $("#live-start").addEventListener("click", liveStart);
   $("#live-stop").addEventListener("click", liveStop);
-  // the model list arrives in app.js's loadModels: build the picker once it has
-  const status = $("#models-status");
-  new MutationObserver(buildLivePicker).observe(status, { childList: true, characterData: true, subtree: true });
+  document.addEventListener("framecast:models", buildLivePicker);  // models.js's list
   buildLivePicker();
 }
-
-document.addEventListener("DOMContentLoaded", initLive);
