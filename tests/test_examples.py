@@ -128,23 +128,24 @@ def test_shell_example_runs(directive, body, server, tmp_path):
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     (tmp_path / "example.sh").write_text(PRELUDE + script)
-    proc = subprocess.Popen(
-        ["bash", "-eo", "pipefail", "example.sh"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # what the example starts in the background goes with it
-    )
-    try:
-        out, err = proc.communicate(timeout=600)
-    finally:
+    out_path, err_path = tmp_path / "example.out", tmp_path / "example.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            ["bash", "-eo", "pipefail", "example.sh"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,  # files, not pipes: what the example leaves running may hold them
+            stderr=err,
+            start_new_session=True,  # what the example starts in the background goes with it
+        )
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+            code = proc.wait(timeout=600)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    done = subprocess.CompletedProcess(proc.args, code, out_path.read_text(), err_path.read_text())
     assert done.returncode == 0, (
         f"exit {done.returncode}\n--- script\n{script}\n--- stdout\n{done.stdout[-3000:]}"
         f"\n--- stderr\n{done.stderr[-3000:]}"
