@@ -119,7 +119,7 @@ class CompressionMiddleware:
                     f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or "
                     "identity"
                 )
-                await send_error(send, UnsupportedMediaType(message), close=True)
+                await send_error(send, UnsupportedMediaType(message), scope, close=True)
                 return
             scope = dict(scope)
             scope["headers"] = [

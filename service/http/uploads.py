@@ -14,7 +14,9 @@ first decoded frame kept) and ``stride`` (keep every stride-th frame) pick their
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -26,9 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
 from service.config import Settings
-from service.errors import InvalidInput, TooFewFrames, UnsupportedMediaType
+from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
 from service.http.limits import check_json
-from service.media.decode import SUPPORTED, b64decode_item, decode_parts
+from service.media.decode import SUPPORTED, b64decode_item, declared_pixels, decode_parts
 from service.media.frames import Frame, Limits
 from service.media.video import VideoOptions
 from service.schemas import FramesRequest
@@ -60,6 +62,37 @@ async def offload(small: bool, fn: Callable[[], T]) -> T:
 
 
 INLINE_FIT_BYTES = 1 << 20  # fitting frames whose float32 output is this small stays inline
+
+
+async def decode_bounded(
+    parts: list[tuple[str, bytes]],
+    limits: Limits,
+    settings: Settings,
+    size: int,
+    video: VideoOptions | None = None,
+) -> list[Frame]:
+    """The frames of ``parts`` (``size``: their bytes), decoded on the event loop only when
+    the work is small by bytes and by the pixels their headers declare
+    (FRAMECAST_INLINE_WORK_BYTES, FRAMECAST_INLINE_WORK_PIXELS), else in a worker thread within
+    FRAMECAST_DECODE_TIMEOUT_S: no upload stalls the other clients, and none decodes for
+    ever (past the deadline the answer is 413 and the thread stops at its next frame)."""
+    pixels = declared_pixels(parts, limits.max_frames)
+    if (
+        size <= settings.inline_work_bytes
+        and pixels is not None
+        and pixels <= settings.inline_work_pixels
+    ):
+        return decode_parts(parts, limits, video=video)
+    limits.timeout_s = settings.decode_timeout_s
+    limits.deadline = time.monotonic() + settings.decode_timeout_s
+    work = run_in_threadpool(lambda: decode_parts(parts, limits, video=video))
+    try:
+        return await asyncio.wait_for(work, settings.decode_timeout_s + 0.5)
+    except TimeoutError:  # one frame took the whole time: it stops at the next one
+        raise PayloadTooLarge(
+            f"decoding the upload took longer than {settings.decode_timeout_s:g} s "
+            "(FRAMECAST_DECODE_TIMEOUT_S); send fewer or smaller frames"
+        ) from None
 
 
 async def read_body(request: Request) -> bytes:
@@ -287,8 +320,9 @@ async def read_upload(
             snapshots.clear()
             plain = await form_parts(request, body, settings, snapshots)
         parts, truth_parts = plain
-    elif ctype == "application/json":
-        parts, truth_parts = json_parts(body, settings)
+    elif ctype == "application/json":  # parsing a large one (base64) is work: off the loop
+        small = len(body) <= settings.inline_work_bytes
+        parts, truth_parts = await offload(small, lambda: json_parts(body, settings))
     elif ctype.startswith(RAW_TYPES):
         parts = [("body", body)]
     else:
@@ -314,8 +348,7 @@ async def read_upload(
         )
     if truth_parts is not None and not allow_truth:
         raise InvalidInput("truth frames are only accepted by POST /v1/compare/next-frame")
-    small = len(body) <= settings.inline_work_bytes
-    frames = await offload(small, lambda: decode_parts(parts, limits, video=video))
+    frames = await decode_bounded(parts, limits, settings, len(body), video)
     truth = None
     if truth_parts is not None:
         left = Limits(
@@ -325,7 +358,7 @@ async def read_upload(
             used_pixels=limits.used_pixels,
         )
         try:
-            truth = await offload(small, lambda: decode_parts(truth_parts, left, video=video))
+            truth = await decode_bounded(truth_parts, left, settings, len(body), video)
         except InvalidInput as e:
             raise type(e)(f"truth: {e.message}") from None
     return Upload(frames, truth, snapshots[0] if snapshots else None)

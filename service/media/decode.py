@@ -236,6 +236,48 @@ def decode_parts(
     return frames
 
 
+def _png_frames(data: bytes) -> int:
+    """The frames a PNG's header declares: acTL's count (an APNG), else 1."""
+    pos, end = 8, min(len(data), 1 << 20)
+    while pos + 12 <= end:
+        size, kind = _CHUNK.unpack_from(data, pos)
+        if kind == b"acTL" and size >= 8:
+            return max(1, int.from_bytes(data[pos + 8 : pos + 12], "big"))
+        if kind in (b"IDAT", b"IEND"):
+            break
+        pos += 12 + size
+    return 1
+
+
+def declared_pixels(parts: list[tuple[str, bytes]], max_frames: int) -> int | None:
+    """The pixels the parts' headers say they hold, read without decoding (a bound: an animated
+    GIF, WebP or TIFF counts ``max_frames`` pages); None when a part cannot say (a video)."""
+    total = 0
+    for _, data in parts:
+        fmt = sniff(data)
+        if fmt is None or fmt == "NPY":  # refused at once / its bytes are its work
+            continue
+        if fmt in VIDEO_FORMATS:
+            return None
+        if fmt == "PNG":
+            if len(data) < 24:
+                continue
+            w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+            total += w * h * min(_png_frames(data), max_frames)
+        elif fmt == "GIF":
+            if len(data) < 10:
+                continue
+            w, h = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+            total += w * h * max_frames
+        else:
+            try:
+                w, h = Image.open(io.BytesIO(data)).size  # the header only
+            except Exception:  # noqa: BLE001 - decoding says what is wrong
+                continue
+            total += w * h * (max_frames if fmt in ("WEBP", "TIFF") else 1)
+    return total
+
+
 def b64decode_item(item: str, label: str) -> bytes:
     """Decode one base64 string (a ``data:...;base64,`` prefix is allowed)."""
     if not isinstance(item, str):
