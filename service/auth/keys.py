@@ -17,7 +17,8 @@ secret of a keys file. The hash is fine for random, high-entropy keys (what ``fr
 makes); it is not a password hash.
 
 Rotation: the file is watched (``watchfiles``: inotify where the kernel has it, polling
-elsewhere) and read again when it changes, and on SIGHUP; the new table replaces the old one in
+elsewhere; and its stat compared every second, for a change made before the watch began) and
+read again when it changes, and on SIGHUP; the new table replaces the old one in
 one assignment, so a request in flight keeps the principal it was given and none is lost. A file
 that does not parse leaves the keys as they were (an ERROR line says why). Every reload is one
 line of the audit log (``framecast.audit``) naming the keys added and removed, by id.
@@ -43,6 +44,7 @@ ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 HEX = re.compile(r"[0-9a-f]{64}")
 FIELDS = {"id", "sha256", "scopes", "created", "note", *LIMIT_NAMES}
 WATCH_DEBOUNCE_MS = 300  # changes within this window are read once
+STAT_EVERY_MS = 1000  # and the file's stat compared this often (a change the events missed)
 
 
 class KeysFileError(ValueError):
@@ -128,15 +130,25 @@ class KeyRing:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stamp: tuple | None = None  # the file's (inode, size, mtime) when last read
         if self.path is not None:
             self._set(self._read())
         else:
             self._set(env_keys(settings.api_key_list()))
         self.enabled = self.path is not None or bool(self._table)
 
+    def _stat(self) -> tuple | None:
+        assert self.path is not None
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def _read(self) -> dict[bytes, Principal]:
         assert self.path is not None
         try:
+            self._stamp = self._stat()
             text = self.path.read_text()
         except OSError as e:
             raise KeysFileError(
@@ -218,15 +230,20 @@ class KeyRing:
             return Path(changed).name == name
 
         try:
-            for _ in watchfiles.watch(
+            for changes in watchfiles.watch(
                 path.parent,
                 watch_filter=ours,
                 debounce=WATCH_DEBOUNCE_MS,
                 stop_event=self._stop,
                 recursive=False,
                 raise_interrupt=False,
+                rust_timeout=STAT_EVERY_MS,
+                yield_on_timeout=True,  # an empty set each second: the stat is compared then
             ):
-                if path.exists():  # a rename in place: deleted, then there again
+                stamp = self._stat()
+                if stamp is None:  # a rename in place: deleted, then there again
+                    continue
+                if changes or stamp != self._stamp:
                     self.reload("the file changed")
         except Exception as e:  # noqa: BLE001 - the watch failed: SIGHUP still reloads
             log.error("keys file %s is no longer watched (%s); send SIGHUP to reload it", path, e)
