@@ -18,7 +18,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from fastapi import Request
@@ -30,8 +30,8 @@ from starlette.types import Message
 from service.config import Settings
 from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
 from service.http.limits import check_json
-from service.media.decode import SUPPORTED, b64decode_item, declared_pixels, decode_parts
-from service.media.frames import Frame, Limits
+from service.media.decode import SUPPORTED, b64decode_item, decode_parts
+from service.media.frames import Frame, Limits, Offload
 from service.media.video import VideoOptions
 from service.schemas import FramesRequest
 
@@ -71,18 +71,24 @@ async def decode_bounded(
     size: int,
     video: VideoOptions | None = None,
 ) -> list[Frame]:
-    """The frames of ``parts`` (``size``: their bytes), decoded on the event loop only when
-    the work is small by bytes and by the pixels their headers declare
-    (FRAMECAST_INLINE_WORK_BYTES, FRAMECAST_INLINE_WORK_PIXELS), else in a worker thread within
-    FRAMECAST_DECODE_TIMEOUT_S: no upload stalls the other clients, and none decodes for
-    ever (past the deadline the answer is 413 and the thread stops at its next frame)."""
-    pixels = declared_pixels(parts, limits.max_frames)
-    if (
-        size <= settings.inline_work_bytes
-        and pixels is not None
-        and pixels <= settings.inline_work_pixels
-    ):
-        return decode_parts(parts, limits, video=video)
+    """The frames of ``parts`` (``size``: their bytes). Decoded on the event loop while the work
+    is small: bytes within FRAMECAST_INLINE_WORK_BYTES, and pixels within
+    FRAMECAST_INLINE_WORK_PIXELS as each frame's header declares them before it is decoded (a
+    small file may hold huge frames: an APNG of 4096x4096 pages); past either, or for a video, in
+    a worker thread, within FRAMECAST_DECODE_TIMEOUT_S (413 past it: the thread stops at its next
+    frame). So no upload stalls the other clients, and none decodes for ever."""
+    if size <= settings.inline_work_bytes:
+        start = limits.used_pixels[0]
+        trial = replace(
+            limits, used_pixels=[start], inline_pixels=start + settings.inline_work_pixels
+        )
+        try:
+            frames = decode_parts(parts, trial, video=video)
+        except Offload:
+            pass  # nothing large was decoded here: the thread decodes it all
+        else:
+            limits.used_pixels[0] = trial.used_pixels[0]
+            return frames
     limits.timeout_s = settings.decode_timeout_s
     limits.deadline = time.monotonic() + settings.decode_timeout_s
     work = run_in_threadpool(lambda: decode_parts(parts, limits, video=video))

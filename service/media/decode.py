@@ -20,7 +20,7 @@ from PIL import Image
 
 from service.checks import require_finite
 from service.errors import FrameDecodeError, InvalidInput, UnsupportedMediaType
-from service.media.frames import Frame, Limits, check_total, frame_label
+from service.media.frames import Frame, Limits, Offload, check_total, frame_label
 from service.media.npy import decode_npy
 from service.media.video import (
     SUPPORTED_VIDEO,
@@ -127,13 +127,15 @@ def _plain_png(data: bytes, name: str, first: int, limits: Limits) -> Frame | No
         return None
     if first >= limits.max_frames or not _plain_chunks(data):
         return None
+    used = limits.used_pixels[0]
+    check_total(limits, w * h, name)  # counted before it is decoded (Offload: not here)
     try:
         a = _spng.load(data)
     except Exception:  # noqa: BLE001 - a corrupt file: Pillow's path names the fault
+        a = None
+    if a is None or a.dtype != np.uint8 or a.shape != ((h, w) if colour == 0 else (h, w, 3)):
+        limits.used_pixels[0] = used  # Pillow's path counts it again
         return None
-    if a.dtype != np.uint8 or a.shape != ((h, w) if colour == 0 else (h, w, 3)):
-        return None
-    check_total(limits, w * h, name)
     return Frame(None, f"file {name!r}", u8=a[..., None] if colour == 0 else a)
 
 
@@ -226,6 +228,8 @@ def decode_parts(
         if fmt == "NPY":
             frames.extend(decode_npy(data, name, first, limits))
         elif fmt in VIDEO_FORMATS:
+            if limits.inline_pixels is not None:  # a video says its size only once decoding
+                raise Offload(name)
             frames.extend(decode_video(data, fmt, name, first, limits, video))
         else:
             plain = _plain_png(data, name, first, limits) if fmt == "PNG" else None
@@ -234,48 +238,6 @@ def decode_parts(
             else:
                 frames.extend(_decode_image(data, fmt, name, first, limits))
     return frames
-
-
-def _png_frames(data: bytes) -> int:
-    """The frames a PNG's header declares: acTL's count (an APNG), else 1."""
-    pos, end = 8, min(len(data), 1 << 20)
-    while pos + 12 <= end:
-        size, kind = _CHUNK.unpack_from(data, pos)
-        if kind == b"acTL" and size >= 8:
-            return max(1, int.from_bytes(data[pos + 8 : pos + 12], "big"))
-        if kind in (b"IDAT", b"IEND"):
-            break
-        pos += 12 + size
-    return 1
-
-
-def declared_pixels(parts: list[tuple[str, bytes]], max_frames: int) -> int | None:
-    """The pixels the parts' headers say they hold, read without decoding (a bound: an animated
-    GIF, WebP or TIFF counts ``max_frames`` pages); None when a part cannot say (a video)."""
-    total = 0
-    for _, data in parts:
-        fmt = sniff(data)
-        if fmt is None or fmt == "NPY":  # refused at once / its bytes are its work
-            continue
-        if fmt in VIDEO_FORMATS:
-            return None
-        if fmt == "PNG":
-            if len(data) < 24:
-                continue
-            w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-            total += w * h * min(_png_frames(data), max_frames)
-        elif fmt == "GIF":
-            if len(data) < 10:
-                continue
-            w, h = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
-            total += w * h * max_frames
-        else:
-            try:
-                w, h = Image.open(io.BytesIO(data)).size  # the header only
-            except Exception:  # noqa: BLE001 - decoding says what is wrong
-                continue
-            total += w * h * (max_frames if fmt in ("WEBP", "TIFF") else 1)
-    return total
 
 
 def b64decode_item(item: str, label: str) -> bytes:

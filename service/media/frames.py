@@ -20,6 +20,13 @@ class Limits:
     used_pixels: list = field(default_factory=lambda: [0])  # running total of one upload
     deadline: float | None = None  # time.monotonic() by which decoding must be done
     timeout_s: float | None = None  # the setting the deadline came from (for the message)
+    inline_pixels: int | None = None  # decoding on the event loop: Offload past this many
+
+
+class Offload(Exception):
+    """The upload declares more pixels than may be decoded on the event loop (or holds a video):
+    decode it again in a worker thread (raised before the frame that crossed the line is
+    decoded)."""
 
 
 class Frame:
@@ -60,6 +67,8 @@ def check_total(limits: Limits, pixels: int, name: str) -> None:
             f"(FRAMECAST_DECODE_TIMEOUT_S), at file {name!r}; send fewer or smaller frames"
         )
     limits.used_pixels[0] += pixels
+    if limits.inline_pixels is not None and limits.used_pixels[0] > limits.inline_pixels:
+        raise Offload(name)
     if limits.used_pixels[0] > limits.max_total_pixels:
         raise InvalidInput(
             f"file {name!r} brings the upload to {limits.used_pixels[0]} pixels in "

@@ -183,6 +183,15 @@ def test_a_connection_past_the_cap_is_answered_503_at_once(models_dir, caplog):
     assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING
 
 
+def test_a_408_under_v2_has_the_v2_body(url):
+    with connect(url) as s:  # the request line, then headers that never end
+        s.sendall(b"POST /v2/models/x/infer HTTP/1.1\r\nHost: x\r\nX-Slow: y\r\n")
+        status, _, body = read_answer(s)
+    assert status == 408
+    answer = json.loads(body)
+    assert set(answer) == {"error"} and "FRAMECAST_HEADER_TIMEOUT_S" in answer["error"]
+
+
 def test_a_refused_connection_is_answered_in_the_protocol_of_its_path(models_dir):
     with _server(models_dir, max_connections=2) as url:
         held = [connect(url) for _ in range(2)]

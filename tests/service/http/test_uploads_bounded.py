@@ -16,8 +16,8 @@ from PIL import Image
 
 from service.config import Settings
 from service.http.uploads import decode_bounded
-from service.media.decode import declared_pixels
-from service.media.frames import Limits
+from service.media.decode import decode_parts
+from service.media.frames import Limits, Offload
 from tests.service.conftest import CARRY
 from tests.service.helpers import H, W
 from tests.service.live import served_process
@@ -44,11 +44,22 @@ def small_npy() -> bytes:
     return buf.getvalue()
 
 
-def test_the_header_says_how_many_pixels_a_file_holds():
+def test_a_file_declaring_many_pixels_leaves_the_loop_before_a_page_is_decoded():
     data = big_apng(2)
-    assert len(data) < 100_000
-    assert declared_pixels([("a.png", data)], 256) == 2 * SIDE * SIDE
-    assert declared_pixels([("v.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(64))], 256) is None
+    assert len(data) < 100_000  # small in bytes: only its pixels say it is large
+    limits = Limits(max_frame_pixels=SIDE * SIDE, max_total_pixels=1 << 30, inline_pixels=1 << 20)
+    t0 = time.monotonic()
+    with pytest.raises(Offload):
+        decode_parts([("big.png", data)], limits)
+    assert time.monotonic() - t0 < 0.5  # its header was read, no page decoded (seconds each)
+    with pytest.raises(Offload):  # a video says its size only once decoded: off the loop
+        decode_parts([("v.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(64))], limits)
+    small = Image.fromarray(np.zeros((64, 64), np.uint8))
+    buf = io.BytesIO()
+    small.save(buf, format="PNG")
+    fresh = Limits(inline_pixels=1 << 20)
+    frames = decode_parts([("f.png", buf.getvalue())] * 10, fresh)  # the usual: decoded here
+    assert len(frames) == 10 and fresh.used_pixels[0] == 10 * 64 * 64
 
 
 @pytest.fixture(scope="module")
