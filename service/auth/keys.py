@@ -91,9 +91,9 @@ def parse_keys_file(text: str, path: str = "keys file") -> dict[bytes, Principal
             )
         where = f"{path}: key {kid!r}"
         unknown = set(raw) - FIELDS
-        if unknown:
-            known = ", ".join(sorted(FIELDS))
-            raise KeysFileError(f"{where}: unknown fields {sorted(unknown)}; known: {known}")
+        if unknown:  # a field of a newer framecast, or a typo: said, not fatal
+            log.warning("%s: fields %s are not framecast's and are ignored (known: %s)",
+                        where, sorted(unknown), ", ".join(sorted(FIELDS)))  # fmt: skip
         if kid in ids:
             raise KeysFileError(f"{where}: the id is listed twice")
         ids.add(kid)

@@ -42,7 +42,6 @@ def test_a_keys_file_gives_each_key_its_scopes_and_limits():
         ('[[keys]]\nid = "a b"\nsha256 = "00"\nscopes = ["infer"]\n', "id must be"),
         ('[[keys]]\nid = "a"\nsha256 = "zz"\nscopes = ["infer"]\n', "64 hex digits"),
         (entry("a", "s", '"infer", "root"'), "scopes must be"),
-        (entry("a", "s", extra="max_stream = 2"), "unknown fields ['max_stream']"),
         (entry("a", "s", extra="max_streams = 0"), "above 0"),
         (entry("a", "s", extra="max_streams = 1.5"), "whole number"),
         (entry("a", "s") + entry("a", "t"), "listed twice"),
@@ -54,6 +53,13 @@ def test_a_bad_keys_file_is_refused_naming_the_fault(text, words):
     with pytest.raises(KeysFileError) as e:
         parse_keys_file(text, "keys.toml")
     assert words in str(e.value) and "keys.toml" in str(e.value)
+
+
+def test_a_field_framecast_does_not_know_is_ignored_saying_so(caplog):
+    (p,) = parse_keys_file(entry("a", "s", extra="max_stream = 2\nowner = 'x'"), "k.toml").values()
+    assert p.id == "a" and p.limits.max_streams is None
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("'max_stream'" in m and "ignored" in m and "k.toml" in m for m in said), said
 
 
 def test_env_keys_have_every_scope_and_are_named_by_place(tmp_path):
