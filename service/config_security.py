@@ -110,11 +110,6 @@ class SecuritySettings(BaseSettings):
         """The keys of FRAMECAST_API_KEYS (empty: none listed there)."""
         return [] if self.api_keys is None else str_list(self.api_keys.get_secret_value(), "keys")
 
-    @property
-    def keys_on(self) -> bool:
-        """Whether requests need a key (FRAMECAST_API_KEYS or FRAMECAST_API_KEYS_FILE)."""
-        return self.api_keys is not None or self.api_keys_file is not None
-
 
 def str_list(v: str, what: str) -> list[str]:
     """'a, b' or '["a", "b"]' → ['a', 'b']; the error never repeats the value (keys are secret)."""
