@@ -119,9 +119,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     _guard_pillow(settings.max_frame_pixels)
     metrics = runtime.metrics if runtime is not None else Metrics()
     runtime = runtime or Runtime(settings, metrics=metrics)
+    from service.auth.keys import KeyRing
+    from service.auth.quotas import Quotas
+
+    keys = KeyRing(settings)  # FRAMECAST_API_KEYS or the keys file (raises: it cannot be used)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        keys.start()  # the keys file is watched, and read again when it changes
         blocking = settings.load_mode == "blocking"
         if blocking:  # every model loaded and warm (else it raises and aborts start-up) before
             runtime.start()  # the gRPC port below and the HTTP socket (after this) listen
@@ -144,6 +149,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 await grpc_server.stop(settings.shutdown_grace_s)
             await app.state.streams.close()  # the store's connections (Redis), if any
             runtime.close()
+            keys.stop()
 
     from service.routes import docs, health, ui
     from service.routes import metrics as metrics_routes
@@ -160,6 +166,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = metrics
+    app.state.keys = keys  # the gRPC service and SIGHUP (service/cli/serve.py) reach them here
+    app.state.quotas = Quotas()
     from service.streams.stores import open_store
 
     # the stream table: this process's memory, a folder (--workers), or Redis (many machines)
@@ -177,7 +185,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     ui.mount_static(app)
     docs.mount_assets(app)
     # pure-ASGI layers, innermost first: the hot path (classify, predict), body limit +
-    # deadline, compression, API keys, CORS, metrics, drain, log
+    # deadline, compression, API keys + scopes + per-key quotas, CORS, metrics, drain, log
     from service.http.limits import BodyLimitMiddleware
     from service.http.logs import RequestLogMiddleware
     from service.http.security import AuthMiddleware, add_cors, document_security
@@ -197,9 +205,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     # outside the body limit: the limit counts the inflated bytes of a compressed body
     app.add_middleware(CompressionMiddleware, min_bytes=settings.compress_min_bytes)
-    keys = settings.api_key_list()
-    if keys:
-        app.add_middleware(AuthMiddleware, keys=keys, protect_metrics=settings.protect_metrics)
+    if keys.enabled:  # keys off: no layer, no principal, nothing a request pays for
+        app.add_middleware(
+            AuthMiddleware,
+            keys=keys,
+            quotas=app.state.quotas,
+            api=app,
+            protect_metrics=settings.protect_metrics,
+            allow_url_key=settings.ws_allow_url_key,
+        )
         document_security(app)
     add_cors(app, settings.cors_origins)
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)

@@ -22,6 +22,7 @@ Streams (``service/streams/``) take the same road one frame at a time: reserve, 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -262,9 +263,10 @@ async def _conform(
     frames: list[Frame], runner: Runner, resize: bool, offset: int, fit: str, scale: bool = True
 ) -> tuple[np.ndarray, Conversion]:
     m = runner.manifest
-    pixels = len(frames) * m.height * m.width * m.channels * 4  # float32 bytes out
+    out = len(frames) * m.height * m.width * m.channels * 4  # float32 bytes out
+    read = 4 * sum(math.prod(f.shape) for f in frames)  # and in: resizing 4096² frames is work
     return await offload(
-        pixels <= INLINE_FIT_BYTES,
+        max(out, read) <= INLINE_FIT_BYTES,
         lambda: conform(
             frames,
             height=m.height,

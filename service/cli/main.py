@@ -203,13 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_service_subcommands(sub: argparse._SubParsersAction) -> None:
-    """`serve` (service/cli/serve.py) and `predict`, `classify`, `compare`
-    (service/cli/client.py)."""
+    """`serve` (service/cli/serve.py), `predict`, `classify`, `compare`
+    (service/cli/client.py) and `keys` (service/cli/keys.py)."""
     from service.cli.client import add_client_subcommands
+    from service.cli.keys import add_keys_subcommand
     from service.cli.serve import add_serve_subcommand
 
     add_serve_subcommand(sub)
     add_client_subcommands(sub)
+    add_keys_subcommand(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

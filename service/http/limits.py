@@ -110,6 +110,7 @@ class BodyLimitMiddleware:
             deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
             return await _send_413(
                 send,
+                scope,
                 f"the body is {size} bytes; at most {limit} (FRAMECAST_MAX_UPLOAD_BYTES)",
                 drain=(receive, size, self.drain_idle_s, deadline) if drain else None,
             )
@@ -156,12 +157,13 @@ class BodyLimitMiddleware:
 
 async def _send_413(
     send: Send,
+    scope: Scope,
     message: str,
     drain: tuple[Receive, int, float, float | None] | None = None,
 ) -> None:
     """The 413 answer, then (``drain``) the body read and dropped before the response ends and
     the server closes the connection."""
-    await send_error(send, PayloadTooLarge(message), close=True, more_body=drain is not None)
+    await send_error(send, PayloadTooLarge(message), scope, close=True, more_body=drain is not None)
     if drain is None:
         return
     try:
