@@ -35,10 +35,20 @@ PREFIX = "fc_"  # a framecast key is recognisable (in a leaked file, a secret sc
 
 
 def add_keys_subcommand(sub: argparse._SubParsersAction) -> None:
-    keys = sub.add_parser("keys", help="make and manage API keys (FRAMECAST_API_KEYS_FILE)")
+    keys = sub.add_parser(
+        "keys",
+        help="make and manage API keys (FRAMECAST_API_KEYS_FILE)",
+        description="Make, list and remove the named API keys of a keys file (TOML, "
+        "FRAMECAST_API_KEYS_FILE). The file holds each key's id, scopes, limits and the SHA-256 "
+        "of its secret, never the secret; a running server re-reads it when it changes "
+        "(docs/security.md).",
+    )
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     new = ksub.add_parser(
-        "new", help="make a key: prints its secret once, writes its SHA-256 to the file"
+        "new",
+        help="make a key: prints its secret once, writes its SHA-256 to the file",
+        description="Make a key: its secret is printed once, on stdout, and only its SHA-256 is "
+        "written to the keys file (made if absent, 0600; an existing file keeps its mode).",
     )
     new.add_argument("--id", required=True, help="the key's name (letters, digits, . _ -)")
     new.add_argument(
@@ -52,12 +62,20 @@ def add_keys_subcommand(sub: argparse._SubParsersAction) -> None:
     new.add_argument("--max-jobs", type=int, help="evaluation jobs running at once")
     new.add_argument("--note", help="free text kept with the key")
     new.set_defaults(func=_new)
-    listed = ksub.add_parser("list", help="the keys of a file: ids, scopes, limits (no secret)")
-    listed.add_argument("--file", required=True, type=Path)
+    listed = ksub.add_parser(
+        "list",
+        help="the keys of a file: ids, scopes, limits (no secret)",
+        description="List the keys of a keys file: ids, scopes and limits (no secret is held).",
+    )
+    listed.add_argument("--file", required=True, type=Path, help="the keys file")
     listed.set_defaults(func=_list)
-    remove = ksub.add_parser("remove", help="remove a key (refused within seconds)")
-    remove.add_argument("--id", required=True)
-    remove.add_argument("--file", required=True, type=Path)
+    remove = ksub.add_parser(
+        "remove",
+        help="remove a key (refused within seconds)",
+        description="Remove a key from a keys file; a running server refuses it within seconds.",
+    )
+    remove.add_argument("--id", required=True, help="the key's id")
+    remove.add_argument("--file", required=True, type=Path, help="the keys file")
     remove.set_defaults(func=_remove)
 
 
