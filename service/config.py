@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
+from service.config_jobs import JobSettings
 from service.config_ray import MIB, RaySettings
 from service.config_streams import StreamSettings
 
@@ -33,9 +34,9 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 
-class Settings(RaySettings, StreamSettings, BaseSettings):
-    """Every setting; the Ray Serve and stream groups are declared in service/config_ray.py
-    and service/config_streams.py."""
+class Settings(RaySettings, StreamSettings, JobSettings, BaseSettings):
+    """Every setting; the Ray Serve, stream and job groups are declared in
+    service/config_ray.py, service/config_streams.py and service/config_jobs.py."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True

@@ -6,9 +6,9 @@ raise them; FastAPI's own faults (validation, routing) become them (:func:`from_
 :func:`from_http`). The answer is rendered in one place, :func:`render`, in the protocol of the
 route: ``{"error": kind, "message": ..., "status": code}`` for framecast's own API, and for
 the ``/v2`` routes the Open Inference Protocol's ``{"error": "..."}`` (with 400 for a bad
-request, as the protocol asks). :func:`install` registers the app's handlers; :func:`send_error`
-answers from an ASGI layer. Anything unexpected is logged and answered 500; no input should get
-there.
+request, as the protocol asks; gRPC's status of each is in service/routes/v2/grpc_status.py).
+:func:`install` registers the app's handlers; :func:`send_error` answers from an ASGI layer.
+Anything unexpected is logged and answered 500; no input should get there.
 """
 
 from __future__ import annotations
@@ -224,6 +224,27 @@ class StoreUnavailable(_RetryLater):  # the stream store did not answer: the str
     kind = "store_unavailable"
 
 
+class UnsafeArchive(InvalidInput):
+    """A data set archive that could write outside its job's folder or lies about its members
+    (a path with '..' or absolute, a link, a header that does not match the data)."""
+
+    kind = "unsafe_archive"
+
+
+class JobNotFound(FramecastError):
+    status, kind = 404, "job_not_found"
+
+
+class JobNotDone(FramecastError):
+    """The job's report is asked for before the job is done (its state says where it is)."""
+
+    status, kind = 409, "job_not_done"
+
+
+class TooManyJobs(_RetryLater):  # FRAMECAST_JOB_MAX_CONCURRENT jobs are queued or running
+    kind = "too_many_jobs"
+
+
 class InferenceError(FramecastError):
     """The model call for a batch failed; only the requests of that batch get this error."""
 
@@ -282,34 +303,6 @@ def render_websocket(exc: FramecastError) -> tuple[str, int | None]:
 def websocket_close_code(exc: FramecastError) -> int:
     """A WebSocket's close code for ``exc``: 4000 + the HTTP status (4404, 4410, 4422, …)."""
     return 4000 + exc.status
-
-
-# the gRPC status (grpc.StatusCode's name) of each HTTP status, as the V2 gRPC service answers
-# (the message is the same); any other status is INTERNAL
-GRPC_CODES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED",
-    409: "FAILED_PRECONDITION",
-    410: "NOT_FOUND",
-    413: "RESOURCE_EXHAUSTED",
-    415: "INVALID_ARGUMENT",
-    422: "INVALID_ARGUMENT",
-    499: "CANCELLED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-
-def render_grpc(exc: FramecastError) -> tuple[str, str, tuple[tuple[str, str], ...], int]:
-    """How the gRPC service answers ``exc``: the status name (``grpc.StatusCode[...]``), the
-    message, trailing metadata (``retry-after`` where HTTP sends ``Retry-After``) and the HTTP
-    status it stands for (for the metrics)."""
-    retry = (exc.headers or {}).get("Retry-After")
-    trailers = () if retry is None else (("retry-after", str(retry)),)
-    return GRPC_CODES.get(exc.status, "INTERNAL"), exc.message, trailers, exc.status
 
 
 def error_response(exc: FramecastError, protocol: Protocol = Protocol.FRAMECAST) -> JSONResponse:

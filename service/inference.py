@@ -148,13 +148,15 @@ async def call(
     ticket: Ticket | None = None,
     t_start: float | None = None,
     prepared: Prepared | None = None,
+    background: bool = False,
 ) -> Answer:
-    """The model's answer for one context, by its task: next frame(s) (``horizon``) or scores."""
+    """The model's answer for one context, by its task: next frame(s) (``horizon``) or scores.
+    ``background``: an evaluation job's clip, served after online requests (a lower priority)."""
     t0 = time.perf_counter()
     if runner.manifest.task == "classify":
-        out, timing = await runner.classify(context, ticket=ticket)
+        out, timing = await runner.classify(context, ticket=ticket, background=background)
     else:
-        out, timing = await runner.predict(context, horizon, ticket=ticket)
+        out, timing = await runner.predict(context, horizon, ticket=ticket, background=background)
     return Answer(
         runner, out, timing, t0 if t_start is None else t_start, t0, time.perf_counter(), prepared
     )

@@ -10,8 +10,9 @@ Served: ``ServerLive``, ``ServerReady``, ``ModelReady``, ``ServerMetadata``, ``M
 and log settings answer UNIMPLEMENTED saying so.
 
 - **Errors**: the HTTP route's message with the gRPC status of its HTTP status
-  (service.errors.GRPC_CODES: 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 503 → UNAVAILABLE, 504 →
-  DEADLINE_EXCEEDED, ...); a ``retry-after`` trailer where HTTP sends ``Retry-After``.
+  (service.routes.v2.grpc_status.GRPC_CODES: 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 503 →
+  UNAVAILABLE, 504 → DEADLINE_EXCEEDED, ...); a ``retry-after`` trailer where HTTP sends
+  ``Retry-After``.
 - **API keys** (FRAMECAST_API_KEYS): the ``authorization: Bearer KEY`` metadata on every call, as
   ``/v2`` over HTTP needs the header (tritonclient: ``headers={"authorization": ...}``).
 - **Limits**: a message over FRAMECAST_MAX_UPLOAD_BYTES is refused by grpcio (RESOURCE_EXHAUSTED);
@@ -44,11 +45,11 @@ from service.errors import (
     LoadFailed,
     ModelNotFound,
     ShuttingDown,
-    render_grpc,
 )
 from service.http.limits import deadline_scope
 from service.http.security import check_key
 from service.routes.v2 import grpc_tensors as codec
+from service.routes.v2.grpc_status import render_grpc
 from service.routes.v2.infer import (
     EXTENSIONS,
     _check_version,
