@@ -43,6 +43,10 @@ def _train_main(args: argparse.Namespace) -> int:
 
 
 def _evaluate_main(args: argparse.Namespace) -> int:
+    if args.server:  # a data set on a running server (service/cli/evaluate.py)
+        from service.cli.evaluate import evaluate_command
+
+        return evaluate_command(args)
     from models.evaluation.card import main
 
     return main(args)
@@ -88,8 +92,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     from models.evaluation.card import add_arguments  # NumPy and the data module: only when used
+    from service.cli.evaluate import add_server_arguments
 
-    add_arguments(parser)
+    add_arguments(parser)  # FOLDER: a model folder, or with --server the data set's file
+    add_server_arguments(parser)
 
 
 def _default_models_dir() -> Path:
@@ -132,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="evaluate a model folder and write its model card",
+        help="evaluate a model folder and write its model card; with --server URL --models "
+        "a,b DATA, models on a data set through a running server (a report)",
         add_arguments=_add_evaluate_arguments,
     )
     evaluate.set_defaults(func=_evaluate_main)

@@ -162,8 +162,10 @@ async def delete_job(request: Request, job_id: str) -> dict[str, Any]:
     description="`event: progress` with the job (as GET answers it, without its result) each "
     "time it moves; then one `event: done`, `failed` or `cancelled` with the whole job, and the "
     "stream ends. A comment line every 15 s keeps proxies from closing it.",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(404)},
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **error_responses(404),
+    },
 )
 async def events(request: Request, job_id: str) -> StreamingResponse:
     jobs = jobs_of(request)
@@ -207,9 +209,11 @@ async def _result(request: Request, job_id: str) -> dict[str, Any]:
 
 @router.get(
     "/{job_id}/report",
-    response_class=HTMLResponse,
     summary="The report, as a page",
-    responses=error_responses(404, 409),
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        **error_responses(404, 409),
+    },
 )
 async def report(request: Request, job_id: str) -> HTMLResponse:
     job = await _result(request, job_id)
