@@ -71,7 +71,7 @@ class JobSettings(BaseSettings):
         "and be checked (other requests keep FRAMECAST_REQUEST_TIMEOUT_S)",
     )
     job_clips_in_flight: int = Field(
-        4,
+        2,
         ge=1,
         description="clips of one job decoded, fitted and waiting for the models at once",
     )
@@ -84,8 +84,9 @@ class JobSettings(BaseSettings):
     job_yield_ms: float = Field(
         5.0,
         ge=0,
-        description="a job's clips reach a model only after the process has had no online "
-        "request queued, in a batch or being decoded for this long",
+        description="a job's clips reach a model, and a job decodes and scores a clip, only "
+        "after the process has had no online request queued, in a batch or being decoded for "
+        "this long",
     )
     job_progress_interval_s: float = Field(
         0.5,

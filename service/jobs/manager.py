@@ -133,7 +133,14 @@ class JobManager:
             require_horizon(holdout, self.settings.max_horizon)
         s = self.settings
         plan = Plan(
-            names, task, holdout or 0, fit, top_k, s.job_clips_in_flight, s.job_example_clips
+            names,
+            task,
+            holdout or 0,
+            fit,
+            top_k,
+            s.job_clips_in_flight,
+            s.job_example_clips,
+            s.job_yield_ms / 1000.0,
         )
         return plan, runners
 

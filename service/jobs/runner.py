@@ -31,6 +31,7 @@ from service import inference
 from service.errors import FramecastError, InvalidInput, ModelNotFound, NotReady
 from service.inference import Fit
 from service.jobs.datasets import DataSet
+from service.runtime.priority import wait_quiet
 
 NEXT_FRAME_METRICS = ("mse_per_frame", "mae_per_frame", "psnr", "ssim")
 
@@ -48,8 +49,9 @@ class Plan:
     holdout: int
     fit: Fit
     top_k: int = 2
-    in_flight: int = 4
+    in_flight: int = 2
     examples: int = 4
+    quiet_s: float = 0.005  # its CPU work waits for this much online quiet (JOB_YIELD_MS)
 
 
 @dataclass
@@ -151,6 +153,7 @@ class JobRun:
     async def clip(self, i: int) -> Record:
         c = self.dataset.clips[i]
         try:
+            await wait_quiet(self.plan.quiet_s)  # online requests first, for the CPU too
             frames = await asyncio.to_thread(self.dataset.frames, i)
             rec = Record(i, c.name, c.label)
             runners = {m: self._runner(m, c.name) for m in self.plan.models}
@@ -182,11 +185,12 @@ class JobRun:
             truth = await inference.fit_frames(
                 truth_frames, runner, plan.fit.resize, len(context), plan.fit.how
             )
-            answer = await inference.call(runner, p.context, horizon=k, background=True)
+            answer = await inference.call_background(runner, p.context, k)
+            await wait_quiet(plan.quiet_s)
             scores = await asyncio.to_thread(_frame_scores, answer.output, truth)
         else:
             p = await inference.prepare(runner, frames, plan.fit)
-            answer = await inference.call(runner, p.context, background=True)
+            answer = await inference.call_background(runner, p.context)
             names = runner.manifest.class_names or [str(j) for j in range(answer.output.size)]
             self.class_names[name] = list(names)
             truth_i = class_index(str(rec.label), names)

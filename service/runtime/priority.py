@@ -17,6 +17,7 @@ other batchers' counters (plain attribute reads) only when it has background wor
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections import deque
@@ -55,6 +56,14 @@ def quiet_in(quiet_s: float, now: float | None = None) -> float:
             return max(quiet_s, POLL_S)
         last = max(last, b._last_online)
     return max(0.0, last + quiet_s - now)
+
+
+async def wait_quiet(quiet_s: float) -> None:
+    """Return once this process has had no online work for ``quiet_s``: an evaluation job waits
+    here before its own CPU work (decoding a clip, scoring it), so that it yields the CPU to
+    online requests as its model calls do."""
+    while (wait := quiet_in(quiet_s)) > 0:
+        await asyncio.sleep(max(wait, POLL_S))
 
 
 class BackgroundQueue:
@@ -100,4 +109,4 @@ class BackgroundQueue:
         return True
 
 
-__all__ = ["BackgroundQueue", "POLL_S", "Yielding", "quiet_in", "register"]
+__all__ = ["BackgroundQueue", "POLL_S", "Yielding", "quiet_in", "register", "wait_quiet"]

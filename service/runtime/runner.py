@@ -367,6 +367,7 @@ class ModelRunner(ManifestView):
         states: list[np.ndarray] | None,
         *,
         ticket: Ticket | None = None,
+        background: bool = False,
     ) -> tuple[Feed, Timing]:
         """A stream's new frames (T, H, W, C), read one single-frame step each from ``states``
         (None: a new stream), then ``steps`` frames predicted; batched with every other call
@@ -381,7 +382,7 @@ class ModelRunner(ManifestView):
             if ticket is not None:
                 ticket.release()
             raise
-        return await self.batcher.run(payload, ticket)
+        return await self.batcher.run(payload, ticket, background=background)
 
     async def _submit(
         self, task: str, context: np.ndarray, steps: int, ticket: Ticket | None, bg: bool = False

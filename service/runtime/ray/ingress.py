@@ -111,6 +111,7 @@ class RemoteRunner(ManifestView):
         states: list[np.ndarray] | None,
         *,
         ticket: Ticket | None = None,
+        background: bool = False,
     ) -> tuple[Fed, Timing]:
         """A stream's frames and its states to a replica, the predictions and new states back
         (:meth:`ModelRunner.feed <service.runtime.runner.ModelRunner.feed>` there)."""

@@ -16,6 +16,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.config import Settings
+from tests.service.conftest import CARRY, CARRY2, FREE, WINDOW
 from tests.service.helpers import clip, npy
 from tests.service.jobs import hostile as H
 from tests.service.runtime.test_batcher import Held
@@ -100,6 +101,45 @@ def test_a_next_frame_job_scores_what_predict_answers(client):
     (comp,) = [c for c in result["comparisons"] if c["metric"] == "mse_per_frame"]
     assert {"a", "b", "metric", "difference", "p_value", "wins"} <= set(comp)
     assert result["verdict"].startswith("On these 10 clips")
+
+
+@pytest.fixture(scope="module")
+def carried(stream_models, tmp_path_factory):
+    """A server over models that carry their state (and one that slides a window)."""
+    settings = Settings(
+        models_dir=stream_models,
+        load_mode="blocking",
+        max_horizon=5,
+        job_dir=tmp_path_factory.mktemp("carried_jobs"),
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_carried_state_models_read_a_jobs_context_frame_by_frame_and_score_as_predict(carried):
+    """A job's rollout on a carried-state model reads its context one step a call (so an online
+    request waits behind one step at most): the numbers are predict's all the same."""
+    models = [CARRY, CARRY2, FREE, WINDOW]
+    clips = clips_uint8(6, 8, seed=40)
+    r = post(carried, f"models={','.join(models)}&holdout=3", npy(clips))
+    assert r.status_code == 202, r.text
+    job, _ = wait(carried, r.json()["location"])
+    assert job["state"] == "done", job["error"]
+    for model in models:
+        assert carried.get(f"/v1/models/{model}").json()["rollout"] in (
+            "carried_state",
+            "sliding_window",
+        )
+        mses = []
+        for c in clips:
+            p = carried.post(
+                f"/v1/models/{model}/predict?horizon=3&raw=true",
+                files={"files": ("c.npy", npy(c[:5]), "application/x-npy")},
+            )
+            pred = np.array([f["values"] for f in p.json()["frames"]])
+            mses.append(((pred - c[5:, ..., None] / 255.0) ** 2).sum(axis=(1, 2, 3)).mean())
+        got = job["result"]["models"][model]["metrics"]["mse_per_frame"]["mean"]
+        assert got == pytest.approx(np.mean(mses), rel=1e-5), model
 
 
 def test_a_classifier_job_scores_what_classify_answers(client):
