@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,24 +57,37 @@ def _fail(resp: httpx.Response) -> int:
     return 1
 
 
+FINAL = ("done", "failed", "cancelled")
+
+
 def _follow(http: httpx.Client, location: str, total: int, quiet: bool) -> dict[str, Any]:
-    """The job's events until it ends, shown as progress; the job as it ended."""
+    """The job's events until it ends, shown as progress; the job as it ended. A stream that
+    ends first (the server stopping, a proxy) is opened again while the job goes on."""
     from models.progress import progress
 
     bar = progress(total, unit="clip", desc="evaluate", quiet=quiet)
     job: dict[str, Any] = {}
-    with bar, http.stream("GET", location + "/events", timeout=None) as events:
-        kind = None
-        for line in events.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                job = json.loads(line[6:])
-                done = int(job["progress"].get("done") or 0)
-                if done > bar.n:
-                    bar.update(done - bar.n)
-                if kind in ("done", "failed", "cancelled"):
-                    break
+    with bar:
+        while job.get("state") not in FINAL:
+            with http.stream("GET", location + "/events", timeout=None) as events:
+                if events.status_code != 200:
+                    return http.get(location).json()
+                kind = None
+                for line in events.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        job = {
+                            **json.loads(line[6:]),
+                            "state": kind if kind in FINAL else "running",
+                        }
+                        done = int(job["progress"].get("done") or 0)
+                        if done > bar.n:
+                            bar.update(done - bar.n)
+                        if kind in FINAL:
+                            return json.loads(line[6:])
+            time.sleep(1.0)
+            job = http.get(location).json()
     return job
 
 

@@ -241,8 +241,7 @@ class JobManager:
         try:
             await asyncio.to_thread(store.update, job_id, state="running", started=time.time())
             tick = asyncio.create_task(ticker())
-            records = await run.run()
-            tick.cancel()
+            records = await run.run()  # the ticker beats on while the result is made
             costs = {m: dict(getattr(self.runtime.get(m), "costs", {}) or {}) for m in plan.models}
             result = await asyncio.to_thread(
                 results.build,
@@ -254,6 +253,8 @@ class JobManager:
                 s.job_seed,
             )
             await asyncio.to_thread(self._write, job_id, run, records, result)
+            tick.cancel()
+            await asyncio.gather(tick, return_exceptions=True)
             await asyncio.to_thread(
                 store.finish, job_id, "done", progress=run.progress(), result=result, partial=None
             )

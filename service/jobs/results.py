@@ -52,16 +52,21 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 def _confusion(records: list[Record], model: str, names: list[str]) -> dict[str, Any]:
-    labels = sorted(
-        {str(r.label) for r in records} | {r.scores[model]["predicted"] for r in records}
-    )
+    """Counts of (true class, predicted class), classes in the model's order (a label given as
+    a class index is that class's name)."""
+
+    def name(label: str) -> str:
+        if label not in names and label.isdigit() and int(label) < len(names):
+            return names[int(label)]
+        return label
+
+    pairs = [(name(str(r.label)), r.scores[model]["predicted"]) for r in records]
+    seen = {x for pair in pairs for x in pair}
+    labels = [n for n in names if n in seen] + sorted(seen - set(names))
     index = {k: i for i, k in enumerate(labels)}
     counts = np.zeros((len(labels), len(labels)), np.int64)
-    for r in records:
-        truth = str(r.label)
-        if truth.isdigit() and truth not in index:
-            truth = names[int(truth)]
-        counts[index.get(truth, 0), index[r.scores[model]["predicted"]]] += 1
+    for truth, predicted in pairs:
+        counts[index[truth], index[predicted]] += 1
     return {
         "labels": labels,
         "counts": counts.tolist(),

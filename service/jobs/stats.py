@@ -35,6 +35,7 @@ LABELS = {
     "top_k_accuracy": "top-k accuracy",
 }
 REL_TOL = 1e-9
+ALPHA = 0.05  # a difference is named only when its interval excludes zero and p < ALPHA
 
 
 def mean_ci(x: np.ndarray, resamples: int, seed: int) -> tuple[Any, Any]:
@@ -145,7 +146,7 @@ def compare(
     wins = {a: float(better_a.mean()), b: float(better_b.mean()), "tie": float((per == 0).mean())}
     ci = diff["ci95"]
     better = None
-    if ci is not None and (ci[0] > 0 or ci[1] < 0):
+    if ci is not None and (ci[0] > 0 or ci[1] < 0) and p < ALPHA:  # both say so
         better = (a if diff["mean"] < 0 else b) if lower else (a if diff["mean"] > 0 else b)
     counts = {a: int(better_a.sum()), b: int(better_b.sum())}
     counts["tie"] = n - counts[a] - counts[b]
@@ -179,6 +180,17 @@ def comparisons(
 def _num(v: float) -> str:
     v = abs(v)
     return f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 0.1 else f"{v:.3g}"
+
+
+def _signed(v: float) -> str:
+    return f"{v:.3g}".replace("-", "−")
+
+
+def _interval(lo: float, hi: float) -> str:
+    """'8.9–13.2', or '−0.46 to 6.41' where a bound is negative."""
+    if lo < 0:
+        return f"{_signed(lo)} to {_signed(hi)}"
+    return f"{_signed(lo)}–{_signed(hi)}"
 
 
 def _p(p: float) -> str:
@@ -237,10 +249,15 @@ def sentence(c: dict[str, Any], n: int, cost: dict[str, dict[str, Any]]) -> str:
     unit = " points" if pct else ""
     test = "McNemar " if metric in CLASSIFY else ""
     if c["better"] is None:
-        shown = "n/a" if ci is None else f"{ci[0] * scale:.3g}–{ci[1] * scale:.3g}"
+        shown = "n/a" if ci is None else _interval(ci[0] * scale, ci[1] * scale)
+        but = ""
+        if ci is not None and (ci[0] > 0 or ci[1] < 0):  # the interval alone would say one
+            differ = n - c["wins_count"]["tie"]
+            but = f"; the paired test does not confirm the interval: {differ} clip(s) differ"
         return (
             f"On these {n} clips no difference found between {a} and {b} in {name} "
-            f"({a} − {b} = {diff['mean'] * scale:.3g}{unit}, 95 % CI {shown}, {test}{_p(p)})."
+            f"({a} − {b} = {_signed(diff['mean'] * scale)}{unit}, 95 % CI {shown}, "
+            f"{test}{_p(p)}{but})."
         )
     winner = c["better"]
     loser = b if winner == a else a

@@ -171,6 +171,7 @@ async def events(request: Request, job_id: str) -> StreamingResponse:
     jobs = jobs_of(request)
     first = await _job(request, job_id)
     interval = jobs.settings.job_progress_interval_s
+    drain = getattr(request.app.state, "drain", None)
 
     async def stream() -> AsyncIterator[str]:
         job, last, quiet = first, None, 0.0
@@ -187,6 +188,9 @@ async def events(request: Request, job_id: str) -> StreamingResponse:
                 yield ": still running\n\n"
                 quiet = 0.0
             if await request.is_disconnected():
+                return
+            if drain is not None and drain.draining:  # SIGTERM: let the server stop
+                yield ": the server is stopping; GET the job, or its events, again\n\n"
                 return
             await asyncio.sleep(interval)
             quiet += interval

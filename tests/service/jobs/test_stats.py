@@ -72,3 +72,16 @@ def test_classifiers_use_mcnemars_exact_test_on_the_discordant_clips():
     assert c["wins_count"] == {"a": 30, "b": 5, "tie": 65}
     assert c["better"] == "a"
     assert "accuracy is 25.0 points higher" in S.verdict("classify", [c], 100, {})
+
+
+def test_an_interval_the_paired_test_does_not_confirm_is_no_difference():
+    """4 clips of 200 differ, all one way: the bootstrap interval leaves zero out, McNemar's
+    exact p is 0.125; the verdict names no model and says why."""
+    right_a = np.ones(200)
+    right_b = np.ones(200)
+    right_b[:4] = 0
+    c = S.compare("a", "b", "accuracy", right_a, right_b, R, 0)
+    assert c["p_value"] == pytest.approx(0.125)
+    assert c["better"] is None
+    text = S.verdict("classify", [c], 200, {})
+    assert "no difference found" in text and "4 clip(s) differ" in text

@@ -163,6 +163,7 @@ def test_a_classifier_job_scores_what_classify_answers(client):
         entry = job["result"]["models"][model]
         assert entry["metrics"]["accuracy"]["mean"] == pytest.approx(np.mean(right))
         assert sum(map(sum, entry["confusion"]["counts"])) == 12
+        assert set(entry["confusion"]["labels"]) <= set(names)  # indices named as classes
     (comp,) = [c for c in job["result"]["comparisons"] if c["metric"] == "accuracy"]
     assert comp["test"] == "mcnemar_exact"
 
@@ -266,6 +267,9 @@ def test_limits_on_bytes_clips_and_jobs_at_once(small):
         assert r.status_code == 503 and "FRAMECAST_JOB_MAX_CONCURRENT" in r.json()["message"]
         assert r.headers["retry-after"]
         assert small.get(first.json()["location"] + "/report").status_code == 409
+        running = small.get(first.json()["location"]).json()
+        assert running["state"] in ("queued", "running") and running["result"] is None
+        assert running["progress"]["total"] == 6
         gone = small.delete(first.json()["location"]).json()
         assert gone["state"] == "cancelled"
     job, _ = wait(small, first.json()["location"])
