@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import csv
 import json
 import logging
 import secrets
 import shutil
+import sqlite3
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from typing import Any
 from service import inference
 from service.checks import require_horizon
 from service.config import Settings
-from service.errors import InvalidInput, JobNotFound, WrongTask
+from service.errors import FramecastError, InvalidInput, JobNotFound, WrongTask
 from service.inference import Fit
 from service.jobs import results
 from service.jobs.archives import ArchiveLimits
@@ -230,9 +232,13 @@ class JobManager:
         async def ticker() -> None:
             while True:
                 await asyncio.sleep(s.job_progress_interval_s)
-                ok = await asyncio.to_thread(
-                    store.update, job_id, progress=run.progress(), partial=run.partial()
-                )
+                try:
+                    ok = await asyncio.to_thread(
+                        store.update, job_id, progress=run.progress(), partial=run.partial()
+                    )
+                except sqlite3.Error as e:  # a busy store: the next beat tries again
+                    log.warning("evaluation %s: progress not written: %s", job_id, e)
+                    continue
                 if not ok:  # cancelled (here or by another process), or failed by another
                     main.cancel()
                     return
@@ -242,7 +248,7 @@ class JobManager:
             await asyncio.to_thread(store.update, job_id, state="running", started=time.time())
             tick = asyncio.create_task(ticker())
             records = await run.run()  # the ticker beats on while the result is made
-            costs = {m: dict(getattr(self.runtime.get(m), "costs", {}) or {}) for m in plan.models}
+            costs = {m: self._costs(m) for m in plan.models}
             result = await asyncio.to_thread(
                 results.build,
                 run,
@@ -286,11 +292,15 @@ class JobManager:
             self.tasks.pop(job_id, None)
             self._drop_data(job_id)
 
+    def _costs(self, model: str) -> dict[str, Any]:
+        try:
+            return dict(getattr(self.runtime.get(model), "costs", {}) or {})
+        except FramecastError:  # unloaded as the job ended: its result says nothing of cost
+            return {}
+
     def _write(self, job_id: str, run: JobRun, records: list, result: dict) -> None:
         folder = self.folder(job_id)
         (folder / "report.json").write_text(json.dumps(result))
-        import csv
-
         head, rows = results.csv_rows(records, run.plan.models)
         with open(folder / "clips.csv", "w", newline="") as f:
             w = csv.writer(f)
