@@ -170,9 +170,20 @@ def _npy(path: Path, max_clips: int, where: str) -> np.ndarray:
 
 
 def _labels_array(labels: np.ndarray, n: int) -> list[str]:
+    """Class indices (integers, whole floats or one-hot rows) or class names, one per clip."""
+    if labels.ndim == 2 and len(labels) == n and labels.dtype.kind in "iufb":
+        if not np.all((labels == 0) | (labels == 1)) or not np.all(labels.sum(axis=1) == 1):
+            raise InvalidInput(f"labels of shape {labels.shape} are not one-hot rows")
+        labels = labels.argmax(axis=1)
     if labels.ndim != 1 or len(labels) != n:
         raise InvalidInput(f"labels has shape {labels.shape}; it must be (N,) with N = {n} clips")
-    if labels.dtype.kind in "iu":
+    if (
+        labels.dtype.kind == "f"
+        and np.all(np.isfinite(labels))
+        and np.all(labels == np.rint(labels))
+    ):
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind in "iub":
         return [str(int(v)) for v in labels]
     if labels.dtype.kind in "US":
         return [v.decode() if isinstance(v, bytes) else str(v) for v in labels.tolist()]

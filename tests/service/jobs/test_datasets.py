@@ -144,3 +144,18 @@ def test_a_video_is_cut_into_windows(tmp_path):
 def test_what_a_data_set_gets_wrong_is_a_4xx_saying_what(tmp_path, data, error, needle):
     with pytest.raises(error, match=needle):
         _open(tmp_path, data)
+
+
+def test_labels_as_whole_floats_or_one_hot_rows_are_class_indices(tmp_path):
+    clips = np.stack([clip(seed=i) for i in range(3)])
+    for labels in (np.array([1.0, 0.0, 1.0], np.float32), np.eye(2, dtype=np.float32)[[1, 0, 1]]):
+        folder = tmp_path / str(labels.ndim)
+        folder.mkdir()
+        buf = io.BytesIO()
+        np.savez(buf, clips=clips, labels=labels)
+        assert [c.label for c in _open(folder, buf.getvalue()).clips] == ["1", "0", "1"]
+    buf = io.BytesIO()
+    np.savez(buf, clips=clips, labels=np.array([0.5, 1, 0]))
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(InvalidInput, match="class indices"):
+        _open(tmp_path / "bad", buf.getvalue())
