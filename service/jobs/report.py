@@ -36,12 +36,12 @@ def _ci(entry: dict[str, Any] | None, scale: float = 1.0) -> str:
     if not entry:
         return "–"
     ci = entry.get("ci95")
-    mean = _n(entry["mean"] * scale, 4)
-    return (
-        mean
-        if not ci
-        else f"{mean} <span class=hint>({_n(ci[0] * scale, 4)}–{_n(ci[1] * scale, 4)})</span>"
-    )
+    mean = _n(entry["mean"] * scale, 4).replace("-", "−")
+    if not ci:
+        return mean
+    lo, hi = (_n(v * scale, 4).replace("-", "−") for v in ci)
+    shown = f"{lo} to {hi}" if ci[0] < 0 else f"{lo}–{hi}"
+    return f"{mean} <span class=hint>({shown})</span>"
 
 
 def _bytes(v: int | None) -> str:
@@ -141,6 +141,7 @@ def render_html(job: dict[str, Any]) -> str:
                 )
     else:
         charts = "".join(_confusion(n, m["confusion"]) for n, m in result["models"].items())
+    charts_title = "Per step" if result["task"] == "next_frame" else "Confusion matrices"
     ds = job.get("dataset") or {}
     conv = "".join(
         f"<li>{escape(m)}: "
@@ -169,7 +170,7 @@ def render_html(job: dict[str, Any]) -> str:
 <p class=hint>Model ms: the model calls a clip took part in; latency: from a clip's submission
 to its answer, waits behind online requests included (a job yields to them). Peak memory:
 measured at batch 1.</p>
-<h2>Per step</h2>{charts}
+<h2>{charts_title}</h2>{charts}
 <h2>Pairs</h2>{_comparisons(result)}
 <h2>Where the models differ most</h2>{_examples(result)}
 <h2>What fitting changed</h2><ul>{conv or "<li>nothing</li>"}</ul>
