@@ -148,12 +148,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if grpc_server is not None:  # HTTP has drained (its in-flight count holds gRPC's)
                 await grpc_server.stop(settings.shutdown_grace_s)
             await app.state.streams.close()  # the store's connections (Redis), if any
+            await app.state.jobs.close()  # running jobs stop and say why, before the models go
             runtime.close()
             keys.stop()
 
     from service.routes import docs, health, ui
     from service.routes import metrics as metrics_routes
-    from service.routes.v1 import compare, models, predict, stream_socket, streams
+    from service.routes.v1 import compare, evaluations, models, predict, stream_socket, streams
 
     app = FastAPI(
         title="framecast",
@@ -172,6 +173,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     # the stream table: this process's memory, a folder (--workers), or Redis (many machines)
     app.state.streams = open_store(settings)
+    from service.jobs.manager import JobManager
+
+    app.state.jobs = JobManager(settings, runtime)  # evaluation jobs (service/jobs/)
     errors.install(app)
     from service.routes.v2 import infer as v2  # Open Inference Protocol (KServe V2) under /v2
     from service.routes.v2 import model_config, repository
@@ -179,7 +183,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(repository.router)
     app.include_router(model_config.router)  # before /v2/models/{name}: /v2/models/stats
     app.include_router(v2.router)
-    routes = (health, models, predict, streams, stream_socket, compare, metrics_routes, ui, docs)
+    routes = [health, models, predict, streams, stream_socket, compare, evaluations]
+    routes += [metrics_routes, ui, docs]
     for module in routes:
         app.include_router(module.router)
     ui.mount_static(app)
@@ -200,6 +205,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         timeout_s=settings.request_timeout_s,
         drain_bytes=settings.oversize_drain_bytes,
         body_idle_s=settings.body_idle_timeout_s,
+        wide={
+            evaluations.PATH: (
+                settings.job_max_dataset_bytes,
+                settings.job_upload_timeout_s,
+                "FRAMECAST_JOB_MAX_DATASET_BYTES",
+                "FRAMECAST_JOB_UPLOAD_TIMEOUT_S",
+            )
+        },
     )
     from service.http.compression import CompressionMiddleware
 

@@ -21,10 +21,11 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
-from service.config_client import ClientSettings
-from service.config_ray import MIB, RaySettings
-from service.config_security import SecuritySettings
-from service.config_streams import StreamSettings
+from service.configs.client import ClientSettings
+from service.configs.jobs import JobSettings
+from service.configs.ray import MIB, RaySettings
+from service.configs.security import SecuritySettings
+from service.configs.streams import StreamSettings
 
 ENV_PREFIX = "FRAMECAST_"
 
@@ -33,10 +34,12 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 
-class Settings(RaySettings, StreamSettings, SecuritySettings, ClientSettings, BaseSettings):
-    """Every setting; the Ray Serve, stream, access and client groups are declared in
-    service/config_ray.py, service/config_streams.py, service/config_security.py and
-    service/config_client.py."""
+class Settings(
+    RaySettings, StreamSettings, SecuritySettings, ClientSettings, JobSettings, BaseSettings
+):
+    """Every setting; the Ray Serve, stream, access, client and job groups are declared in
+    service/configs/ray.py, service/configs/streams.py, service/configs/security.py,
+    service/configs/client.py and service/configs/jobs.py."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
@@ -295,7 +298,7 @@ class Settings(RaySettings, StreamSettings, SecuritySettings, ClientSettings, Ba
         "more is answered 413 before parsing",
     )
 
-    # logs, shutdown (API keys, WebSockets and CORS: service/config_security.py)
+    # logs, shutdown (API keys, WebSockets and CORS: service/configs/security.py)
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
     log_probes: bool = Field(
         False,

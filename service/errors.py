@@ -104,8 +104,7 @@ class PayloadTooLarge(FramecastError):
 
 
 class BodyTimeout(FramecastError):
-    """The request body stalled or was not complete within the request deadline; the
-    connection is closed after the answer."""
+    """The body stalled or missed the request deadline; the connection closes after the answer."""
 
     status, kind = 408, "request_timeout"
 
@@ -119,8 +118,7 @@ class HeaderTimeout(BodyTimeout):
 
 
 class TooManyConnections(FramecastError):
-    """The process holds FRAMECAST_MAX_CONNECTIONS open connections: a new one is answered at
-    once and closed."""
+    """FRAMECAST_MAX_CONNECTIONS connections are open: a new one is answered at once, closed."""
 
     status, kind = 503, "too_many_connections"
 
@@ -163,9 +161,7 @@ class _RetryLater(FramecastError):  # 503 with Retry-After
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
 
 
-class NotReady(_RetryLater):
-    """Models are still loading or warming up (or failed to load)."""
-
+class NotReady(_RetryLater):  # models are still loading or warming up (or failed to load)
     kind = "not_ready"
 
 
@@ -193,9 +189,7 @@ class Unauthorized(FramecastError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
-class Forbidden(FramecastError):
-    """The API key sent is not a valid key, or its scopes do not allow the route."""
-
+class Forbidden(FramecastError):  # a key that is not valid, or whose scopes forbid the route
     status, kind = 403, "forbidden"
 
 
@@ -234,6 +228,22 @@ class TooManyStreams(_RetryLater):  # the server (or a model) holds all the stre
 
 class StoreUnavailable(_RetryLater):  # the stream store did not answer: the stream stays
     kind = "store_unavailable"
+
+
+class UnsafeArchive(InvalidInput):  # an archive member path with '..', a link, a lying header
+    kind = "unsafe_archive"
+
+
+class JobNotFound(FramecastError):
+    status, kind = 404, "job_not_found"
+
+
+class JobNotDone(FramecastError):  # a report asked for before its job is done
+    status, kind = 409, "job_not_done"
+
+
+class TooManyJobs(_RetryLater):  # FRAMECAST_JOB_MAX_CONCURRENT jobs are queued or running
+    kind = "too_many_jobs"
 
 
 class InferenceError(FramecastError):
