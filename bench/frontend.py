@@ -25,7 +25,13 @@ decoding, answers, logs, metrics), which does not depend on how well the model's
 the cores at the batch sizes the load forms.
 
 With ``--bodies json,multipart,npy`` the one-worker framecast server is also sent the same clip
-as multipart PNG files and as one uint8 ``.npy`` (LitServe takes the JSON form only).
+as multipart PNG files and as one uint8 ``.npy`` (LitServe takes the JSON form only). With
+``--keys`` a one-worker framecast row runs with API keys on as a tenant would meet them: a keys
+file (``FRAMECAST_API_KEYS_FILE``) whose key has the ``infer`` scope and per-key limits (a rate
+and a cap on requests in flight, both far above the load), every wrk request sending
+``Authorization: Bearer``. ``"layers"`` in the JSON is what each pure-ASGI layer costs a request
+in CPU microseconds, each alone, in-process (``bench/frontend_layers.py``; ``--layers 0`` skips
+it): the keys off, FRAMECAST_API_KEYS, and a keys file with and without limits.
 
 Cases: ``classify`` (``conv2d_lstm_classify``: cheap on this CPU, the front end dominates) and
 ``predict`` (``convlstm2d_next_frame``, horizon 1: the model dominates). Servers: framecast with
@@ -55,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 from frontend_bare import Bare, bare_serve, bare_sizings, bare_summary
+from frontend_layers import SECRET, layer_costs
 from harness import ROOT, Server, free_port, parse_wrk, paused, thread_cpu_s, tree_cpu_s, wrk_post
 
 CASES = {
@@ -110,10 +117,17 @@ def bodies(frames: int = 10) -> dict[str, tuple[bytes, str]]:
     }
 
 
-def wrk(url: str, body: bytes, connections: int, duration: float, content_type: str) -> dict:
+def wrk(
+    url: str,
+    body: bytes,
+    connections: int,
+    duration: float,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> dict:
     """One wrk run (2 threads) POSTing ``body``: requests, req/s, p50/p99 ms, non-2xx answers
     and socket errors."""
-    r = parse_wrk(wrk_post(url, body, content_type, connections, duration))
+    r = parse_wrk(wrk_post(url, body, content_type, connections, duration, headers=headers))
     return {
         "requests": r["requests"],
         "req_s": r["req_s"],
@@ -136,9 +150,9 @@ def measure_rounds(
     rounds' p50s and p99 the worst round's."""
     per_run = args.duration / args.rounds
     bares = bares or {}
-    for _, server, url, _, (body, ctype) in servers:
+    for _, server, url, _, (body, ctype, *head) in servers:
         server.wait_ready()
-        wrk(url, body, args.connections, 3, ctype)  # warm: every batch shape, connection pools
+        wrk(url, body, args.connections, 3, ctype, *head)  # warm: every batch shape, pools
     for bare in bares.values():
         bare.wait_ready()
     distinct = list({id(t[1]): t[1] for t in servers}.values())  # one server, many rows
@@ -157,10 +171,10 @@ def measure_rounds(
                 if isinstance(entry, Bare):
                     entry.measure(args.bare_seconds / args.rounds)
                     continue
-                key, server, url, loop, (body, ctype) = entry
+                key, server, url, loop, (body, ctype, *head) = entry
                 pid = server.proc.pid
                 cpu0, loop0 = tree_cpu_s(pid), thread_cpu_s(pid) if loop else 0.0
-                r = wrk(url, body, args.connections, per_run, ctype)
+                r = wrk(url, body, args.connections, per_run, ctype, *head)
                 r["cpu_s"] = tree_cpu_s(pid) - cpu0
                 if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
                     r["loop_s"] = thread_cpu_s(pid) - loop0
@@ -244,6 +258,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=16.0,
         help="per pool sizing, over the rounds and the 4 batch sizes",
     )
+    p.add_argument(
+        "--keys",
+        action="store_true",
+        help="one more one-worker framecast row with API keys on: a keys file whose key has the "
+        "infer scope and per-key limits, every request sending its Authorization header",
+    )
+    p.add_argument(
+        "--layers",
+        type=int,
+        default=20000,
+        help="requests per round of the in-process cost of each layer (bench/frontend_layers.py; "
+        "0: not measured)",
+    )
     p.add_argument("--pause-pid", type=int, help="SIGSTOP this process during the run")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "frontend.json")
     p.add_argument("--bare-only", type=Path, help=argparse.SUPPRESS)  # a Bare process
@@ -275,13 +302,19 @@ def run(args: argparse.Namespace) -> dict:
             forms = bodies()
             servers: list[tuple] = []
             variants = [("", None)] + [(" " + s, dict([s.split("=", 1)])) for s in args.also_env]
+            if args.keys:  # the keys and limits in place, as a tenant meets them
+                keys_env = {"FRAMECAST_API_KEYS_FILE": str(keys_file(root))}
+                variants.append((" keys", keys_env))
             for suffix, env in variants:
                 for workers in [int(w) for w in args.framecast_workers.split(",")]:
+                    if suffix == " keys" and workers != 1:
+                        continue
                     port = free_port()
                     srv = framecast_server(root, port, workers, env)
                     url = f"http://127.0.0.1:{port}{path}"
                     key = f"framecast_w{workers}{suffix}"
-                    servers.append((key, srv, url, workers == 1, forms["json"]))
+                    head = AUTH if suffix == " keys" else {}
+                    servers.append((key, srv, url, workers == 1, (*forms["json"], head)))
                     if suffix or workers != 1:
                         continue
                     for form in args.bodies.split(","):  # the same server, another upload form
@@ -312,7 +345,25 @@ def run(args: argparse.Namespace) -> dict:
                 )
                 r["share_of_bare"] = round(r["req_s"] / row["bare"]["clips_s"], 3)
         report["cases"][case] = row
+    if args.layers:
+        report["layers"] = layer_costs(args.layers)
     return report
+
+
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+
+
+def keys_file(folder: Path) -> Path:
+    """A keys file of one key (infer scope, per-key limits far above the load)."""
+    import hashlib
+
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    path = folder / "keys.toml"
+    path.write_text(
+        f'[[keys]]\nid = "bench"\nsha256 = "{digest}"\nscopes = ["infer"]\n'
+        "rate_per_s = 1000000\nmax_concurrent = 100000\n"
+    )
+    return path
 
 
 def print_table(report: dict) -> None:
@@ -349,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
+    layers = report.get("layers")
+    if layers:
+        print("CPU µs per request in each layer alone (in-process):")
+        for name, us in layers["us_per_request"].items():
+            print(f"  {name:32} {us:8.2f}")
     print(f"wrote {args.out}")
     return 0
 

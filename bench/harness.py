@@ -224,14 +224,17 @@ def wrk_post(
     connections: int,
     seconds: float,
     threads: int = 2,
+    headers: dict[str, str] | None = None,
 ) -> str:
     """``wrk -t{threads} -c{connections} -d{seconds}s --latency``, every request POSTing
-    ``body``; wrk's output (an error when wrk fails)."""
+    ``body`` (with ``headers`` besides its Content-Type); wrk's output (an error when wrk
+    fails)."""
     with tempfile.TemporaryDirectory(prefix="framecast-wrk-") as tmp:
         data, script = Path(tmp) / "body.bin", Path(tmp) / "post.lua"
         data.write_bytes(body)
+        more = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
         script.write_text(
-            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
+            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n{more}'
             f'local f = io.open("{data}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
         )
         cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]

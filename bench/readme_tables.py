@@ -210,7 +210,50 @@ PAGES = {
     "streams": "streams",
     "stream_scale": "streams",
     "headline": "README",
+    "evaluate": "evaluate",
 }
+
+
+def _ci(entry: dict, scale: float = 1.0, digits: int = 1) -> str:
+    lo, hi = entry["ci95"]
+    return f"{entry['mean'] * scale:.{digits}f} ({lo * scale:.{digits}f}–{hi * scale:.{digits}f})"
+
+
+def _cost(cost: dict, timing: dict) -> str:
+    flops = cost.get("flops_per_clip")
+    mem = cost.get("peak_memory_bytes")
+    return (
+        f"{cost['params'] / 1e6:.2f} M | {flops / 1e9:.2f} G | "
+        + (f"{mem / 1e6:.1f} MB" if mem else "–")
+        + f" | {timing['model_ms']['p50']:.1f} ms |"
+    )
+
+
+def evaluate_table(report: dict) -> str:
+    """bench/evaluate_mnist.py: the bundled models' evaluation jobs, each model's row and the
+    verdict of each job."""
+    nf, cl = report["jobs"]["next_frame"]["result"], report["jobs"]["classify"]["result"]
+    k = nf["holdout"]
+    rows = [
+        f"| model | clips | MSE/frame (95 % CI) | t+1 | t+{k} | SSIM | params | FLOPs/clip "
+        "| peak memory/clip | model ms/clip (p50) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, m in nf["models"].items():
+        mse = m["metrics"]["mse_per_frame"]
+        steps = mse["per_step"]
+        rows.append(
+            f"| {name} | {nf['clips']:,} | {_ci(mse)} | {steps[0]['mean']:.1f} | "
+            f"{steps[-1]['mean']:.1f} | {m['metrics']['ssim']['mean']:.3f} | "
+            + _cost(m["cost"], m["timing"])
+        )
+    for name, m in cl["models"].items():
+        acc = m["metrics"]["accuracy"]
+        rows.append(
+            f"| {name} | {cl['clips']:,} | accuracy {_ci(acc, 100.0, 2)} % | | | | "
+            + _cost(m["cost"], m["timing"])
+        )
+    return "\n".join(rows) + f"\n\n> {nf['verdict']}\n>\n> {cl['verdict']}"
 
 
 TABLES = {
@@ -220,6 +263,7 @@ TABLES = {
     "streams": ("stream_bench.json", stream_table),
     "stream_scale": ("stream_scale.json", stream_scale_table),
     "headline": ("stream_scale.json", headline_table),  # reads its JSON files itself
+    "evaluate": ("evaluate_mnist.json", evaluate_table),
 }
 
 

@@ -199,44 +199,46 @@ def build(arch: str, **kwargs) -> keras.Model:
     return BUILDERS[arch](**kwargs)
 
 
-def count_flops(model: keras.Model) -> int:
+def count_flops(model: keras.Model, time_steps: int | None = None) -> int:
     """Multiply-adds x 2 for one clip through ``model`` (convs, recurrent cells, dense layers).
 
     Counted analytically from layer configs and output shapes; element-wise activations,
-    reshapes and pooling are ignored (they are a small fraction). ``time_steps`` must be fixed.
+    reshapes and pooling are ignored (they are a small fraction). The time axis is the model's
+    own, or ``time_steps`` (which it must be given when it is free, and which counts one carried
+    step with 1). A Dense layer on a sequence is counted once per time step.
+    ``models/costs.py`` says which layers it cannot count (:data:`COUNTED`).
     """
     total = 0
 
     def shape_of(t: keras.KerasTensor) -> tuple:
         return tuple(t.shape)
 
+    def steps_of(n: int | None) -> int:
+        t = time_steps if time_steps is not None else n
+        if t is None:
+            raise ValueError("the model's time axis is free: give time_steps")
+        return int(t)
+
     for layer in model.layers:
         inner, steps = layer, 1
-        counted = (
-            layers.ConvLSTM2D,
-            layers.LSTM,
-            layers.Conv2D,
-            layers.Conv2DTranspose,
-            layers.Dense,
-        )
-        if not isinstance(getattr(layer, "layer", layer), counted):
+        if not isinstance(getattr(layer, "layer", layer), COUNTED):
             continue
         if isinstance(layer, layers.TimeDistributed):
             inner = layer.layer
-            steps = shape_of(layer.output)[1]
+            steps = steps_of(shape_of(layer.output)[1])
         in_shape = shape_of(layer.input)
         out_shape = shape_of(layer.output)
         if isinstance(layer, layers.TimeDistributed):
             in_shape = (in_shape[0],) + in_shape[2:]
             out_shape = (out_shape[0],) + out_shape[2:]
         if isinstance(inner, layers.ConvLSTM2D):
-            t = in_shape[1]
+            t = steps_of(in_shape[1])
             h, w, cin = in_shape[2], in_shape[3], in_shape[4]
             k = inner.kernel_size[0] * inner.kernel_size[1]
             f = inner.filters
             total += 2 * t * h * w * k * (cin + f) * 4 * f
         elif isinstance(inner, layers.LSTM):
-            t, din = in_shape[1], in_shape[2]
+            t, din = steps_of(in_shape[1]), in_shape[2]
             u = inner.units
             total += 2 * t * (din + u) * 4 * u
         elif isinstance(inner, layers.Conv2DTranspose):
@@ -249,5 +251,18 @@ def count_flops(model: keras.Model) -> int:
             k = inner.kernel_size[0] * inner.kernel_size[1]
             total += 2 * steps * ho * wo * k * cin * inner.filters
         elif isinstance(inner, layers.Dense):
-            total += 2 * steps * in_shape[-1] * inner.units
+            rows = 1  # a Dense on (batch, time, ..., features) runs once per row
+            for i, d in enumerate(in_shape[1:-1]):
+                rows *= steps_of(d) if i == 0 and len(in_shape) == 3 else int(d)
+            total += 2 * steps * rows * in_shape[-1] * inner.units
     return int(total)
+
+
+# the layers count_flops counts (the rest of a model's cost is ignored or refused, costs.py)
+COUNTED = (
+    layers.ConvLSTM2D,
+    layers.LSTM,
+    layers.Conv2D,
+    layers.Conv2DTranspose,
+    layers.Dense,
+)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,10 +183,30 @@ def read_labels(folder: Path) -> dict[str, int]:
     return out
 
 
+LABEL_CHARS = 64  # the longest label
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
 def check_label(label: object, where: str = "label") -> str:
-    """A label is a name that is not a number (a number is a version)."""
-    if not isinstance(label, str) or not label or label.isdigit() or "/" in label:
-        raise ManifestError(f"{where}: a label is a name, not a number or a path: {label!r}")
+    """A label is a name that is not a number (a number is a version): 1 to 64 letters, digits
+    and ``. _ -``, not starting with a dot (so no path, no control character, nothing that
+    forges a log line where a label is logged)."""
+    if (
+        not isinstance(label, str)
+        or not 0 < len(label) <= LABEL_CHARS
+        or not _LABEL.fullmatch(label)
+        or label.isdigit()
+    ):
+        shown = (
+            repr(label[:40]) + ("…" if len(label) > 40 else "")
+            if isinstance(label, str)
+            else (type(label).__name__)
+        )
+        raise ManifestError(
+            f"{where}: a label is a name of 1 to {LABEL_CHARS} letters, digits and . _ - "
+            f"(not starting with a dot, not a number, not a path); got {shown}"
+            + (f" ({len(label)} characters)" if isinstance(label, str) else "")
+        )
     return label
 
 

@@ -119,9 +119,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     _guard_pillow(settings.max_frame_pixels)
     metrics = runtime.metrics if runtime is not None else Metrics()
     runtime = runtime or Runtime(settings, metrics=metrics)
+    from service.auth.keys import KeyRing
+    from service.auth.quotas import Quotas
+
+    keys = KeyRing(settings)  # FRAMECAST_API_KEYS or the keys file (raises: it cannot be used)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        keys.start()  # the keys file is watched, and read again when it changes
         blocking = settings.load_mode == "blocking"
         if blocking:  # every model loaded and warm (else it raises and aborts start-up) before
             runtime.start()  # the gRPC port below and the HTTP socket (after this) listen
@@ -143,11 +148,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if grpc_server is not None:  # HTTP has drained (its in-flight count holds gRPC's)
                 await grpc_server.stop(settings.shutdown_grace_s)
             await app.state.streams.close()  # the store's connections (Redis), if any
+            await app.state.jobs.close()  # running jobs stop and say why, before the models go
             runtime.close()
+            keys.stop()
 
     from service.routes import docs, health, ui
     from service.routes import metrics as metrics_routes
-    from service.routes.v1 import compare, models, predict, stream_socket, streams
+    from service.routes.v1 import compare, evaluations, models, predict, stream_socket, streams
 
     app = FastAPI(
         title="framecast",
@@ -160,10 +167,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = metrics
+    app.state.keys = keys  # the gRPC service and SIGHUP (service/cli/serve.py) reach them here
+    app.state.quotas = Quotas()
     from service.streams.stores import open_store
 
     # the stream table: this process's memory, a folder (--workers), or Redis (many machines)
     app.state.streams = open_store(settings)
+    from service.jobs.manager import JobManager
+
+    app.state.jobs = JobManager(settings, runtime)  # evaluation jobs (service/jobs/)
     errors.install(app)
     from service.routes.v2 import infer as v2  # Open Inference Protocol (KServe V2) under /v2
     from service.routes.v2 import model_config, repository
@@ -171,13 +183,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(repository.router)
     app.include_router(model_config.router)  # before /v2/models/{name}: /v2/models/stats
     app.include_router(v2.router)
-    routes = (health, models, predict, streams, stream_socket, compare, metrics_routes, ui, docs)
+    routes = [health, models, predict, streams, stream_socket, compare, evaluations]
+    routes += [metrics_routes, ui, docs]
     for module in routes:
         app.include_router(module.router)
     ui.mount_static(app)
     docs.mount_assets(app)
     # pure-ASGI layers, innermost first: the hot path (classify, predict), body limit +
-    # deadline, compression, API keys, CORS, metrics, drain, log
+    # deadline, compression, API keys + scopes + per-key quotas, CORS, metrics, drain, log
     from service.http.limits import BodyLimitMiddleware
     from service.http.logs import RequestLogMiddleware
     from service.http.security import AuthMiddleware, add_cors, document_security
@@ -192,14 +205,28 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         timeout_s=settings.request_timeout_s,
         drain_bytes=settings.oversize_drain_bytes,
         body_idle_s=settings.body_idle_timeout_s,
+        wide={
+            evaluations.PATH: (
+                settings.job_max_dataset_bytes,
+                settings.job_upload_timeout_s,
+                "FRAMECAST_JOB_MAX_DATASET_BYTES",
+                "FRAMECAST_JOB_UPLOAD_TIMEOUT_S",
+            )
+        },
     )
     from service.http.compression import CompressionMiddleware
 
     # outside the body limit: the limit counts the inflated bytes of a compressed body
     app.add_middleware(CompressionMiddleware, min_bytes=settings.compress_min_bytes)
-    keys = settings.api_key_list()
-    if keys:
-        app.add_middleware(AuthMiddleware, keys=keys, protect_metrics=settings.protect_metrics)
+    if keys.enabled:  # keys off: no layer, no principal, nothing a request pays for
+        app.add_middleware(
+            AuthMiddleware,
+            keys=keys,
+            quotas=app.state.quotas,
+            api=app,
+            protect_metrics=settings.protect_metrics,
+            allow_url_key=settings.ws_allow_url_key,
+        )
         document_security(app)
     add_cors(app, settings.cors_origins)
     app.add_middleware(_MetricsMiddleware, metrics=metrics, runtime=runtime)

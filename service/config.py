@@ -8,24 +8,24 @@ message names the variable, the value and what is allowed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.repository import BUNDLED_DIR
-from service.config_client import ClientSettings
-from service.config_ray import MIB, RaySettings
-from service.config_streams import StreamSettings
+from service.configs.client import ClientSettings
+from service.configs.jobs import JobSettings
+from service.configs.ray import MIB, RaySettings
+from service.configs.security import SecuritySettings
+from service.configs.streams import StreamSettings
 
 ENV_PREFIX = "FRAMECAST_"
 
@@ -34,9 +34,12 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the environment variable."""
 
 
-class Settings(RaySettings, StreamSettings, ClientSettings, BaseSettings):
-    """Every setting; the Ray Serve, stream and client groups are declared in
-    service/config_ray.py, service/config_streams.py and service/config_client.py."""
+class Settings(
+    RaySettings, StreamSettings, SecuritySettings, ClientSettings, JobSettings, BaseSettings
+):
+    """Every setting; the Ray Serve, stream, access, client and job groups are declared in
+    service/configs/ray.py, service/configs/streams.py, service/configs/security.py,
+    service/configs/client.py and service/configs/jobs.py."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
@@ -73,6 +76,12 @@ class Settings(RaySettings, StreamSettings, ClientSettings, BaseSettings):
         description="which numbered versions (DIR/<name>/<n>/) of a model are served when its "
         "manifest.json says no version_policy: latest:N (the N highest), all, or "
         "specific:1,3; a request without a version reaches the highest served",
+    )
+    max_labels: int = Field(
+        256,
+        ge=1,
+        description="version labels one model may hold (PUT /v2/repository/models/{name}/"
+        "labels/{label}); one more is a 400",
     )
     warm_frames: int = Field(
         10,
@@ -173,6 +182,19 @@ class Settings(RaySettings, StreamSettings, ClientSettings, BaseSettings):
         description="uploads up to this size are decoded and fitted on the event loop (a few "
         "hundred microseconds); larger ones in a worker thread, so that they never stall "
         "other requests. The hop to a thread costs more CPU than decoding a small clip",
+    )
+    inline_work_pixels: int = Field(
+        1 << 20,
+        ge=0,
+        description="an upload is decoded on the event loop only when it is under "
+        "FRAMECAST_INLINE_WORK_BYTES and its headers declare at most this many pixels in all "
+        "(a small file may hold huge frames: an APNG of 4096x4096 pages)",
+    )
+    decode_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="longest time decoding one upload may take (off the event loop); past it "
+        "the request is answered 413 and the decoding stops at its next frame",
     )
     cpu_threads: Annotated[int, Field(ge=0, le=1024)] | Literal["auto"] = Field(
         "auto",
@@ -276,20 +298,7 @@ class Settings(RaySettings, StreamSettings, ClientSettings, BaseSettings):
         "more is answered 413 before parsing",
     )
 
-    # access, browsers, logs, shutdown
-    api_keys: SecretStr | None = Field(
-        None,
-        description="API keys, comma-separated or a JSON list; when set, /v1 and /v2 need "
-        "'Authorization: Bearer KEY' (401 without, 403 wrong). Never logged",
-    )
-    protect_metrics: bool = Field(
-        False, description="GET /metrics needs an API key too (when FRAMECAST_API_KEYS is set)"
-    )
-    cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="origins allowed by CORS, comma-separated or a JSON "
-        "list ('*' for any); empty: CORS off",
-    )
+    # logs, shutdown (API keys, WebSockets and CORS: service/configs/security.py)
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
     log_probes: bool = Field(
         False,
@@ -329,18 +338,6 @@ class Settings(RaySettings, StreamSettings, ClientSettings, BaseSettings):
     def _off(cls, v: object) -> object:
         return None if isinstance(v, str) and v.strip().lower() in ("", "off", "none") else v
 
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _origins(cls, v: object) -> object:
-        return _str_list(v, "origins") if isinstance(v, str) else v
-
-    @field_validator("api_keys")
-    @classmethod
-    def _keys(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not _str_list(v.get_secret_value(), "keys"):
-            return None  # an empty value means no keys
-        return v
-
     @model_validator(mode="after")
     def _two_ports(self) -> Settings:
         if self.grpc_port is not None and self.grpc_port == self.port:
@@ -350,27 +347,8 @@ class Settings(RaySettings, StreamSettings, ClientSettings, BaseSettings):
             )
         return self
 
-    def api_key_list(self) -> list[str]:
-        """The API keys (empty: authentication is off)."""
-        return [] if self.api_keys is None else _str_list(self.api_keys.get_secret_value(), "keys")
-
     def compare_choice(self, architecture: str, task: str) -> str | None:
         return getattr(self, f"compare_{architecture}_{task}")
-
-
-def _str_list(v: str, what: str) -> list[str]:
-    """'a, b' or '["a", "b"]' → ['a', 'b']; the error never repeats the value (keys are secret)."""
-    v = v.strip()
-    if v.startswith("["):
-        try:
-            items = json.loads(v)
-        except ValueError:
-            raise ValueError(f"the {what} look like a JSON list but are not valid JSON") from None
-        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
-            raise ValueError(f"the {what} must be a JSON list of strings")
-    else:
-        items = v.split(",")
-    return [x.strip() for x in items if x.strip()]
 
 
 def env_name(field: str) -> str:

@@ -4,17 +4,19 @@ Every failure kind is a :class:`FramecastError` subclass whose ``status`` and ``
 map. Routes, codecs, the runtime and the pure-ASGI layers (body limit, API keys, the hot path)
 raise them; FastAPI's own faults (validation, routing) become them (:func:`from_validation`,
 :func:`from_http`). The answer is rendered in one place, :func:`render`, in the protocol of the
-route: ``{"error": kind, "message": ..., "status": code}`` for framecast's own API, and for
-the ``/v2`` routes the Open Inference Protocol's ``{"error": "..."}`` (with 400 for a bad
+path (:func:`protocol_for`, whichever layer answers: a route, a layer in front of the router, the
+connection layer below ASGI): ``{"error": kind, "message": ..., "status": code}`` for framecast's
+own API, and under ``/v2`` the Open Inference Protocol's ``{"error": "..."}`` (with 400 for a bad
 request, as the protocol asks). :func:`install` registers the app's handlers; :func:`send_error`
 answers from an ASGI layer. Anything unexpected is logged and answered 500; no input should get
-there.
+there. The gRPC status of each error is ``service/routes/v2/grpc_status.py``'s.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from http import HTTPStatus
@@ -102,8 +104,7 @@ class PayloadTooLarge(FramecastError):
 
 
 class BodyTimeout(FramecastError):
-    """The request body stalled or was not complete within the request deadline; the
-    connection is closed after the answer."""
+    """The body stalled or missed the request deadline; the connection closes after the answer."""
 
     status, kind = 408, "request_timeout"
 
@@ -117,8 +118,7 @@ class HeaderTimeout(BodyTimeout):
 
 
 class TooManyConnections(FramecastError):
-    """The process holds FRAMECAST_MAX_CONNECTIONS open connections: a new one is answered at
-    once and closed."""
+    """FRAMECAST_MAX_CONNECTIONS connections are open: a new one is answered at once, closed."""
 
     status, kind = 503, "too_many_connections"
 
@@ -161,9 +161,7 @@ class _RetryLater(FramecastError):  # 503 with Retry-After
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
 
 
-class NotReady(_RetryLater):
-    """Models are still loading or warming up (or failed to load)."""
-
+class NotReady(_RetryLater):  # models are still loading or warming up (or failed to load)
     kind = "not_ready"
 
 
@@ -191,10 +189,18 @@ class Unauthorized(FramecastError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
-class Forbidden(FramecastError):
-    """The API key sent is not one of FRAMECAST_API_KEYS."""
-
+class Forbidden(FramecastError):  # a key that is not valid, or whose scopes forbid the route
     status, kind = 403, "forbidden"
+
+
+class TooManyRequests(FramecastError):
+    """A key's own limit (its streams, requests per second, requests in flight, jobs): 429 with
+    Retry-After and a message naming the limit."""
+
+    status, kind = 429, "too_many_requests"
+
+    def __init__(self, message: str, retry_after_s: float = 1):
+        super().__init__(message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
 
 
 class StreamNotFound(FramecastError):
@@ -224,6 +230,22 @@ class StoreUnavailable(_RetryLater):  # the stream store did not answer: the str
     kind = "store_unavailable"
 
 
+class UnsafeArchive(InvalidInput):  # an archive member path with '..', a link, a lying header
+    kind = "unsafe_archive"
+
+
+class JobNotFound(FramecastError):
+    status, kind = 404, "job_not_found"
+
+
+class JobNotDone(FramecastError):  # a report asked for before its job is done
+    status, kind = 409, "job_not_done"
+
+
+class TooManyJobs(_RetryLater):  # FRAMECAST_JOB_MAX_CONCURRENT jobs are queued or running
+    kind = "too_many_jobs"
+
+
 class InferenceError(FramecastError):
     """The model call for a batch failed; only the requests of that batch get this error."""
 
@@ -241,6 +263,7 @@ _HTTP_KINDS = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
 }
 
 
@@ -251,13 +274,14 @@ class Protocol(StrEnum):
     V2 = "v2"  # the Open Inference Protocol: {"error": "..."}
 
 
+def protocol_for(path: str) -> Protocol:
+    """The protocol of ``path``: V2 under ``/v2`` (every route, an unknown one, and whatever
+    layer answers), framecast's own elsewhere."""
+    return Protocol.V2 if path == "/v2" or path.startswith("/v2/") else Protocol.FRAMECAST
+
+
 def protocol_of(request: Request) -> Protocol:
-    """The protocol of the route that ``request`` matched: V2 for the ``/v2`` routers' routes,
-    framecast's own for the rest (an unknown path, even under ``/v2``, and the pure-ASGI layers
-    in front of the router answer in framecast's form)."""
-    route = request.scope.get("route")
-    path = getattr(route, "path", "")
-    return Protocol.V2 if path.startswith("/v2/") else Protocol.FRAMECAST
+    return protocol_for(request.scope.get("path", ""))
 
 
 def render(
@@ -284,34 +308,6 @@ def websocket_close_code(exc: FramecastError) -> int:
     return 4000 + exc.status
 
 
-# the gRPC status (grpc.StatusCode's name) of each HTTP status, as the V2 gRPC service answers
-# (the message is the same); any other status is INTERNAL
-GRPC_CODES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED",
-    409: "FAILED_PRECONDITION",
-    410: "NOT_FOUND",
-    413: "RESOURCE_EXHAUSTED",
-    415: "INVALID_ARGUMENT",
-    422: "INVALID_ARGUMENT",
-    499: "CANCELLED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-
-def render_grpc(exc: FramecastError) -> tuple[str, str, tuple[tuple[str, str], ...], int]:
-    """How the gRPC service answers ``exc``: the status name (``grpc.StatusCode[...]``), the
-    message, trailing metadata (``retry-after`` where HTTP sends ``Retry-After``) and the HTTP
-    status it stands for (for the metrics)."""
-    retry = (exc.headers or {}).get("Retry-After")
-    trailers = () if retry is None else (("retry-after", str(retry)),)
-    return GRPC_CODES.get(exc.status, "INTERNAL"), exc.message, trailers, exc.status
-
-
 def error_response(exc: FramecastError, protocol: Protocol = Protocol.FRAMECAST) -> JSONResponse:
     """The answer to a domain error (the app's handlers, and service/http/hotpath.py's)."""
     status, body, headers = render(exc, protocol)
@@ -321,14 +317,16 @@ def error_response(exc: FramecastError, protocol: Protocol = Protocol.FRAMECAST)
 async def send_error(
     send: Callable[[dict], Awaitable[None]],
     exc: FramecastError,
+    scope: Mapping | None = None,
     *,
     close: bool = False,
     more_body: bool = False,
 ) -> None:
-    """Answer ``exc`` from a pure-ASGI layer in front of the router (framecast's form);
-    ``close`` asks the server to close the connection after it, ``more_body`` leaves the
-    response open for the caller to end."""
-    status, body, headers = render(exc)
+    """Answer ``exc`` from a pure-ASGI layer in front of the router, in the protocol of the
+    request's path (``scope``); ``close`` asks the server to close the connection after it,
+    ``more_body`` leaves the response open for the caller to end."""
+    protocol = protocol_for(scope.get("path", "")) if scope is not None else Protocol.FRAMECAST
+    status, body, headers = render(exc, protocol)
     raw = json.dumps(body).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
     extra = {k.lower(): v for k, v in (headers or {}).items()}
@@ -339,10 +337,11 @@ async def send_error(
     await send({"type": "http.response.body", "body": raw, "more_body": more_body})
 
 
-def raw_answer(exc: FramecastError) -> bytes:
-    """``exc`` as a whole HTTP/1.1 response in framecast's form, for the connection layer below
-    ASGI (service/http/connections.py), where no request was parsed to answer through."""
-    status, body, headers = render(exc)
+def raw_answer(exc: FramecastError, path: str = "") -> bytes:
+    """``exc`` as a whole HTTP/1.1 response, for the connection layer below ASGI
+    (service/http/connections.py), in the protocol of ``path`` (the request line's, when it was
+    read; framecast's form when not)."""
+    status, body, headers = render(exc, protocol_for(path))
     raw = json.dumps(body).encode()
     phrase = HTTPStatus(status).phrase
     lines = [f"HTTP/1.1 {status} {phrase}", "content-type: application/json"]

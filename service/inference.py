@@ -22,6 +22,7 @@ Streams (``service/streams/``) take the same road one frame at a time: reserve, 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -178,16 +179,32 @@ async def call(
     ticket: Ticket | None = None,
     t_start: float | None = None,
     prepared: Prepared | None = None,
+    background: bool = False,
 ) -> Answer:
-    """The model's answer for one context, by its task: next frame(s) (``horizon``) or scores."""
+    """The model's answer for one context, by its task: next frame(s) (``horizon``) or scores.
+    ``background``: an evaluation job's clip, served after online requests (a lower priority)."""
     t0 = time.perf_counter()
     if runner.manifest.task == "classify":
-        out, timing = await runner.classify(context, ticket=ticket)
+        out, timing = await runner.classify(context, ticket=ticket, background=background)
     else:
-        out, timing = await runner.predict(context, horizon, ticket=ticket)
+        out, timing = await runner.predict(context, horizon, ticket=ticket, background=background)
     return Answer(
         runner, out, timing, t0 if t_start is None else t_start, t0, time.perf_counter(), prepared
     )
+
+
+async def call_background(runner: Runner, context: np.ndarray, horizon: int = 1) -> Answer:
+    """An evaluation job's call, at the lower priority. A carried-state rollout reads its context
+    one frame a call, as a stream does (the chain of layers stepped: the numbers of predict's
+    context pass, which :func:`models.carried.stepper` checks at load), so that an online
+    request never waits behind more than one single-frame step of a job."""
+    if runner.manifest.task != "next_frame" or not getattr(runner, "carries", False):
+        return await call(runner, context, horizon=horizon, background=True)
+    t0 = time.perf_counter()
+    fed, timing = await runner.feed(  # type: ignore[attr-defined]
+        np.asarray(context, np.float32), horizon, None, background=True
+    )
+    return Answer(runner, np.stack(fed.outputs), timing, t0, t0, time.perf_counter())
 
 
 async def run(
@@ -262,9 +279,10 @@ async def _conform(
     frames: list[Frame], runner: Runner, resize: bool, offset: int, fit: str, scale: bool = True
 ) -> tuple[np.ndarray, Conversion]:
     m = runner.manifest
-    pixels = len(frames) * m.height * m.width * m.channels * 4  # float32 bytes out
+    out = len(frames) * m.height * m.width * m.channels * 4  # float32 bytes out
+    read = 4 * sum(math.prod(f.shape) for f in frames)  # and in: resizing 4096² frames is work
     return await offload(
-        pixels <= INLINE_FIT_BYTES,
+        max(out, read) <= INLINE_FIT_BYTES,
         lambda: conform(
             frames,
             height=m.height,

@@ -72,6 +72,35 @@ class InputSpec(BaseModel):
     )
 
 
+class CostFacts(BaseModel):
+    """What a model costs, counted at load and measured (models/costs.py): null with a note
+    saying why wherever a figure is not known, never 0."""
+
+    params: int | None = None
+    flops_per_clip: int | None = Field(
+        None,
+        description="multiply-adds x 2 of one clip's call; null (flops_note: why) when "
+        "the model holds layers the counter does not know",
+    )
+    flops_per_clip_frames: int | None = Field(None, description="the clip length counted")
+    flops_note: str | None = None
+    flops_per_step: int | None = Field(
+        None,
+        description="carried-state models: one frame through every layer, state carried "
+        "(a stream's step, a rollout's step after the context)",
+    )
+    flops_per_step_note: str | None = None
+    weight_bytes: int | None = Field(None, description="the weights as held in memory")
+    checkpoint_bytes: int | None = Field(None, description="the checkpoint file's size")
+    peak_memory_bytes: int | None = Field(
+        None,
+        description="measured: the allocator's peak bytes in use during one clip at "
+        "batch 1 beyond those in use before it (activations and scratch); null until measured",
+    )
+    memory_note: str | None = None
+    memory_method: str | None = None
+
+
 class ModelInfo(BaseModel):
     model_config = _example(
         {
@@ -124,7 +153,10 @@ class ModelInfo(BaseModel):
     input: InputSpec | None = None
     class_names: list[str] | None = None
     params: int | None = None
-    flops_per_clip: int = 0
+    flops_per_clip: int | None = Field(
+        None, description="counted at load (cost.flops_per_clip); null with cost.flops_note"
+    )
+    cost: CostFacts | None = Field(None, description="parameters, FLOPs, bytes, peak memory")
     device: str | None = None
     sha256: str | None = None
     ready: bool
@@ -266,6 +298,7 @@ class CompareModelResult(BaseModel):
     latency_ms: float = Field(description="from submission to answer, queueing included")
     inference_ms: float
     params: int
+    cost: CostFacts | None = Field(None, description="the model's cost facts (/v1/models)")
     context_frames: int | None = Field(None, description="frames this model read")
     class_names: list[str] | None = Field(None, description="classify: this model's classes")
     scores: list[ClassScore] | None = None

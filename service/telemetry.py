@@ -11,6 +11,7 @@ ran (:data:`REACHED`: compare's models, a stream's), each once.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from bisect import bisect_left
@@ -339,4 +340,18 @@ class Metrics:
                 out.append(f"# HELP {fam.name} {fam.help}")
                 out.append(f"# TYPE {fam.name} {fam.kind}")
                 out.extend(fam.lines())
+        rss = resident_bytes()
+        if rss is not None:  # the name Prometheus' own clients export
+            out.append("# HELP process_resident_memory_bytes resident memory of this process")
+            out.append("# TYPE process_resident_memory_bytes gauge")
+            out.append(f"process_resident_memory_bytes {rss}")
         return "\n".join(out) + "\n"
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory now (Linux: /proc/self/statm), or None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# the suite writes nothing under ~/.local/state: evaluation jobs and cost figures (servers the tests
+# start, in this process or as subprocesses, inherit these) go to a folder of this run; peak memory
+# is measured only by the tests that ask for it (a TensorFlow process per model otherwise)
+_STATE = tempfile.mkdtemp(prefix="framecast-test-state-")
+os.environ.setdefault("FRAMECAST_JOB_DIR", os.path.join(_STATE, "jobs"))
+os.environ.setdefault("FRAMECAST_COST_CACHE_DIR", os.path.join(_STATE, "costs"))
+os.environ.setdefault("FRAMECAST_MEASURE_MEMORY", "off")
 
 
 def _synthetic_digits(n: int, seed: int = 0) -> np.ndarray:

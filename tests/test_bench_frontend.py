@@ -26,15 +26,21 @@ def test_frontend_bench_runs_small(tmp_path):
     cmd += ["--no-litserve", "--framecast-workers", "1", "--duration", "2", "--rounds", "2"]
     cmd += ["--bare-seconds", "1"]
     cmd += ["--bodies", "json,npy", "--also-env", "FRAMECAST_CPU_THREADS=1", "--out", str(out)]
+    cmd += ["--keys", "--layers", "500"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    case = json.loads(out.read_text())["cases"]["classify"]
+    report = json.loads(out.read_text())
+    case = report["cases"]["classify"]
     rows = {k: v for k, v in case.items() if isinstance(v, dict) and "req_s" in v}
     assert set(rows) == {
         "framecast_w1",
         "framecast_w1 body=npy",
         "framecast_w1 FRAMECAST_CPU_THREADS=1",
+        "framecast_w1 keys",  # keys on, a scoped key with limits: every request answered 200
     }
+    layers = report["layers"]["us_per_request"]  # what each layer costs a request
+    assert {"request_log", "metrics", "keys_env", "keys_file_scoped_with_limits"} <= set(layers)
+    assert all(v >= 0 for v in layers.values()) and report["layers"]["app_alone_us"] > 0
     bare = case["bare"]
     assert bare["clips_s"] == max(r["clips_s"] for r in bare["by_pools"].values()) > 0
     assert len(bare["by_pools"]) == 2 and bare["tf_pools"] in bare["by_pools"]

@@ -340,3 +340,17 @@ def test_stream_scale_ratios_in_the_prose():
     assert met["redis_one_over_memory"] == all(
         v <= 1.5 for v in report["ratios"]["redis_one_over_memory"]
     )
+
+
+def test_the_evaluation_job_over_held_out_clips_in_the_readme_and_its_page():
+    """The README's comparison quotes both jobs' verdicts from their JSON; docs/evaluate.md has
+    the table and the verdict bench/readme_tables.py renders from it."""
+    report = json.loads((BENCH / "evaluate_mnist.json").read_text())
+    text = " ".join(README.split())
+    page = (ROOT / "docs" / "evaluate.md").read_text()
+    for job in report["jobs"].values():
+        assert " ".join(job["result"]["verdict"].split()) in text
+    assert f"on {report['clips']:,} held-out Moving MNIST clips" in text
+    assert "python3 bench/evaluate_mnist.py" in report["command"]
+    assert readme_tables.render("evaluate") in page
+    assert f"> {report['jobs']['next_frame']['result']['verdict']}" in page

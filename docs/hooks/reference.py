@@ -2,9 +2,9 @@
 
 - ``reference/cli.md``: every ``framecast`` subcommand's ``--help`` (argparse, as the command
   prints it);
-- ``reference/api.md``: every route of the OpenAPI document ``create_app`` serves at ``/openapi.json``
-  (method, path, summary, parameters, request body, answers), so the page cannot drift from the
-  routes.
+- ``reference/api.md``: every route of the OpenAPI document ``create_app`` serves at
+  ``/openapi.json`` (method, path, summary, parameters, request body, answers), so the page
+  cannot drift from the routes.
 
 Registered in mkdocs.yml (``hooks:``); nothing is written to the repository.
 """

@@ -206,7 +206,11 @@ def refresh_counterparts(folder: Path) -> list[Path]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", type=Path, help="model folder (model.keras + manifest.json)")
+    p.add_argument(
+        "folder",
+        type=Path,
+        help="model folder (model.keras + manifest.json); with --server, the data set file",
+    )
     p.add_argument(
         "--mnist-dir",
         default=None,

@@ -5,7 +5,7 @@ what a command writes without ``--out`` goes under ``out/`` (which .gitignore co
 ``--output json`` (a JSON file) is deprecated: ``--json`` and ``--out FILE.json`` say it.
 
 The server is ``--url``, else ``FRAMECAST_URL``, else the one ``framecast serve`` starts with
-the same environment (``FRAMECAST_HOST``, ``FRAMECAST_PORT``): service/config_client.py.
+the same environment (``FRAMECAST_HOST``, ``FRAMECAST_PORT``): service/configs/client.py.
 Each command takes an optional ``http`` client (an ``httpx.Client`` with ``base_url`` set) so
 tests can pass FastAPI's ``TestClient``; from the command line one is made from the URL.
 """

@@ -43,6 +43,10 @@ def _train_main(args: argparse.Namespace) -> int:
 
 
 def _evaluate_main(args: argparse.Namespace) -> int:
+    if args.server:  # a data set on a running server (service/cli/evaluate.py)
+        from service.cli.evaluate import evaluate_command
+
+        return evaluate_command(args)
     from models.evaluation.card import main
 
     return main(args)
@@ -102,8 +106,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     from models.evaluation.card import add_arguments  # NumPy and the data module: only when used
+    from service.cli.evaluate import add_server_arguments
 
-    add_arguments(parser)
+    add_arguments(parser)  # FOLDER: a model folder, or with --server the data set's file
+    add_server_arguments(parser)
 
 
 def _default_models_dir() -> Path:
@@ -183,11 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="evaluate a model folder and write its model card",
+        help="evaluate a model folder and write its model card; with --server URL --models "
+        "a,b DATA, models on a data set through a running server (a report)",
         description="Evaluate a model folder on the fixed Moving MNIST test clips (64x64 grey; "
         "next frame: 10 frames of context rolled out; classify: the 8 directions) and write "
-        "its card (card.json, card.md). A model of another input or other classes cannot be "
-        "evaluated here, and is refused with the reason.",
+        "its card (card.json, card.md); a model of another input or other classes is refused "
+        "with the reason. With --server URL --models a,b DATA: run an evaluation job of those "
+        "models on your data set on a running server, with a progress bar, and write its "
+        "report (docs/evaluate.md).",
         add_arguments=_add_evaluate_arguments,
     )
     evaluate.set_defaults(func=_evaluate_main)
@@ -203,13 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_service_subcommands(sub: argparse._SubParsersAction) -> None:
-    """`serve` (service/cli/serve.py) and `predict`, `classify`, `compare`
-    (service/cli/client.py)."""
+    """`serve` (service/cli/serve.py), `predict`, `classify`, `compare`
+    (service/cli/client.py) and `keys` (service/cli/keys.py)."""
     from service.cli.client import add_client_subcommands
+    from service.cli.keys import add_keys_subcommand
     from service.cli.serve import add_serve_subcommand
 
     add_serve_subcommand(sub)
     add_client_subcommands(sub)
+    add_keys_subcommand(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

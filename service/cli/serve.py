@@ -140,6 +140,8 @@ def serve_command(args: argparse.Namespace) -> int:
         log.info("stopped after signal %d", signum)  # graceful shutdown...
 
     signal.signal(signal.SIGTERM, on_term)  # ...so exit 0 then, instead of dying by the signal
+    # SIGHUP: read the keys file again, with no restart (without one: nothing to do)
+    signal.signal(signal.SIGHUP, lambda *_: app.state.keys.reload("SIGHUP"))
     # SIGTERM drains first (new requests 503 until those in flight are answered, at most
     # shutdown_grace_s: service/http/drain.py), then uvicorn stops: socket, connections,
     # lifespan. Connections are guarded below ASGI (header timeout, connection cap, keep-alive

@@ -145,6 +145,12 @@ class Supervisor:
         os.set_blocking(read, False)
         return Worker(proc, time.monotonic(), restart, read, retry_s=retry_s)
 
+    def hangup(self, signum: int = signal.SIGHUP, frame: object = None) -> None:
+        """SIGHUP to every worker (each reloads the keys file); the supervisor goes on."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGHUP)
+
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         if self.stopping_since is None:
             self.stopping_since = time.monotonic()
@@ -247,6 +253,7 @@ class Supervisor:
         self.workers = [self.spawn(i) for i in range(self.settings.workers)]
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self.hangup)  # each worker reads its keys file again
         kill_at = self.settings.shutdown_grace_s + KILL_AFTER_GRACE_S
         try:
             while self.stopping_since is None or any(p.poll() is None for p in self.procs):

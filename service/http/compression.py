@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import zlib
 
-from starlette.datastructures import Headers
 from starlette.middleware.gzip import GZipResponder
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -111,15 +110,20 @@ class CompressionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = Headers(scope=scope)
-        encoding = headers.get("content-encoding", "identity").strip().lower()
+        sent, accept = b"", b""  # two headers read off the list: no Headers object a request
+        for k, v in scope["headers"]:
+            if k == b"content-encoding":
+                sent = v
+            elif k == b"accept-encoding":
+                accept = v
+        encoding = sent.decode("latin-1").strip().lower()
         if encoding not in ("", "identity"):
             if encoding not in ENCODINGS:
                 message = (
                     f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or "
                     "identity"
                 )
-                await send_error(send, UnsupportedMediaType(message), close=True)
+                await send_error(send, UnsupportedMediaType(message), scope, close=True)
                 return
             scope = dict(scope)
             scope["headers"] = [
@@ -128,14 +132,14 @@ class CompressionMiddleware:
                 if k not in (b"content-length", b"content-encoding")
             ]
             receive = _inflating(receive, encoding)
-        accept = headers.get("accept-encoding", "").lower()
+        accept = accept.lower()
         responder: ASGIApp
-        if "gzip" in accept:
+        if b"gzip" in accept:
             responder = GZipResponder(
                 self.app, self.min_bytes, compresslevel=self.level,
                 exclude_content_types=NOT_COMPRESSED,
             )  # fmt: skip
-        elif "deflate" in accept:
+        elif b"deflate" in accept:
             responder = DeflateResponder(
                 self.app, self.min_bytes, compresslevel=self.level,
                 exclude_content_types=NOT_COMPRESSED,

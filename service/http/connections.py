@@ -14,8 +14,14 @@ module bounds what comes before it, in uvicorn's httptools protocol (the C parse
   nothing at all is closed quietly (DEBUG: browsers open spare connections). One sweep per server
   every ``min(1 s, timeout / 4)`` checks every connection, so a request costs no timer.
 - **connection cap** (FRAMECAST_MAX_CONNECTIONS, per process): a connection beyond it is answered
-  503 (:class:`~service.errors.TooManyConnections`, ``Retry-After``) at once and closed, before a
-  byte is read; refusals are logged as one WARNING line per 10 s with their count.
+  503 (:class:`~service.errors.TooManyConnections`, ``Retry-After``) and closed as soon as its
+  request line is read (so the answer takes the protocol of its path: V2's body under ``/v2``;
+  one that sends none within :data:`REFUSED_WAIT_S` gets framecast's); refusals are logged as
+  one WARNING line per 10 s with their count.
+- **WebSockets apart** (FRAMECAST_WS_MAX_CONNECTIONS): an open WebSocket counts against its own
+  cap, not against FRAMECAST_MAX_CONNECTIONS, so idle sockets never starve HTTP; an upgrade
+  beyond it is answered 503 and closed. (Their idle timeout and the end of their stream close
+  them: ``service/routes/v1/stream_socket.py``.)
 - **keep-alive limits**: the idle timeout (FRAMECAST_KEEP_ALIVE_TIMEOUT_S, uvicorn's) and the
   requests one connection may carry (FRAMECAST_KEEP_ALIVE_MAX_REQUESTS): the last is answered
   with ``Connection: close``.
@@ -36,6 +42,7 @@ import uvicorn
 
 from service.config import Settings
 from service.errors import HeaderTimeout, TooManyConnections, raw_answer
+from service.http.logs import install_redaction
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.http")
@@ -50,6 +57,10 @@ REFUSAL_LOG_EVERY_S = 10.0
 # opens hundreds); past them one line says the rest are counted in /metrics only
 HEADER_TIMEOUT_LINES = 5
 FILES_RESERVE = 128  # file descriptors kept for models, logs and sockets besides connections
+REFUSED_PENDING = 64  # refused connections waiting for their request line (then closed at once)
+# how long a refused connection may take to send its request line (a client sends it as soon as
+# it connects): past it, the answer is framecast's form, for no path was read
+REFUSED_WAIT_S = 0.25
 
 
 class _Sweeper:
@@ -79,35 +90,71 @@ class _Sweeper:
 _sweepers: weakref.WeakKeyDictionary[Any, _Sweeper] = weakref.WeakKeyDictionary()
 
 
-def guarded_protocol(settings: Settings, metrics: Metrics | None = None) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with the header timeout, the connection cap and the
-    keep-alive request limit of ``settings`` (a class: uvicorn makes one per connection)."""
+def _path_of(head: bytes) -> str:
+    """The path of a request line (``GET /v2/x HTTP/1.1``), or "" when it is not one."""
+    parts = head.split(b" ", 2)
+    return parts[1].decode("latin-1").split("?", 1)[0] if len(parts) == 3 else ""
+
+
+def guarded_ws_protocol(open_ws: list[int]) -> type[asyncio.Protocol]:
+    """uvicorn's WebSocket protocol, counting the open sockets in ``open_ws[0]``."""
+    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
+
+    base: Any = AutoWebSocketsProtocol
+    if base is None:  # pragma: no cover - uvicorn[standard] brings websockets
+        raise RuntimeError("no WebSocket library: pip install 'uvicorn[standard]'")
+
+    class GuardedWebSocket(base):
+        _counted = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            open_ws[0] += 1
+            self._counted = True
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._counted:
+                self._counted = False
+                open_ws[0] -= 1
+            super().connection_lost(exc)
+
+    return GuardedWebSocket
+
+
+def guarded_protocol(
+    settings: Settings, metrics: Metrics | None = None, open_ws: list[int] | None = None
+) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with the header timeout, the connection cap, the WebSocket
+    cap and the keep-alive request limit of ``settings`` (a class: uvicorn makes one per
+    connection). ``open_ws``: the open WebSockets (:func:`guarded_ws_protocol` counts them)."""
     if HttpToolsProtocol is None:  # pragma: no cover
         raise RuntimeError("httptools is not installed: pip install 'uvicorn[standard]'")
     timeout_s = settings.header_timeout_s
     cap, max_requests = settings.max_connections, settings.keep_alive_max_requests
+    ws_cap = settings.ws_max_connections
+    sockets = open_ws if open_ws is not None else [0]
     refusals = {"count": 0, "logged_at": float("-inf")}
     timeouts = {"lines": 0, "window_at": float("-inf")}
+    pending = [0]  # refused connections waiting for their request line
 
     class GuardedProtocol(HttpToolsProtocol):
         _refused = False
         _head_since: float | None = None
         _head_bytes = 0
         _requests = 0
+        _held = b""
+        _timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            if len(self.connections) >= cap:
+            if len(self.connections) - sockets[0] >= cap:  # WebSockets have their own cap
                 self._refused = True
-                transport.write(
-                    raw_answer(
-                        TooManyConnections(
-                            f"the server holds {cap} open connections, its limit "
-                            "(FRAMECAST_MAX_CONNECTIONS); retry shortly"
-                        )
-                    )
-                )
-                transport.close()
+                self.transport = transport
                 _refused_one(metrics, refusals, cap)
+                if pending[0] >= REFUSED_PENDING:
+                    self._refuse()
+                else:
+                    pending[0] += 1
+                    self._timer = self.loop.call_later(min(timeout_s, REFUSED_WAIT_S), self._refuse)
                 return
             super().connection_made(transport)
             self._head_since = self.loop.time()
@@ -119,13 +166,42 @@ def guarded_protocol(settings: Settings, metrics: Metrics | None = None) -> type
                 sweeper.metrics = metrics
             sweeper.ensure()
 
+        def _refuse(self, path: str = "") -> None:
+            """Answer a connection over the cap (in the protocol of ``path``) and close it."""
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                pending[0] -= 1
+            if self.transport.is_closing():
+                return
+            self.transport.write(
+                raw_answer(
+                    TooManyConnections(
+                        f"the server holds {cap} open connections, its limit "
+                        "(FRAMECAST_MAX_CONNECTIONS); retry shortly"
+                    ),
+                    path,
+                )
+            )
+            self.transport.close()
+
         def connection_lost(self, exc: Exception | None) -> None:
             if self._refused:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                    pending[0] -= 1
                 return
             self._head_since = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self._refused:  # read its request line, to answer in the protocol of its path
+                self._held += data[:4096]
+                line, newline, _ = self._held.partition(b"\n")
+                if newline or len(self._held) >= 4096:
+                    self._refuse(_path_of(line.strip()))
+                return
             if self._head_since is not None:
                 self._head_bytes += len(data)
             super().data_received(data)
@@ -143,6 +219,24 @@ def guarded_protocol(settings: Settings, metrics: Metrics | None = None) -> type
             if self._requests >= max_requests and self.cycle is not before:
                 self.cycle.keep_alive = False  # the answer says Connection: close
 
+        def handle_websocket_upgrade(self) -> None:
+            if sockets[0] >= ws_cap:
+                path = self.url.decode("latin-1").split("?", 1)[0]
+                self.transport.write(
+                    raw_answer(
+                        TooManyConnections(
+                            f"the server holds {ws_cap} open WebSockets, its limit "
+                            "(FRAMECAST_WS_MAX_CONNECTIONS); retry shortly"
+                        ),
+                        path,
+                    )
+                )
+                self.transport.close()
+                if metrics is not None:
+                    metrics.connection_closed("ws_max_connections")
+                return
+            super().handle_websocket_upgrade()
+
         def _head_overdue(self, waited_s: float) -> None:
             self._head_since = None
             if self.transport.is_closing():
@@ -157,7 +251,8 @@ def guarded_protocol(settings: Settings, metrics: Metrics | None = None) -> type
                         HeaderTimeout(
                             f"the request headers were not complete within {timeout_s:g} s "
                             f"(FRAMECAST_HEADER_TIMEOUT_S); {self._head_bytes} bytes received"
-                        )
+                        ),
+                        getattr(self, "url", b"").decode("latin-1").split("?", 1)[0],
                     )
                 )
             self.transport.close()
@@ -239,13 +334,16 @@ def server_config(
 ) -> uvicorn.Config:
     """The uvicorn configuration framecast serves with (``framecast serve`` and the tests' live
     server): the guarded protocol, the keep-alive timeout and the shutdown grace of ``settings``."""
-    fit_file_limit(settings.max_connections)
+    fit_file_limit(settings.max_connections + settings.ws_max_connections)
+    install_redaction()  # uvicorn's WebSocket lines write the URL: no ?ticket= in the log
+    open_ws = [0]
     kwargs: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,  # our middleware logs each request
-        http=guarded_protocol(settings, metrics),
+        http=guarded_protocol(settings, metrics, open_ws),
+        ws=guarded_ws_protocol(open_ws),
         timeout_keep_alive=settings.keep_alive_timeout_s,
         # uvicorn annotates an int; it hands the value to asyncio.wait_for, which takes a float
         timeout_graceful_shutdown=settings.shutdown_grace_s,

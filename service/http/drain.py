@@ -69,7 +69,7 @@ class DrainMiddleware:
                 "the server is shutting down: requests in flight finish, new ones are refused; "
                 "retry (another worker or replica answers)"
             )
-            await send_error(send, ShuttingDown(message), close=True)
+            await send_error(send, ShuttingDown(message), scope, close=True)
             return
         drain.inflight += 1
         try:

@@ -78,17 +78,31 @@ class BodyLimitMiddleware:
         drain_bytes: int = 0,
         drain_idle_s: float = DRAIN_IDLE_S,
         body_idle_s: float | None = None,
+        wide: dict[str, tuple[int, float, str, str]] | None = None,
     ) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
         self.drain_bytes, self.drain_idle_s = drain_bytes, drain_idle_s
         self.body_idle_s = body_idle_s
+        # POST paths with limits of their own: path → (max bytes, deadline s, their settings)
+        self.wide = wide or {}
 
-    def _stall(self, seen: int, deadline: float | None) -> str:
+    def _limits(self, scope: Scope) -> tuple[int, float | None, str, str]:
+        wide = self.wide.get(scope.get("path", "")) if scope.get("method") == "POST" else None
+        if wide is not None:
+            return wide
+        return (
+            self.max_bytes,
+            self.timeout_s,
+            "FRAMECAST_MAX_UPLOAD_BYTES",
+            "FRAMECAST_REQUEST_TIMEOUT_S",
+        )
+
+    def _stall(self, seen: int, deadline: float | None, timeout: float | None, name: str) -> str:
         """Why a body that stopped coming is answered 408."""
         if deadline is not None and time.monotonic() >= deadline - 1e-3:
             return (
                 f"the request body was not complete within the request deadline "
-                f"({self.timeout_s:g} s, FRAMECAST_REQUEST_TIMEOUT_S) after {seen} bytes"
+                f"({timeout:g} s, {name}) after {seen} bytes"
             )
         return (
             f"the request body stalled: no bytes for {self.body_idle_s:g} s after {seen} bytes "
@@ -98,7 +112,7 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.max_bytes
+        limit, timeout, limit_name, timeout_name = self._limits(scope)
         headers = dict(scope.get("headers") or ())
         declared = headers.get(b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
@@ -107,15 +121,16 @@ class BodyLimitMiddleware:
                 size - limit <= self.drain_bytes
                 and headers.get(b"expect", b"").lower() != b"100-continue"
             )
-            deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
+            deadline = time.monotonic() + timeout if timeout else None
             return await _send_413(
                 send,
-                f"the body is {size} bytes; at most {limit} (FRAMECAST_MAX_UPLOAD_BYTES)",
+                scope,
+                f"the body is {size} bytes; at most {limit} ({limit_name})",
                 drain=(receive, size, self.drain_idle_s, deadline) if drain else None,
             )
         seen, body_done = 0, False
         t0 = time.monotonic()
-        deadline = t0 + self.timeout_s if self.timeout_s else None
+        deadline = t0 + timeout if timeout else None
 
         async def limited_receive() -> Message:
             nonlocal seen, body_done
@@ -128,15 +143,13 @@ class BodyLimitMiddleware:
                 async with asyncio.timeout(max(min(waits), 0.0) if waits else None):
                     message = await receive()
             except TimeoutError:
-                raise BodyTimeout(self._stall(seen, deadline)) from None
+                raise BodyTimeout(self._stall(seen, deadline, timeout, timeout_name)) from None
             if message["type"] == "http.disconnect":
                 raise ClientGone(seen)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLarge(
-                        f"the body exceeds {limit} bytes (FRAMECAST_MAX_UPLOAD_BYTES)"
-                    )
+                    raise PayloadTooLarge(f"the body exceeds {limit} bytes ({limit_name})")
                 body_done = not message.get("more_body", False)
             return message
 
@@ -156,12 +169,13 @@ class BodyLimitMiddleware:
 
 async def _send_413(
     send: Send,
+    scope: Scope,
     message: str,
     drain: tuple[Receive, int, float, float | None] | None = None,
 ) -> None:
     """The 413 answer, then (``drain``) the body read and dropped before the response ends and
     the server closes the connection."""
-    await send_error(send, PayloadTooLarge(message), close=True, more_body=drain is not None)
+    await send_error(send, PayloadTooLarge(message), scope, close=True, more_body=drain is not None)
     if drain is None:
         return
     try:

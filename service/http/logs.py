@@ -4,7 +4,15 @@ Every request gets an id: the client's ``X-Request-ID`` when it is a sane token 
 ``A-Z a-z 0-9 . _ : -``), else a new one; it is echoed in the response's ``X-Request-ID`` and in
 the log line ``method route model status duration_ms request_id`` (logger ``framecast.access``).
 With FRAMECAST_LOG_FORMAT=json every ``framecast`` log record is one JSON object a line. Headers
-are never logged (so API keys never are).
+are never logged (so API keys never are); with keys on the line ends ``key=<id>`` (the key's id,
+never its secret).
+
+No input forges a log line: the text format writes control characters of a message escaped
+(``\\n``, ``\\x00``: one record, one line), JSON lines are escaped by JSON, and names a client
+chose are cut to a bounded length where they are logged (:func:`loggable`). No secret reaches a
+line either: :class:`Redact` rewrites the values of ``api_key``, ``ticket``, ``token`` and
+``password`` query parameters (uvicorn's WebSocket lines write the URL with its query) and the
+password of a URL.
 """
 
 from __future__ import annotations
@@ -24,6 +32,61 @@ log = logging.getLogger("framecast")
 access_log = logging.getLogger("framecast.access")
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# ?api_key=..., &ticket=..., a URL's user:password@: the values a log must never show
+_SECRET = re.compile(
+    r"(?i)((?:[?&;]|\b)(?:api_key|apikey|ticket|token|access_token|password|secret)=)"
+    r"[^&\s\"']*|(\w+://[^:/@\s]*:)[^@\s/]+(@)"
+)
+
+
+def loggable(text: str, limit: int = 200) -> str:
+    """A name a client chose (a path, a label, an id), safe in a log line: control characters
+    escaped, at most ``limit`` characters (then an ellipsis)."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of secret query parameters and URL passwords replaced by ***."""
+    return _SECRET.sub(lambda m: (m.group(1) or "") + "***" if m.group(1) else
+                       m.group(2) + "***" + m.group(3), text)  # fmt: skip
+
+
+class Redact(logging.Filter):
+    """Rewrites a record's message and arguments through :func:`redact` (installed on uvicorn's
+    loggers, whose WebSocket lines write the URL with its query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+class OneLine(logging.Formatter):
+    """The text format, one record a line: control characters in the message are escaped (a
+    traceback, added after it, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = _CONTROL.sub(
+            lambda m: m.group().encode("unicode_escape").decode("ascii"), record.message
+        )
+        return super().formatMessage(record)
+
+
+REDACTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def install_redaction(*more: logging.Filterer) -> None:
+    """:class:`Redact` on uvicorn's loggers (their records, wherever they are handled) and on
+    ``more`` (framecast's handlers: every ``framecast.*`` record passes them), once each."""
+    for target in [logging.getLogger(n) for n in REDACTED_LOGGERS] + list(more):
+        if not any(isinstance(f, Redact) for f in target.filters):
+            target.addFilter(Redact())
+
+
 _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -55,11 +118,12 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     frameworks quiet below ``debug``: TensorFlow's C++ notices (oneDNN, absl) and its Python
     warnings (the retracing notices of warm-up, which compiles one shape per batch bucket on
     purpose) are shown only with FRAMECAST_LOG_LEVEL=debug."""
-    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    formatter = JsonFormatter() if fmt == "json" else OneLine(TEXT_FORMAT)
     if not log.handlers and not logging.getLogger().handlers:
         log.addHandler(logging.StreamHandler())
     for h in log.handlers:
         h.setFormatter(formatter)
+    install_redaction(*log.handlers)
     log.setLevel(level.upper())
     quiet = level.lower() != "debug"
     if quiet:  # read by TensorFlow when it loads (after this: Keras loads with the models)
@@ -134,21 +198,19 @@ class RequestLogMiddleware:
                 model = str((scope.get("state") or {}).get("model") or "")
             ms = (time.perf_counter() - start) * 1000.0
             probe = not self.log_probes and scope.get("path") in PROBE_PATHS
-            access_log.log(
-                logging.DEBUG if probe else logging.INFO,
-                "%s %s model=%s status=%d duration_ms=%.1f request_id=%s",
-                scope.get("method"),
-                route,
-                model or "-",
-                status["code"],
-                ms,
-                rid,
-                extra={
-                    "method": scope.get("method"),
-                    "route": route,
-                    "model": model,
-                    "status": status["code"],
-                    "duration_ms": round(ms, 2),
-                    "request_id": rid,
-                },
-            )
+            who = scope.get("framecast.principal")  # service.auth.principals.PRINCIPAL
+            extra = {
+                "method": scope.get("method"),
+                "route": route,
+                "model": model,
+                "status": status["code"],
+                "duration_ms": round(ms, 2),
+                "request_id": rid,
+            }
+            line = "%s %s model=%s status=%d duration_ms=%.1f request_id=%s"
+            args: tuple = (scope.get("method"), route, model or "-", status["code"], ms, rid)
+            if who is not None:
+                line += " key=%s"
+                args += (who.id,)
+                extra["key"] = who.id
+            access_log.log(logging.DEBUG if probe else logging.INFO, line, *args, extra=extra)

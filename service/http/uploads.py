@@ -14,9 +14,11 @@ first decoded frame kept) and ``stride`` (keep every stride-th frame) pick their
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from fastapi import Request
@@ -26,10 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
 from service.config import Settings
-from service.errors import InvalidInput, TooFewFrames, UnsupportedMediaType
+from service.errors import InvalidInput, PayloadTooLarge, TooFewFrames, UnsupportedMediaType
 from service.http.limits import check_json
 from service.media.decode import SUPPORTED, b64decode_item, decode_parts
-from service.media.frames import Frame, Limits
+from service.media.frames import Frame, Limits, Offload
 from service.media.video import VideoOptions
 from service.schemas import FramesRequest
 
@@ -60,6 +62,43 @@ async def offload(small: bool, fn: Callable[[], T]) -> T:
 
 
 INLINE_FIT_BYTES = 1 << 20  # fitting frames whose float32 output is this small stays inline
+
+
+async def decode_bounded(
+    parts: list[tuple[str, bytes]],
+    limits: Limits,
+    settings: Settings,
+    size: int,
+    video: VideoOptions | None = None,
+) -> list[Frame]:
+    """The frames of ``parts`` (``size``: their bytes). Decoded on the event loop while the work
+    is small: bytes within FRAMECAST_INLINE_WORK_BYTES, and pixels within
+    FRAMECAST_INLINE_WORK_PIXELS as each frame's header declares them before it is decoded (a
+    small file may hold huge frames: an APNG of 4096x4096 pages); past either, or for a video, in
+    a worker thread, within FRAMECAST_DECODE_TIMEOUT_S (413 past it: the thread stops at its next
+    frame). So no upload stalls the other clients, and none decodes for ever."""
+    if size <= settings.inline_work_bytes:
+        start = limits.used_pixels[0]
+        trial = replace(
+            limits, used_pixels=[start], inline_pixels=start + settings.inline_work_pixels
+        )
+        try:
+            frames = decode_parts(parts, trial, video=video)
+        except Offload:
+            pass  # nothing large was decoded here: the thread decodes it all
+        else:
+            limits.used_pixels[0] = trial.used_pixels[0]
+            return frames
+    limits.timeout_s = settings.decode_timeout_s
+    limits.deadline = time.monotonic() + settings.decode_timeout_s
+    work = run_in_threadpool(lambda: decode_parts(parts, limits, video=video))
+    try:
+        return await asyncio.wait_for(work, settings.decode_timeout_s + 0.5)
+    except TimeoutError:  # one frame took the whole time: it stops at the next one
+        raise PayloadTooLarge(
+            f"decoding the upload took longer than {settings.decode_timeout_s:g} s "
+            "(FRAMECAST_DECODE_TIMEOUT_S); send fewer or smaller frames"
+        ) from None
 
 
 async def read_body(request: Request) -> bytes:
@@ -287,8 +326,9 @@ async def read_upload(
             snapshots.clear()
             plain = await form_parts(request, body, settings, snapshots)
         parts, truth_parts = plain
-    elif ctype == "application/json":
-        parts, truth_parts = json_parts(body, settings)
+    elif ctype == "application/json":  # parsing a large one (base64) is work: off the loop
+        small = len(body) <= settings.inline_work_bytes
+        parts, truth_parts = await offload(small, lambda: json_parts(body, settings))
     elif ctype.startswith(RAW_TYPES):
         parts = [("body", body)]
     else:
@@ -314,8 +354,7 @@ async def read_upload(
         )
     if truth_parts is not None and not allow_truth:
         raise InvalidInput("truth frames are only accepted by POST /v1/compare/next-frame")
-    small = len(body) <= settings.inline_work_bytes
-    frames = await offload(small, lambda: decode_parts(parts, limits, video=video))
+    frames = await decode_bounded(parts, limits, settings, len(body), video)
     truth = None
     if truth_parts is not None:
         left = Limits(
@@ -325,7 +364,7 @@ async def read_upload(
             used_pixels=limits.used_pixels,
         )
         try:
-            truth = await offload(small, lambda: decode_parts(truth_parts, left, video=video))
+            truth = await decode_bounded(truth_parts, left, settings, len(body), video)
         except InvalidInput as e:
             raise type(e)(f"truth: {e.message}") from None
     return Upload(frames, truth, snapshots[0] if snapshots else None)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from service.checks import require_finite
 from service.errors import FrameDecodeError, InvalidInput, UnsupportedMediaType
-from service.media.frames import Frame, Limits, check_total, frame_label
+from service.media.frames import Frame, Limits, Offload, check_total, frame_label
 from service.media.npy import decode_npy
 from service.media.video import (
     SUPPORTED_VIDEO,
@@ -127,13 +127,15 @@ def _plain_png(data: bytes, name: str, first: int, limits: Limits) -> Frame | No
         return None
     if first >= limits.max_frames or not _plain_chunks(data):
         return None
+    used = limits.used_pixels[0]
+    check_total(limits, w * h, name)  # counted before it is decoded (Offload: not here)
     try:
         a = _spng.load(data)
     except Exception:  # noqa: BLE001 - a corrupt file: Pillow's path names the fault
+        a = None
+    if a is None or a.dtype != np.uint8 or a.shape != ((h, w) if colour == 0 else (h, w, 3)):
+        limits.used_pixels[0] = used  # Pillow's path counts it again
         return None
-    if a.dtype != np.uint8 or a.shape != ((h, w) if colour == 0 else (h, w, 3)):
-        return None
-    check_total(limits, w * h, name)
     return Frame(None, f"file {name!r}", u8=a[..., None] if colour == 0 else a)
 
 
@@ -226,6 +228,8 @@ def decode_parts(
         if fmt == "NPY":
             frames.extend(decode_npy(data, name, first, limits))
         elif fmt in VIDEO_FORMATS:
+            if limits.inline_pixels is not None:  # a video says its size only once decoding
+                raise Offload(name)
             frames.extend(decode_video(data, fmt, name, first, limits, video))
         else:
             plain = _plain_png(data, name, first, limits) if fmt == "PNG" else None

@@ -4,11 +4,12 @@ fitting all build on it without a circle)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, PayloadTooLarge
 
 
 @dataclass
@@ -17,6 +18,15 @@ class Limits:
     max_frame_pixels: int = 4096 * 4096
     max_total_pixels: int = 64 * 1024 * 1024
     used_pixels: list = field(default_factory=lambda: [0])  # running total of one upload
+    deadline: float | None = None  # time.monotonic() by which decoding must be done
+    timeout_s: float | None = None  # the setting the deadline came from (for the message)
+    inline_pixels: int | None = None  # decoding on the event loop: Offload past this many
+
+
+class Offload(Exception):
+    """The upload declares more pixels than may be decoded on the event loop (or holds a video):
+    decode it again in a worker thread (raised before the frame that crossed the line is
+    decoded)."""
 
 
 class Frame:
@@ -49,7 +59,16 @@ class Frame:
 
 
 def check_total(limits: Limits, pixels: int, name: str) -> None:
+    """Count one frame's pixels (before it is decoded, where the format says its size first);
+    past the total, or past the decoding deadline, the upload is refused."""
+    if limits.deadline is not None and time.monotonic() > limits.deadline:
+        raise PayloadTooLarge(
+            f"decoding the upload took longer than {limits.timeout_s:g} s "
+            f"(FRAMECAST_DECODE_TIMEOUT_S), at file {name!r}; send fewer or smaller frames"
+        )
     limits.used_pixels[0] += pixels
+    if limits.inline_pixels is not None and limits.used_pixels[0] > limits.inline_pixels:
+        raise Offload(name)
     if limits.used_pixels[0] > limits.max_total_pixels:
         raise InvalidInput(
             f"file {name!r} brings the upload to {limits.used_pixels[0]} pixels in "

@@ -15,6 +15,8 @@ in the active set and share the next call with items admitted meanwhile (continu
   never computed again.
 - :meth:`Batcher.submit` runs arbitrary work on the worker between batches (warm-up; tests use it
   to hold the worker). Every call into the step function happens on the one worker thread.
+- ``run(..., background=True)`` is an evaluation job's clip: a lower priority, served only when
+  the process has no online work (``service/runtime/priority.py``).
 """
 
 from __future__ import annotations
@@ -30,53 +32,10 @@ from typing import Any
 
 from service.errors import DeadlineExceeded, InferenceError, NotReady, Overloaded
 from service.http.limits import current_deadline, remaining
-from service.runtime.items import Item, Job, Timing, answer
+from service.runtime.items import Item, Job, Ticket, Timing, answer, bucket_sizes
+from service.runtime.priority import POLL_S, BackgroundQueue, Yielding, quiet_in, register
 
 log = logging.getLogger("framecast.batcher")
-
-
-def bucket_sizes(max_batch_size: int) -> tuple[int, ...]:
-    """The padded batch sizes served: 1, 2, 4, 8, then 1.5x and 2x steps (12, 16, 24, 32, 48,
-    64, 96, ...) below ``max_batch_size``, and ``max_batch_size`` itself.
-
-    Padding wastes compute: under load a batch of 23 clips padded to 32 runs at 72 % efficiency,
-    padded to 24 at 96 %. The 1.5x steps keep the waste under a third for any batch of 9 or more,
-    at the cost of a few more shapes to warm at load (8 instead of 6 up to 32).
-    """
-    sizes, b = [1, 2, 4, 8], 8
-    while b < max_batch_size:
-        b = b * 3 // 2 if b & (b - 1) == 0 else b * 4 // 3  # 8 → 12 → 16 → 24 → 32 → 48 → ...
-        sizes.append(b)
-    return tuple([s for s in sizes if s < max_batch_size] + [max_batch_size])
-
-
-class Ticket:
-    """A request on its way to a batcher (its upload is being read and decoded).
-
-    ``release`` is idempotent; :meth:`Batcher.run` releases the ticket it is given as it
-    enqueues.
-    """
-
-    __slots__ = ("batcher", "live")
-
-    def __init__(self, batcher: Batcher):
-        self.batcher, self.live = batcher, True
-
-    def release(self) -> None:
-        with self.batcher._cv:
-            self._release_locked()
-
-    def _release_locked(self) -> None:
-        if self.live:
-            self.live = False
-            self.batcher._incoming -= 1
-            self.batcher._cv.notify_all()
-
-    def __enter__(self) -> Ticket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 _STOP = object()
@@ -100,6 +59,7 @@ class Batcher:
         max_batch_size: int = 1,
         max_batch_delay_ms: float = 0.0,
         on_queue: Callable[[int], None] | None = None,
+        yielding: Yielding | None = None,
     ):
         self.name = name
         self.step_fn = step
@@ -113,7 +73,10 @@ class Batcher:
         self._queue: deque[Job | Item] = deque()
         self._pending = 0  # queued + active: what max_queue bounds
         self._incoming = 0  # live tickets
+        self._last_online = 0.0  # perf_counter() when an online item was last queued or finished
+        self._background = BackgroundQueue(yielding or Yielding())  # evaluation jobs' items
         self._closed = False
+        register(self)
         self._thread = threading.Thread(target=self._loop, name=f"framecast-{name}", daemon=True)
         self._thread.start()
 
@@ -123,8 +86,8 @@ class Batcher:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued, running or being decoded for this model."""
-        return self._pending == 0 and self._incoming == 0
+        """Nothing queued, running or being decoded for this model (evaluation jobs' too)."""
+        return self._pending == 0 and self._incoming == 0 and self._background.pending == 0
 
     def bucket_for(self, n: int) -> int:
         """The smallest bucket that holds ``n`` items (``n`` <= ``max_batch_size``)."""
@@ -150,6 +113,11 @@ class Batcher:
             active.extend(admitted)
             if not active:
                 continue
+            if not all(it.background for it in active) and any(it.background for it in active):
+                parked = [it for it in active if it.background]  # online work first
+                active = [it for it in active if not it.background]
+                with self._cv:
+                    self._background.park(parked)
             try:
                 active = self._step(active)
             except Exception as e:  # noqa: BLE001 - a bug here must not kill the worker
@@ -164,13 +132,21 @@ class Batcher:
         with self._cv:
             if not active:
                 while not self._queue and not self._closed:
-                    self._cv.wait()
+                    if not self._background:
+                        self._cv.wait()
+                        continue
+                    wait = quiet_in(self._background.yielding.quiet_s)
+                    if wait <= 0:
+                        break
+                    self._cv.wait(min(wait, POLL_S))  # other batchers' online work: poll
             if self._closed:
                 return _STOP, []
-            if not active and isinstance(self._queue[0], Job):
+            if not active and self._queue and isinstance(self._queue[0], Job):
                 return self._queue.popleft(), []
             room = self.max_batch_size - len(active)
             admitted = self._admit_locked(room)
+            if not admitted and not self._queue and self._background:
+                return None, self._admit_background_locked(active, room)
             if not active and admitted and self.max_batch_delay_s > 0:
                 deadline = admitted[0].enqueued + self.max_batch_delay_s
                 while len(admitted) < room and self._incoming > 0 and not self._closed:
@@ -190,15 +166,30 @@ class Batcher:
                 break
             self._queue.popleft()
             if item.gone:  # its caller gave up
-                self._finished_locked()
+                self._finished_locked(item)
                 continue
             if item.expired(time.monotonic()):  # past its deadline: never computed
                 answer([(item, None, self._late())])
-                self._finished_locked()
+                self._finished_locked(item)
                 continue
             item.timing.queued_ms = (now - item.enqueued) * 1000.0
             out.append(item)
             room -= 1
+        return out
+
+    def _admit_background_locked(self, active: list[Item], room: int) -> list[Item]:
+        """Background items for this batch, when no online item is in it and the process has
+        been quiet of online work long enough (``service/runtime/priority.py``)."""
+        if any(not it.background for it in active):
+            return []
+        if quiet_in(self._background.yielding.quiet_s) > 0:
+            return []
+        out, dropped = self._background.take(room, len(active))
+        self._background.pending -= dropped
+        now = time.perf_counter()
+        for item in out:
+            if not item.timing.calls:
+                item.timing.queued_ms = (now - item.enqueued) * 1000.0
         return out
 
     def _run_job(self, job: Job) -> None:
@@ -241,8 +232,8 @@ class Batcher:
     ) -> None:
         """Count ``items`` out of the queue, then answer them (the count drops first)."""
         with self._cv:
-            for _ in items:
-                self._finished_locked()
+            for item in items:
+                self._finished_locked(item)
         answer(
             [
                 (item, None if error is not None or results is None else results[i], error)
@@ -285,15 +276,20 @@ class Batcher:
             self._finish([d[0] for d in done], results=[d[1] for d in done])
         return [item for item, r in zip(active, results) if r is None]
 
-    def _finished_locked(self) -> None:
+    def _finished_locked(self, item: Item | None = None) -> None:
+        if item is not None and item.background:
+            self._background.pending -= 1
+            return
         self._pending -= 1
+        self._last_online = time.perf_counter()
         self.on_queue(self._pending)
 
     def _fail_all(self, active: list[Item]) -> None:
         err = NotReady(f"{self._what()} is shutting down")
         with self._cv:
-            items = list(active) + list(self._queue)
+            items = list(active) + list(self._queue) + list(self._background.items)
             self._queue.clear()
+            self._background.items.clear()
         answer(
             [(item, None, err) for item in items if isinstance(item, Item) and not item.answered]
         )
@@ -322,6 +318,12 @@ class Batcher:
         with self._cv:
             if ticket is not None:
                 ticket._release_locked()
+            if isinstance(entry, Item) and entry.background:
+                if self._closed:
+                    raise NotReady(f"{self._what()} is shutting down")
+                self._background.add(entry)
+                self._cv.notify_all()
+                return
             self._check_room_locked()
             self._pending += 1
             self.on_queue(self._pending)
@@ -337,15 +339,24 @@ class Batcher:
     def _abandon(self, item: Item) -> None:
         with self._cv:
             item.gone = True  # if a batch has it, the worker drops it before its next step
+            if item.background:
+                if self._background.remove(item):
+                    self._finished_locked(item)
+                return  # in a batch (or finished) already: the worker accounts for it
             try:
                 self._queue.remove(item)
             except ValueError:
                 return  # admitted (or finished) already: the worker accounts for it
             self._finished_locked()
 
-    async def run(self, payload: Any, ticket: Ticket | None = None) -> tuple[Any, Timing]:
+    async def run(
+        self, payload: Any, ticket: Ticket | None = None, *, background: bool = False
+    ) -> tuple[Any, Timing]:
         """Queue ``payload`` and await its result, within the request's deadline (if any) and
-        ``timeout_s``; a caller that goes away takes its item out of the queue."""
+        ``timeout_s``; a caller that goes away takes its item out of the queue. ``background``:
+        an evaluation job's item (no deadline: it waits for online work to pass)."""
+        if background:
+            return await self._run_background(payload)
         item = Item(payload, current_deadline(), asyncio.get_running_loop())
         left = remaining(item.deadline)
         if left is not None and left <= 0:
@@ -366,6 +377,16 @@ class Batcher:
                 f"FRAMECAST_INFERENCE_TIMEOUT_S={self.timeout_s:g} s"
             ) from None
         except asyncio.CancelledError:  # the client went away
+            self._abandon(item)
+            raise
+        return result, item.timing
+
+    async def _run_background(self, payload: Any) -> tuple[Any, Timing]:
+        item = Item(payload, None, asyncio.get_running_loop(), background=True)
+        self._enqueue(item)
+        try:
+            result = await item.future
+        except asyncio.CancelledError:  # the job was cancelled
             self._abandon(item)
             raise
         return result, item.timing

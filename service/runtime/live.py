@@ -148,7 +148,14 @@ class LiveRepository:
             raise InvalidInput(str(e)) from None
         with self._ops:
             folder = self._folder(name)
-            labels = {**self.models.labels(name), label: version}
+            held = self.models.labels(name)
+            most = self.settings.max_labels
+            if label not in held and len(held) >= most:
+                raise InvalidInput(
+                    f"model {name!r} holds {len(held)} labels, at most {most} "
+                    "(FRAMECAST_MAX_LABELS); move one of them instead"
+                )
+            labels = {**held, label: version}
             self.models.set_labels(name, labels)  # InvalidInput: that version is not served
             try:
                 write_labels(folder, labels)

@@ -23,7 +23,9 @@ from models.versions import (
 )
 from service.config import Settings
 from service.errors import LoadError
+from service.runtime.costs import counted
 from service.runtime.devices import Placement
+from service.runtime.priority import Yielding
 from service.runtime.runner import ModelRunner
 from service.telemetry import Metrics
 
@@ -119,7 +121,7 @@ def load_folder(
             f"{where / manifest.checkpoint}: its manifest asks for rollout="
             f"{manifest.rollout!r}, but the model cannot carry its state: {e}"
         ) from None
-    return ModelRunner(
+    runner = ModelRunner(
         where,
         manifest,
         model,
@@ -136,7 +138,15 @@ def load_folder(
         or (settings.pad_batches == "auto" and placement.backend != "tensorflow"),
         version=version,
         home=home,
+        yielding=Yielding(settings.job_batch_clips, settings.job_yield_ms / 1000.0),
     )
+    try:
+        runner.costs = counted(runner, model, settings.warm_frames)
+    except Exception as e:  # noqa: BLE001 - a fact that cannot be counted never stops a load
+        log.warning("model %s: cost facts not counted: %s: %s", manifest.name, type(e).__name__, e)
+        why = f"not counted: {type(e).__name__}: {e}"
+        runner.costs = {"params": manifest.params, "flops_per_clip": None, "flops_note": why}
+    return runner
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from service.runtime.batcher import Batcher, Ticket
 from service.runtime.devices import Placement
 from service.runtime.items import Item, Timing
 from service.runtime.policies import CarriedState, Classify, Growing, Policy, SlidingWindow
+from service.runtime.priority import Yielding
 from service.telemetry import Metrics
 
 log = logging.getLogger("framecast.runtime")
@@ -64,11 +65,16 @@ class Runner(Protocol):
     def expect(self) -> AbstractContextManager: ...
 
     async def predict(
-        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
+        self,
+        context: np.ndarray,
+        horizon: int,
+        *,
+        ticket: Ticket | None = None,
+        background: bool = False,
     ) -> tuple[np.ndarray, Timing]: ...
 
     async def classify(
-        self, context: np.ndarray, *, ticket: Ticket | None = None
+        self, context: np.ndarray, *, ticket: Ticket | None = None, background: bool = False
     ) -> tuple[np.ndarray, Timing]: ...
 
     def close(self) -> None: ...
@@ -187,6 +193,7 @@ class ModelRunner(ManifestView):
         pad_batches: bool = True,
         version: int = 1,
         home: Path | None = None,
+        yielding: Yielding | None = None,
     ):
         self.folder = folder  # where the checkpoint is (a version's own folder)
         self.home = home or folder  # the model folder (of every version)
@@ -215,7 +222,9 @@ class ModelRunner(ManifestView):
             max_batch_size=max_batch_size,
             max_batch_delay_ms=max_batch_delay_ms,
             on_queue=lambda depth: metrics.set_queue(manifest.name, depth),
+            yielding=yielding,
         )
+        self.costs: dict[str, Any] = {}  # cost facts (service/runtime/costs.py), set at load
 
     # settings the batcher owns, readable (and adjustable, for tests) here
     max_queue = _forward("max_queue")
@@ -324,16 +333,22 @@ class ModelRunner(ManifestView):
         return self.batcher.submit(fn, *args)
 
     async def predict(
-        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
+        self,
+        context: np.ndarray,
+        horizon: int,
+        *,
+        ticket: Ticket | None = None,
+        background: bool = False,
     ) -> tuple[np.ndarray, Timing]:
-        """(frames, H, W, C) → ((horizon, H, W, C), timing); next-frame models only."""
-        return await self._submit("next_frame", context, int(horizon), ticket)
+        """(frames, H, W, C) → ((horizon, H, W, C), timing); next-frame models only
+        (``background``: an evaluation job's clip, served after online requests)."""
+        return await self._submit("next_frame", context, int(horizon), ticket, background)
 
     async def classify(
-        self, context: np.ndarray, *, ticket: Ticket | None = None
+        self, context: np.ndarray, *, ticket: Ticket | None = None, background: bool = False
     ) -> tuple[np.ndarray, Timing]:
         """(frames, H, W, C) → ((num_classes,), timing); classify models only."""
-        return await self._submit("classify", context, 1, ticket)
+        return await self._submit("classify", context, 1, ticket, background)
 
     @property
     def carries(self) -> bool:
@@ -352,6 +367,7 @@ class ModelRunner(ManifestView):
         states: list[np.ndarray] | None,
         *,
         ticket: Ticket | None = None,
+        background: bool = False,
     ) -> tuple[Feed, Timing]:
         """A stream's new frames (T, H, W, C), read one single-frame step each from ``states``
         (None: a new stream), then ``steps`` frames predicted; batched with every other call
@@ -366,10 +382,10 @@ class ModelRunner(ManifestView):
             if ticket is not None:
                 ticket.release()
             raise
-        return await self.batcher.run(payload, ticket)
+        return await self.batcher.run(payload, ticket, background=background)
 
     async def _submit(
-        self, task: str, context: np.ndarray, steps: int, ticket: Ticket | None
+        self, task: str, context: np.ndarray, steps: int, ticket: Ticket | None, bg: bool = False
     ) -> tuple[np.ndarray, Timing]:
         try:
             require_task(self.name, self.manifest.task, task)
@@ -378,7 +394,7 @@ class ModelRunner(ManifestView):
             if ticket is not None:
                 ticket.release()
             raise
-        return await self.batcher.run(payload, ticket)
+        return await self.batcher.run(payload, ticket, background=bg)
 
     def close(self) -> None:
         self.batcher.close()

@@ -27,6 +27,7 @@ from models.repository import ManifestError
 from service.config import Settings
 from service.errors import NotReady
 from service.runtime.batcher import Ticket, bucket_sizes
+from service.runtime.costs import MemoryProbe
 from service.runtime.devices import DeviceError, Placement, configure_devices, import_keras
 from service.runtime.items import Timing
 from service.runtime.lifecycle import Lifecycle, ModelState, reasons
@@ -117,6 +118,11 @@ class Runtime(LiveRepository):
         self._last_scan: dict[str, tuple] = {}  # the poller's previous scan
         self._version_stamps: dict[tuple[str, int], tuple] = {}
         self._label_stamps: dict[str, float] = {}
+        self.probe = MemoryProbe(  # each model's peak memory per clip, measured once it serves
+            settings.cost_cache_dir,
+            settings.measure_memory == "background",
+            start_after=self.ready_event,
+        )
 
     @property
     def runners(self) -> dict[str, Runner]:
@@ -223,6 +229,7 @@ class Runtime(LiveRepository):
         except DeviceError as e:
             self._fail(str(e))
             return False
+        self.probe.device = self.placement.device.upper()  # "CPU:0", "GPU:1": as TensorFlow
         log.info(
             "loading %d model(s) from %s on %s (Keras %s, %s backend)",
             len(folders),
@@ -267,6 +274,7 @@ class Runtime(LiveRepository):
         except LoadError:
             runner.close()
             raise
+        self.probe.watch(runner)
         return runner
 
     def _fail(self, detail: str) -> None:
@@ -289,6 +297,7 @@ class Runtime(LiveRepository):
         loader = self._thread
         if loader is not None and loader.is_alive() and loader is not threading.current_thread():
             loader.join(self.settings.shutdown_grace_s)
+        self.probe.close()
         self.models.close()
 
     # -- lookup -------------------------------------------------------------------------------

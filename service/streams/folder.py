@@ -34,14 +34,18 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from service.auth.principals import Principal
 from service.streams.records import Entry, describe, rebuild
 from service.streams.store import (
     Contended,
     StreamStore,
+    check_owned,
     check_room,
     expired_why,
     how_to_reopen,
     restarted,
+    tomb,
+    too_many_tickets,
 )
 
 SWEEP_EVERY_S = 1.0  # a full scan of the folder at most this often (stat calls only)
@@ -142,9 +146,10 @@ class FolderStore(StreamStore):
         _write(self.root / "ended" / _key(stream_id), why.encode())
 
     def _end_now(self, stream_id: str, why: str) -> bool:
+        meta = self._meta(stream_id)
         if not self._remove(stream_id):
             return False
-        self._mark(stream_id, why)
+        self._mark(stream_id, tomb(why, (meta or {}).get("owner")))
         return True
 
     def _metas(self) -> list[dict]:
@@ -192,7 +197,7 @@ class FolderStore(StreamStore):
             if not (self.root / f"{p.name}.json").exists():
                 (self.root / f"{p.name}.lock").unlink(missing_ok=True)
 
-    def _create(self, entry: Entry) -> None:
+    def _create(self, entry: Entry, caller: Principal | None) -> None:
         with _flocked(self.root / ".table.lock"):
             self._sweep(force=True)  # limits count what is open now
             if self._meta(entry.id) is not None:
@@ -200,15 +205,18 @@ class FolderStore(StreamStore):
 
                 raise StreamConflict(f"a stream {entry.id!r} is open already")
             counts: dict[str, int] = {}
-            for meta in self._metas():
+            metas = self._metas()
+            for meta in metas:
                 for m in rebuild(meta).members:
                     counts[m] = counts.get(m, 0) + 1
+            if caller is not None and caller.limits.max_streams is not None:
+                check_owned(caller, sum(m.get("owner") == caller.id for m in metas))
             check_room(counts, entry.members, self.settings)
             (self.root / "ended" / _key(entry.id)).unlink(missing_ok=True)
             self._store(entry)
 
-    async def create(self, entry: Entry) -> None:
-        await run_in_threadpool(self._create, entry)
+    async def create(self, entry: Entry, caller: Principal | None = None) -> None:
+        await run_in_threadpool(self._create, entry, caller)
 
     async def _load(self, stream_id: str) -> Entry | None:
         self._sweep()
@@ -234,3 +242,41 @@ class FolderStore(StreamStore):
     async def entries(self) -> list[Entry]:
         self._sweep()
         return [rebuild(m) for m in self._metas()]
+
+    # -- WebSocket tickets: one file each; taking one is a rename, which one process wins ----
+    def _put_ticket(self, key: str, grant: str, ttl_s: float, most: int) -> None:
+        folder = self.root / "tickets"
+        folder.mkdir(exist_ok=True)
+        held = list(folder.iterdir())
+        if len(held) >= most:
+            now = self.clock()
+            for p in held:
+                try:
+                    if json.loads(p.read_text())["until"] < now:
+                        p.unlink(missing_ok=True)
+                except (OSError, ValueError, KeyError):
+                    continue
+            if len(list(folder.iterdir())) >= most:
+                raise too_many_tickets(most)
+        _write(folder / key, json.dumps({"until": self.clock() + ttl_s, "grant": grant}).encode())
+
+    def _take_ticket(self, key: str) -> str | None:
+        path = self.root / "tickets" / key
+        taken = path.with_name(f".taken-{key}-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(path, taken)  # atomic: of two processes taking it, one finds it gone
+        except FileNotFoundError:
+            return None
+        try:
+            held = json.loads(taken.read_text())
+        finally:
+            taken.unlink(missing_ok=True)
+        return str(held["grant"]) if held["until"] >= self.clock() else None
+
+    async def put_ticket(self, key: str, grant: str, ttl_s: float, most: int) -> None:
+        await run_in_threadpool(self._put_ticket, key, grant, ttl_s, most)
+
+    async def take_ticket(self, key: str) -> str | None:
+        if not all(c in "0123456789abcdef" for c in key):
+            return None  # a hash names the file: nothing else may
+        return await run_in_threadpool(self._take_ticket, key)

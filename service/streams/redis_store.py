@@ -34,18 +34,28 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from service.auth.principals import Principal, sees
 from service.errors import StoreUnavailable, StreamConflict
 from service.streams.records import Entry, Group, Stream, describe, rebuild
-from service.streams.redis_scripts import CREATE, END, OPEN, WHY
-from service.streams.store import Contended, StreamStore, check_room, restarted
+from service.streams.redis_scripts import CREATE, END, OPEN, TAKE, TICKET, WHY
+from service.streams.store import (
+    Contended,
+    StreamStore,
+    check_owned,
+    check_room,
+    not_found,
+    restarted,
+    too_many_tickets,
+)
 
 
 @dataclass
 class Peeked:
-    """What :meth:`RedisStore.peek` knows of a stream: its id and models."""
+    """What :meth:`RedisStore.peek` knows of a stream: its id, models and owner."""
 
     id: str
     members: dict
+    owner: str | None = None
 
 
 def redacted(url: str) -> str:
@@ -93,6 +103,7 @@ def pack(entry: Entry, since: Entry | None = None) -> tuple[dict[str, bytes], li
     fields["rev"] = str(entry.rev).encode()
     models = list(entry.members)
     fields["models"] = "\t".join(models).encode()
+    fields["owner"] = (entry.owner or "").encode()
     kind = "g" if isinstance(entry, Group) else "s"
     fields["kind"] = kind.encode()
     return fields, models, kind
@@ -209,11 +220,13 @@ class RedisStore(StreamStore):
 
         return await self._run(what, call)
 
-    async def create(self, entry: Entry) -> None:
+    async def create(self, entry: Entry, caller: Principal | None = None) -> None:
         fields, models, kind = pack(entry)
         s = self.settings
+        most = (caller.limits.max_streams if caller is not None else None) or 0
         args = [self.prefix, entry.id, self._ms(entry.idle_timeout_s), s.stream_max_total]
-        args += [s.stream_max_per_model, self._ms(s.stream_ended_ttl_s), kind, len(models)]
+        args += [s.stream_max_per_model, self._ms(s.stream_ended_ttl_s), kind]
+        args += [entry.owner or "", most, len(models)]
         code, count = await self._script(
             "opening a stream", CREATE, [self._key(entry.id)], args + models + _flat(fields)
         )
@@ -221,6 +234,8 @@ class RedisStore(StreamStore):
             return
         if code == -1:
             raise StreamConflict(f"a stream {entry.id!r} is open already")
+        if code == -3:
+            check_owned(caller, int(count))
         if code == 0:
             check_room({}, models, s, held_total=int(count))
         check_room({models[code - 1]: int(count)}, [models[code - 1]], s, held_total=0)
@@ -258,12 +273,17 @@ class RedisStore(StreamStore):
         s.window = [np.frombuffer(g, np.float32).reshape(h, w, c) for g in got]
         s.window_loaded = True
 
-    async def peek(self, stream_id: str) -> Any:
-        """Whether it is open (404 or 410 as :meth:`get`), and its models: one small field."""
-        models = await self._run("a read", lambda c: c.hget(self._key(stream_id), "models"))
+    async def peek(self, stream_id: str, caller: Principal | None = None) -> Any:
+        """Whether it is open (404 or 410 as :meth:`get`), its models and owner: two small
+        fields."""
+        key = self._key(stream_id)
+        models, owner = await self._run("a read", lambda c: c.hmget(key, ["models", "owner"]))
         if models is None:
-            return await self.get(stream_id)  # 404 or 410, with why
-        return Peeked(stream_id, dict.fromkeys(models.decode().split("\t")))
+            return await self.get(stream_id, caller=caller)  # 404 or 410, with why
+        who = (owner.decode() or None) if owner is not None else None
+        if not sees(caller, who):
+            raise not_found(stream_id)
+        return Peeked(stream_id, dict.fromkeys(models.decode().split("\t")), who)
 
     async def _why(self, stream_id: str) -> str | None:
         args = [self.prefix, self._ms(self.settings.stream_ended_ttl_s), stream_id]
@@ -322,6 +342,15 @@ class RedisStore(StreamStore):
 
         got = await self._run("a listing", metas) if ids else []
         return [unpack({"meta": m}, arrays=False) for m in got if m is not None]
+
+    async def put_ticket(self, key: str, grant: str, ttl_s: float, most: int) -> None:
+        args = [self.prefix, key, grant, self._ms(ttl_s), most]
+        if not await self._script("keeping a ticket", TICKET, [], args):
+            raise too_many_tickets(most)
+
+    async def take_ticket(self, key: str) -> str | None:
+        got = await self._script("taking a ticket", TAKE, [], [self.prefix, key])
+        return None if got is None else got.decode()
 
     async def ping(self) -> None:
         await self._run("a ping", lambda c: c.ping())

@@ -13,6 +13,11 @@ Until the model's context is full the outputs are zeros and the response's ``par
 stream is the one ``/v1/streams`` lists, under the id ``v2:<model>:<n>`` (an integer id) or
 ``v2:<model>:s:<id>`` (a string id). A ``sequence_start`` on a sequence that has a request in
 flight waits for it, then starts the sequence again: the restart wins.
+
+With API keys on, sequence ids are the key's own: the stream of key ``alice``'s sequence 1 is
+``v2:<model>:1@alice``, so two keys' ``sequence_id=1`` never meet; the stream belongs to the key
+(only it, and an admin, reach it under ``/v1/streams/{id}``), counts against its
+``max_streams``, and a sequence needs the ``stream`` scope besides ``infer``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import BadRequest, StreamGone, StreamNotFound
+from service.auth.principals import Principal, Scope, owner_of
+from service.errors import BadRequest, Forbidden, StreamGone, StreamNotFound
 from service.inference import Fit
 from service.media.frames import Frame
 from service.streams.feeding import Options, feed, new_stream
@@ -76,10 +82,10 @@ def sequence_of(req: dict, max_chars: int = 128) -> Sequence | None:
     return Sequence(key, start, end)
 
 
-def stream_id(model: str, seq: Sequence) -> str:
+def stream_id(model: str, seq: Sequence, owner: str | None = None) -> str:
     """The stream of a sequence: ``v2:<model>:<n>`` for an integer id, ``v2:<model>:s:<id>`` for
-    a string one."""
-    return f"v2:{model}:{seq.id}"
+    a string one; ``@<key id>`` after it when a key sent it."""
+    return f"v2:{model}:{seq.id}" + ("" if owner is None else f"@{owner}")
 
 
 async def infer_sequence(
@@ -89,23 +95,30 @@ async def infer_sequence(
     seq: Sequence,
     clips: np.ndarray,
     horizon: int,
+    caller: Principal | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One request of a sequence: ``clips`` (1, T, H, W, C) float32 → the outputs' arrays and
-    the response parameters."""
+    the response parameters (``caller``: the key that sent it, whose sequence it is)."""
+    if caller is not None and not caller.can(Scope.STREAM):
+        raise Forbidden(
+            f"key {caller.id!r} may not keep sequences (sequence_id): that needs the stream "
+            "scope; send the request without sequence parameters"
+        )
     if len(clips) != 1:
         raise BadRequest(
             f"a sequence's request carries one clip (batch 1) of one or more frames; got "
             f"batch {len(clips)}"
         )
-    sid = stream_id(runner.name, seq)
+    owner = owner_of(caller)
+    sid = stream_id(runner.name, seq, owner)
     if seq.start:
-        stream = new_stream(store, runner, None, stream_id=sid)
+        stream = new_stream(store, runner, None, stream_id=sid, owner=owner)
         async with store.exclusive(sid):  # a request of the old sequence in flight ends first
             await store.end(sid, "was started again by sequence_start")
-            await store.create(stream)  # the restart wins: the next request continues it
+            await store.create(stream, caller)  # the restart wins: the next request continues it
     else:
         try:
-            await store.get(sid)
+            await store.get(sid, caller=caller)
         except (StreamNotFound, StreamGone) as e:
             why = e.message if isinstance(e, StreamGone) else f"sequence {seq.id} is not open"
             raise BadRequest(

@@ -14,6 +14,14 @@ one writer at a time, and what it wrote lands whole or not at all), end one, lis
 Each store owns atomicity, idle expiry (a stream's own ``idle_timeout_s``), the limits (open
 streams per model and in all, ``FRAMECAST_STREAM_MAX_*``) and why an ended stream ended (so that
 it answers 410 with the reason rather than 404). No model is called here.
+
+Ownership: a stream records the key that opened it (``owner``, when keys are on). Reads take the
+caller (``caller=``, a :class:`~service.auth.principals.Principal` or None) and answer a stream
+the caller may not see (:func:`~service.auth.principals.sees`) exactly as an unknown id (404),
+ended ones too: an ended stream's tombstone keeps its owner beside why it ended. Opening one
+counts the caller's open streams against its ``max_streams`` in the same step as the server's
+limits (429). The stores also keep the WebSocket tickets (:meth:`StreamStore.put_ticket`), so a
+ticket taken by one process is good in every process sharing the store, once.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from service.errors import StreamConflict, StreamGone, StreamNotFound, TooManyStreams
+from service.auth.principals import Principal, check_count, sees
+from service.errors import Overloaded, StreamConflict, StreamGone, StreamNotFound, TooManyStreams
 from service.streams.records import Entry, Group, Stream
 
 HOW_TO_OPEN = "open a new one with POST /v1/models/{model}/streams"
@@ -46,6 +55,33 @@ def how_to_reopen(entry: Entry | None = None, model: str = "{name}", group: bool
 
 def expired_why(idle_s: float, hint: str) -> str:
     return f"expired after {idle_s:g} s without a frame (its idle timeout); {hint}"
+
+
+SEP = "\x1f"  # between the owner and why, in an ended stream's tombstone
+
+
+def tomb(why: str, owner: str | None) -> str:
+    """What an ended stream leaves: why it ended, and whose it was."""
+    return f"{owner or ''}{SEP}{why}"
+
+
+def untomb(text: str) -> tuple[str, str | None]:
+    """(why, owner) of a tombstone (one without an owner: None)."""
+    owner, sep, why = text.partition(SEP)
+    return (why, owner or None) if sep else (text, None)
+
+
+def not_found(stream_id: str) -> StreamNotFound:
+    """The answer to an unknown id, and to a stream the caller may not see: the same words."""
+    return StreamNotFound(
+        f"no stream {stream_id!r} on this server; open one with "
+        "POST /v1/models/{name}/streams (GET /v1/streams lists the open ones)"
+    )
+
+
+def check_owned(caller: Principal | None, owned: int) -> None:
+    """429 when ``caller`` holds its ``max_streams`` open streams already."""
+    check_count(caller, "max_streams", owned, "open streams")
 
 
 def check_room(
@@ -85,11 +121,13 @@ class StreamStore:
         self.clock = clock
         # this process's holders of one stream: its lock, and how many hold or wait for it
         self._local: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._tickets: dict[str, tuple[float, str]] = {}  # a ticket's hash → (until, grant)
 
     # -- what each store provides -------------------------------------------------------------
-    async def create(self, entry: Entry) -> None:
-        """Add ``entry`` (a new stream or compare stream) unless a limit says no: the count
-        and the insert are one step for every process sharing the store."""
+    async def create(self, entry: Entry, caller: Principal | None = None) -> None:
+        """Add ``entry`` (a new stream or compare stream) unless a limit says no (the server's,
+        and the caller's ``max_streams``): the counts and the insert are one step for every
+        process sharing the store."""
         raise NotImplementedError
 
     async def _load(self, stream_id: str) -> Entry | None:
@@ -104,13 +142,13 @@ class StreamStore:
         """Read ``s``'s window frames when :meth:`_load_held` left them out."""
         return None
 
-    async def peek(self, stream_id: str) -> Any:
+    async def peek(self, stream_id: str, caller: Principal | None = None) -> Any:
         """Whether the stream is open (404 or 410 as :meth:`get`), cheaply, and its models
         (``.members``): for the checks and the log line before an upload is read."""
-        return await self.get(stream_id)
+        return await self.get(stream_id, caller=caller)
 
     async def _why(self, stream_id: str) -> str | None:
-        """Why an ended stream ended, while that is remembered."""
+        """An ended stream's tombstone (:func:`tomb`), while it is remembered."""
         raise NotImplementedError
 
     async def _commit(self, held: Entry, new: Entry) -> None:
@@ -138,7 +176,8 @@ class StreamStore:
         return stream_id in self._local
 
     async def end(self, stream_id: str, why: str) -> bool:
-        """End an open stream (``why`` completes "stream X …" in its later 410s)."""
+        """End an open stream (``why`` completes "stream X …" in its later 410s; its owner is
+        kept with it)."""
         raise NotImplementedError
 
     async def entries(self) -> list[Entry]:
@@ -155,19 +194,22 @@ class StreamStore:
     def new_id(self) -> str:
         return secrets.token_urlsafe(12)
 
-    async def get(self, stream_id: str, *, held: bool = False) -> Entry:
+    async def get(
+        self, stream_id: str, *, held: bool = False, caller: Principal | None = None
+    ) -> Entry:
         """The open stream (or compare stream) ``stream_id``: 410 when it ended, 404 when
-        unknown (``held``: as a step reads it)."""
+        unknown or not ``caller``'s to see (``held``: as a step reads it)."""
         found = await (self._load_held(stream_id) if held else self._load(stream_id))
         if found is not None:
-            return found
-        why = await self._why(stream_id)
-        if why is not None:
-            raise StreamGone(f"stream {stream_id!r} {why}")
-        raise StreamNotFound(
-            f"no stream {stream_id!r} on this server; open one with "
-            "POST /v1/models/{name}/streams (GET /v1/streams lists the open ones)"
-        )
+            if sees(caller, found.owner):
+                return found
+            raise not_found(stream_id)
+        ended = await self._why(stream_id)
+        if ended is not None:
+            why, owner = untomb(ended)
+            if sees(caller, owner):
+                raise StreamGone(f"stream {stream_id!r} {why}")
+        raise not_found(stream_id)
 
     @asynccontextmanager
     async def hold(self, stream_id: str) -> AsyncIterator[Entry]:
@@ -186,9 +228,31 @@ class StreamStore:
             work.rev = held.rev + 1
             await self._commit(held, work)
 
-    async def listing(self) -> list[dict]:
+    async def listing(self, caller: Principal | None = None) -> list[dict]:
+        """The open streams ``caller`` may see."""
         now = self.clock()
-        return [e.info(now) for e in await self.entries()]
+        return [e.info(now) for e in await self.entries() if sees(caller, e.owner)]
+
+    # -- WebSocket tickets (this process's memory here; the shared stores keep them shared) ---
+    async def put_ticket(self, key: str, grant: str, ttl_s: float, most: int) -> None:
+        """Keep ``grant`` under ``key`` (a ticket's hash) for ``ttl_s`` seconds; 503 when
+        ``most`` tickets wait already."""
+        tickets = self._tickets
+        now = time.monotonic()
+        if len(tickets) >= most:
+            for k, (until, _) in list(tickets.items()):
+                if until < now:
+                    del tickets[k]
+            if len(tickets) >= most:
+                raise too_many_tickets(most)
+        tickets[key] = (now + ttl_s, grant)
+
+    async def take_ticket(self, key: str) -> str | None:
+        """The grant kept under ``key``, once (None: used, expired or never issued)."""
+        got = self._tickets.pop(key, None)
+        if got is None or got[0] < time.monotonic():
+            return None
+        return got[1]
 
     async def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -196,6 +260,13 @@ class StreamStore:
             for m in e.members:
                 counts[m] = counts.get(m, 0) + 1
         return counts
+
+
+def too_many_tickets(most: int) -> Overloaded:
+    return Overloaded(
+        f"{most} WebSocket tickets wait to be used, the limit (FRAMECAST_WS_TICKETS_MAX); "
+        "retry shortly"
+    )
 
 
 def restarted(stream_id: str) -> StreamConflict:
@@ -215,7 +286,7 @@ class MemoryStore(StreamStore):
     def __init__(self, settings: Any, clock: Callable[[], float] = time.time):
         super().__init__(settings, clock)
         self._open: dict[str, Entry] = {}
-        self._ended: OrderedDict[str, str] = OrderedDict()  # id → why it ended
+        self._ended: OrderedDict[str, str] = OrderedDict()  # id → its tombstone
 
     def _mark(self, stream_id: str, why: str) -> None:
         self._ended[stream_id] = why
@@ -224,9 +295,10 @@ class MemoryStore(StreamStore):
             self._ended.popitem(last=False)
 
     def _end_now(self, stream_id: str, why: str) -> bool:
-        if self._open.pop(stream_id, None) is None:
+        gone = self._open.pop(stream_id, None)
+        if gone is None:
             return False
-        self._mark(stream_id, why)
+        self._mark(stream_id, tomb(why, gone.owner))
         return True
 
     def sweep(self) -> None:
@@ -237,12 +309,14 @@ class MemoryStore(StreamStore):
             if now - e.touched > e.idle_timeout_s:
                 self._end_now(sid, expired_why(e.idle_timeout_s, how_to_reopen(e)))
 
-    async def create(self, entry: Entry) -> None:
+    async def create(self, entry: Entry, caller: Principal | None = None) -> None:
         self.sweep()
         if entry.id in self._open:
             raise StreamConflict(f"a stream {entry.id!r} is open already")
+        if caller is not None and caller.limits.max_streams is not None:
+            check_owned(caller, sum(e.owner == caller.id for e in self._open.values()))
         check_room(await self.counts(), entry.members, self.settings)
-        self._open[entry.id] = entry  # no await between the count and this: one step
+        self._open[entry.id] = entry  # no await between the counts and this: one step
         self._ended.pop(entry.id, None)
 
     async def _load(self, stream_id: str) -> Entry | None:

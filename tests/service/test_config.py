@@ -84,9 +84,10 @@ def test_defaults_quoted_in_the_docs_match_the_settings():
     checked = 0
     for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
         for name, value in re.findall(
-            r"`FRAMECAST_([A-Z_]+)`,? \(?(?:default )?(\d+(?:\.\d+)?)", page.read_text()
+            r"`FRAMECAST_([A-Z_]+)`,? \(?(?:default )?(\d[\d,]*(?:\.\d+)?)", page.read_text()
         ):
             key = name.lower()
+            value = value.rstrip(",").replace(",", "")  # 50,000
             if key in fields and not name.endswith("_BYTES"):
                 assert float(value) == float(fields[key].default), f"{page.name}: {name}"
                 checked += 1

@@ -227,7 +227,11 @@ def test_a_frame_with_too_many_pixels(models_dir):
 
 
 def test_unknown_route_is_404_json(client):
-    err(client.get("/v2/nothing"), 404, "not_found", "/v2/nothing")
+    err(client.get("/v1/nothing"), 404, "not_found", "/v1/nothing")
+    r = client.get("/v2/nothing")  # under /v2: the Open Inference Protocol's body
+    assert (
+        r.status_code == 404 and set(r.json()) == {"error"} and "/v2/nothing" in r.json()["error"]
+    )
 
 
 # --------------------------------------------------------------------------- 503 under load

@@ -56,9 +56,13 @@ def bearer(key):
 def test_v1_and_v2_need_a_key(keyed, path):
     r = keyed.get(path)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
-    assert r.json()["error"] == "unauthorized" and "Bearer" in r.json()["message"]
+    if path.startswith("/v2"):  # the Open Inference Protocol's body under /v2, whatever answers
+        assert set(r.json()) == {"error"} and "Bearer" in r.json()["error"]
+    else:
+        assert r.json()["error"] == "unauthorized" and "Bearer" in r.json()["message"]
     r = keyed.get(path, headers=bearer("wrong-key"))
-    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    assert r.status_code == 403
+    assert r.json()["error"] == "forbidden" or "not valid" in r.json()["error"]
     assert keyed.get(path, headers=bearer("sekrit-key-two-9c1d")).status_code == 200
     assert keyed.get(path, headers={"Authorization": "Basic c2Vrcml0"}).status_code == 401
 

@@ -123,3 +123,29 @@ def test_no_model_picked_says_so(browser, base_url):
         assert "at least one" in page.text_content("#live-error")
     finally:
         context.close()
+
+
+def test_with_a_key_the_page_streams_through_a_ticket(browser, tmp_path_factory):
+    key = "sekrit-page-key-5e1d"
+    root = save_page_models(tmp_path_factory.mktemp("keyed-models"), frames=10, size=64)
+    with serve(Settings(models_dir=root, load_mode="blocking", api_keys=key)) as url:
+        errors: list[str] = []
+        sockets: list[str] = []
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        try:
+            page.goto(url + "/")
+            page.evaluate("document.querySelector('#key-box').open = true")
+            page.fill("#api-key", key)
+            page.dispatch_event("#api-key", "change")  # as leaving the field does
+            page.wait_for_selector("#live-picker input[type=checkbox]", state="attached")
+            page.wait_for_selector("#sample option", state="attached")
+            page.select_option("#sample", "next_frame_0000")
+            _run_until(page, 12)
+            assert sockets and all("ticket=" in s and key not in s for s in sockets), sockets
+            page.click("#live-stop")
+            assert not errors, errors
+        finally:
+            context.close()

@@ -29,6 +29,7 @@ from service.media.fitting import FitMode, resize_frame, to_channels
 from service.media.montages import montage_gif, montage_png
 from service.routes import params
 from service.routes.openapi import conversion_header, error_responses, upload_openapi
+from service.routes.v1.models import cost_facts
 from service.routes.v1.predict import FitQuery, ResizeQuery, predicted_frames, ranked
 from service.routes.v1.scores import LOWER_IS_BETTER, frame_metrics, pick
 from service.schemas import CompareModelResult, CompareResponse, Converted
@@ -222,6 +223,7 @@ async def compare_next_frame(
             model=r.name,
             architecture=r.manifest.architecture,
             params=r.manifest.params,
+            cost=cost_facts(r),
             context_frames=len(contexts[key]),
             conversion=convs[key],
             latency_ms=round(latency_ms, 3),
@@ -347,6 +349,7 @@ async def compare_classify(
             model=r.name,
             architecture=r.manifest.architecture,
             params=r.manifest.params,
+            cost=cost_facts(r),
             context_frames=len(contexts[key]),
             conversion=convs[key],
             class_names=list(names),

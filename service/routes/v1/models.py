@@ -8,12 +8,22 @@ from service.deps import ModelState, Runtime, RuntimeDep, Settings, SettingsDep
 from service.inference import Runner
 from service.routes import params
 from service.routes.openapi import error_responses
-from service.schemas import InputSpec, ModelInfo, ModelListResponse
+from service.schemas import CostFacts, InputSpec, ModelInfo, ModelListResponse
 from service.streams.stepping import stream_plan
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 NAME_EXAMPLE = "convlstm2d_next_frame"
+
+
+def cost_facts(r: Runner) -> CostFacts:
+    """``r``'s cost facts (counted at load, memory measured since; service/runtime/costs.py)."""
+    facts = getattr(r, "costs", None) or {}
+    if not facts:  # a runner that counted none (a Ray deployment's): the manifest's word
+        flops = r.manifest.flops_per_clip or None
+        why = None if flops else "not counted for a model served by Ray Serve"
+        return CostFacts(params=r.manifest.params, flops_per_clip=flops, flops_note=why)
+    return CostFacts(**facts)
 
 
 def model_info(
@@ -24,6 +34,7 @@ def model_info(
 ) -> ModelInfo:
     """``r`` described (``runtime``: with every version of its name served and its labels)."""
     m = r.manifest
+    cost = cost_facts(r)
     return ModelInfo(
         version=r.version,
         versions=list(runtime.models.versions(m.name)) if runtime else [r.version],
@@ -46,7 +57,8 @@ def model_info(
         ),
         class_names=m.class_names,
         params=m.params,
-        flops_per_clip=m.flops_per_clip,
+        flops_per_clip=cost.flops_per_clip,
+        cost=cost,
         device=r.placement.description,
         sha256=m.sha256,
         ready=r.ready,

@@ -5,19 +5,39 @@ model's size, or text JSON ``{"frames": [base64]}``; each is answered as ``POST
 /v1/streams/{id}/frames`` answers. The socket is accepted first, so that a browser (which cannot
 read a refused handshake) learns why it is closed: the error as a message, then the close code
 4000 + the HTTP status (4404 no such stream, 4410 it ended, 4422 a bad parameter).
+
+A socket is bounded like a request: its frames are decoded off the event loop when they are
+large (as uploads are: ``service/http/uploads.py``), a socket that sends nothing for
+FRAMECAST_WS_IDLE_TIMEOUT_S is closed (4408), and an idle socket looks at its stream every
+FRAMECAST_WS_CHECK_S, closing once the stream ended, expired or was deleted (4410, 4404). Open
+sockets count against FRAMECAST_WS_MAX_CONNECTIONS, apart from HTTP's connections
+(``service/http/connections.py``). With keys on, the socket's key (a header, or the key behind
+its ticket) must own the stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from service.errors import FramecastError, InvalidInput, render_websocket, websocket_close_code
-from service.media.decode import decode_parts, sniff
+from service.auth.principals import Principal, principal_of
+from service.errors import (
+    BodyTimeout,
+    FramecastError,
+    InvalidInput,
+    StreamGone,
+    StreamNotFound,
+    render_websocket,
+    websocket_close_code,
+)
+from service.http.uploads import decode_bounded, offload
+from service.media.decode import sniff
 from service.media.fitting import FITS
 from service.media.frames import Frame, Limits
 from service.routes.v1.streams import _opts
@@ -28,27 +48,31 @@ log = logging.getLogger("framecast.streams")
 router = APIRouter(tags=["streams"])
 
 
-def ws_frames(
+async def ws_frames(
     data: bytes | None, text: str | None, shape: tuple[int, int, int], settings: Any
 ) -> list:
     """One WebSocket message's frames: binary PNG (or any file predict takes), raw uint8 bytes of
-    whole frames at the model's size (H x W x C each), or text JSON ``{"frames": [base64]}``."""
+    whole frames at the model's size (H x W x C each), or text JSON ``{"frames": [base64]}``;
+    decoded as an upload is (off the event loop when large, within the decoding deadline)."""
     limits = Limits(settings.max_frames, settings.max_frame_pixels, settings.max_total_pixels)
     if text is not None:
         from service.http.uploads import json_parts
 
-        return decode_parts(json_parts(text.encode(), settings)[0], limits)
+        raw = text.encode()
+        small = len(raw) <= settings.inline_work_bytes
+        parts = (await offload(small, lambda: json_parts(raw, settings)))[0]
+        return await decode_bounded(parts, limits, settings, len(raw))
     assert data is not None
     if sniff(data) is not None:
-        return decode_parts([("message", data)], limits)
+        return await decode_bounded([("message", data)], limits, settings, len(data))
     size = int(np.prod(shape))
     if not data or len(data) % size:
         raise InvalidInput(
             f"a binary message of {len(data)} bytes is neither an image nor whole raw frames of "
             f"{shape[0]}x{shape[1]}x{shape[2]} uint8 ({size} bytes each)"
         )
-    raw = np.frombuffer(data, np.uint8).reshape((-1, *shape))
-    return [Frame(None, f"message frame {i}", u8=f) for i, f in enumerate(raw)]
+    pixels = np.frombuffer(data, np.uint8).reshape((-1, *shape))
+    return [Frame(None, f"message frame {i}", u8=f) for i, f in enumerate(pixels)]
 
 
 async def _refuse(websocket: WebSocket, e: FramecastError) -> None:
@@ -80,6 +104,7 @@ async def stream_ws(
     ``end`` it."""
     app = websocket.app
     store, settings, runtime = app.state.streams, app.state.settings, app.state.runtime
+    caller = principal_of(websocket.scope)
     await websocket.accept()
     try:
         opts = _opts(
@@ -91,14 +116,14 @@ async def stream_ws(
             None,
         )
         ending = _ws_choice("on_close", on_close, ("keep", "end")) == "end"
-        entry = await store.get(stream_id)
+        entry = await store.get(stream_id, caller=caller)
     except FramecastError as e:
         await _refuse(websocket, e)
         return
     first = next(iter(entry.members.values()))
     shape = tuple(first.frame_shape)
     try:
-        await _serve_ws(websocket, store, runtime, settings, stream_id, shape, opts)
+        await _serve_ws(websocket, store, runtime, settings, stream_id, shape, opts, caller)
     finally:
         if ending:
             why = "was ended when its WebSocket closed (on_close=end); " + how_to_reopen(entry)
@@ -138,16 +163,37 @@ async def _serve_ws(
     stream_id: str,
     shape: tuple,
     opts: Options,
+    caller: Principal | None,
 ) -> None:
+    idle_s, check_s = settings.ws_idle_timeout_s, settings.ws_check_s
+    last = time.monotonic()
     while True:
+        left = last + idle_s - time.monotonic()
         try:
-            msg = await websocket.receive()
+            msg = await asyncio.wait_for(websocket.receive(), max(0.0, min(check_s, left)))
+        except TimeoutError:
+            if time.monotonic() - last >= idle_s:
+                gone: FramecastError = BodyTimeout(
+                    f"the WebSocket sent no message for {idle_s:g} s "
+                    "(FRAMECAST_WS_IDLE_TIMEOUT_S); connect again to go on"
+                )
+                log.info("stream %s: websocket closed after %.0f s idle", stream_id, idle_s)
+                await _refuse(websocket, gone)
+                return
+            try:  # still open? (ended, expired or deleted meanwhile: closed with why)
+                await store.peek(stream_id, caller)
+            except FramecastError as e:
+                if isinstance(e, (StreamNotFound, StreamGone)):
+                    await _refuse(websocket, e)
+                    return
+            continue
         except (WebSocketDisconnect, RuntimeError):
             return
         if msg["type"] == "websocket.disconnect":
             return
+        last = time.monotonic()
         try:
-            frames = ws_frames(msg.get("bytes"), msg.get("text"), shape, settings)
+            frames = await ws_frames(msg.get("bytes"), msg.get("text"), shape, settings)
             body = await feed(runtime, store, stream_id, frames, opts)
         except FramecastError as e:
             text, close = render_websocket(e)

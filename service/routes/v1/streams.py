@@ -3,8 +3,12 @@
 ``POST /v1/models/{name}/streams`` opens one (and may take its first frames, or a snapshot),
 ``POST /v1/streams/{id}/frames`` feeds it (any upload form predict takes), ``POST
 /v1/compare/streams`` opens one over several models, ``GET /v1/streams/{id}/snapshot`` takes one
-out. ``/v1/streams/{id}/ws`` (the same over a WebSocket) is ``stream_socket.py``'s. The stream's
-state, limits and lifetimes are ``service/streams/``'s; this module parses HTTP.
+out, ``POST /v1/streams/{id}/ticket`` gives a browser a ticket for its WebSocket. ``/v1/streams/
+{id}/ws`` (the same over a WebSocket) is ``stream_socket.py``'s. The stream's state, limits and
+lifetimes are ``service/streams/``'s; this module parses HTTP.
+
+With keys on, a stream belongs to the key that opened it: every route here passes the caller to
+the store, which answers a stream of another key (to any key but an admin) as an unknown id.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from service.auth import tickets
+from service.auth.principals import owner_of, principal_of
 from service.checks import require_horizon
 from service.deps import RuntimeDep, SettingsDep, StreamsDep
 from service.errors import InvalidInput
@@ -40,6 +46,7 @@ from service.streams.schemas import (
 HOW_TO = "POST /v1/models/{name}/streams"
 
 log = logging.getLogger("framecast.streams")
+audit = logging.getLogger("framecast.audit")
 router = APIRouter(tags=["streams"])
 
 PastContext = Query(
@@ -115,8 +122,14 @@ async def open_one(
 ) -> JSONResponse:
     runner = runtime.get(name, version)
     opts = _opts(settings, horizon, raw, resize, fit, None)
+    caller = principal_of(request.scope)
     stream = new_stream(
-        streams, runner, past_context, idle_timeout_s=idle_timeout_s, pinned=version or None
+        streams,
+        runner,
+        past_context,
+        idle_timeout_s=idle_timeout_s,
+        pinned=version or None,
+        owner=owner_of(caller),
     )
     upload = (
         await read_upload(request, settings, allow_truth=False, allow_snapshot=True)
@@ -125,7 +138,7 @@ async def open_one(
     )
     if upload is not None and upload.snapshot is not None:
         stream = snapshots.restore(upload.snapshot, runner, settings, stream)
-    await streams.create(stream)  # the limits and the insert: one step
+    await streams.create(stream, caller)  # the limits and the insert: one step
     answer: dict | None = None
     entry: Stream | Group = stream
     if upload is not None and upload.frames:
@@ -156,8 +169,11 @@ async def open_compare(
     idle_timeout_s: float | None = IdleQuery,
 ) -> JSONResponse:
     runners = list(choose(runtime, "next_frame", models, dict.fromkeys(ARCHS)).values())
-    group = new_group(streams, runners, past_context, idle_timeout_s=idle_timeout_s)
-    await streams.create(group)
+    caller = principal_of(request.scope)
+    group = new_group(
+        streams, runners, past_context, idle_timeout_s=idle_timeout_s, owner=owner_of(caller)
+    )
+    await streams.create(group, caller)
     _log_model(request, group)
     return _opened(group, streams, None)
 
@@ -188,8 +204,10 @@ async def post_frames(
     step: int | None = StepQuery,
 ) -> Response:
     opts = _opts(settings, horizon, raw, resize, fit, step)
-    if not streams.shared:  # 404 / 410 before the upload is read (a shared store: a round trip
-        _log_model(request, await streams.peek(stream_id))  # saved; the step says it anyway)
+    caller = principal_of(request.scope)  # 404 / 410 before the upload is read, and with keys
+    if caller is not None or not streams.shared:  # on a stream the caller may not see is a 404
+        _log_model(request, await streams.peek(stream_id, caller))  # (keys off, a shared store:
+    # a round trip saved, the step answers 404 / 410 itself)
     frames = (await read_upload(request, settings, allow_truth=False)).frames
     headers: dict[str, str] = {}
     body = await feed(runtime, streams, stream_id, frames, opts, headers)
@@ -197,9 +215,13 @@ async def post_frames(
     return Response(json.dumps(body), media_type="application/json", headers=headers)
 
 
-@router.get("/v1/streams", response_model=StreamList, summary="The open streams")
-async def list_streams(streams: StreamsDep) -> dict:
-    return {"streams": await streams.listing()}
+@router.get(
+    "/v1/streams",
+    response_model=StreamList,
+    summary="The open streams (with keys on: the caller's; an admin's: all)",
+)
+async def list_streams(request: Request, streams: StreamsDep) -> dict:
+    return {"streams": await streams.listing(principal_of(request.scope))}
 
 
 @router.get(
@@ -209,7 +231,7 @@ async def list_streams(streams: StreamsDep) -> dict:
     responses=error_responses(404, 410),
 )
 async def get_stream(request: Request, streams: StreamsDep, stream_id: str) -> dict:
-    entry = await streams.get(stream_id)
+    entry = await streams.get(stream_id, caller=principal_of(request.scope))
     _log_model(request, entry)
     return entry.info(streams.clock())
 
@@ -226,7 +248,7 @@ async def get_stream(request: Request, streams: StreamsDep, stream_id: str) -> d
     },
 )
 async def get_snapshot(request: Request, streams: StreamsDep, stream_id: str) -> Response:
-    entry = await streams.get(stream_id)
+    entry = await streams.get(stream_id, caller=principal_of(request.scope))
     _log_model(request, entry)
     if isinstance(entry, Group):
         raise InvalidInput(
@@ -250,10 +272,31 @@ async def get_snapshot(request: Request, streams: StreamsDep, stream_id: str) ->
     responses=error_responses(404, 410),
 )
 async def delete_stream(request: Request, streams: StreamsDep, stream_id: str) -> dict:
-    entry = await streams.get(stream_id)
+    caller = principal_of(request.scope)
+    entry = await streams.get(stream_id, caller=caller)
     _log_model(request, entry)
     async with streams.exclusive(stream_id):  # a post under way finishes first
-        entry = await streams.get(stream_id)
+        entry = await streams.get(stream_id, caller=caller)
         again = "POST /v1/compare/streams" if isinstance(entry, Group) else HOW_TO
         await streams.end(stream_id, f"was deleted; open a new one with {again}")
+    if caller is not None and entry.owner != caller.id:  # an admin ended another key's stream
+        audit.info("key %r: deleted stream %r of key %r", caller.id, stream_id, entry.owner)
     return {"id": stream_id, "deleted": True, "step": entry.step}
+
+
+@router.post(
+    "/v1/streams/{stream_id}/ticket",
+    summary="A single-use ticket for the stream's WebSocket (for browsers: no key in a URL)",
+    description='With the key in the `Authorization` header, answers `{"ticket", '
+    '"expires_in_s"}`: connect to `/v1/streams/{id}/ws?ticket=…` within `expires_in_s` '
+    "(FRAMECAST_WS_TICKET_TTL_S); the ticket is good for one connection, to this stream.",
+    responses=error_responses(404, 410, 503),
+)
+async def ticket(
+    request: Request, settings: SettingsDep, streams: StreamsDep, stream_id: str
+) -> JSONResponse:
+    caller = principal_of(request.scope)
+    entry = await streams.get(stream_id, caller=caller)
+    _log_model(request, entry)
+    given = await tickets.issue(streams, caller, stream_id, settings)
+    return JSONResponse(given, headers={"Cache-Control": "no-store"})

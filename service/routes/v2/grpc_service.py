@@ -10,10 +10,17 @@ Served: ``ServerLive``, ``ServerReady``, ``ModelReady``, ``ServerMetadata``, ``M
 and log settings answer UNIMPLEMENTED saying so.
 
 - **Errors**: the HTTP route's message with the gRPC status of its HTTP status
-  (service.errors.GRPC_CODES: 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 503 → UNAVAILABLE, 504 →
-  DEADLINE_EXCEEDED, ...); a ``retry-after`` trailer where HTTP sends ``Retry-After``.
-- **API keys** (FRAMECAST_API_KEYS): the ``authorization: Bearer KEY`` metadata on every call, as
-  ``/v2`` over HTTP needs the header (tritonclient: ``headers={"authorization": ...}``).
+  (``grpc_status.py``: 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 429 → RESOURCE_EXHAUSTED, 503 →
+  UNAVAILABLE, ...); a ``retry-after`` trailer where HTTP sends ``Retry-After``.
+- **API keys** (FRAMECAST_API_KEYS, FRAMECAST_API_KEYS_FILE): the ``authorization: Bearer KEY``
+  metadata on every call, as ``/v2`` over HTTP needs the header (tritonclient:
+  ``headers={"authorization": ...}``); the same scopes as HTTP (:data:`NEEDS`: inference needs
+  ``infer``, a sequence ``stream`` too, the repository ``admin``), the same per-key quotas, and
+  sequences kept per key. UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (429) with
+  HTTP's messages; each refusal is a line of the audit log.
+- **Typed contents** (``fp32_contents``, ``uint_contents``) are counted before anything is made
+  of them, against FRAMECAST_MAX_JSON_ITEMS as HTTP counts JSON values: a request far past it
+  is refused at once (RESOURCE_EXHAUSTED), reading no more than the message grpcio holds.
 - **Limits**: a message over FRAMECAST_MAX_UPLOAD_BYTES is refused by grpcio (RESOURCE_EXHAUSTED);
   each call's deadline is FRAMECAST_REQUEST_TIMEOUT_S or the client's own, the sooner; at most
   FRAMECAST_MAX_CONNECTIONS calls at once per process.
@@ -30,6 +37,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -38,17 +46,19 @@ from starlette.concurrency import run_in_threadpool
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pbg
 
+from service.auth.principals import Principal
+from service.auth.principals import Scope as Need
 from service.errors import (
+    Forbidden,
     FramecastError,
     LoadError,
     LoadFailed,
     ModelNotFound,
     ShuttingDown,
-    render_grpc,
 )
 from service.http.limits import deadline_scope
-from service.http.security import check_key
 from service.routes.v2 import grpc_tensors as codec
+from service.routes.v2.grpc_status import render_grpc
 from service.routes.v2.infer import (
     EXTENSIONS,
     _check_version,
@@ -58,9 +68,21 @@ from service.routes.v2.infer import (
     versions_of,
 )
 from service.routes.v2.model_config import model_config, stats_rows
+from service.routes.v2.repository import manage
 from service.routes.v2.tensors import V2Error
 
 log = logging.getLogger("framecast.grpc")
+audit = logging.getLogger("framecast.audit")
+_caller: ContextVar[Principal | None] = ContextVar("framecast_grpc_caller", default=None)
+
+# the scope each call needs (the others: any valid key), as service/http/security.py's RULES
+NEEDS = {
+    "ModelInfer": Need.INFER,
+    "ModelStreamInfer": Need.INFER,
+    "RepositoryIndex": Need.ADMIN,
+    "RepositoryModelLoad": Need.ADMIN,
+    "RepositoryModelUnload": Need.ADMIN,
+}
 
 
 def _guarded(method: Callable) -> Callable:
@@ -72,8 +94,10 @@ def _guarded(method: Callable) -> Callable:
         start, status, model = time.perf_counter(), 200, getattr(request, "name", "")
         model = model or getattr(request, "model_name", "")
         self.drain.inflight += 1
+        release = None
         try:
-            self.admit(context)
+            caller, release = self.admit(context, name)
+            _caller.set(caller)  # this call's own context: read by the methods that need it
             with deadline_scope(self.timeout(context)):
                 return await method(self, request, context)
         except FramecastError as e:
@@ -88,6 +112,8 @@ def _guarded(method: Callable) -> Callable:
             log.exception("grpc %s failed", name)
             await context.abort(grpc.StatusCode.INTERNAL, f"{name} failed (the server logged why)")
         finally:
+            if release is not None:
+                release()
             self.drain.inflight -= 1
             self.observe(name, model, status, time.perf_counter() - start)
 
@@ -103,20 +129,40 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
         self.settings = app.state.settings
         self.metrics = app.state.metrics
         self.drain = app.state.drain
-        self.keys = [k.encode() for k in self.settings.api_key_list()]
+        self.keys = app.state.keys
+        self.quotas = app.state.quotas
 
     # ------------------------------------------------------------------ shared by every call
 
-    def admit(self, context: grpc.aio.ServicerContext) -> None:
-        if self.keys:
+    def admit(self, context: grpc.aio.ServicerContext, method: str) -> tuple[Principal | None, Any]:
+        """The caller's principal (None: keys off) and what ends its quota count; 401, 403,
+        429 as HTTP answers them, 503 while draining."""
+        caller, release = None, None
+        if self.keys.enabled:
             meta = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
             value = meta.get("authorization")
-            check_key(self.keys, value.encode() if isinstance(value, str) else value)
+            try:
+                caller = self.keys.authenticate(value.encode() if isinstance(value, str) else value)
+                need = NEEDS.get(method)
+                if need is not None and not caller.can(need):
+                    raise Forbidden(
+                        f"key {caller.id!r} may not call {method}: it needs the {need.value} "
+                        f"scope (the key has {', '.join(sorted(caller.scopes))})"
+                    )
+                release = self.quotas.admit(caller)
+            except FramecastError as e:
+                who = repr(caller.id) if caller is not None else "unknown"
+                audit.warning("refused grpc %s: %s, key %s: %s",
+                              method, e.kind, who, e.message)  # fmt: skip
+                raise
         if self.drain.draining:
+            if release is not None:
+                release()
             raise ShuttingDown(
                 "the server is shutting down: calls in flight finish, new ones are refused; "
                 "retry (another worker or replica answers)"
             )
+        return caller, release
 
     def timeout(self, context: grpc.aio.ServicerContext) -> float:
         left = context.time_remaining()
@@ -136,10 +182,13 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
         await context.abort(grpc.StatusCode[code], message)
         raise AssertionError("context.abort returned")  # pragma: no cover
 
-    async def infer(self, r: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def infer(
+        self, r: pb.ModelInferRequest, caller: Principal | None
+    ) -> pb.ModelInferResponse:
         t_start = time.perf_counter()
+        codec.check_refused(r)
         runner = _runner(self.runtime, r.model_name, r.model_version or None)
-        req, binary = codec.request_dict(r)
+        req, binary = codec.request_dict(r, self.settings.max_json_items)
         wanted, arrays, answers, params = await run(
             runner,
             req,
@@ -148,6 +197,7 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
             t_start,
             self.app.state.streams,
             self.runtime,
+            caller,
         )
         resp = codec.infer_response(req, runner, wanted, arrays, params)
         for answer in answers:
@@ -208,23 +258,33 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
 
     @_guarded
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:  # noqa: N802
-        return await self.infer(request)
+        return await self.infer(request, _caller.get())
 
     async def ModelStreamInfer(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         try:
-            self.admit(context)
+            caller, release = self.admit(context, "ModelStreamInfer")
         except FramecastError as e:
             await self.abort(context, e)
+        try:
+            async for item in self._stream(request_iterator, context, caller):
+                yield item
+        finally:
+            if release is not None:
+                release()
+
+    async def _stream(
+        self, request_iterator: AsyncIterator[Any], context: Any, caller: Principal | None
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         async for r in request_iterator:  # one at a time: answers keep the requests' order
             start, status = time.perf_counter(), 200
             self.drain.inflight += 1
             try:
                 if self.drain.draining:
-                    self.admit(context)
+                    self.admit(context, "ModelStreamInfer")
                 with deadline_scope(self.settings.request_timeout_s):
-                    resp = await self.infer(r)
+                    resp = await self.infer(r, caller)
                 yield pb.ModelStreamInferResponse(infer_response=resp)
             except FramecastError as e:
                 _, message, _, status = render_grpc(e)
@@ -263,12 +323,15 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
         try:
             await run_in_threadpool(self.runtime.load_model, request.model_name)
         except LoadError as e:
+            manage(_caller.get(), "load", request.model_name, f"failed: {e}")
             raise LoadFailed(f"failed to load {request.model_name!r}: {e}") from None
+        manage(_caller.get(), "load", request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @_guarded
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
         await run_in_threadpool(self.runtime.unload_model, request.model_name)
+        manage(_caller.get(), "unload", request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
 
@@ -310,7 +373,7 @@ async def start_server(app: FastAPI) -> grpc.aio.Server:
             ("grpc.so_reuseport", 1 if s.reuse_port else 0),
         ],
     )
-    pbg.add_GRPCInferenceServiceServicer_to_server(Servicer(app), server)
+    codec.add_servicer(Servicer(app), server, codec.guarded_request(s.max_json_items))
     address = f"{s.host}:{s.grpc_port}"
     try:
         server.add_insecure_port(address)

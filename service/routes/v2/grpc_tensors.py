@@ -5,17 +5,27 @@ parses (its JSON header and the binary tensor bytes after it), and the answer as
 The messages are the ones ``tritonclient[grpc]`` ships, generated from Triton's
 ``grpc_service.proto`` and ``model_config.proto`` (the KServe V2 gRPC protocol plus Triton's
 extensions): the server speaks exactly what Triton's own clients send.
+
+Typed contents are bounded as HTTP bounds JSON: at most FRAMECAST_MAX_JSON_ITEMS values in a
+request. :func:`guarded_request` is the ``ModelInfer`` deserializer: it counts the values of every
+input's typed contents in the message's bytes (packed fields: their bytes; no value is decoded)
+before protobuf parses them, so a request of 60 M zeros is refused (413, RESOURCE_EXHAUSTED) at
+once, without the gigabytes its parsed lists would take.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import grpc
 import numpy as np
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pbg
 
+from service.errors import FramecastError, PayloadTooLarge
 from service.inference import Runner
 from service.routes.v2.tensors import V2Error, output_bytes
 
@@ -33,16 +43,27 @@ def _params(params: Any) -> dict[str, Any]:
     return {k: param_value(v) for k, v in params.items()}
 
 
-def request_dict(r: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
+def request_dict(
+    r: pb.ModelInferRequest, max_items: int | None = None
+) -> tuple[dict[str, Any], bytes]:
     """``r`` as the HTTP route's request: the JSON header (``inputs`` with ``binary_data_size``
     for raw contents, or ``data`` from typed contents; ``outputs``; ``parameters``; ``id``) and
-    the raw input bytes in order."""
+    the raw input bytes in order. Typed contents past ``max_items`` values in all are refused
+    (413) before any list is made of them."""
     raw = list(r.raw_input_contents)
     if raw and len(raw) != len(r.inputs):
         raise V2Error(
             f"the request has {len(r.inputs)} input(s) but {len(raw)} raw_input_contents; "
             "send one per input, or none and typed contents"
         )
+    if max_items is not None and not raw:
+        total = sum(
+            len(getattr(t.contents, _CONTENTS[t.datatype]))
+            for t in r.inputs
+            if t.datatype in _CONTENTS and t.HasField("contents")
+        )
+        if total > max_items:
+            raise too_many_values(max_items)
     inputs = []
     for i, t in enumerate(r.inputs):
         d: dict[str, Any] = {
@@ -118,3 +139,140 @@ def config_message(config: dict[str, Any]) -> mc.ModelConfig:
 
 def stats_message(stats: dict[str, Any]) -> pb.ModelStatistics:
     return json_format.ParseDict(stats, pb.ModelStatistics())
+
+
+# --------------------------------------------------------------------------- typed contents
+
+
+def too_many_values(most: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request's typed contents hold more than {most} values "
+        "(FRAMECAST_MAX_JSON_ITEMS, as for a JSON body): send the tensor as raw_input_contents"
+    )
+
+
+class Refused:
+    """What :func:`guarded_request` gives for a request it refuses: its error, raised by the
+    call (:func:`check_refused`) after the key is checked, so the answer is the call's own."""
+
+    def __init__(self, error: FramecastError, model_name: str = ""):
+        self.error, self.model_name, self.id = error, model_name, ""
+
+
+def check_refused(r: Any) -> None:
+    if isinstance(r, Refused):
+        raise r.error
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        value |= (b & 0x7F) << shift
+        pos += 1
+        if b < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: bytes, start: int, end: int):  # noqa: ANN202 - (number, wire type, start, end)
+    """The fields of the message in ``buf[start:end]``: number, wire type and the value's span
+    (a length-delimited value's bytes; a scalar's encoding)."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, stop = _varint(buf, pos)
+        elif wire == 1:
+            stop = pos + 8
+        elif wire == 5:
+            stop = pos + 4
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            stop = pos + size
+        else:
+            raise ValueError(f"wire type {wire}")
+        if stop > end:
+            raise ValueError("a field runs past its message")
+        yield number, wire, pos, stop
+        pos = stop
+
+
+_FIXED = {6: 4, 7: 8}  # InferTensorContents: fp32 (4 bytes a value), fp64 (8)
+_CHUNK = 1 << 22
+
+
+def _packed_varints(buf: bytes, start: int, end: int) -> int:
+    """How many varints ``buf[start:end]`` holds: its bytes without the continuation bit."""
+    view, n = np.frombuffer(buf, np.uint8), 0
+    for at in range(start, end, _CHUNK):
+        n += int(np.count_nonzero(view[at : min(end, at + _CHUNK)] < 0x80))
+    return n
+
+
+def _count_values(buf: bytes, start: int, end: int, most: int) -> int:
+    """The values of one ``InferTensorContents`` (stops counting past ``most``)."""
+    n = 0
+    for number, wire, a, b in _fields(buf, start, end):
+        if wire != 2 or number == 8:  # one value (unpacked), or one bytes_contents item
+            n += 1
+        elif number in _FIXED:
+            n += (b - a) // _FIXED[number]
+        else:
+            n += _packed_varints(buf, a, b)
+        if n > most:
+            break
+    return n
+
+
+def guarded_request(max_items: int):  # noqa: ANN201 - a grpc request deserializer
+    """The ``ModelInferRequest`` deserializer that counts typed contents first: the parsed
+    request, or a :class:`Refused` past ``max_items`` values (a malformed message: protobuf's
+    own parse says why)."""
+
+    def parse(raw: bytes) -> Any:
+        total, name = 0, ""
+        try:
+            for number, wire, a, b in _fields(raw, 0, len(raw)):
+                if number == 1 and wire == 2:
+                    name = raw[a:b].decode("utf-8", "replace")[:200]
+                if number != 5 or wire != 2:
+                    continue
+                for n2, w2, c, d in _fields(raw, a, b):  # an InferInputTensor
+                    if n2 == 5 and w2 == 2:
+                        total += _count_values(raw, c, d, max_items - total)
+                if total > max_items:
+                    return Refused(too_many_values(max_items), name)
+        except ValueError:
+            pass  # not a well-formed message: FromString raises, as before
+        return pb.ModelInferRequest.FromString(raw)
+
+    return parse
+
+
+class _Handlers:
+    """Stands for the server while the generated code registers the service's handlers."""
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, name: str, handlers: dict) -> None:
+        self.name, self.handlers = name, handlers
+
+
+def add_servicer(servicer: Any, server: Any, parse: Callable[[bytes], Any]) -> None:
+    """The service's handlers (as tritonclient's generated code makes them) on ``server``, with
+    ``parse`` as the deserializer of the inference calls (typed contents counted first)."""
+    caught = _Handlers()
+    pbg.add_GRPCInferenceServiceServicer_to_server(servicer, caught)
+    handlers = dict(caught.handlers)
+    for method in ("ModelInfer", "ModelStreamInfer"):
+        handlers[method] = handlers[method]._replace(request_deserializer=parse)
+    generic = grpc.method_handlers_generic_handler(caught.name, handlers)
+    server.add_generic_rpc_handlers((generic,))
+    server.add_registered_method_handlers(caught.name, handlers)

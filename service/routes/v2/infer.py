@@ -43,6 +43,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import inference
+from service.auth.principals import Principal, principal_of
 from service.deps import ModelState, Runtime, RuntimeDep, SettingsDep
 from service.errors import ModelNotFound
 from service.http.limits import check_json
@@ -283,8 +284,9 @@ async def infer(
     req, binary = split_body(body, n)
     streams = request.app.state.streams
     wanted, arrays, answers, params = await run(
-        runner, req, binary, settings.max_horizon, t_start, streams, runtime
-    )
+        runner, req, binary, settings.max_horizon, t_start, streams, runtime,
+        principal_of(request.scope),
+    )  # fmt: skip
     response = encode_response(req, runner, wanted, arrays, params)
     for answer in answers:  # each clip's phases into /metrics, as /v1 records them
         answer.finish(runtime.metrics, {})
@@ -299,19 +301,21 @@ async def run(
     t_start: float,
     streams: StreamStore | None = None,
     runtime: Any = None,
+    caller: Principal | None = None,
 ) -> tuple[list[tuple[str, bool, int | None]], dict[str, np.ndarray], list[inference.Answer], dict]:
     """One V2 inference request, parsed (``req`` as the JSON header, ``binary`` the tensor bytes
     after it): the outputs asked for, the arrays, each clip's answer and the response's
     parameters. A request with a ``sequence_id`` is one step of a stream in ``streams``
-    (``service/streams/sequences.py``; its phases into ``runtime.metrics``, as a stream's). HTTP
-    (above) and gRPC (grpc_service.py) both call it."""
+    (``service/streams/sequences.py``; its phases into ``runtime.metrics``, as a stream's), the
+    sequence of ``caller`` (the key that sent it). HTTP (above) and gRPC (grpc_service.py) both
+    call it."""
     chars = streams.settings.stream_max_id_chars if streams is not None else 128
     seq = sequence_of(req, chars)
     if seq is not None and streams is not None:
         clips = await run_in_threadpool(partial(parse_inputs, whole=True), req, binary, runner)
         steps = horizon_of(req, max_horizon) or 1
         wanted = requested_outputs(req, runner, steps)
-        arrays, params = await infer_sequence(runtime, streams, runner, seq, clips, steps)
+        arrays, params = await infer_sequence(runtime, streams, runner, seq, clips, steps, caller)
         return wanted, arrays, [], params
     clips = await run_in_threadpool(parse_inputs, req, binary, runner)  # (batch, T, H, W, C)
     horizon = horizon_of(req, max_horizon)

@@ -6,27 +6,40 @@ loads or reloads a folder (the new copy is swapped in once warm; requests in fli
 old one; a failed reload leaves the old one serving and answers why); ``…/unload`` stops serving
 one; ``GET …/labels`` and ``PUT …/labels/{label}`` (``{"version": n}``) read and move a
 model's version labels (kept in its folder's labels.json). ``tritonclient``'s
-``get_model_repository_index``, ``load_model`` and ``unload_model`` call these. Like every
-``/v2`` route they need an API key when FRAMECAST_API_KEYS is set.
+``get_model_repository_index``, ``load_model`` and ``unload_model`` call these. With keys on
+they need the ``admin`` scope (Triton's restricted ``model-repository`` API group: inference keys
+cannot manage models), and each load, unload and label move is one line of the audit log
+(``framecast.audit``) naming the key's id.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from service.auth.principals import Principal, principal_of
 from service.deps import RuntimeDep
 from service.errors import LoadError, LoadFailed
+from service.http.logs import loggable
 from service.http.uploads import read_body
 from service.routes.v2.infer import V2_RESPONSES, V2Error
 
+audit = logging.getLogger("framecast.audit")
 router = APIRouter(
     prefix="/v2/repository",
     tags=["open inference protocol (v2)"],
     responses=V2_RESPONSES,
 )
+
+
+def manage(caller: Principal | None, action: str, name: str, detail: str = "") -> None:
+    """One audit line for a management action (HTTP and gRPC alike)."""
+    who = repr(caller.id) if caller is not None else "none (keys off)"
+    audit.info("key %s: %s model %s%s", who, action, loggable(repr(name), 120),
+               f": {loggable(detail)}" if detail else "")  # fmt: skip
 
 
 async def _options(request: Request) -> dict:
@@ -66,10 +79,13 @@ async def index(request: Request, runtime: RuntimeDep) -> list[dict]:
 )
 async def load(request: Request, name: str, runtime: RuntimeDep) -> dict:
     await _options(request)
+    caller = principal_of(request.scope)
     try:
         await run_in_threadpool(runtime.load_model, name)
     except LoadError as e:
+        manage(caller, "load", name, f"failed: {e}")
         raise LoadFailed(f"failed to load {name!r}: {e}") from None
+    manage(caller, "load", name)
     return {}
 
 
@@ -77,6 +93,7 @@ async def load(request: Request, name: str, runtime: RuntimeDep) -> dict:
 async def unload(request: Request, name: str, runtime: RuntimeDep) -> dict:
     await _options(request)
     await run_in_threadpool(runtime.unload_model, name)
+    manage(principal_of(request.scope), "unload", name)
     return {}
 
 
@@ -103,4 +120,5 @@ async def move_label(request: Request, name: str, label: str, runtime: RuntimeDe
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise V2Error(f'the body must be {{"version": N}} with N a served version, got {version!r}')
     persisted = await run_in_threadpool(runtime.set_label, name, label, version)
+    manage(principal_of(request.scope), "set label", name, f"{label} -> version {version}")
     return {"name": name, "labels": runtime.models.labels(name), "persisted": persisted}

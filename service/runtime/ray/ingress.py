@@ -88,14 +88,19 @@ class RemoteRunner(ManifestView):
         return nullcontext(None)
 
     async def predict(
-        self, context: np.ndarray, horizon: int, *, ticket: Ticket | None = None
+        self,
+        context: np.ndarray,
+        horizon: int,
+        *,
+        ticket: Ticket | None = None,
+        background: bool = False,  # no priority levels on Ray: a job's clip is a request
     ) -> tuple[np.ndarray, Timing]:
         return await _unwrap(
             self.handle.predict.remote(np.asarray(context, np.float32), int(horizon))
         )
 
     async def classify(
-        self, context: np.ndarray, *, ticket: Ticket | None = None
+        self, context: np.ndarray, *, ticket: Ticket | None = None, background: bool = False
     ) -> tuple[np.ndarray, Timing]:
         return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
 
@@ -106,6 +111,7 @@ class RemoteRunner(ManifestView):
         states: list[np.ndarray] | None,
         *,
         ticket: Ticket | None = None,
+        background: bool = False,
     ) -> tuple[Fed, Timing]:
         """A stream's frames and its states to a replica, the predictions and new states back
         (:meth:`ModelRunner.feed <service.runtime.runner.ModelRunner.feed>` there)."""

@@ -2,9 +2,10 @@
 // draws every model's results side by side; and the live view (live.js).
 // Plain ES modules (no libraries, no build step): dom.js (helpers), models.js (the model list
 // and pickers), form.js (the clip, the task, the request), render.js (drawing an answer),
-// live.js (streams). This one wires them.
+// live.js (streams), evaluate.js (the Evaluate view: evaluation jobs). This one wires them.
 
 import { $ } from "./dom.js";
+import { initEvaluate } from "./evaluate.js";
 import { initForm } from "./form.js";
 import { initLive } from "./live.js";
 import { loadModels } from "./models.js";
@@ -23,6 +24,7 @@ function init() {
   }
   initForm();
   initLive();
+  initEvaluate();
   loadModels();
 }
 

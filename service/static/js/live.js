@@ -173,10 +173,15 @@ async function liveStart() {
   if (!resp.ok) { liveError("Cannot open the stream: " + (await apiError(resp))); live.source.close(); return; }
   live.id = (await resp.json()).id;
   live.series = {};
-  const key = $("#api-key").value.trim();
+  // With a key, the socket gets a single-use ticket (the key stays in the header, never in a URL)
+  let query = "";
+  if ($("#api-key").value.trim()) {
+    const t = await fetch(`/v1/streams/${live.id}/ticket`, { method: "POST", headers: authHeaders() });
+    if (!t.ok) { liveError("Cannot get the WebSocket's ticket: " + (await apiError(t))); live.source.close(); return; }
+    query = "?ticket=" + encodeURIComponent((await t.json()).ticket);
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/v1/streams/${live.id}/ws` +
-                           (key ? "?api_key=" + encodeURIComponent(key) : ""));
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/streams/${live.id}/ws` + query);
   live.ws = ws;
   live.stopped = false;
   $("#live-frame").width = w;

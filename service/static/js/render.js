@@ -227,6 +227,11 @@ export function render(data) {
     stat(dl, "model", r.model);
     if (info && info.input) stat(dl, "input", inputText(info.input));
     stat(dl, "params", fmtParams(r.params));
+    const c = r.cost || {};  // cost facts; an unknown figure is "–", why in its tooltip
+    stat(dl, "FLOPs / clip", c.flops_per_clip ? `${fmt(c.flops_per_clip / 1e9, 3)} G` : "–");
+    dl.lastElementChild.title = c.flops_note || "";
+    stat(dl, "peak memory / clip", c.peak_memory_bytes ? `${fmt(c.peak_memory_bytes / 1e6, 3)} MB` : "–");
+    dl.lastElementChild.title = c.memory_note || "measured at batch 1";
     stat(dl, "latency", `${fmt(r.latency_ms, 4)} ms`);
     stat(dl, "inference", `${fmt(r.inference_ms, 4)} ms`);
     const changed = conversionText(r.conversion);

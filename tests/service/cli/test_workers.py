@@ -347,3 +347,35 @@ def test_a_restarted_worker_that_cannot_load_is_tried_again_while_the_other_serv
     finally:
         _kill(proc)
         log.close()
+
+
+def test_sighup_reloads_the_keys_file_in_every_worker_and_stops_none(models_dir, tmp_path):
+    import hashlib
+
+    def keys(*ids: str) -> str:
+        out = ""
+        for kid in ids:
+            digest = hashlib.sha256(f"sekrit-{kid}".encode()).hexdigest()
+            out += f'[[keys]]\nid = "{kid}"\nsha256 = "{digest}"\nscopes = ["infer"]\n\n'
+        return out
+
+    path = tmp_path / "keys.toml"
+    path.write_text(keys("alice", "bob"))
+    proc, url, log = _start(models_dir, tmp_path, {"FRAMECAST_API_KEYS_FILE": str(path)})
+    try:
+        workers = _children(proc.pid)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while _log(tmp_path).count("keys file reloaded (SIGHUP)") < 2:  # each worker, once
+            assert time.monotonic() < deadline, _log(tmp_path)
+            time.sleep(0.1)
+        assert proc.poll() is None and sorted(_children(proc.pid)) == sorted(workers)  # all on
+        r = httpx.get(url + "/v1/models", headers={"authorization": "Bearer sekrit-bob"})
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(60) == 0
+        finally:
+            _kill(proc)
+            log.close()

@@ -181,3 +181,107 @@ def test_a_connection_past_the_cap_is_answered_503_at_once(models_dir, caplog):
             s.close()
     refusals = [r for r in caplog.records if "refused 1 connection" in r.getMessage()]
     assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING
+
+
+def test_a_408_under_v2_has_the_v2_body(url):
+    with connect(url) as s:  # the request line, then headers that never end
+        s.sendall(b"POST /v2/models/x/infer HTTP/1.1\r\nHost: x\r\nX-Slow: y\r\n")
+        status, _, body = read_answer(s)
+    assert status == 408
+    answer = json.loads(body)
+    assert set(answer) == {"error"} and "FRAMECAST_HEADER_TIMEOUT_S" in answer["error"]
+
+
+def test_a_refused_connection_is_answered_in_the_protocol_of_its_path(models_dir):
+    with _server(models_dir, max_connections=2) as url:
+        held = [connect(url) for _ in range(2)]
+        time.sleep(0.2)  # the server has accepted them
+        with connect(url) as extra:
+            extra.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = read_answer(extra)
+        assert status == 503 and headers["retry-after"] == "1"
+        answer = json.loads(body)
+        assert set(answer) == {"error"} and "FRAMECAST_MAX_CONNECTIONS" in answer["error"]
+        with connect(url) as extra:
+            extra.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert json.loads(read_answer(extra)[2])["error"] == "too_many_connections"
+        for s in held:
+            s.close()
+
+
+# ---------------------------------------------------------------- WebSockets: a cap of their own
+
+
+def test_idle_websockets_at_their_cap_leave_http_served(stream_models):
+    ws_client = pytest.importorskip("websockets.sync.client")
+    settings = Settings(
+        models_dir=stream_models, load_mode="blocking", max_connections=3, ws_max_connections=3
+    )
+    with live_server(create_app(settings), settings=settings) as url:
+        sid = httpx.post(f"{url}/v1/models/carry_nf/streams", timeout=30).json()["id"]
+        ws_url = url.replace("http://", "ws://") + f"/v1/streams/{sid}/ws"
+        idle = [ws_client.connect(ws_url) for _ in range(3)]  # at the cap, sending nothing
+        try:
+            for _ in range(6):  # each on a new connection: HTTP's own cap is untouched
+                r = httpx.get(f"{url}/v1/streams/{sid}", timeout=10)
+                assert r.status_code == 200, r.text
+            with httpx.Client(base_url=url, timeout=10) as a, httpx.Client(base_url=url) as b:
+                assert a.get("/healthz").status_code == b.get("/readyz").status_code == 200
+            with pytest.raises(Exception) as e:  # one socket more: 503, saying which cap
+                ws_client.connect(ws_url)
+            assert e.value.response.status_code == 503
+            assert b"FRAMECAST_WS_MAX_CONNECTIONS" in e.value.response.body
+            idle.pop().close()
+            deadline = time.monotonic() + 10
+            while True:  # room again once the server saw it close
+                try:
+                    idle.append(ws_client.connect(ws_url))
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, "no room after a socket closed"
+                    time.sleep(0.1)
+        finally:
+            for ws in idle:
+                ws.close()
+
+
+def test_an_idle_websocket_is_closed_after_its_timeout(stream_models):
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    settings = Settings(
+        models_dir=stream_models, load_mode="blocking", ws_idle_timeout_s=0.5, ws_check_s=0.2
+    )
+    with TestClient(create_app(settings)) as c:
+        sid = c.post("/v1/models/carry_nf/streams").json()["id"]
+        with c.websocket_connect(f"/v1/streams/{sid}/ws") as ws:
+            t0 = time.monotonic()
+            why = json.loads(ws.receive_text())
+            assert why["status"] == 408 and "FRAMECAST_WS_IDLE_TIMEOUT_S" in why["message"]
+            assert 0.4 < time.monotonic() - t0 < 5
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_text()
+            assert e.value.code == 4408
+        assert c.get(f"/v1/streams/{sid}").status_code == 200  # the stream stays
+
+
+def test_a_websocket_is_closed_when_its_stream_ends(stream_models):
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    settings = Settings(models_dir=stream_models, load_mode="blocking", ws_check_s=0.2)
+    with TestClient(create_app(settings)) as c:
+        sid = c.post("/v1/models/carry_nf/streams").json()["id"]
+        with c.websocket_connect(f"/v1/streams/{sid}/ws") as ws:
+            assert c.delete(f"/v1/streams/{sid}").status_code == 200
+            t0 = time.monotonic()
+            why = json.loads(ws.receive_text())
+            assert why["status"] == 410 and "was deleted" in why["message"]
+            assert time.monotonic() - t0 < 5
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_text()
+            assert e.value.code == 4410
+        sid = c.post("/v1/models/carry_nf/streams", params={"idle_timeout_s": 0.5}).json()["id"]
+        with c.websocket_connect(f"/v1/streams/{sid}/ws") as ws:  # its stream expires
+            why = json.loads(ws.receive_text())
+            assert why["status"] == 410 and "expired" in why["message"]

@@ -373,17 +373,44 @@ def test_websocket_on_an_ended_stream_closes_with_why(sc):
     assert e.value.code == 4410
 
 
-def test_websocket_needs_the_api_key(stream_models):
+def test_websocket_takes_a_ticket_or_a_header_never_a_url_key(stream_models):
     with TestClient(create_app(_settings(stream_models, api_keys="k1"))) as c:
         h = {"authorization": "Bearer k1"}
         sid = c.post(f"/v1/models/{CARRY}/streams", headers=h).json()["id"]
         with pytest.raises(WebSocketDisconnect) as e:
             with c.websocket_connect(f"/v1/streams/{sid}/ws") as ws:
                 ws.receive_text()
-        assert e.value.code == 1008
-        with c.websocket_connect(f"/v1/streams/{sid}/ws?api_key=k1") as ws:
+        assert e.value.code == 1008 and "/ticket" in e.value.reason
+        with pytest.raises(WebSocketDisconnect) as e:  # a key in a URL: refused, saying how
+            with c.websocket_connect(f"/v1/streams/{sid}/ws?api_key=k1") as ws:
+                ws.receive_text()
+        assert e.value.code == 1008 and "POST /v1/streams/{id}/ticket" in e.value.reason
+        t = c.post(f"/v1/streams/{sid}/ticket", headers=h)
+        assert t.status_code == 200 and t.json()["expires_in_s"] > 0, t.text
+        url = f"/v1/streams/{sid}/ws?ticket={t.json()['ticket']}"
+        with c.websocket_connect(url) as ws:
             ws.send_bytes(clip(1)[0].tobytes())
             assert json.loads(ws.receive_text())["step"] == 1
+        with pytest.raises(WebSocketDisconnect) as e:  # a ticket is good once
+            with c.websocket_connect(url) as ws:
+                ws.receive_text()
+        assert e.value.code == 1008 and "used already" in e.value.reason
+        with c.websocket_connect(f"/v1/streams/{sid}/ws", headers=h) as ws:  # a program's way
+            ws.send_bytes(clip(1)[0].tobytes())
+            assert json.loads(ws.receive_text())["step"] == 2
+
+
+def test_a_url_key_is_taken_when_the_setting_allows_it(stream_models, caplog):
+    key = "sekrit-url-key"
+    s = _settings(stream_models, api_keys=key, ws_allow_url_key=True)
+    with TestClient(create_app(s)) as c:
+        sid = c.post(f"/v1/models/{CARRY}/streams", headers={"authorization": f"Bearer {key}"})
+        for _ in range(2):
+            with c.websocket_connect(f"/v1/streams/{sid.json()['id']}/ws?api_key={key}") as ws:
+                ws.send_bytes(clip(1)[0].tobytes())
+                assert "step" in json.loads(ws.receive_text())
+    warned = [r for r in caplog.records if "FRAMECAST_WS_ALLOW_URL_KEY" in r.getMessage()]
+    assert len(warned) == 1 and key not in caplog.text
 
 
 # ------------------------------------------------------------------ side by side

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
@@ -212,3 +213,38 @@ def test_readyz_models_and_index_agree_through_unload_and_load(repo):
         models, detail, listed, index = views(c)
         assert models == listed == {"a": "ready", "b": "ready"} and detail == "2 model(s) ready"
         assert c.get("/v2/models/b/ready").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "label, words",
+    [
+        ("x%0A2026-01-01 ERROR framecast.security: FORGED", "got 'x\\n2026"),  # a newline
+        ("a%00b", "not a path"),  # NUL
+        ("%2E%2E", "not starting with a dot"),  # ..
+        ("x" * 5000, "(5000 characters)"),
+        ("12", "not a number"),
+    ],
+)
+def test_a_label_that_is_not_a_plain_name_is_refused_and_never_written(repo, label, words):
+    root, *_ = repo
+    with TestClient(create_app(Settings(models_dir=root, load_mode="blocking"))) as c:
+        r = c.put(f"/v2/repository/models/a/labels/{label}", json={"version": 1})
+        assert r.status_code == 400, r.text
+        assert words in r.json()["error"] and len(r.json()["error"]) < 300, r.text
+        assert not (root / "a" / "labels.json").exists()
+
+
+def test_a_model_holds_at_most_max_labels(repo, caplog):
+    root, *_ = repo
+    settings = Settings(models_dir=root, load_mode="blocking")
+    most = settings.max_labels
+    with TestClient(create_app(settings)) as c:
+        answers = [
+            c.put(f"/v2/repository/models/a/labels/l{i}", json={"version": 1}).status_code
+            for i in range(301)
+        ]
+        assert answers[:most] == [200] * most and set(answers[most:]) == {400}  # the 301st too
+        r = c.put("/v2/repository/models/a/labels/one-more", json={"version": 1})
+        assert r.status_code == 400 and "FRAMECAST_MAX_LABELS" in r.json()["error"]
+        assert c.put("/v2/repository/models/a/labels/l0", json={"version": 1}).status_code == 200
+        assert len(c.get("/v2/repository/models/a/labels").json()["labels"]) == most

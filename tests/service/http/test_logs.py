@@ -1,0 +1,43 @@
+"""Log lines (service/http/logs.py): one record is one line whatever a client sent, and no secret
+(a URL's ?api_key= or ?ticket=, a store's password) survives into one."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from service.http.logs import TEXT_FORMAT, OneLine, Redact, loggable, redact
+
+
+def test_secret_query_values_and_url_passwords_are_redacted():
+    line = '127.0.0.1:5 - "WebSocket /v1/streams/s/ws?api_key=alice-key&horizon=1" [accepted]'
+    assert redact(line) == line.replace("alice-key", "***")
+    assert redact("/ws?ticket=Zx_9-a&b=1") == "/ws?ticket=***&b=1"
+    assert (
+        redact("redis://:pw@h:6379/0 rediss://u:pw@h/0")
+        == "redis://:***@h:6379/0 rediss://u:***@h/0"
+    )
+    assert redact("key=alice model=m") == "key=alice model=m"  # the access log's key id stays
+
+
+def test_uvicorns_lines_pass_through_the_filter():
+    logger = logging.getLogger("test.redact")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger.addHandler(handler)
+    logger.addFilter(Redact())
+    try:
+        logger.warning('%s - "WebSocket %s" 403', "1.2.3.4:5", "/v1/streams/s/ws?ticket=abc123")
+    finally:
+        logger.removeHandler(handler)
+    assert "abc123" not in out.getvalue() and "ticket=***" in out.getvalue()
+
+
+def test_no_input_forges_a_line():
+    record = logging.LogRecord(
+        "framecast", logging.INFO, "", 0, "label %s", ("x\n2026 ERROR forged\x00",), None
+    )
+    text = OneLine(TEXT_FORMAT).format(record)
+    assert "\n" not in text and "x\\n2026 ERROR forged\\x00" in text
+    assert loggable("a" * 500, 10) == "a" * 10 + "…"
+    assert loggable("p\r\nq") == "p\\r\\nq"
