@@ -41,7 +41,12 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
         "--stride", type=int, help="a video: frames between clip starts (default window)"
     )
     g.add_argument("--top-k", type=int, default=None, help="classifiers: k of top-k accuracy (2)")
-    g.add_argument("--fit", choices=("stretch", "pad", "crop"), default=None)
+    g.add_argument(
+        "--fit",
+        choices=("stretch", "pad", "crop"),
+        default=None,
+        help="frames of another size: stretch, pad or crop to the model's (default stretch)",
+    )
     g.add_argument("--name", help="a name for the job")
     g.add_argument("--out", help="folder for the report files (default evaluation_<id>/)")
     g.add_argument("--json", action="store_true", help="print the result JSON on stdout")

@@ -110,8 +110,12 @@ def render(keys: list[dict[str, Any]]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """``text`` as ``path``, whole or not at all; the old file's mode, or 0600 for a new one."""
+    """``text`` as ``path``, whole or not at all; the old file's mode, or 0600 for a new one (in
+    a new folder, if need be, that only its owner may enter: 0700)."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True)
+        print(f"made the folder {path.parent} (0700)", file=sys.stderr)
     fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)

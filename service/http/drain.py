@@ -8,11 +8,16 @@ sends its clients into that. framecast drains first instead (:class:`DrainingSer
    ``/healthz`` and ``/metrics`` is answered 503 ``shutting_down`` with ``Retry-After: 1`` and
    ``Connection: close`` (:class:`DrainMiddleware`), ``/readyz`` among them, so probes see it;
 2. once no accepted request is in flight (or FRAMECAST_SHUTDOWN_GRACE_S has passed: those left
-   are logged), the socket closes; connections accepted just before get
-   :attr:`DrainingServer.LINGER_S` to send their request (answered 503), then uvicorn's own
-   shutdown runs: connections close, the lifespan ends (models closed), and ``framecast serve``
-   exits 0. A connection still in the kernel's accept queue when the socket closes is reset
-   (the kernel's doing: nothing accepted it);
+   are logged), the listening socket stops taking new connections first: on Linux a socket
+   filter drops every new SYN (:func:`refuse_new_connections`; the client's retry of its SYN
+   finds the socket closed and is refused, as it would be a moment later), and the connections
+   the kernel had already completed are accepted until its accept queue is empty
+   (:func:`queued_connections`, at most :attr:`DrainingServer.LINGER_S`). Only then does the
+   socket close: closing it with connections still queued would reset them, which their
+   clients see as a broken connection after sending a request, not as a refusal. Connections
+   accepted just before get :attr:`DrainingServer.LINGER_S` to send their request (answered
+   503), then uvicorn's own shutdown runs: connections close, the lifespan ends (models
+   closed), and ``framecast serve`` exits 0;
 3. a second signal skips the drain (uvicorn's way: SIGINT twice forces the exit).
 
 One INFO line when the drain starts (requests in flight) and one when it ends (how long).
@@ -21,8 +26,11 @@ One INFO line when the drain starts (requests in flight) and one when it ends (h
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -35,6 +43,56 @@ from service.errors import ShuttingDown, send_error
 log = logging.getLogger("framecast")
 
 EXEMPT = frozenset({"/healthz", "/metrics"})  # liveness and scrapes answer while draining
+
+
+SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h
+TCPI_UNACKED = 24  # offset of tcpi_unacked in struct tcp_info: a listener's accept-queue length
+
+
+class _SockFilter(ctypes.Structure):  # struct sock_filter (linux/filter.h)
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):  # struct sock_fprog
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+_DROP_ALL = (_SockFilter * 1)(_SockFilter(0x06, 0, 0, 0))  # BPF_RET | BPF_K, 0: keep no byte
+_DROP_ALL_PROG = _SockFprog(1, ctypes.cast(_DROP_ALL, ctypes.POINTER(_SockFilter)))
+
+
+def refuse_new_connections(sock: socket.socket) -> bool:
+    """Makes a listening TCP socket drop every packet that would start a new connection (a
+    classic BPF filter that keeps nothing), so that its accept queue can be emptied before it
+    closes. Connections already accepted are their own sockets and unaffected. False where the
+    platform has no socket filters (then closing may reset queued connections)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(_DROP_ALL_PROG))
+    except OSError as e:
+        log.debug("no socket filter on %s: %s", sock, e)
+        return False
+    return True
+
+
+def queued_connections(sock: socket.socket) -> int | None:
+    """How many completed connections wait in a listening socket's accept queue (Linux's
+    TCP_INFO of a listener), or None where that cannot be known."""
+    if not sys.platform.startswith("linux") or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < TCPI_UNACKED + 4:
+        return None
+    return int(struct.unpack_from("I", info, TCPI_UNACKED)[0])
 
 
 class Drain:
@@ -120,12 +178,27 @@ class DrainingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.drain.draining and not self.force_exit:
+            await self._empty_accept_queues()
             for server in self.servers:
                 server.close()
             for sock in sockets or []:
                 sock.close()
             await asyncio.sleep(self.LINGER_S)
         await super().shutdown(sockets)
+
+    async def _empty_accept_queues(self) -> None:
+        """New connections dropped at the listening sockets, then the loop goes on accepting
+        (answering 503) until no completed connection waits in their queues, at most
+        LINGER_S."""
+        listening = [s for server in self.servers for s in server.sockets]
+        if not listening or not all([refuse_new_connections(s) for s in listening]):
+            return
+        deadline = time.monotonic() + self.LINGER_S
+        while time.monotonic() < deadline:
+            if not any(queued_connections(s) for s in listening):
+                return
+            await asyncio.sleep(0.005)
+        log.info("connections still queued after %g s; closing the socket", self.LINGER_S)
 
     async def on_tick(self, counter: int) -> bool:
         drain = self.drain

@@ -48,6 +48,16 @@ def test_an_existing_file_keeps_its_mode_and_nothing_is_left_beside_it(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.toml"]
 
 
+def test_a_missing_folder_is_made_for_its_owner_only(tmp_path):
+    f = tmp_path / "etc" / "framecast" / "keys.toml"
+    done = keys("new", "--id", "a", "--scopes", "infer", "--file", str(f))
+    assert done.returncode == 0, done.stderr
+    assert "made the folder" in done.stderr and parse_keys_file(f.read_text())
+    assert stat.S_IMODE(f.parent.stat().st_mode) == 0o700 and sorted(os.listdir(f.parent)) == [
+        "keys.toml"
+    ]
+
+
 def test_bad_asks_are_refused_and_change_nothing(tmp_path):
     f = tmp_path / "keys.toml"
     keys("new", "--id", "a", "--scopes", "infer", "--file", str(f))

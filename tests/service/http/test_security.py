@@ -90,6 +90,11 @@ EXPECTED = {
     "/v2/repository/models/{name}/labels/{label}": "admin",
     "/v1/evaluations": "evaluate",  # evaluation jobs, when they exist
     "/v1/evaluations/{job_id}": "evaluate",
+    "/v1/evaluations/{job_id}/events": "evaluate",
+    "/v1/evaluations/{job_id}/report": "evaluate",
+    "/v1/evaluations/{job_id}/report.json": "evaluate",
+    "/v1/evaluations/{job_id}/clips.csv": "evaluate",
+    "/v1/evaluations/{job_id}/plot.png": "evaluate",
     "/metrics": "admin",
 }
 

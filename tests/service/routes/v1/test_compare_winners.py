@@ -12,7 +12,7 @@ A, B = "conv2d_lstm_next_frame", "convlstm2d_next_frame"
 
 
 def fake_predict(frames: np.ndarray):
-    async def predict(context, horizon, *, ticket=None):
+    async def predict(context, horizon, *, ticket=None, background=False):
         if ticket is not None:
             ticket.release()
         return frames[:horizon].copy(), Timing()
