@@ -14,8 +14,8 @@
 #   bash bench/gpu_session.sh train   # encoder-forecaster (framecast train --forecast) from the
 #                                     # committed checkpoints, both next-frame archs; resumable:
 #                                     # a second call goes on from the last finished epoch
-#   bash bench/gpu_session.sh bench   # evaluate them, then bench/serve_bench.py and
-#                                     # bench/rollout_bench.py under JAX
+#   bash bench/gpu_session.sh bench   # evaluate them, then bench/serving/serve_bench.py and
+#                                     # bench/serving/rollout_bench.py under JAX
 # Sizes: FF_EPOCHS/STEPS/BATCH/SAMPLING override the budget (the defaults aim at ~8 minutes on
 # an H100, measured there at ~1,200 teacher-forced ConvLSTM2D clips/s; a forecaster clip reads
 # the same 19 frames, one at a time). TINY=1 shrinks
@@ -70,10 +70,10 @@ case "$what" in
       cp "$RUNS/ff/$name/card.json" "$OUT/$name.card.json"
     done
     # shellcheck disable=SC2086
-    python3 bench/rollout_bench.py "$RUNS/ff/convlstm2d_next_frame" $ROLL \
+    python3 bench/serving/rollout_bench.py "$RUNS/ff/convlstm2d_next_frame" $ROLL \
       --out "$OUT/rollout_bench.json" 2>&1 | tee "$OUT/rollout_bench.log"
     # shellcheck disable=SC2086
-    python3 bench/serve_bench.py --models-dir "$RUNS/ff" $BENCH --out "$OUT/bench" \
+    python3 bench/serving/serve_bench.py --models-dir "$RUNS/ff" $BENCH --out "$OUT/bench" \
       2>&1 | tee "$OUT/bench.log" ;;
   *) echo "usage: bench/gpu_session.sh train|bench" >&2; exit 2 ;;
 esac

@@ -2,10 +2,19 @@
 child process with its readiness wait and its stop, CPU seconds and RSS from ``/proc``, pausing a
 process, and ``wrk`` runs with their output parsed.
 
-A script run as ``python3 bench/X.py`` has ``bench/`` on ``sys.path``, so it imports this module
-as ``harness``; importing it puts the repository root first on ``sys.path`` (once, here), so the
-script's ``models`` and ``service`` imports after it find this checkout. Standard library only:
-``bench/litserve_app.py`` imports it under another Python.
+The scripts are grouped by what they measure, one folder each: ``serving/`` (the request path,
+the runtime, what a horizon or an install costs), ``frontend/`` (the HTTP layers against a bare
+process and LitServe), ``streams/`` (live streams, their stores and their scale),
+``reliability/`` (soak, faults, slow clients), ``ecosystem/`` (Triton's perf_analyzer, Ray),
+``evaluation/`` (evaluation jobs), ``training/`` (training recipes) and ``page/`` (the page's
+samples and screenshot). Only this module and ``readme_tables.py`` (the docs' tables from the
+committed JSONs) stand beside them, and a script imports nothing from another folder.
+
+A script run as ``python3 bench/GROUP/X.py`` has its folder on ``sys.path`` (its siblings import
+as plain modules); its one line before its bench imports puts ``bench/`` there too, so it imports
+this module as ``harness``, and importing this puts the repository root first on ``sys.path``
+(once, here), so that the script's ``models`` and ``service`` imports find this checkout.
+Standard library only: ``bench/frontend/litserve_app.py`` imports it under another Python.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the one place: `python3 bench/X.py` finds models/ and service/
+sys.path.insert(0, str(ROOT))  # the one place: `python3 bench/G/X.py` finds models/, service/
 
 HOST = "127.0.0.1"  # every bench server listens on loopback only
 

@@ -10,7 +10,7 @@
 #                                           downloaded for that platform and unzipped)
 #   runtime/                                Debian trixie's libc6, libstdc++6 and libgcc-s1,
 #                                           unpacked with dpkg-deb (nothing installed)
-# bench/perf_analyzer.py then starts it as
+# bench/ecosystem/perf_analyzer.py then starts it as
 #   DIR/runtime/usr/lib64/ld-linux-x86-64.so.2 --library-path DIR/runtime/usr/lib/x86_64-linux-gnu \
 #       DIR/wheel/perf_analyzer/bin/perf_analyzer ...
 # On a system with glibc >= 2.38, `pip install perf-analyzer==2.60.0` is enough.

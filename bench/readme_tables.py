@@ -25,7 +25,8 @@ def _ms(v: float) -> str:
 
 
 def serve_table(report: dict) -> str:
-    """bench/serve_bench.py: framecast against the common FastAPI server, per concurrency."""
+    """bench/serving/serve_bench.py: framecast against the common FastAPI server, per
+    concurrency."""
     rows = [
         "| model | concurrency | baseline req/s (p50) | framecast req/s (p50) "
         "| framecast / baseline | mean batch |",
@@ -55,7 +56,8 @@ def _frontend_label(key: str) -> str:
 
 
 def frontend_table(report: dict) -> str:
-    """bench/frontend.py: req/s and server CPU per request, against LitServe and the bare model."""
+    """bench/frontend/frontend.py: req/s and server CPU per request, against LitServe and the bare
+    model."""
     rows = [
         "| case | server | req/s | × LitServe | p50 | p99 | non-2xx | server CPU / request "
         "| event loop / request | front end / request | share of bare |",
@@ -86,7 +88,8 @@ def frontend_table(report: dict) -> str:
 
 
 def past_context_table(report: dict) -> str:
-    """bench/stream_past_context.py: a stream past the context, the state carried or a window."""
+    """bench/streams/stream_past_context.py: a stream past the context, the state carried or a
+    window."""
     rows = [
         "| model | way | MSE/frame, frames 11–30 | frame 11 → frame 30 | model time / frame |",
         "| --- | --- | ---: | ---: | ---: |",
@@ -103,7 +106,7 @@ def past_context_table(report: dict) -> str:
 
 
 def stream_table(report: dict) -> str:
-    """bench/stream_bench.py: streamed frames against 10-frame window requests, same run."""
+    """bench/streams/stream_bench.py: streamed frames against 10-frame window requests, same run."""
     rows = [
         "| clients | way | frames/s | p50 | p99 | server CPU / frame | stream / window CPU |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -130,7 +133,7 @@ SCALE_WAYS = {
 
 
 def stream_scale_table(report: dict) -> str:
-    """bench/stream_scale.py: a streamed frame's cost on each store, same run."""
+    """bench/streams/stream_scale.py: a streamed frame's cost on each store, same run."""
     rows = [
         "| streams | where | frames/s | p50 | p99 | server CPU / frame | against | Redis "
         "round trips / frame | Redis KB / frame |",
@@ -230,8 +233,8 @@ def _cost(cost: dict, timing: dict) -> str:
 
 
 def evaluate_table(report: dict) -> str:
-    """bench/evaluate_mnist.py: the bundled models' evaluation jobs, each model's row and the
-    verdict of each job."""
+    """bench/evaluation/evaluate_mnist.py: the bundled models' evaluation jobs, each model's row
+    and the verdict of each job."""
     nf, cl = report["jobs"]["next_frame"]["result"], report["jobs"]["classify"]["result"]
     k = nf["holdout"]
     rows = [

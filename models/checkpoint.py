@@ -14,7 +14,7 @@ it in safe mode and reads from the loaded model what a manifest would say (:func
 A manifest beside the checkpoint overrides or completes that (class names, the context of a free
 time axis, a display name, a description); framecast's own complete manifests must agree with it.
 Every refusal is one :class:`CheckpointError` line that says what and why. What serving builds
-over a loaded model (a copy per clip length, a uint8 entry) is in ``models/adapters.py``.
+over a loaded model (a copy per clip length, a uint8 entry) is in ``models/interop/adapters.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""bench/evaluate_load.py in small: online predict requests with and without an evaluation job,
-one server, one run, the JSON written (the figures are the bench's, measured in full on a quiet
-machine; this test checks that every phase is measured and the ratio is the printed one)."""
+"""bench/evaluation/evaluate_load.py in small: online predict requests with and without an
+evaluation job, one server, one run, the JSON written (the figures are the bench's, measured in
+full on a quiet machine; this test checks that every phase is measured and the ratio is the printed
+one)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def test_evaluate_load_bench_runs_small(tmp_path):
     out = tmp_path / "evaluate_load.json"
     cmd = [
         sys.executable,
-        str(ROOT / "bench" / "evaluate_load.py"),
+        str(ROOT / "bench" / "evaluation" / "evaluate_load.py"),
         "--rate",
         "3",
         "--seconds",

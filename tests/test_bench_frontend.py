@@ -1,5 +1,5 @@
-"""bench/frontend.py in small: two framecast servers and two bare processes taking turns (the
-others stopped during each turn), every row measured, the JSON written. Needs wrk (Debian:
+"""bench/frontend/frontend.py in small: two framecast servers and two bare processes taking turns
+(the others stopped during each turn), every row measured, the JSON written. Needs wrk (Debian:
 apt-get install wrk): skipped without it, except in CI (``CI`` set), where it fails instead."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_frontend_bench_runs_small(tmp_path):
             pytest.fail("wrk is not installed (CI is set, so this fails instead of skipping)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
     out = tmp_path / "frontend.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "frontend.py"), "--cases", "classify"]
+    cmd = [sys.executable, str(ROOT / "bench" / "frontend" / "frontend.py"), "--cases", "classify"]
     cmd += ["--no-litserve", "--framecast-workers", "1", "--duration", "2", "--rounds", "2"]
     cmd += ["--bare-seconds", "1"]
     cmd += ["--bodies", "json,npy", "--also-env", "FRAMECAST_CPU_THREADS=1", "--out", str(out)]
@@ -60,7 +60,7 @@ def test_a_bare_process_that_dies_is_reported_and_stopping_it_is_quiet():
     import signal
     import time
 
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "bench" / "frontend"))
     import frontend_bare
 
     bare = frontend_bare.Bare(ROOT / "models" / "conv2d_lstm_classify", {})

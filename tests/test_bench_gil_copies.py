@@ -1,4 +1,4 @@
-"""bench/gil_copies.py in small: both ways of building a batch timed alone and beside a busy
+"""bench/serving/gil_copies.py in small: both ways of building a batch timed alone and beside a busy
 thread, the JSON written (its figures are what the README quotes, from the full run)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gil_copies_bench_runs_small(tmp_path):
     out = tmp_path / "gil.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "gil_copies.py"), "--seconds", "0.1"]
+    cmd = [sys.executable, str(ROOT / "bench" / "serving" / "gil_copies.py"), "--seconds", "0.1"]
     done = subprocess.run(
         cmd + ["--batch", "4", "--out", str(out)], capture_output=True, text=True, timeout=120
     )

@@ -1,6 +1,6 @@
-"""bench/perf_analyzer.py in small: Triton's perf_analyzer, unchanged (no ``-x``, no options of
-framecast's), against every bundled model over HTTP and over gRPC (the next-frame models as
-sequence models: their configuration says ``sequence_batching``, so perf_analyzer sends
+"""bench/ecosystem/perf_analyzer.py in small: Triton's perf_analyzer, unchanged (no ``-x``, no
+options of framecast's), against every bundled model over HTTP and over gRPC (the next-frame models
+as sequence models: their configuration says ``sequence_batching``, so perf_analyzer sends
 ``sequence_id``/``sequence_start``/``sequence_end``, and the server's statistics must count
 every phase for it to finish). Needs bench/perf_analyzer_setup.sh's folder (FRAMECAST_PERF_ANALYZER
 or runs/perf_analyzer): skipped without it, except in CI (``CI`` set; .ci/run makes it), where
@@ -33,7 +33,12 @@ def _perf_analyzer() -> Path:
 
 def _bench(tmp_path: Path, models: tuple[str, ...], *more: str) -> dict:
     out = tmp_path / "perf_analyzer.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "perf_analyzer.py"), "--dir", str(_perf_analyzer())]
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "ecosystem" / "perf_analyzer.py"),
+        "--dir",
+        str(_perf_analyzer()),
+    ]
     cmd += ["--models", ",".join(models), "--concurrency", "1,2", "--interval-ms", "1000"]
     cmd += ["--stability", "100", "--out", str(out), *more]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -1,5 +1,5 @@
-"""bench/recipes.py on a tiny budget: a candidate runs, stops at its CPU budget, its curve and
-summary land in the JSON, and a second call skips the finished candidate."""
+"""bench/training/recipes.py on a tiny budget: a candidate runs, stops at its CPU budget, its curve
+and summary land in the JSON, and a second call skips the finished candidate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _recipes():
-    spec = importlib.util.spec_from_file_location("recipes", ROOT / "bench" / "recipes.py")
+    spec = importlib.util.spec_from_file_location(
+        "recipes", ROOT / "bench" / "training" / "recipes.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -32,9 +34,9 @@ raise SystemExit(recipes.main(sys.argv[2:]))
 
 
 def _run_in_background(argv: list[str]) -> int:
-    """As ``nohup python3 bench/recipes.py ... &`` runs it: SIGINT ignored, inherited."""
+    """As ``nohup python3 bench/training/recipes.py ... &`` runs it: SIGINT ignored, inherited."""
     proc = subprocess.run(
-        [sys.executable, "-c", TINY_RUN, str(ROOT / "bench" / "recipes.py"), *argv],
+        [sys.executable, "-c", TINY_RUN, str(ROOT / "bench" / "training" / "recipes.py"), *argv],
         cwd=ROOT,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         timeout=300,

@@ -1,6 +1,6 @@
-"""bench/soak.py --faults (bench/soak_faults.py): how failures are put down to causes, and a
-small fault run (tiny models, 30 s: a worker killed and restarted, a reload, slow and vanishing
-clients) that must pass with nothing lost."""
+"""bench/reliability/soak.py --faults (bench/reliability/soak_faults.py): how failures are put down
+to causes, and a small fault run (tiny models, 30 s: a worker killed and restarted, a reload, slow
+and vanishing clients) that must pass with nothing lost."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _faults():
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "bench" / "reliability"))
     try:
         import soak_faults
     finally:
-        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(ROOT / "bench" / "reliability"))
     return soak_faults
 
 
@@ -56,7 +56,7 @@ def test_only_broken_connections_right_after_the_kill_are_the_kills():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, SO_REUSEPORT, ps")
 def test_a_small_fault_run_loses_nothing(tmp_path):
     out = tmp_path / "faults.json"
-    cmd = [sys.executable, "bench/soak.py", "--faults", "--tiny", "--minutes", "0.5"]
+    cmd = [sys.executable, "bench/reliability/soak.py", "--faults", "--tiny", "--minutes", "0.5"]
     cmd += ["--concurrency", "2", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert out.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,7 +1,7 @@
-"""bench/stream_bench.py in small: one level, one second a run, the JSON written, every frame
-answered 2xx; and the committed figures keep the issue's bar (a streamed frame costs the server at
-most a third of a 10-frame window request's CPU, at 1, 8 and 32 clients). Needs wrk: skipped
-without it, except in CI (``CI`` set), where it fails instead."""
+"""bench/streams/stream_bench.py in small: one level, one second a run, the JSON written, every
+frame answered 2xx; and the committed figures keep the issue's bar (a streamed frame costs the
+server at most a third of a 10-frame window request's CPU, at 1, 8 and 32 clients). Needs wrk:
+skipped without it, except in CI (``CI`` set), where it fails instead."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_stream_bench_runs_small(tmp_path):
             pytest.fail("wrk is not installed (CI is set, so this fails instead of skipping)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
     out = tmp_path / "stream_bench.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "stream_bench.py"), "--seconds", "1"]
+    cmd = [sys.executable, str(ROOT / "bench" / "streams" / "stream_bench.py"), "--seconds", "1"]
     cmd += ["--levels", "2", "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

@@ -1,6 +1,6 @@
-"""bench/stream_scale.py in small: two levels, one second a run, no Ray; every frame answered
-2xx on each store, the Redis rows with their store traffic counted; and the committed JSON has
-every way at 1, 32 and 128 streams with its targets computed from its own figures. Needs wrk,
+"""bench/streams/stream_scale.py in small: two levels, one second a run, no Ray; every frame
+answered 2xx on each store, the Redis rows with their store traffic counted; and the committed JSON
+has every way at 1, 32 and 128 streams with its targets computed from its own figures. Needs wrk,
 redis-server and nginx (Debian's): skipped without them, except in CI (``CI`` set)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def test_stream_scale_bench_runs_small(tmp_path):
             pytest.fail(message)
         pytest.skip(message)
     out = tmp_path / "stream_scale.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "stream_scale.py"), "--seconds", "1"]
+    cmd = [sys.executable, str(ROOT / "bench" / "streams" / "stream_scale.py"), "--seconds", "1"]
     cmd += ["--levels", "1", "3", "--no-ray", "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

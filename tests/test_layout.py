@@ -7,7 +7,10 @@ and under ``if TYPE_CHECKING:``), so that they hold themselves (issue #24):
 - route modules reach models through ``service.inference``: they import no batcher, runner or
   registry module;
 - the page's script is plain ES modules (``service/static/js/``) of at most 400 lines each, with
-  no circle either.
+  no circle either;
+- ``models/`` is grouped by role and ``bench/`` by what it measures: no folder of either holds
+  more than 12 modules; a bench script imports only from its own folder and the shared harness
+  beside the folders (``bench/*.py``), and the bench scripts have no circle.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("service", "models")
@@ -104,13 +109,53 @@ def test_models_import_nothing_from_service():
     assert not bad, bad
 
 
-def test_no_folder_of_service_holds_more_than_12_modules():
+@pytest.mark.parametrize("top", ["service", "models", "bench"])
+def test_no_folder_holds_more_than_12_modules(top):
     crowded = {}
-    for folder in [ROOT / "service", *(p for p in (ROOT / "service").rglob("*") if p.is_dir())]:
+    for folder in [ROOT / top, *(p for p in (ROOT / top).rglob("*") if p.is_dir())]:
         n = len([p for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")])
         if n > MAX_MODULES_PER_FOLDER:
             crowded[folder.relative_to(ROOT).as_posix()] = n
     assert not crowded, crowded
+
+
+def bench_graph() -> dict[str, set[str]]:
+    """The bench scripts (``bench/[GROUP/]X.py``, by path) and the bench scripts each imports. A
+    script imports its siblings and the shared harness as plain modules (its folder and
+    ``bench/`` are on ``sys.path``); a name found in neither is not a bench module."""
+    bench = ROOT / "bench"
+    g: dict[str, set[str]] = {}
+    for path in sorted(bench.rglob("*.py")):
+        here = {p.stem: p for p in path.parent.glob("*.py")}
+        shared = {p.stem: p for p in bench.glob("*.py")}
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module.split(".")[0]]
+            else:
+                continue
+            for n in names:
+                target = here.get(n) or shared.get(n)
+                if target is not None and target != path:
+                    found.add(target.relative_to(ROOT).as_posix())
+        g[path.relative_to(ROOT).as_posix()] = found
+    return g
+
+
+def test_bench_scripts_import_their_folder_and_the_harness_only_and_have_no_circle():
+    g = bench_graph()
+    assert "bench/harness.py" in g["bench/streams/stream_scale.py"]  # the graph sees them
+    assert "bench/streams/stream_bench.py" in g["bench/streams/stream_scale.py"]
+    grouped = [p for p in g if p.count("/") == 2]
+    assert len(grouped) >= 20, "the scripts live in folders by what they measure"
+    for script, targets in g.items():
+        folder = script.rpartition("/")[0]
+        strays = {t for t in targets if t.rpartition("/")[0] not in (folder, "bench")}
+        assert not strays, f"{script} imports another folder's scripts: {sorted(strays)}"
+    cycle = find_cycle(g)
+    assert cycle is None, " -> ".join(cycle or [])
 
 
 def test_routes_reach_models_through_the_inference_module():

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from models import data as D
-from models.env import describe
 from models.evaluation.markdown import render_card
 from models.evaluation.protocol import check_evaluable, evaluate_classify, evaluate_next_frame
 from models.repository import (
@@ -27,6 +26,7 @@ from models.repository import (
     read_manifest,
     verify_checkpoint,
 )
+from models.runs.env import describe
 
 # Published Moving MNIST figures, 10 -> 10, MSE per frame (see REFERENCES in the docs).
 PUBLISHED: list[dict[str, Any]] = [
@@ -68,7 +68,7 @@ def run(
     """Evaluate the model folder and write its card; progress on stderr unless ``quiet``."""
     import keras
 
-    from models.progress import progress
+    from models.runs.progress import progress
 
     folder = Path(folder)
     manifest = read_manifest(folder)

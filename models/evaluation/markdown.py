@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.env import hardware_summary
+from models.runs.env import hardware_summary
 
 
 def _fmt(v: float | None, nd: int = 2) -> str:

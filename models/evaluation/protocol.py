@@ -26,7 +26,7 @@ from models.rollout import OnBatch, carried_rollout, rollout
 if TYPE_CHECKING:  # only for annotations: importing this module does not load Keras
     import keras
 
-    from models.progress import Progress
+    from models.runs.progress import Progress
 
 
 def batched_call(
@@ -124,9 +124,9 @@ def evaluate_next_frame(
     horizon: int,
     progress: Progress | None = None,
 ) -> dict:
-    """Rollout metrics, baselines and latency; ``progress`` (models/progress.py) is told each
+    """Rollout metrics, baselines and latency; ``progress`` (models/runs/progress.py) is told each
     predicted frame (``len(clips) * horizon`` in all) and each later stage."""
-    from models.progress import Progress
+    from models.runs.progress import Progress
 
     progress = progress if progress is not None else Progress()
     frames = fixed_frames(manifest)
@@ -177,7 +177,7 @@ def evaluate_classify(
     progress: Progress | None = None,
 ) -> dict:
     """Accuracy, confusion matrix and latency; ``progress`` is told each classified clip."""
-    from models.progress import Progress
+    from models.runs.progress import Progress
 
     progress = progress if progress is not None else Progress()
     frames = fixed_frames(manifest)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models import data as D
-from models.env import describe
 from models.repository import Manifest, save_model_folder
+from models.runs.env import describe
 from models.training.config import TrainConfig
 
 if TYPE_CHECKING:  # annotations only

@@ -129,7 +129,7 @@ def callbacks(cfg: TrainConfig, out: Path, state: dict, dataset: Any) -> list:
     line, in place of Keras' own (fit runs with verbose=0)."""
     import keras
 
-    from models.progress import keras_callback
+    from models.runs.progress import keras_callback
 
     shown = keras_callback(
         batch_size=cfg.batch_size,

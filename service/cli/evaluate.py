@@ -2,7 +2,7 @@
 
 It sends DATA (an .npy, .npz, .zip, .tar(.gz) or video file, streamed) to ``POST
 /v1/evaluations``, follows the job's Server-Sent Events with a progress bar on stderr
-(``models/progress.py``: a bar on a terminal, lines in a log), then prints the verdict and a
+(``models/runs/progress.py``: a bar on a terminal, lines in a log), then prints the verdict and a
 table and writes the report files (``report.html``, ``report.json``, ``clips.csv``,
 ``plot.png``) into ``--out`` (default ``evaluation_<id>/``). Ctrl-C cancels the job on the
 server. ``--json`` prints the result as JSON on stdout instead of the table. Without
@@ -68,7 +68,7 @@ FINAL = ("done", "failed", "cancelled")
 def _follow(http: httpx.Client, location: str, total: int, quiet: bool) -> dict[str, Any]:
     """The job's events until it ends, shown as progress; the job as it ended. A stream that
     ends first (the server stopping, a proxy) is opened again while the job goes on."""
-    from models.progress import progress
+    from models.runs.progress import progress
 
     bar = progress(total, unit="clip", desc="evaluate", quiet=quiet)
     job: dict[str, Any] = {}

@@ -201,10 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(func=_evaluate_main)
 
-    from models.export import add_export_subcommand
+    from models.interop.export import add_export_subcommand
 
     add_export_subcommand(sub)
-    from models.importer import add_import_subcommand
+    from models.interop.importer import add_import_subcommand
 
     add_import_subcommand(sub, _default_models_dir)
     _add_service_subcommands(sub)

@@ -107,7 +107,7 @@ def make_policy(
     """The task policy of a loaded model and the callables it calls (name → model).
 
     A fixed time axis is called as is. A free one (``frames`` None) is called through one
-    compiled copy per clip length (:class:`models.adapters.PerLength`), warmed at the
+    compiled copy per clip length (:class:`models.interop.adapters.PerLength`), warmed at the
     manifest's context, else ``warm_frames``. Rollouts: what the manifest asks for; a model read
     from its checkpoint alone rolls out as it reads a sequence: a fixed window slides, a free
     one grows (carrying the recurrent states when the layers allow it: the same numbers, faster).
@@ -117,14 +117,14 @@ def make_policy(
     warm = m.context or warm_frames
     free = m.frames is None
     if free:
-        from models.adapters import PerLength, at_length  # Keras: only once a model is loaded
+        from models.interop.adapters import PerLength, at_length  # Keras: once one is loaded
 
         calls: dict[str, Any] = {"model": PerLength(at_length(model), keep_lengths)}
     else:
         calls = {"model": model}
     if m.task == "classify":
         if not free:  # the model also takes a clip's bytes and scales them in its graph
-            from models.adapters import from_bytes
+            from models.interop.adapters import from_bytes
 
             try:
                 calls["model_u8"] = from_bytes(model)

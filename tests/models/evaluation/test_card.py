@@ -117,7 +117,7 @@ def test_the_committed_cards_agree_about_each_other():
 def test_a_model_evaluate_cannot_measure_is_refused_in_one_line(tmp_path, capsys):
     """An imported model of another input or other classes: exit 2 and one line saying what it
     takes and what evaluate measures, nothing loaded, no card written."""
-    from models.importer import import_checkpoint
+    from models.interop.importer import import_checkpoint
     from tests.service import own_models as om
 
     src = tmp_path / "leftright.keras"
