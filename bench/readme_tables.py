@@ -48,6 +48,8 @@ def _frontend_label(key: str) -> str:
     base, _, setting = key.partition(" ")
     if base == "litserve":
         label = "LitServe 0.2.19"
+    elif base == "framecast_w1" and setting.startswith("tree="):
+        return f"framecast at {setting.removeprefix('tree=')} (an earlier commit, same run)"
     elif base == "framecast_w1":
         label = "framecast"
     else:

@@ -87,6 +87,10 @@ def test_frontend_figures_in_the_prose():
     def cpu(row: dict) -> float:
         return row["server_cpu_ms_per_request"]
 
+    def pc_lit_cpu() -> float:  # the run the keys issue's bar was set on: frontend_prev.json
+        prev = json.loads((BENCH / "frontend_prev.json").read_text())["cases"]
+        return prev["classify"]["litserve"]["server_cpu_ms_per_request"]
+
     def loop(row: dict) -> str:
         return f"{row['event_loop_cpu_ms_per_request']:.2f}"
 
@@ -109,6 +113,28 @@ def test_frontend_figures_in_the_prose():
         "× and "
         f"{pct(p['framecast_w2']['share_of_bare'])} against "
         f"{pct(p['framecast_w2 FRAMECAST_CPU_THREADS=0']['share_of_bare'])}",
+    ]
+    keys, tree = c["framecast_w1 keys"], c["framecast_w1 tree=684a0c8"]
+    layers = report["layers"]["us_per_request"]
+    quoted += [
+        f"framecast answered {keys['req_s']:.1f} classify requests/s at "
+        f"{keys['server_cpu_ms_per_request']:.3f} ms of server CPU each, against "
+        f"{one['server_cpu_ms_per_request']:.3f} ms with keys off: "
+        f"{cpu(keys) / cpu(one):.2f}×",
+        f"{tree['server_cpu_ms_per_request']:.3f} ms of server CPU per classify request against "
+        f"today's {one['server_cpu_ms_per_request']:.3f} ms (today {cpu(one) / cpu(tree):.2f}× "
+        "the CPU",
+        f"and {tree['req_s'] / lit:.2f}× LitServe's requests against today's "
+        f"{one['req_s'] / lit:.2f}×",
+        f"about {cpu(one) / cpu(tree) - 1:.0%} more CPU".replace("%", " %"),
+        f"the request log {layers['request_log']:.2f}, metrics {layers['metrics']:.2f}, the body "
+        f"limit and deadline {layers['body_limit_and_deadline']:.2f}, compression "
+        f"{layers['compression']:.2f}, the drain {layers['drain']:.2f}, API keys off "
+        f"{layers['keys_off']:.2f}, a keys file with scopes {layers['keys_file_scoped']:.2f} and "
+        f"with per-key limits {layers['keys_file_scoped_with_limits']:.2f}; "
+        f"{report['layers']['all_layers_keys_off_us']:.2f} µs for all of them",
+        f"LitServe's CPU per request was {pc_lit_cpu():.2f} ms; it was "
+        f"{c['litserve']['server_cpu_ms_per_request']:.2f} ms here",
     ]
     prev = json.loads((BENCH / "frontend_prev.json").read_text())["cases"]
     pc, p1 = prev["classify"], prev["classify"]["framecast_w1"]
@@ -357,3 +383,26 @@ def test_the_evaluation_job_over_held_out_clips_in_the_readme_and_its_page():
     assert re.search(r"python3 bench/(evaluation/)?evaluate_mnist\.py ", report["command"])
     assert readme_tables.render("evaluate") in page
     assert f"> {report['jobs']['next_frame']['result']['verdict']}" in page
+
+
+def test_evaluation_load_figures_in_the_evaluate_guide():
+    """docs/evaluate.md's online p99 with and without a job, from docs/bench/evaluate_load.json."""
+    r = json.loads((BENCH / "evaluate_load.json").read_text())
+    c, v = r["models"]["conv2d_lstm_next_frame"], r["models"]["convlstm2d_next_frame"]
+
+    def ms(row: dict, phase: str) -> str:
+        return f"{row[phase]['p99_ms']:.1f} ms"
+
+    quoted = [
+        f"p99 {ms(c, 'without_job')} without a job and {ms(c, 'with_job')} with one "
+        f"({c['p99_ratio']:.2f}×)",
+        f"ConvLSTM2D {ms(v, 'without_job')} and {ms(v, 'with_job')} ({v['p99_ratio']:.2f}×)",
+        f"all online requests {r['all']['p99_ratio']:.2f}×",
+        f"the job went on at {r['job_clips_per_s_under_load']:.1f} clips/s",
+        f"at most {r['target_p99_ratio']}× without",
+    ]
+    assert r["non_200"] == 0 and r["all"]["met"]
+    assert "none failed" in page("evaluate")
+    flat = " ".join(page("evaluate").split())
+    missing = [q for q in quoted if " ".join(q.split()) not in flat]
+    assert not missing, f"figures that match no JSON value: {missing}"

@@ -209,11 +209,17 @@ def measure_rounds(
     return out
 
 
-def framecast_server(root: Path, port: int, workers: int, extra: dict | None = None) -> Server:
+def framecast_server(
+    root: Path, port: int, workers: int, extra: dict | None = None, tree: Path | None = None
+) -> Server:
+    """framecast serving the models in ``root``: this checkout's, or ``tree``'s (another
+    checkout of framecast, e.g. an earlier release's worktree, run from its own folder)."""
     cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(root)]
     cmd += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     env = {**os.environ, "FRAMECAST_MAX_QUEUE": "512", **(extra or {})}
-    return Server(cmd, port, "/readyz", env=env, group=True)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return Server(cmd, port, "/readyz", env=env, cwd=tree, group=True)
 
 
 def litserve_server(python: str, folder: Path, port: int, env: dict | None = None) -> Server:
@@ -280,6 +286,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="requests per round of the in-process cost of each layer "
         "(bench/frontend/frontend_layers.py; 0: not measured)",
     )
+    p.add_argument(
+        "--also-tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="one more one-worker framecast row (JSON body) served from another checkout, e.g. "
+        "an earlier release's worktree: two commits compared in one run",
+    )
     p.add_argument("--pause-pid", type=int, help="SIGSTOP this process during the run")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "frontend.json")
     p.add_argument("--bare-only", type=Path, help=argparse.SUPPRESS)  # a Bare process
@@ -329,6 +343,12 @@ def run(args: argparse.Namespace) -> dict:
                     for form in args.bodies.split(","):  # the same server, another upload form
                         if form != "json":
                             servers.append((f"{key} body={form}", srv, url, True, forms[form]))
+            for spec in args.also_tree:  # another commit, the same load and turns
+                tree_name, _, tree = spec.partition("=")
+                port = free_port()
+                srv = framecast_server(root, port, 1, None, Path(tree).resolve())
+                url = f"http://127.0.0.1:{port}{path}"
+                servers.append((f"framecast_w1 tree={tree_name}", srv, url, True, forms["json"]))
             litserve_runs = [] if args.no_litserve else [("litserve", None)]
             if litserve_runs and args.litserve_tf_threads:
                 n = str(args.litserve_tf_threads)
