@@ -26,7 +26,7 @@ def test_frontend_bench_runs_small(tmp_path):
     cmd += ["--no-litserve", "--framecast-workers", "1", "--duration", "2", "--rounds", "2"]
     cmd += ["--bare-seconds", "1"]
     cmd += ["--bodies", "json,npy", "--also-env", "FRAMECAST_CPU_THREADS=1", "--out", str(out)]
-    cmd += ["--keys", "--layers", "500"]
+    cmd += ["--keys", "--layers", "500", "--also-tree", f"here={ROOT}"]  # a checkout's own row
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -37,6 +37,7 @@ def test_frontend_bench_runs_small(tmp_path):
         "framecast_w1 body=npy",
         "framecast_w1 FRAMECAST_CPU_THREADS=1",
         "framecast_w1 keys",  # keys on, a scoped key with limits: every request answered 200
+        "framecast_w1 tree=here",  # served from a checkout's folder (another commit's, in use)
     }
     layers = report["layers"]["us_per_request"]  # what each layer costs a request
     assert {"request_log", "metrics", "keys_env", "keys_file_scoped_with_limits"} <= set(layers)

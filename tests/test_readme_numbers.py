@@ -406,3 +406,10 @@ def test_evaluation_load_figures_in_the_evaluate_guide():
     flat = " ".join(page("evaluate").split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
     assert not missing, f"figures that match no JSON value: {missing}"
+
+
+def test_a_frontend_row_of_another_commit_is_labelled_with_it():
+    assert readme_tables._frontend_label("framecast_w1 tree=684a0c8").startswith(
+        "framecast at 684a0c8"
+    )
+    assert readme_tables._frontend_label("framecast_w1 keys") == "framecast, `keys`"
