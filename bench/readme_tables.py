@@ -131,6 +131,8 @@ SCALE_WAYS = {
     "redis": "two processes, one Redis",
     "ray-carry": "Ray, 2 ingress, carry",
     "ray-window": "Ray, 2 ingress, window",
+    "ray-direct-carry": "Ray, direct ingress, carry",
+    "ray-direct-window": "Ray, direct ingress, window",
 }
 
 
@@ -147,11 +149,11 @@ def stream_scale_table(report: dict) -> str:
             if way not in ways:
                 continue
             r = ways[way][i]
-            base = "ray-window" if way == "ray-carry" else "memory"
+            base = way.replace("-carry", "-window") if way.endswith("-carry") else "memory"
             against = ""
-            if way not in ("memory", "ray-window"):
+            if way != "memory" and not way.endswith("-window"):
                 ratio = r["server_cpu_ms_per_frame"] / ways[base][i]["server_cpu_ms_per_frame"]
-                against = f"{ratio:.2f}× {'window' if base == 'ray-window' else 'memory'}"
+                against = f"{ratio:.2f}× {'memory' if base == 'memory' else 'window'}"
             redis = "store_cpu_ms_per_frame" in r
             trips = f"{r['store_round_trips_per_frame']:.1f}" if redis else ""
             kb = (

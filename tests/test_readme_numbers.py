@@ -357,6 +357,7 @@ def test_stream_scale_ratios_in_the_prose():
         f"one Redis on this one 2-core machine cost {span('redis_over_memory')} one process",
         f"on the same machine cost {min(folder):.2f}–{max(folder):.2f}×",
         f"a carried stream costs {span('ray_carry_over_window')}",
+        f"and {span('ray_direct_carry_over_window')} with direct ingress",
     ]
     flat = " ".join(TEXT.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]

@@ -16,13 +16,20 @@ come one after the other as a camera sends them), to:
 - **ray-carry**: ``framecast serve --ray`` with two ingress replicas sharing the Redis, each
   frame one step of the cells on a model replica with the state sent along;
 - **ray-window**: the same, the streams opened with ``past_context=window`` (every frame re-reads
-  the last 10 on the replica: what a Ray stream cost before the state travelled).
+  the last 10 on the replica: what a Ray stream cost before the state travelled);
+- **ray-direct-carry**, **ray-direct-window**: both again with Ray Serve's direct ingress
+  (FRAMECAST_RAY_DIRECT_INGRESS=true: each ingress replica answers HTTP itself behind Ray's
+  HAProxy, no proxy actor passing each request on as a Ray call).
+
+On Ray an ingress replica sends the calls that arrive while its model's replicas are busy
+together in one Ray call (FRAMECAST_RAY_COALESCE_ITEMS, the default), carry and window alike.
 
 Read per run: frames/s, p50/p99 per frame (wrk), server CPU per frame (``/proc``: the framecast
 process trees and redis-server; not wrk, not nginx), and per frame the bytes to and from Redis,
 its commands and round trips (Redis's INFO counters: commands processed, read events). The two
 Redis servers share this host's two cores (as two machines would not). Targets: redis ≤ 1.5x
-memory's server CPU per frame, ray-carry ≤ ½ ray-window's. Pause a training run meanwhile
+memory's server CPU per frame, ray-carry ≤ ½ ray-window's (with Serve's proxy, and with direct
+ingress). Pause a training run meanwhile
 (``--pause-pid``).
 
     python3 bench/streams/stream_scale.py [--seconds 10] [--levels 1 32 128] [--no-ray]
@@ -52,7 +59,12 @@ from stream_bench import MODEL, STREAM_LUA, _frames_png, _post
 LEVELS = (1, 32, 128)
 MAX_CONNECTIONS = 32
 OUT = ROOT / "docs" / "bench" / "stream_scale.json"
-TARGETS = {"redis_over_memory": 1.5, "redis_one_over_memory": 1.5, "ray_carry_over_window": 0.5}
+TARGETS = {
+    "redis_over_memory": 1.5,
+    "redis_one_over_memory": 1.5,
+    "ray_carry_over_window": 0.5,
+    "ray_direct_carry_over_window": 0.5,
+}
 
 NGINX = """
 user root;
@@ -122,6 +134,23 @@ def _serve(tmp: Path, name: str, env: dict, extra: list[str] | None = None) -> S
     port = free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *(extra or [])]
     return Server(cmd, port, env=env, cwd=ROOT, log=tmp / f"{name}.log", name=name, group=True)
+
+
+def _all_ready(url: str, times: int = 20, timeout_s: float = 300.0) -> None:
+    """Until /readyz answers 200 ``times`` in a row: every ingress replica behind the balancer
+    ready, not only the first one asked."""
+    deadline, ok = time.monotonic() + timeout_s, 0
+    while ok < times:
+        try:
+            urllib.request.urlopen(f"{url}/readyz", timeout=5).close()
+            ok += 1
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{url}/readyz did not answer 200 {times} times in a row"
+                ) from None
+            ok = 0
+            time.sleep(0.5)
 
 
 def _wrk(url: str, script: str, connections: int, seconds: float) -> dict:
@@ -312,20 +341,25 @@ def main(argv: list[str] | None = None) -> int:
                     "FRAMECAST_RAY_INGRESS_REPLICAS": "2",
                     "RAY_USAGE_STATS_ENABLED": "0",
                 }
-                ray = _serve(tmp, "ray", ray_env, ["--ray"])
-                try:
-                    ray.wait_ready(timeout=900)
-                    for way, mode in (("ray-carry", "carry"), ("ray-window", "window")):
-                        results[way] = []
-                        for n in args.levels:
-                            pids = [ray.proc.pid, redis.pid]
-                            m = _measure(
-                                ray.url, pids, frames, n, args.seconds, tmp, redis_port, mode
-                            )
-                            results[way].append(m)
-                            _print(way, m)
-                finally:
-                    ray.stop()
+                for prefix, direct in (("ray", "false"), ("ray-direct", "true")):
+                    ray = _serve(
+                        tmp, prefix, {**ray_env, "FRAMECAST_RAY_DIRECT_INGRESS": direct}, ["--ray"]
+                    )
+                    try:
+                        ray.wait_ready(timeout=900)
+                        _all_ready(ray.url)
+                        for mode in ("carry", "window"):
+                            way = f"{prefix}-{mode}"
+                            results[way] = []
+                            for n in args.levels:
+                                pids = [ray.proc.pid, redis.pid]
+                                m = _measure(
+                                    ray.url, pids, frames, n, args.seconds, tmp, redis_port, mode
+                                )
+                                results[way].append(m)
+                                _print(way, m)
+                    finally:
+                        ray.stop()
         finally:
             redis.terminate()
             redis.wait(30)
@@ -337,10 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         "redis_over_memory": [round(r / m, 3) for r, m in zip(cpu("redis"), cpu("memory"))],
         "redis_one_over_memory": [round(r / m, 3) for r, m in zip(cpu("redis-one"), cpu("memory"))],
     }
-    if "ray-carry" in results:
-        ratios["ray_carry_over_window"] = [
-            round(c / w, 3) for c, w in zip(cpu("ray-carry"), cpu("ray-window"))
-        ]
+    for prefix in ("ray", "ray-direct"):
+        if f"{prefix}-carry" in results:
+            ratios[f"{prefix.replace('-', '_')}_carry_over_window"] = [
+                round(c / w, 3) for c, w in zip(cpu(f"{prefix}-carry"), cpu(f"{prefix}-window"))
+            ]
     met = {k: all(v <= TARGETS[k] for v in vs) for k, vs in ratios.items()}
     for k, vs in ratios.items():
         print(f"{k}: {vs} (target <= {TARGETS[k]}): {'met' if met[k] else 'NOT met'}")
