@@ -255,12 +255,17 @@ async def _advance(
     replays: list[bool],
     frames: list[Frame],
     opts: Options,
+    announced: list | None = None,
 ) -> list[tuple[dict, dict]]:
     """Every stream of a post (one, or a compare stream's): a queue place on each model and every
     upload fitted before any stream moves (a full queue or a bad frame changes none), then all
-    advanced concurrently; per stream, its answer and phases (ms)."""
+    advanced concurrently; per stream, its answer and phases (ms). ``announced``: the places
+    taken before the stream was read (:func:`feed`), given back once these are taken."""
     t0 = time.perf_counter()
     with inference.reserve(*runners) as tickets:  # 503 at once when a queue is full
+        for early in announced or ():
+            if early is not None:  # a runner without a queue of its own (Ray's) gives none
+                early.release()
         prepared = [await inference.prepare_all(r, frames, opts.fit) for r in runners]
         t1 = time.perf_counter()
 
@@ -292,7 +297,13 @@ def _winners(answers: dict[str, dict]) -> dict[str, str | None]:
 
 
 async def _step_once(
-    runtime: Any, store: StreamStore, stream_id: str, frames: list[Frame], opts: Options, sent: Any
+    runtime: Any,
+    store: StreamStore,
+    stream_id: str,
+    frames: list[Frame],
+    opts: Options,
+    sent: Any,
+    announced: list | None = None,
 ) -> tuple[dict, list[tuple[Stream, Any, dict]]]:
     async with store.hold(stream_id) as entry:  # posts to one stream: one after the other
         _check_step(entry, opts, sent, len(frames))
@@ -303,7 +314,7 @@ async def _step_once(
                 await store.load_window(m, entry)
         runners = [r for r, _ in found]
         touch(entry, store.clock())
-        done = await _advance(members, runners, [f for _, f in found], frames, opts)
+        done = await _advance(members, runners, [f for _, f in found], frames, opts, announced)
         if isinstance(entry, Stream):
             body = done[0][0]
         else:
@@ -342,24 +353,32 @@ async def feed(
             "at a time (FRAMECAST_STREAM_MAX_FRAMES): send them in several requests"
         )
     sent = digest(frames, opts) if opts.step is not None and not opts.tensors else None
-    for attempt in range(s.stream_commit_retries + 1):
-        try:
-            body, stepped = await _step_once(runtime, store, stream_id, frames, opts, sent)
-            break
-        except _Again as again:
-            if headers is not None:
-                headers["X-Stream-Retry"] = "answered again"
-            return json.loads(again.answer)
-        except Contended:
-            log.info("stream %s: written by another process meanwhile; stepped again (%d)",
-                     stream_id, attempt + 1)  # fmt: skip
-    else:
-        raise StoreUnavailable(
-            f"stream {stream_id!r} was written by other servers {s.stream_commit_retries + 1} "
-            "times while this request stepped it (FRAMECAST_STREAM_COMMIT_RETRIES); send each "
-            "stream's frames one at a time",
-            1,
-        )
+    # In a shared store the stream is read over the network (or from a file) first: its models'
+    # batchers are told a frame is coming meanwhile, as for an upload being decoded, so they wait
+    # for it (up to FRAMECAST_MAX_BATCH_DELAY_MS) rather than step the others without it.
+    with inference.reserve(*store.runners_seen(runtime, stream_id)) as announced:
+        for attempt in range(s.stream_commit_retries + 1):
+            try:
+                body, stepped = await _step_once(
+                    runtime, store, stream_id, frames, opts, sent, announced
+                )
+                break
+            except _Again as again:
+                if headers is not None:
+                    headers["X-Stream-Retry"] = "answered again"
+                return json.loads(again.answer)
+            except Contended:
+                log.info("stream %s: written by another process meanwhile; stepped again (%d)",
+                         stream_id, attempt + 1)  # fmt: skip
+        else:
+            raise StoreUnavailable(
+                f"stream {stream_id!r} was written by other servers {s.stream_commit_retries + 1} "
+                "times while this request stepped it (FRAMECAST_STREAM_COMMIT_RETRIES); send "
+                "each stream's frames one at a time",
+                1,
+            )
+    if store.shared:
+        store.saw_models(stream_id, tuple((m.model, m.pinned) for m, _, _ in stepped))
     metrics = getattr(runtime, "metrics", None)
     if metrics is not None:
         for m, r, phases in stepped:

@@ -35,7 +35,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from service.auth.principals import Principal, check_count, sees
-from service.errors import Overloaded, StreamConflict, StreamGone, StreamNotFound, TooManyStreams
+from service.errors import (
+    FramecastError,
+    Overloaded,
+    StreamConflict,
+    StreamGone,
+    StreamNotFound,
+    TooManyStreams,
+)
 from service.streams.records import Entry, Group, Stream
 
 HOW_TO_OPEN = "open a new one with POST /v1/models/{model}/streams"
@@ -122,6 +129,32 @@ class StreamStore:
         # this process's holders of one stream: its lock, and how many hold or wait for it
         self._local: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._tickets: dict[str, tuple[float, str]] = {}  # a ticket's hash → (until, grant)
+        # the models (and pinned versions) of the streams this process stepped last, most
+        # recent last: what a frame announces to their batchers before the stream is read
+        self._models_of: OrderedDict[str, tuple[tuple[str, str | None], ...]] = OrderedDict()
+
+    # -- the models a stream's next frame goes to, as this process saw them -------------------
+    def models_seen(self, stream_id: str) -> tuple[tuple[str, str | None], ...]:
+        """The (model, pinned version) of each member of ``stream_id`` when this process last
+        stepped it; empty when it never did (a hint: the stream is read before it is used)."""
+        return self._models_of.get(stream_id, ())
+
+    def runners_seen(self, runtime: Any, stream_id: str) -> list[Any]:
+        """The runners a frame of ``stream_id`` is expected on, as this process last stepped it:
+        in a shared store only (a store of this process's own is read at once)."""
+        out = []
+        for model, pinned in self.models_seen(stream_id) if self.shared else ():
+            try:
+                out.append(runtime.get(model, pinned))
+            except FramecastError:  # unloaded since: the read says what to answer
+                return []
+        return out
+
+    def saw_models(self, stream_id: str, models: tuple[tuple[str, str | None], ...]) -> None:
+        self._models_of[stream_id] = models
+        self._models_of.move_to_end(stream_id)
+        while len(self._models_of) > max(1, int(self.settings.stream_max_total)):
+            self._models_of.popitem(last=False)
 
     # -- what each store provides -------------------------------------------------------------
     async def create(self, entry: Entry, caller: Principal | None = None) -> None:

@@ -185,3 +185,33 @@ def test_a_new_version_polled_in_is_replayed_in_a_shared_store(tmp_path, request
             np.testing.assert_allclose(values(got), predict(c, "nf", frames[2:6]), atol=2e-5)
             assert post(c, sid, frames[6:7], step=6)["replayed"] is None
         os.replace(root / "nf" / "2", tmp_path / "aside" / "2")  # for the next store
+
+
+def test_a_frame_is_announced_to_its_batcher_while_the_stream_is_read(pair, monkeypatch):
+    """In a shared store the stream is read (over the network, from a file) before it steps: a
+    frame to a stream this process stepped before takes a place in its model's batcher first,
+    as an upload being decoded does, so the batcher waits for it rather than step without it;
+    the place is given back once the step has its own, and none is left over."""
+    a, _, _ = pair
+    store, runner = a.app.state.streams, a.app.state.runtime.get(CARRY, None)
+    batcher = runner.batcher
+    sid = open_stream(a, CARRY)
+    post(a, sid, frames_of(1, seed=5), step=0)  # this process has stepped it: it knows the model
+    assert store.models_seen(sid) == ((CARRY, None),)
+    seen: list[int] = []
+    read = store._load_held
+
+    async def spying(stream_id):
+        seen.append(batcher._incoming)  # places taken by frames on their way, now
+        return await read(stream_id)
+
+    monkeypatch.setattr(store, "_load_held", spying)
+    post(a, sid, frames_of(1, seed=6), step=1)
+    assert seen and seen[0] == 1, seen
+    assert batcher._incoming == 0  # given back
+
+    fresh = open_stream(a, CARRY)  # never stepped here: nothing to announce
+    seen.clear()
+    post(a, fresh, frames_of(1, seed=7), step=0)
+    assert seen == [0]
+    assert batcher._incoming == 0
