@@ -8,10 +8,11 @@ arrays as raw bytes (their dtype and shape are in the description; nothing is pi
 fields a write checks: ``inc`` (the incarnation) and ``rev``.
 
 - **One writer at a time, without locks that a crash could leave behind**: a process steps a stream
-  from what it read (one HMGET: all but the window frames, which a carried stream does not read
-  again), then writes it back with a compare-and-set on ``rev`` (WATCH, a check, MULTI/EXEC: the
-  changed fields only, the new frame in its ring slot). If another process wrote first, nothing
-  is written and the step is made again from the new state
+  from what it read (WATCH and one HMGET, together: all but the window frames, which a carried
+  stream does not read again), then writes it back on the same connection in one MULTI/EXEC (the
+  changed fields only, the new frame in its ring slot), which Redis refuses if the stream was
+  written since the WATCH (``redis_hash.py``: two round trips a step). If another process wrote
+  first, nothing is written and the step is made again from the new state
   (:class:`~service.streams.store.Contended`), so a frame is never applied twice, and a process
   killed mid-step leaves the stream as it was.
 - **Idle expiry is Redis's**: every write sets the key's TTL to the stream's idle timeout. The
@@ -36,7 +37,17 @@ import numpy as np
 
 from service.auth.principals import Principal, sees
 from service.errors import StoreUnavailable, StreamConflict
-from service.streams.records import Entry, Group, Stream, describe, rebuild
+from service.streams.records import Entry, Stream
+from service.streams.redis_hash import (
+    ARRAYS,
+    Watch,
+    flat,
+    member_prefixes,
+    pack,
+    ring_slot,
+    stale_fields,
+    unpack,
+)
 from service.streams.redis_scripts import CREATE, END, OPEN, TAKE, TICKET, WHY
 from service.streams.store import (
     Contended,
@@ -69,97 +80,6 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _members(entry: Entry) -> list[tuple[str, Stream]]:
-    if isinstance(entry, Group):
-        return [(f"m{i}_", m) for i, m in enumerate(entry.members.values())]
-    return [("", entry)]
-
-
-def _slot(frame: int, keeps: int) -> int:
-    return frame % keeps
-
-
-def pack(entry: Entry, since: Entry | None = None) -> tuple[dict[str, bytes], list[str], str]:
-    """The hash fields of ``entry`` (all of them, or with ``since``: the stored revision it
-    steps from, only the window frames new since then), its models and its kind."""
-    meta, _ = describe(entry)
-    fields: dict[str, bytes] = {"meta": json.dumps(meta).encode()}
-    before = dict(_members(since)) if since is not None else {}
-    for p, s in _members(entry):
-        if s.states is not None:
-            fields[f"a:{p}states"] = b"".join(np.ascontiguousarray(a).tobytes() for a in s.states)
-        if s.expected is not None:
-            fields[f"a:{p}e"] = np.ascontiguousarray(s.expected).tobytes()
-        if s.last is not None:
-            fields[f"a:{p}answer"] = s.last["answer"]
-        old = before.get(p)
-        first = old.step if old is not None else 0  # a step: the frames new since it only
-        n = len(s.window)
-        for k, frame in enumerate(s.window):  # frame number s.step - n + k, ring slot of it
-            number = s.step - n + k
-            if number >= first:
-                fields[f"a:{p}r{_slot(number, s.keeps)}"] = np.ascontiguousarray(frame).tobytes()
-    fields["inc"] = entry.incarnation.encode()
-    fields["rev"] = str(entry.rev).encode()
-    models = list(entry.members)
-    fields["models"] = "\t".join(models).encode()
-    fields["owner"] = (entry.owner or "").encode()
-    kind = "g" if isinstance(entry, Group) else "s"
-    fields["kind"] = kind.encode()
-    return fields, models, kind
-
-
-_ARRAYS = ("states", "e", "answer")  # a stream's array fields besides its window frames
-
-
-def _stale(entry: Entry, fields: dict[str, bytes]) -> list[str]:
-    """Fields a stored revision may hold that ``entry`` no longer has (states after a switch to
-    a window, a retry's answer)."""
-    out = []
-    for p, _ in _members(entry):
-        out += [f"a:{p}{k}" for k in _ARRAYS if f"a:{p}{k}" not in fields]
-    return out
-
-
-def unpack(fields: dict, arrays: bool = True) -> Entry:
-    """The entry of a hash's fields (``fields``: name → bytes; window frames where present)."""
-    meta = json.loads(fields["meta"])
-    entry = rebuild(meta)
-    if not arrays:
-        return entry
-    metas = meta["members"] if isinstance(entry, Group) else [meta]
-    for (p, s), m in zip(_members(entry), metas):
-        s.held = None
-        h, w, c = s.frame_shape
-        raw = fields.get(f"a:{p}states")
-        if raw is not None:
-            out, at = [], 0
-            for shape in s.state_shapes:
-                size = int(np.prod(shape))
-                out.append(np.frombuffer(raw, np.float32, size, at * 4).reshape(shape))
-                at += size
-            s.states = out
-        raw = fields.get(f"a:{p}e")
-        s.expected = None if raw is None else np.frombuffer(raw, np.float32).reshape(h, w, c)
-        if m.get("last") is not None and fields.get(f"a:{p}answer") is not None:
-            s.last = {**m["last"], "answer": bytes(fields[f"a:{p}answer"])}
-        n = min(s.step, s.keeps)
-        frames = [fields.get(f"a:{p}r{_slot(f, s.keeps)}") for f in range(s.step - n, s.step)]
-        kept = [f for f in frames if f is not None]
-        if len(kept) == len(frames):
-            s.window = [np.frombuffer(f, np.float32).reshape(h, w, c) for f in kept]
-        else:
-            s.window, s.window_loaded = [], False
-    return entry
-
-
-def _flat(fields: dict[str, bytes]) -> list:
-    out: list = []
-    for k, v in fields.items():
-        out += [k, v]
-    return out
-
-
 class RedisStore(StreamStore):
     """The stream table in the Redis at ``url`` (see the module's docstring)."""
 
@@ -172,6 +92,7 @@ class RedisStore(StreamStore):
         self.prefix = settings.stream_redis_prefix
         self._clients: dict[int, Any] = {}  # event loop → its client (asyncio connections)
         self._scripts: dict[str, Any] = {}  # script body → its Script on that client
+        self._watches: dict[int, Watch] = {}  # id of an entry a step holds → its connection
 
     def describe_store(self) -> str:
         return f"redis {redacted(self.url)}"
@@ -196,14 +117,38 @@ class RedisStore(StreamStore):
 
         limit = self.settings.stream_store_timeout_s
         try:
-            return await asyncio.wait_for(make(self._client()), limit)
+            async with asyncio.timeout(limit):  # no task per call, as wait_for makes one
+                return await make(self._client())
         except (TimeoutError, rx.TimeoutError, rx.ConnectionError, OSError) as e:
-            raise StoreUnavailable(
-                f"the stream store ({self.describe_store()}) did not answer {what} within "
-                f"{limit:g} s (FRAMECAST_STREAM_STORE_TIMEOUT_S): {type(e).__name__}; "
-                "retry shortly, the stream stays where it was",
-                self.settings.stream_store_retry_after_s,
-            ) from None
+            raise self._unavailable(what, e) from None
+
+    def _unavailable(self, what: str, e: BaseException) -> StoreUnavailable:
+        then = (
+            "the write may have reached it: send the frame again with the same step= and it is "
+            "answered as before, never applied twice"
+            if what == "a write"
+            else "the stream stays where it was"
+        )
+        return StoreUnavailable(
+            f"the stream store ({self.describe_store()}) did not answer {what} within "
+            f"{self.settings.stream_store_timeout_s:g} s (FRAMECAST_STREAM_STORE_TIMEOUT_S): "
+            f"{type(e).__name__}; retry shortly, {then}",
+            self.settings.stream_store_retry_after_s,
+        )
+
+    async def _on(self, watch: Watch, what: str, make: Callable[[], Any]) -> Any:
+        """One exchange on a step's own connection (:class:`Watch`), bounded as :meth:`_run`;
+        the connection is closed if it fails or is cut short."""
+        import redis.exceptions as rx
+
+        try:
+            async with asyncio.timeout(self.settings.stream_store_timeout_s):
+                return await make()
+        except BaseException as e:
+            await watch.broken()
+            if isinstance(e, (TimeoutError, rx.TimeoutError, rx.ConnectionError, OSError)):
+                raise self._unavailable(what, e) from None
+            raise
 
     def _key(self, stream_id: str) -> str:
         return f"{self.prefix}s:{stream_id}"
@@ -228,7 +173,7 @@ class RedisStore(StreamStore):
         args += [s.stream_max_per_model, self._ms(s.stream_ended_ttl_s), kind]
         args += [entry.owner or "", most, len(models)]
         code, count = await self._script(
-            "opening a stream", CREATE, [self._key(entry.id)], args + models + _flat(fields)
+            "opening a stream", CREATE, [self._key(entry.id)], args + models + flat(fields)
         )
         if code == -2:
             return
@@ -244,28 +189,55 @@ class RedisStore(StreamStore):
         fields = await self._run("a read", lambda c: c.hgetall(self._key(stream_id)))
         return unpack({k.decode(): v for k, v in fields.items()}) if fields else None
 
-    async def _load_held(self, stream_id: str) -> Entry | None:
+    async def _load_held(self, stream_id: str, watch: Watch | None = None) -> Entry | None:
         """What a step reads: all but the window frames (:meth:`load_window` when needed): one
-        HMGET for a stream, a second for a compare stream's members."""
+        HMGET for a stream, a second for a compare stream's members (with ``watch``: on its
+        connection, the first sent with the WATCH)."""
         key = self._key(stream_id)
         names = ["meta", "kind", "a:states", "a:e", "a:answer"]
-        got = await self._run("a read", lambda c: c.hmget(key, names))
+        if watch is None:
+            got = await self._run("a read", lambda c: c.hmget(key, names))
+        else:
+            got = await self._on(watch, "a read", lambda: watch.read(key, names))
         if got[0] is None:
             return None
         fields = {n: v for n, v in zip(names, got) if v is not None}
         if got[1] == b"g":
             meta = json.loads(got[0])
-            more = [f"a:m{i}_{k}" for i in range(len(meta["members"])) for k in _ARRAYS]
-            values = await self._run("a read", lambda c: c.hmget(key, more))
+            more = [f"a:m{i}_{k}" for i in range(len(meta["members"])) for k in ARRAYS]
+            if watch is None:
+                values = await self._run("a read", lambda c: c.hmget(key, more))
+            else:
+                values = await self._on(watch, "a read", lambda: watch.read_more(key, more))
             fields.update({n: v for n, v in zip(more, values) if v is not None})
         return unpack(fields)
+
+    async def _read_held(self, stream_id: str) -> Entry:
+        """A step's read, WATCHed on a connection the step keeps for its write
+        (redis_watch.py): two round trips a step in all."""
+        watch = Watch(self._client().connection_pool)
+        try:
+            found = await self._load_held(stream_id, watch)
+            if found is None:
+                await watch.release()
+                return await self._seen(stream_id, None, None)  # 410 or 404
+        except BaseException:
+            await watch.release()
+            raise
+        self._watches[id(found)] = watch
+        return found
+
+    async def _let_go(self, held: Entry) -> None:
+        watch = self._watches.pop(id(held), None)
+        if watch is not None:
+            await self._on(watch, "a release", watch.release)
 
     async def load_window(self, s: Stream, entry: Entry) -> None:
         if s.window_loaded:
             return
-        p = next(p for p, m in _members(entry) if m.model == s.model)
+        p = next(p for p, m in member_prefixes(entry) if m.model == s.model)
         n = min(s.step, s.keeps)
-        names = [f"a:{p}r{_slot(f, s.keeps)}" for f in range(s.step - n, s.step)]
+        names = [f"a:{p}r{ring_slot(f, s.keeps)}" for f in range(s.step - n, s.step)]
         got = await self._run("a read", lambda c: c.hmget(self._key(entry.id), names)) if n else []
         h, w, c = s.frame_shape
         if any(g is None for g in got):
@@ -291,14 +263,26 @@ class RedisStore(StreamStore):
         return why.decode() if why is not None else None
 
     async def _commit(self, held: Entry, new: Entry) -> None:
-        """A compare-and-set: WATCH the stream, check it is still the revision read, then
-        write it in one MULTI/EXEC (refused by Redis if anyone wrote it after the WATCH). The
-        big fields go straight to Redis: a Lua script would copy them twice more."""
+        """A compare-and-set in one MULTI/EXEC, refused by Redis if anyone wrote the stream
+        after the WATCH: the one sent with the step's read (:meth:`_read_held`), or, for a
+        ``held`` read otherwise, one sent now with a check that the incarnation and revision
+        are still those read. The big fields go straight to Redis: a Lua script would copy
+        them twice more."""
         import redis.exceptions as rx
 
         fields, _, _ = pack(new, since=held)
-        stale = _stale(new, fields)
+        stale = stale_fields(new, fields)
         key, ttl = self._key(held.id), self._ms(new.idle_timeout_s)
+        watch = self._watches.pop(id(held), None)
+        if watch is not None and watch.conn is not None:  # WATCHed when read: MULTI/EXEC only
+            commands = [("HDEL", key, *stale)] if stale else []
+            commands += [("HSET", key, *flat(fields)), ("PEXPIRE", key, ttl)]
+            if await self._on(watch, "a write", lambda: watch.write(commands)):
+                return
+            inc = await self._run("a read", lambda c: c.hget(key, "inc"))  # refused: why
+            if inc is None or inc.decode() != held.incarnation:
+                raise restarted(held.id)
+            raise Contended(held.id)
 
         async def cas(c: Any) -> int:
             async with c.pipeline(transaction=True) as pipe:

@@ -233,6 +233,10 @@ class StreamStore:
         """The open stream (or compare stream) ``stream_id``: 410 when it ended, 404 when
         unknown or not ``caller``'s to see (``held``: as a step reads it)."""
         found = await (self._load_held(stream_id) if held else self._load(stream_id))
+        return await self._seen(stream_id, found, caller)
+
+    async def _seen(self, stream_id: str, found: Entry | None, caller: Principal | None) -> Entry:
+        """``found`` if ``caller`` may see it; else 410 for an ended stream, 404."""
         if found is not None:
             if sees(caller, found.owner):
                 return found
@@ -251,15 +255,28 @@ class StreamStore:
         an error that copy is stored, whole, as the stream's next revision (a holder that
         raised leaves the stream as it was)."""
         async with self.exclusive(stream_id):
-            held = await self.get(stream_id, held=True)
-            if self.clock() - held.touched > held.idle_timeout_s:  # nobody steps it: ours
-                why = expired_why(held.idle_timeout_s, how_to_reopen(held))
-                await self.end(stream_id, why)
-                raise StreamGone(f"stream {stream_id!r} {why}")
-            work = held.copy()
-            yield work
-            work.rev = held.rev + 1
-            await self._commit(held, work)
+            held = await self._read_held(stream_id)
+            try:
+                if self.clock() - held.touched > held.idle_timeout_s:  # nobody steps it: ours
+                    why = expired_why(held.idle_timeout_s, how_to_reopen(held))
+                    await self._let_go(held)
+                    await self.end(stream_id, why)
+                    raise StreamGone(f"stream {stream_id!r} {why}")
+                work = held.copy()
+                yield work
+                work.rev = held.rev + 1
+                await self._commit(held, work)
+            finally:
+                await self._let_go(held)
+
+    async def _read_held(self, stream_id: str) -> Entry:
+        """What :meth:`hold` reads (a store may keep what it needs for the write with it until
+        :meth:`_commit` or :meth:`_let_go`)."""
+        return await self.get(stream_id, held=True)
+
+    async def _let_go(self, held: Entry) -> None:
+        """The hold of ``held`` ends (written or not): what :meth:`_read_held` kept goes."""
+        return None
 
     async def listing(self, caller: Principal | None = None) -> list[dict]:
         """The open streams ``caller`` may see."""

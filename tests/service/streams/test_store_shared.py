@@ -201,9 +201,9 @@ def test_a_frame_is_announced_to_its_batcher_while_the_stream_is_read(pair, monk
     seen: list[int] = []
     read = store._load_held
 
-    async def spying(stream_id):
+    async def spying(stream_id, *rest):
         seen.append(batcher._incoming)  # places taken by frames on their way, now
-        return await read(stream_id)
+        return await read(stream_id, *rest)
 
     monkeypatch.setattr(store, "_load_held", spying)
     post(a, sid, frames_of(1, seed=6), step=1)
