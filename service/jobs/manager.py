@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from service import inference
+from service.auth.principals import Principal, check_count, owner_of, sees
 from service.checks import require_horizon
 from service.config import Settings
 from service.errors import FramecastError, InvalidInput, JobNotFound, WrongTask
@@ -190,14 +191,31 @@ class JobManager:
             else:
                 await inference.prepare(r, frames, plan.fit)
 
-    async def start(self, job_id: str, plan: Plan, dataset: DataSet, name: str | None) -> dict:
-        """Store the accepted job and start it; TooManyJobs (503) past the concurrent limit."""
+    def check_key(self, caller: Principal | None, running: int | None = None) -> None:
+        """429 when ``caller`` (a key with ``max_jobs``) has that many jobs queued or running
+        (``running``: counted already)."""
+        if caller is None or caller.limits.max_jobs is None:
+            return
+        held = self.store.running_of(caller.id) if running is None else running
+        check_count(caller, "max_jobs", held, "running evaluation jobs")
+
+    async def start(
+        self,
+        job_id: str,
+        plan: Plan,
+        dataset: DataSet,
+        name: str | None,
+        caller: Principal | None = None,
+    ) -> dict:
+        """Store the accepted job, ``caller``'s, and start it; TooManyJobs (503) past the
+        concurrent limit, 429 past the caller's ``max_jobs`` (counted in the same step)."""
         params = {**asdict(plan), "fit": asdict(plan.fit), "name": name}
         summary = dataset.summary()
         await asyncio.to_thread(
             self.store.create,
             {
                 "id": job_id,
+                "key_id": owner_of(caller),
                 "state": "queued",
                 "params": params,
                 "dataset": summary,
@@ -209,6 +227,7 @@ class JobManager:
                 },
             },
             self.settings.job_max_concurrent,
+            None if caller is None else (lambda held: self.check_key(caller, held)),
         )
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._run(job_id, plan, dataset), context=contextvars.Context())
@@ -219,7 +238,7 @@ class JobManager:
             len(dataset.clips),
             ",".join(plan.models),
         )
-        return view(await asyncio.to_thread(self.get, job_id))
+        return view(await asyncio.to_thread(self.get, job_id, caller))
 
     # -- running --------------------------------------------------------------------------
     async def _run(self, job_id: str, plan: Plan, dataset: DataSet) -> None:
@@ -315,22 +334,28 @@ class JobManager:
         shutil.rmtree(folder / "members", ignore_errors=True)
 
     # -- answering ------------------------------------------------------------------------
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str, caller: Principal | None = None) -> dict[str, Any]:
+        """The job; 404 when there is none, or it is another key's (with keys on: the caller's
+        own jobs only, every job for an admin key), with the same message."""
         job = self.store.get(job_id) if len(job_id) < 64 else None
-        if job is None:
+        if job is None or not sees(caller, job.get("key_id")):
             raise JobNotFound(f"no evaluation job {job_id!r}; GET {BASE} lists them")
         return job
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def listing(self, caller: Principal | None = None) -> list[dict[str, Any]]:
+        """The jobs ``caller`` may see, newest first."""
+        return [j for j in self.store.jobs() if sees(caller, j.get("key_id"))]
+
+    def cancel(self, job_id: str, caller: Principal | None = None) -> dict[str, Any]:
         """Cancel a queued or running job (its runner stops within a progress interval, in
         whichever process runs it); a finished job is deleted with its files."""
-        job = self.get(job_id)
+        job = self.get(job_id, caller)
         if job["state"] in ACTIVE:
             self.store.cancel(job_id, "cancelled (DELETE)")
             task = self.tasks.get(job_id)
             if task is not None:
                 task.get_loop().call_soon_threadsafe(task.cancel)
-            return self.get(job_id)
+            return self.get(job_id, caller)
         self.store.delete(job_id)
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
         return {**job, "state": "deleted"}

@@ -19,7 +19,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ COLUMNS = (
     "ended",
     "heartbeat",
     "owner",
+    "key_id",
     "cancel",
     "error",
     *JSON_FIELDS,
@@ -45,9 +46,11 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, created REAL NOT NULL, started REAL, ended REAL,
     heartbeat REAL, owner TEXT, cancel INTEGER NOT NULL DEFAULT 0, error TEXT,
-    params TEXT, dataset TEXT, progress TEXT, partial TEXT, result TEXT
+    params TEXT, dataset TEXT, progress TEXT, partial TEXT, result TEXT, key_id TEXT
 )
 """
+# ``owner`` is the server process running the job (host:pid, for the reaper); ``key_id`` the API
+# key that submitted it (service/auth/principals.py: who may see it; NULL with keys off)
 
 
 def owner_id() -> str:
@@ -78,6 +81,12 @@ class JobStore:
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)").fetchall()}
+            if "key_id" not in columns:  # a job folder of a release before the keys
+                try:
+                    db.execute("ALTER TABLE jobs ADD COLUMN key_id TEXT")
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -115,13 +124,32 @@ class JobStore:
                     (now, f"{why} after {done} clip(s); submit it again", row["id"]),
                 )
 
-    def create(self, job: dict[str, Any], max_active: int) -> None:
-        """Insert a new job; TooManyJobs (503) when ``max_active`` are queued or running."""
+    def running_of(self, key_id: str) -> int:
+        """The queued or running jobs that ``key_id`` submitted."""
+        with self._db() as db:
+            self._reap(db, time.time())
+            return self._running_of(db, key_id)
+
+    def _running_of(self, db: sqlite3.Connection, key_id: str) -> int:
+        (n,) = db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE key_id=? AND state IN ('queued', 'running')",
+            (key_id,),
+        ).fetchone()
+        return n
+
+    def create(
+        self, job: dict[str, Any], max_active: int, admit: Callable[[int], None] | None = None
+    ) -> None:
+        """Insert a new job; TooManyJobs (503) when ``max_active`` are queued or running; with
+        ``admit``, it is called in the same transaction with the queued or running jobs of the
+        job's ``key_id`` (it raises to refuse: a key's ``max_jobs``)."""
         now = time.time()
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 self._reap(db, now)
+                if admit is not None:
+                    admit(self._running_of(db, job.get("key_id") or ""))
                 (active,) = db.execute(
                     "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
                 ).fetchone()
@@ -153,8 +181,8 @@ class JobStore:
         with self._db() as db:
             self._reap(db, time.time())
             rows = db.execute(
-                "SELECT id, state, created, started, ended, owner, cancel, error, params, "
-                "dataset, progress FROM jobs ORDER BY created DESC"
+                "SELECT id, state, created, started, ended, owner, key_id, cancel, error, "
+                "params, dataset, progress FROM jobs ORDER BY created DESC"
             ).fetchall()
         return [{**self._row_partial(r)} for r in rows]
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
+from service.auth.principals import principal_of
 from service.deps import RuntimeDep
 from service.errors import InvalidInput, JobNotDone
 from service.inference import Fit
@@ -95,7 +96,7 @@ async def save_body(request: Request, path: Path) -> None:
     ".zip or .tar(.gz) of clips (videos, GIFs, .npy, folders of images), or one video cut "
     "into clips by `window` and `stride`.",
     openapi_extra=_DATASET_BODY,
-    responses=error_responses(404, 409, 413, 415, 422, 503),
+    responses=error_responses(404, 409, 413, 415, 422, 429, 503),
 )
 async def create(
     request: Request,
@@ -112,13 +113,15 @@ async def create(
     fit: FitMode = FitQuery,
 ) -> Response:
     jobs = jobs_of(request)
+    caller = principal_of(request.scope)
     plan, runners = jobs.plan(models, holdout, Fit(resize, fit), top_k)  # before the body
+    await asyncio.to_thread(jobs.check_key, caller)  # its max_jobs: before the body too
     job_id, folder = await asyncio.to_thread(jobs.new)
     try:
         await save_body(request, folder / UPLOAD)
         dataset = await asyncio.to_thread(jobs.open, folder, window, stride)
         await jobs.check(plan, runners, dataset)
-        body = await jobs.start(job_id, plan, dataset, name)
+        body = await jobs.start(job_id, plan, dataset, name, caller)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -126,15 +129,20 @@ async def create(
     return Response(json.dumps(short), 202, {"Location": body["location"]}, "application/json")
 
 
-@router.get("", summary="Every evaluation job, newest first")
+@router.get(
+    "",
+    summary="Every evaluation job, newest first",
+    description="With API keys on, the jobs the caller's key submitted (every job for an admin "
+    "key).",
+)
 async def list_jobs(request: Request) -> dict[str, Any]:
-    jobs = jobs_of(request)
-    rows = await asyncio.to_thread(jobs.store.jobs)
+    rows = await asyncio.to_thread(jobs_of(request).listing, principal_of(request.scope))
     return {"jobs": [view(j, full=False) for j in rows]}
 
 
 async def _job(request: Request, job_id: str) -> dict[str, Any]:
-    return await asyncio.to_thread(jobs_of(request).get, job_id)
+    """The job, if the caller may see it (404 as for an unknown id otherwise)."""
+    return await asyncio.to_thread(jobs_of(request).get, job_id, principal_of(request.scope))
 
 
 @router.get(
@@ -152,7 +160,7 @@ async def get_job(request: Request, job_id: str) -> dict[str, Any]:
     responses=error_responses(404),
 )
 async def delete_job(request: Request, job_id: str) -> dict[str, Any]:
-    job = await asyncio.to_thread(jobs_of(request).cancel, job_id)
+    job = await asyncio.to_thread(jobs_of(request).cancel, job_id, principal_of(request.scope))
     return view(job, full=False)
 
 
@@ -168,7 +176,7 @@ async def delete_job(request: Request, job_id: str) -> dict[str, Any]:
     },
 )
 async def events(request: Request, job_id: str) -> StreamingResponse:
-    jobs = jobs_of(request)
+    jobs, caller = jobs_of(request), principal_of(request.scope)
     first = await _job(request, job_id)
     interval = jobs.settings.job_progress_interval_s
     drain = getattr(request.app.state, "drain", None)
@@ -194,7 +202,7 @@ async def events(request: Request, job_id: str) -> StreamingResponse:
                 return
             await asyncio.sleep(interval)
             quiet += interval
-            job = await asyncio.to_thread(jobs.get, job_id)
+            job = await asyncio.to_thread(jobs.get, job_id, caller)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
