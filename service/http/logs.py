@@ -47,10 +47,19 @@ def loggable(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+# any query parameter whose name says it may hold a secret (?key=, ?X-Auth-Token=, ?session=…);
+# the name is bounded, so a long line costs a scan, never a backtrack
+_PARAM = re.compile(r"([?&;])([^=&;?\s\"']{1,64})=([^&;\s\"']+)")
+_SECRET_NAME = re.compile(r"(?i)key|token|secret|passw|pwd|auth|ticket|credential|sig|sess")
+
+
 def redact(text: str) -> str:
     """``text`` with the values of secret query parameters and URL passwords replaced by ***."""
-    return _SECRET.sub(lambda m: (m.group(1) or "") + "***" if m.group(1) else
+    text = _SECRET.sub(lambda m: (m.group(1) or "") + "***" if m.group(1) else
                        m.group(2) + "***" + m.group(3), text)  # fmt: skip
+    if "=" not in text:
+        return text
+    return _PARAM.sub(lambda m: f"{m[1]}{m[2]}=***" if _SECRET_NAME.search(m[2]) else m[0], text)
 
 
 class Redact(logging.Filter):

@@ -184,10 +184,12 @@ class AuthMiddleware:
                 release()
 
     async def _ws_principal(self, scope: Scope) -> Principal:
+        query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+        if "api_key" in query and not self.allow_url_key:  # with a header too: it was sent
+            raise Unauthorized(URL_KEY_REFUSED)
         auth = _header(scope, b"authorization")
         if auth is not None:
             return self.keys.authenticate(auth)
-        query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
         ticket = (query.get("ticket") or [None])[0]
         path: str = scope["path"]
         if ticket is not None:

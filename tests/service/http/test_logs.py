@@ -18,6 +18,13 @@ def test_secret_query_values_and_url_passwords_are_redacted():
         == "redis://:***@h:6379/0 rediss://u:***@h/0"
     )
     assert redact("key=alice model=m") == "key=alice model=m"  # the access log's key id stays
+    # any parameter named like a secret, whatever the client called it
+    for name in ("key", "KEY", "x-api-key", "auth", "Authorization", "session_id", "pwd", "sig"):
+        got = redact(f'"WebSocket /v1/streams/s/ws?horizon=1&{name}=fc_s3cret&on_close=keep"')
+        assert "fc_s3cret" not in got and "horizon=1" in got and "on_close=keep" in got, got
+    assert redact("/ws?horizon=2&fit=crop") == "/ws?horizon=2&fit=crop"
+    long = "/ws?" + "a" * 200_000 + "&key=fc_s3cret"
+    assert redact(long).endswith("&key=***")
 
 
 def test_uvicorns_lines_pass_through_the_filter():

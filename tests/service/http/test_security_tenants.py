@@ -141,7 +141,12 @@ def test_a_ticketed_websocket_works_and_a_url_key_is_refused(server):
             with websockets_sync.connect(f"{ws_url}/v1/streams/{sid}/ws?{query}") as ws:
                 ws.recv(timeout=10)
         assert getattr(getattr(e.value, "response", None), "status_code", None) == 403, e.value
-    headers = auth("alice")  # a program may send the header
+    headers = auth("alice")  # a program may send the header, not the key in its URL as well
+    with pytest.raises(Exception) as e:
+        url = f"{ws_url}/v1/streams/{sid}/ws?api_key={SECRETS['alice']}"
+        with websockets_sync.connect(url, additional_headers=headers) as ws:
+            ws.recv(timeout=10)
+    assert getattr(getattr(e.value, "response", None), "status_code", None) == 403, e.value
     with websockets_sync.connect(f"{ws_url}/v1/streams/{sid}/ws", additional_headers=headers) as ws:
         ws.send(frame)
         assert json.loads(ws.recv(timeout=30))["step"] == 2
