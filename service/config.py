@@ -297,6 +297,14 @@ class Settings(
         description="most values in one JSON body (counted as commas + 1); "
         "more is answered 413 before parsing",
     )
+    grpc_max_fields: int = Field(
+        100_000,
+        ge=64,
+        description="most protobuf fields in one gRPC inference message, at every depth (an "
+        "unpacked repeated value or a bytes item counts one each; packed contents and "
+        "raw_input_contents count one a tensor): past it RESOURCE_EXHAUSTED before the message "
+        "is parsed, so no message of millions of tiny fields stalls the server",
+    )
 
     # logs, shutdown (API keys, WebSockets and CORS: service/configs/security.py)
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")

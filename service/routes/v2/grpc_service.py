@@ -373,7 +373,8 @@ async def start_server(app: FastAPI) -> grpc.aio.Server:
             ("grpc.so_reuseport", 1 if s.reuse_port else 0),
         ],
     )
-    codec.add_servicer(Servicer(app), server, codec.guarded_request(s.max_json_items))
+    parse = codec.guarded_request(s.max_json_items, s.grpc_max_fields)
+    codec.add_servicer(Servicer(app), server, parse)
     address = f"{s.host}:{s.grpc_port}"
     try:
         server.add_insecure_port(address)

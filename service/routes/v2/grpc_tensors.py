@@ -179,11 +179,19 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _fields(buf: bytes, start: int, end: int):  # noqa: ANN202 - (number, wire type, start, end)
+class _TooManyFields(Exception):
+    pass
+
+
+def _fields(buf: bytes, start: int, end: int, budget: list[int]):  # noqa: ANN202
     """The fields of the message in ``buf[start:end]``: number, wire type and the value's span
-    (a length-delimited value's bytes; a scalar's encoding)."""
+    (a length-delimited value's bytes; a scalar's encoding); each one spends one of
+    ``budget[0]`` (:class:`_TooManyFields` when none is left)."""
     pos = start
     while pos < end:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooManyFields
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
@@ -215,10 +223,10 @@ def _packed_varints(buf: bytes, start: int, end: int) -> int:
     return n
 
 
-def _count_values(buf: bytes, start: int, end: int, most: int) -> int:
+def _count_values(buf: bytes, start: int, end: int, most: int, budget: list[int]) -> int:
     """The values of one ``InferTensorContents`` (stops counting past ``most``)."""
     n = 0
-    for number, wire, a, b in _fields(buf, start, end):
+    for number, wire, a, b in _fields(buf, start, end, budget):
         if wire != 2 or number == 8:  # one value (unpacked), or one bytes_contents item
             n += 1
         elif number in _FIXED:
@@ -230,24 +238,35 @@ def _count_values(buf: bytes, start: int, end: int, most: int) -> int:
     return n
 
 
-def guarded_request(max_items: int):  # noqa: ANN201 - a grpc request deserializer
+def too_many_fields(most: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the message holds more than {most} protobuf fields (FRAMECAST_GRPC_MAX_FIELDS; each "
+        "unpacked repeated value or bytes item is one): send typed contents packed, as "
+        "protobuf's own clients do, or the tensor as raw_input_contents"
+    )
+
+
+def guarded_request(max_items: int, max_fields: int = 100_000):  # noqa: ANN201 - deserializer
     """The ``ModelInferRequest`` deserializer that counts typed contents first: the parsed
-    request, or a :class:`Refused` past ``max_items`` values (a malformed message: protobuf's
-    own parse says why)."""
+    request, or a :class:`Refused` past ``max_items`` values or ``max_fields`` fields at any
+    depth (each walked here in Python: the bound keeps the walk short); a malformed message:
+    protobuf's own parse says why."""
 
     def parse(raw: bytes) -> Any:
-        total, name = 0, ""
+        total, name, budget = 0, "", [max_fields]
         try:
-            for number, wire, a, b in _fields(raw, 0, len(raw)):
+            for number, wire, a, b in _fields(raw, 0, len(raw), budget):
                 if number == 1 and wire == 2:
                     name = raw[a:b].decode("utf-8", "replace")[:200]
                 if number != 5 or wire != 2:
                     continue
-                for n2, w2, c, d in _fields(raw, a, b):  # an InferInputTensor
+                for n2, w2, c, d in _fields(raw, a, b, budget):  # an InferInputTensor
                     if n2 == 5 and w2 == 2:
-                        total += _count_values(raw, c, d, max_items - total)
+                        total += _count_values(raw, c, d, max_items - total, budget)
                 if total > max_items:
                     return Refused(too_many_values(max_items), name)
+        except _TooManyFields:
+            return Refused(too_many_fields(max_fields), name)
         except ValueError:
             pass  # not a well-formed message: FromString raises, as before
         return pb.ModelInferRequest.FromString(raw)

@@ -57,6 +57,55 @@ def test_sixty_million_zeros_are_counted_at_once_without_being_parsed():
     assert isinstance(got, Refused) and time.perf_counter() - t0 < 1.0
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize(
+    "what",
+    ["empty inputs", "unknown fields", "unpacked values", "empty raw contents", "bytes items"],
+)
+def test_millions_of_tiny_fields_are_refused_at_once_before_parsing(what):
+    """Each a few MB: the fields are walked in Python, so they are bounded by
+    FRAMECAST_GRPC_MAX_FIELDS, not only by the values they hold (an empty one holds none)."""
+    n = 3_000_000
+    head = b"\x0a\x01m"  # model_name "m"
+    if what == "empty inputs":  # field 5 (inputs), length 0, n times
+        raw = head + b"\x2a\x00" * n
+    elif what == "unknown fields":  # field 99, varint 0
+        raw = head + _varint(99 << 3) + b"\x00" + (_varint(99 << 3) + b"\x00") * (n - 1)
+    elif what == "empty raw contents":  # field 7 (raw_input_contents), length 0
+        raw = head + b"\x3a\x00" * n
+    else:  # one input whose contents hold n unpacked uint values (field 4) or bytes items (8)
+        item = b"\x20\x00" if what == "unpacked values" else b"\x42\x00"
+        contents = item * n
+        tensor = b"\x0a\x01x" + b"\x2a" + _varint(len(contents)) + contents
+        raw = head + b"\x2a" + _varint(len(tensor)) + tensor
+    t0 = time.perf_counter()
+    got = guarded_request(4 << 20, 100_000)(raw)
+    spent = time.perf_counter() - t0
+    assert isinstance(got, Refused) and got.model_name == "m", type(got)
+    with pytest.raises(PayloadTooLarge, match="FRAMECAST_GRPC_MAX_FIELDS"):
+        check_refused(got)
+    assert spent < 0.5, f"{spent:.2f} s to refuse"
+
+
+def test_a_message_within_the_field_bound_parses():
+    req = pb.ModelInferRequest(model_name="m")
+    for i in range(50):
+        req.inputs.add(name=f"in{i}", datatype="BYTES", shape=[10]).contents.bytes_contents.extend(
+            [b"x"] * 10
+        )
+    raw = req.SerializeToString()  # 751 fields: the model's name, 50 x (the input, its 4, 10)
+    assert isinstance(guarded_request(1000, 751)(raw), pb.ModelInferRequest)
+    assert isinstance(guarded_request(1000, 750)(raw), Refused)
+
+
 def test_a_malformed_message_is_left_to_protobuf():
     from google.protobuf.message import DecodeError
 
