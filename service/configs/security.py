@@ -76,8 +76,9 @@ class SecuritySettings(BaseSettings):
     ws_check_s: float = Field(
         5.0,
         gt=0,
-        description="how often an idle WebSocket checks that its stream is still open; it is "
-        "closed (4410, 4404) once the stream ended, was deleted or expired",
+        description="how often an idle WebSocket checks that its stream is still open and its "
+        "key still valid; it is closed (4410, 4404) once the stream ended, was deleted or "
+        "expired, (4401, 4403) once its key was removed or lost the stream scope",
     )
 
     @field_validator("cors_origins", mode="before")

@@ -26,13 +26,15 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from service.auth.principals import Principal, principal_of
+from service.auth.principals import Principal, Scope, principal_of
 from service.errors import (
     BodyTimeout,
+    Forbidden,
     FramecastError,
     InvalidInput,
     StreamGone,
     StreamNotFound,
+    Unauthorized,
     render_websocket,
     websocket_close_code,
 )
@@ -149,6 +151,20 @@ def _ws_bool(name: str, raw: str) -> bool:
     raise InvalidInput(f"{name}={raw[:20]!r}: give true or false")
 
 
+def _revoked(keys: Any, caller: Principal | None) -> FramecastError | None:
+    """Why an open socket's key may no longer send (removed from the keys file, or its
+    ``stream`` scope taken away: the file is re-read without a restart); None while it may."""
+    if caller is None or keys is None:
+        return None
+    now = keys.by_id(caller.id)
+    if now is None:
+        return Unauthorized(f"key {caller.id!r} was removed; this WebSocket is closed")
+    if not now.can(Scope.STREAM):
+        return Forbidden(f"key {caller.id!r} no longer has the stream scope; this WebSocket is "
+                         "closed")  # fmt: skip
+    return None
+
+
 def _ws_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
     if raw not in choices:
         raise InvalidInput(f"{name}={raw[:20]!r}: choose one of {', '.join(choices)}")
@@ -166,8 +182,14 @@ async def _serve_ws(
     caller: Principal | None,
 ) -> None:
     idle_s, check_s = settings.ws_idle_timeout_s, settings.ws_check_s
+    keys = getattr(websocket.app.state, "keys", None)
     last = time.monotonic()
     while True:
+        revoked = _revoked(keys, caller)
+        if revoked is not None:  # its key left the keys file (or its stream scope) meanwhile
+            log.info("stream %s: websocket closed: %s", stream_id, revoked.message)
+            await _refuse(websocket, revoked)
+            return
         left = last + idle_s - time.monotonic()
         try:
             msg = await asyncio.wait_for(websocket.receive(), max(0.0, min(check_s, left)))
@@ -191,6 +213,8 @@ async def _serve_ws(
             return
         if msg["type"] == "websocket.disconnect":
             return
+        if _revoked(keys, caller) is not None:
+            continue  # refused at the top, this message unanswered
         last = time.monotonic()
         try:
             frames = await ws_frames(msg.get("bytes"), msg.get("text"), shape, settings)

@@ -327,8 +327,15 @@ def test_a_typed_tensor_far_past_the_limits_is_refused_at_once_memory_flat(serve
 
 
 def test_a_key_removed_from_the_file_is_refused_within_10_s(server):
+    from websockets.exceptions import ConnectionClosed
+
     http, stub = server["http"], server["grpc"]
     assert http.get("/v1/models", headers=auth("bob")).status_code == 200
+    sid, frame = open_stream(http, "bob"), np.zeros((H, W, 1), np.uint8).tobytes()
+    ws_url = server["url"].replace("http://", "ws://") + f"/v1/streams/{sid}/ws"
+    ws = websockets_sync.connect(ws_url, additional_headers=auth("bob"))  # open before removal
+    ws.send(frame)
+    assert json.loads(ws.recv(timeout=30))["step"] == 1
     new = server["keys"].with_suffix(".new")
     new.write_text(keys_text(["alice", "root"]))
     new.replace(server["keys"])  # no restart, no signal
@@ -341,6 +348,14 @@ def test_a_key_removed_from_the_file_is_refused_within_10_s(server):
             ("authorization", f"Bearer {SECRETS['bob']}")], timeout=30)  # fmt: skip
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert http.get("/v1/models", headers=auth("alice")).status_code == 200  # the others go on
+    answers = []  # the socket bob opened before is closed too (4401), no frame of his stepped
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.send(frame)
+            answers.append(json.loads(ws.recv(timeout=15)))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401, closed.value
+    assert all(a.get("error") == "unauthorized" for a in answers), answers
+    ws.close()
 
 
 def test_no_secret_in_any_line_the_server_wrote(server):
