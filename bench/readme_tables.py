@@ -129,6 +129,7 @@ SCALE_WAYS = {
     "redis-one": "one process, Redis",
     "folder": "two processes, one folder",
     "redis": "two processes, one Redis",
+    "redis-sticky": "two processes, one Redis, by stream",
     "ray-carry": "Ray, 2 ingress, carry",
     "ray-window": "Ray, 2 ingress, window",
     "ray-direct-carry": "Ray, direct ingress, carry",

@@ -13,6 +13,10 @@ come one after the other as a camera sends them), to:
 - **redis**: two ``framecast serve`` processes sharing one ``redis-server`` and nothing else,
   behind nginx (Debian's) balancing request by request, so a stream's frames alternate between
   them (the state read from Redis and written back with a compare-and-set at every frame);
+- **redis-sticky**: the same two servers, nginx balancing by a consistent hash of the path
+  (``hash $uri consistent``: the stream id is in it), so each stream's frames go to one server
+  while any server can take any stream (the state still read and written at every frame): how
+  a load balancer with affinity would send them;
 - **ray-carry**: ``framecast serve --ray`` with two ingress replicas sharing the Redis, each
   frame one step of the cells on a model replica with the state sent along;
 - **ray-window**: the same, the streams opened with ``past_context=window`` (every frame re-reads
@@ -27,10 +31,9 @@ together in one Ray call (FRAMECAST_RAY_COALESCE_ITEMS, the default), carry and 
 Read per run: frames/s, p50/p99 per frame (wrk), server CPU per frame (``/proc``: the framecast
 process trees and redis-server; not wrk, not nginx), and per frame the bytes to and from Redis,
 its commands and round trips (Redis's INFO counters: commands processed, read events). The two
-Redis servers share this host's two cores (as two machines would not). Targets: redis ≤ 1.5x
-memory's server CPU per frame, ray-carry ≤ ½ ray-window's (with Serve's proxy, and with direct
-ingress). Pause a training run meanwhile
-(``--pause-pid``).
+Redis servers share this host's two cores (as two machines would not). Targets: redis (and
+redis-sticky) ≤ 1.5x memory's server CPU per frame, ray-carry ≤ ½ ray-window's (with Serve's
+proxy, and with direct ingress). Pause a training run meanwhile (``--pause-pid``).
 
     python3 bench/streams/stream_scale.py [--seconds 10] [--levels 1 32 128] [--no-ray]
     [--pause-pid PID]
@@ -62,6 +65,7 @@ OUT = ROOT / "docs" / "bench" / "stream_scale.json"
 TARGETS = {
     "redis_over_memory": 1.5,
     "redis_one_over_memory": 1.5,
+    "redis_sticky_over_memory": 1.5,
     "ray_carry_over_window": 0.5,
     "ray_direct_carry_over_window": 0.5,
 }
@@ -80,7 +84,7 @@ http {{
   fastcgi_temp_path {tmp}/fastcgi;
   uwsgi_temp_path {tmp}/uwsgi;
   scgi_temp_path {tmp}/scgi;
-  upstream framecast {{ server 127.0.0.1:{a}; server 127.0.0.1:{b}; keepalive 64; }}
+  upstream framecast {{ {balance}server 127.0.0.1:{a}; server 127.0.0.1:{b}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port};
     client_max_body_size 64m;
@@ -236,12 +240,15 @@ def _two(
     frames: list[bytes],
     args: argparse.Namespace,
     rdb: tuple[subprocess.Popen, int] | None,
+    sticky: bool = False,
 ) -> list[dict]:
-    """Two servers on one store, behind nginx balancing request by request."""
+    """Two servers on one store, behind nginx balancing request by request (``sticky``: by a
+    consistent hash of the path, so each stream's frames go to one of them)."""
     a, b = _serve(tmp, f"{way}-a", env), _serve(tmp, f"{way}-b", env)
     lb_port = free_port()
     conf = tmp / f"nginx-{way}.conf"
-    conf.write_text(NGINX.format(tmp=tmp, a=a.port, b=b.port, port=lb_port))
+    balance = "hash $uri consistent; " if sticky else ""
+    conf.write_text(NGINX.format(tmp=tmp, a=a.port, b=b.port, port=lb_port, balance=balance))
     lb = subprocess.Popen(["nginx", "-c", str(conf)], stderr=open(tmp / "nginx.log", "a"))
     out = []
     try:
@@ -329,10 +336,20 @@ def main(argv: list[str] | None = None) -> int:
                     _print("redis-one", m)
             finally:
                 one.stop()
-            for way, where in (("folder", f"file://{tmp}/streams"), ("redis", store)):
-                rdb = (redis, redis_port) if way == "redis" else None
+            for way, where in (
+                ("folder", f"file://{tmp}/streams"),
+                ("redis", store),
+                ("redis-sticky", store),
+            ):
+                rdb = (redis, redis_port) if way.startswith("redis") else None
                 results[way] = _two(
-                    tmp, way, {**env, "FRAMECAST_STREAM_STORE": where}, frames, args, rdb
+                    tmp,
+                    way,
+                    {**env, "FRAMECAST_STREAM_STORE": where},
+                    frames,
+                    args,
+                    rdb,
+                    sticky=way.endswith("sticky"),
                 )
             if not args.no_ray:
                 ray_env = {
@@ -370,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     ratios: dict[str, list[float]] = {
         "redis_over_memory": [round(r / m, 3) for r, m in zip(cpu("redis"), cpu("memory"))],
         "redis_one_over_memory": [round(r / m, 3) for r, m in zip(cpu("redis-one"), cpu("memory"))],
+        "redis_sticky_over_memory": [
+            round(r / m, 3) for r, m in zip(cpu("redis-sticky"), cpu("memory"))
+        ],
     }
     for prefix in ("ray", "ray-direct"):
         if f"{prefix}-carry" in results:
