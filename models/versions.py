@@ -4,7 +4,9 @@ A model folder is either flat (today's layout, served as version 1)::
 
     <name>/model.keras
 
-or holds numbered versions, the layout TF Serving and Triton read::
+(a flat folder that gains numbered folders beside its checkpoint, ``<name>/2/model.keras``,
+keeps its checkpoint as version 1) or holds numbered versions, the layout TF Serving and Triton
+read::
 
     <name>/1/model.keras        each version is a flat model folder of its own (manifest,
     <name>/2/model.keras        card and checkpoint); the model's name is <name>
@@ -136,18 +138,22 @@ def version_folders(folder: Path) -> dict[int, Path]:
 
 
 def versions_of(folder: Path) -> dict[int, Path]:
-    """Every version a model folder holds → its folder: a flat folder is version 1. A folder
-    holding both a checkpoint and numbered versions is a ManifestError (which is served?)."""
+    """Every version a model folder holds → its folder: a flat folder is version 1, and stays
+    version 1 when numbered folders are added beside its checkpoint (``2/``, ``3/``: a flat
+    model gaining versions, as its users would add them). A checkpoint beside a ``1/`` folder
+    is a ManifestError (two versions 1: which is served?)."""
     found = version_folders(folder)
     if not found:
         return {FLAT: folder}
     stray = [c for c in CHECKPOINTS if (folder / c).is_file()]
-    if stray:
+    if stray and FLAT in found:
         raise ManifestError(
             f"{folder} holds both {stray[0]} and numbered version folders "
-            f"({', '.join(map(str, found))}): move the checkpoint into a version folder"
+            f"({', '.join(map(str, found))}): the checkpoint beside them is version {FLAT}, "
+            f"as a flat folder's, and so is {FLAT}/; move the checkpoint into a version folder "
+            "of its own (or remove one of them)"
         )
-    return found
+    return {FLAT: folder, **found} if stray else found
 
 
 def read_policy(folder: Path, default: VersionPolicy) -> VersionPolicy:

@@ -92,6 +92,16 @@ def test_a_folder_of_versions_is_a_model_folder_and_a_flat_one_is_version_1(tmp_
     assert versions_of(tmp_path / "b") == {1: tmp_path / "b"}
 
 
+def test_a_flat_folder_that_gains_numbered_folders_keeps_its_checkpoint_as_version_1(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "model.keras").write_bytes(b"x")
+    assert versions_of(flat) == {1: flat}
+    _version(tmp_path, "flat", 2)
+    _version(tmp_path, "flat", 5)
+    assert versions_of(flat) == {1: flat, 2: flat / "2", 5: flat / "5"}
+
+
 def test_a_checkpoint_beside_version_folders_is_refused(tmp_path):
     _version(tmp_path, "a", 1)
     (tmp_path / "a" / "model.keras").write_bytes(b"x")

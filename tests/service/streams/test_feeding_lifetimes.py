@@ -214,6 +214,31 @@ def test_a_new_version_mid_stream_is_replayed_and_answers_as_predict(versioned, 
         assert nxt["replayed"] is None and nxt["version"] == 2
 
 
+def test_a_flat_model_that_gains_a_version_folder_is_replayed_onto_it(tmp_path):
+    """A model served flat (``nf/model.keras``, version 1) gains ``nf/2/`` beside its
+    checkpoint, as a user adds a version: polled in, served, and the stream replayed onto it."""
+    root = tmp_path / "models"
+    first = om.free_sequence_next_frame()
+    om.write_folder(root, "nf", first)
+    second = om.free_sequence_next_frame()
+    second.set_weights([w * 0.7 + 0.01 for w in first.get_weights()])
+    om.write_folder(tmp_path / "aside", "2", second)
+    s = _settings(root, model_poll_s=0.2, stream_window=4)
+    frames = frames_of(8, om.S, seed=35)
+    with TestClient(create_app(s)) as c:
+        sid = open_stream(c, "nf")
+        for i in range(5):
+            assert post(c, sid, frames[i : i + 1])["version"] == 1
+        os.replace(tmp_path / "aside" / "2", root / "nf" / "2")
+        _wait(lambda: list(c.app.state.runtime.models.versions("nf")) == [2])
+        got = post(c, sid, frames[5:6])
+        assert got["version"] == 2 and got["step"] == 6
+        assert got["replayed"] == {"from_version": 1, "version": 2, "frames": 4}
+        np.testing.assert_allclose(values(got), predict(c, "nf", frames[2:6]), atol=2e-5)
+        listed = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
+        assert listed["nf"]["state"] == "ready", listed["nf"]
+
+
 def test_on_swap_end_ends_the_stream(versioned):
     root, aside = versioned
     s = _settings(root, model_poll_s=0.2, stream_on_swap="end")
