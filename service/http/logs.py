@@ -74,6 +74,27 @@ class Redact(logging.Filter):
         return True
 
 
+# uvicorn's lines about a client's fault that it logs as an ERROR with a traceback → one line
+_CLIENT_FAULTS = {
+    "Invalid UTF-8 sequence received from client.": "a WebSocket client sent a text message "
+    "that is not UTF-8: closed with 1007",
+}
+
+
+class ClientFaults(logging.Filter):
+    """A client's fault that uvicorn logs as an ERROR with a traceback (a WebSocket text
+    message that is not UTF-8) becomes one INFO line: nothing failed in the server."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and isinstance(record.msg, str):
+            plain = _CLIENT_FAULTS.get(record.msg)
+            if plain is not None:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.msg, record.args = plain, ()
+                record.exc_info = record.exc_text = None
+        return True
+
+
 class OneLine(logging.Formatter):
     """The text format, one record a line: control characters in the message are escaped (a
     traceback, added after it, keeps its lines)."""
@@ -90,10 +111,14 @@ REDACTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 def install_redaction(*more: logging.Filterer) -> None:
     """:class:`Redact` on uvicorn's loggers (their records, wherever they are handled) and on
-    ``more`` (framecast's handlers: every ``framecast.*`` record passes them), once each."""
+    ``more`` (framecast's handlers: every ``framecast.*`` record passes them), once each; and
+    :class:`ClientFaults` on uvicorn's error logger."""
     for target in [logging.getLogger(n) for n in REDACTED_LOGGERS] + list(more):
         if not any(isinstance(f, Redact) for f in target.filters):
             target.addFilter(Redact())
+    faults = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ClientFaults) for f in faults.filters):
+        faults.addFilter(ClientFaults())
 
 
 _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}

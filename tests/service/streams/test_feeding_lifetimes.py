@@ -369,8 +369,17 @@ def test_a_text_message_that_is_not_utf8_is_closed_1007_with_no_error_logged(sc,
     from tests.service.live import live_server
 
     caplog.set_level(logging.INFO)
-    app = create_app(sc.app.state.settings)
-    with live_server(app) as url:
+    seen: list[logging.LogRecord] = []  # uvicorn's own logger does not reach caplog's root
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    uvicorn_error, keep = logging.getLogger("uvicorn.error"), Keep(logging.DEBUG)
+    settings = sc.app.state.settings
+    app = create_app(settings)
+    with live_server(app, settings=settings) as url:  # as `framecast serve` serves
+        uvicorn_error.addHandler(keep)  # after uvicorn configured its loggers
         sid = httpx.post(f"{url}/v1/models/{CARRY}/streams", timeout=30).json()["id"]
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=30) as sock:
@@ -386,7 +395,7 @@ def test_a_text_message_that_is_not_utf8_is_closed_1007_with_no_error_logged(sc,
             while b"\r\n\r\n" not in head:
                 head += sock.recv(4096)
             assert head.startswith(b"HTTP/1.1 101"), head
-            sock.sendall(_ws_text_frame(b"\xff\xfe not utf-8"))
+            sock.sendall(_ws_text_frame(b'{"frames": ["\xff\xfe"]}'))
             got = head.split(b"\r\n\r\n", 1)[1]
             while len(got) < 4:
                 chunk = sock.recv(4096)
@@ -397,5 +406,7 @@ def test_a_text_message_that_is_not_utf8_is_closed_1007_with_no_error_logged(sc,
         assert int.from_bytes(got[2:4], "big") == 1007  # ... "invalid frame payload data"
         r = httpx.post(f"{url}/v1/streams/{sid}/frames", content=npy(frames_of(1)), headers=NPY)
         assert r.status_code == 200 and r.json()["step"] == 1
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    uvicorn_error.removeHandler(keep)
+    errors = [r for r in caplog.records + seen if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [r.getMessage() for r in errors]
+    assert any("not UTF-8: closed with 1007" in r.getMessage() for r in seen), seen
