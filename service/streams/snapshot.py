@@ -65,6 +65,14 @@ def _members(data: bytes, limit: int, most: int) -> dict[str, np.ndarray]:
             f"snapshot: its arrays unpack to {total} bytes, more than the {limit} a stream of "
             "this model may hold (FRAMECAST_STREAM_MAX_BYTES)"
         )
+    declared = 0  # what each array's own header says it holds: a zip's sizes may lie
+    for info in infos:
+        declared += _declared_bytes(z, info)
+        if declared > limit:
+            raise PayloadTooLarge(
+                f"snapshot: its arrays declare more than the {limit} bytes a stream of this "
+                "model may hold (FRAMECAST_STREAM_MAX_BYTES)"
+            )
     out: dict[str, np.ndarray] = {}
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
@@ -72,7 +80,29 @@ def _members(data: bytes, limit: int, most: int) -> dict[str, np.ndarray]:
                 out[name] = np.asarray(npz[name])
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise _bad(f"an array cannot be read ({type(e).__name__}: {e})") from None
+    except MemoryError:
+        raise PayloadTooLarge("snapshot: an array is too large to read") from None
     return out
+
+
+def _declared_bytes(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The bytes the ``.npy`` header of one member says its array holds (0 for a member that
+    is not an ``.npy``: np.load refuses it after); 422 for a header that cannot be read."""
+    if not info.filename.endswith(".npy"):
+        return 0
+    try:
+        with z.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+        raise _bad(f"array {info.filename!r} cannot be read ({type(e).__name__}: {e})") from None
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n * max(1, int(dtype.itemsize))
 
 
 def _shape(name: str, a: np.ndarray, want: tuple[int, ...]) -> None:
@@ -96,6 +126,8 @@ def restore(data: bytes, runner: Any, settings: Any, template: Stream) -> Stream
         raise _bad(f"no {META!r} description; GET /v1/streams/{{id}}/snapshot makes the file")
     try:
         meta = json.loads(raw.tobytes().decode())
+        if not isinstance(meta, dict):
+            raise ValueError(f"a JSON {type(meta).__name__}, not an object")
         if meta.get("format") != FORMAT or meta.get("kind") != "stream":
             raise ValueError(f"format {meta.get('format')!r}, kind {meta.get('kind')!r}")
         model, step = str(meta["model"]), int(meta["step"])
@@ -103,6 +135,7 @@ def restore(data: bytes, runner: Any, settings: Any, template: Stream) -> Stream
         states_n = None if meta["states"] is None else int(meta["states"])
         frame_shape = tuple(int(x) for x in meta["frame_shape"])
         mode = str(meta["mode"])
+        expected = bool(meta["expected"])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise _bad(f"its description cannot be read ({type(e).__name__}: {e})") from None
     if model != m.name:
@@ -119,7 +152,7 @@ def restore(data: bytes, runner: Any, settings: Any, template: Stream) -> Stream
         raise _bad(f"it keeps {window_n} frames; a stream of this model keeps {template.keeps}")
     for i in range(window_n):
         _shape(f"w{i}", arrays.get(f"w{i}", np.empty(0)), want)
-    if meta["expected"]:
+    if expected:
         _shape("e", arrays.get("e", np.empty(0)), want)
     carry = mode == "carry" and bool(getattr(runner, "carries", False))
     if carry and states_n is not None:
@@ -128,11 +161,17 @@ def restore(data: bytes, runner: Any, settings: Any, template: Stream) -> Stream
             raise _bad(f"it holds {states_n} states; model {m.name!r} carries {len(shapes)}")
         for k, shape in enumerate(shapes):
             _shape(f"s{k}", arrays.get(f"s{k}", np.empty(0)), shape)
-    known = {f"w{i}" for i in range(window_n)} | ({"e"} if meta["expected"] else set())
+    known = {f"w{i}" for i in range(window_n)} | ({"e"} if expected else set())
     known |= {f"s{k}" for k in range(states_n or 0)}
     if set(arrays) - known:
         raise _bad(f"unexpected arrays {sorted(set(arrays) - known)}")
-    s: Stream = rebuild({**meta, "last": None}, arrays)  # type: ignore[assignment]
+    try:
+        s: Stream = rebuild({**meta, "last": None}, arrays)  # type: ignore[assignment]
+        version, sha = int(meta.get("version") or 1), meta.get("sha256")
+        if sha is not None and not isinstance(sha, str):
+            raise TypeError(f"sha256 is a {type(sha).__name__}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _bad(f"its description cannot be read ({type(e).__name__}: {e})") from None
     out = Stream(
         template.id,
         m.name,
@@ -146,8 +185,8 @@ def restore(data: bytes, runner: Any, settings: Any, template: Stream) -> Stream
         idle_timeout_s=template.idle_timeout_s,
         frame_shape=want,
         state_shapes=[tuple(x) for x in runner.state_shapes] if carry else [],
-        version=int(meta.get("version") or 1),
-        sha256=meta.get("sha256"),
+        version=version,
+        sha256=sha,
         pinned=template.pinned,
         incarnation=new_incarnation(),
         owner=template.owner,
