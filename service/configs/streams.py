@@ -43,6 +43,12 @@ class StreamSettings(BaseSettings):
         gt=0,
         description="the longest idle timeout a client may ask for when it opens a stream",
     )
+    stream_min_idle_timeout_s: float = Field(
+        0.1,
+        gt=0,
+        description="the shortest idle timeout a client may ask for when it opens a stream (a "
+        "shorter one would end it before a frame could reach it)",
+    )
     stream_max_frames: int = Field(
         32,
         ge=1,

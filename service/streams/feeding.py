@@ -64,10 +64,11 @@ def idle_timeout(settings: Any, asked: float | None) -> float:
     else FRAMECAST_STREAM_IDLE_TIMEOUT_S."""
     if asked is None:
         return float(settings.stream_idle_timeout_s)
-    most = settings.stream_max_idle_timeout_s
-    if not 0 < asked <= most:
+    least, most = settings.stream_min_idle_timeout_s, settings.stream_max_idle_timeout_s
+    if not least <= asked <= most:
         raise InvalidInput(
-            f"idle_timeout_s={asked:g}: give a number of seconds above 0 and at most {most:g} "
+            f"idle_timeout_s={asked:g}: give a number of seconds of at least {least:g} "
+            f"(FRAMECAST_STREAM_MIN_IDLE_TIMEOUT_S) and at most {most:g} "
             "(FRAMECAST_STREAM_MAX_IDLE_TIMEOUT_S)"
         )
     return float(asked)

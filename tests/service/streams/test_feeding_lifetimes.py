@@ -97,6 +97,8 @@ def test_idle_timeout_is_the_clients_within_the_bound(stream_models):
         assert info["idle_timeout_s"] == 20 and info["expires_in_s"] == 20
         r = c.post(f"/v1/models/{CARRY}/streams", params={"idle_timeout_s": 101})
         assert r.status_code == 422 and "FRAMECAST_STREAM_MAX_IDLE_TIMEOUT_S" in r.text
+        r = c.post(f"/v1/models/{CARRY}/streams", params={"idle_timeout_s": 0.0001})
+        assert r.status_code == 422 and "FRAMECAST_STREAM_MIN_IDLE_TIMEOUT_S" in r.text  # dead
         other = open_stream(c, CARRY)  # the default, 300 s
         now[0] += 21
         r = _raw_post(c, sid, frames_of(1))
