@@ -4,8 +4,9 @@ A browser cannot set headers on a WebSocket, and a key in a URL reaches proxies'
 browser's history. So the page asks ``POST /v1/streams/{id}/ticket`` with its key in the
 ``Authorization`` header, and gets ``{"ticket", "expires_in_s"}``: a random token good for one
 connection to that stream's ``/v1/streams/{id}/ws?ticket=…``, within FRAMECAST_WS_TICKET_TTL_S.
-The store keeps only the ticket's SHA-256 and what it grants (the key's id, the stream), so a
-ticket issued by one process is taken by whichever process the socket reaches, once.
+The store keeps only the SHA-256 of the stream's id and the ticket, and what it grants (the
+key's id, the stream), so a ticket issued by one process is taken by whichever process the
+socket reaches, once, and shown on another stream's socket it is refused and not used up.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from service.errors import Forbidden, Unauthorized
 HOW = "POST /v1/streams/{id}/ticket"
 
 
-def _key(ticket: str) -> str:
-    return hashlib.sha256(ticket.encode()).hexdigest()
+def _key(ticket: str, stream_id: str) -> str:
+    """What the store keeps a ticket under: bound to its stream, so that a ticket shown on
+    another stream's socket finds nothing and is not used up."""
+    return hashlib.sha256(f"{stream_id}\n{ticket}".encode()).hexdigest()
 
 
 async def issue(store: Any, caller: Principal | None, stream_id: str, settings: Any) -> dict:
@@ -31,17 +34,20 @@ async def issue(store: Any, caller: Principal | None, stream_id: str, settings: 
     ticket = secrets.token_urlsafe(32)
     grant = json.dumps({"key": owner_of(caller), "stream": stream_id})
     ttl = settings.ws_ticket_ttl_s
-    await store.put_ticket(_key(ticket), grant, ttl, settings.ws_tickets_max)
+    await store.put_ticket(_key(ticket, stream_id), grant, ttl, settings.ws_tickets_max)
     return {"ticket": ticket, "expires_in_s": ttl}
 
 
 async def redeem(store: Any, keys: KeyRing, ticket: str, stream_id: str) -> Principal:
     """The principal a ticket stands for, taking it (a second use is refused); 401 for a
-    ticket used, expired or never issued, 403 for another stream's or a key since removed."""
-    raw = await store.take_ticket(_key(ticket)) if 0 < len(ticket) <= 256 else None
+    ticket used, expired, never issued or another stream's (which is not used up by it), 403
+    for a key since removed."""
+    ok = 0 < len(ticket) <= 256
+    raw = await store.take_ticket(_key(ticket, stream_id)) if ok else None
     if raw is None:
         raise Unauthorized(
-            f"the ticket is not valid (used already, expired, or never issued); get one with {HOW}"
+            "the ticket is not valid for this stream (used already, expired, never issued, or "
+            f"issued for another stream); get one with {HOW}"
         )
     grant = json.loads(raw)
     if grant.get("stream") != stream_id:

@@ -133,6 +133,12 @@ def test_a_ticketed_websocket_works_and_a_url_key_is_refused(server):
     ticket = t.json()["ticket"]
     server["tickets"].append(ticket)
     frame = np.zeros((H, W, 1), np.uint8).tobytes()
+    other = open_stream(http, "alice")  # shown on another stream: refused, and not used up
+    with pytest.raises(Exception) as e:
+        with websockets_sync.connect(f"{ws_url}/v1/streams/{other}/ws?ticket={ticket}") as ws:
+            ws.recv(timeout=10)
+    assert getattr(getattr(e.value, "response", None), "status_code", None) == 403, e.value
+    assert http.delete(f"/v1/streams/{other}", headers=auth("alice")).status_code == 200
     with websockets_sync.connect(f"{ws_url}/v1/streams/{sid}/ws?ticket={ticket}") as ws:
         ws.send(frame)
         assert json.loads(ws.recv(timeout=30))["step"] == 1
