@@ -188,6 +188,20 @@ def test_a_keys_requests_in_flight_are_capped(kc):
     assert kc.get("/v1/models", headers=auth("alice")).status_code == 200
 
 
+def test_an_open_websocket_counts_against_its_keys_max_concurrent(kc):
+    from starlette.websockets import WebSocketDisconnect
+
+    sid = kc.post(f"/v1/models/{CARRY}/streams", headers=auth("alice")).json()["id"]
+    with kc.websocket_connect(f"/v1/streams/{sid}/ws", headers=auth("alice")):
+        r = kc.get("/v1/models", headers=auth("alice"))  # the socket is alice's one in flight
+        framecast_error(r, 429, "too_many_requests")
+        with pytest.raises(WebSocketDisconnect):
+            with kc.websocket_connect(f"/v1/streams/{sid}/ws", headers=auth("alice")) as ws:
+                ws.receive_text()
+    assert kc.get("/v1/models", headers=auth("alice")).status_code == 200  # closed: room again
+    assert kc.delete(f"/v1/streams/{sid}", headers=auth("alice")).status_code == 200
+
+
 def test_refusals_are_audit_lines_naming_the_key_never_its_secret(kc, caplog):
     caplog.set_level(logging.INFO, logger="framecast")
     kc.post(f"/v1/models/{CARRY}/predict", headers=auth("reader"))
