@@ -275,7 +275,7 @@ class RedisStore(StreamStore):
         key, ttl = self._key(held.id), self._ms(new.idle_timeout_s)
         watch = self._watches.pop(id(held), None)
         if watch is not None and watch.conn is not None:  # WATCHed when read: MULTI/EXEC only
-            commands = [("HDEL", key, *stale)] if stale else []
+            commands: list[tuple[Any, ...]] = [("HDEL", key, *stale)] if stale else []
             commands += [("HSET", key, *flat(fields)), ("PEXPIRE", key, ttl)]
             if await self._on(watch, "a write", lambda: watch.write(commands)):
                 return
