@@ -92,6 +92,14 @@ class RaySettings(BaseSettings):
         "cluster (FRAMECAST_RAY_ADDRESS) it is the nodes' own: RAY_SERVE_ENABLE_DIRECT_INGRESS=1 "
         "and RAY_SERVE_ENABLE_HA_PROXY=1 at `ray start` (docs/ray.md)",
     )
+    ray_access_log: bool = Field(
+        False,
+        description="Ray Serve's own access log: a line per call in every replica's log file, "
+        "the ingress's HTTP requests and each call from an ingress to a model replica alike "
+        "(CPU at every call). Off: framecast's own "
+        "request log still writes one line per HTTP request at FRAMECAST_LOG_LEVEL=info "
+        "(docs/ray.md)",
+    )
     ray_ingress_per_node: int | None = Field(
         None,
         ge=1,

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from service.config import Settings, SettingsError
-from service.runtime.ray.app import cpus_needed, model_options
+from service.runtime.ray.app import cpus_needed, model_options, serve_logging
 
 MODELS = ["a", "b", "c", "d"]
 
@@ -24,6 +24,16 @@ def test_gpus_unset_reserves_none_and_the_replica_picks_its_device():
     assert model_options(Settings(), "a")["ray_actor_options"]["num_gpus"] == 0.0
     opts = model_options(Settings(ray_gpus_per_replica=0.5), "a")
     assert opts["ray_actor_options"]["num_gpus"] == 0.5
+
+
+def test_serve_access_log_is_off_unless_asked_for():
+    # Serve's line per call in every replica cost about a fifth of a carried stream step's CPU
+    # (bench/streams/stream_scale.py); framecast's own request log stays
+    assert model_options(Settings(), "a")["logging_config"] == {"enable_access_log": False}
+    assert serve_logging(Settings()) == {"enable_access_log": False}
+    on = Settings(ray_access_log=True)
+    assert model_options(on, "a")["logging_config"] == {"enable_access_log": True}
+    assert serve_logging(on) == {"enable_access_log": True}
 
 
 def test_autoscaling_per_model():

@@ -81,7 +81,7 @@ def model_options(settings: Settings, name: str) -> dict:
     gpus = over.get("gpus", settings.ray_gpus_per_replica)
     actor = {"num_cpus": float(over.get("cpus", settings.ray_cpus_per_replica))}
     actor["num_gpus"] = float(gpus or 0)  # unset: no reservation; the replica picks its device
-    opts: dict = {"ray_actor_options": actor}
+    opts: dict = {"ray_actor_options": actor, "logging_config": serve_logging(settings)}
     if mx is None:
         opts["num_replicas"] = replicas
         return opts
@@ -97,6 +97,12 @@ def model_options(settings: Settings, name: str) -> dict:
         ),
     }
     return opts
+
+
+def serve_logging(settings: Settings) -> dict:
+    """Serve's logging options of every framecast deployment: its access log (a line per call
+    in each replica's log file) only with FRAMECAST_RAY_ACCESS_LOG."""
+    return {"enable_access_log": settings.ray_access_log}
 
 
 def most_replicas(settings: Settings, name: str) -> int:
@@ -254,7 +260,9 @@ def build_apps(
     for folder in folders:
         name = folder.name
         deployments[name] = FramecastModel.options(  # type: ignore[attr-defined]
-            name=f"model-{name}", max_ongoing_requests=max_ongoing, **model_options(settings, name)
+            name=f"model-{name}",
+            max_ongoing_requests=max_ongoing,
+            **model_options(settings, name),
         ).bind(str(folder), payload)
     spread = {}
     if settings.ray_ingress_per_node is not None:
@@ -262,6 +270,7 @@ def build_apps(
     ingress = FramecastIngress.options(  # type: ignore[attr-defined]
         name="framecast",
         num_replicas=settings.ray_ingress_replicas,
+        logging_config=serve_logging(settings),
         ray_actor_options={"num_cpus": settings.ray_ingress_cpus},
         **spread,
     )
