@@ -84,7 +84,8 @@ class _MetricsMiddleware:
             path = getattr(route, "path", None) or "unmatched"
             params = scope.get("path_params") or {}
             name = params.get("name")
-            model = "" if name is None else (name if name in self.runtime.runners else "unknown")
+            known = self.runtime.models.knows
+            model = "" if name is None else (name if known(name) else "unknown")
             version = _version(self.runtime, model, params.get("version") or _query(scope))
             self.metrics.observe_request(
                 path, model, status["code"], time.perf_counter() - start, version, reached
@@ -235,6 +236,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.drain = Drain()  # started by service.http.drain.DrainingServer on SIGTERM
     app.add_middleware(DrainMiddleware, drain=app.state.drain, grace_s=settings.shutdown_grace_s)
     app.add_middleware(
-        RequestLogMiddleware, models=lambda: runtime.runners, log_probes=settings.log_probes
+        RequestLogMiddleware, models=runtime.models.names, log_probes=settings.log_probes
     )
     return app

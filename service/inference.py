@@ -44,6 +44,9 @@ from service.telemetry import Metrics, server_timing
 __all__ = ["Answer", "Fit", "Prepared", "Runner", "Ticket", "Timing", "call", "prepare", "reserve"]
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options builds one per call
+
+
 @dataclass(frozen=True)
 class Fit:
     """How uploaded frames are fitted to a model: ``resize`` (false: refuse another size) and
@@ -75,7 +78,7 @@ class Prepared:
 
     def header(self) -> str:
         """The report as the ``X-Conversion`` header: the same fields, compact JSON."""
-        return json.dumps(self.report(), separators=(",", ":"))
+        return _COMPACT.encode(self.report())
 
 
 @dataclass
@@ -147,6 +150,10 @@ def reserve(*runners: Runner) -> Iterator[list[Ticket | None]]:
     """A place in each model's queue while the upload is read and fitted (503 at once when one is
     full: no upload is read then); each ticket is handed to :func:`call`, which uses it. Leaving
     the block releases the places not used."""
+    if len(runners) == 1:  # predict and classify: one model, no stack to keep
+        with runners[0].expect() as ticket:
+            yield [ticket]
+        return
     with ExitStack() as stack:
         yield [stack.enter_context(r.expect()) for r in runners]
 

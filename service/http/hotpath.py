@@ -17,6 +17,7 @@ FRAMECAST_HOT_PATH=false (the bench and the tests compare both).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,13 +30,23 @@ from service.errors import FramecastError, error_response
 PREFIX = "/v1/models/"
 
 
+@functools.cache
+def _specs() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """action → (its parameters by name, their defaults): read once."""
+    from service.routes.params import ROUTES
+
+    out = {}
+    for action, params in ROUTES.items():
+        spec = {p.name: p for p in params}
+        out[action] = (spec, {k: p.default for k, p in spec.items()})
+    return out
+
+
 def query_values(action: str, query_string: bytes) -> dict[str, Any] | None:
     """The route's parameters from the query (defaults for those absent), or None when the
     full app should read them (a value it might read differently, or reject)."""
-    from service.routes.params import ROUTES
-
-    spec = {p.name: p for p in ROUTES[action]}
-    values = {k: p.default for k, p in spec.items()}
+    spec, defaults = _specs()[action]
+    values = dict(defaults)
     if not query_string:
         return values
     seen: set[str] = set()

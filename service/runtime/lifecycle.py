@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -222,6 +222,15 @@ class Lifecycle(ServedQueries):
         with self._lock:
             return {**{n: r for (n, _), r in sorted(self._pending.items())}, **self._serving}
 
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is in :attr:`runners` (without copying it: asked per request)."""
+        return name in self._serving or any(n == name for n, _ in list(self._pending))
+
+    def names(self) -> Container[str]:
+        """The names of :attr:`runners` as a container that copies nothing (``in`` asks
+        :meth:`knows`)."""
+        return _Names(self)
+
     def serving(self) -> dict[str, Runner]:
         """The runners serving, by name: a copy."""
         with self._lock:
@@ -310,7 +319,6 @@ class Lifecycle(ServedQueries):
         with self._lock:
             runner = self._serving.get(name)
             st = self._status.get(name)
-            known = ", ".join(sorted(self._serving)) or "none"
         if runner is not None:
             return runner if version in (None, "") else self._version(name, version)
         if st is not None and st.state in NOT_YET:
@@ -319,7 +327,21 @@ class Lifecycle(ServedQueries):
             raise ModelNotFound(
                 f"model {name!r} is unloaded; load it with POST /v2/repository/models/{name}/load"
             )
+        with self._lock:
+            known = ", ".join(sorted(self._serving)) or "none"
         raise ModelNotFound(f"no model named {name!r}; loaded models: {known}")
+
+
+class _Names:
+    """``name in`` it: the lifecycle knows ``name`` (:meth:`Lifecycle.names`)."""
+
+    __slots__ = ("models",)
+
+    def __init__(self, models: Lifecycle):
+        self.models = models
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.models.knows(name)
 
 
 def _log_ready(runner: ModelRunner, swapped: bool = False) -> None:

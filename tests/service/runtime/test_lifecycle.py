@@ -38,14 +38,24 @@ def test_lifecycle_unload_takes_the_runner_out_and_forget_drops_it(models_dir):
         placement=Placement("cpu:0", "cpu:0", "x"),
         metrics=Metrics(),
     )
+    names = reg.names()  # what the log and metrics layers ask per request: never a copy
+    assert not reg.knows("conv2d_lstm_classify") and "conv2d_lstm_classify" not in names
     reg.loaded(runner)
     try:
         reg.get("conv2d_lstm_classify")
         raise AssertionError("a model not warm yet is served")
     except NotReady:
         pass
+    # warming: known as runners has it (the log names it, not "unknown")
+    assert reg.knows("conv2d_lstm_classify") == ("conv2d_lstm_classify" in reg.runners) is True
     assert reg.serve(runner) is None and runner.ready
     assert reg.get("conv2d_lstm_classify") is runner
+    assert "conv2d_lstm_classify" in names and "nope" not in names and 7 not in names
+    try:
+        reg.get("nope")
+        raise AssertionError("an unknown model is found")
+    except ModelNotFound as e:  # the served names come only with the error
+        assert "loaded models: conv2d_lstm_classify" in str(e)
     assert reg.states() == {"conv2d_lstm_classify": "ready"}
     assert reg.unload("conv2d_lstm_classify") == [runner]  # every version it served
     runner.close()
