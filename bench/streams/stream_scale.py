@@ -33,10 +33,13 @@ process trees and redis-server; not wrk, not nginx), and per frame the bytes to 
 its commands and round trips (Redis's INFO counters: commands processed, read events). The two
 Redis servers share this host's two cores (as two machines would not). Targets: redis (and
 redis-sticky) ≤ 1.5x memory's server CPU per frame, ray-carry ≤ ½ ray-window's (with Serve's
-proxy, and with direct ingress). Pause a training run meanwhile (``--pause-pid``).
+proxy, and with direct ingress). Each way and level runs ``--rounds`` times (3) and the run with
+the median server CPU per frame is kept, every round's figure beside it; on Ray, carry and window
+take turns within each round on the same server. Pause a training run meanwhile
+(``--pause-pid``).
 
-    python3 bench/streams/stream_scale.py [--seconds 10] [--levels 1 32 128] [--no-ray]
-    [--pause-pid PID]
+    python3 bench/streams/stream_scale.py [--seconds 10] [--levels 1 32 128] [--rounds 3]
+    [--no-ray] [--pause-pid PID]
 """
 
 from __future__ import annotations
@@ -233,6 +236,20 @@ def _measure(
     return out
 
 
+def _median(runs: list[dict]) -> dict:
+    """The run whose server CPU per frame is the median of ``runs`` (an odd count: one of them),
+    with every run's figure beside it."""
+    order = sorted(runs, key=lambda m: m["server_cpu_ms_per_frame"])
+    out = dict(order[(len(order) - 1) // 2])
+    out["server_cpu_ms_per_frame_per_round"] = [m["server_cpu_ms_per_frame"] for m in runs]
+    return out
+
+
+def _rounds(args: argparse.Namespace, *measure: object) -> dict:
+    """``_measure(*measure)`` ``args.rounds`` times: the median run (:func:`_median`)."""
+    return _median([_measure(*measure) for _ in range(args.rounds)])  # type: ignore[arg-type]
+
+
 def _two(
     tmp: Path,
     way: str,
@@ -257,7 +274,7 @@ def _two(
         url = f"http://127.0.0.1:{lb_port}"
         for n in args.levels:
             pids = [a.proc.pid, b.proc.pid] + ([rdb[0].pid] if rdb else [])
-            m = _measure(url, pids, frames, n, args.seconds, tmp, rdb[1] if rdb else None)
+            m = _rounds(args, url, pids, frames, n, args.seconds, tmp, rdb[1] if rdb else None)
             out.append(m)
             _print(way, m)
     finally:
@@ -288,10 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0, help="each wrk run (default 10)")
     p.add_argument("--levels", type=int, nargs="+", default=list(LEVELS))
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each way and level, the median counted (odd; default 3)",
+    )
     p.add_argument("--no-ray", action="store_true", help="skip the Ray rows (no ray[serve])")
     p.add_argument("--pause-pid", type=int, help="a process to SIGSTOP meanwhile (a training)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
+    if args.rounds < 1 or args.rounds % 2 == 0:
+        p.error("--rounds must be odd (the median is one of the runs)")
     for tool in ("wrk", "redis-server", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: apt-get install {tool}")
@@ -319,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                 one.wait_ready()
                 results["memory"] = []
                 for n in args.levels:
-                    m = _measure(one.url, [one.proc.pid], frames, n, args.seconds, tmp, None)
+                    m = _rounds(args, one.url, [one.proc.pid], frames, n, args.seconds, tmp, None)
                     results["memory"].append(m)
                     _print("memory", m)
             finally:
@@ -331,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["redis-one"] = []
                 for n in args.levels:
                     pids = [one.proc.pid, redis.pid]
-                    m = _measure(one.url, pids, frames, n, args.seconds, tmp, redis_port)
+                    m = _rounds(args, one.url, pids, frames, n, args.seconds, tmp, redis_port)
                     results["redis-one"].append(m)
                     _print("redis-one", m)
             finally:
@@ -365,16 +390,30 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         ray.wait_ready(timeout=900)
                         _all_ready(ray.url)
+                        # carry and window take turns within each round, on the same server
                         for mode in ("carry", "window"):
-                            way = f"{prefix}-{mode}"
-                            results[way] = []
-                            for n in args.levels:
-                                pids = [ray.proc.pid, redis.pid]
-                                m = _measure(
-                                    ray.url, pids, frames, n, args.seconds, tmp, redis_port, mode
-                                )
-                                results[way].append(m)
-                                _print(way, m)
+                            results[f"{prefix}-{mode}"] = []
+                        pids = [ray.proc.pid, redis.pid]
+                        for n in args.levels:
+                            runs: dict[str, list[dict]] = {"carry": [], "window": []}
+                            for _ in range(args.rounds):
+                                for mode in runs:
+                                    runs[mode].append(
+                                        _measure(
+                                            ray.url,
+                                            pids,
+                                            frames,
+                                            n,
+                                            args.seconds,
+                                            tmp,
+                                            redis_port,
+                                            mode,
+                                        )
+                                    )
+                            for mode, got in runs.items():
+                                m = _median(got)
+                                results[f"{prefix}-{mode}"].append(m)
+                                _print(f"{prefix}-{mode}", m)
                     finally:
                         ray.stop()
         finally:
@@ -407,9 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python3 bench/streams/stream_scale.py"
         + (f" --seconds {args.seconds:g}" if args.seconds != 10 else "")
         + (" --levels " + " ".join(map(str, args.levels)) if args.levels != list(LEVELS) else "")
+        + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
         + (" --no-ray" if args.no_ray else ""),
         "host": f"{platform.machine()}, {os.cpu_count()} cores",
         "seconds_per_run": args.seconds,
+        "rounds": args.rounds,
         "ways": results,
         "ratios": ratios,
         "targets": TARGETS,
