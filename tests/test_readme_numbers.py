@@ -153,6 +153,40 @@ def test_frontend_figures_in_the_prose():
     assert not missing, f"TEXT figures that match no JSON value: {missing}"
 
 
+def test_two_processes_each_of_today_and_684a0c8_in_the_prose():
+    """docs/performance.md's comparison of today's front end with 684a0c8's, two server
+    processes of each in one run, from docs/bench/frontend_head_vs_684a0c8.json."""
+    TEXT = page("performance")
+    c = json.loads((BENCH / "frontend_head_vs_684a0c8.json").read_text())["cases"]["classify"]
+    a, b = c["framecast_w1"], c["framecast_w1 tree=head-b"]
+    old = [c["framecast_w1 tree=684a0c8"], c["framecast_w1 tree=684-b"]]
+
+    def cpu(r: dict) -> float:
+        return r["server_cpu_ms_per_request"]
+
+    def lp(r: dict) -> float:
+        return r["event_loop_cpu_ms_per_request"]
+
+    ratio = (cpu(a) + cpu(b)) / (cpu(old[0]) + cpu(old[1]))
+    more_us = ((lp(a) + lp(b)) - (lp(old[0]) + lp(old[1]))) / 2 * 1000
+    quoted = [
+        f"{cpu(a):.3f} and {cpu(b):.3f} ms of server CPU per request today against "
+        f"{cpu(old[0]):.3f} and {cpu(old[1]):.3f} ms at 684a0c8",
+        f"{a['req_s']:.1f} and {b['req_s']:.1f} requests/s against {old[0]['req_s']:.1f} and "
+        f"{old[1]['req_s']:.1f}",
+        f"the event loop {lp(a):.3f} and {lp(b):.3f} ms against {lp(old[0]):.3f} and "
+        f"{lp(old[1]):.3f}",
+        f"today's front end costs {ratio:.2f}× that release's CPU per classify request, about "
+        f"{more_us:.0f} µs more in the event loop",
+        f"today's front end was {a['front_end_cpu_ms_per_request']:.3f} and "
+        f"{b['front_end_cpu_ms_per_request']:.3f} ms (within the target)",
+    ]
+    assert max(a["front_end_cpu_ms_per_request"], b["front_end_cpu_ms_per_request"]) <= 1.0
+    flat = " ".join(TEXT.split())
+    missing = [q for q in quoted if " ".join(q.split()) not in flat]
+    assert not missing, f"TEXT figures that match no JSON value: {missing}"
+
+
 def test_gil_copies_figures_in_the_prose():
     TEXT = page("performance")
     g = json.loads((BENCH / "gil_copies.json").read_text())
