@@ -39,6 +39,7 @@ def test_stream_scale_bench_runs_small(tmp_path):
             assert r["server_cpu_ms_per_frame"] > 0
             rounds = r["server_cpu_ms_per_frame_per_round"]  # the median of three runs is kept
             assert len(rounds) == 3 and sorted(rounds)[1] == r["server_cpu_ms_per_frame"]
+            assert r["mean_batch"] >= 1 and r["model_calls_per_s"] > 0, (way, r)
             if way not in ("memory", "folder"):
                 assert r["store_round_trips_per_frame"] >= 2, r  # a read and a write at least
                 assert r["store_bytes_in_per_frame"] > 0 and r["store_bytes_out_per_frame"] > 0

@@ -30,7 +30,8 @@ together in one Ray call (FRAMECAST_RAY_COALESCE_ITEMS, the default), carry and 
 
 Read per run: frames/s, p50/p99 per frame (wrk), server CPU per frame (``/proc``: the framecast
 process trees and redis-server; not wrk, not nginx), and per frame the bytes to and from Redis,
-its commands and round trips (Redis's INFO counters: commands processed, read events). The two
+its commands and round trips (Redis's INFO counters: commands processed, read events), and on
+framecast's own servers the model calls a second and the mean batch (their /metrics). The two
 Redis servers share this host's two cores (as two machines would not). Targets: redis (and
 redis-sticky) ≤ 1.5x memory's server CPU per frame, ray-carry ≤ ½ ray-window's (with Serve's
 proxy, and with direct ingress). Each way and level runs ``--rounds`` times (3) and the run with
@@ -137,6 +138,18 @@ def _redis_counters(port: int) -> dict[str, int]:
     return {k: int(stats[k]) for k in keys}
 
 
+def _batches(url: str) -> tuple[float, float]:
+    """The clips and model calls of MODEL counted so far by the server at ``url`` (its
+    ``framecast_batch_size`` histogram's sum and count)."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    got = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in got:
+            if line.startswith(f"framecast_batch_size_{part}{{") and f'"{MODEL}"' in line:
+                got[part] += float(line.rsplit(" ", 1)[1])
+    return got["sum"], got["count"]
+
+
 def _serve(tmp: Path, name: str, env: dict, extra: list[str] | None = None) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *(extra or [])]
@@ -201,12 +214,14 @@ def _measure(
     tmp: Path,
     redis_port: int | None,
     mode: str | None = None,
+    servers: list[str] | None = None,
 ) -> dict:
     one = tmp / "frame.png"
     one.write_bytes(frames[10])
     ids = _open(url, frames, n, mode)
     script = STREAM_LUA.format(body=one, ids=",".join(ids), threads="{threads}")
     before = _redis_counters(redis_port) if redis_port else None
+    calls0 = [_batches(u) for u in servers or []]
     each0, t0 = [tree_cpu_s(p) for p in pids], time.monotonic()
     r = _wrk(url + "/", script, min(n, MAX_CONNECTIONS), seconds)
     each = [tree_cpu_s(p) - c for p, c in zip(pids, each0)]
@@ -224,6 +239,11 @@ def _measure(
         "server_cpu_ms_per_frame": round(cpu * 1000.0 / done, 3),
         "server_cpu_share": round(cpu / wall, 3),
     }
+    if servers:  # the model calls the frames made, from each framecast server's /metrics
+        calls = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(calls0, [_batches(u) for u in servers])]
+        clips, n_calls = sum(c[0] for c in calls), sum(c[1] for c in calls)
+        out["model_calls_per_s"] = round(n_calls / wall, 1)
+        out["mean_batch"] = round(clips / max(1.0, n_calls), 2)
     if before is not None:
         after = _redis_counters(redis_port)  # type: ignore[arg-type]
         d = {k: after[k] - before[k] for k in after}
@@ -274,7 +294,18 @@ def _two(
         url = f"http://127.0.0.1:{lb_port}"
         for n in args.levels:
             pids = [a.proc.pid, b.proc.pid] + ([rdb[0].pid] if rdb else [])
-            m = _rounds(args, url, pids, frames, n, args.seconds, tmp, rdb[1] if rdb else None)
+            m = _rounds(
+                args,
+                url,
+                pids,
+                frames,
+                n,
+                args.seconds,
+                tmp,
+                rdb[1] if rdb else None,
+                None,
+                [a.url, b.url],
+            )
             out.append(m)
             _print(way, m)
     finally:
@@ -296,7 +327,8 @@ def _print(way: str, m: dict) -> None:
     )
     print(
         f"{way:10s} {m['streams']:4d} streams: {m['frames_s']} frames/s, p50 {m['p50_ms']} ms, "
-        f"p99 {m['p99_ms']} ms, {m['server_cpu_ms_per_frame']} ms CPU/frame{extra}",
+        f"p99 {m['p99_ms']} ms, {m['server_cpu_ms_per_frame']} ms CPU/frame{extra}"
+        + (f", mean batch {m['mean_batch']}" if "mean_batch" in m else ""),
         flush=True,
     )
 
@@ -344,7 +376,18 @@ def main(argv: list[str] | None = None) -> int:
                 one.wait_ready()
                 results["memory"] = []
                 for n in args.levels:
-                    m = _rounds(args, one.url, [one.proc.pid], frames, n, args.seconds, tmp, None)
+                    m = _rounds(
+                        args,
+                        one.url,
+                        [one.proc.pid],
+                        frames,
+                        n,
+                        args.seconds,
+                        tmp,
+                        None,
+                        None,
+                        [one.url],
+                    )
                     results["memory"].append(m)
                     _print("memory", m)
             finally:
@@ -356,7 +399,18 @@ def main(argv: list[str] | None = None) -> int:
                 results["redis-one"] = []
                 for n in args.levels:
                     pids = [one.proc.pid, redis.pid]
-                    m = _rounds(args, one.url, pids, frames, n, args.seconds, tmp, redis_port)
+                    m = _rounds(
+                        args,
+                        one.url,
+                        pids,
+                        frames,
+                        n,
+                        args.seconds,
+                        tmp,
+                        redis_port,
+                        None,
+                        [one.url],
+                    )
                     results["redis-one"].append(m)
                     _print("redis-one", m)
             finally:
