@@ -394,6 +394,27 @@ def test_stream_scale_ratios_in_the_prose():
         f"a carried stream costs {span('ray_carry_over_window')}",
         f"and {span('ray_direct_carry_over_window')} with direct ingress",
     ]
+    at = [r["streams"] for r in report["ways"]["redis"]].index(32)
+    alt, sticky = report["ways"]["redis"][at], report["ways"]["redis-sticky"][at]
+    prev = json.loads((BENCH / "stream_scale_prev.json").read_text())  # the run before
+
+    def span_prev(name: str) -> str:
+        values = prev["ratios"][name]
+        return f"{min(values):.2f}–{max(values):.2f}×"
+
+    quoted += [
+        f"([JSON](bench/stream_scale_prev.json)), had {span_prev('redis_over_memory')}",
+        f"{prev['ways']['memory'][at]['server_cpu_ms_per_frame']:.2f} ms a frame at 32 streams "
+        f"there, {report['ways']['memory'][at]['server_cpu_ms_per_frame']:.2f} ms here",
+        f"{span('redis_sticky_over_memory')} here and {span_prev('redis_sticky_over_memory')} in "
+        "the run before",
+    ]
+    assert prev["targets_met"]["redis_sticky_over_memory"]  # "under the bar ... both times"
+    quoted.append(  # why alternating costs more: its batches (each server's /metrics)
+        f"{alt['mean_batch']:.1f} clips a model call when the frames alternate against "
+        f"{sticky['mean_batch']:.1f} by stream ({alt['model_calls_per_s']:.0f} against "
+        f"{sticky['model_calls_per_s']:.0f} model calls a second)"
+    )
     flat = " ".join(TEXT.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
     assert not missing, f"TEXT figures that match no JSON value: {missing}"
