@@ -278,6 +278,12 @@ class Settings(
         description="an idle keep-alive connection is closed after this long (uvicorn's "
         "timeout_keep_alive)",
     )
+    coalesce_writes: bool = Field(
+        True,
+        description="send what one turn of the event loop writes to a connection in one "
+        "send() (a response's head and body together: one system call and one segment "
+        "instead of two; service/http/corking.py); false: each write as uvicorn makes it",
+    )
     keep_alive_max_requests: int = Field(
         1000,
         ge=1,

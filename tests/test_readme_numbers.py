@@ -177,7 +177,7 @@ def test_two_processes_each_of_today_and_684a0c8_in_the_prose():
         f"the event loop {lp(a):.3f} and {lp(b):.3f} ms against {lp(old[0]):.3f} and "
         f"{lp(old[1]):.3f}",
         f"today's front end costs {ratio:.2f}× that release's CPU per classify request, about "
-        f"{more_us:.0f} µs more in the event loop",
+        f"{abs(more_us):.0f} µs {'more' if more_us > 0 else 'less'} in the event loop",
         f"today's front end was {a['front_end_cpu_ms_per_request']:.3f} and "
         f"{b['front_end_cpu_ms_per_request']:.3f} ms (within the target)",
     ]
