@@ -249,6 +249,7 @@ class Metrics:
         )
         # (model, version) → its statistics (the V2 statistics extension is per version)
         self.stats: dict[tuple[str, str], ModelStats] = defaultdict(ModelStats)
+        watch_gc()
         self._families = (
             self.requests,
             self.latency,
@@ -340,12 +341,52 @@ class Metrics:
                 out.append(f"# HELP {fam.name} {fam.help}")
                 out.append(f"# TYPE {fam.name} {fam.kind}")
                 out.extend(fam.lines())
+        out.extend(gc_lines())
         rss = resident_bytes()
         if rss is not None:  # the name Prometheus' own clients export
             out.append("# HELP process_resident_memory_bytes resident memory of this process")
             out.append("# TYPE process_resident_memory_bytes gauge")
             out.append(f"process_resident_memory_bytes {rss}")
         return "\n".join(out) + "\n"
+
+
+# Python's garbage collector, for the whole process (every app of it): passes and seconds per
+# generation, from gc.callbacks (installed once, by the first Metrics rendered or made).
+_GC_PASSES, _GC_SECONDS, _GC_START = [0, 0, 0], [0.0, 0.0, 0.0], [0.0]
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    if phase == "start":
+        _GC_START[0] = time.perf_counter()
+        return
+    g = min(int(info.get("generation", 0)), 2)
+    _GC_PASSES[g] += 1
+    _GC_SECONDS[g] += time.perf_counter() - _GC_START[0]
+
+
+def watch_gc() -> None:
+    """Count the garbage collector's passes and time from now on (once per process)."""
+    import gc
+
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+
+
+def gc_lines() -> list[str]:
+    out = [
+        "# HELP framecast_gc_passes_total garbage-collector passes of this process, by generation",
+        "# TYPE framecast_gc_passes_total counter",
+    ]
+    out += [f'framecast_gc_passes_total{{generation="{g}"}} {n}' for g, n in enumerate(_GC_PASSES)]
+    out += [
+        "# HELP framecast_gc_seconds_total time this process spent in garbage-collector passes",
+        "# TYPE framecast_gc_seconds_total counter",
+    ]
+    out += [
+        f'framecast_gc_seconds_total{{generation="{g}"}} {_num(s)}'
+        for g, s in enumerate(_GC_SECONDS)
+    ]
+    return out
 
 
 def resident_bytes() -> int | None:

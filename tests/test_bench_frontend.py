@@ -54,6 +54,8 @@ def test_frontend_bench_runs_small(tmp_path):
         assert row["server_cpu_ms_per_request"] > 0
         assert row["idle_cpu_cores"] >= 0
     assert rows["framecast_w1"]["event_loop_cpu_ms_per_request"] > 0
+    # its garbage-collector time, from framecast_gc_seconds_total in its /metrics
+    assert 0 <= rows["framecast_w1"]["gc_us_per_request"] < 1000
     assert "framecast_w1" in done.stdout  # the printed table
 
 

@@ -30,7 +30,9 @@ as multipart PNG files and as one uint8 ``.npy`` (LitServe takes the JSON form o
 ``--keys`` a one-worker framecast row runs with API keys on as a tenant would meet them: a keys
 file (``FRAMECAST_API_KEYS_FILE``) whose key has the ``infer`` scope and per-key limits (a rate
 and a cap on requests in flight, both far above the load), every wrk request sending
-``Authorization: Bearer``. ``"layers"`` in the JSON is what each pure-ASGI layer costs a request
+``Authorization: Bearer``. A framecast row of one process also has ``gc_us_per_request``: its
+garbage-collector passes (``framecast_gc_seconds_total`` in its /metrics) per request.
+``"layers"`` in the JSON is what each pure-ASGI layer costs a request
 in CPU microseconds, each alone, in-process (``bench/frontend/frontend_layers.py``; ``--layers 0``
 skips it): the keys off, FRAMECAST_API_KEYS, and a keys file with and without limits.
 
@@ -58,6 +60,8 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -177,10 +181,14 @@ def measure_rounds(
                 key, server, url, loop, (body, ctype, *head) = entry
                 pid = server.proc.pid
                 cpu0, loop0 = tree_cpu_s(pid), thread_cpu_s(pid) if loop else 0.0
+                gc0 = gc_seconds(url) if loop else None
                 r = wrk(url, body, args.connections, per_run, ctype, *head)
                 r["cpu_s"] = tree_cpu_s(pid) - cpu0
                 if loop:  # one process: its main thread is the event loop (HTTP, decode, encode)
                     r["loop_s"] = thread_cpu_s(pid) - loop0
+                    gc1 = gc_seconds(url) if gc0 is not None else None
+                    if gc1 is not None:
+                        r["gc_s"] = gc1 - gc0  # type: ignore[operator]
                 acc[key]["runs"].append(r)
             finally:
                 for p in others:
@@ -205,8 +213,28 @@ def measure_rounds(
         if loop:
             loop_s = sum(r["loop_s"] for r in runs)
             row["event_loop_cpu_ms_per_request"] = round(1000.0 * loop_s / n, 3)
+        if runs and all("gc_s" in r for r in runs):  # framecast_gc_seconds_total, in /metrics
+            row["gc_us_per_request"] = round(1e6 * sum(r["gc_s"] for r in runs) / n, 2)
         out[key] = row
     return out
+
+
+def gc_seconds(url: str) -> float | None:
+    """The seconds a framecast server at ``url`` (any of its paths) has spent in garbage-collector
+    passes (``framecast_gc_seconds_total`` in its /metrics), or None: another server, an earlier
+    framecast without the counter, or /metrics behind a key."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    got = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("framecast_gc_seconds_total{")
+    ]
+    return sum(got) if got else None
 
 
 def framecast_server(

@@ -197,6 +197,8 @@ class Runtime(LiveRepository):
 
         gc.collect()  # the garbage of loading goes first, then what is left is kept out of
         gc.freeze()  # every later GC pass: the frameworks' millions of long-lived objects
+        if self.settings.gc_threshold:  # passes seldom: requests' objects die by refcount
+            gc.set_threshold(self.settings.gc_threshold, *gc.get_threshold()[1:])
         self.ready_event.set()
 
     def load_runners(self) -> bool:

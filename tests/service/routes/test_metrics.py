@@ -70,3 +70,37 @@ def test_metrics_count_requests_inference_and_errors(client):
         "framecast_errors_total counter",
     ):
         assert f"# TYPE {family}" in text
+
+
+def test_metrics_count_the_garbage_collectors_passes_and_time(client):
+    import gc
+
+    before = client.get("/metrics").text
+    passes = sample(before, "framecast_gc_passes_total", generation="2")
+    seconds = sample(before, "framecast_gc_seconds_total", generation="2")
+    gc.collect()  # a full pass, in this process: the app's
+    after = client.get("/metrics").text
+    assert sample(after, "framecast_gc_passes_total", generation="2") >= passes + 1
+    assert sample(after, "framecast_gc_seconds_total", generation="2") > seconds
+    assert "# TYPE framecast_gc_seconds_total counter" in after
+
+
+def test_the_gc_threshold_is_set_once_the_models_are_loaded(settings):
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    was = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *was[1:])
+        with TestClient(create_app(settings.model_copy(update={"gc_threshold": 4321}))) as c:
+            assert c.get("/readyz").status_code == 200
+            assert gc.get_threshold()[0] == 4321
+        gc.set_threshold(700, *was[1:])
+        with TestClient(create_app(settings.model_copy(update={"gc_threshold": 0}))) as c:
+            assert c.get("/readyz").status_code == 200
+            assert gc.get_threshold()[0] == 700  # 0: Python's own left alone
+    finally:
+        gc.set_threshold(*was)
