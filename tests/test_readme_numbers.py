@@ -155,11 +155,10 @@ def test_frontend_figures_in_the_prose():
 
 def test_two_processes_each_of_today_and_684a0c8_in_the_prose():
     """docs/performance.md's comparison of today's front end with 684a0c8's, two server
-    processes of each in one run, from docs/bench/frontend_head_vs_684a0c8.json."""
+    processes of each in one run, from docs/bench/frontend_head_vs_684a0c8.json (with the rows
+    of one response write turned off and of Python's own GC threshold), and the run before the
+    two changes, docs/bench/frontend_head_vs_684a0c8_prev.json."""
     TEXT = page("performance")
-    c = json.loads((BENCH / "frontend_head_vs_684a0c8.json").read_text())["cases"]["classify"]
-    a, b = c["framecast_w1"], c["framecast_w1 tree=head-b"]
-    old = [c["framecast_w1 tree=684a0c8"], c["framecast_w1 tree=684-b"]]
 
     def cpu(r: dict) -> float:
         return r["server_cpu_ms_per_request"]
@@ -167,8 +166,22 @@ def test_two_processes_each_of_today_and_684a0c8_in_the_prose():
     def lp(r: dict) -> float:
         return r["event_loop_cpu_ms_per_request"]
 
-    ratio = (cpu(a) + cpu(b)) / (cpu(old[0]) + cpu(old[1]))
-    more_us = ((lp(a) + lp(b)) - (lp(old[0]) + lp(old[1]))) / 2 * 1000
+    def compared(name: str) -> tuple[dict, float, float]:
+        c = json.loads((BENCH / name).read_text())["cases"]["classify"]
+        a, b = c["framecast_w1"], c["framecast_w1 tree=head-b"]
+        old = [c["framecast_w1 tree=684a0c8"], c["framecast_w1 tree=684-b"]]
+        ratio = (cpu(a) + cpu(b)) / (cpu(old[0]) + cpu(old[1]))
+        more_us = ((lp(a) + lp(b)) - (lp(old[0]) + lp(old[1]))) / 2 * 1000
+        return c, ratio, more_us
+
+    c, ratio, more_us = compared("frontend_head_vs_684a0c8.json")
+    a, b = c["framecast_w1"], c["framecast_w1 tree=head-b"]
+    old = [c["framecast_w1 tree=684a0c8"], c["framecast_w1 tree=684-b"]]
+    uncorked, gc700 = (
+        c["framecast_w1 FRAMECAST_COALESCE_WRITES=false"],
+        c["framecast_w1 FRAMECAST_GC_THRESHOLD=0"],
+    )
+    _, prev_ratio, prev_us = compared("frontend_head_vs_684a0c8_prev.json")
     quoted = [
         f"{cpu(a):.3f} and {cpu(b):.3f} ms of server CPU per request today against "
         f"{cpu(old[0]):.3f} and {cpu(old[1]):.3f} ms at 684a0c8",
@@ -178,10 +191,16 @@ def test_two_processes_each_of_today_and_684a0c8_in_the_prose():
         f"{lp(old[1]):.3f}",
         f"today's front end costs {ratio:.2f}× that release's CPU per classify request, about "
         f"{abs(more_us):.0f} µs {'more' if more_us > 0 else 'less'} in the event loop",
+        f"the run before them measured {prev_ratio:.2f}× and {prev_us:.0f} µs",
         f"today's front end was {a['front_end_cpu_ms_per_request']:.3f} and "
         f"{b['front_end_cpu_ms_per_request']:.3f} ms (within the target)",
+        f"the event loop {lp(uncorked):.3f} ms a request with `FRAMECAST_COALESCE_WRITES=false` "
+        f"against {lp(a):.3f} ms",
+        f"{gc700['gc_us_per_request']:.1f} µs a request in garbage-collector passes at Python's "
+        f"threshold against {a['gc_us_per_request']:.2f} µs",
     ]
     assert max(a["front_end_cpu_ms_per_request"], b["front_end_cpu_ms_per_request"]) <= 1.0
+    assert lp(uncorked) > lp(a) and gc700["gc_us_per_request"] > 10 * a["gc_us_per_request"]
     flat = " ".join(TEXT.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
     assert not missing, f"TEXT figures that match no JSON value: {missing}"
