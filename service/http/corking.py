@@ -1,15 +1,17 @@
-"""Writes of one event-loop turn sent together: a response's head and body in one ``send()``.
+"""A response's head and body in one ``send()``: the first write waits for the next one.
 
 uvicorn writes a response's status line and headers as soon as the app sends
 ``http.response.start`` and its body at ``http.response.body``: two ``send()`` system calls, and
 on the wire two segments, for every small answer (a classify result is a few hundred bytes). A
-:class:`CorkedTransport` stands between uvicorn's protocol and the socket's transport and keeps
-what is written during one turn of the event loop, then writes it in one call at the start of the
-next turn (``loop.call_soon``), before any new input is read. Order is kept: every write of the
-connection goes through it. Past :data:`FLUSH_BYTES` it writes at once (a large streamed body is
-never held), ``close()`` writes what it holds first, ``abort()`` drops it. A streamed response's
-chunks sent over several turns go out each turn, as before. A WebSocket upgrade takes the
-transport itself (:meth:`CorkedTransport.uncorked`): its frames are written as they always were.
+:class:`CorkedTransport` stands between uvicorn's protocol and the socket's transport and holds a
+connection's first write (the head) until the next one (the body), then writes both in one call
+at once; a write with nothing after it in the same turn of the event loop goes at the start of the
+next turn (``loop.call_soon``). So a response leaves as soon as its body is sent, as before, in one
+call. Order is kept: every write of the connection goes through it. Past :data:`FLUSH_BYTES` it
+writes at once, ``close()`` writes what it holds first, ``abort()`` drops it. A streamed
+response's chunks sent over several turns go out each turn, as before. A WebSocket upgrade takes
+the transport itself (:meth:`CorkedTransport.uncorked`): its frames are written as they always
+were.
 
 ``FRAMECAST_COALESCE_WRITES=false`` leaves uvicorn's writes as they are.
 """
@@ -23,7 +25,7 @@ FLUSH_BYTES = 64 * 1024
 
 
 class CorkedTransport:
-    """``transport`` with the writes of one loop turn joined (everything else passes through)."""
+    """``transport`` with a first write held for the next (everything else passes through)."""
 
     __slots__ = ("_t", "_loop", "_held", "_size", "_scheduled")
 
@@ -39,7 +41,7 @@ class CorkedTransport:
             return
         self._held.append(bytes(data) if not isinstance(data, bytes) else data)
         self._size += len(data)
-        if self._size >= FLUSH_BYTES:
+        if len(self._held) > 1 or self._size >= FLUSH_BYTES:  # a head's body came: both go now
             self.flush()
         elif not self._scheduled:
             self._scheduled = True

@@ -1,5 +1,6 @@
-"""One send() per loop turn (service/http/corking.py): a response's head and body leave in one
-write, order is kept, nothing is held past its turn, and a streamed body is not held back.
+"""A response's head and body in one send() (service/http/corking.py): they leave in one write as
+soon as the body is sent, order is kept, nothing is held past its turn, and a streamed body is not
+held back.
 
 The unit tests drive :class:`CorkedTransport` over a recording transport on a real event loop;
 the protocol tests drive framecast's own uvicorn protocol (``guarded_protocol``) with a recording
@@ -65,19 +66,21 @@ def _run(coro):
     return asyncio.run(coro)
 
 
-def test_writes_of_one_turn_leave_in_one_write_in_order():
+def test_a_head_waits_for_its_body_and_both_leave_in_one_write_at_once():
     async def go():
         t = Recorder()
         c = CorkedTransport(t, asyncio.get_running_loop())
         c.write(b"HTTP/1.1 200 OK\r\n\r\n")
-        c.write(bytearray(b"body"))
         c.write(b"")  # nothing: no write
-        assert t.writes == [] and c.get_write_buffer_size() == len(b"HTTP/1.1 200 OK\r\n\r\nbody")
-        await _turn()
+        assert t.writes == [] and c.get_write_buffer_size() == len(b"HTTP/1.1 200 OK\r\n\r\n")
+        c.write(bytearray(b"body"))  # the body: both now, not at the turn's end
         assert t.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
-        c.write(b"next")
+        c.write(b"a streamed chunk")  # a lone write goes at the next turn
+        assert len(t.writes) == 1
         await _turn()
-        assert t.writes[1:] == [b"next"] and c.get_write_buffer_size() == 0
+        assert t.writes[1:] == [b"a streamed chunk"] and c.get_write_buffer_size() == 0
+        await _turn()
+        assert len(t.writes) == 2  # nothing written twice
 
     _run(go())
 
