@@ -288,12 +288,6 @@ class Settings(
         "and the memory they hold back small. 0 leaves Python's own. framecast_gc_seconds_total "
         "in /metrics shows what they cost",
     )
-    coalesce_writes: bool = Field(
-        True,
-        description="send what one turn of the event loop writes to a connection in one "
-        "send() (a response's head and body together: one system call and one segment "
-        "instead of two; service/http/corking.py); false: each write as uvicorn makes it",
-    )
     keep_alive_max_requests: int = Field(
         1000,
         ge=1,

@@ -42,7 +42,6 @@ import uvicorn
 
 from service.config import Settings
 from service.errors import HeaderTimeout, TooManyConnections, raw_answer
-from service.http.corking import CorkedTransport
 from service.http.logs import install_redaction
 from service.telemetry import Metrics
 
@@ -133,7 +132,6 @@ def guarded_protocol(
     timeout_s = settings.header_timeout_s
     cap, max_requests = settings.max_connections, settings.keep_alive_max_requests
     ws_cap = settings.ws_max_connections
-    cork = settings.coalesce_writes
     sockets = open_ws if open_ws is not None else [0]
     refusals = {"count": 0, "logged_at": float("-inf")}
     timeouts = {"lines": 0, "window_at": float("-inf")}
@@ -158,8 +156,6 @@ def guarded_protocol(
                     pending[0] += 1
                     self._timer = self.loop.call_later(min(timeout_s, REFUSED_WAIT_S), self._refuse)
                 return
-            if cork:  # one send() per loop turn (service/http/corking.py)
-                transport = CorkedTransport(transport, self.loop)  # type: ignore[assignment]
             super().connection_made(transport)
             self._head_since = self.loop.time()
             sweeper = _sweepers.get(self.server_state)
@@ -239,8 +235,6 @@ def guarded_protocol(
                 if metrics is not None:
                     metrics.connection_closed("ws_max_connections")
                 return
-            if isinstance(self.transport, CorkedTransport):  # a WebSocket writes as it always did
-                self.transport = self.transport.uncorked()
             super().handle_websocket_upgrade()
 
         def _head_overdue(self, waited_s: float) -> None:
