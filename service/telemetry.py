@@ -351,7 +351,7 @@ class Metrics:
 
 
 # Python's garbage collector, for the whole process (every app of it): passes and seconds per
-# generation, from gc.callbacks (installed once, by the first Metrics rendered or made).
+# generation, from gc.callbacks (installed once, by the first Metrics made).
 _GC_PASSES, _GC_SECONDS, _GC_START = [0, 0, 0], [0.0, 0.0, 0.0], [0.0]
 
 
