@@ -45,7 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from service import inference
 from service.auth.principals import Principal, principal_of
 from service.deps import ModelState, Runtime, RuntimeDep, SettingsDep
-from service.errors import ModelNotFound
+from service.errors import ModelNotFound, UnsupportedMediaType
 from service.http.limits import check_json
 from service.http.uploads import read_body
 from service.inference import Runner
@@ -84,6 +84,7 @@ V2_RESPONSES: dict[int | str, dict[str, Any]] = {
         **_V2_ERROR,
         "description": "body over FRAMECAST_MAX_UPLOAD_BYTES or JSON over FRAMECAST_MAX_JSON_ITEMS",
     },
+    415: {**_V2_ERROR, "description": "a Content-Type that is neither JSON nor binary tensor data"},
     503: {**_V2_ERROR, "description": "models not ready, or the queue is full (Retry-After)"},
     504: {**_V2_ERROR, "description": "past FRAMECAST_REQUEST_TIMEOUT_S; the work was dropped"},
 }
@@ -276,6 +277,7 @@ async def infer(
     version: str | None = None,
 ) -> Response:
     t_start = time.perf_counter()
+    check_media_type(request.headers.get("content-type"))
     runner = _runner(runtime, name, version)
     body = await read_body(request)
     n = request.headers.get(HEADER_LENGTH)
@@ -291,6 +293,26 @@ async def infer(
     for answer in answers:  # each clip's phases into /metrics, as /v1 records them
         answer.finish(runtime.metrics, {})
     return response
+
+
+# what an infer request's body may be declared as: JSON, the binary tensor data extension, or
+# what `curl -d` declares by default (Triton reads the body whatever it is declared as)
+MEDIA_TYPES = ("application/json", "application/octet-stream", "application/x-www-form-urlencoded")
+
+
+def check_media_type(content_type: str | None) -> None:
+    """An infer body declared as something else (XML, a form, an image) is answered 415 before
+    it is read; no Content-Type, JSON (``+json`` too) and octet-stream are read."""
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not media or media in MEDIA_TYPES or media.endswith("+json"):
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type {media[:80]!r} is not an inference request; send application/json "
+        "(the JSON request), or application/octet-stream with Inference-Header-Content-Length "
+        "(the binary tensor data extension)"
+    )
 
 
 async def run(

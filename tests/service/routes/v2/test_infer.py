@@ -4,6 +4,7 @@ against a running server (uvicorn on 127.0.0.1), with results checked against ``
 from __future__ import annotations
 
 import io
+import json
 
 import httpx
 import numpy as np
@@ -271,6 +272,28 @@ def test_error_statuses(http, tc):
         t = triton.InferInput("frames", [1, FRAMES, H, W, 1], "INT32")
         t.set_data_from_numpy(np.zeros((1, FRAMES, H, W, 1), np.int32), binary_data=False)
         tc.infer(NF, [t])
+
+
+@pytest.mark.parametrize(
+    "content_type", ("application/xml", "text/plain", "image/png", "multipart/form-data; b=x")
+)
+def test_a_body_declared_as_something_else_is_a_v2_415(http, content_type):
+    body = json.dumps({"inputs": _frames([1, FRAMES, H, W, 1])}).encode()
+    r = http.post(f"/v2/models/{CL}/infer", content=body, headers={"content-type": content_type})
+    assert r.status_code == 415, r.text
+    assert set(r.json()) == {"error"} and "application/json" in r.json()["error"]
+    assert content_type.split(";")[0] in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ("application/json; charset=utf-8", "application/x-www-form-urlencoded", None)
+)
+def test_json_bodies_are_read_whatever_json_like_type_they_carry(http, content_type):
+    body = json.dumps({"inputs": _frames([1, FRAMES, H, W, 1])}).encode()
+    headers = {"content-type": content_type} if content_type else {}
+    r = http.post(f"/v2/models/{CL}/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["name"] == "scores"
 
 
 @pytest.mark.parametrize("binary", (True, False))
