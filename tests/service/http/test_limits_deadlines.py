@@ -31,9 +31,8 @@ def url(models_dir):
 
 
 def _head(path: str, extra: str) -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n{extra}\r\n"
-    ).encode()
+    kind = "application/json" if path.startswith("/v2/") else "application/x-npy"  # each route's
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n{extra}\r\n").encode()
 
 
 def _answer(sock: socket.socket) -> tuple[int, dict, bool]:
