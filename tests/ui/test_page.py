@@ -514,13 +514,15 @@ def own_classifier_url(browser_ready, tmp_path_factory):
 
 
 def test_a_users_classifiers_alone_open_on_classification(browser, own_classifier_url, artifacts):
-    """The page opens on the task its models serve, reading a sample of it, says the classes of
-    the classifier (not "direction"), and loads without one console error or failed request
-    (the icon included)."""
+    """The page opens on the task its models serve, reading a sample of it, never fetching a
+    sample of a task none of them serves, says the classes of the classifier (not "direction"),
+    and loads without one console error or failed request (the icon included)."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     console: list[str] = []
     failed: list[str] = []
+    samples: list[str] = []
+    page.on("request", lambda r: samples.append(r.url) if "/static/samples/" in r.url else None)
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: console.append(str(e)))
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
@@ -532,6 +534,9 @@ def test_a_users_classifiers_alone_open_on_classification(browser, own_classifie
         )
         page.wait_for_function("document.querySelector('#task-classify').checked")
         assert page.input_value("#sample").startswith("classify_")  # a sample of that task
+        page.wait_for_function("document.querySelector('#sample-preview').naturalWidth > 0")
+        gifs = [u.rsplit("/", 1)[1] for u in samples if u.endswith(".gif")]
+        assert gifs and all(g.startswith("classify_") for g in gifs), samples
         assert page.is_visible("#picker-classify") and page.is_hidden("#picker-next_frame")
         assert _checked(page, PICK_CLASSIFY) == ["leftright"]
         assert page.inner_text("label[for=task-classify]") == "Classify (left, right)"
@@ -555,3 +560,39 @@ def test_a_users_classifiers_alone_open_on_classification(browser, own_classifie
         context.close()
     assert not console, console
     assert not failed, failed
+
+
+@pytest.mark.parametrize("late", ["/static/samples/index.json", "/v1/models"])
+def test_the_opening_sample_is_of_the_served_task_whichever_list_comes_last(
+    browser, own_classifier_url, late
+):
+    """The sample list and the model list race; held back in turn, each ends the same way: the
+    served task, a sample of it, and no other sample fetched (not even its preview)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    held: list = []
+    gifs: list[str] = []
+    page.on(
+        "request",
+        lambda r: gifs.append(r.url.rsplit("/", 1)[1]) if r.url.endswith(".gif") else None,
+    )
+    page.route("**" + late, lambda route: held.append(route))  # answered once the other is in
+    try:
+        page.goto(own_classifier_url + "/")
+        if late == "/v1/models":
+            page.wait_for_function("document.querySelectorAll('#sample option').length > 1")
+            assert gifs == []  # no preview before the list says which task is served
+        else:
+            page.wait_for_function(
+                "document.querySelector('#models-status').textContent.startsWith('Loaded')"
+            )
+        assert held, f"the page never asked for {late}"
+        for route in held:
+            route.continue_()
+        page.wait_for_function("document.querySelector('#task-classify').checked")
+        page.wait_for_function("document.querySelector('#sample-preview').naturalWidth > 0")
+        assert page.input_value("#sample").startswith("classify_")
+        assert gifs and all(g.startswith("classify_") for g in gifs), gifs
+        assert page.is_hidden("#picker-next_frame")
+    finally:
+        context.close()

@@ -34,15 +34,29 @@ async function loadSamples() {
     (groups[s.task] || groups.next_frame).append(el("option", { value: s.id }, s.title));
   }
   for (const g of Object.values(groups)) if (g.children.length) select.append(g);
+  // the opening sample: one of the task the page opens on, when the list has come first
+  const t = servedTask();
+  const first = t && form.samples.find((s) => s.task === t);
+  if (first) select.value = first.id;
   onSampleChange();
-  openOnServedTask();
+  openOnServedTask();  // the task, when no sample is of it
 }
 
-// Until the user picks: a task that some loaded model serves, and a sample of it.
-function openOnServedTask() {
-  if (form.chosen || !models.loaded) return;
+// The task the page opens on, until the user picks: the one shown if a loaded model serves it,
+// else the first that one serves (null before the list, or when the user has picked).
+function servedTask() {
+  if (form.chosen || !models.loaded) return null;
   const served = tasksServed();
-  if (served.length && !served.includes(task())) showTask(served[0]);
+  return served.includes(task()) ? task() : served[0] || null;
+}
+
+// Until the user picks: a task that some loaded model serves, and a sample of it. True when it
+// switched (and so showed the new task's sample).
+function openOnServedTask() {
+  const t = servedTask();
+  if (!t || t === task()) return false;
+  showTask(t);
+  return true;
 }
 
 // Task t, with a sample of t when the clip is a sample.
@@ -56,6 +70,7 @@ function showTask(t) {
   }
   document.getElementById(t === "classify" ? "task-classify" : "task-next").checked = true;
   onTaskChange();
+  showPreview();
 }
 
 function onSourceChange() {
@@ -70,12 +85,21 @@ function onTaskChange() {
   for (const t of TASKS) document.getElementById("picker-" + t).hidden = task() !== t;
 }
 
+// The preview waits for the model list (which may pick another task's sample), so that the page
+// never fetches a clip it drops at once; the user's own pick shows at once.
+function showPreview() {
+  const s = currentSample();
+  const img = $("#sample-preview");
+  const url = s && "/static/samples/" + s.file;
+  if (!url || !(form.chosen || models.answered) || img.getAttribute("src") === url) return;
+  img.src = url;
+  img.alt = `Preview of the sample clip: ${s.title}`;
+}
+
 function onSampleChange() {
   const s = currentSample();
   if (!s) return;
-  const img = $("#sample-preview");
-  img.src = "/static/samples/" + s.file;
-  img.alt = `Preview of the sample clip: ${s.title}`;
+  showPreview();
   document.getElementById(s.task === "classify" ? "task-classify" : "task-next").checked = true;
   if (s.task === "classify") {  // its true label, when the classifiers have that class
     const label = $("#label");
@@ -199,9 +223,10 @@ export function initForm() {
   $("#holdout").addEventListener("input", syncHorizon);
   $("#compare-form").addEventListener("submit", onSubmit);
   document.addEventListener("framecast:models", () => {
-    if (source() === "sample") onSampleChange();  // the sample's true label is now an option
-    openOnServedTask();
+    // the served task first; else the sample as it is (its true label is now an option)
+    if (!openOnServedTask() && source() === "sample") onSampleChange();
   });
+  document.addEventListener("framecast:nolist", () => { if (source() === "sample") onSampleChange(); });
   wireUpload();
   syncHorizon();
   onTaskChange();

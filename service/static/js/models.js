@@ -9,8 +9,10 @@ export const TASKS = ["next_frame", "classify"];
 export const DIRECTIONS = ["E", "NE", "N", "NW", "W", "SW", "S", "SE"];  // the bundled classifiers'
 
 // picked[task]: the model names the user chose (null: the default pair, until they change it)
-export const models = { list: [], loaded: false, picked: { next_frame: null, classify: null },
-                        timer: null };
+// answered: the list request has had an answer (a list, a refusal, or none), so the page knows
+// whether to wait for the tasks that are served
+export const models = { list: [], loaded: false, answered: false,
+                        picked: { next_frame: null, classify: null }, timer: null };
 
 export const modelInfo = (name) => models.list.find((m) => m.name === name);
 export const taskModels = (t) => models.list.filter((m) => m.ready && m.task === t);
@@ -47,21 +49,25 @@ export async function loadModels(attempt = 0) {
   } catch (e) {
     status.textContent = `Cannot reach the service (${e.message}).`;
     pickersUnavailable();
+    answeredWithoutList();
     return;
   }
   if (resp.status === 503 && attempt < 60) {
     status.textContent = "Models are loading…";
     models.timer = setTimeout(() => loadModels(attempt + 1), 2000);
+    answeredWithoutList();
     return;
   }
   if (!resp.ok) {
     status.textContent = "Model list unavailable: " + (await apiError(resp));
     if (resp.status === 401 || resp.status === 403) $("#key-box").open = true;
     pickersUnavailable();
+    answeredWithoutList();
     return;
   }
   models.list = (await resp.json()).models || [];
   models.loaded = true;
+  models.answered = true;
   const ready = models.list.filter((m) => m.ready);
   const failed = models.list.filter((m) => m.state === "failed");
   const pending = models.list.filter((m) => !m.ready && (m.state === "loading" || m.state === "warming"));
@@ -77,6 +83,12 @@ export async function loadModels(attempt = 0) {
   if (pending.length && attempt < 60) {
     models.timer = setTimeout(() => loadModels(attempt + 1), 3000);
   }
+}
+
+// No list (yet): the form shows its clip as it is ("framecast:models" comes with a list).
+function answeredWithoutList() {
+  models.answered = true;
+  document.dispatchEvent(new CustomEvent("framecast:nolist"));
 }
 
 // Without a model list the page compares the server's default pair, as it always did.
