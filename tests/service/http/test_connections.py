@@ -62,8 +62,10 @@ def _trickle(sock: socket.socket, stop: threading.Event, every: float = 0.2) -> 
 def test_headers_that_trickle_get_408_and_the_connection_closed(url, caplog):
     caplog.set_level(logging.INFO, logger="framecast")
     stop = threading.Event()
+    # the clock starts before the connection: the server's (in this process) starts when it
+    # accepts, which can run before this thread is back from connect()
+    t0 = time.monotonic()
     with connect(url) as s:
-        t0 = time.monotonic()
         sender = threading.Thread(target=_trickle, args=(s, stop), daemon=True)
         sender.start()
         status, headers, body = read_answer(s)
