@@ -17,6 +17,7 @@ def test_secret_query_values_and_url_passwords_are_redacted():
         redact("redis://:pw@h:6379/0 rediss://u:pw@h/0")
         == "redis://:***@h:6379/0 rediss://u:***@h/0"
     )
+    assert redact("(dsn=x+redis://u:pw@h)") == "(dsn=x+redis://u:***@h)"  # glued to other text
     assert redact("key=alice model=m") == "key=alice model=m"  # the access log's key id stays
     # any parameter named like a secret, whatever the client called it
     for name in ("key", "KEY", "x-api-key", "auth", "Authorization", "session_id", "pwd", "sig"):
