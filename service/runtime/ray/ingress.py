@@ -8,6 +8,7 @@ forwarded to a replica (:class:`RemoteRunner`). Ray is imported lazily (:func:`r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -175,6 +176,28 @@ class RemoteRuntime(Runtime):
         super().__init__(settings.model_copy(update={"load_mode": "background"}), **kwargs)
         self.handles = handles
         self.model_apps = model_apps or {}  # name → application (`framecast serve --ray`)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the app's (see start)
+
+    def start(self) -> None:
+        """Load in the background, asking the deployments from the app's event loop: with
+        Serve's router on the replica's loop (RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0) a
+        handle is used from that loop only."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # started outside an event loop (tests): ask from the loader
+            self._loop = None
+        super().start()
+
+    def _ask(self, handle: Any) -> dict:
+        """What a deployment serves (its ``info``), asked from the app's loop when known."""
+        timeout = self.settings.inference_timeout_s
+        if self._loop is None:
+            return handle.info.remote().result(timeout_s=timeout)
+
+        async def ask() -> dict:
+            return await handle.info.remote()
+
+        return asyncio.run_coroutine_threadsafe(ask(), self._loop).result(timeout=timeout)
 
     def load_runners(self) -> bool:
         """Wait until every model deployment exists and runs (or one fails), then ask each what
@@ -249,7 +272,7 @@ class RemoteRuntime(Runtime):
         for key, app in self.model_apps.items():
             self.handles[key] = serve.get_deployment_handle(f"model-{key}", app_name=app)
         for _key, handle in sorted(self.handles.items()):
-            info = handle.info.remote().result(timeout_s=self.settings.inference_timeout_s)
+            info = self._ask(handle)
             s = self.settings
             runner = RemoteRunner(handle, info, s.ray_coalesce_items, s.ray_calls_in_flight)
             self.models.loaded(runner)

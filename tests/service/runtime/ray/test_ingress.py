@@ -3,7 +3,9 @@ that settles in steps as Serve does: no Ray needed, the race reproduced on purpo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -96,3 +98,38 @@ def test_a_failed_deployment_fails_start_up_with_serves_message(monkeypatch, inf
     rt = start(monkeypatch, FakeServe([None, {"model-m": "DEPLOY_FAILED"}], info))
     assert not rt.ready and "deployment failed: model-m: boom" in rt.status.detail
     assert rt.status.models["m"].startswith("failed")
+
+
+def test_started_on_an_event_loop_it_asks_the_deployments_from_that_loop(monkeypatch, info):
+    """With Serve's router on the replica's event loop (RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0,
+    FRAMECAST_RAY_SERVE_TUNING) a handle is used from that loop only: the loader thread asks
+    each deployment what it serves through the loop the app started on."""
+    serve = FakeServe([{"model-m": "HEALTHY"}], info)
+    callers: list[threading.Thread] = []
+
+    async def answer() -> dict:
+        return info
+
+    def remote():
+        asyncio.get_running_loop()  # raises outside an event loop, as such a handle does
+        callers.append(threading.current_thread())
+        return answer()
+
+    handle = SimpleNamespace(info=SimpleNamespace(remote=remote))
+    monkeypatch.setattr(serve, "get_deployment_handle", lambda name, app_name: handle)
+    monkeypatch.setattr(ingress, "ray_modules", lambda: (None, serve))
+
+    async def main() -> ingress.RemoteRuntime:
+        rt = ingress.RemoteRuntime(
+            Settings(ray_start_retries=1, warmup=False), {}, {"m": "framecast-model-m"}
+        )
+        rt.poll_s = 0.001
+        rt.start()  # in the app's lifespan, on its loop
+        assert rt._thread is not None
+        while rt._thread.is_alive():  # the loop stays free to run the loader's call
+            await asyncio.sleep(0.005)
+        return rt
+
+    rt = asyncio.run(main())
+    assert rt.ready, rt.status
+    assert callers == [threading.main_thread()]  # the loop's thread, never the loader's
