@@ -256,6 +256,30 @@ def slow_clients_sentence(report: dict) -> str:
     )
 
 
+def test_ray_tuning_figures_in_the_ray_docs():
+    """docs/ray.md's FRAMECAST_RAY_SERVE_TUNING figures come from bench/streams/ray_tuning.py's
+    JSON: what the settings save, and carry against window with them and without."""
+    text = " ".join(page("ray").split())
+    report = json.loads((BENCH / "ray_tuning.json").read_text())
+    saved = report["tuned_over_default"].values()
+    c = report["carry_over_window"]
+
+    def pair(front: str, n: int) -> str:
+        on, off = (c[f"{front}, {n} streams, tuning {t}"] for t in ("on", "off"))
+        return f"{on:.3g}× and {off:.3g}×"
+
+    quoted = [
+        f"with them a frame cost {min(saved):.2f}–{max(saved):.2f}× the server CPU",
+        f"behind Serve's proxy {pair('proxy', 1)} for one stream, {pair('proxy', 32)[:-1]}",
+        f"with direct ingress {pair('direct ingress', 1)} for one stream, "
+        f"{pair('direct ingress', 32)[:-1]}",
+    ]
+    missing = [q for q in quoted if q not in text]
+    assert not missing, f"docs/ray.md figures that match no JSON value: {missing}"
+    assert all(v < 1 for v in saved)  # "what they save": less CPU in every case measured
+    assert {r["streams"] for r in report["rows"]} == {1, 32}
+
+
 def test_slow_client_figures_in_the_reliability_docs():
     report = json.loads((BENCH / "slow_clients.json").read_text())
     assert report["passed"]

@@ -92,6 +92,17 @@ class RaySettings(BaseSettings):
         "cluster (FRAMECAST_RAY_ADDRESS) it is the nodes' own: RAY_SERVE_ENABLE_DIRECT_INGRESS=1 "
         "and RAY_SERVE_ENABLE_HA_PROXY=1 at `ray start` (docs/ray.md)",
     )
+    ray_serve_tuning: bool = Field(
+        True,
+        description="a local Ray started by `serve --ray`: Ray Serve's throughput settings "
+        "(those of its RAY_SERVE_THROUGHPUT_OPTIMIZED mode but direct ingress and logging): "
+        "each replica runs framecast on its own event loop "
+        "(RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0), its handles route calls on it "
+        "(RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0), and Serve's proxy and the deployments call "
+        "each other over gRPC (RAY_SERVE_USE_GRPC_BY_DEFAULT=1): less CPU per request "
+        "(docs/ray.md). A RAY_SERVE_* variable already set is kept. On a cluster "
+        "(FRAMECAST_RAY_ADDRESS) they are the nodes' own, set at `ray start`",
+    )
     ray_access_log: bool = Field(
         False,
         description="Ray Serve's own access log: a line per call in every replica's log file, "

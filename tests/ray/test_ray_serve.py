@@ -81,12 +81,14 @@ def ray_url(settings):
     from ray import serve
 
     from service.runtime.ray.app import build_apps, model_app_name
+    from service.runtime.ray.launch import serve_tuning
 
     address = os.environ.get("FRAMECAST_RAY_TEST_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
         url = os.environ.get("FRAMECAST_RAY_TEST_URL", "http://127.0.0.1:8000")
     else:
+        serve_tuning(settings)  # Ray Serve's throughput settings, as `serve --ray` sets them
         # Logical CPUs (scheduling slots, not cores); never joins a running cluster.
         ray.init(
             address="local",

@@ -43,6 +43,7 @@ def cluster(tmp_path_factory):
     from ray.cluster_utils import Cluster
 
     from service.runtime.ray.app import build_apps, model_app_name
+    from service.runtime.ray.launch import serve_tuning
 
     root = tmp_path_factory.mktemp("ray_stream_models")
     folder = save_tiny(root, NF, "convlstm2d", "next_frame")
@@ -62,6 +63,7 @@ def cluster(tmp_path_factory):
             stream_store=redis.url(),
             log_level="info",
         )
+        serve_tuning(settings)  # Ray Serve's throughput settings, as `serve --ray` sets them
         c = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 2, "num_gpus": 0, "include_dashboard": False},

@@ -112,6 +112,29 @@ def direct_ingress(settings: Settings) -> str | None:
     return folder
 
 
+# Ray Serve's throughput settings (FRAMECAST_RAY_SERVE_TUNING): Ray's variable -> its value
+SERVE_TUNING = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+}
+
+
+def serve_tuning(settings: Settings) -> dict[str, str]:
+    """Set Ray Serve's throughput settings (FRAMECAST_RAY_SERVE_TUNING) for a local Ray, in this
+    process's environment, which the local Ray's processes inherit: call it before Ray is
+    imported. A variable already set is the user's and kept; returns those set here."""
+    if not settings.ray_serve_tuning or settings.ray_address:
+        return {}
+    mine = {k: v for k, v in SERVE_TUNING.items() if k not in os.environ}
+    os.environ.update(mine)
+    if mine:
+        log.info(
+            "Ray Serve's throughput settings: %s", " ".join(f"{k}={v}" for k, v in mine.items())
+        )
+    return mine
+
+
 def stop_haproxy(folder: str, wait_s: float = 5.0) -> int:
     """End the HAProxy processes that serve from ``folder`` (Ray leaves one running when its
     manager actor is killed before it stops it, holding the port), then remove the folder;
@@ -169,6 +192,7 @@ def serve_on_ray(settings: Settings) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     haproxy = direct_ingress(settings)  # before Ray is imported: its settings are read then
+    serve_tuning(settings)
     try:
         return _serve_on_ray(settings)
     finally:
