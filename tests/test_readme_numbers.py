@@ -280,6 +280,25 @@ def test_ray_tuning_figures_in_the_ray_docs():
     assert {r["streams"] for r in report["rows"]} == {1, 32}
 
 
+def test_ray_bench_table_and_figures_in_the_ray_docs():
+    """docs/ray.md's Ray-beside-the-plain-server table is ray_bench.py --table's, and its prose
+    figures come from the same JSON."""
+    sys.path.insert(0, str(ROOT / "bench" / "ecosystem"))
+    import ray_bench
+
+    report = json.loads((BENCH / "ray_bench.json").read_text())
+    text = page("ray")
+    assert ray_bench.table(report) in text
+    runs = {r["label"]: r for r in report["runs"]}
+    one, two = runs["Ray Serve, 1 replica per model"], runs["Ray Serve, 2 replicas per model"]
+    gain = round(100 * (two["requests_per_s"] / one["requests_per_s"] - 1))
+    p99 = "lower" if two["p99_ms"] < one["p99_ms"] else "higher"
+    flat = " ".join(text.split())
+    assert f"a second replica per model gives {gain:+d} % req/s and a {p99} p99" in flat
+    assert f"and they start in {two['ready_s']:.0f} s" in flat
+    assert all(r["non_2xx"] == 0 for r in report["runs"])
+
+
 def test_slow_client_figures_in_the_reliability_docs():
     report = json.loads((BENCH / "slow_clients.json").read_text())
     assert report["passed"]
