@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.repository import BUNDLED_DIR
 from service.configs.client import ClientSettings
 from service.configs.jobs import JobSettings
+from service.configs.process import ProcessSettings
 from service.configs.ray import MIB, RaySettings
 from service.configs.security import SecuritySettings
 from service.configs.streams import StreamSettings
@@ -35,11 +36,17 @@ class SettingsError(ValueError):
 
 
 class Settings(
-    RaySettings, StreamSettings, SecuritySettings, ClientSettings, JobSettings, BaseSettings
+    RaySettings,
+    StreamSettings,
+    SecuritySettings,
+    ClientSettings,
+    JobSettings,
+    ProcessSettings,
+    BaseSettings,
 ):
-    """Every setting; the Ray Serve, stream, access, client and job groups are declared in
-    service/configs/ray.py, service/configs/streams.py, service/configs/security.py,
-    service/configs/client.py and service/configs/jobs.py."""
+    """Every setting; the Ray Serve, stream, access, client, job and process groups are declared
+    in service/configs/ray.py, service/configs/streams.py, service/configs/security.py,
+    service/configs/client.py, service/configs/jobs.py and service/configs/process.py."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
@@ -277,16 +284,6 @@ class Settings(
         gt=0,
         description="an idle keep-alive connection is closed after this long (uvicorn's "
         "timeout_keep_alive)",
-    )
-    gc_threshold: int = Field(
-        10000,
-        ge=0,
-        description="Python's young-generation garbage-collector threshold once the models are "
-        "loaded (and frozen out of every pass): new container objects, net of those freed, "
-        "between passes. Python's default, 700, runs a pass every few requests; a request's "
-        "short-lived objects are freed by reference counting, so a larger one makes passes rare "
-        "and the memory they hold back small. 0 leaves Python's own. framecast_gc_seconds_total "
-        "in /metrics shows what they cost",
     )
     keep_alive_max_requests: int = Field(
         1000,

@@ -15,6 +15,8 @@ the model call(s) through ``call`` (which times them), and returns each payload'
 - :class:`CarriedState`: the encoder–forecaster rollout (``models/carried.py``): one context pass,
   then one single-frame step per frame, every recurrent state carried in the payload.
 
+:func:`make_policy` picks a loaded model's policy and the callables it calls.
+
 What one step of a rollout does to each clip (its window, its states, the frame it predicts) is
 ``models/rollout.py``'s, which ``framecast evaluate`` runs too: a policy only groups the payloads
 into batches (one per length, one per phase) and pads them to the bucket.
@@ -27,15 +29,18 @@ dispatch on the length), and warm-up uses ``warm_frames``. A next-frame model's 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
+from models.repository import Manifest
 from models.rollout import Feed, Rollout, context_step, stacked, state_step, window_step
 from service.errors import InvalidInput
 from service.media.frames import scaled
 
+log = logging.getLogger("framecast.runtime")
 Call = Callable[[Any], Any]  # one model call on a padded batch → its output (numpy)
 
 
@@ -230,3 +235,55 @@ class CarriedState(_Shaped):
         step = [np.zeros((bucket, 1) + self.frame_shape, np.float32)]
         step += [np.zeros((bucket,) + s, np.float32) for s in self.state_shapes]
         return {"context": self.warm_clip(bucket), "step": step}
+
+
+def make_policy(
+    manifest: Manifest, model: Any, *, warm_frames: int = 10, keep_lengths: int = 32
+) -> tuple[Policy, dict[str, Any]]:
+    """The task policy of a loaded model and the callables it calls (name → model).
+
+    A fixed time axis is called as is. A free one (``frames`` None) is called through one
+    compiled copy per clip length (:class:`models.interop.adapters.PerLength`), warmed at the
+    manifest's context, else ``warm_frames``. Rollouts: what the manifest asks for; a model read
+    from its checkpoint alone rolls out as it reads a sequence: a fixed window slides, a free
+    one grows (carrying the recurrent states when the layers allow it: the same numbers, faster).
+    """
+    m = manifest
+    shape = (m.frames, m.height, m.width, m.channels)
+    warm = m.context or warm_frames
+    free = m.frames is None
+    if free:
+        from models.interop.adapters import PerLength, at_length  # Keras: once one is loaded
+
+        calls: dict[str, Any] = {"model": PerLength(at_length(model), keep_lengths)}
+    else:
+        calls = {"model": model}
+    if m.task == "classify":
+        if not free:  # the model also takes a clip's bytes and scales them in its graph
+            from models.interop.adapters import from_bytes
+
+            try:
+                calls["model_u8"] = from_bytes(model)
+            except Exception as e:  # noqa: BLE001 - any model it cannot wrap: floats, as before
+                log.info("model %s takes float32 frames only (%s)", m.name, e)
+        return Classify(shape, m.binary, warm), calls
+    auto = m.source == "checkpoint" and m.rollout in ("", "auto", "sliding_window")
+    want = ("carried_state" if free and m.output == "sequence" else "") if auto else m.rollout
+    if want == "carried_state":
+        from models.carried import ContextPass, NotSteppable, stepper
+
+        try:
+            s = stepper(model)  # NotSteppable (a ValueError) says why it cannot
+        except NotSteppable:
+            if not auto:
+                raise
+        else:
+            context = PerLength(lambda _t: ContextPass(model), keep_lengths) if free else s.context
+            m.rollout = "carried_state"
+            calls.update(context=context, step=s.step)
+            return CarriedState(shape, s.state_shapes, warm), calls
+    if free:
+        m.rollout = "growing"
+        return Growing(shape, m.output, warm), calls
+    m.rollout = "sliding_window"
+    return SlidingWindow(shape, m.output), calls

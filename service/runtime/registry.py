@@ -95,7 +95,7 @@ def load_folder(
     import keras
 
     from models.checkpoint import CheckpointError, open_folder
-    from service.runtime.runner import make_policy
+    from service.runtime.policies import make_policy
 
     versions = served_versions(folder, settings)
     if version is None:
@@ -138,6 +138,7 @@ def load_folder(
         or (settings.pad_batches == "auto" and placement.backend != "tensorflow"),
         version=version,
         home=home,
+        direct=settings.direct_calls,
         yielding=Yielding(settings.job_batch_clips, settings.job_yield_ms / 1000.0),
     )
     try:

@@ -28,7 +28,7 @@ from service.media.frames import scaled
 from service.runtime.batcher import Batcher, Ticket
 from service.runtime.devices import Placement
 from service.runtime.items import Item, Timing
-from service.runtime.policies import CarriedState, Classify, Growing, Policy, SlidingWindow
+from service.runtime.policies import CarriedState, Policy, make_policy
 from service.runtime.priority import Yielding
 from service.telemetry import Metrics
 
@@ -101,61 +101,6 @@ class ManifestView:
         return "none" if m.task != "next_frame" else getattr(m, "rollout", "sliding_window")
 
 
-def make_policy(
-    manifest: Manifest, model: Any, *, warm_frames: int = 10, keep_lengths: int = 32
-) -> tuple[Policy, dict[str, Any]]:
-    """The task policy of a loaded model and the callables it calls (name → model).
-
-    A fixed time axis is called as is. A free one (``frames`` None) is called through one
-    compiled copy per clip length (:class:`models.interop.adapters.PerLength`), warmed at the
-    manifest's context, else ``warm_frames``. Rollouts: what the manifest asks for; a model read
-    from its checkpoint alone rolls out as it reads a sequence: a fixed window slides, a free
-    one grows (carrying the recurrent states when the layers allow it: the same numbers, faster).
-    """
-    m = manifest
-    shape = (m.frames, m.height, m.width, m.channels)
-    warm = m.context or warm_frames
-    free = m.frames is None
-    if free:
-        from models.interop.adapters import PerLength, at_length  # Keras: once one is loaded
-
-        calls: dict[str, Any] = {"model": PerLength(at_length(model), keep_lengths)}
-    else:
-        calls = {"model": model}
-    if m.task == "classify":
-        if not free:  # the model also takes a clip's bytes and scales them in its graph
-            from models.interop.adapters import from_bytes
-
-            try:
-                calls["model_u8"] = from_bytes(model)
-            except Exception as e:  # noqa: BLE001 - any model it cannot wrap: floats, as before
-                log.info("model %s takes float32 frames only (%s)", m.name, e)
-        return Classify(shape, m.binary, warm), calls
-    auto = m.source == "checkpoint" and m.rollout in ("", "auto", "sliding_window")
-    want = ("carried_state" if free and m.output == "sequence" else "") if auto else m.rollout
-    if want == "carried_state":
-        from models.carried import ContextPass, NotSteppable, stepper
-
-        try:
-            s = stepper(model)  # NotSteppable (a ValueError) says why it cannot
-        except NotSteppable:
-            if not auto:
-                raise
-        else:
-            context = PerLength(lambda _t: ContextPass(model), keep_lengths) if free else s.context
-            m.rollout = "carried_state"
-            return CarriedState(shape, s.state_shapes, warm), {
-                **calls,
-                "context": context,
-                "step": s.step,
-            }
-    if free:
-        m.rollout = "growing"
-        return Growing(shape, m.output, warm), calls
-    m.rollout = "sliding_window"
-    return SlidingWindow(shape, m.output), calls
-
-
 def _exact(n: int) -> int:
     return n
 
@@ -194,6 +139,7 @@ class ModelRunner(ManifestView):
         version: int = 1,
         home: Path | None = None,
         yielding: Yielding | None = None,
+        direct: bool = True,
     ):
         self.folder = folder  # where the checkpoint is (a version's own folder)
         self.home = home or folder  # the model folder (of every version)
@@ -212,6 +158,8 @@ class ModelRunner(ManifestView):
         # True once warm-up found the model's uint8 entry ("model_u8") giving the very numbers
         # of its float32 one: the classify route then sends a clip's bytes, not floats
         self.accepts_u8 = False
+        self.try_direct = direct  # FRAMECAST_DIRECT_CALLS: Direct tried at warm-up
+        self.direct: dict[str, Any] = {}  # callables called without predict_on_batch (Direct)
         self.warmup_ms: float | None = None
         self.ready = False
         self.batcher = Batcher(
@@ -250,6 +198,9 @@ class ModelRunner(ManifestView):
 
         t0 = time.perf_counter()
         with keras.device(self.placement.device):
+            direct = self.direct.get(which)  # exact at warm-up: predict_on_batch's work skipped
+            if direct is not None:
+                return direct(batch), time.perf_counter() - t0
             out = self.callables[which].predict_on_batch(batch)
         if isinstance(out, (list, tuple)):
             out = [np.asarray(o, dtype=np.float32) for o in out]
@@ -285,17 +236,26 @@ class ModelRunner(ManifestView):
 
     def warm(self) -> float:
         """Call every callable once on every bucket shape; returns the time taken (ms)."""
+        import keras
+
+        from models.interop.adapters import Direct
+
         t0 = time.perf_counter()
+        trials = {w: Direct.trial(c) for w, c in self.callables.items() if self.try_direct}
         for b in self.buckets:
             for which, batch in self.policy.warm_inputs(b).items():
                 if which not in self.callables:
                     continue
-                _, dt = self._call(batch) if which == "model" else self._call(batch, which)
+                out, dt = self._call(batch) if which == "model" else self._call(batch, which)
+                if (trial := trials.get(which)) is not None:
+                    with keras.device(self.placement.device):
+                        trial.check(batch, out)
                 if which == "model":
                     self.warmed.add(tuple(batch.shape))
                 log.debug(
                     "model %s warmed %s batch %d in %.1f ms", self.name, which, b, dt * 1000.0
                 )
+        self.direct = {w: t for w, t in trials.items() if t is not None and t.exact}
         if "model_u8" in self.callables:
             self.accepts_u8 = self._same_from_bytes()
         return (time.perf_counter() - t0) * 1000.0

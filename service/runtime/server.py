@@ -16,6 +16,7 @@ does both as folders appear, change and go.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -199,6 +200,8 @@ class Runtime(LiveRepository):
         gc.freeze()  # every later GC pass: the frameworks' millions of long-lived objects
         if self.settings.gc_threshold:  # passes seldom: requests' objects die by refcount
             gc.set_threshold(self.settings.gc_threshold, *gc.get_threshold()[1:])
+        if self.settings.gil_switch_interval_ms:  # the model's thread gets the GIL back sooner
+            sys.setswitchinterval(self.settings.gil_switch_interval_ms / 1000.0)
         self.ready_event.set()
 
     def load_runners(self) -> bool:

@@ -104,3 +104,26 @@ def test_the_gc_threshold_is_set_once_the_models_are_loaded(settings):
             assert gc.get_threshold()[0] == 700  # 0: Python's own left alone
     finally:
         gc.set_threshold(*was)
+
+
+def test_the_gil_switch_interval_is_set_once_the_models_are_loaded(settings):
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    was = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        update = {"gil_switch_interval_ms": 0.25}
+        with TestClient(create_app(settings.model_copy(update=update))) as c:
+            assert c.get("/readyz").status_code == 200
+            assert abs(sys.getswitchinterval() - 0.00025) < 1e-9
+        sys.setswitchinterval(0.005)
+        update = {"gil_switch_interval_ms": 0}
+        with TestClient(create_app(settings.model_copy(update=update))) as c:
+            assert c.get("/readyz").status_code == 200
+            assert sys.getswitchinterval() == 0.005  # 0: Python's own left alone
+    finally:
+        sys.setswitchinterval(was)

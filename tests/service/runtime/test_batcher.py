@@ -62,16 +62,21 @@ class Spy:
     def __init__(self, monkeypatch, runner: ModelRunner, fail_calls=()):
         self.shapes: list[tuple] = []
         self.threads: set[str] = set()
-        original = runner.model.predict_on_batch
 
-        def spy(x):
-            self.shapes.append(tuple(x.shape))
-            self.threads.add(threading.current_thread().name)
-            if len(self.shapes) in fail_calls:
-                raise RuntimeError("injected failure")
-            return original(x)
+        def spy_on(original):
+            def spy(x):
+                self.shapes.append(tuple(x.shape))
+                self.threads.add(threading.current_thread().name)
+                if len(self.shapes) in fail_calls:
+                    raise RuntimeError("injected failure")
+                return original(x)
 
-        monkeypatch.setattr(runner.model, "predict_on_batch", spy)
+            return spy
+
+        monkeypatch.setattr(runner.model, "predict_on_batch", spy_on(runner.model.predict_on_batch))
+        if "model" in runner.direct:  # warm-up found it exact: called without predict_on_batch
+            direct = runner.direct["model"]
+            monkeypatch.setattr(direct, "fn", spy_on(direct.fn))
 
 
 async def burst(runner: ModelRunner, held: Held, jobs):
@@ -384,6 +389,7 @@ def test_a_timed_out_request_leaves_the_queue_and_is_never_run(make_runner, monk
 def test_a_bad_model_output_fails_its_batch_and_the_worker_lives_on(make_runner, monkeypatch):
     runner = make_runner(NF)
     original = runner.model.predict_on_batch
+    monkeypatch.setattr(runner, "direct", {})  # every call through predict_on_batch, below
     monkeypatch.setattr(runner.model, "predict_on_batch", lambda x: np.zeros((len(x), 3)))
     with pytest.raises(InferenceError):
         asyncio.run(runner.predict(ctx(1), 2))

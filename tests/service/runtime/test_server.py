@@ -12,17 +12,21 @@ from tests.service.helpers import FRAMES, clip, files
 
 def test_every_model_call_happens_on_that_models_own_worker(client, runtime, monkeypatch):
     seen: dict[str, set[str]] = {}
+
+    def spy_on(name, original):
+        def spy(x):
+            seen.setdefault(name, set()).add(threading.current_thread().name)
+            assert x.shape[1] == FRAMES  # the fixed serving shape, never another length
+            return original(x)
+
+        return spy
+
     for name, runner in runtime.runners.items():
         # every model the runner calls: the float entry, and a classifier's uint8 entry
         for model in {id(m): m for m in runner.callables.values()}.values():
-            original = model.predict_on_batch
-
-            def spy(x, _name=name, _orig=original):
-                seen.setdefault(_name, set()).add(threading.current_thread().name)
-                assert x.shape[1] == FRAMES  # the fixed serving shape, never another length
-                return _orig(x)
-
-            monkeypatch.setattr(model, "predict_on_batch", spy)
+            monkeypatch.setattr(model, "predict_on_batch", spy_on(name, model.predict_on_batch))
+        for direct in runner.direct.values():  # the entries warm-up found exact, called directly
+            monkeypatch.setattr(direct, "fn", spy_on(name, direct.fn))
     c = clip(t=FRAMES + 2)
     assert (
         client.post("/v1/compare/next-frame", params={"holdout": 2}, files=files(c)).status_code
@@ -102,7 +106,7 @@ def test_the_in_process_and_the_ray_runner_share_one_protocol(runtime):
     assert not set(vars(RemoteRunner)) & {"name", "input_shape", "rollout"}  # inherited, once
 
 
-def _classify_runner(models_dir):
+def _classify_runner(models_dir, **settings):
     from service.config import Settings
     from service.runtime.devices import Placement
     from service.runtime.registry import discover_folders, load_folder
@@ -111,7 +115,7 @@ def _classify_runner(models_dir):
     folders = {f.name: f for f in discover_folders(models_dir)}
     return load_folder(
         folders["convlstm2d_classify"],
-        settings=Settings(models_dir=models_dir),
+        settings=Settings(models_dir=models_dir, **settings),
         placement=Placement("cpu:0", "cpu:0", "x"),
         metrics=Metrics(),
     )
@@ -127,6 +131,7 @@ def test_a_warm_classifier_takes_a_clips_bytes_and_answers_as_on_floats(models_d
         assert runner.accepts_u8 is False  # not before warm-up has checked it
         runner.submit(runner.warm).result(timeout=300)
         assert runner.accepts_u8 is True and "model_u8" in runner.callables
+        assert set(runner.direct) == {"model", "model_u8"}  # exact at warm-up: no predict_on_batch
         shape = tuple(runner.input_shape)
         raw = np.random.default_rng(9).integers(0, 256, shape, dtype=np.uint8)
 
@@ -139,6 +144,24 @@ def test_a_warm_classifier_takes_a_clips_bytes_and_answers_as_on_floats(models_d
         assert np.array_equal(from_bytes, from_floats)
     finally:
         runner.close()
+
+
+def test_direct_calls_off_keeps_every_call_on_predict_on_batch(models_dir):
+    """FRAMECAST_DIRECT_CALLS=false: nothing is tried at warm-up, every call goes through
+    predict_on_batch, and the answers are the same as with direct calls."""
+    import asyncio
+
+    answers = []
+    for on in (True, False):
+        runner = _classify_runner(models_dir, direct_calls=on)
+        try:
+            runner.submit(runner.warm).result(timeout=300)
+            assert bool(runner.direct) is on
+            raw = np.random.default_rng(3).integers(0, 256, tuple(runner.input_shape), np.uint8)
+            answers.append(asyncio.run(runner.classify(raw))[0])
+        finally:
+            runner.close()
+    assert np.array_equal(answers[0], answers[1])
 
 
 def test_a_uint8_entry_that_answers_differently_is_dropped(models_dir, caplog):
@@ -156,6 +179,7 @@ def test_a_uint8_entry_that_answers_differently_is_dropped(models_dir, caplog):
             runner.submit(runner.warm).result(timeout=300)
         assert runner.accepts_u8 is False and "model_u8" not in runner.callables
         assert "scaling frames in its graph changed its output" in caplog.text
+        assert set(runner.direct) == {"model"}  # not a Keras model: never tried
     finally:
         runner.close()
 
