@@ -540,3 +540,73 @@ def test_a_frontend_row_of_another_commit_is_labelled_with_it():
         "framecast at 684a0c8"
     )
     assert readme_tables._frontend_label("framecast_w1 keys") == "framecast, `keys`"
+
+
+def gil_and_direct_quotes() -> list[str]:
+    """The figures docs/performance.md quotes from this round's runs:
+    FRAMECAST_GIL_SWITCH_INTERVAL_MS at 0.5, 1, 2 and 5 ms (frontend_gil_switch.json),
+    FRAMECAST_DIRECT_CALLS on and off
+    (frontend_direct_calls.json), both at 0.5 ms as tried then, and two full runs of the bench with
+    0.5 ms in its plain rows and Python's 5 ms in its FRAMECAST_GIL_SWITCH_INTERVAL_MS=5 rows
+    (frontend_gil_full_1.json, _2.json); each beside 684a0c8."""
+
+    def load(name: str) -> dict:
+        return json.loads((BENCH / name).read_text())["cases"]["classify"]
+
+    def cpu(r: dict) -> float:
+        return r["server_cpu_ms_per_request"]
+
+    sw, dc = load("frontend_gil_switch.json"), load("frontend_direct_calls.json")
+    at = {ms: sw[f"framecast_w1 FRAMECAST_GIL_SWITCH_INTERVAL_MS={ms}"] for ms in (1, 2, 5)}
+    half, d1, off = (
+        sw["framecast_w1"],
+        dc["framecast_w1"],
+        dc["framecast_w1 FRAMECAST_DIRECT_CALLS=false"],
+    )
+    d5, same = dc["framecast_w1 FRAMECAST_GIL_SWITCH_INTERVAL_MS=5"], dc["framecast_w1 tree=head-b"]
+    quoted = [
+        f"{half['req_s']:.1f} requests/s at 0.5 ms against {at[1]['req_s']:.1f} at 1 ms, "
+        f"{at[2]['req_s']:.1f} at 2 ms and {at[5]['req_s']:.1f} at Python's 5 ms "
+        f"({half['req_s'] / at[5]['req_s']:.2f}×), for {cpu(half):.3f} ms of server CPU per "
+        f"request against {cpu(at[2]):.3f} and {cpu(at[5]):.3f} ms",
+        f"{d1['req_s']:.1f} against {d5['req_s']:.1f} ({d1['req_s'] / d5['req_s']:.2f}×) and "
+        f"{cpu(d1):.3f} against {cpu(d5):.3f} ms",
+        f"{d1['req_s']:.1f} against {off['req_s']:.1f} requests/s with it off "
+        f"({d1['req_s'] / off['req_s']:.2f}×), {cpu(d1):.3f} against {cpu(off):.3f} ms",
+        f"two processes of the same code landed {same['req_s']:.1f} and {d1['req_s']:.1f}",
+    ]
+    fulls = [load(f"frontend_gil_full_{k}.json") for k in (1, 2)]
+    five = "FRAMECAST_GIL_SWITCH_INTERVAL_MS=5"
+    rows = []
+    for f in fulls:
+        a, b = f["framecast_w1"], f[f"framecast_w1 {five}"]
+        a2, b2 = f["framecast_w2"], f[f"framecast_w2 {five}"]
+        rows.append(
+            f"{a['req_s'] / b['req_s']:.2f}× the requests for {cpu(a) / cpu(b):.2f}× the CPU "
+            f"(two workers {a2['req_s'] / b2['req_s']:.2f}× and {cpu(a2) / cpu(b2):.2f}×)"
+        )
+    quoted.append(f"0.5 ms against 5 ms gave {rows[0]} in one and {rows[1]} in the other")
+    today = []
+    for f in fulls:
+        b, old, lit = f[f"framecast_w1 {five}"], f["framecast_w1 tree=684a0c8"], f["litserve"]
+        today.append(
+            f"{b['req_s'] / lit['req_s']:.2f}× LitServe's requests and {cpu(b) / cpu(old):.2f}× "
+            f"684a0c8's CPU per request"
+        )
+    quoted.append(
+        f"framecast as it now comes answered {today[0]} in the first and {today[1]} in the second"
+    )
+    olds = [
+        (load(n)["framecast_w1 tree=684a0c8"], load(n)[f"framecast_w1 {five}"])
+        for n in ("frontend_gil_switch.json", "frontend_direct_calls.json")
+    ]
+    quoted.append(
+        "and " + " and ".join(f"{cpu(b) / cpu(o):.2f}×" for o, b in olds) + " in the two runs above"
+    )
+    return quoted
+
+
+def test_gil_switch_interval_and_direct_calls_in_the_prose():
+    flat = " ".join(page("performance").split())
+    missing = [q for q in gil_and_direct_quotes() if " ".join(q.split()) not in flat]
+    assert not missing, f"TEXT figures that match no JSON value: {missing}"
