@@ -38,19 +38,21 @@ def test_only_broken_connections_right_after_the_kill_are_the_kills():
     rows = [
         _row(5.0),
         _row(10.5, 0, "connection: RemoteProtocolError"),  # in flight on the killed worker
+        _row(9.96, 0, "connection: ReadError"),  # cut by a kill at 9.96 s, written "10.0"
         _row(12.9, 0, "connection: ConnectError"),  # sent to its closing socket
+        _row(9.9, 0, "connection: ReadError"),  # before the kill: lost
         _row(14.0, 0, "connection: ReadError"),  # too late: lost
         _row(15.0, 500, "500: boom"),  # a 5xx: lost
         _row(16.0, 200, "npy differs from reference"),  # a wrong answer: lost
         _row(20.5, model="other", seconds=0.2),  # another model during the reload
     ]
     f = summarise(args, rows, events, [(0, 100.0), (60, 101.0)], 0, "")
-    assert f["failed_by_cause"] == {"killed_worker_in_flight": 2, "lost": 3}
+    assert f["failed_by_cause"] == {"killed_worker_in_flight": 3, "lost": 4}
     assert not f["passed"]
     assert f["p99_ms_during_reload_other_models"] == pytest.approx(200.0)
-    ok = summarise(args, rows[:3] + rows[-1:], events, [(0, 100.0)], 0, "")
+    ok = summarise(args, rows[:4] + rows[-1:], events, [(0, 100.0)], 0, "")
     assert ok["passed"] and ok["failed_by_cause"]["lost"] == 0
-    assert not summarise(args, rows[:3], events, [(0, 1.0)], 0, "Traceback (most recent")["passed"]
+    assert not summarise(args, rows[:4], events, [(0, 1.0)], 0, "Traceback (most recent")["passed"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, SO_REUSEPORT, ps")
