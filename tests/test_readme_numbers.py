@@ -610,3 +610,41 @@ def test_gil_switch_interval_and_direct_calls_in_the_prose():
     flat = " ".join(page("performance").split())
     missing = [q for q in gil_and_direct_quotes() if " ".join(q.split()) not in flat]
     assert not missing, f"TEXT figures that match no JSON value: {missing}"
+
+
+def trims_and_gil_2ms_quotes() -> list[str]:
+    """The figures docs/performance.md quotes from the hot-path trims' run beside 684a0c8 and
+    LitServe (frontend_hot_path_trims.json), the 2 ms switch interval in a classify-only run
+    (frontend_gil_2ms.json) and the third full run (frontend_gil_full_3.json: plain rows at
+    2 ms, the rows marked =5 framecast as it comes)."""
+
+    def load(name: str) -> dict:
+        return json.loads((BENCH / name).read_text())["cases"]["classify"]
+
+    def cpu(r: dict) -> float:
+        return r["server_cpu_ms_per_request"]
+
+    five = "FRAMECAST_GIL_SWITCH_INTERVAL_MS=5"
+    t, g, f = (load(f"frontend_{n}.json") for n in ("hot_path_trims", "gil_2ms", "gil_full_3"))
+    one, old, lit = t["framecast_w1"], t["framecast_w1 tree=684a0c8"], t["litserve"]
+    two_ms, own = g["framecast_w1 FRAMECAST_GIL_SWITCH_INTERVAL_MS=2"], g["framecast_w1"]
+    a, b = f["framecast_w1"], f[f"framecast_w1 {five}"]
+    a2, b2 = f["framecast_w2"], f[f"framecast_w2 {five}"]
+    return [
+        f"{two_ms['req_s']:.1f} against {own['req_s']:.1f} requests/s at Python's 5 ms "
+        f"({two_ms['req_s'] / own['req_s']:.2f}×) for {cpu(two_ms):.3f} against {cpu(own):.3f} ms",
+        f"{a['req_s'] / b['req_s']:.2f}× the requests for {cpu(a) / cpu(b):.2f}× the CPU with one "
+        f"worker and {a2['req_s'] / b2['req_s']:.2f}× for {cpu(a2) / cpu(b2):.2f}× with two",
+        f"{one['req_s']:.1f} requests/s at {cpu(one):.3f} ms of server CPU each, against "
+        f"684a0c8's {old['req_s']:.1f} at {cpu(old):.3f} ms ({cpu(one) / cpu(old):.2f}× its CPU, "
+        f"{one['req_s'] / old['req_s']:.2f}× its requests), and {one['req_s'] / lit['req_s']:.2f}× "
+        f"LitServe's {lit['req_s']:.1f}",
+        f"it answered {b['req_s'] / f['litserve']['req_s']:.2f}× LitServe's requests at "
+        f"{cpu(b) / cpu(f['framecast_w1 tree=684a0c8']):.2f}× 684a0c8's CPU per request",
+    ]
+
+
+def test_hot_path_trims_and_a_2ms_switch_interval_in_the_prose():
+    flat = " ".join(page("performance").split())
+    missing = [q for q in trims_and_gil_2ms_quotes() if " ".join(q.split()) not in flat]
+    assert not missing, f"TEXT figures that match no JSON value: {missing}"

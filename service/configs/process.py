@@ -31,8 +31,8 @@ class ProcessSettings(BaseSettings):
         description="how long a Python thread may hold the GIL while another waits for it "
         "(sys.setswitchinterval), set once the models are loaded; 0 leaves Python's own (5 ms). "
         "Shorter hands the GIL back to the model's thread sooner after each batch: more small "
-        "requests answered in some of docs/performance.md's runs, more CPU per request in all "
-        "of them, so it is not the default",
+        "requests answered by one worker in some of docs/performance.md's runs, fewer by two, "
+        "and more CPU per request in most of them, so it is not the default",
     )
     direct_calls: bool = Field(
         True,

@@ -225,28 +225,34 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", None) or scope.get("path", "")
-            route = route.encode("unicode_escape").decode("ascii")[:300]  # one line, always
-            name = (scope.get("path_params") or {}).get("name")
-            known = self.models() if self.models is not None else ()
-            model = "" if name is None else (name if name in known else "unknown")
-            if not model:  # a route named by something else (a stream's id) may say its model
-                model = str((scope.get("state") or {}).get("model") or "")
-            ms = (time.perf_counter() - start) * 1000.0
             probe = not self.log_probes and scope.get("path") in PROBE_PATHS
-            who = scope.get("framecast.principal")  # service.auth.principals.PRINCIPAL
-            extra = {
-                "method": scope.get("method"),
-                "route": route,
-                "model": model,
-                "status": status["code"],
-                "duration_ms": round(ms, 2),
-                "request_id": rid,
-            }
-            line = "%s %s model=%s status=%d duration_ms=%.1f request_id=%s"
-            args: tuple = (scope.get("method"), route, model or "-", status["code"], ms, rid)
-            if who is not None:
-                line += " key=%s"
-                args += (who.id,)
-                extra["key"] = who.id
-            access_log.log(logging.DEBUG if probe else logging.INFO, line, *args, extra=extra)
+            level = logging.DEBUG if probe else logging.INFO
+            if access_log.isEnabledFor(level):  # else nothing to write: no line is built
+                self._line(scope, level, status["code"], start, rid)
+
+    def _line(self, scope: Scope, level: int, status: int, start: float, rid: str) -> None:
+        """The access-log line of one request."""
+        route = getattr(scope.get("route"), "path", None) or scope.get("path", "")
+        route = route.encode("unicode_escape").decode("ascii")[:300]  # one line, always
+        name = (scope.get("path_params") or {}).get("name")
+        known = self.models() if self.models is not None else ()
+        model = "" if name is None else (name if name in known else "unknown")
+        if not model:  # a route named by something else (a stream's id) may say its model
+            model = str((scope.get("state") or {}).get("model") or "")
+        ms = (time.perf_counter() - start) * 1000.0
+        who = scope.get("framecast.principal")  # service.auth.principals.PRINCIPAL
+        extra = {
+            "method": scope.get("method"),
+            "route": route,
+            "model": model,
+            "status": status,
+            "duration_ms": round(ms, 2),
+            "request_id": rid,
+        }
+        line = "%s %s model=%s status=%d duration_ms=%.1f request_id=%s"
+        args: tuple = (scope.get("method"), route, model or "-", status, ms, rid)
+        if who is not None:
+            line += " key=%s"
+            args += (who.id,)
+            extra["key"] = who.id
+        access_log.log(level, line, *args, extra=extra)

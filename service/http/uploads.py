@@ -18,7 +18,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from fastapi import Request
@@ -79,8 +79,14 @@ async def decode_bounded(
     frame). So no upload stalls the other clients, and none decodes for ever."""
     if size <= settings.inline_work_bytes:
         start = limits.used_pixels[0]
-        trial = replace(
-            limits, used_pixels=[start], inline_pixels=start + settings.inline_work_pixels
+        trial = Limits(  # the same limits, counting on a copy (dataclasses.replace is slow)
+            max_frames=limits.max_frames,
+            max_frame_pixels=limits.max_frame_pixels,
+            max_total_pixels=limits.max_total_pixels,
+            used_pixels=[start],
+            deadline=limits.deadline,
+            timeout_s=limits.timeout_s,
+            inline_pixels=start + settings.inline_work_pixels,
         )
         try:
             frames = decode_parts(parts, trial, video=video)
@@ -127,8 +133,13 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int | 
     return value
 
 
+_EVERY_FRAME = VideoOptions()  # no query: every frame from the first (most requests)
+
+
 def video_options(request: Request, settings: Settings) -> VideoOptions:
     """``start`` and ``stride`` from the query: which decoded frames of a video upload are kept."""
+    if not request.scope.get("query_string"):  # nothing to parse (QueryParams costs µs a call)
+        return _EVERY_FRAME
     return VideoOptions(
         start=_query_int(request, "start", 0, 0, None),
         stride=_query_int(request, "stride", 1, 1, settings.max_video_stride),

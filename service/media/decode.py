@@ -9,7 +9,6 @@ imports Keras; it is plain NumPy and Pillow.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import struct
@@ -95,6 +94,7 @@ except ImportError:  # pragma: no cover - the platforms without a wheel
 
 _NOT_PLAIN = {b"acTL", b"fcTL", b"tRNS"}  # animation, transparency: Pillow's path
 _CHUNK, _CRC = struct.Struct(">I4s"), struct.Struct(">I")  # a chunk's length and type; its CRC
+_SIZE = struct.Struct(">II")  # IHDR's width and height
 
 
 def _plain_chunks(data: bytes) -> bool:
@@ -119,10 +119,10 @@ def _plain_png(data: bytes, name: str, first: int, limits: Limits) -> Frame | No
     """An 8-bit grey or RGB, single-frame PNG within the limits, decoded by libspng; None for
     anything else (APNG, palette, alpha, 16-bit, transparency, a frame over a limit, a decoder
     error), which Pillow's path decodes, or refuses with its message."""
-    if _spng is None or len(data) < 33 or data[12:16] != b"IHDR" or data[24] != 8:
+    if _spng is None or len(data) < 33 or not data.startswith(b"IHDR", 12) or data[24] != 8:
         return None
     colour = data[25]
-    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    w, h = _SIZE.unpack_from(data, 16)
     if colour not in (0, 2) or not 0 < w * h <= limits.max_frame_pixels:
         return None
     if first >= limits.max_frames or not _plain_chunks(data):
@@ -248,7 +248,7 @@ def b64decode_item(item: str, label: str) -> bytes:
     if s.startswith("data:"):
         _, _, s = s.partition(",")
     try:
-        return base64.b64decode(s, validate=True)
+        return binascii.a2b_base64(s, strict_mode=True)  # base64.b64decode(validate=True)'s work
     except (binascii.Error, ValueError) as e:
         raise FrameDecodeError(f"{label}: not valid base64 ({e})") from None
 

@@ -49,3 +49,41 @@ def test_no_input_forges_a_line():
     assert "\n" not in text and "x\\n2026 ERROR forged\\x00" in text
     assert loggable("a" * 500, 10) == "a" * 10 + "…"
     assert loggable("p\r\nq") == "p\\r\\nq"
+
+
+def test_the_access_line_is_built_only_when_it_is_written(monkeypatch):
+    """RequestLogMiddleware writes one line a request at INFO (DEBUG for probes); with the access
+    log off at that level it builds none (a request pays nothing for a line nobody reads)."""
+    import asyncio
+
+    from service.http.logs import RequestLogMiddleware, access_log
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message):
+        pass
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    built: list[int] = []
+    mw = RequestLogMiddleware(app)
+    real = mw._line
+    monkeypatch.setattr(mw, "_line", lambda *a: built.append(a[2]) or real(*a))
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "headers": []}
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    access_log.addHandler(handler)
+    level = access_log.level
+    try:
+        for on in (logging.WARNING, logging.INFO):
+            access_log.setLevel(on)
+            asyncio.run(mw(dict(scope), receive, send))
+    finally:
+        access_log.setLevel(level)
+        access_log.removeHandler(handler)
+    assert built == [204]  # at INFO only
+    assert len(records) == 1 and "status=204" in records[0].getMessage()

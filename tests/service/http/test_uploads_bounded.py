@@ -145,3 +145,34 @@ def test_decoding_stops_at_its_deadline(tmp_path):
     with pytest.raises(PayloadTooLarge, match="FRAMECAST_DECODE_TIMEOUT_S"):
         asyncio.run(decode_bounded([("big.png", data)], limits, settings, len(data)))
     assert time.monotonic() - t0 < 5
+
+
+def test_the_inline_trial_keeps_every_limit_but_its_own_count(monkeypatch):
+    """decode_bounded decodes on the event loop with a copy of the upload's limits that counts on
+    its own (and stops at FRAMECAST_INLINE_WORK_PIXELS): every other limit is the upload's, so a
+    field added to Limits must be copied there too."""
+    import asyncio
+    import dataclasses
+
+    import service.http.uploads as uploads
+
+    seen: list[Limits] = []
+
+    def spy(parts, limits, *, video=None):
+        seen.append(limits)
+        limits.used_pixels[0] += 7
+        return []
+
+    monkeypatch.setattr(uploads, "decode_parts", spy)
+    limits = Limits(
+        max_frames=3, max_frame_pixels=11, max_total_pixels=13, used_pixels=[5], deadline=17.0,
+        timeout_s=19.0, inline_pixels=None,
+    )  # fmt: skip
+    settings = Settings(inline_work_bytes=100, inline_work_pixels=23)
+    asyncio.run(decode_bounded([("a.png", b"x")], limits, settings, 1))
+    (trial,) = seen
+    for f in dataclasses.fields(Limits):
+        if f.name not in ("used_pixels", "inline_pixels"):
+            assert getattr(trial, f.name) == getattr(limits, f.name), f.name
+    assert trial.used_pixels is not limits.used_pixels and trial.inline_pixels == 5 + 23
+    assert limits.used_pixels == [5 + 7]  # what the trial counted is the upload's
