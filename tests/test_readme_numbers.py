@@ -648,3 +648,57 @@ def test_hot_path_trims_and_a_2ms_switch_interval_in_the_prose():
     flat = " ".join(page("performance").split())
     missing = [q for q in trims_and_gil_2ms_quotes() if " ".join(q.split()) not in flat]
     assert not missing, f"TEXT figures that match no JSON value: {missing}"
+
+
+def test_where_a_ray_frames_cpu_goes_in_the_ray_docs():
+    """docs/ray.md's process-by-process figures come from bench/streams/ray_where.py's two JSONs
+    (Serve's proxy, direct ingress), its ratios from their own rows."""
+    text = " ".join(page("ray").split())
+    proxy, direct = (
+        json.loads((BENCH / f"ray_where{s}.json").read_text()) for s in ("", "_direct")
+    )
+    assert (proxy["front"], direct["front"]) == ("proxy", "direct ingress")
+
+    def row(report: dict, mode: str, n: int) -> dict:
+        (r,) = (r for r in report["rows"] if (r["mode"], r["streams"]) == (mode, n))
+        assert r["frames"] > 0 and not any(r["non_2xx_per_round"]), r  # every frame answered
+        return r
+
+    def total(report: dict, mode: str, n: int) -> float:
+        return row(report, mode, n)["cpu_ms_per_frame"]
+
+    def part(report: dict, mode: str, n: int, role: str) -> str:
+        return f"{row(report, mode, n)['cpu_ms_per_frame_by_role'][role]:.1f} ms"
+
+    quoted = []
+    for report in (proxy, direct):
+        for n in (1, 32):
+            c, w = total(report, "carry", n), total(report, "window", n)
+            assert report["carry_over_window"][str(n)] == round(c / w, 3)
+            quoted.append(f"{c:.1f} against {w:.1f} ms")
+            quoted.append(f"({c / w:.3f}×)")
+    quoted += [
+        f"Serve's proxy actor {part(proxy, 'carry', 1, 'proxy')} and the ingress replicas "
+        f"{part(proxy, 'carry', 1, 'ingress')[:-3]} ms of it",
+        f"({part(proxy, 'window', 1, 'proxy')[:-3]} and {part(proxy, 'window', 1, 'ingress')})",
+        f"the model replica {part(proxy, 'carry', 1, 'model')} against "
+        f"{part(proxy, 'window', 1, 'model')}",
+        f"the ingress {part(proxy, 'carry', 32, 'ingress')[:-3]} against "
+        f"{part(proxy, 'window', 32, 'ingress')}",
+        f"the model {part(proxy, 'carry', 32, 'model')[:-3]} against "
+        f"{part(proxy, 'window', 32, 'model')}",
+        f"(the ingress {part(direct, 'carry', 1, 'ingress')} for one carried stream instead of "
+        f"{part(proxy, 'carry', 1, 'ingress')[:-3]})",
+    ]
+    before = json.loads((BENCH / "ray_where_grpc_4mib.json").read_text())
+    (bad,) = (r for r in before["rows"] if (r["mode"], r["streams"]) == ("carry", 32))
+    quoted.append(
+        f"answered {bad['non_2xx']} of {bad['frames']:,} carried frames at 32 streams 500"
+    )
+    missing = [q for q in quoted if " ".join(q.split()) not in text]
+    assert not missing, f"docs/ray.md figures that match no JSON value: {missing}"
+    ratios = [
+        total(r, "carry", n) / total(r, "window", n) for r in (proxy, direct) for n in (1, 32)
+    ]
+    assert all(v <= 0.5 for v in ratios[2:])  # "met with direct ingress"
+    assert any(v > 0.5 for v in ratios[:2])  # "and missed behind Serve's proxy"

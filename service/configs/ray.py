@@ -99,7 +99,8 @@ class RaySettings(BaseSettings):
         "each replica runs framecast on its own event loop "
         "(RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0), its handles route calls on it "
         "(RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0), and Serve's proxy and the deployments call "
-        "each other over gRPC (RAY_SERVE_USE_GRPC_BY_DEFAULT=1): less CPU per request "
+        "each other over gRPC (RAY_SERVE_USE_GRPC_BY_DEFAULT=1, with gRPC's 4 MiB message "
+        "limit lifted: RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH): less CPU per request "
         "(docs/ray.md). A RAY_SERVE_* variable already set is kept. On a cluster "
         "(FRAMECAST_RAY_ADDRESS) they are the nodes' own, set at `ray start`",
     )

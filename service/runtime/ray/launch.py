@@ -112,11 +112,17 @@ def direct_ingress(settings: Settings) -> str | None:
     return folder
 
 
-# Ray Serve's throughput settings (FRAMECAST_RAY_SERVE_TUNING): Ray's variable -> its value
+# Ray Serve's throughput settings (FRAMECAST_RAY_SERVE_TUNING): Ray's variable -> its value.
+# Over gRPC a replica takes messages of at most RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH, 4 MiB
+# by default (gRPC's own), where a Ray actor call has no such limit: calls sent together carry a
+# stream's states each (about 0.4 MB a stream for the bundled ConvLSTM2D), so the limit is
+# lifted to gRPC's largest with it; framecast's own limits bound what a request brings.
+GRPC_MOST_BYTES = 2**31 - 1
 SERVE_TUNING = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MOST_BYTES),
 }
 
 

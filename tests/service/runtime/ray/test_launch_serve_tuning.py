@@ -24,6 +24,9 @@ def test_on_by_default_for_a_local_ray():
     assert os.environ["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
     assert os.environ["RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"] == "0"
     assert os.environ["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1"
+    # over gRPC a replica refused messages past 4 MiB (gRPC's default): calls sent together, a
+    # stream's states in each item, answered 500 under load; lifted to gRPC's largest with it
+    assert int(os.environ["RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"]) == 2**31 - 1
 
 
 def test_a_users_own_value_is_kept(monkeypatch):
