@@ -21,7 +21,7 @@ import numpy as np
 
 from models.repository import Manifest
 from service.config import Settings
-from service.errors import FramecastError
+from service.errors import FramecastError, InferenceError
 from service.runtime.batcher import Ticket
 from service.runtime.devices import Placement
 from service.runtime.items import Timing
@@ -157,7 +157,24 @@ async def _unwrap(response: Any) -> Any:
         cause = getattr(e, "cause", None)  # ray.exceptions.RayTaskError keeps the original
         if isinstance(cause, FramecastError):
             raise cause from None
+        if _refused_as_too_large(e):  # not a bug here: a node's setting (docs/ray.md)
+            raise InferenceError(
+                "a call to the model's replicas was refused by gRPC as larger than a replica "
+                "takes (RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH, gRPC's 4 MiB unless set): "
+                "set it on every Ray node as docs/ray.md says; nothing of this request was "
+                "applied"
+            ) from None
         raise
+
+
+def _refused_as_too_large(e: BaseException) -> bool:
+    """Whether ``e`` is gRPC's RESOURCE_EXHAUSTED (a message past the receiver's limit), as
+    Ray Serve's calls over gRPC (RAY_SERVE_USE_GRPC_BY_DEFAULT) raise it."""
+    code = getattr(e, "code", None)
+    try:
+        return callable(code) and getattr(code(), "name", None) == "RESOURCE_EXHAUSTED"
+    except Exception:  # noqa: BLE001 - not a gRPC error after all
+        return False
 
 
 class RemoteRuntime(Runtime):
