@@ -33,34 +33,55 @@ OUT = ROOT / "docs" / "bench" / "ray_tuning.json"
 MODES = ("carry", "window")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=8.0, help="each wrk run (default 8)")
+def parser(doc: str, *, seconds: float, out: Path) -> argparse.ArgumentParser:
+    """The options of a Ray streams bench (this one, ray_where.py): wrk's seconds, the levels of
+    open streams, the rounds (odd: the median is kept), the JSON written."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument(
+        "--seconds", type=float, default=seconds, help=f"each wrk run (default {seconds:g})"
+    )
     p.add_argument("--levels", type=int, nargs="+", default=[1, 32])
     p.add_argument("--rounds", type=int, default=3, help="odd; the median is kept (default 3)")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=out)
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rounds < 1 or args.rounds % 2 == 0:
         p.error("--rounds must be odd (the median is one of the runs)")
+    return args
+
+
+def ray_env(tmp: Path, redis_port: int, levels: list[int]) -> dict:
+    """``serve --ray``'s environment for a Ray streams bench: ``MODEL`` alone (a folder in
+    ``tmp``), two ingress replicas, the streams in the Redis at ``redis_port``, room for the most
+    streams of ``levels`` (those of a round and the next's, opened before the last closed)."""
+    (tmp / "models").mkdir()
+    (tmp / "models" / MODEL).symlink_to(ROOT / "models" / MODEL)
+    most = str(max(levels) * 2 + 8)
+    return {
+        **child_env(),
+        "FRAMECAST_LOAD_MODE": "blocking",
+        "FRAMECAST_LOG_LEVEL": "warning",
+        "FRAMECAST_MODELS_DIR": str(tmp / "models"),
+        "FRAMECAST_STREAM_MAX_PER_MODEL": most,
+        "FRAMECAST_STREAM_MAX_TOTAL": most,
+        "FRAMECAST_STREAM_STORE": f"redis://127.0.0.1:{redis_port}/0",
+        "FRAMECAST_RAY_INGRESS_REPLICAS": "2",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__, seconds=8.0, out=OUT)
+    args = parse(p, argv)
     frames = _frames_png()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="framecast-ray-tuning-") as t:
         tmp = Path(t)
-        (tmp / "models").mkdir()
-        (tmp / "models" / MODEL).symlink_to(ROOT / "models" / MODEL)
         redis, port = _redis(tmp)
-        most = str(max(args.levels) * 2 + 8)
-        env = {
-            **child_env(),
-            "FRAMECAST_LOAD_MODE": "blocking",
-            "FRAMECAST_LOG_LEVEL": "warning",
-            "FRAMECAST_MODELS_DIR": str(tmp / "models"),
-            "FRAMECAST_STREAM_MAX_PER_MODEL": most,
-            "FRAMECAST_STREAM_MAX_TOTAL": most,
-            "FRAMECAST_STREAM_STORE": f"redis://127.0.0.1:{port}/0",
-            "FRAMECAST_RAY_INGRESS_REPLICAS": "2",
-            "RAY_USAGE_STATS_ENABLED": "0",
-        }
+        env = ray_env(tmp, port, args.levels)
         try:
             for front, direct in (("proxy", "false"), ("direct ingress", "true")):
                 for tuning in ("false", "true"):

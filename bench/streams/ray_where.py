@@ -24,7 +24,6 @@ decides how far carrying the state (one step) can fall below re-reading the wind
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,7 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared harness
-from harness import ROOT, _cpu_s, _stat_fields, child_env
+from harness import ROOT, _cpu_s, _stat_fields
+from ray_tuning import parse, parser, ray_env
 from stream_bench import MODEL, STREAM_LUA, _frames_png
 from stream_scale import MAX_CONNECTIONS, _all_ready, _close, _open, _redis, _serve, _wrk
 
@@ -117,35 +117,16 @@ def measure(url: str, server_pid: int, redis_pid: int, frames: list, n: int, sec
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=10.0, help="each wrk run (default 10)")
-    p.add_argument("--levels", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--rounds", type=int, default=3, help="odd; the median is kept (default 3)")
+    p = parser(__doc__, seconds=10.0, out=OUT)
     p.add_argument("--direct", action="store_true", help="FRAMECAST_RAY_DIRECT_INGRESS=true")
-    p.add_argument("--out", type=Path, default=OUT)
-    args = p.parse_args(argv)
-    if args.rounds < 1 or args.rounds % 2 == 0:
-        p.error("--rounds must be odd (the median is one of the runs)")
+    args = parse(p, argv)
     frames = _frames_png()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="framecast-ray-where-") as t:
         tmp = Path(t)
-        (tmp / "models").mkdir()
-        (tmp / "models" / MODEL).symlink_to(ROOT / "models" / MODEL)
         redis, port = _redis(tmp)
-        most = str(max(args.levels) * 2 + 8)
-        env = {
-            **child_env(),
-            "FRAMECAST_LOAD_MODE": "blocking",
-            "FRAMECAST_LOG_LEVEL": "warning",
-            "FRAMECAST_MODELS_DIR": str(tmp / "models"),
-            "FRAMECAST_STREAM_MAX_PER_MODEL": most,
-            "FRAMECAST_STREAM_MAX_TOTAL": most,
-            "FRAMECAST_STREAM_STORE": f"redis://127.0.0.1:{port}/0",
-            "FRAMECAST_RAY_INGRESS_REPLICAS": "2",
-            "FRAMECAST_RAY_DIRECT_INGRESS": "true" if args.direct else "false",
-            "RAY_USAGE_STATS_ENABLED": "0",
-        }
+        env = ray_env(tmp, port, args.levels)
+        env["FRAMECAST_RAY_DIRECT_INGRESS"] = "true" if args.direct else "false"
         server = _serve(tmp, "ray", env, ["--ray"])
         try:
             server.wait_ready(timeout=900)
