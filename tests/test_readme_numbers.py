@@ -470,12 +470,44 @@ def test_stream_scale_ratios_in_the_prose():
         return f"{min(values):.2f}–{max(values):.2f}×"
 
     quoted += [
-        f"([JSON](bench/stream_scale_prev.json)), had {span_prev('redis_over_memory')}",
-        f"{prev['ways']['memory'][at]['server_cpu_ms_per_frame']:.2f} ms a frame at 32 streams "
-        f"there, {report['ways']['memory'][at]['server_cpu_ms_per_frame']:.2f} ms here",
-        f"{span('redis_sticky_over_memory')} here and {span_prev('redis_sticky_over_memory')} in "
-        "the run before",
+        f"(the run before had {span_prev('redis_over_memory')})",
+        f"{report['ways']['memory'][at]['server_cpu_ms_per_frame']:.2f} ms a frame at 32 streams "
+        f"here, {prev['ways']['memory'][at]['server_cpu_ms_per_frame']:.2f} ms in the run before",
+        f"{span('redis_sticky_over_memory')} here",
+        f"and {span_prev('redis_sticky_over_memory')} in the run before",
     ]
+    # the lone stream rerun beside this run (one level, no Ray)
+    rerun = json.loads((BENCH / "stream_scale_rerun_1_stream.json").read_text())
+    assert [r["streams"] for r in rerun["ways"]["redis"]] == [1]
+    quoted.append(
+        f"had {rerun['ratios']['redis_over_memory'][0]:.2f}× alternating and "
+        f"{rerun['ratios']['redis_sticky_over_memory'][0]:.2f}× by stream, against "
+        f"{report['ratios']['redis_over_memory'][0]:.2f}× and "
+        f"{report['ratios']['redis_sticky_over_memory'][0]:.2f}× here"
+    )
+    # the rounds behind the medians at 32 streams, and Ray's ratio at each level, both runs
+    for way in ("redis", "redis-sticky"):
+        rounds = report["ways"][way][at]["server_cpu_ms_per_frame_per_round"]
+        quoted.append(", ".join(f"{v:.2f}" for v in rounds[:-1]) + f" and {rounds[-1]:.2f}")
+    ray, ray_prev = (
+        report["ratios"]["ray_carry_over_window"],
+        prev["ratios"]["ray_carry_over_window"],
+    )
+    quoted += [
+        f"met for a lone stream ({ray[0]:.3f}×) and missed at 32 and 128 streams ({ray[1]:.3f}× "
+        f"and {ray[2]:.3f}×)",
+        f"({ray_prev[0]:.3f}× for the lone stream, {ray_prev[1]:.3f}× and {ray_prev[2]:.3f}× at 32 "
+        "and 128)",
+    ]
+    assert ray[0] <= 0.5 < min(ray[1:]) and ray_prev[0] > 0.5 >= max(ray_prev[1:])  # as said
+    fps = {
+        w: [r["frames_s"] for r in report["ways"][w][1:]] for w in ("ray-direct-carry", "ray-carry")
+    }
+    quoted.append(
+        "frames/s are {:.0f} and {:.0f} at 32 and 128 streams, against {:.0f} and {:.0f}".format(
+            *fps["ray-direct-carry"], *fps["ray-carry"]
+        )
+    )
     assert prev["targets_met"]["redis_sticky_over_memory"]  # "under the bar ... both times"
     quoted.append(  # why alternating costs more: its batches (each server's /metrics)
         f"{alt['mean_batch']:.1f} clips a model call when the frames alternate against "
